@@ -1,0 +1,581 @@
+//! The call session: a sans-IO state machine over the control stream.
+//!
+//! It owns no socket and reads no clock. The driver feeds it the bytes read from the control
+//! stream ([`Session::handle_stream_data`]), the passage of time ([`Session::handle_timeout`])
+//! and the user's decisions ([`Session::accept`], [`Session::hangup`], ...). After every
+//! input the driver drains [`Session::poll_transmit`] (bytes to write to the stream) and
+//! [`Session::poll_event`] (what to show the user), then sleeps until
+//! [`Session::poll_timeout`].
+//!
+//! ```text
+//!  caller:  Handshake ──Hello──► Calling ──Ringing──► Calling(ringing) ──Accept──► Active
+//!  callee:  Handshake ──Hello──► AwaitRing ──Ring──► Incoming ──accept()──► Active
+//!  any state ──hangup / Hangup / Decline / Busy / timeout / protocol error──► Ended
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::wire::{
+    caps, Decoded, FrameDecoder, HangupReason, Message, WireError, MAX_CHAT_BYTES,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// Which end of the call this session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Opened the connection and rings.
+    Caller,
+    /// Accepted the connection and is rung.
+    Callee,
+}
+
+/// Timers of a session. The defaults suit calls over the open internet.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// How long a call may ring unanswered.
+    pub ring_timeout: Duration,
+    /// How long the peer has to send `Hello` (and the callee to get `Ring`) after the
+    /// session starts. Stops connections that hold a slot and say nothing.
+    pub hello_timeout: Duration,
+    /// Send a ping when nothing was sent for this long. Below the ~30 s after which many
+    /// NATs forget an idle UDP mapping.
+    pub keepalive_interval: Duration,
+    /// Declare the peer gone when nothing was received for this long.
+    pub idle_timeout: Duration,
+    /// Capability bits offered.
+    pub capabilities: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout: Duration::from_secs(45),
+            hello_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(20),
+            capabilities: caps::CHAT,
+        }
+    }
+}
+
+/// Why a call ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// We hung up.
+    LocalHangup,
+    /// The peer hung up.
+    RemoteHangup,
+    /// The callee declined (or its policy did). Nothing else is learned.
+    Declined,
+    /// We declined the incoming call.
+    DeclinedLocally,
+    /// The callee is in another call.
+    Busy,
+    /// We told the caller we are busy.
+    RejectedBusy,
+    /// The ring timed out (on either side).
+    NoAnswer,
+    /// Nothing heard from the peer within the idle timeout, or the connection vanished.
+    PeerVanished,
+    /// The peer broke the protocol; the text says how.
+    ProtocolError(String),
+    /// The peer ended the call because of an error on its side.
+    RemoteError(HangupReason),
+    /// No protocol version in common.
+    IncompatibleVersion {
+        /// The peer's highest version.
+        peer_max: u16,
+        /// The peer's lowest accepted version.
+        peer_min: u16,
+    },
+    /// We shut down.
+    Shutdown,
+}
+
+/// Something the user should learn about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Callee: the peer is ringing us. Decide with `accept`, `decline` or `busy`.
+    IncomingCall {
+        /// Capabilities the caller asked for.
+        media: u64,
+    },
+    /// Caller: the callee's device is alerting.
+    Ringing,
+    /// The call is up on both ends.
+    Connected,
+    /// A chat line from the peer, in order and without duplicates.
+    Chat {
+        /// Sender's sequence number.
+        id: u64,
+        /// Raw text; pass it through [`crate::text::for_display`] before printing.
+        text: String,
+    },
+    /// The session is over; nothing more will happen.
+    Ended(EndReason),
+}
+
+/// A request the session cannot honour in its current state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The call is not (or no longer) in a state that allows this.
+    #[error("not possible now: the call is {0}")]
+    WrongState(&'static str),
+    /// A chat line over [`MAX_CHAT_BYTES`].
+    #[error("message too long (at most {MAX_CHAT_BYTES} bytes)")]
+    ChatTooLong,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Calling { ringing: bool },
+    AwaitRing,
+    Incoming { alerted: bool },
+    Active,
+    Ended,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Handshake | State::AwaitRing => "still connecting",
+            State::Calling { .. } => "ringing",
+            State::Incoming { .. } => "waiting for an answer",
+            State::Active => "active",
+            State::Ended => "over",
+        }
+    }
+}
+
+/// Counters for things the session tolerated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Optional messages of unknown type skipped.
+    pub skipped_unknown: u64,
+    /// Chat lines dropped because no call was active, or repeated.
+    pub dropped_chat: u64,
+    /// Pings sent.
+    pub pings_sent: u64,
+}
+
+/// The call state machine. See the module docs for the driving contract.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: SessionConfig,
+    state: State,
+    started: Instant,
+    ring_deadline: Option<Instant>,
+    last_rx: Instant,
+    last_tx: Instant,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    events: VecDeque<Event>,
+    next_chat_id: u64,
+    last_peer_chat_id: Option<u64>,
+    ping: Option<(u64, Instant)>,
+    next_ping_nonce: u64,
+    rtt: Option<Duration>,
+    peer_version: Option<u16>,
+    peer_capabilities: u64,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// Starts a session. The caller's `Hello` and `Ring` are queued at once, so they leave in
+    /// the same flight as the end of the TLS handshake.
+    pub fn new(role: Role, config: SessionConfig, now: Instant) -> Self {
+        let mut s = Self {
+            role,
+            state: State::Handshake,
+            started: now,
+            ring_deadline: None,
+            last_rx: now,
+            last_tx: now,
+            decoder: FrameDecoder::default(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            next_chat_id: 0,
+            last_peer_chat_id: None,
+            ping: None,
+            next_ping_nonce: 1,
+            rtt: None,
+            peer_version: None,
+            peer_capabilities: 0,
+            stats: SessionStats::default(),
+            config,
+        };
+        s.send(
+            now,
+            Message::Hello {
+                max_version: PROTOCOL_VERSION,
+                min_version: MIN_PROTOCOL_VERSION,
+                capabilities: s.config.capabilities,
+            },
+        );
+        if role == Role::Caller {
+            s.send(
+                now,
+                Message::Ring {
+                    media: s.config.capabilities,
+                },
+            );
+            s.ring_deadline = Some(now + s.config.ring_timeout);
+        }
+        s
+    }
+
+    // ---- getters ----
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// True once the call is up and not yet over.
+    pub fn is_active(&self) -> bool {
+        self.state == State::Active
+    }
+    /// True once the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+    /// Latest round-trip time measured with ping/pong.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+    /// The negotiated protocol version, once both hellos were exchanged.
+    pub fn version(&self) -> Option<u16> {
+        self.peer_version.map(|v| v.min(PROTOCOL_VERSION))
+    }
+    /// Capabilities both sides offered.
+    pub fn common_capabilities(&self) -> u64 {
+        self.peer_capabilities & self.config.capabilities
+    }
+    /// Tolerated-input counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    // ---- inputs from the network and the clock ----
+
+    /// Bytes read from the control stream.
+    pub fn handle_stream_data(&mut self, now: Instant, data: &[u8]) {
+        if self.state == State::Ended {
+            return;
+        }
+        self.last_rx = now;
+        let mut decoded = Vec::new();
+        let result = self.decoder.push(data, &mut decoded);
+        for d in decoded {
+            if self.state == State::Ended {
+                return;
+            }
+            match d {
+                Decoded::Message(m) => self.handle_message(now, m),
+                Decoded::Skipped(_) => self.stats.skipped_unknown += 1,
+            }
+        }
+        if let Err(e) = result {
+            self.protocol_error(now, e.to_string());
+        }
+    }
+
+    /// The control stream or the connection closed without a goodbye.
+    pub fn handle_connection_lost(&mut self, _now: Instant) {
+        if self.state != State::Ended {
+            self.end(EndReason::PeerVanished);
+        }
+    }
+
+    /// The clock reached (or passed) the deadline from [`Session::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Ended {
+            return;
+        }
+        if now >= self.last_rx + self.config.idle_timeout {
+            self.end(EndReason::PeerVanished);
+            return;
+        }
+        let setup = matches!(self.state, State::Handshake | State::AwaitRing);
+        if setup && now >= self.started + self.config.hello_timeout {
+            self.protocol_error(now, "the peer did not start the call in time".into());
+            return;
+        }
+        if let Some(deadline) = self.ring_deadline {
+            if now >= deadline && self.state != State::Active {
+                self.send(
+                    now,
+                    Message::Hangup {
+                        reason: HangupReason::NoAnswer,
+                    },
+                );
+                self.end(EndReason::NoAnswer);
+                return;
+            }
+        }
+        if now >= self.last_tx + self.config.keepalive_interval {
+            let nonce = self.next_ping_nonce;
+            self.next_ping_nonce += 1;
+            // Keep the first outstanding ping's send time so a lost pong doesn't skew RTT.
+            if self.ping.is_none() {
+                self.ping = Some((nonce, now));
+            }
+            self.stats.pings_sent += 1;
+            self.send(now, Message::Ping { nonce });
+        }
+    }
+
+    // ---- user decisions ----
+
+    /// Callee: tell the caller we are alerting the user.
+    pub fn alert(&mut self, now: Instant) -> Result<(), SessionError> {
+        match self.state {
+            State::Incoming { alerted: false } => {
+                self.state = State::Incoming { alerted: true };
+                self.send(now, Message::Ringing);
+                Ok(())
+            }
+            State::Incoming { alerted: true } => Ok(()),
+            s => Err(SessionError::WrongState(s.name())),
+        }
+    }
+
+    /// Callee: answer.
+    pub fn accept(&mut self, now: Instant) -> Result<(), SessionError> {
+        match self.state {
+            State::Incoming { .. } => {
+                self.send(now, Message::Accept);
+                self.state = State::Active;
+                self.ring_deadline = None;
+                self.events.push_back(Event::Connected);
+                Ok(())
+            }
+            s => Err(SessionError::WrongState(s.name())),
+        }
+    }
+
+    /// Callee: refuse. The caller learns only "declined".
+    pub fn decline(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.refuse(now, Message::Decline, EndReason::DeclinedLocally)
+    }
+
+    /// Callee: refuse because another call is on.
+    pub fn busy(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.refuse(now, Message::Busy, EndReason::RejectedBusy)
+    }
+
+    fn refuse(&mut self, now: Instant, msg: Message, reason: EndReason) -> Result<(), SessionError> {
+        match self.state {
+            State::Incoming { .. } | State::AwaitRing if self.role == Role::Callee => {
+                self.send(now, msg);
+                self.end(reason);
+                Ok(())
+            }
+            s => Err(SessionError::WrongState(s.name())),
+        }
+    }
+
+    /// Either side, any time: end the call.
+    pub fn hangup(&mut self, now: Instant) {
+        self.close(now, HangupReason::Normal, EndReason::LocalHangup);
+    }
+
+    /// The application is exiting.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.close(now, HangupReason::Shutdown, EndReason::Shutdown);
+    }
+
+    fn close(&mut self, now: Instant, wire: HangupReason, reason: EndReason) {
+        if self.state != State::Ended {
+            self.send(now, Message::Hangup { reason: wire });
+            self.end(reason);
+        }
+    }
+
+    /// Sends a chat line; returns its sequence number.
+    pub fn send_chat(&mut self, now: Instant, text: &str) -> Result<u64, SessionError> {
+        if self.state != State::Active {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        if text.len() > MAX_CHAT_BYTES {
+            return Err(SessionError::ChatTooLong);
+        }
+        let id = self.next_chat_id;
+        self.next_chat_id += 1;
+        self.send(
+            now,
+            Message::Chat {
+                id,
+                text: text.to_owned(),
+            },
+        );
+        Ok(id)
+    }
+
+    // ---- outputs ----
+
+    /// Appends the bytes to write to the control stream; returns whether there were any.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        if self.out.is_empty() {
+            return false;
+        }
+        buf.append(&mut self.out);
+        true
+    }
+
+    /// The next thing to tell the user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Session::handle_timeout`] next; `None` once ended.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Ended {
+            return None;
+        }
+        let mut t = (self.last_rx + self.config.idle_timeout).min(self.last_tx + self.config.keepalive_interval);
+        if matches!(self.state, State::Handshake | State::AwaitRing) {
+            t = t.min(self.started + self.config.hello_timeout);
+        }
+        if let Some(d) = self.ring_deadline {
+            if self.state != State::Active {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    // ---- internals ----
+
+    fn send(&mut self, now: Instant, msg: Message) {
+        msg.encode(&mut self.out)
+            .expect("the session only builds messages within the wire limits");
+        self.last_tx = now;
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        self.state = State::Ended;
+        self.events.push_back(Event::Ended(reason));
+    }
+
+    fn protocol_error(&mut self, now: Instant, what: String) {
+        self.close(now, HangupReason::ProtocolError, EndReason::ProtocolError(what));
+    }
+
+    fn unexpected(&mut self, now: Instant, what: &str) {
+        let msg = format!("unexpected {what} while {}", self.state.name());
+        self.protocol_error(now, msg);
+    }
+
+    fn handle_message(&mut self, now: Instant, msg: Message) {
+        if self.state == State::Handshake {
+            return match msg {
+                Message::Hello {
+                    max_version,
+                    min_version,
+                    capabilities,
+                } => self.handle_hello(now, max_version, min_version, capabilities),
+                // A hang-up may come before hello if the peer gives up at once.
+                Message::Hangup { reason } => self.handle_hangup(reason),
+                _ => self.unexpected(now, "message before hello"),
+            };
+        }
+        match msg {
+            Message::Hello { .. } => self.unexpected(now, "second hello"),
+            Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
+            Message::Pong { nonce } => {
+                if let Some((n, sent)) = self.ping {
+                    if n <= nonce {
+                        self.rtt = Some(now.saturating_duration_since(sent));
+                        self.ping = None;
+                    }
+                }
+            }
+            Message::Hangup { reason } => self.handle_hangup(reason),
+            Message::Chat { id, text } => {
+                let fresh = self.last_peer_chat_id.is_none_or(|last| id > last);
+                if self.state == State::Active && fresh {
+                    self.last_peer_chat_id = Some(id);
+                    self.events.push_back(Event::Chat { id, text });
+                } else {
+                    self.stats.dropped_chat += 1;
+                }
+            }
+            Message::Ring { media } => match (self.role, self.state) {
+                (Role::Callee, State::AwaitRing) => {
+                    self.state = State::Incoming { alerted: false };
+                    self.ring_deadline = Some(now + self.config.ring_timeout);
+                    self.events.push_back(Event::IncomingCall { media });
+                }
+                _ => self.unexpected(now, "ring"),
+            },
+            Message::Ringing => match self.state {
+                State::Calling { ringing: false } => {
+                    self.state = State::Calling { ringing: true };
+                    self.events.push_back(Event::Ringing);
+                }
+                _ => self.unexpected(now, "ringing"),
+            },
+            Message::Accept => match self.state {
+                State::Calling { .. } => {
+                    self.state = State::Active;
+                    self.ring_deadline = None;
+                    self.events.push_back(Event::Connected);
+                }
+                _ => self.unexpected(now, "accept"),
+            },
+            Message::Decline | Message::Busy => match self.state {
+                State::Calling { .. } => self.end(if msg == Message::Busy {
+                    EndReason::Busy
+                } else {
+                    EndReason::Declined
+                }),
+                _ => self.unexpected(now, "decline"),
+            },
+        }
+    }
+
+    fn handle_hello(&mut self, now: Instant, max: u16, min: u16, capabilities: u64) {
+        let common = max.min(PROTOCOL_VERSION);
+        if max < min || common < min.max(MIN_PROTOCOL_VERSION) {
+            self.close(
+                now,
+                HangupReason::IncompatibleVersion,
+                EndReason::IncompatibleVersion {
+                    peer_max: max,
+                    peer_min: min,
+                },
+            );
+            return;
+        }
+        self.peer_version = Some(max);
+        self.peer_capabilities = capabilities;
+        self.state = match self.role {
+            Role::Caller => State::Calling { ringing: false },
+            Role::Callee => State::AwaitRing,
+        };
+    }
+
+    fn handle_hangup(&mut self, reason: HangupReason) {
+        self.end(match reason {
+            HangupReason::Normal => EndReason::RemoteHangup,
+            HangupReason::NoAnswer => EndReason::NoAnswer,
+            r => EndReason::RemoteError(r),
+        });
+    }
+}
+
+/// Wire error kinds surfaced for the driver's close reason.
+impl From<WireError> for EndReason {
+    fn from(e: WireError) -> Self {
+        EndReason::ProtocolError(e.to_string())
+    }
+}

@@ -1,0 +1,450 @@
+//! The control protocol: typed messages on one bidirectional QUIC stream.
+//!
+//! # Framing
+//! ```text
+//! frame = length:u16 (big-endian, 1..=MAX_FRAME) | type:u8 | body: length-1 bytes
+//! ```
+//! Bodies are [postcard](https://postcard.jamesmunns.com/wire-format) encodings of the structs
+//! below. A frame longer than [`MAX_FRAME`] is a protocol violation: the connection is closed
+//! before any of it is buffered.
+//!
+//! # Evolution (the rules every version follows)
+//! * Types `0x00..=0x7F` are *critical*: a receiver that does not know one must end the
+//!   session with [`HangupReason::ProtocolError`]. Types `0x80..=0xFF` are *optional*: an
+//!   unknown one is skipped silently. New features that old peers may ignore use optional types.
+//! * A body may grow new fields at its end; receivers ignore bytes after the fields they know.
+//! * Both sides send `Hello` first. The session runs at `min(both max_version)` if that is at
+//!   least `max(both min_version)`; otherwise it ends with [`HangupReason::IncompatibleVersion`].
+//! * Unknown capability bits and unknown hang-up reasons are ignored / shown as "other".
+
+use serde::{Deserialize, Serialize};
+
+/// Highest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Lowest protocol version this build accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Largest frame (type byte + body) accepted or sent.
+pub const MAX_FRAME: usize = 8 * 1024;
+/// Largest chat line, in bytes of UTF-8.
+pub const MAX_CHAT_BYTES: usize = 4000;
+
+/// Capability bits carried in `Hello` and `Ring`.
+pub mod caps {
+    /// Text chat during a call.
+    pub const CHAT: u64 = 1 << 0;
+}
+
+/// Message type codes.
+mod kind {
+    pub(super) const HELLO: u8 = 0x01;
+    pub(super) const RING: u8 = 0x02;
+    pub(super) const RINGING: u8 = 0x03;
+    pub(super) const ACCEPT: u8 = 0x04;
+    pub(super) const DECLINE: u8 = 0x05;
+    pub(super) const BUSY: u8 = 0x06;
+    pub(super) const HANGUP: u8 = 0x07;
+    pub(super) const CHAT: u8 = 0x08;
+    pub(super) const PING: u8 = 0x09;
+    pub(super) const PONG: u8 = 0x0A;
+    pub(super) const FIRST_OPTIONAL: u8 = 0x80;
+}
+
+/// Why a call ended, as carried on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HangupReason {
+    /// The person hung up.
+    Normal,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The peer broke the protocol.
+    ProtocolError,
+    /// No common protocol version.
+    IncompatibleVersion,
+    /// The application is shutting down.
+    Shutdown,
+    /// A code this version does not know.
+    Other(u8),
+}
+
+impl HangupReason {
+    fn code(self) -> u8 {
+        match self {
+            Self::Normal => 0,
+            Self::NoAnswer => 1,
+            Self::ProtocolError => 2,
+            Self::IncompatibleVersion => 3,
+            Self::Shutdown => 4,
+            Self::Other(c) => c,
+        }
+    }
+    fn from_code(c: u8) -> Self {
+        match c {
+            0 => Self::Normal,
+            1 => Self::NoAnswer,
+            2 => Self::ProtocolError,
+            3 => Self::IncompatibleVersion,
+            4 => Self::Shutdown,
+            c => Self::Other(c),
+        }
+    }
+}
+
+/// A control message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// First message from both sides.
+    Hello {
+        /// Highest version the sender speaks.
+        max_version: u16,
+        /// Lowest version the sender accepts.
+        min_version: u16,
+        /// Capability bits ([`caps`]).
+        capabilities: u64,
+    },
+    /// The caller asks to start a call with these capabilities.
+    Ring {
+        /// Requested capability bits.
+        media: u64,
+    },
+    /// The callee is alerting its user.
+    Ringing,
+    /// The callee answered.
+    Accept,
+    /// The callee (or its policy) declined. Carries nothing else, by design.
+    Decline,
+    /// The callee is in another call.
+    Busy,
+    /// The call is over.
+    Hangup {
+        /// Why.
+        reason: HangupReason,
+    },
+    /// A chat line.
+    Chat {
+        /// Sender's sequence number, for ordering and de-duplication.
+        id: u64,
+        /// UTF-8 text, at most [`MAX_CHAT_BYTES`].
+        text: String,
+    },
+    /// Liveness probe; also keeps NAT mappings open.
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Answer to a ping.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct HelloBody {
+    max_version: u16,
+    min_version: u16,
+    capabilities: u64,
+}
+#[derive(Serialize, Deserialize)]
+struct U64Body(u64);
+#[derive(Serialize, Deserialize)]
+struct U8Body(u8);
+#[derive(Serialize, Deserialize)]
+struct ChatBody {
+    id: u64,
+    text: String,
+}
+
+/// Why bytes from the peer are not a valid control stream.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A frame announced more than [`MAX_FRAME`] bytes.
+    #[error("control frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// A zero-length frame (no type byte).
+    #[error("empty control frame")]
+    Empty,
+    /// An unknown critical message type.
+    #[error("unknown critical message type {0:#04x}")]
+    UnknownCritical(u8),
+    /// A known type whose body does not decode.
+    #[error("malformed message of type {0:#04x}")]
+    Malformed(u8),
+    /// A chat line over the limit.
+    #[error("chat line too long")]
+    ChatTooLong,
+}
+
+/// What a frame turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A message this version understands.
+    Message(Message),
+    /// An optional message type this version does not know, skipped per the rules.
+    Skipped(u8),
+}
+
+impl Message {
+    /// Appends this message as one frame to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        let start = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let ser = |out: &mut Vec<u8>, kind: u8, body: Result<Vec<u8>, postcard::Error>| {
+            out.push(kind);
+            out.extend_from_slice(&body.expect("postcard encoding into a Vec cannot fail"));
+        };
+        match self {
+            Message::Hello {
+                max_version,
+                min_version,
+                capabilities,
+            } => ser(
+                out,
+                kind::HELLO,
+                postcard::to_allocvec(&HelloBody {
+                    max_version: *max_version,
+                    min_version: *min_version,
+                    capabilities: *capabilities,
+                }),
+            ),
+            Message::Ring { media } => ser(out, kind::RING, postcard::to_allocvec(&U64Body(*media))),
+            Message::Ringing => out.push(kind::RINGING),
+            Message::Accept => out.push(kind::ACCEPT),
+            Message::Decline => out.push(kind::DECLINE),
+            Message::Busy => out.push(kind::BUSY),
+            Message::Hangup { reason } => {
+                ser(out, kind::HANGUP, postcard::to_allocvec(&U8Body(reason.code())))
+            }
+            Message::Chat { id, text } => {
+                if text.len() > MAX_CHAT_BYTES {
+                    out.truncate(start);
+                    return Err(WireError::ChatTooLong);
+                }
+                ser(
+                    out,
+                    kind::CHAT,
+                    postcard::to_allocvec(&ChatBody {
+                        id: *id,
+                        text: text.clone(),
+                    }),
+                )
+            }
+            Message::Ping { nonce } => ser(out, kind::PING, postcard::to_allocvec(&U64Body(*nonce))),
+            Message::Pong { nonce } => ser(out, kind::PONG, postcard::to_allocvec(&U64Body(*nonce))),
+        }
+        let len = out.len() - start - 2;
+        debug_assert!(len <= MAX_FRAME);
+        out[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        Ok(())
+    }
+
+    /// Decodes one frame's content (type byte and body, without the length prefix).
+    pub fn decode(frame: &[u8]) -> Result<Decoded, WireError> {
+        let (&k, body) = frame.split_first().ok_or(WireError::Empty)?;
+        if frame.len() > MAX_FRAME {
+            return Err(WireError::TooLarge(frame.len()));
+        }
+        fn take<'a, T: Deserialize<'a>>(k: u8, body: &'a [u8]) -> Result<T, WireError> {
+            // Trailing bytes are fields from a newer version: ignored by rule.
+            postcard::take_from_bytes(body)
+                .map(|(v, _rest)| v)
+                .map_err(|_| WireError::Malformed(k))
+        }
+        let msg = match k {
+            kind::HELLO => {
+                let b: HelloBody = take(k, body)?;
+                Message::Hello {
+                    max_version: b.max_version,
+                    min_version: b.min_version,
+                    capabilities: b.capabilities,
+                }
+            }
+            kind::RING => Message::Ring {
+                media: take::<U64Body>(k, body)?.0,
+            },
+            kind::RINGING => Message::Ringing,
+            kind::ACCEPT => Message::Accept,
+            kind::DECLINE => Message::Decline,
+            kind::BUSY => Message::Busy,
+            kind::HANGUP => Message::Hangup {
+                reason: HangupReason::from_code(take::<U8Body>(k, body)?.0),
+            },
+            kind::CHAT => {
+                let b: ChatBody = take(k, body)?;
+                if b.text.len() > MAX_CHAT_BYTES {
+                    return Err(WireError::ChatTooLong);
+                }
+                Message::Chat { id: b.id, text: b.text }
+            }
+            kind::PING => Message::Ping {
+                nonce: take::<U64Body>(k, body)?.0,
+            },
+            kind::PONG => Message::Pong {
+                nonce: take::<U64Body>(k, body)?.0,
+            },
+            k if k >= kind::FIRST_OPTIONAL => return Ok(Decoded::Skipped(k)),
+            k => return Err(WireError::UnknownCritical(k)),
+        };
+        Ok(Decoded::Message(msg))
+    }
+}
+
+/// Splits a byte stream into frames, holding at most one frame of data.
+#[derive(Default, Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// Most bytes worth reading from the stream at once: what completes the current frame,
+    /// so the buffer never holds more than one maximal frame.
+    pub fn wanted(&self) -> usize {
+        if self.buf.len() < 2 {
+            return 2 + MAX_FRAME - self.buf.len();
+        }
+        let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+        (2 + len).saturating_sub(self.buf.len()).max(1)
+    }
+
+    /// Feeds stream bytes and returns every complete frame's decoded message, stopping at
+    /// the first error.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Decoded>) -> Result<(), WireError> {
+        while !data.is_empty() {
+            if self.buf.len() < 2 {
+                let n = (2 - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if self.buf.len() < 2 {
+                    break;
+                }
+            }
+            let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+            if len > MAX_FRAME {
+                return Err(WireError::TooLarge(len));
+            }
+            if len == 0 {
+                return Err(WireError::Empty);
+            }
+            let need = 2 + len - self.buf.len();
+            let n = need.min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == 2 + len {
+                let decoded = Message::decode(&self.buf[2..])?;
+                self.buf.clear();
+                out.push(decoded);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Message> {
+        vec![
+            Message::Hello {
+                max_version: 1,
+                min_version: 1,
+                capabilities: caps::CHAT,
+            },
+            Message::Ring { media: caps::CHAT },
+            Message::Ringing,
+            Message::Accept,
+            Message::Decline,
+            Message::Busy,
+            Message::Hangup {
+                reason: HangupReason::NoAnswer,
+            },
+            Message::Hangup {
+                reason: HangupReason::Other(77),
+            },
+            Message::Chat {
+                id: 3,
+                text: "héllo ✓".into(),
+            },
+            Message::Ping { nonce: u64::MAX },
+            Message::Pong { nonce: 0 },
+        ]
+    }
+
+    #[test]
+    fn round_trip_byte_by_byte() {
+        let mut stream = Vec::new();
+        for m in all() {
+            m.encode(&mut stream).unwrap();
+        }
+        let mut dec = FrameDecoder::default();
+        let mut got = Vec::new();
+        for b in &stream {
+            dec.push(std::slice::from_ref(b), &mut got).unwrap();
+        }
+        let want: Vec<_> = all().into_iter().map(Decoded::Message).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_header() {
+        let mut dec = FrameDecoder::default();
+        let hdr = ((MAX_FRAME + 1) as u16).to_be_bytes();
+        assert_eq!(
+            dec.push(&hdr, &mut Vec::new()),
+            Err(WireError::TooLarge(MAX_FRAME + 1))
+        );
+    }
+
+    #[test]
+    fn unknown_types_follow_the_rules() {
+        let mut dec = FrameDecoder::default();
+        let mut got = Vec::new();
+        dec.push(&[0, 3, 0xC1, 9, 9], &mut got).unwrap();
+        assert_eq!(got, vec![Decoded::Skipped(0xC1)]);
+        assert_eq!(
+            dec.push(&[0, 1, 0x42], &mut got),
+            Err(WireError::UnknownCritical(0x42))
+        );
+    }
+
+    #[test]
+    fn newer_fields_are_ignored() {
+        let mut frame = Vec::new();
+        Message::Ping { nonce: 5 }.encode(&mut frame).unwrap();
+        frame.extend_from_slice(&[1, 2, 3]);
+        let len = (frame.len() - 2) as u16;
+        frame[..2].copy_from_slice(&len.to_be_bytes());
+        let mut got = Vec::new();
+        FrameDecoder::default().push(&frame, &mut got).unwrap();
+        assert_eq!(got, vec![Decoded::Message(Message::Ping { nonce: 5 })]);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        // chat with a length prefix pointing past the end
+        assert_eq!(Message::decode(&[0x08, 1, 200]), Err(WireError::Malformed(0x08)));
+        // chat with invalid UTF-8
+        assert_eq!(Message::decode(&[0x08, 1, 1, 0xFF]), Err(WireError::Malformed(0x08)));
+        assert_eq!(Message::decode(&[0x01]), Err(WireError::Malformed(0x01)));
+        assert_eq!(Message::decode(&[]), Err(WireError::Empty));
+        let long = Message::Chat {
+            id: 1,
+            text: "x".repeat(MAX_CHAT_BYTES + 1),
+        };
+        assert_eq!(long.encode(&mut Vec::new()), Err(WireError::ChatTooLong));
+    }
+
+    #[test]
+    fn largest_chat_fits_a_frame() {
+        let mut out = Vec::new();
+        Message::Chat {
+            id: u64::MAX,
+            text: "✓".repeat(MAX_CHAT_BYTES / 3),
+        }
+        .encode(&mut out)
+        .unwrap();
+        assert!(out.len() - 2 <= MAX_FRAME);
+    }
+}
