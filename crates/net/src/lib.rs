@@ -1,1 +1,23 @@
+//! EXTRA SAFE node: QUIC connections authenticated by identity keys, driving the sans-IO call
+//! session from `extrasafe-core`, plus the identity store on disk.
+//!
+//! One [`Node`] owns one UDP socket. It listens for callers (applying an [`AcceptPolicy`]) and
+//! places calls ([`Node::call`]). Each call is a [`Call`] handle: send commands, read
+//! [`CallEvent`]s. The same API serves the terminal and desktop front ends.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod addrs;
+mod call;
+mod driver;
+mod error;
+mod node;
+pub mod store;
+pub mod tls;
+
+pub use call::{Call, CallEvent, CallInfo};
+pub use error::{CallError, NodeError};
+pub use node::{AcceptPolicy, Node, NodeConfig};
+pub use store::{IdentityStore, StoreError};
+
+pub use extrasafe_core as core;

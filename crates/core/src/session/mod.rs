@@ -295,6 +295,14 @@ impl Session {
         }
     }
 
+    /// The transport saw the peer break the rules outside the control stream (for example by
+    /// opening a stream it may not open).
+    pub fn handle_protocol_violation(&mut self, now: Instant, what: &str) {
+        if self.state != State::Ended {
+            self.protocol_error(now, what.to_owned());
+        }
+    }
+
     /// The clock reached (or passed) the deadline from [`Session::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Ended {

@@ -1,0 +1,110 @@
+//! The application's handle on one call.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use extrasafe_core::session::SessionError;
+use extrasafe_core::{EndReason, PeerId, Role};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::CallError;
+
+/// Facts about a call, fixed once the connection is secured.
+#[derive(Clone, Debug)]
+pub struct CallInfo {
+    /// Who is on the other end (proved in the TLS handshake).
+    pub peer: PeerId,
+    /// The peer's address as seen by this node.
+    pub remote: SocketAddr,
+    /// Whether we called or were called.
+    pub role: Role,
+    /// Six digits both ends must show alike; different digits mean someone is in the middle.
+    pub sas: String,
+    /// The stable 60-digit safety number of this pair of identities.
+    pub safety_number: String,
+    /// The key-exchange group of this connection.
+    pub key_exchange: &'static str,
+    /// When the call began: `Node::call` for the caller, the first packet for the callee.
+    pub started: Instant,
+    /// Time to a secured connection (QUIC + TLS handshake), measured from `started`.
+    pub handshake: Duration,
+}
+
+/// What happens on a call, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// Callee with the `Ask` policy: someone is calling; answer with
+    /// [`Call::accept`] or [`Call::decline`].
+    Incoming,
+    /// Caller: the other device is ringing.
+    Ringing,
+    /// The call is up.
+    Connected {
+        /// Time from `started` to this moment.
+        after: Duration,
+    },
+    /// A chat line from the peer. Sanitize with `extrasafe_core::text::for_display` before
+    /// printing it to a terminal.
+    Chat {
+        /// The text.
+        text: String,
+        /// Local arrival time.
+        at: SystemTime,
+    },
+    /// The call is over.
+    Ended(EndReason),
+}
+
+pub(crate) enum Command {
+    Accept,
+    Decline,
+    Hangup,
+    Chat(String, oneshot::Sender<Result<(), SessionError>>),
+}
+
+/// A call in progress. Dropping it hangs up.
+#[derive(Debug)]
+pub struct Call {
+    pub(crate) info: CallInfo,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) events: mpsc::Receiver<CallEvent>,
+}
+
+impl Call {
+    /// Facts about this call.
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    /// The next event; `None` after `Ended` was delivered.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// Answers an incoming call.
+    pub fn accept(&self) {
+        let _ = self.commands.send(Command::Accept);
+    }
+
+    /// Declines an incoming call; the caller learns only "declined".
+    pub fn decline(&self) {
+        let _ = self.commands.send(Command::Decline);
+    }
+
+    /// Ends the call (or cancels it while ringing).
+    pub fn hangup(&self) {
+        let _ = self.commands.send(Command::Hangup);
+    }
+
+    /// Sends a chat line; fails if the call is not active or the line is too long.
+    pub async fn send_chat(&self, text: impl Into<String>) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Chat(text.into(), tx))
+            .map_err(|_| CallError::Session(SessionError::WrongState("over")))?;
+        rx.await
+            .map_err(|_| CallError::Session(SessionError::WrongState("over")))?
+            .map_err(CallError::from)
+    }
+}

@@ -1,0 +1,415 @@
+//! The node: one UDP socket, listening and calling.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use extrasafe_core::sas::{safety_number, sas_digits, SAS_EXPORTER_LABEL, SAS_EXPORTER_LEN};
+use extrasafe_core::{Identity, PeerId, Role, Session, SessionConfig, Ticket};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, IdleTimeout, TransportConfig};
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use tokio::sync::{mpsc, watch, Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info};
+
+use crate::call::{Call, CallInfo};
+use crate::driver::{close, Driver};
+use crate::error::{CallError, NodeError};
+use crate::tls::{self, PinObservation};
+
+/// Who may ring this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcceptPolicy {
+    /// Anyone who proves a key; answered automatically.
+    Anyone,
+    /// Anyone; the application asks its user ([`crate::CallEvent::Incoming`]).
+    Ask,
+    /// Only these peers, answered automatically; everyone else is declined.
+    Only(Vec<PeerId>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Accept,
+    Ask,
+    Refuse,
+}
+
+/// How a node listens and calls.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// UDP address to bind. Port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Who may ring.
+    pub policy: AcceptPolicy,
+    /// Session timers.
+    pub session: SessionConfig,
+    /// Connections handled at once; further ones are refused before any crypto work.
+    pub max_connections: usize,
+    /// Longest a QUIC/TLS handshake may take (either side).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            policy: AcceptPolicy::Ask,
+            session: SessionConfig::default(),
+            max_connections: 32,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    peer_id: PeerId,
+    key: Arc<CertifiedKey>,
+    provider: Arc<CryptoProvider>,
+    transport: Arc<TransportConfig>,
+    config: NodeConfig,
+    in_call: AtomicBool,
+    incoming: mpsc::Sender<Call>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Marks the node as in a call until dropped.
+pub(crate) struct SlotGuard(Arc<Shared>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.in_call.store(false, Ordering::Release);
+    }
+}
+
+impl Shared {
+    pub(crate) fn decide(&self, peer: &PeerId) -> Decision {
+        match &self.config.policy {
+            AcceptPolicy::Anyone => Decision::Accept,
+            AcceptPolicy::Ask => Decision::Ask,
+            AcceptPolicy::Only(list) if list.contains(peer) => Decision::Accept,
+            AcceptPolicy::Only(_) => Decision::Refuse,
+        }
+    }
+
+    pub(crate) fn claim_slot(self: &Arc<Self>) -> Option<SlotGuard> {
+        self.in_call
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| SlotGuard(self.clone()))
+    }
+
+    pub(crate) fn deliver(&self, call: Call) -> Result<(), Call> {
+        self.incoming.try_send(call).map_err(|e| e.into_inner())
+    }
+}
+
+/// A running EXTRA SAFE node.
+pub struct Node {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    incoming: Mutex<mpsc::Receiver<Call>>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("peer_id", &self.shared.peer_id).finish_non_exhaustive()
+    }
+}
+
+fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    // One control stream, opened by the caller; anything more is refused by flow control.
+    t.max_concurrent_bidi_streams(1u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_idle_timeout(Some(IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
+    // Session-level pings keep NAT mappings alive and measure RTT; no transport keep-alive.
+    t.keep_alive_interval(None);
+    t.stream_receive_window(quinn::VarInt::from_u32(64 * 1024));
+    t.receive_window(quinn::VarInt::from_u32(256 * 1024));
+    t.send_window(256 * 1024);
+    t.datagram_receive_buffer_size(None);
+    t
+}
+
+impl Node {
+    /// Binds the UDP socket and starts answering. Must run inside a tokio runtime.
+    pub async fn bind(identity: &Identity, config: NodeConfig) -> Result<Self, NodeError> {
+        let provider = tls::provider();
+        let key = tls::certified_key(identity)?;
+        let transport = Arc::new(transport_config());
+        let server_tls = tls::server_config(key.clone(), provider.clone())?;
+        let server_quic = QuicServerConfig::try_from(server_tls)
+            .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
+        server.transport_config(transport.clone());
+        server.max_incoming(config.max_connections * 2);
+        let endpoint = Endpoint::server(server, config.bind).map_err(|source| NodeError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel(4);
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            peer_id: identity.peer_id(),
+            key,
+            provider,
+            transport,
+            config,
+            in_call: AtomicBool::new(false),
+            incoming: tx,
+            shutdown,
+        });
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        Ok(Self {
+            endpoint,
+            shared,
+            incoming: Mutex::new(rx),
+            accept_task,
+        })
+    }
+
+    /// This node's public identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("a bound endpoint has an address")
+    }
+
+    /// A ticket naming this node and the addresses it can be reached at.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            peer: self.peer_id(),
+            addrs: crate::addrs::reachable(self.local_addr()),
+        }
+    }
+
+    /// The next incoming call that passed the policy. With [`AcceptPolicy::Ask`] it starts with
+    /// [`crate::CallEvent::Incoming`]; otherwise it is already answered.
+    pub async fn incoming(&self) -> Option<Call> {
+        self.incoming.lock().await.recv().await
+    }
+
+    /// Calls the peer named in `ticket`, trying its addresses in parallel (each a little after
+    /// the previous), and returns once the connection is secured and the ring is sent.
+    pub async fn call(&self, ticket: &Ticket) -> Result<Call, CallError> {
+        if ticket.peer == self.shared.peer_id {
+            return Err(CallError::CallingSelf);
+        }
+        if ticket.addrs.is_empty() {
+            return Err(CallError::NoAddress);
+        }
+        if *self.shared.shutdown.borrow() {
+            return Err(CallError::Closed);
+        }
+        let slot = self.shared.claim_slot().ok_or(CallError::AlreadyInCall)?;
+        let started = Instant::now();
+        let conn = self.connect(ticket).await?;
+        let handshake = started.elapsed();
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| CallError::Handshake(e.to_string()))?;
+        let info = call_info(&conn, ticket.peer, self.shared.peer_id, Role::Caller, started, handshake);
+        let session = Session::new(Role::Caller, self.shared.config.session.clone(), Instant::now());
+        let (call, driver) = assemble(&self.shared, conn, send, recv, session, info);
+        let mut driver = driver;
+        driver.slot = Some(slot);
+        tokio::spawn(driver.run());
+        Ok(call)
+    }
+
+    async fn connect(&self, ticket: &Ticket) -> Result<Connection, CallError> {
+        let observation = Arc::new(PinObservation::default());
+        let tls = tls::client_config(
+            self.shared.key.clone(),
+            self.shared.provider.clone(),
+            ticket.peer,
+            observation.clone(),
+        )
+        .map_err(|e| CallError::Handshake(e.to_string()))?;
+        let quic = QuicClientConfig::try_from(tls).map_err(|e| CallError::Handshake(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(self.shared.transport.clone());
+
+        let timeout = self.shared.config.handshake_timeout;
+        let mut attempts = JoinSet::new();
+        for (i, addr) in ticket.addrs.iter().copied().enumerate() {
+            let endpoint = self.endpoint.clone();
+            let client = client.clone();
+            attempts.spawn(async move {
+                // Stagger so the preferred address usually wins without wasted handshakes.
+                tokio::time::sleep(Duration::from_millis(250) * i as u32).await;
+                let connecting = endpoint
+                    .connect_with(client, addr, "extrasafe")
+                    .map_err(|e| e.to_string())?;
+                connecting.await.map_err(|e| e.to_string())
+            });
+        }
+        let mut last_error = None;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = attempts.join_next() => match next {
+                    Some(Ok(Ok(conn))) => return Ok(conn),
+                    Some(Ok(Err(e))) => {
+                        debug!(error = %e, "connection attempt failed");
+                        last_error = Some(e);
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if let Some(actual) = observation.seen().filter(|p| *p != ticket.peer) {
+            return Err(CallError::WrongPeer {
+                expected: ticket.peer,
+                actual,
+            });
+        }
+        match last_error {
+            Some(e) if !e.contains("timed out") => Err(CallError::Handshake(e)),
+            _ => Err(CallError::Unreachable {
+                tried: ticket.addrs.len(),
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Hangs up every call politely, stops listening and waits (briefly) until the peers
+    /// were told.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+        self.accept_task.abort();
+        // Give drivers time to send their hang-up and linger.
+        let _ = tokio::time::timeout(Duration::from_millis(1500), async {
+            while self.shared.in_call.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        self.endpoint.close(close::DONE, b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+fn call_info(
+    conn: &Connection,
+    peer: PeerId,
+    me: PeerId,
+    role: Role,
+    started: Instant,
+    handshake: Duration,
+) -> CallInfo {
+    let mut exported = [0u8; SAS_EXPORTER_LEN];
+    conn.export_keying_material(&mut exported, SAS_EXPORTER_LABEL, b"")
+        .expect("a completed TLS 1.3 handshake can export 8 bytes");
+    CallInfo {
+        peer,
+        remote: conn.remote_address(),
+        role,
+        sas: sas_digits(&exported),
+        safety_number: safety_number(&me, &peer),
+        key_exchange: tls::KEY_EXCHANGE,
+        started,
+        handshake,
+    }
+}
+
+fn assemble(
+    shared: &Arc<Shared>,
+    conn: Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    session: Session,
+    info: CallInfo,
+) -> (Call, Driver) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let started = info.started;
+    let call = Call {
+        info,
+        commands: cmd_tx,
+        events: ev_rx,
+    };
+    let driver = Driver {
+        conn,
+        send,
+        recv,
+        session,
+        commands: cmd_rx,
+        events: ev_tx,
+        shared: shared.clone(),
+        shutdown: shared.shutdown.subscribe(),
+        started,
+        pending: None,
+        slot: None,
+        close_code: (close::DONE, b"bye"),
+    };
+    (call, driver)
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    while let Some(incoming) = endpoint.accept().await {
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            debug!("too many connections; refusing one");
+            incoming.refuse();
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            handle_incoming(incoming, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let started = Instant::now();
+    let from = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => return debug!(%from, error = %e, "incoming connection dropped"),
+    };
+    let conn = match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return debug!(%from, error = %e, "handshake failed"),
+        Err(_) => return debug!(%from, "handshake timed out"),
+    };
+    let handshake = started.elapsed();
+    let Some(peer) = tls::peer_of(&conn) else {
+        conn.close(close::PROTOCOL, b"no identity");
+        return;
+    };
+    info!("incoming connection secured");
+    debug!(peer = %peer.short(), %from, "incoming connection");
+    let streams = tokio::time::timeout(shared.config.session.hello_timeout, conn.accept_bi()).await;
+    let (send, recv) = match streams {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.close(close::SILENT, b"silent");
+            return;
+        }
+    };
+    let info = call_info(&conn, peer, shared.peer_id, Role::Callee, started, handshake);
+    let session = Session::new(Role::Callee, shared.config.session.clone(), Instant::now());
+    let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
+    driver.pending = Some(call);
+    driver.run().await;
+}

@@ -1,0 +1,223 @@
+//! The identity on disk: the one thing EXTRA SAFE keeps between runs (with contacts, later).
+//!
+//! `$XDG_DATA_HOME/extrasafe/identity.key` (default `~/.local/share/extrasafe`), directory
+//! mode 0700 and file mode 0600. A file others can read is refused, as ssh refuses such keys.
+//! Writes go to a temporary file in the same directory, are synced, then renamed, so a crash
+//! never leaves a half-written key under the real name.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use extrasafe_core::keyfile::{self, KeyFileError};
+use extrasafe_core::Identity;
+
+const KEY_FILE: &str = "identity.key";
+
+/// Why the identity could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Neither `XDG_DATA_HOME` nor `HOME` is set.
+    #[error("no data directory: set XDG_DATA_HOME or HOME, or pass --data-dir")]
+    NoDataDir,
+    /// A file-system operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The key file is readable or writable by others.
+    #[error("{0} is accessible by other users; fix it with `chmod 600 {0}` (and 700 on its folder)")]
+    Permissions(PathBuf),
+    /// No identity exists yet.
+    #[error("no identity yet in {0}; create one with `extrasafe id`")]
+    Missing(PathBuf),
+    /// The file's content could not be opened.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+}
+
+/// Where the identity lives.
+#[derive(Clone, Debug)]
+pub struct IdentityStore {
+    dir: PathBuf,
+}
+
+impl IdentityStore {
+    /// The per-user default location (XDG base directory spec).
+    pub fn default_location() -> Result<Self, StoreError> {
+        let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(std::env::var_os("HOME").ok_or(StoreError::NoDataDir)?)
+                .join(".local/share"),
+        };
+        Ok(Self::at(base.join("extrasafe")))
+    }
+
+    /// A store in the given directory.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The key file's path.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// True if an identity file exists.
+    pub fn exists(&self) -> bool {
+        self.key_path().exists()
+    }
+
+    /// True if the stored identity is passphrase-protected.
+    pub fn is_sealed(&self) -> Result<bool, StoreError> {
+        Ok(keyfile::is_sealed(&self.read()?))
+    }
+
+    fn read(&self) -> Result<Vec<u8>, StoreError> {
+        let path = self.key_path();
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(self.dir.clone()))
+            }
+            Err(source) => return Err(io("reading", &path, source)),
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(StoreError::Permissions(path));
+        }
+        // The file is 37 or 105 bytes; refuse to read anything huge planted in its place.
+        if meta.len() > 4096 {
+            return Err(KeyFileError::Malformed("file too large").into());
+        }
+        fs::read(&path).map_err(|e| io("reading", &path, e))
+    }
+
+    /// Loads the identity; `passphrase` is needed only if it is sealed.
+    pub fn load(&self, passphrase: Option<&[u8]>) -> Result<Identity, StoreError> {
+        let bytes = zeroize::Zeroizing::new(self.read()?);
+        Ok(keyfile::decode(&bytes, passphrase)?)
+    }
+
+    /// Writes `identity`, sealed under `passphrase` if one is given, replacing any old file.
+    pub fn save(&self, identity: &Identity, passphrase: Option<&[u8]>) -> Result<(), StoreError> {
+        let bytes = match passphrase {
+            Some(p) => zeroize::Zeroizing::new(keyfile::seal(identity, p)?),
+            None => keyfile::encode_plain(identity),
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| io("creating", &self.dir, e))?;
+        // `create` keeps the mode of a directory that already existed: tighten it.
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("securing", &self.dir, e))?;
+        let tmp = self.dir.join(format!(".{KEY_FILE}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("creating", &tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io("writing", &tmp, e))?;
+        drop(f);
+        let path = self.key_path();
+        fs::rename(&tmp, &path).map_err(|e| io("saving", &path, e))?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Loads the identity, or makes and saves a new one if none exists.
+    /// Returns the identity and whether it was just created.
+    pub fn load_or_create(
+        &self,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(Identity, bool), StoreError> {
+        match self.load(passphrase) {
+            Ok(id) => Ok((id, false)),
+            Err(StoreError::Missing(_)) => {
+                let id = Identity::generate();
+                self.save(&id, passphrase)?;
+                Ok((id, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("es-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn creates_with_private_modes_and_reloads() {
+        let d = tmpdir("modes");
+        let store = IdentityStore::at(d.join("extrasafe"));
+        let (id, created) = store.load_or_create(None).unwrap();
+        assert!(created);
+        let dir_mode = fs::metadata(d.join("extrasafe")).unwrap().permissions().mode() & 0o777;
+        let file_mode = fs::metadata(store.key_path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!((dir_mode, file_mode), (0o700, 0o600));
+        let (again, created) = store.load_or_create(None).unwrap();
+        assert!(!created);
+        assert_eq!(again.peer_id(), id.peer_id());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn group_readable_key_is_refused() {
+        let d = tmpdir("perm");
+        let store = IdentityStore::at(&d);
+        store.save(&Identity::generate(), None).unwrap();
+        fs::set_permissions(store.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(store.load(None), Err(StoreError::Permissions(_))));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sealed_store_needs_the_passphrase() {
+        let d = tmpdir("sealed");
+        let store = IdentityStore::at(&d);
+        let id = Identity::generate();
+        store.save(&id, Some(b"hunter2")).unwrap();
+        assert!(store.is_sealed().unwrap());
+        assert!(matches!(
+            store.load(None),
+            Err(StoreError::KeyFile(KeyFileError::NeedsPassphrase))
+        ));
+        assert!(matches!(
+            store.load(Some(b"nope")),
+            Err(StoreError::KeyFile(KeyFileError::WrongPassphrase))
+        ));
+        assert_eq!(store.load(Some(b"hunter2")).unwrap().peer_id(), id.peer_id());
+        let raw = fs::read(store.key_path()).unwrap();
+        assert!(!raw.windows(32).any(|w| w == &id.seed()[..]));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

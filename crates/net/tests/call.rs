@@ -1,0 +1,223 @@
+//! Real calls between nodes over UDP on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use extrasafe_net::core::{EndReason, Ticket};
+use extrasafe_net::{AcceptPolicy, CallError, CallEvent};
+
+#[tokio::test]
+async fn call_chat_and_hang_up() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Only(vec![a.peer_id()])).await;
+    let mut out = a.call(&ticket(&b)).await.unwrap();
+    let mut inc = incoming(&b).await;
+    assert_eq!(inc.info().peer, a.peer_id());
+    assert_eq!(out.info().peer, b.peer_id());
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    // Same connection, same SAS; same pair, same safety number.
+    assert_eq!(out.info().sas, inc.info().sas);
+    assert_eq!(out.info().safety_number, inc.info().safety_number);
+    assert_eq!(out.info().key_exchange, "X25519MLKEM768");
+
+    for line in ["first", "second", "third"] {
+        out.send_chat(line).await.unwrap();
+    }
+    inc.send_chat("reply").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let CallEvent::Chat { text, .. } = next(&mut inc).await {
+            got.push(text);
+        }
+    }
+    assert_eq!(got, ["first", "second", "third"]);
+    assert!(matches!(next(&mut out).await, CallEvent::Chat { text, .. } if text == "reply"));
+
+    out.hangup();
+    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::LocalHangup));
+    assert_eq!(next(&mut inc).await, CallEvent::Ended(EndReason::RemoteHangup));
+}
+
+#[tokio::test]
+async fn the_negotiated_group_is_hybrid_post_quantum() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let before = extrasafe_net::tls::server_key_exchanges();
+    let mut call = a.call(&ticket(&b)).await.unwrap();
+    until_connected(&mut call).await;
+    let after = extrasafe_net::tls::server_key_exchanges();
+    assert_eq!(after.len(), 1, "exactly one group is ever offered: {after:?}");
+    assert_eq!(format!("{:?}", after[0].0), "X25519MLKEM768");
+    assert!(after[0].1 > before[0].1, "the server completed an X25519MLKEM768 exchange");
+
+    // A client that offers classical X25519 only cannot connect at all.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let key = extrasafe_net::tls::certified_key(&extrasafe_net::core::Identity::generate()).unwrap();
+    let cfg = extrasafe_net::tls::client_config(
+        key,
+        std::sync::Arc::new(provider),
+        b.peer_id(),
+        Default::default(),
+    )
+    .unwrap();
+    let (ep, client) = client_from_rustls(cfg);
+    let res = ep.connect_with(client, addr(&b), "x").unwrap().await;
+    assert!(res.is_err(), "classical-only handshake must fail");
+}
+
+#[tokio::test]
+async fn an_impostor_at_the_right_address_is_refused() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let (_m_id, mallory) = node(AcceptPolicy::Anyone).await;
+    // Bob's key, Mallory's address: e.g. Mallory took over Bob's old IP, or forged the ticket.
+    let forged = Ticket {
+        peer: b.peer_id(),
+        addrs: vec![addr(&mallory)],
+    };
+    match a.call(&forged).await {
+        Err(CallError::WrongPeer { expected, actual }) => {
+            assert_eq!(expected, b.peer_id());
+            assert_eq!(actual, mallory.peer_id());
+        }
+        other => panic!("expected WrongPeer, got {other:?}"),
+    }
+    // Nothing reached Mallory's application.
+    assert!(tokio::time::timeout(Duration::from_millis(300), mallory.incoming()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refused_caller_learns_only_declined() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_c_id, c) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Only(vec![c.peer_id()])).await;
+    let mut call = a.call(&ticket(&b)).await.unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ended(EndReason::Declined));
+    assert!(tokio::time::timeout(Duration::from_millis(300), b.incoming()).await.is_err());
+}
+
+#[tokio::test]
+async fn ask_policy_lets_the_user_decide() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Ask).await;
+    let mut out = a.call(&ticket(&b)).await.unwrap();
+    let mut inc = incoming(&b).await;
+    assert_eq!(next(&mut inc).await, CallEvent::Incoming);
+    assert_eq!(next(&mut out).await, CallEvent::Ringing);
+    inc.decline();
+    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::Declined));
+    assert_eq!(next(&mut inc).await, CallEvent::Ended(EndReason::DeclinedLocally));
+
+    // The node is free again: the next call can be answered.
+    let mut out = a.call(&ticket(&b)).await.unwrap();
+    let mut inc = incoming(&b).await;
+    assert_eq!(next(&mut inc).await, CallEvent::Incoming);
+    inc.accept();
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    drop(inc); // dropping the handle hangs up
+    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::RemoteHangup));
+}
+
+#[tokio::test]
+async fn a_second_caller_gets_busy() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_c_id, c) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let mut first = a.call(&ticket(&b)).await.unwrap();
+    let mut held = incoming(&b).await;
+    until_connected(&mut first).await;
+    until_connected(&mut held).await;
+    let mut second = c.call(&ticket(&b)).await.unwrap();
+    assert_eq!(next(&mut second).await, CallEvent::Ended(EndReason::Busy));
+    // ... and the first call is unharmed.
+    first.send_chat("still here").await.unwrap();
+    assert!(matches!(next(&mut held).await, CallEvent::Chat { .. }));
+    // A node in a call cannot place another.
+    assert!(matches!(a.call(&ticket(&c)).await, Err(CallError::AlreadyInCall)));
+}
+
+#[tokio::test]
+async fn unreachable_address_is_reported() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    // A port on loopback where nothing listens.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = sock.local_addr().unwrap();
+    drop(sock);
+    let t = Ticket {
+        peer: extrasafe_net::core::Identity::generate().peer_id(),
+        addrs: vec![dead],
+    };
+    match a.call(&t).await {
+        Err(CallError::Unreachable { tried: 1, .. }) => {}
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shutdown_tells_the_peer() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let mut out = a.call(&ticket(&b)).await.unwrap();
+    let mut inc = incoming(&b).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    b.shutdown().await;
+    assert_eq!(
+        next(&mut out).await,
+        CallEvent::Ended(EndReason::RemoteError(extrasafe_net::core::wire::HangupReason::Shutdown))
+    );
+}
+
+#[tokio::test]
+async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
+    let (_a_id, alice) = node(AcceptPolicy::Ask).await;
+    let (_b_id, bob) = node(AcceptPolicy::Anyone).await;
+    // Mallory answers Alice on one node and calls Bob from another, with one identity.
+    let (m_id, mallory_front) = node(AcceptPolicy::Anyone).await;
+    let mallory_back = extrasafe_net::Node::bind(&m_id, config(AcceptPolicy::Ask)).await.unwrap();
+
+    // With Bob's genuine ticket, Mallory cannot even complete the handshake.
+    let genuine_key_at_mallory = Ticket {
+        peer: bob.peer_id(),
+        addrs: vec![addr(&mallory_front)],
+    };
+    assert!(matches!(
+        alice.call(&genuine_key_at_mallory).await,
+        Err(CallError::WrongPeer { .. })
+    ));
+
+    // So she substitutes her own key in the ticket Alice receives, and relays.
+    for _ in 0..3 {
+        let forged = Ticket {
+            peer: mallory_front.peer_id(),
+            addrs: vec![addr(&mallory_front)],
+        };
+        let mut alice_leg = alice.call(&forged).await.unwrap();
+        let mut m_in = incoming(&mallory_front).await;
+        let mut m_out = mallory_back.call(&ticket(&bob)).await.unwrap();
+        let mut bob_leg = incoming(&bob).await;
+        for c in [&mut alice_leg, &mut m_in, &mut m_out, &mut bob_leg] {
+            until_connected(c).await;
+        }
+        // Alice and Bob read different codes to each other: the attack is exposed.
+        assert_ne!(alice_leg.info().sas, bob_leg.info().sas);
+        assert_ne!(alice_leg.info().safety_number, bob_leg.info().safety_number);
+        // Each leg is a separate TLS session that Mallory terminates.
+        assert_eq!(alice_leg.info().sas, m_in.info().sas);
+        assert_eq!(m_out.info().sas, bob_leg.info().sas);
+        assert_eq!(bob_leg.info().peer, mallory_front.peer_id());
+        for c in [&alice_leg, &m_out] {
+            c.hangup();
+        }
+        for c in [&mut alice_leg, &mut m_in, &mut m_out, &mut bob_leg] {
+            while !matches!(next(c).await, CallEvent::Ended(_)) {}
+        }
+        // Wait for the nodes to free their call slots (linger).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared helpers for the network tests (all traffic stays on 127.0.0.1).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use extrasafe_net::core::{Identity, SessionConfig, Ticket};
+use extrasafe_net::tls::{self, PinObservation};
+use extrasafe_net::{AcceptPolicy, Call, CallEvent, Node, NodeConfig};
+
+pub fn config(policy: AcceptPolicy) -> NodeConfig {
+    NodeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        policy,
+        session: SessionConfig {
+            hello_timeout: Duration::from_secs(1),
+            ..SessionConfig::default()
+        },
+        handshake_timeout: Duration::from_secs(3),
+        ..NodeConfig::default()
+    }
+}
+
+pub async fn node(policy: AcceptPolicy) -> (Identity, Node) {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let id = Identity::generate();
+    let node = Node::bind(&id, config(policy)).await.unwrap();
+    (id, node)
+}
+
+/// Waits for the next event, failing the test after 5 s.
+pub async fn next(call: &mut Call) -> CallEvent {
+    tokio::time::timeout(Duration::from_secs(5), call.next_event())
+        .await
+        .expect("no call event within 5 s")
+        .expect("event stream ended")
+}
+
+pub async fn incoming(node: &Node) -> Call {
+    tokio::time::timeout(Duration::from_secs(5), node.incoming())
+        .await
+        .expect("no incoming call within 5 s")
+        .expect("node closed")
+}
+
+pub async fn until_connected(call: &mut Call) {
+    loop {
+        match next(call).await {
+            CallEvent::Connected { .. } => return,
+            CallEvent::Ringing | CallEvent::Incoming => continue,
+            other => panic!("expected connected, got {other:?}"),
+        }
+    }
+}
+
+/// A raw QUIC client speaking our TLS with its own identity, for misbehaving on purpose.
+pub fn raw_client(me: &Identity, expected: &Ticket) -> (quinn::Endpoint, quinn::ClientConfig) {
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    (ep, raw_client_config(me, expected))
+}
+
+pub fn raw_client_config(me: &Identity, expected: &Ticket) -> quinn::ClientConfig {
+    let provider = tls::provider();
+    let key = tls::certified_key(me).unwrap();
+    let cfg = tls::client_config(key, provider, expected.peer, Arc::new(PinObservation::default())).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
+    quinn::ClientConfig::new(Arc::new(quic))
+}
+
+pub fn client_from_rustls(cfg: rustls::ClientConfig) -> (quinn::Endpoint, quinn::ClientConfig) {
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
+    let client = quinn::ClientConfig::new(Arc::new(quic));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    (ep, client)
+}
+
+pub fn addr(node: &Node) -> SocketAddr {
+    node.local_addr()
+}
+
+/// A ticket for `node` on loopback.
+pub fn ticket(node: &Node) -> Ticket {
+    Ticket {
+        peer: node.peer_id(),
+        addrs: vec![node.local_addr()],
+    }
+}
+
+/// Resident memory of this process in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
