@@ -1,2 +1,59 @@
+//! The `extrasafe` command.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod args;
+mod callui;
+mod cmd;
+mod exit;
+mod ident;
+mod output;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use exit::Failure;
+use output::Output;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let out = Output {
+        json: cli.global.json,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    let result: Result<i32, Failure> = runtime.block_on(async {
+        match &cli.command {
+            Command::Id(a) => cmd::id::run(&cli.global, a, out),
+            Command::Listen(a) => cmd::listen::run(&cli.global, a, out).await,
+            Command::Call(a) => cmd::call::run(&cli.global, a, out).await,
+            Command::Demo => cmd::demo::run(out).await,
+        }
+    });
+    let code = match result {
+        Ok(c) => c,
+        Err(f) => {
+            out.error(&f.message);
+            f.code
+        }
+    };
+    // The stdin reader may be parked in a blocking read; don't wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

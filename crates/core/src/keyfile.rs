@@ -172,9 +172,13 @@ pub fn decode(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<Identity, KeyFi
     }
 }
 
-fn derive(passphrase: &[u8], salt: &[u8], cost: KdfCost) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
-    let params =
-        Params::new(cost.m_kib, cost.t, cost.p, Some(32)).map_err(|_| KeyFileError::CostOutOfRange)?;
+fn derive(
+    passphrase: &[u8],
+    salt: &[u8],
+    cost: KdfCost,
+) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
+    let params = Params::new(cost.m_kib, cost.t, cost.p, Some(32))
+        .map_err(|_| KeyFileError::CostOutOfRange)?;
     let mut key = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase, salt, &mut key[..])
@@ -207,9 +211,18 @@ mod tests {
         assert!(is_sealed(&file));
         // The seed never appears in the sealed file.
         assert!(!file.windows(32).any(|w| w == &id.seed()[..]));
-        assert_eq!(decode(&file, Some(b"correct horse")).unwrap().peer_id(), id.peer_id());
-        assert_eq!(decode(&file, Some(b"wrong")).unwrap_err(), KeyFileError::WrongPassphrase);
-        assert_eq!(decode(&file, None).unwrap_err(), KeyFileError::NeedsPassphrase);
+        assert_eq!(
+            decode(&file, Some(b"correct horse")).unwrap().peer_id(),
+            id.peer_id()
+        );
+        assert_eq!(
+            decode(&file, Some(b"wrong")).unwrap_err(),
+            KeyFileError::WrongPassphrase
+        );
+        assert_eq!(
+            decode(&file, None).unwrap_err(),
+            KeyFileError::NeedsPassphrase
+        );
     }
 
     #[test]
@@ -220,7 +233,10 @@ mod tests {
         assert!(decode(&file, Some(b"pw")).is_err());
         let mut huge = encode_sealed(&id, b"pw", CHEAP, [1; 16], [2; 24]).unwrap();
         huge[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(decode(&huge, Some(b"pw")).unwrap_err(), KeyFileError::CostOutOfRange);
+        assert_eq!(
+            decode(&huge, Some(b"pw")).unwrap_err(),
+            KeyFileError::CostOutOfRange
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub fn sas_digits(exporter: &[u8; SAS_EXPORTER_LEN]) -> String {
 
 /// Sixty digits in twelve groups of five, the same whichever side computes it.
 pub fn safety_number(a: &PeerId, b: &PeerId) -> String {
-    let (lo, hi) = if a.as_bytes() <= b.as_bytes() { (a, b) } else { (b, a) };
+    let (lo, hi) = if a.as_bytes() <= b.as_bytes() {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let mut h = blake3::Hasher::new_derive_key("EXTRA SAFE 2026 safety number v1");
     h.update(lo.as_bytes());
     h.update(hi.as_bytes());

@@ -164,7 +164,10 @@ impl std::str::FromStr for Ticket {
         }
         let checked = CheckedHrpstring::new::<Bech32m>(s).map_err(|_| TicketError::Checksum)?;
         let hrp = checked.hrp();
-        if hrp.as_str().eq_ignore_ascii_case(crate::identity::PEER_ID_HRP) {
+        if hrp
+            .as_str()
+            .eq_ignore_ascii_case(crate::identity::PEER_ID_HRP)
+        {
             return Err(TicketError::IsPeerId);
         }
         if !hrp.as_str().eq_ignore_ascii_case(TICKET_HRP) {
@@ -206,7 +209,10 @@ mod tests {
         t[20] = if t[20] == b'q' { b'p' } else { b'q' };
         let t = String::from_utf8(t).unwrap();
         assert_eq!(t.parse::<Ticket>(), Err(TicketError::Checksum));
-        assert_eq!(s[..s.len() - 1].parse::<Ticket>(), Err(TicketError::Checksum));
+        assert_eq!(
+            s[..s.len() - 1].parse::<Ticket>(),
+            Err(TicketError::Checksum)
+        );
     }
 
     #[test]
@@ -218,17 +224,27 @@ mod tests {
     #[test]
     fn hostile_layouts_are_refused() {
         let good = sample().to_bytes();
-        let enc = |b: &[u8]| bech32::encode::<Bech32m>(Hrp::parse_unchecked(TICKET_HRP), b).unwrap();
+        let enc =
+            |b: &[u8]| bech32::encode::<Bech32m>(Hrp::parse_unchecked(TICKET_HRP), b).unwrap();
         // truncated at every length
         for n in 0..good.len() {
-            assert!(enc(&good[..n]).parse::<Ticket>().is_err(), "prefix {n} accepted");
+            assert!(
+                enc(&good[..n]).parse::<Ticket>().is_err(),
+                "prefix {n} accepted"
+            );
         }
         let mut many = good[..33].to_vec();
         many.push(200);
-        assert_eq!(enc(&many).parse::<Ticket>(), Err(TicketError::Malformed("too many addresses")));
+        assert_eq!(
+            enc(&many).parse::<Ticket>(),
+            Err(TicketError::Malformed("too many addresses"))
+        );
         let mut newer = good.clone();
         newer[0] = 9;
-        assert_eq!(enc(&newer).parse::<Ticket>(), Err(TicketError::NewerVersion(9)));
+        assert_eq!(
+            enc(&newer).parse::<Ticket>(),
+            Err(TicketError::NewerVersion(9))
+        );
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(enc(&trailing).parse::<Ticket>().is_err());

@@ -209,14 +209,18 @@ impl Message {
                     capabilities: *capabilities,
                 }),
             ),
-            Message::Ring { media } => ser(out, kind::RING, postcard::to_allocvec(&U64Body(*media))),
+            Message::Ring { media } => {
+                ser(out, kind::RING, postcard::to_allocvec(&U64Body(*media)))
+            }
             Message::Ringing => out.push(kind::RINGING),
             Message::Accept => out.push(kind::ACCEPT),
             Message::Decline => out.push(kind::DECLINE),
             Message::Busy => out.push(kind::BUSY),
-            Message::Hangup { reason } => {
-                ser(out, kind::HANGUP, postcard::to_allocvec(&U8Body(reason.code())))
-            }
+            Message::Hangup { reason } => ser(
+                out,
+                kind::HANGUP,
+                postcard::to_allocvec(&U8Body(reason.code())),
+            ),
             Message::Chat { id, text } => {
                 if text.len() > MAX_CHAT_BYTES {
                     out.truncate(start);
@@ -231,8 +235,12 @@ impl Message {
                     }),
                 )
             }
-            Message::Ping { nonce } => ser(out, kind::PING, postcard::to_allocvec(&U64Body(*nonce))),
-            Message::Pong { nonce } => ser(out, kind::PONG, postcard::to_allocvec(&U64Body(*nonce))),
+            Message::Ping { nonce } => {
+                ser(out, kind::PING, postcard::to_allocvec(&U64Body(*nonce)))
+            }
+            Message::Pong { nonce } => {
+                ser(out, kind::PONG, postcard::to_allocvec(&U64Body(*nonce)))
+            }
         }
         let len = out.len() - start - 2;
         debug_assert!(len <= MAX_FRAME);
@@ -276,7 +284,10 @@ impl Message {
                 if b.text.len() > MAX_CHAT_BYTES {
                     return Err(WireError::ChatTooLong);
                 }
-                Message::Chat { id: b.id, text: b.text }
+                Message::Chat {
+                    id: b.id,
+                    text: b.text,
+                }
             }
             kind::PING => Message::Ping {
                 nonce: take::<U64Body>(k, body)?.0,
@@ -424,9 +435,15 @@ mod tests {
     #[test]
     fn malformed_bodies_are_errors() {
         // chat with a length prefix pointing past the end
-        assert_eq!(Message::decode(&[0x08, 1, 200]), Err(WireError::Malformed(0x08)));
+        assert_eq!(
+            Message::decode(&[0x08, 1, 200]),
+            Err(WireError::Malformed(0x08))
+        );
         // chat with invalid UTF-8
-        assert_eq!(Message::decode(&[0x08, 1, 1, 0xFF]), Err(WireError::Malformed(0x08)));
+        assert_eq!(
+            Message::decode(&[0x08, 1, 1, 0xFF]),
+            Err(WireError::Malformed(0x08))
+        );
         assert_eq!(Message::decode(&[0x01]), Err(WireError::Malformed(0x01)));
         assert_eq!(Message::decode(&[]), Err(WireError::Empty));
         let long = Message::Chat {

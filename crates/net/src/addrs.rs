@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 /// The addresses others can reach a socket bound to `bound` at. For an unspecified bind this
 /// lists the interfaces' addresses, routable ones first; loopback is kept last, and only
 /// link-local IPv6 is left out (a ticket has no room for its scope).
-pub(crate) fn reachable(bound: SocketAddr) -> Vec<SocketAddr> {
+pub fn reachable(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return vec![bound];
     }

@@ -82,7 +82,10 @@ impl Driver {
             if self.session.is_ended() {
                 break;
             }
-            let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -171,7 +174,7 @@ impl Driver {
                     return;
                 };
                 let call = self.pending.take().expect("checked above");
-                if self.shared.deliver(call).is_err() {
+                if !self.shared.deliver(call) {
                     let _ = self.session.busy(now);
                     return;
                 }
@@ -210,7 +213,9 @@ impl Driver {
 
 fn close_code(reason: &EndReason) -> (VarInt, &'static [u8]) {
     match reason {
-        EndReason::ProtocolError(m) if m.contains("extra stream") => (close::STREAM, b"unexpected stream"),
+        EndReason::ProtocolError(m) if m.contains("extra stream") => {
+            (close::STREAM, b"unexpected stream")
+        }
         EndReason::ProtocolError(m) if m.contains("in time") => (close::SILENT, b"silent"),
         EndReason::ProtocolError(_) | EndReason::IncompatibleVersion { .. } => {
             (close::PROTOCOL, b"protocol error")
@@ -218,4 +223,3 @@ fn close_code(reason: &EndReason) -> (VarInt, &'static [u8]) {
         _ => (close::DONE, b"bye"),
     }
 }
-

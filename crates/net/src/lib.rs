@@ -15,6 +15,7 @@ mod node;
 pub mod store;
 pub mod tls;
 
+pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo};
 pub use error::{CallError, NodeError};
 pub use node::{AcceptPolicy, Node, NodeConfig};

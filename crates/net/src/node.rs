@@ -102,8 +102,9 @@ impl Shared {
             .map(|_| SlotGuard(self.clone()))
     }
 
-    pub(crate) fn deliver(&self, call: Call) -> Result<(), Call> {
-        self.incoming.try_send(call).map_err(|e| e.into_inner())
+    /// Hands an incoming call to the application; false if it has a backlog.
+    pub(crate) fn deliver(&self, call: Call) -> bool {
+        self.incoming.try_send(call).is_ok()
     }
 }
 
@@ -117,7 +118,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("peer_id", &self.shared.peer_id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("peer_id", &self.shared.peer_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,7 +183,9 @@ impl Node {
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().expect("a bound endpoint has an address")
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
     }
 
     /// A ticket naming this node and the addresses it can be reached at.
@@ -188,6 +193,14 @@ impl Node {
         Ticket {
             peer: self.peer_id(),
             addrs: crate::addrs::reachable(self.local_addr()),
+        }
+    }
+
+    /// A ticket naming this node at one given address.
+    pub fn ticket_for(&self, addr: SocketAddr) -> Ticket {
+        Ticket {
+            peer: self.peer_id(),
+            addrs: vec![addr],
         }
     }
 
@@ -217,8 +230,19 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| CallError::Handshake(e.to_string()))?;
-        let info = call_info(&conn, ticket.peer, self.shared.peer_id, Role::Caller, started, handshake);
-        let session = Session::new(Role::Caller, self.shared.config.session.clone(), Instant::now());
+        let info = call_info(
+            &conn,
+            ticket.peer,
+            self.shared.peer_id,
+            Role::Caller,
+            started,
+            handshake,
+        );
+        let session = Session::new(
+            Role::Caller,
+            self.shared.config.session.clone(),
+            Instant::now(),
+        );
         let (call, driver) = assemble(&self.shared, conn, send, recv, session, info);
         let mut driver = driver;
         driver.slot = Some(slot);
@@ -235,7 +259,8 @@ impl Node {
             observation.clone(),
         )
         .map_err(|e| CallError::Handshake(e.to_string()))?;
-        let quic = QuicClientConfig::try_from(tls).map_err(|e| CallError::Handshake(e.to_string()))?;
+        let quic =
+            QuicClientConfig::try_from(tls).map_err(|e| CallError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         client.transport_config(self.shared.transport.clone());
 
@@ -407,7 +432,14 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
             return;
         }
     };
-    let info = call_info(&conn, peer, shared.peer_id, Role::Callee, started, handshake);
+    let info = call_info(
+        &conn,
+        peer,
+        shared.peer_id,
+        Role::Callee,
+        started,
+        handshake,
+    );
     let session = Session::new(Role::Callee, shared.config.session.clone(), Instant::now());
     let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
     driver.pending = Some(call);

@@ -33,7 +33,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The key file is readable or writable by others.
-    #[error("{0} is accessible by other users; fix it with `chmod 600 {0}` (and 700 on its folder)")]
+    #[error(
+        "{0} is accessible by other users; fix it with `chmod 600 {0}` (and 700 on its folder)"
+    )]
     Permissions(PathBuf),
     /// No identity exists yet.
     #[error("no identity yet in {0}; create one with `extrasafe id`")]
@@ -181,7 +183,11 @@ mod tests {
         let store = IdentityStore::at(d.join("extrasafe"));
         let (id, created) = store.load_or_create(None).unwrap();
         assert!(created);
-        let dir_mode = fs::metadata(d.join("extrasafe")).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(d.join("extrasafe"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         let file_mode = fs::metadata(store.key_path()).unwrap().permissions().mode() & 0o777;
         assert_eq!((dir_mode, file_mode), (0o700, 0o600));
         let (again, created) = store.load_or_create(None).unwrap();
@@ -215,7 +221,10 @@ mod tests {
             store.load(Some(b"nope")),
             Err(StoreError::KeyFile(KeyFileError::WrongPassphrase))
         ));
-        assert_eq!(store.load(Some(b"hunter2")).unwrap().peer_id(), id.peer_id());
+        assert_eq!(
+            store.load(Some(b"hunter2")).unwrap().peer_id(),
+            id.peer_id()
+        );
         let raw = fs::read(store.key_path()).unwrap();
         assert!(!raw.windows(32).any(|w| w == &id.seed()[..]));
         fs::remove_dir_all(&d).unwrap();

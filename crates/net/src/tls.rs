@@ -22,7 +22,9 @@ use rustls::crypto::{
     aws_lc_rs, ActiveKeyExchange, CompletedKeyExchange, CryptoProvider, SupportedKxGroup,
     WebPkiSupportedAlgorithms,
 };
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{AlwaysResolvesServerRawPublicKeys, NoServerSessionStorage};
 use rustls::sign::CertifiedKey;
@@ -76,14 +78,18 @@ static HYBRID_PQ: CountedGroup = CountedGroup {
 
 /// How many handshakes this process completed as a server, per key-exchange group.
 pub fn server_key_exchanges() -> Vec<(NamedGroup, u64)> {
-    vec![(HYBRID_PQ.name(), HYBRID_PQ.completed.load(Ordering::Relaxed))]
+    vec![(
+        HYBRID_PQ.name(),
+        HYBRID_PQ.completed.load(Ordering::Relaxed),
+    )]
 }
 
 /// aws-lc-rs with TLS 1.3 suites only and the hybrid post-quantum group only.
 pub fn provider() -> Arc<CryptoProvider> {
     let mut p = aws_lc_rs::default_provider();
     p.kx_groups = vec![&HYBRID_PQ];
-    p.cipher_suites.retain(|s| s.version() == &rustls::version::TLS13);
+    p.cipher_suites
+        .retain(|s| s.version() == &rustls::version::TLS13);
     Arc::new(p)
 }
 
@@ -151,7 +157,11 @@ impl ServerCertVerifier for PinnedServerKey {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let peer = PeerId::from_spki_der(end_entity.as_ref())
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        *self.observation.seen.lock().expect("pin observation lock poisoned") = Some(peer);
+        *self
+            .observation
+            .seen
+            .lock()
+            .expect("pin observation lock poisoned") = Some(peer);
         if peer != self.expected {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,

@@ -37,8 +37,14 @@ async fn call_chat_and_hang_up() {
     assert!(matches!(next(&mut out).await, CallEvent::Chat { text, .. } if text == "reply"));
 
     out.hangup();
-    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::LocalHangup));
-    assert_eq!(next(&mut inc).await, CallEvent::Ended(EndReason::RemoteHangup));
+    assert_eq!(
+        next(&mut out).await,
+        CallEvent::Ended(EndReason::LocalHangup)
+    );
+    assert_eq!(
+        next(&mut inc).await,
+        CallEvent::Ended(EndReason::RemoteHangup)
+    );
 }
 
 #[tokio::test]
@@ -49,14 +55,22 @@ async fn the_negotiated_group_is_hybrid_post_quantum() {
     let mut call = a.call(&ticket(&b)).await.unwrap();
     until_connected(&mut call).await;
     let after = extrasafe_net::tls::server_key_exchanges();
-    assert_eq!(after.len(), 1, "exactly one group is ever offered: {after:?}");
+    assert_eq!(
+        after.len(),
+        1,
+        "exactly one group is ever offered: {after:?}"
+    );
     assert_eq!(format!("{:?}", after[0].0), "X25519MLKEM768");
-    assert!(after[0].1 > before[0].1, "the server completed an X25519MLKEM768 exchange");
+    assert!(
+        after[0].1 > before[0].1,
+        "the server completed an X25519MLKEM768 exchange"
+    );
 
     // A client that offers classical X25519 only cannot connect at all.
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
-    let key = extrasafe_net::tls::certified_key(&extrasafe_net::core::Identity::generate()).unwrap();
+    let key =
+        extrasafe_net::tls::certified_key(&extrasafe_net::core::Identity::generate()).unwrap();
     let cfg = extrasafe_net::tls::client_config(
         key,
         std::sync::Arc::new(provider),
@@ -87,7 +101,11 @@ async fn an_impostor_at_the_right_address_is_refused() {
         other => panic!("expected WrongPeer, got {other:?}"),
     }
     // Nothing reached Mallory's application.
-    assert!(tokio::time::timeout(Duration::from_millis(300), mallory.incoming()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), mallory.incoming())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -97,7 +115,11 @@ async fn a_refused_caller_learns_only_declined() {
     let (_b_id, b) = node(AcceptPolicy::Only(vec![c.peer_id()])).await;
     let mut call = a.call(&ticket(&b)).await.unwrap();
     assert_eq!(next(&mut call).await, CallEvent::Ended(EndReason::Declined));
-    assert!(tokio::time::timeout(Duration::from_millis(300), b.incoming()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), b.incoming())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -110,7 +132,10 @@ async fn ask_policy_lets_the_user_decide() {
     assert_eq!(next(&mut out).await, CallEvent::Ringing);
     inc.decline();
     assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::Declined));
-    assert_eq!(next(&mut inc).await, CallEvent::Ended(EndReason::DeclinedLocally));
+    assert_eq!(
+        next(&mut inc).await,
+        CallEvent::Ended(EndReason::DeclinedLocally)
+    );
 
     // The node is free again: the next call can be answered.
     let mut out = a.call(&ticket(&b)).await.unwrap();
@@ -120,7 +145,10 @@ async fn ask_policy_lets_the_user_decide() {
     until_connected(&mut out).await;
     until_connected(&mut inc).await;
     drop(inc); // dropping the handle hangs up
-    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::RemoteHangup));
+    assert_eq!(
+        next(&mut out).await,
+        CallEvent::Ended(EndReason::RemoteHangup)
+    );
 }
 
 #[tokio::test]
@@ -138,7 +166,10 @@ async fn a_second_caller_gets_busy() {
     first.send_chat("still here").await.unwrap();
     assert!(matches!(next(&mut held).await, CallEvent::Chat { .. }));
     // A node in a call cannot place another.
-    assert!(matches!(a.call(&ticket(&c)).await, Err(CallError::AlreadyInCall)));
+    assert!(matches!(
+        a.call(&ticket(&c)).await,
+        Err(CallError::AlreadyInCall)
+    ));
 }
 
 #[tokio::test]
@@ -169,7 +200,9 @@ async fn shutdown_tells_the_peer() {
     b.shutdown().await;
     assert_eq!(
         next(&mut out).await,
-        CallEvent::Ended(EndReason::RemoteError(extrasafe_net::core::wire::HangupReason::Shutdown))
+        CallEvent::Ended(EndReason::RemoteError(
+            extrasafe_net::core::wire::HangupReason::Shutdown
+        ))
     );
 }
 
@@ -179,7 +212,9 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
     let (_b_id, bob) = node(AcceptPolicy::Anyone).await;
     // Mallory answers Alice on one node and calls Bob from another, with one identity.
     let (m_id, mallory_front) = node(AcceptPolicy::Anyone).await;
-    let mallory_back = extrasafe_net::Node::bind(&m_id, config(AcceptPolicy::Ask)).await.unwrap();
+    let mallory_back = extrasafe_net::Node::bind(&m_id, config(AcceptPolicy::Ask))
+        .await
+        .unwrap();
 
     // With Bob's genuine ticket, Mallory cannot even complete the handshake.
     let genuine_key_at_mallory = Ticket {

@@ -23,7 +23,10 @@ pub fn config(policy: AcceptPolicy) -> NodeConfig {
 }
 
 pub async fn node(policy: AcceptPolicy) -> (Identity, Node) {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let id = Identity::generate();
     let node = Node::bind(&id, config(policy)).await.unwrap();
     (id, node)
@@ -63,7 +66,13 @@ pub fn raw_client(me: &Identity, expected: &Ticket) -> (quinn::Endpoint, quinn::
 pub fn raw_client_config(me: &Identity, expected: &Ticket) -> quinn::ClientConfig {
     let provider = tls::provider();
     let key = tls::certified_key(me).unwrap();
-    let cfg = tls::client_config(key, provider, expected.peer, Arc::new(PinObservation::default())).unwrap();
+    let cfg = tls::client_config(
+        key,
+        provider,
+        expected.peer,
+        Arc::new(PinObservation::default()),
+    )
+    .unwrap();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
     quinn::ClientConfig::new(Arc::new(quic))
 }

@@ -28,7 +28,10 @@ async fn still_serves(target: &Node) {
 async fn hostile_conn(target: &Node) -> quinn::Connection {
     let me = Identity::generate();
     let (ep, client) = raw_client(&me, &ticket(target));
-    ep.connect_with(client, addr(target), "x").unwrap().await.unwrap()
+    ep.connect_with(client, addr(target), "x")
+        .unwrap()
+        .await
+        .unwrap()
 }
 
 async fn closed_with(conn: &quinn::Connection) -> VarInt {
@@ -84,8 +87,15 @@ async fn wrong_alpn_is_refused() {
     .unwrap();
     cfg.alpn_protocols = vec![b"h3".to_vec()];
     let (ep, client) = client_from_rustls(cfg);
-    let err = ep.connect_with(client, addr(&target), "x").unwrap().await.unwrap_err();
-    assert!(err.to_string().contains("no_application_protocol") || err.to_string().contains("120"), "{err}");
+    let err = ep
+        .connect_with(client, addr(&target), "x")
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no_application_protocol") || err.to_string().contains("120"),
+        "{err}"
+    );
     still_serves(&target).await;
 }
 
@@ -141,10 +151,16 @@ async fn a_client_without_a_key_is_refused() {
     // TLS 1.3 client auth completes after the client's Finished: the server's verdict may
     // arrive as a failed handshake or as an immediate close.
     if let Ok(conn) = res {
-        let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .unwrap();
         assert!(reason.to_string().contains("certificate"), "{reason}");
     }
-    assert!(tokio::time::timeout(Duration::from_millis(300), target.incoming()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), target.incoming())
+            .await
+            .is_err()
+    );
     still_serves(&target).await;
 }
 
@@ -181,7 +197,9 @@ async fn ten_thousand_streams_get_nowhere() {
     let mut opened = Vec::new();
     let attack = async {
         for _ in 0..10_000 {
-            let Ok((mut s, r)) = conn.open_bi().await else { break };
+            let Ok((mut s, r)) = conn.open_bi().await else {
+                break;
+            };
             let _ = s.write_all(&[0]).await;
             opened.push((s, r));
         }
@@ -235,7 +253,7 @@ async fn a_flood_of_bad_connections_keeps_memory_bounded() {
                 let conn = ep.connect_with(client, a, "x").unwrap().await.unwrap();
                 let (mut s, mut r) = conn.open_bi().await.unwrap();
                 let _ = s.write_all(&[0, 1, 0x55]).await; // unknown critical type
-                // Read the node's hang-up to the end, then leave.
+                                                          // Read the node's hang-up to the end, then leave.
                 let _ = r.read_to_end(4096).await;
                 conn.close(VarInt::from_u32(0), b"");
             }
@@ -245,6 +263,9 @@ async fn a_flood_of_bad_connections_keeps_memory_bounded() {
     let before = rss_kib();
     flood(200).await;
     let grown = rss_kib().saturating_sub(before);
-    assert!(grown < 16 * 1024, "memory grew by {grown} KiB over 200 bad connections");
+    assert!(
+        grown < 16 * 1024,
+        "memory grew by {grown} KiB over 200 bad connections"
+    );
     still_serves(&target).await;
 }

@@ -380,7 +380,12 @@ impl Session {
         self.refuse(now, Message::Busy, EndReason::RejectedBusy)
     }
 
-    fn refuse(&mut self, now: Instant, msg: Message, reason: EndReason) -> Result<(), SessionError> {
+    fn refuse(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        reason: EndReason,
+    ) -> Result<(), SessionError> {
         match self.state {
             State::Incoming { .. } | State::AwaitRing if self.role == Role::Callee => {
                 self.send(now, msg);
@@ -449,7 +454,8 @@ impl Session {
         if self.state == State::Ended {
             return None;
         }
-        let mut t = (self.last_rx + self.config.idle_timeout).min(self.last_tx + self.config.keepalive_interval);
+        let mut t = (self.last_rx + self.config.idle_timeout)
+            .min(self.last_tx + self.config.keepalive_interval);
         if matches!(self.state, State::Handshake | State::AwaitRing) {
             t = t.min(self.started + self.config.hello_timeout);
         }
@@ -475,7 +481,11 @@ impl Session {
     }
 
     fn protocol_error(&mut self, now: Instant, what: String) {
-        self.close(now, HangupReason::ProtocolError, EndReason::ProtocolError(what));
+        self.close(
+            now,
+            HangupReason::ProtocolError,
+            EndReason::ProtocolError(what),
+        );
     }
 
     fn unexpected(&mut self, now: Instant, what: &str) {

@@ -35,7 +35,8 @@ impl Pair {
     fn collect(&mut self) {
         let mut buf = Vec::new();
         if self.caller.poll_transmit(&mut buf) && self.link_up {
-            self.flight.push((self.now + self.latency, true, std::mem::take(&mut buf)));
+            self.flight
+                .push((self.now + self.latency, true, std::mem::take(&mut buf)));
         }
         buf.clear();
         if self.callee.poll_transmit(&mut buf) && self.link_up {
@@ -146,11 +147,19 @@ fn call_chat_and_hangup_by_caller() {
         })
         .collect();
     assert_eq!(got, ["one", "two", "three"]);
-    assert!(matches!(&p.caller_events.last().unwrap().1, Event::Chat { text, .. } if text == "back"));
+    assert!(
+        matches!(&p.caller_events.last().unwrap().1, Event::Chat { text, .. } if text == "back")
+    );
     p.caller.hangup(p.now);
     p.advance(Duration::from_millis(100));
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::LocalHangup);
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::RemoteHangup);
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::LocalHangup
+    );
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::RemoteHangup
+    );
     assert_eq!(p.caller.poll_timeout(), None);
     assert!(p.caller.send_chat(p.now, "late").is_err());
 }
@@ -161,8 +170,14 @@ fn hangup_by_callee() {
     p.connect();
     p.callee.hangup(p.now);
     p.advance(secs(1));
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::RemoteHangup);
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::LocalHangup);
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::RemoteHangup
+    );
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::LocalHangup
+    );
 }
 
 #[test]
@@ -187,8 +202,14 @@ fn decline_tells_the_caller_only_declined() {
     p.advance(Duration::from_millis(100));
     p.callee.decline(p.now).unwrap();
     p.advance(secs(1));
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::Declined);
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::DeclinedLocally);
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::Declined
+    );
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::DeclinedLocally
+    );
     assert!(p.callee.accept(p.now).is_err());
 }
 
@@ -199,7 +220,10 @@ fn busy() {
     p.callee.busy(p.now).unwrap();
     p.advance(secs(1));
     assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::Busy);
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::RejectedBusy);
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::RejectedBusy
+    );
 }
 
 #[test]
@@ -208,7 +232,10 @@ fn caller_cancels_while_ringing() {
     p.advance(Duration::from_millis(100));
     p.caller.hangup(p.now);
     p.advance(secs(1));
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::RemoteHangup);
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::RemoteHangup
+    );
 }
 
 #[test]
@@ -234,7 +261,10 @@ fn peer_vanishes_is_detected_by_idle_timeout() {
         let (t, r) = Pair::ended(ev).unwrap();
         assert_eq!(r, EndReason::PeerVanished);
         let after = t - cut;
-        assert!(after >= secs(19) && after <= secs(21), "ended {after:?} after cut");
+        assert!(
+            after >= secs(19) && after <= secs(21),
+            "ended {after:?} after cut"
+        );
     }
 }
 
@@ -244,7 +274,10 @@ fn connection_loss_ends_the_call() {
     p.connect();
     p.caller.handle_connection_lost(p.now);
     p.collect();
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::PeerVanished);
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::PeerVanished
+    );
 }
 
 #[test]
@@ -255,11 +288,29 @@ fn both_hang_up_at_once() {
     p.caller.hangup(now);
     p.callee.hangup(now);
     p.advance(secs(1));
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::LocalHangup);
-    assert_eq!(Pair::ended(&p.callee_events).unwrap().1, EndReason::LocalHangup);
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::LocalHangup
+    );
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::LocalHangup
+    );
     // exactly one end event each, no protocol error from the crossing hang-ups
-    assert_eq!(p.caller_events.iter().filter(|(_, e)| matches!(e, Event::Ended(_))).count(), 1);
-    assert_eq!(p.callee_events.iter().filter(|(_, e)| matches!(e, Event::Ended(_))).count(), 1);
+    assert_eq!(
+        p.caller_events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Ended(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        p.callee_events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Ended(_)))
+            .count(),
+        1
+    );
 }
 
 fn frame(m: Message) -> Vec<u8> {
@@ -304,7 +355,10 @@ fn incompatible_version_ends_with_a_reason_on_the_wire() {
     let (_, events, out) = callee_with(&hello(5, 3));
     assert_eq!(
         events,
-        vec![Event::Ended(EndReason::IncompatibleVersion { peer_max: 5, peer_min: 3 })]
+        vec![Event::Ended(EndReason::IncompatibleVersion {
+            peer_max: 5,
+            peer_min: 3
+        })]
     );
     let mut got = Vec::new();
     FrameDecoder::default().push(&out, &mut got).unwrap();
@@ -319,7 +373,10 @@ fn incompatible_version_ends_with_a_reason_on_the_wire() {
 #[test]
 fn message_before_hello_is_a_protocol_error() {
     let (_, events, _) = callee_with(&frame(Message::Accept));
-    assert!(matches!(&events[..], [Event::Ended(EndReason::ProtocolError(_))]));
+    assert!(matches!(
+        &events[..],
+        [Event::Ended(EndReason::ProtocolError(_))]
+    ));
 }
 
 #[test]
@@ -331,7 +388,9 @@ fn unknown_critical_type_ends_optional_is_skipped() {
     assert_eq!(s.stats().skipped_unknown, 1);
     bytes.extend([0, 1, 0x33]); // critical, unknown
     let (_, events, out) = callee_with(&bytes);
-    assert!(matches!(&events[..], [Event::Ended(EndReason::ProtocolError(m))] if m.contains("0x33")));
+    assert!(
+        matches!(&events[..], [Event::Ended(EndReason::ProtocolError(m))] if m.contains("0x33"))
+    );
     assert!(!out.is_empty(), "a hangup with the reason is sent");
 }
 
@@ -341,7 +400,9 @@ fn oversized_frame_ends_without_buffering() {
     bytes.extend([0xFF, 0xFF]);
     let (s, events, _) = callee_with(&bytes);
     assert!(s.is_ended());
-    assert!(matches!(&events[..], [Event::Ended(EndReason::ProtocolError(m))] if m.contains("exceeds")));
+    assert!(
+        matches!(&events[..], [Event::Ended(EndReason::ProtocolError(m))] if m.contains("exceeds"))
+    );
 }
 
 #[test]
@@ -354,22 +415,37 @@ fn silent_peer_is_dropped_after_hello_timeout() {
     let t = s.poll_timeout().unwrap();
     s.handle_timeout(t);
     assert_eq!(t, now + secs(10));
-    assert!(matches!(s.poll_event(), Some(Event::Ended(EndReason::ProtocolError(_)))));
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Ended(EndReason::ProtocolError(_)))
+    ));
 }
 
 #[test]
 fn chat_before_answer_and_replays_are_dropped() {
     let mut bytes = hello(1, 1);
     bytes.extend(frame(Message::Ring { media: 0 }));
-    bytes.extend(frame(Message::Chat { id: 0, text: "spam".into() }));
+    bytes.extend(frame(Message::Chat {
+        id: 0,
+        text: "spam".into(),
+    }));
     let (mut s, events, _) = callee_with(&bytes);
     assert_eq!(events.len(), 1);
     assert_eq!(s.stats().dropped_chat, 1);
     let now = Instant::now();
     s.accept(now).unwrap();
-    let mut b = frame(Message::Chat { id: 1, text: "a".into() });
-    b.extend(frame(Message::Chat { id: 1, text: "a again".into() }));
-    b.extend(frame(Message::Chat { id: 2, text: "b".into() }));
+    let mut b = frame(Message::Chat {
+        id: 1,
+        text: "a".into(),
+    });
+    b.extend(frame(Message::Chat {
+        id: 1,
+        text: "a again".into(),
+    }));
+    b.extend(frame(Message::Chat {
+        id: 2,
+        text: "b".into(),
+    }));
     s.handle_stream_data(now, &b);
     let texts: Vec<_> = std::iter::from_fn(|| s.poll_event())
         .filter_map(|e| match e {

@@ -1,0 +1,148 @@
+//! Command-line grammar. Every command's long help ends with worked examples.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The port `listen` uses and `id` advertises unless told otherwise.
+pub const DEFAULT_PORT: u16 = 47_470;
+
+const TOP_HELP: &str = "\
+Examples:
+  extrasafe demo                       # a real call between two local peers, no setup
+  extrasafe id                         # make your identity, print your peer ID and ticket
+  extrasafe listen                     # wait for calls (you are asked before answering)
+  extrasafe call est1...               # call someone whose ticket you were given
+
+Exit codes:
+  0  success (the call took place and was hung up)
+  1  unexpected error
+  2  wrong usage
+  3  nobody answered at the ticket's addresses
+  4  someone else answered with a different key: possible impostor
+  5  the call was declined, the peer was busy, or nobody picked up
+  6  identity problem (missing, wrong passphrase, unsafe file permissions)
+  7  the call broke off (peer vanished or broke the protocol)
+
+Logs go to stderr; set RUST_LOG=debug for detail (debug level may name peers and addresses).";
+
+/// EXTRA SAFE: private calls straight from your device to theirs.
+///
+/// Your identity is a key made on this device. Calls go directly to the other person's
+/// device over QUIC with TLS 1.3; nothing is relayed and nothing of a call is stored.
+#[derive(Parser, Debug)]
+#[command(name = "extrasafe", version, after_long_help = TOP_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Print one JSON object per line on stdout instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Folder holding your identity [default: $XDG_DATA_HOME/extrasafe or ~/.local/share/extrasafe].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use a fresh identity that lives only in memory; nothing is written anywhere.
+    #[arg(long, global = true)]
+    pub ephemeral: bool,
+    /// Read the identity's passphrase from this open file descriptor (for scripts). Otherwise
+    /// EXTRASAFE_PASSPHRASE is used if set, else you are asked on the terminal.
+    #[arg(long, global = true, value_name = "FD")]
+    pub passphrase_fd: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show (and on first use create) your identity: peer ID and ticket.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe id                      # create on first use, then print peer ID and ticket
+  extrasafe id --qr                 # also draw the ticket as a QR code
+  extrasafe id --set-passphrase     # encrypt the key file (Argon2id + XChaCha20-Poly1305)
+  extrasafe id --remove-passphrase  # store it unencrypted again (file mode 0600 still applies)
+  extrasafe --ephemeral id          # a throw-away identity; nothing is written
+
+The peer ID (es1...) names you; it is safe to share and has a checksum that catches typos.
+The ticket (est1...) is your peer ID plus the addresses you listen on: give it to people
+who should be able to call you.")]
+    Id(IdArgs),
+    /// Wait for calls.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe listen                                  # ask before answering each call
+  extrasafe listen --accept es1abc... es1def...     # answer these two, decline everyone else
+  extrasafe listen --accept anyone --once           # answer anyone, exit after one call
+  extrasafe listen --port 50000                     # listen on another UDP port
+
+During a call, type a line and press Enter to send it. /hangup or Ctrl-D ends the call.
+A caller you decline, or whom --accept does not list, learns only \"declined\".")]
+    Listen(ListenArgs),
+    /// Call someone from their ticket.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe call est1qqq...          # call; chat once connected; Ctrl-D hangs up
+  printf 'hello\\n' | extrasafe call est1qqq... --json
+
+When connected, both screens show a six-digit verification code. Read it to each other
+(voice, in person): if the codes differ, someone is in the middle; hang up.")]
+    Call(CallArgs),
+    /// Run a real call between two peers inside this process, on loopback.
+    #[command(after_long_help = "\
+Example:
+  extrasafe demo
+
+Makes two throw-away identities, connects them over real UDP sockets on 127.0.0.1, shows
+both verification codes, exchanges chat lines, hangs up and prints the timings. Needs no
+devices and no network; writes nothing.")]
+    Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    /// Also print the ticket as a QR code.
+    #[arg(long)]
+    pub qr: bool,
+    /// Port to advertise in the ticket (the one `listen` will use).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Protect the key file with a passphrase (asked twice on the terminal).
+    #[arg(long, conflicts_with = "remove_passphrase")]
+    pub set_passphrase: bool,
+    /// Remove the passphrase protection.
+    #[arg(long)]
+    pub remove_passphrase: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// UDP port to listen on.
+    #[arg(long, default_value_t = DEFAULT_PORT, conflicts_with = "bind")]
+    pub port: u16,
+    /// Exact address to bind, e.g. 127.0.0.1:0 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Who may call: `ask` (prompt for each call), `anyone`, or one or more peer IDs.
+    #[arg(long, num_args = 1.., default_value = "ask", value_name = "anyone|ask|PEER-ID")]
+    pub accept: Vec<String>,
+    /// Exit after the first call ends.
+    #[arg(long)]
+    pub once: bool,
+    /// Also print the ticket as a QR code.
+    #[arg(long)]
+    pub qr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// The ticket of the person to call (est1...).
+    pub ticket: String,
+    /// Local address to call from [default: any address, a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+}

@@ -1,0 +1,144 @@
+//! The interactive part of a call: events out, typed lines in.
+
+use std::collections::VecDeque;
+
+use extrasafe_core::EndReason;
+use extrasafe_net::{Call, CallEvent};
+use tokio::io::AsyncBufReadExt;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::exit::describe_end;
+use crate::output::Output;
+
+/// Lines typed on stdin; `None` once at end of input.
+pub struct Input {
+    rx: mpsc::Receiver<Option<String>>,
+    done: bool,
+}
+
+impl Input {
+    pub fn spawn() -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(Some(line)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(None).await;
+        });
+        Self { rx, done: false }
+    }
+
+    async fn next(&mut self) -> Option<String> {
+        if self.done {
+            return std::future::pending().await;
+        }
+        match self.rx.recv().await.flatten() {
+            Some(l) => Some(l),
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM, as one stream.
+pub struct Interrupts {
+    term: Signal,
+}
+
+impl Interrupts {
+    pub fn new() -> Self {
+        Self {
+            term: signal(SignalKind::terminate()).expect("installing a SIGTERM handler"),
+        }
+    }
+    pub async fn next(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+const HELP: &str =
+    "Type a line and press Enter to send it.  /hangup ends the call (so does Ctrl-D).";
+
+/// Runs a call until it ends; returns why, and the exit code that reason maps to.
+pub async fn run(
+    mut call: Call,
+    out: Output,
+    input: &mut Input,
+    intr: &mut Interrupts,
+) -> (EndReason, i32) {
+    let mut queued: VecDeque<String> = VecDeque::new();
+    let mut connected = false;
+    let mut asking = false;
+    let mut input_over = false;
+    loop {
+        tokio::select! {
+            ev = call.next_event() => match ev {
+                Some(CallEvent::Incoming) => {
+                    asking = true;
+                    out.incoming(call.info());
+                }
+                Some(CallEvent::Ringing) => out.ringing(),
+                Some(CallEvent::Connected { after }) => {
+                    connected = true;
+                    asking = false;
+                    out.connected(call.info(), after);
+                    while let Some(line) = queued.pop_front() {
+                        send(&call, out, line).await;
+                    }
+                    if input_over {
+                        call.hangup();
+                    }
+                }
+                Some(CallEvent::Chat { text, at }) => out.chat("them", &text, at),
+                Some(CallEvent::Ended(reason)) => {
+                    let (code, human) = describe_end(&reason);
+                    out.ended(&reason, &human);
+                    return (reason, code);
+                }
+                Some(_) => {}
+                None => return (EndReason::PeerVanished, crate::exit::BROKEN),
+            },
+            line = input.next(), if !input_over => match line {
+                None => {
+                    input_over = true;
+                    if asking {
+                        call.decline();
+                    } else if connected {
+                        call.hangup();
+                    }
+                }
+                Some(line) if asking => {
+                    asking = false;
+                    match line.trim().to_ascii_lowercase().as_str() {
+                        "y" | "yes" | "a" | "accept" | "answer" => call.accept(),
+                        _ => call.decline(),
+                    }
+                }
+                Some(line) => match line.trim() {
+                    "/hangup" | "/bye" | "/quit" | "/exit" => call.hangup(),
+                    "/help" | "/?" => out.hint(HELP),
+                    "" => {}
+                    _ if connected => send(&call, out, line).await,
+                    _ => queued.push_back(line),
+                },
+            },
+            _ = intr.next() => call.hangup(),
+        }
+    }
+}
+
+async fn send(call: &Call, out: Output, line: String) {
+    match call.send_chat(line.clone()).await {
+        Ok(()) => out.sent(&line),
+        Err(e) => out.warn(&format!("Not sent: {e}.")),
+    }
+}

@@ -1,0 +1,138 @@
+//! `extrasafe demo`: a real call between two peers in this process, over UDP on loopback.
+
+use std::time::{Duration, Instant};
+
+use extrasafe_core::{EndReason, Identity};
+use extrasafe_net::{AcceptPolicy, Call, CallEvent, Node, NodeConfig};
+use serde_json::json;
+
+use crate::exit::{Failure, OTHER};
+use crate::output::Output;
+
+const LINES: [(bool, &str); 3] = [
+    (true, "Hi Bob, this is Alice. Can you read me?"),
+    (false, "Loud and clear. Our codes match."),
+    (true, "Great. Hanging up now."),
+];
+
+async fn next(call: &mut Call) -> Result<CallEvent, Failure> {
+    match tokio::time::timeout(Duration::from_secs(10), call.next_event()).await {
+        Ok(Some(ev)) => Ok(ev),
+        _ => Err(Failure::new(
+            OTHER,
+            "The demo call stalled; please report this.",
+        )),
+    }
+}
+
+async fn until_connected(call: &mut Call) -> Result<Duration, Failure> {
+    loop {
+        match next(call).await? {
+            CallEvent::Connected { after } => return Ok(after),
+            CallEvent::Ended(r) => {
+                return Err(Failure::new(
+                    OTHER,
+                    format!("The demo call ended early: {r:?}."),
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+pub async fn run(out: Output) -> Result<i32, Failure> {
+    let loopback = |policy| NodeConfig {
+        bind: "127.0.0.1:0".parse().expect("valid literal"),
+        policy,
+        ..NodeConfig::default()
+    };
+    let alice_id = Identity::generate();
+    let bob_id = Identity::generate();
+    let alice = Node::bind(&alice_id, loopback(AcceptPolicy::Ask)).await?;
+    // Bob answers only Alice: the ticket-and-policy path a real user would set up.
+    let bob = Node::bind(&bob_id, loopback(AcceptPolicy::Only(vec![alice.peer_id()]))).await?;
+    out.emit(
+        format!(
+            "EXTRA SAFE demo: two peers in this process, real UDP sockets on 127.0.0.1.\n  Alice {}  at {}\n  Bob   {}  at {}",
+            alice.peer_id(), alice.local_addr(), bob.peer_id(), bob.local_addr()
+        ),
+        json!({"event": "demo_peers", "alice": alice.peer_id().to_string(), "bob": bob.peer_id().to_string(),
+               "alice_addr": alice.local_addr().to_string(), "bob_addr": bob.local_addr().to_string()}),
+    );
+    let ticket = bob.ticket_for(bob.local_addr());
+    let t0 = Instant::now();
+    let mut a = alice.call(&ticket).await?;
+    let mut b = tokio::time::timeout(Duration::from_secs(10), bob.incoming())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Failure::new(OTHER, "Bob never saw the call."))?;
+    let rang = t0.elapsed();
+    let a_after = until_connected(&mut a).await?;
+    let b_after = until_connected(&mut b).await?;
+    let (ai, bi) = (a.info().clone(), b.info().clone());
+    let same = ai.sas == bi.sas && ai.safety_number == bi.safety_number;
+    out.emit(
+        format!(
+            "Connected ({}, TLS 1.3, both keys verified).\n  Alice sees code {}   Bob sees code {}   {}\n  Safety number (both): {}",
+            ai.key_exchange, ai.sas, bi.sas,
+            if same { "→ equal: nobody in the middle" } else { "→ DIFFERENT" },
+            ai.safety_number
+        ),
+        json!({"event": "connected", "alice_sas": ai.sas, "bob_sas": bi.sas, "sas_equal": same,
+               "safety_number": ai.safety_number, "key_exchange": ai.key_exchange}),
+    );
+    if !same {
+        return Err(Failure::new(
+            OTHER,
+            "The two ends show different codes; this is a bug.",
+        ));
+    }
+
+    let mut chat_rtt = Duration::ZERO;
+    for (from_alice, line) in LINES {
+        let (tx, rx, name, peer) = if from_alice {
+            (&a, &mut b, "Alice", "Bob")
+        } else {
+            (&b, &mut a, "Bob", "Alice")
+        };
+        let sent = Instant::now();
+        tx.send_chat(line).await?;
+        loop {
+            if let CallEvent::Chat { text, at } = next(rx).await? {
+                chat_rtt = chat_rtt.max(sent.elapsed());
+                out.chat(&format!("{name} → {peer}"), &text, at);
+                break;
+            }
+        }
+    }
+    let hang = Instant::now();
+    a.hangup();
+    let mut ends = Vec::new();
+    for c in [&mut a, &mut b] {
+        loop {
+            if let CallEvent::Ended(r) = next(c).await? {
+                ends.push(r);
+                break;
+            }
+        }
+    }
+    let hangup_time = hang.elapsed();
+    let ok = ends == [EndReason::LocalHangup, EndReason::RemoteHangup];
+    out.emit(
+        format!(
+            "Alice hung up; Bob was told ({:.1} ms).\n\nTimings on loopback:\n  secure connection (QUIC + TLS 1.3 handshake): {:.2} ms\n  call placed → ringing at Bob:                 {:.2} ms\n  call placed → connected (Alice / Bob):        {:.2} / {:.2} ms\n  slowest chat line delivery:                   {:.2} ms\nNothing was written to disk.",
+            ms(hangup_time), ms(ai.handshake), ms(rang), ms(a_after), ms(b_after), ms(chat_rtt)
+        ),
+        json!({"event": "demo_done", "handshake_ms": ms(ai.handshake), "ring_ms": ms(rang),
+               "connect_ms": ms(a_after), "callee_connect_ms": ms(b_after), "chat_ms": ms(chat_rtt),
+               "hangup_ms": ms(hangup_time), "ended": format!("{ends:?}")}),
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    Ok(if ok { 0 } else { OTHER })
+}

@@ -1,0 +1,55 @@
+//! `extrasafe id`
+
+use std::net::SocketAddr;
+
+use extrasafe_core::Ticket;
+
+use crate::args::{Global, IdArgs};
+use crate::exit::{Failure, USAGE};
+use crate::ident;
+use crate::output::Output;
+
+pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> {
+    if global.ephemeral && (args.set_passphrase || args.remove_passphrase) {
+        return Err(Failure::new(
+            USAGE,
+            "An ephemeral identity is never stored; there is nothing to protect.",
+        ));
+    }
+    let loaded = ident::load(global)?;
+    let mut sealed = loaded.sealed;
+    if let Some(store) = &loaded.store {
+        if args.set_passphrase {
+            let pass = ident::new_passphrase(global)?;
+            store.save(&loaded.identity, Some(pass.as_bytes()))?;
+            sealed = true;
+            out.hint("The key file is now encrypted with your passphrase. Forget it and the identity is lost.");
+        } else if args.remove_passphrase && sealed {
+            store.save(&loaded.identity, None)?;
+            sealed = false;
+            out.hint(
+                "Passphrase removed; the key file is protected by its permissions (0600) only.",
+            );
+        }
+    }
+    let ticket = Ticket {
+        peer: loaded.identity.peer_id(),
+        addrs: extrasafe_net::reachable_addrs(SocketAddr::from(([0, 0, 0, 0], args.port))),
+    };
+    out.identity(&ticket.peer, &ticket, loaded.created, sealed, "identity");
+    if let Some(store) = &loaded.store {
+        out.hint(format!("Key file: {}", store.key_path().display()));
+    }
+    if args.qr {
+        out.qr(&ticket);
+    }
+    out.hint(format!(
+        "Share the ticket with people who should reach you, then run `extrasafe listen{}`.",
+        if args.port == crate::args::DEFAULT_PORT {
+            String::new()
+        } else {
+            format!(" --port {}", args.port)
+        }
+    ));
+    Ok(0)
+}

@@ -1,0 +1,87 @@
+//! `extrasafe listen`
+
+use std::net::SocketAddr;
+
+use extrasafe_core::PeerId;
+use extrasafe_net::{AcceptPolicy, Node, NodeConfig};
+
+use crate::args::{Global, ListenArgs};
+use crate::callui::{self, Input, Interrupts};
+use crate::exit::{Failure, USAGE};
+use crate::ident;
+use crate::output::Output;
+
+fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
+    match words {
+        [w] if w == "anyone" => Ok(AcceptPolicy::Anyone),
+        [w] if w == "ask" => Ok(AcceptPolicy::Ask),
+        ids => ids
+            .iter()
+            .map(|s| {
+                s.parse::<PeerId>().map_err(|e| {
+                    Failure::new(
+                        USAGE,
+                        format!("--accept takes `anyone`, `ask` or peer IDs; `{s}`: {e}."),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(AcceptPolicy::Only),
+    }
+}
+
+pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
+    let policy = policy(&args.accept)?;
+    let loaded = ident::load(global)?;
+    let bind = args
+        .bind
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], args.port)));
+    let node = Node::bind(
+        &loaded.identity,
+        NodeConfig {
+            bind,
+            policy: policy.clone(),
+            ..NodeConfig::default()
+        },
+    )
+    .await?;
+    drop(loaded.identity);
+    let ticket = node.ticket();
+    out.identity(
+        &ticket.peer,
+        &ticket,
+        loaded.created,
+        loaded.sealed,
+        "listening",
+    );
+    if args.qr {
+        out.qr(&ticket);
+    }
+    out.hint(match &policy {
+        AcceptPolicy::Anyone => "Listening. Calls from anyone are answered automatically. Ctrl-C stops.".to_string(),
+        AcceptPolicy::Ask => "Listening. You will be asked before any call is answered. Ctrl-C stops.".to_string(),
+        AcceptPolicy::Only(ids) => format!(
+            "Listening. Calls from the {} listed peer(s) are answered; everyone else is declined. Ctrl-C stops.",
+            ids.len()
+        ),
+    });
+    let mut input = Input::spawn();
+    let mut intr = Interrupts::new();
+    let mut code = 0;
+    loop {
+        tokio::select! {
+            call = node.incoming() => {
+                let Some(call) = call else { break };
+                let (_, c) = callui::run(call, out, &mut input, &mut intr).await;
+                code = c;
+                if args.once {
+                    break;
+                }
+                out.hint("Listening again.");
+            }
+            _ = intr.next() => break,
+        }
+    }
+    node.shutdown().await;
+    Ok(code)
+}

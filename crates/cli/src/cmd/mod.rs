@@ -1,0 +1,4 @@
+pub mod call;
+pub mod demo;
+pub mod id;
+pub mod listen;

@@ -1,0 +1,114 @@
+//! Failures as the user should read them: a sentence saying what happened and what to do,
+//! and the documented exit code.
+
+use extrasafe_core::EndReason;
+use extrasafe_net::{CallError, NodeError, StoreError};
+
+/// A failure to show the user; `code` is the process exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub const OTHER: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const UNREACHABLE: i32 = 3;
+pub const IMPOSTOR: i32 = 4;
+pub const NOT_ANSWERED: i32 = 5;
+pub const IDENTITY: i32 = 6;
+pub const BROKEN: i32 = 7;
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::new(IDENTITY, e.to_string())
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Bind { addr, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                Failure::new(
+                    OTHER,
+                    format!(
+                        "Port {} is already in use (another extrasafe?). Pick another with --port.",
+                        addr.port()
+                    ),
+                )
+            }
+            e => Failure::new(OTHER, format!("{e}.")),
+        }
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::WrongPeer { expected, actual } => Failure::new(
+                IMPOSTOR,
+                format!(
+                    "Refused: the device at that address is NOT {expected}.\n\
+                     It proved a different key ({actual}). Someone may be impersonating them, or\n\
+                     the ticket is outdated. Do not trust this address; ask them for a fresh ticket\n\
+                     over a channel you trust."
+                ),
+            ),
+            CallError::Unreachable { tried, secs } => Failure::new(
+                UNREACHABLE,
+                format!(
+                    "No answer from the {tried} address(es) in the ticket within {secs} s. Check that\n\
+                     they are running `extrasafe listen`, and that you are on a network that can reach\n\
+                     them (the same LAN, or an address their router forwards). EXTRA SAFE never relays\n\
+                     calls through anyone else."
+                ),
+            ),
+            CallError::NoAddress => Failure::new(
+                UNREACHABLE,
+                "The ticket lists no address. Ask for the ticket `extrasafe listen` prints.",
+            ),
+            CallError::CallingSelf => Failure::new(USAGE, "That is your own ticket."),
+            e => Failure::new(OTHER, format!("The call failed: {e}.")),
+        }
+    }
+}
+
+/// How a call's end maps to an exit code and a sentence.
+pub fn describe_end(reason: &EndReason) -> (i32, String) {
+    use extrasafe_core::wire::HangupReason;
+    match reason {
+        EndReason::LocalHangup => (0, "You hung up.".into()),
+        EndReason::RemoteHangup => (0, "They hung up.".into()),
+        EndReason::Declined => (NOT_ANSWERED, "The call was declined.".into()),
+        EndReason::DeclinedLocally => (0, "You declined the call.".into()),
+        EndReason::Busy => (NOT_ANSWERED, "They are in another call. Try again later.".into()),
+        EndReason::RejectedBusy => (0, "Told the caller you are busy.".into()),
+        EndReason::NoAnswer => (NOT_ANSWERED, "Nobody answered.".into()),
+        EndReason::PeerVanished => (
+            BROKEN,
+            "The connection was lost (nothing heard from the other side).".into(),
+        ),
+        EndReason::ProtocolError(what) => (BROKEN, format!("The other side broke the protocol: {what}.")),
+        EndReason::IncompatibleVersion { peer_max, .. } => (
+            BROKEN,
+            format!("Their EXTRA SAFE speaks protocol version {peer_max}, which this one cannot. One of you should update."),
+        ),
+        EndReason::RemoteError(HangupReason::Shutdown) => (0, "They closed EXTRA SAFE.".into()),
+        EndReason::RemoteError(HangupReason::IncompatibleVersion) => (
+            BROKEN,
+            "Their EXTRA SAFE cannot speak this version's protocol. One of you should update.".into(),
+        ),
+        EndReason::RemoteError(r) => (BROKEN, format!("They ended the call because of an error ({r:?}).")),
+        EndReason::Shutdown => (0, "Closed.".into()),
+        other => (BROKEN, format!("The call ended: {other:?}.")),
+    }
+}

@@ -1,0 +1,115 @@
+//! Getting the user's identity: ephemeral, or from the store with its passphrase.
+
+use std::io::BufRead;
+
+use extrasafe_core::Identity;
+use extrasafe_net::IdentityStore;
+use zeroize::Zeroizing;
+
+use crate::args::Global;
+use crate::exit::{Failure, IDENTITY};
+
+pub const PASSPHRASE_ENV: &str = "EXTRASAFE_PASSPHRASE";
+
+pub struct Loaded {
+    pub identity: Identity,
+    pub created: bool,
+    pub sealed: bool,
+    pub store: Option<IdentityStore>,
+}
+
+pub fn store(global: &Global) -> Result<IdentityStore, Failure> {
+    match &global.data_dir {
+        Some(d) => Ok(IdentityStore::at(d)),
+        None => Ok(IdentityStore::default_location()?),
+    }
+}
+
+/// The identity to use; created (unprotected) on first use unless ephemeral.
+pub fn load(global: &Global) -> Result<Loaded, Failure> {
+    if global.ephemeral {
+        return Ok(Loaded {
+            identity: Identity::generate(),
+            created: true,
+            sealed: false,
+            store: None,
+        });
+    }
+    let store = store(global)?;
+    if store.exists() && store.is_sealed()? {
+        let pass = passphrase(global, "Passphrase for your EXTRA SAFE identity: ")?;
+        let identity = store.load(Some(pass.as_bytes()))?;
+        return Ok(Loaded {
+            identity,
+            created: false,
+            sealed: true,
+            store: Some(store),
+        });
+    }
+    let (identity, created) = store.load_or_create(None)?;
+    Ok(Loaded {
+        identity,
+        created,
+        sealed: false,
+        store: Some(store),
+    })
+}
+
+/// Reads a passphrase from, in order: `--passphrase-fd`, `EXTRASAFE_PASSPHRASE`, the terminal.
+pub fn passphrase(global: &Global, prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    if let Some(fd) = global.passphrase_fd {
+        let f = std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| {
+            Failure::new(
+                IDENTITY,
+                format!("Cannot read the passphrase from file descriptor {fd}: {e}."),
+            )
+        })?;
+        let mut line = Zeroizing::new(String::new());
+        std::io::BufReader::new(f)
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(IDENTITY, format!("Cannot read the passphrase: {e}.")))?;
+        let trimmed = Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string());
+        return Ok(trimmed);
+    }
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(Zeroizing::new(p));
+    }
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            Failure::new(
+                IDENTITY,
+                format!(
+                "The identity is protected by a passphrase and there is no terminal to ask it on.\n\
+                 Set {PASSPHRASE_ENV} or pass --passphrase-fd."
+            ),
+            )
+        })
+}
+
+/// A new passphrase: from the script sources if given, else asked twice.
+pub fn new_passphrase(global: &Global) -> Result<Zeroizing<String>, Failure> {
+    if global.passphrase_fd.is_some() || std::env::var_os(PASSPHRASE_ENV).is_some() {
+        let p = passphrase(global, "")?;
+        return check_strength(p);
+    }
+    let first = passphrase(global, "New passphrase: ")?;
+    let second = passphrase(global, "Repeat it: ")?;
+    if *first != *second {
+        return Err(Failure::new(
+            IDENTITY,
+            "The two passphrases differ; nothing was changed.",
+        ));
+    }
+    check_strength(first)
+}
+
+fn check_strength(p: Zeroizing<String>) -> Result<Zeroizing<String>, Failure> {
+    if p.chars().count() < 8 {
+        return Err(Failure::new(
+            IDENTITY,
+            "Use a passphrase of at least 8 characters (several words are best); nothing was changed.",
+        ));
+    }
+    Ok(p)
+}

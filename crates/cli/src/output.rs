@@ -1,0 +1,183 @@
+//! Everything printed on stdout: sentences for people, or one JSON object per line.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use extrasafe_core::text::for_display;
+use extrasafe_core::{EndReason, PeerId, Ticket};
+use extrasafe_net::CallInfo;
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    pub json: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Local wall-clock time as HH:MM:SS.
+pub fn clock(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .ok()
+        .map(|ts| {
+            ts.to_zoned_datetime(jiff::tz::TimeZone::system())
+                .strftime("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "--:--:--".into())
+}
+
+impl Output {
+    /// Prints `human` for people or `value` as one JSON line.
+    pub fn emit(&self, human: impl AsRef<str>, value: Value) {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let _ = writeln!(out, "{value}");
+        } else {
+            let _ = writeln!(out, "{}", human.as_ref());
+        }
+        let _ = out.flush();
+    }
+
+    /// Human-only text (hints); nothing in JSON mode.
+    pub fn hint(&self, human: impl AsRef<str>) {
+        if !self.json {
+            self.emit(human, Value::Null);
+        }
+    }
+
+    pub fn identity(
+        &self,
+        peer: &PeerId,
+        ticket: &Ticket,
+        created: bool,
+        sealed: bool,
+        event: &str,
+    ) {
+        let addrs: Vec<String> = ticket.addrs.iter().map(|a| a.to_string()).collect();
+        let mut human = String::new();
+        if created {
+            human.push_str("Created a new identity on this device.\n");
+        }
+        human.push_str(&format!("Peer ID:  {peer}\nTicket:   {ticket}\n"));
+        human.push_str(&format!(
+            "Reachable at: {}",
+            if addrs.is_empty() {
+                "(no network address found)".to_string()
+            } else {
+                addrs.join(", ")
+            }
+        ));
+        if sealed {
+            human.push_str("\nKey file: protected by a passphrase");
+        }
+        self.emit(
+            human,
+            json!({"event": event, "peer_id": peer.to_string(), "ticket": ticket.to_string(),
+                   "addrs": addrs, "created": created, "passphrase": sealed}),
+        );
+    }
+
+    pub fn qr(&self, ticket: &Ticket) {
+        if self.json {
+            return;
+        }
+        match qrcode::QrCode::new(ticket.to_uppercase_string().as_bytes()) {
+            Ok(code) => {
+                let art = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                    .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                    .quiet_zone(true)
+                    .build();
+                self.emit(art, Value::Null);
+            }
+            Err(e) => self.emit(format!("(cannot draw a QR code: {e})"), Value::Null),
+        }
+    }
+
+    pub fn secured(&self, info: &CallInfo) {
+        self.emit(
+            format!(
+                "Secured in {:.1} ms (TLS 1.3, {}, their key verified).",
+                ms(info.handshake),
+                info.key_exchange
+            ),
+            json!({"event": "secured", "peer_id": info.peer.to_string(), "remote": info.remote.to_string(),
+                   "handshake_ms": ms(info.handshake), "key_exchange": info.key_exchange}),
+        );
+    }
+
+    pub fn incoming(&self, info: &CallInfo) {
+        self.emit(
+            format!(
+                "\nIncoming call from {}\n  Verification code: {}\n  Safety number:     {}\nAnswer? Type y and Enter to answer, anything else to decline.",
+                info.peer, info.sas, info.safety_number
+            ),
+            json!({"event": "incoming", "peer_id": info.peer.to_string(), "sas": info.sas,
+                   "safety_number": info.safety_number}),
+        );
+    }
+
+    pub fn ringing(&self) {
+        self.emit("Ringing…", json!({"event": "ringing"}));
+    }
+
+    pub fn connected(&self, info: &CallInfo, after: Duration) {
+        self.emit(
+            format!(
+                "Connected with {} in {:.1} ms.\n  Verification code: {}   ← read it to each other; it must match on both screens\n  Safety number:     {}\nType a message and press Enter. /hangup or Ctrl-D ends the call.",
+                info.peer, ms(after), info.sas, info.safety_number
+            ),
+            json!({"event": "connected", "peer_id": info.peer.to_string(), "sas": info.sas,
+                   "safety_number": info.safety_number, "connect_ms": ms(after),
+                   "handshake_ms": ms(info.handshake), "remote": info.remote.to_string()}),
+        );
+    }
+
+    pub fn chat(&self, who: &str, text: &str, at: SystemTime) {
+        self.emit(
+            format!("[{}] {who}: {}", clock(at), for_display(text)),
+            json!({"event": "chat", "from": who, "text": text, "time_ms": unix_ms(at)}),
+        );
+    }
+
+    pub fn sent(&self, text: &str) {
+        if self.json {
+            self.emit(
+                "",
+                json!({"event": "sent", "text": text, "time_ms": unix_ms(SystemTime::now())}),
+            );
+        }
+    }
+
+    pub fn ended(&self, reason: &EndReason, human: &str) {
+        self.emit(
+            format!("Call ended. {human}"),
+            json!({"event": "ended", "reason": format!("{reason:?}"), "message": human}),
+        );
+    }
+
+    pub fn warn(&self, text: &str) {
+        self.emit(
+            format!("! {text}"),
+            json!({"event": "warning", "message": text}),
+        );
+    }
+
+    pub fn error(&self, text: &str) {
+        if self.json {
+            self.emit("", json!({"event": "error", "message": text}));
+        } else {
+            eprintln!("extrasafe: {text}");
+        }
+    }
+}

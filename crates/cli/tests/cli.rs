@@ -1,0 +1,292 @@
+//! The `extrasafe` binary driven as a user or a script would, over loopback UDP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_extrasafe"));
+    c.env_remove("EXTRASAFE_PASSPHRASE").env("RUST_LOG", "warn");
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("es-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Reads JSON lines from a child's stdout on a thread, so tests can wait with a timeout.
+struct Events(mpsc::Receiver<Value>);
+
+impl Events {
+    fn new(out: ChildStdout) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    fn until(&self, event: &str) -> Value {
+        loop {
+            let v = self
+                .0
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no `{event}` event within 10 s"));
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+}
+
+fn wait(mut child: Child) -> i32 {
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("process did not exit within 10 s");
+}
+
+fn listener(extra: &[&str]) -> (Child, Events) {
+    let mut c = bin()
+        .args([
+            "--ephemeral",
+            "--json",
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ev = Events::new(c.stdout.take().unwrap());
+    (c, ev)
+}
+
+fn caller(ticket: &str, extra: &[&str]) -> (Child, Events) {
+    let mut c = bin()
+        .args(extra)
+        .args(["--json", "call", ticket])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ev = Events::new(c.stdout.take().unwrap());
+    (c, ev)
+}
+
+#[test]
+fn a_call_with_chat_between_two_processes() {
+    let (mut l, lev) = listener(&["--accept", "anyone"]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"]);
+    let secured = cev.until("secured");
+    assert_eq!(secured["key_exchange"], "X25519MLKEM768");
+    let c_conn = cev.until("connected");
+    let l_conn = lev.until("connected");
+    assert_eq!(c_conn["sas"], l_conn["sas"]);
+    assert_eq!(c_conn["safety_number"], l_conn["safety_number"]);
+    assert_eq!(c_conn["sas"].as_str().unwrap().len(), 7);
+
+    let mut cin = c.stdin.take().unwrap();
+    writeln!(cin, "hello from the caller").unwrap();
+    writeln!(cin, "\x1b[31mline two").unwrap();
+    let got = lev.until("chat");
+    assert_eq!(got["text"], "hello from the caller");
+    assert!(got["time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    assert_eq!(lev.until("chat")["text"], "\x1b[31mline two");
+    writeln!(l.stdin.as_mut().unwrap(), "and back").unwrap();
+    assert_eq!(cev.until("chat")["text"], "and back");
+
+    drop(cin); // Ctrl-D: hang up
+    assert_eq!(cev.until("ended")["reason"], "LocalHangup");
+    assert_eq!(lev.until("ended")["reason"], "RemoteHangup");
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+}
+
+#[test]
+fn an_impostor_is_named_and_exits_4() {
+    let (mut real, rev) = listener(&["--accept", "anyone"]);
+    let real_ticket: String = rev.until("listening")["ticket"].as_str().unwrap().into();
+    let (mut fake, fev) = listener(&["--accept", "anyone"]);
+    let fake_addr: String = fev.until("listening")["addrs"][0].as_str().unwrap().into();
+    // Build a ticket with the real peer's key and the impostor's address via the library.
+    let t: extrasafe_core::Ticket = real_ticket.parse().unwrap();
+    let forged = extrasafe_core::Ticket {
+        peer: t.peer,
+        addrs: vec![fake_addr.parse().unwrap()],
+    };
+    let out = bin()
+        .args(["--ephemeral", "call", &forged.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is NOT") && err.contains(&t.peer.to_string()),
+        "{err}"
+    );
+    real.kill().unwrap();
+    fake.kill().unwrap();
+}
+
+#[test]
+fn a_declined_caller_exits_5() {
+    let other = extrasafe_core::Identity::generate().peer_id().to_string();
+    let (mut l, lev) = listener(&["--accept", &other]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = bin()
+        .args(["--ephemeral", "--json", "call", &ticket])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"reason\":\"Declined\""));
+    l.kill().unwrap();
+}
+
+#[test]
+fn ask_policy_prompts_and_takes_the_answer_from_the_terminal_input() {
+    let (mut l, lev) = listener(&["--accept", "ask"]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (c, cev) = caller(&ticket, &["--ephemeral"]);
+    let inc = lev.until("incoming");
+    cev.until("ringing");
+    assert_eq!(inc["sas"].as_str().unwrap().len(), 7);
+    writeln!(l.stdin.as_mut().unwrap(), "y").unwrap();
+    assert_eq!(cev.until("connected")["sas"], inc["sas"]);
+    drop(l.stdin.take()); // the callee hangs up with Ctrl-D
+    assert_eq!(cev.until("ended")["reason"], "RemoteHangup");
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+}
+
+#[test]
+fn identity_is_created_private_and_can_be_sealed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("id");
+    let data = dir.join("data");
+    let id = |extra: &[&str], env: Option<&str>| {
+        let mut c = bin();
+        c.args(["--json", "--data-dir", data.to_str().unwrap(), "id"])
+            .args(extra)
+            .stdin(Stdio::null());
+        if let Some(p) = env {
+            c.env("EXTRASAFE_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    let first = id(&[], None);
+    assert!(first.status.success());
+    let v: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(v["created"], true);
+    let peer = v["peer_id"].as_str().unwrap().to_string();
+    assert!(peer.starts_with("es1"));
+    let mode = |p: &PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("identity.key")), 0o600);
+
+    let again: Value = serde_json::from_slice(&id(&[], None).stdout).unwrap();
+    assert_eq!(again["peer_id"], peer.as_str());
+    assert_eq!(again["created"], false);
+
+    assert!(id(&["--set-passphrase"], Some("long enough phrase"))
+        .status
+        .success());
+    let locked = id(&[], None);
+    assert_eq!(locked.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&locked.stdout).contains("EXTRASAFE_PASSPHRASE"));
+    let wrong = id(&[], Some("not the phrase"));
+    assert_eq!(wrong.status.code(), Some(6));
+    let opened: Value =
+        serde_json::from_slice(&id(&[], Some("long enough phrase")).stdout).unwrap();
+    assert_eq!(opened["peer_id"], peer.as_str());
+    assert_eq!(opened["passphrase"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ephemeral_writes_nothing() {
+    let home = tmp("eph");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = bin()
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .args(["--ephemeral", "id", "--qr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Peer ID:  es1") && text.contains("Ticket:   est1"));
+    assert!(text.contains('█') || text.contains('▀'), "QR code drawn");
+    assert_eq!(
+        std::fs::read_dir(&home).unwrap().count(),
+        0,
+        "nothing written under HOME"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn demo_runs_and_reports() {
+    let out = bin().args(["--json", "demo"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let connected = lines.iter().find(|v| v["event"] == "connected").unwrap();
+    assert_eq!(connected["sas_equal"], true);
+    assert_eq!(lines.iter().filter(|v| v["event"] == "chat").count(), 3);
+    let done = lines.iter().find(|v| v["event"] == "demo_done").unwrap();
+    assert!(done["connect_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_input_gets_a_sentence_and_exit_2() {
+    let out = bin()
+        .args(["--ephemeral", "call", "est1notaticket"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+    let out = bin()
+        .args(["--ephemeral", "listen", "--accept", "es1bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--accept takes"));
+}
