@@ -196,6 +196,11 @@ impl Node {
         }
     }
 
+    /// True while a call (ringing or active) holds this node.
+    pub fn in_call(&self) -> bool {
+        self.shared.in_call.load(Ordering::Acquire)
+    }
+
     /// A ticket naming this node at one given address.
     pub fn ticket_for(&self, addr: SocketAddr) -> Ticket {
         Ticket {
@@ -271,7 +276,10 @@ impl Node {
             let client = client.clone();
             attempts.spawn(async move {
                 // Stagger so the preferred address usually wins without wasted handshakes.
-                tokio::time::sleep(Duration::from_millis(250) * i as u32).await;
+                // (No zero sleep for the first: a timer rounds up to the next millisecond.)
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(250) * i as u32).await;
+                }
                 let connecting = endpoint
                     .connect_with(client, addr, "extrasafe")
                     .map_err(|e| e.to_string())?;
