@@ -290,3 +290,79 @@ fn bad_input_gets_a_sentence_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--accept takes"));
 }
+
+#[test]
+fn peer_text_cannot_drive_the_terminal() {
+    // A human-mode listener: read its plain stdout.
+    let mut l = bin()
+        .args([
+            "--ephemeral",
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+            "--accept",
+            "anyone",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = l.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = |want: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("listener output");
+        if line.contains(want) {
+            return line;
+        }
+    };
+    let ticket = next_line("Ticket:")
+        .trim_start_matches("Ticket:")
+        .trim()
+        .to_string();
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"]);
+    cev.until("connected");
+    let mut cin = c.stdin.take().unwrap();
+    writeln!(cin, "\x1b]0;owned\x07\x1b[2Jhi\u{202e}there").unwrap();
+    let shown = next_line("them:");
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.ends_with("\u{fffd}]0;owned\u{fffd}\u{fffd}[2Jhi\u{fffd}there"),
+        "{shown:?}"
+    );
+    drop(cin);
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+}
+
+#[test]
+fn a_busy_port_gets_advice() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port().to_string();
+    let out = bin()
+        .args([
+            "--ephemeral",
+            "listen",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Port {port} is already in use")) && err.contains("--port"),
+        "{err}"
+    );
+}

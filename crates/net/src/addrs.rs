@@ -26,3 +26,24 @@ pub fn reachable(bound: SocketAddr) -> Vec<SocketAddr> {
     out.truncate(extrasafe_core::ticket::MAX_TICKET_ADDRS);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specific_bind_is_used_as_is() {
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(reachable(a), vec![a]);
+    }
+
+    #[test]
+    fn unspecified_v4_lists_interfaces_loopback_last() {
+        let got = reachable("0.0.0.0:7000".parse().unwrap());
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|a| a.port() == 7000 && a.is_ipv4()));
+        assert!(got.last().unwrap().ip().is_loopback());
+        let first_loopback = got.iter().position(|a| a.ip().is_loopback()).unwrap();
+        assert!(got[first_loopback..].iter().all(|a| a.ip().is_loopback()));
+    }
+}

@@ -142,6 +142,7 @@ fn transport_config() -> TransportConfig {
 impl Node {
     /// Binds the UDP socket and starts answering. Must run inside a tokio runtime.
     pub async fn bind(identity: &Identity, config: NodeConfig) -> Result<Self, NodeError> {
+        let warm = tokio::task::spawn_blocking(tls::warm_up);
         let provider = tls::provider();
         let key = tls::certified_key(identity)?;
         let transport = Arc::new(transport_config());
@@ -168,6 +169,7 @@ impl Node {
             shutdown,
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        let _ = warm.await;
         Ok(Self {
             endpoint,
             shared,
@@ -426,6 +428,16 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         Err(_) => return debug!(%from, "handshake timed out"),
     };
     let handshake = started.elapsed();
+    // rustls already refuses other protocols; checked again because everything after this
+    // point assumes our control protocol.
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    if alpn.as_deref() != Some(tls::ALPN) {
+        conn.close(close::PROTOCOL, b"alpn");
+        return;
+    }
     let Some(peer) = tls::peer_of(&conn) else {
         conn.close(close::PROTOCOL, b"no identity");
         return;

@@ -74,28 +74,30 @@ async fn garbage_datagrams_are_ignored() {
 }
 
 #[tokio::test]
-async fn wrong_alpn_is_refused() {
+async fn wrong_or_missing_alpn_is_refused() {
     let (_id, target) = node(AcceptPolicy::Anyone).await;
-    let me = Identity::generate();
-    let key = extrasafe_net::tls::certified_key(&me).unwrap();
-    let mut cfg = extrasafe_net::tls::client_config(
-        key,
-        extrasafe_net::tls::provider(),
-        target.peer_id(),
-        Default::default(),
-    )
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h3".to_vec()];
-    let (ep, client) = client_from_rustls(cfg);
-    let err = ep
-        .connect_with(client, addr(&target), "x")
-        .unwrap()
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("no_application_protocol") || err.to_string().contains("120"),
-        "{err}"
-    );
+    for alpn in [vec![b"h3".to_vec()], vec![]] {
+        let me = Identity::generate();
+        let key = extrasafe_net::tls::certified_key(&me).unwrap();
+        let mut cfg = extrasafe_net::tls::client_config(
+            key,
+            extrasafe_net::tls::provider(),
+            target.peer_id(),
+            Default::default(),
+        )
+        .unwrap();
+        cfg.alpn_protocols = alpn;
+        let (ep, client) = client_from_rustls(cfg);
+        let err = ep
+            .connect_with(client, addr(&target), "x")
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no_application_protocol") || err.to_string().contains("120"),
+            "{err}"
+        );
+    }
     still_serves(&target).await;
 }
 

@@ -125,7 +125,7 @@ pub async fn run(out: Output) -> Result<i32, Failure> {
     let ok = ends == [EndReason::LocalHangup, EndReason::RemoteHangup];
     out.emit(
         format!(
-            "Alice hung up; Bob was told ({:.1} ms).\n\nTimings on loopback:\n  secure connection (QUIC + TLS 1.3 handshake): {:.2} ms\n  call placed → ringing at Bob:                 {:.2} ms\n  call placed → connected (Alice / Bob):        {:.2} / {:.2} ms\n  slowest chat line delivery:                   {:.2} ms\nNothing was written to disk.",
+            "Alice hung up; Bob was told ({:.1} ms).\n\nTimings on loopback:\n  secure connection (QUIC + TLS 1.3 handshake):                 {:.2} ms\n  call placed → ringing at Bob:                                 {:.2} ms\n  connected: Alice since dialling / Bob since the first packet: {:.2} / {:.2} ms\n  slowest chat line delivery:                                   {:.2} ms\nNothing was written to disk.",
             ms(hangup_time), ms(ai.handshake), ms(rang), ms(a_after), ms(b_after), ms(chat_rtt)
         ),
         json!({"event": "demo_done", "handshake_ms": ms(ai.handshake), "ring_ms": ms(rang),
