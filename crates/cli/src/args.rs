@@ -24,6 +24,9 @@ Exit codes:
   5  the call was declined, the peer was busy, or nobody picked up
   6  identity problem (missing, wrong passphrase, unsafe file permissions)
   7  the call broke off (peer vanished or broke the protocol)
+  130 interrupted (Ctrl-C) before the call was connected
+
+`listen` exits 0 when stopped with Ctrl-C; with --once it exits with its call's code.
 
 Logs go to stderr; set RUST_LOG=debug for detail (debug level may name peers and addresses).";
 

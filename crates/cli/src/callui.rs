@@ -32,6 +32,16 @@ impl Input {
         Self { rx, done: false }
     }
 
+    /// Drops lines typed while no call was up, so a stray `yes` or `/hangup` cannot answer or
+    /// end the next call, and nothing typed earlier is sent to a stranger.
+    pub fn discard_typed_ahead(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            if line.is_none() {
+                self.done = true;
+            }
+        }
+    }
+
     async fn next(&mut self) -> Option<String> {
         if self.done {
             return std::future::pending().await;
@@ -46,20 +56,23 @@ impl Input {
     }
 }
 
-/// Ctrl-C and SIGTERM, as one stream.
+/// Ctrl-C and SIGTERM, as one stream. The handlers are installed once, so a signal that
+/// arrives while nobody is waiting is kept for the next wait, not lost.
 pub struct Interrupts {
+    int: Signal,
     term: Signal,
 }
 
 impl Interrupts {
     pub fn new() -> Self {
         Self {
+            int: signal(SignalKind::interrupt()).expect("installing a SIGINT handler"),
             term: signal(SignalKind::terminate()).expect("installing a SIGTERM handler"),
         }
     }
     pub async fn next(&mut self) {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.int.recv() => {}
             _ = self.term.recv() => {}
         }
     }

@@ -27,6 +27,7 @@ pub const IMPOSTOR: i32 = 4;
 pub const NOT_ANSWERED: i32 = 5;
 pub const IDENTITY: i32 = 6;
 pub const BROKEN: i32 = 7;
+pub const INTERRUPTED: i32 = 130;
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {

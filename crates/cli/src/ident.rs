@@ -1,6 +1,6 @@
 //! Getting the user's identity: ephemeral, or from the store with its passphrase.
 
-use std::io::BufRead;
+use std::io::Read;
 
 use extrasafe_core::Identity;
 use extrasafe_net::IdentityStore;
@@ -58,18 +58,34 @@ pub fn load(global: &Global) -> Result<Loaded, Failure> {
 /// Reads a passphrase from, in order: `--passphrase-fd`, `EXTRASAFE_PASSPHRASE`, the terminal.
 pub fn passphrase(global: &Global, prompt: &str) -> Result<Zeroizing<String>, Failure> {
     if let Some(fd) = global.passphrase_fd {
-        let f = std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| {
+        let mut f = std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| {
             Failure::new(
                 IDENTITY,
                 format!("Cannot read the passphrase from file descriptor {fd}: {e}."),
             )
         })?;
-        let mut line = Zeroizing::new(String::new());
-        std::io::BufReader::new(f)
-            .read_line(&mut line)
-            .map_err(|e| Failure::new(IDENTITY, format!("Cannot read the passphrase: {e}.")))?;
-        let trimmed = Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string());
-        return Ok(trimmed);
+        // Byte by byte into a buffer that is wiped, up to the first newline.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(256));
+        let mut b = Zeroizing::new([0u8; 1]);
+        while bytes.len() < 4096 {
+            match f.read(&mut b[..]) {
+                Ok(0) => break,
+                Ok(_) if b[0] == b'\n' => break,
+                Ok(_) => bytes.push(b[0]),
+                Err(e) => {
+                    return Err(Failure::new(
+                        IDENTITY,
+                        format!("Cannot read the passphrase: {e}."),
+                    ))
+                }
+            }
+        }
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Failure::new(IDENTITY, "The passphrase is not valid UTF-8."))?;
+        return Ok(Zeroizing::new(text.to_string()));
     }
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         return Ok(Zeroizing::new(p));

@@ -49,9 +49,14 @@ pub enum PeerIdError {
 }
 
 impl PeerId {
-    /// Wraps raw public key bytes, checking that they are a valid Ed25519 point.
+    /// Wraps raw public key bytes. Refused: bytes that are not a curve point, small-order
+    /// points (for which signatures can be forged) and non-canonical encodings (two byte
+    /// strings for one key would give one person two peer IDs).
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, PeerIdError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| PeerIdError::BadKey)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| PeerIdError::BadKey)?;
+        if key.is_weak() || key.to_bytes() != bytes {
+            return Err(PeerIdError::BadKey);
+        }
         Ok(Self(bytes))
     }
 
@@ -247,6 +252,19 @@ mod tests {
         let der = ident.to_pkcs8_der();
         assert_eq!(der.len(), 48);
         assert_eq!(&der[16..], &[3; 32]);
+    }
+
+    #[test]
+    fn weak_and_non_canonical_keys_are_refused() {
+        // The identity point (small order) and its non-canonical twin (y = p + 1).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PeerId::from_bytes(identity), Err(PeerIdError::BadKey));
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        assert_eq!(PeerId::from_bytes(non_canonical), Err(PeerIdError::BadKey));
+        assert!(PeerId::from_bytes(Identity::generate().peer_id().0).is_ok());
     }
 
     #[test]

@@ -91,8 +91,11 @@ impl Ticket {
     fn from_bytes(b: &[u8]) -> Result<Self, TicketError> {
         let mut r = Reader(b);
         let version = r.u8()?;
-        if version != TICKET_VERSION {
+        if version > TICKET_VERSION {
             return Err(TicketError::NewerVersion(version));
+        }
+        if version != TICKET_VERSION {
+            return Err(TicketError::Malformed("unknown format version"));
         }
         let key: [u8; 32] = r.take(32)?.try_into().expect("take(32) returns 32 bytes");
         let peer = PeerId::from_bytes(key)?;

@@ -1,6 +1,7 @@
 //! Runs one call session over one QUIC connection: the only place where the session meets
 //! sockets and clocks.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +30,8 @@ pub(crate) mod close {
 
 /// How long to wait for the peer to read our last words before closing.
 const LINGER: Duration = Duration::from_secs(1);
+/// Events held for a slow application before reading from the peer pauses.
+const EVENT_BACKLOG: usize = 64;
 /// A peer that does not read its control stream cannot stall us for longer than this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,7 +57,17 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut out = Vec::new();
         let mut writable = true;
+        // Events the application has not taken yet. Reading from the peer pauses while this is
+        // full, so a flood waits in QUIC flow control, not in our memory; commands and timers
+        // keep being served meanwhile.
+        let mut backlog: VecDeque<CallEvent> = VecDeque::new();
         loop {
+            // `select!` below prefers input; a peer that never stops sending must still not
+            // keep a deadline from firing.
+            let now = Instant::now();
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
+            }
             if self.session.poll_transmit(&mut out) && writable {
                 let write = tokio::time::timeout(WRITE_TIMEOUT, self.send.write_all(&out)).await;
                 if !matches!(write, Ok(Ok(()))) {
@@ -72,7 +85,19 @@ impl Driver {
             let mut progressed = false;
             while let Some(ev) = self.session.poll_event() {
                 progressed = true;
-                self.on_event(ev).await;
+                if let Some(ev) = self.on_event(ev) {
+                    backlog.push_back(ev);
+                }
+            }
+            while let Some(ev) = backlog.pop_front() {
+                match self.events.try_send(ev) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(ev)) => {
+                        backlog.push_front(ev);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => backlog.clear(),
+                }
             }
             // Handling an event can queue frames (the callee's policy answers), so drain
             // both until neither yields anything before waiting.
@@ -92,16 +117,18 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
-            tracing::trace!(role = ?self.session.role(), "driver waits");
+            let room = backlog.len() < EVENT_BACKLOG;
+            let events = self.events.clone();
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => self.on_command(cmd),
                 _ = self.shutdown.changed() => self.session.shutdown(Instant::now()),
-                chunk = self.recv.read_chunk(MAX_FRAME + 2, true) => match chunk {
-                    Ok(Some(c)) => {
-                        tracing::trace!(role = ?self.session.role(), n = c.bytes.len(), "read");
-                        self.session.handle_stream_data(Instant::now(), &c.bytes)
-                    }
+                permit = events.reserve(), if !backlog.is_empty() => match permit {
+                    Ok(p) => p.send(backlog.pop_front().expect("guarded by the branch condition")),
+                    Err(_) => backlog.clear(),
+                },
+                chunk = self.recv.read_chunk(MAX_FRAME + 2, true), if room => match chunk {
+                    Ok(Some(c)) => self.session.handle_stream_data(Instant::now(), &c.bytes),
                     Ok(None) | Err(_) => self.session.handle_connection_lost(Instant::now()),
                 },
                 _ = self.conn.accept_bi() => self.violation("opened an extra stream"),
@@ -109,8 +136,15 @@ impl Driver {
                 _ = sleep => self.session.handle_timeout(Instant::now()),
             }
         }
-        self.linger().await;
+        // The node is free for the next call as soon as this one is over.
         drop(self.slot.take());
+        self.linger().await;
+        // Whatever the application has not read yet (at least `Ended`) is still its due.
+        for ev in backlog {
+            if self.events.send(ev).await.is_err() {
+                break;
+            }
+        }
     }
 
     fn violation(&mut self, what: &str) {
@@ -133,13 +167,10 @@ impl Driver {
         }
     }
 
-    async fn on_event(&mut self, ev: Event) {
+    fn on_event(&mut self, ev: Event) -> Option<CallEvent> {
         let now = Instant::now();
-        let out = match ev {
-            Event::IncomingCall { .. } => {
-                self.decide_incoming(now);
-                return;
-            }
+        Some(match ev {
+            Event::IncomingCall { .. } => return self.decide_incoming(now),
             Event::Ringing => CallEvent::Ringing,
             Event::Connected => CallEvent::Connected {
                 after: now.saturating_duration_since(self.started),
@@ -153,37 +184,36 @@ impl Driver {
                 self.close_code = close_code(&reason);
                 CallEvent::Ended(reason)
             }
-            _ => return,
-        };
-        // A full queue means the application is not reading: wait, so the peer waits too
-        // (QUIC flow control) instead of our memory growing.
-        let _ = self.events.send(out).await;
+            _ => return None,
+        })
     }
 
-    fn decide_incoming(&mut self, now: Instant) {
-        let peer = self.pending.as_ref().map(|c| c.info.peer);
-        let Some(peer) = peer else { return };
+    /// Applies the node's policy to a ring; returns the event for the application, if any.
+    fn decide_incoming(&mut self, now: Instant) -> Option<CallEvent> {
+        let peer = self.pending.as_ref().map(|c| c.info.peer)?;
         match self.shared.decide(&peer) {
             Decision::Refuse => {
                 debug!(peer = %peer.short(), "caller refused by policy");
                 let _ = self.session.decline(now);
+                None
             }
             decision => {
                 let Some(slot) = self.shared.claim_slot() else {
                     let _ = self.session.busy(now);
-                    return;
+                    return None;
                 };
                 let call = self.pending.take().expect("checked above");
                 if !self.shared.deliver(call) {
                     let _ = self.session.busy(now);
-                    return;
+                    return None;
                 }
                 self.slot = Some(slot);
                 let _ = self.session.alert(now);
                 if decision == Decision::Accept {
                     let _ = self.session.accept(now);
+                    None
                 } else {
-                    let _ = self.events.try_send(CallEvent::Incoming);
+                    Some(CallEvent::Incoming)
                 }
             }
         }

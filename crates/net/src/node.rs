@@ -1,8 +1,9 @@
 //! The node: one UDP socket, listening and calling.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use extrasafe_core::sas::{safety_number, sas_digits, SAS_EXPORTER_LABEL, SAS_EXPORTER_LEN};
@@ -47,8 +48,15 @@ pub struct NodeConfig {
     pub policy: AcceptPolicy,
     /// Session timers.
     pub session: SessionConfig,
-    /// Connections handled at once; further ones are refused before any crypto work.
+    /// Answer calls. A node that only places calls (`false`) runs a client-only endpoint:
+    /// nobody who learns its address can connect to it and learn its key.
+    pub listen: bool,
+    /// Connections handled at once; further ones are refused before any crypto work. Once
+    /// half are taken, new callers must first prove their address (a QUIC Retry, one extra
+    /// round trip), so spoofed packets cannot fill the rest.
     pub max_connections: usize,
+    /// Connections handled at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// Longest a QUIC/TLS handshake may take (either side).
     pub handshake_timeout: Duration,
 }
@@ -59,7 +67,9 @@ impl Default for NodeConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             policy: AcceptPolicy::Ask,
             session: SessionConfig::default(),
+            listen: true,
             max_connections: 32,
+            max_connections_per_ip: 8,
             handshake_timeout: Duration::from_secs(10),
         }
     }
@@ -69,6 +79,7 @@ pub(crate) struct Shared {
     peer_id: PeerId,
     key: Arc<CertifiedKey>,
     provider: Arc<CryptoProvider>,
+    /// For connections we open (the callee may open no stream).
     transport: Arc<TransportConfig>,
     config: NodeConfig,
     in_call: AtomicBool,
@@ -124,10 +135,12 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn transport_config() -> TransportConfig {
+/// Transport settings; `peer_streams` is how many bidirectional streams the other side may
+/// open: one (the control stream) when it calls us, none when we call it.
+fn transport_config(peer_streams: u32) -> TransportConfig {
     let mut t = TransportConfig::default();
-    // One control stream, opened by the caller; anything more is refused by flow control.
-    t.max_concurrent_bidi_streams(1u32.into());
+    // Anything beyond the control stream is refused by flow control.
+    t.max_concurrent_bidi_streams(peer_streams.into());
     t.max_concurrent_uni_streams(0u32.into());
     t.max_idle_timeout(Some(IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
     // Session-level pings keep NAT mappings alive and measure RTT; no transport keep-alive.
@@ -145,17 +158,22 @@ impl Node {
         let warm = tokio::task::spawn_blocking(tls::warm_up);
         let provider = tls::provider();
         let key = tls::certified_key(identity)?;
-        let transport = Arc::new(transport_config());
-        let server_tls = tls::server_config(key.clone(), provider.clone())?;
-        let server_quic = QuicServerConfig::try_from(server_tls)
-            .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
-        server.transport_config(transport.clone());
-        server.max_incoming(config.max_connections * 2);
-        let endpoint = Endpoint::server(server, config.bind).map_err(|source| NodeError::Bind {
+        let transport = Arc::new(transport_config(0));
+        let bind_error = |source| NodeError::Bind {
             addr: config.bind,
             source,
-        })?;
+        };
+        let endpoint = if config.listen {
+            let server_tls = tls::server_config(key.clone(), provider.clone())?;
+            let server_quic = QuicServerConfig::try_from(server_tls)
+                .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
+            server.transport_config(Arc::new(transport_config(1)));
+            server.max_incoming(config.max_connections * 2);
+            Endpoint::server(server, config.bind).map_err(bind_error)?
+        } else {
+            Endpoint::client(config.bind).map_err(bind_error)?
+        };
         let (tx, rx) = mpsc::channel(4);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -168,7 +186,11 @@ impl Node {
             incoming: tx,
             shutdown,
         });
-        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        let accept_task = if shared.config.listen {
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
+        } else {
+            tokio::spawn(async {})
+        };
         let _ = warm.await;
         Ok(Self {
             endpoint,
@@ -214,6 +236,9 @@ impl Node {
     /// The next incoming call that passed the policy. With [`AcceptPolicy::Ask`] it starts with
     /// [`crate::CallEvent::Incoming`]; otherwise it is already answered.
     pub async fn incoming(&self) -> Option<Call> {
+        if !self.shared.config.listen {
+            return None;
+        }
         self.incoming.lock().await.recv().await
     }
 
@@ -272,8 +297,20 @@ impl Node {
         client.transport_config(self.shared.transport.clone());
 
         let timeout = self.shared.config.handshake_timeout;
+        // A socket bound to IPv4 cannot reach IPv6 addresses (a dual-stack IPv6 socket reaches
+        // both); skip what this socket cannot send to instead of failing on it.
+        let v4_only = self.local_addr().is_ipv4();
+        let usable: Vec<SocketAddr> = ticket
+            .addrs
+            .iter()
+            .copied()
+            .filter(|a| !(v4_only && a.is_ipv6()))
+            .collect();
+        if usable.is_empty() {
+            return Err(CallError::NoAddress);
+        }
         let mut attempts = JoinSet::new();
-        for (i, addr) in ticket.addrs.iter().copied().enumerate() {
+        for (i, addr) in usable.iter().copied().enumerate() {
             let endpoint = self.endpoint.clone();
             let client = client.clone();
             attempts.spawn(async move {
@@ -284,20 +321,29 @@ impl Node {
                 }
                 let connecting = endpoint
                     .connect_with(client, addr, "extrasafe")
-                    .map_err(|e| e.to_string())?;
-                connecting.await.map_err(|e| e.to_string())
+                    .map_err(|e| (false, e.to_string()))?;
+                connecting.await.map_err(|e| {
+                    // Only an answer from the other side says more than "unreachable".
+                    let answered = !matches!(
+                        e,
+                        quinn::ConnectionError::TimedOut | quinn::ConnectionError::LocallyClosed
+                    );
+                    (answered, e.to_string())
+                })
             });
         }
-        let mut last_error = None;
+        let mut refusal = None;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 next = attempts.join_next() => match next {
                     Some(Ok(Ok(conn))) => return Ok(conn),
-                    Some(Ok(Err(e))) => {
+                    Some(Ok(Err((answered, e)))) => {
                         debug!(error = %e, "connection attempt failed");
-                        last_error = Some(e);
+                        if answered {
+                            refusal = Some(e);
+                        }
                     }
                     Some(Err(_)) => {}
                     None => break,
@@ -305,16 +351,16 @@ impl Node {
                 _ = &mut deadline => break,
             }
         }
-        if let Some(actual) = observation.seen().filter(|p| *p != ticket.peer) {
+        if let Some(actual) = observation.proved().filter(|p| *p != ticket.peer) {
             return Err(CallError::WrongPeer {
                 expected: ticket.peer,
                 actual,
             });
         }
-        match last_error {
-            Some(e) if !e.contains("timed out") => Err(CallError::Handshake(e)),
-            _ => Err(CallError::Unreachable {
-                tried: ticket.addrs.len(),
+        match refusal {
+            Some(e) => Err(CallError::Handshake(e)),
+            None => Err(CallError::Unreachable {
+                tried: usable.len(),
                 secs: timeout.as_secs(),
             }),
         }
@@ -399,10 +445,50 @@ fn assemble(
     (call, driver)
 }
 
+/// Counts a connection against its source IP until dropped.
+struct PerIp {
+    ip: IpAddr,
+    counts: Arc<StdMutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("per-IP counter lock poisoned");
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let max = shared.config.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
+    let counts: Arc<StdMutex<HashMap<IpAddr, usize>>> = Default::default();
     while let Some(incoming) = endpoint.accept().await {
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        // Under load, make new callers prove their address first (QUIC Retry: stateless,
+        // costs them one round trip), so spoofed Initials cannot hold the remaining slots.
+        if limit.available_permits() <= max / 2 && !incoming.remote_address_validated() {
+            let _ = incoming.retry();
+            continue;
+        }
+        let ip = incoming.remote_address().ip();
+        let per_ip = {
+            let mut c = counts.lock().expect("per-IP counter lock poisoned");
+            let n = c.entry(ip).or_insert(0);
+            if *n >= shared.config.max_connections_per_ip {
+                None
+            } else {
+                *n += 1;
+                Some(PerIp {
+                    ip,
+                    counts: counts.clone(),
+                })
+            }
+        };
+        let (Some(per_ip), Ok(permit)) = (per_ip, limit.clone().try_acquire_owned()) else {
             debug!("too many connections; refusing one");
             incoming.refuse();
             continue;
@@ -410,7 +496,7 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             handle_incoming(incoming, shared).await;
-            drop(permit);
+            drop((permit, per_ip));
         });
     }
 }
@@ -444,6 +530,8 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     info!("incoming connection secured");
     debug!(peer = %peer.short(), %from, "incoming connection");
+    // The hello deadline runs from the end of the handshake, whether or not a stream opens.
+    let secured = Instant::now();
     let streams = tokio::time::timeout(shared.config.session.hello_timeout, conn.accept_bi()).await;
     let (send, recv) = match streams {
         Ok(Ok(s)) => s,
@@ -460,7 +548,7 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         started,
         handshake,
     );
-    let session = Session::new(Role::Callee, shared.config.session.clone(), Instant::now());
+    let session = Session::new(Role::Callee, shared.config.session.clone(), secured);
     let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
     driver.pending = Some(call);
     driver.run().await;

@@ -49,6 +49,9 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct IdentityStore {
     dir: PathBuf,
+    /// The folder is ours alone (the default location): its mode is kept at 0700 even if it
+    /// already existed. A folder the user named is left as it is, since it may be shared.
+    owned: bool,
 }
 
 impl IdentityStore {
@@ -59,12 +62,18 @@ impl IdentityStore {
             None => PathBuf::from(std::env::var_os("HOME").ok_or(StoreError::NoDataDir)?)
                 .join(".local/share"),
         };
-        Ok(Self::at(base.join("extrasafe")))
+        Ok(Self {
+            dir: base.join("extrasafe"),
+            owned: true,
+        })
     }
 
-    /// A store in the given directory.
+    /// A store in the given directory (created with mode 0700 if missing).
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            owned: false,
+        }
     }
 
     /// The key file's path.
@@ -118,9 +127,11 @@ impl IdentityStore {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| io("creating", &self.dir, e))?;
-        // `create` keeps the mode of a directory that already existed: tighten it.
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io("securing", &self.dir, e))?;
+        if self.owned {
+            // `create` keeps the mode of a directory that already existed: tighten it.
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| io("securing", &self.dir, e))?;
+        }
         let tmp = self.dir.join(format!(".{KEY_FILE}.tmp"));
         let _ = fs::remove_file(&tmp);
         let mut f = fs::OpenOptions::new()
@@ -181,6 +192,16 @@ mod tests {
     fn creates_with_private_modes_and_reloads() {
         let d = tmpdir("modes");
         let store = IdentityStore::at(d.join("extrasafe"));
+        // A named folder that exists is left alone; a missing one is made private.
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        IdentityStore::at(&d)
+            .save(&Identity::generate(), None)
+            .unwrap();
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         let (id, created) = store.load_or_create(None).unwrap();
         assert!(created);
         let dir_mode = fs::metadata(d.join("extrasafe"))

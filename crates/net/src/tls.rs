@@ -131,16 +131,17 @@ fn tls12_refused() -> rustls::Error {
     rustls::Error::PeerIncompatible(PeerIncompatible::Tls13RequiredForQuic)
 }
 
-/// What the caller saw during the handshake, read after it fails or succeeds.
+/// What the caller learned during the handshake, read after it fails or succeeds.
 #[derive(Debug, Default)]
 pub struct PinObservation {
-    seen: Mutex<Option<PeerId>>,
+    proved: Mutex<Option<PeerId>>,
 }
 
 impl PinObservation {
-    /// The key the other side presented, if it presented a valid one.
-    pub fn seen(&self) -> Option<PeerId> {
-        *self.seen.lock().expect("pin observation lock poisoned")
+    /// The key the other side *proved* (signed the handshake with), if any. A key that was
+    /// only presented is not recorded: anyone on the path can present any key.
+    pub fn proved(&self) -> Option<PeerId> {
+        *self.proved.lock().expect("pin observation lock poisoned")
     }
 }
 
@@ -161,18 +162,10 @@ impl ServerCertVerifier for PinnedServerKey {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let peer = PeerId::from_spki_der(end_entity.as_ref())
+        // Only the form is checked here; whether it is the pinned key is decided once the
+        // signature proves possession (below), so an error can name a proven key.
+        PeerId::from_spki_der(end_entity.as_ref())
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        *self
-            .observation
-            .seen
-            .lock()
-            .expect("pin observation lock poisoned") = Some(peer);
-        if peer != self.expected {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
-        }
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -189,7 +182,20 @@ impl ServerCertVerifier for PinnedServerKey {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_sig(&self.algs, msg, cert, dss)
+        let valid = verify_sig(&self.algs, msg, cert, dss)?;
+        let peer = PeerId::from_spki_der(cert.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        *self
+            .observation
+            .proved
+            .lock()
+            .expect("pin observation lock poisoned") = Some(peer);
+        if peer != self.expected {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(valid)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]

@@ -256,3 +256,121 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_chat_flood_cannot_wedge_the_call() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let mut out = a.call(&ticket(&b)).await.unwrap();
+    let mut inc = incoming(&b).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    // The callee floods; the caller's application reads none of it for now.
+    for i in 0..500 {
+        inc.send_chat(format!("flood {i}")).await.unwrap();
+    }
+    // The caller's commands are still served at once, and hanging up still works.
+    tokio::time::timeout(Duration::from_secs(2), out.send_chat("still responsive"))
+        .await
+        .expect("command not served during a flood")
+        .unwrap();
+    out.hangup();
+    let mut chats = 0;
+    loop {
+        match next(&mut out).await {
+            CallEvent::Chat { .. } => chats += 1,
+            CallEvent::Ended(r) => {
+                assert_eq!(r, EndReason::LocalHangup);
+                break;
+            }
+            _ => {}
+        }
+    }
+    // Nothing was dropped: what arrived before the hang-up was delivered in order.
+    assert!(chats > 0 && chats <= 500, "{chats}");
+}
+
+#[tokio::test]
+async fn a_caller_can_redial_at_once() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    for _ in 0..3 {
+        let mut out = a.call(&ticket(&b)).await.expect("redial refused");
+        let mut inc = incoming(&b).await;
+        until_connected(&mut out).await;
+        until_connected(&mut inc).await;
+        out.hangup();
+        assert_eq!(
+            next(&mut out).await,
+            CallEvent::Ended(EndReason::LocalHangup)
+        );
+        assert_eq!(
+            next(&mut inc).await,
+            CallEvent::Ended(EndReason::RemoteHangup)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_only_calls_cannot_be_reached() {
+    let id = extrasafe_net::core::Identity::generate();
+    let caller_only = extrasafe_net::Node::bind(
+        &id,
+        extrasafe_net::NodeConfig {
+            listen: false,
+            ..config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(caller_only.incoming().await.is_none());
+    let (_x_id, x) = node(AcceptPolicy::Ask).await;
+    match x.call(&ticket(&caller_only)).await {
+        Err(CallError::Unreachable { .. }) | Err(CallError::Handshake(_)) => {}
+        other => panic!("a non-listening node answered: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dual_stack_listener_takes_ipv4_and_ipv6() {
+    let id = extrasafe_net::core::Identity::generate();
+    let b = extrasafe_net::Node::bind(
+        &id,
+        extrasafe_net::NodeConfig {
+            bind: "[::]:0".parse().unwrap(),
+            ..config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let port = b.local_addr().port();
+    for (from, to) in [("127.0.0.1:0", "127.0.0.1"), ("[::]:0", "::1")] {
+        let a = extrasafe_net::Node::bind(
+            &extrasafe_net::core::Identity::generate(),
+            extrasafe_net::NodeConfig {
+                bind: from.parse().unwrap(),
+                listen: false,
+                ..config(AcceptPolicy::Ask)
+            },
+        )
+        .await
+        .unwrap();
+        // A v4-only caller skips the IPv6 address instead of failing on it.
+        let t = Ticket {
+            peer: b.peer_id(),
+            addrs: vec![
+                std::net::SocketAddr::new("::1".parse().unwrap(), port),
+                std::net::SocketAddr::new(to.parse().unwrap(), port),
+            ],
+        };
+        let mut out = a.call(&t).await.expect("dual-stack call");
+        let mut inc = incoming(&b).await;
+        until_connected(&mut out).await;
+        until_connected(&mut inc).await;
+        out.hangup();
+        assert_eq!(
+            next(&mut inc).await,
+            CallEvent::Ended(EndReason::RemoteHangup)
+        );
+    }
+}

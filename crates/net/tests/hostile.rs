@@ -271,3 +271,49 @@ async fn a_flood_of_bad_connections_keeps_memory_bounded() {
     );
     still_serves(&target).await;
 }
+
+#[tokio::test]
+async fn silent_peers_holding_slots_do_not_lock_out_callers() {
+    let target = Node::bind(
+        &Identity::generate(),
+        extrasafe_net::NodeConfig {
+            max_connections: 4,
+            ..config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    // Two authenticated connections that never say anything hold half the slots...
+    let _quiet = [hostile_conn(&target).await, hostile_conn(&target).await];
+    // ...so the next caller is asked to prove its address (QUIC Retry) and gets through.
+    still_serves_quickly(&target).await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let target = Node::bind(
+        &Identity::generate(),
+        extrasafe_net::NodeConfig {
+            max_connections_per_ip: 2,
+            ..config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let _held = [hostile_conn(&target).await, hostile_conn(&target).await];
+    let me = Identity::generate();
+    let (ep, client) = raw_client(&me, &ticket(&target));
+    let refused = ep.connect_with(client, addr(&target), "x").unwrap().await;
+    assert!(refused.is_err(), "per-IP limit not applied");
+}
+
+/// Like `still_serves`, without waiting for the slot to free afterwards.
+async fn still_serves_quickly(target: &Node) {
+    let (_id, honest) = node(AcceptPolicy::Ask).await;
+    let mut call = honest.call(&ticket(target)).await.expect("honest call");
+    let mut inc = incoming(target).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    call.hangup();
+    while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
+}

@@ -1,9 +1,7 @@
 //! `extrasafe call`
 
-use std::net::SocketAddr;
-
 use extrasafe_core::Ticket;
-use extrasafe_net::{AcceptPolicy, Node, NodeConfig};
+use extrasafe_net::NodeConfig;
 
 use crate::args::{CallArgs, Global};
 use crate::callui::{self, Input, Interrupts};
@@ -17,19 +15,12 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
         .parse()
         .map_err(|e| Failure::new(USAGE, format!("That ticket cannot be used: {e}.")))?;
     let loaded = ident::load(global)?;
-    let bind = args.bind.unwrap_or_else(|| match ticket.addrs.first() {
-        Some(SocketAddr::V6(_)) => "[::]:0".parse().expect("valid literal"),
-        _ => SocketAddr::from(([0, 0, 0, 0], 0)),
-    });
-    let node = Node::bind(
-        &loaded.identity,
-        NodeConfig {
-            bind,
-            policy: AcceptPolicy::Ask,
-            ..NodeConfig::default()
-        },
-    )
-    .await?;
+    // A caller does not listen: nobody can connect back to this socket to learn who we are.
+    let config = NodeConfig {
+        listen: false,
+        ..NodeConfig::default()
+    };
+    let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;
     drop(loaded.identity);
     out.emit(
         format!("Calling {} …", ticket.peer),
@@ -41,7 +32,7 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
         c = node.call(&ticket) => c?,
         _ = intr.next() => {
             out.hint("Cancelled.");
-            return Ok(130);
+            return Ok(crate::exit::INTERRUPTED);
         }
     };
     out.secured(call.info());

@@ -45,16 +45,21 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub async fn run(out: Output) -> Result<i32, Failure> {
-    let loopback = |policy| NodeConfig {
+    let loopback = |policy, listen| NodeConfig {
         bind: "127.0.0.1:0".parse().expect("valid literal"),
         policy,
+        listen,
         ..NodeConfig::default()
     };
     let alice_id = Identity::generate();
     let bob_id = Identity::generate();
-    let alice = Node::bind(&alice_id, loopback(AcceptPolicy::Ask)).await?;
+    let alice = Node::bind(&alice_id, loopback(AcceptPolicy::Ask, false)).await?;
     // Bob answers only Alice: the ticket-and-policy path a real user would set up.
-    let bob = Node::bind(&bob_id, loopback(AcceptPolicy::Only(vec![alice.peer_id()]))).await?;
+    let bob = Node::bind(
+        &bob_id,
+        loopback(AcceptPolicy::Only(vec![alice.peer_id()]), true),
+    )
+    .await?;
     out.emit(
         format!(
             "EXTRA SAFE demo: two peers in this process, real UDP sockets on 127.0.0.1.\n  Alice {}  at {}\n  Bob   {}  at {}",

@@ -16,6 +16,15 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
             "An ephemeral identity is never stored; there is nothing to protect.",
         ));
     }
+    // A passphrase asked for on first use protects the key from its first byte on disk.
+    if args.set_passphrase && !global.ephemeral {
+        let store = ident::store(global)?;
+        if !store.exists() {
+            let pass = ident::new_passphrase(global)?;
+            store.save(&extrasafe_core::Identity::generate(), Some(pass.as_bytes()))?;
+            out.hint("Created a new identity, encrypted with your passphrase.");
+        }
+    }
     let loaded = ident::load(global)?;
     let mut sealed = loaded.sealed;
     if let Some(store) = &loaded.store {

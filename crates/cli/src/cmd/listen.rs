@@ -1,9 +1,7 @@
 //! `extrasafe listen`
 
-use std::net::SocketAddr;
-
 use extrasafe_core::PeerId;
-use extrasafe_net::{AcceptPolicy, Node, NodeConfig};
+use extrasafe_net::{AcceptPolicy, NodeConfig};
 
 use crate::args::{Global, ListenArgs};
 use crate::callui::{self, Input, Interrupts};
@@ -33,18 +31,11 @@ fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
 pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
     let policy = policy(&args.accept)?;
     let loaded = ident::load(global)?;
-    let bind = args
-        .bind
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], args.port)));
-    let node = Node::bind(
-        &loaded.identity,
-        NodeConfig {
-            bind,
-            policy: policy.clone(),
-            ..NodeConfig::default()
-        },
-    )
-    .await?;
+    let config = NodeConfig {
+        policy: policy.clone(),
+        ..NodeConfig::default()
+    };
+    let node = super::bind_node(&loaded.identity, config, args.bind, args.port).await?;
     drop(loaded.identity);
     let ticket = node.ticket();
     out.identity(
@@ -67,14 +58,16 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     });
     let mut input = Input::spawn();
     let mut intr = Interrupts::new();
+    // A listener stopped with Ctrl-C did its job; with --once the call's outcome counts.
     let mut code = 0;
     loop {
         tokio::select! {
             call = node.incoming() => {
                 let Some(call) = call else { break };
+                input.discard_typed_ahead();
                 let (_, c) = callui::run(call, out, &mut input, &mut intr).await;
-                code = c;
                 if args.once {
+                    code = c;
                     break;
                 }
                 out.hint("Listening again.");
