@@ -20,6 +20,7 @@
 
 pub mod identity;
 pub mod keyfile;
+pub mod media;
 pub mod sas;
 pub mod session;
 pub mod text;

@@ -1,0 +1,379 @@
+//! The adaptive jitter buffer: holds frames from the network and hands one out each time the
+//! playout device asks, with a delay that follows the measured jitter.
+//!
+//! Driving contract (sans-IO): call [`JitterBuffer::push`] for every frame that arrives (the
+//! primary frame of a datagram and its redundant copies), and [`JitterBuffer::pop`] once per
+//! frame period from the playout clock (the sound card's, which drifts against the sender's).
+//!
+//! * **Target delay**: relative transit delay of each primary frame (arrival time minus the
+//!   time its sequence number says it was sent) minus the smallest such delay in a sliding
+//!   window; the target is a high quantile of that jitter plus one frame. It rises at once
+//!   when jitter rises and falls again when the spike leaves the window.
+//! * **Holding the target**: when more is buffered than the target for a while, one frame is
+//!   dropped; when less, one concealment frame is inserted. Both are done on frames the sender
+//!   marked as non-speech, so the listener hears a pause grow or shrink by 20 ms rather than a
+//!   clipped syllable; only a large excess drops speech. This also absorbs sender/receiver
+//!   clock drift (±200 ppm is one frame every 100 s).
+//! * **Missing frames**: a gap with newer frames behind it is a loss: conceal and move on
+//!   (the next frame is offered for in-band FEC). An empty buffer is an underrun: conceal
+//!   without moving on, so the late frame still plays when it comes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Tuning of a jitter buffer.
+#[derive(Clone, Debug)]
+pub struct JitterConfig {
+    /// Duration of one frame.
+    pub frame: Duration,
+    /// Lowest target delay.
+    pub min_delay: Duration,
+    /// Highest target delay.
+    pub max_delay: Duration,
+    /// How far back the jitter estimate looks; also how long a calm network takes to bring
+    /// the delay back down after a spike.
+    pub window: Duration,
+    /// Fraction of frames that should arrive in time (the quantile of the jitter covered).
+    pub quantile: f64,
+    /// Frames held at most; a sender further ahead forces a resynchronization.
+    pub capacity: usize,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        Self {
+            frame: Duration::from_millis(20),
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+            window: Duration::from_secs(5),
+            quantile: 0.97,
+            capacity: 64,
+        }
+    }
+}
+
+/// What to play now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Playout {
+    /// Nothing yet (the buffer is filling at the start of the call): play silence.
+    Silence,
+    /// The next frame.
+    Frame {
+        /// Its sequence number.
+        seq: u32,
+        /// The encoded frame.
+        payload: Vec<u8>,
+    },
+    /// No frame for this slot: synthesize one (packet-loss concealment). `fec` is the frame
+    /// that follows, when already here, so a codec with in-band FEC can rebuild the missing one.
+    Conceal {
+        /// The following frame, if buffered.
+        fec: Option<Vec<u8>>,
+    },
+}
+
+/// Counters, for the stats line and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Frames accepted (each once).
+    pub received: u64,
+    /// Frames that were already here or already played.
+    pub duplicates: u64,
+    /// Frames that came after their slot was played or concealed.
+    pub late: u64,
+    /// Slots concealed for want of a frame (lost or not yet here); planned inserts excluded.
+    pub concealed: u64,
+    /// Frames never played because they did not come in time.
+    pub lost: u64,
+    /// Slots that found the buffer empty (a subset of `concealed`).
+    pub underruns: u64,
+    /// Frames dropped to bring the delay down.
+    pub dropped: u64,
+    /// Concealment frames inserted to bring the delay up.
+    pub inserted: u64,
+    /// Times the buffer restarted because the sender jumped too far ahead.
+    pub resyncs: u64,
+    /// Frames played.
+    pub played: u64,
+}
+
+#[derive(Debug)]
+struct Stored {
+    payload: Vec<u8>,
+    speech: bool,
+}
+
+/// The adaptive jitter buffer. See the module docs.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    cfg: JitterConfig,
+    frames: BTreeMap<u64, Stored>,
+    /// Sequence number of the next slot to play, once playing.
+    next: Option<u64>,
+    /// Highest sequence number seen (extended to 64 bits), and its 32-bit form.
+    newest: Option<(u64, u32)>,
+    /// Arrival of the first frame, for the start of playout.
+    first_arrival: Option<Instant>,
+    /// (arrival, extended seq) of the reference frame for relative delays.
+    reference: Option<(Instant, u64)>,
+    /// (arrival, relative delay in seconds) within the window.
+    delays: VecDeque<(Instant, f64)>,
+    target: Duration,
+    /// Buffer level in frames, smoothed over about 20 pops: the arrival phase and jitter make
+    /// the instant level swing by a frame, which must not trigger drops and inserts in turn.
+    avg_level: f64,
+    /// Consecutive slots concealed while waiting for the head frame.
+    stalled: u32,
+    /// When frames were lost, within the window: while there are any, the target keeps one
+    /// frame of headroom so the next datagram's redundant copy arrives before its slot.
+    losses: VecDeque<Instant>,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new(cfg: JitterConfig) -> Self {
+        Self {
+            target: cfg.min_delay.max(cfg.frame),
+            cfg,
+            frames: BTreeMap::new(),
+            next: None,
+            newest: None,
+            first_arrival: None,
+            reference: None,
+            delays: VecDeque::new(),
+            avg_level: 0.0,
+            stalled: 0,
+            losses: VecDeque::new(),
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// The current target delay.
+    pub fn target_delay(&self) -> Duration {
+        self.target
+    }
+
+    /// How much is buffered ahead of playout, in time.
+    pub fn buffered(&self) -> Duration {
+        self.cfg.frame * self.level() as u32
+    }
+
+    fn target_frames(&self) -> u64 {
+        (self.target.as_secs_f64() / self.cfg.frame.as_secs_f64()).ceil() as u64
+    }
+
+    /// Frames between the next slot and the newest frame seen (gaps included).
+    fn level(&self) -> u64 {
+        match (self.next, self.newest) {
+            (Some(next), Some((newest, _))) if newest >= next => newest - next + 1,
+            (None, Some(_)) => self.frames.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Extends a 32-bit sequence number to 64 bits near the newest one seen.
+    fn extend(&self, seq: u32) -> u64 {
+        match self.newest {
+            None => (1u64 << 32) + seq as u64,
+            Some((ext, raw)) => {
+                let diff = seq.wrapping_sub(raw) as i32 as i64;
+                (ext as i64 + diff).max(0) as u64
+            }
+        }
+    }
+
+    /// A frame arrived. `primary` is false for redundant copies (they arrive a frame or more
+    /// after their slot and must not be read as jitter). `speech` is the sender's voice flag.
+    pub fn push(&mut self, now: Instant, seq: u32, payload: &[u8], speech: bool, primary: bool) {
+        let ext = self.extend(seq);
+        if primary {
+            self.observe_delay(now, ext);
+        }
+        if let Some(next) = self.next {
+            if ext < next {
+                self.stats.late += 1;
+                return;
+            }
+            if ext >= next + self.cfg.capacity as u64 {
+                // The sender is far ahead of us (a long outage, or a jump): start over.
+                self.stats.resyncs += 1;
+                self.frames.clear();
+                self.next = None;
+                self.first_arrival = Some(now);
+                self.newest = None;
+                self.delays.clear();
+                self.reference = None;
+                return self.push(now, seq, payload, speech, primary);
+            }
+        } else {
+            // Not playing yet: everything held must fit one window of `capacity` frames.
+            let far = self
+                .frames
+                .keys()
+                .next()
+                .is_some_and(|&first| ext.abs_diff(first) >= self.cfg.capacity as u64);
+            if far {
+                self.stats.resyncs += 1;
+                self.frames.clear();
+                self.newest = None;
+                self.first_arrival = Some(now);
+                let ext = self.extend(seq);
+                return self.store(now, ext, seq, payload, speech);
+            }
+            if self.frames.len() >= self.cfg.capacity {
+                return;
+            }
+        }
+        self.store(now, ext, seq, payload, speech);
+    }
+
+    fn store(&mut self, now: Instant, ext: u64, seq: u32, payload: &[u8], speech: bool) {
+        if self.frames.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.frames.insert(
+            ext,
+            Stored {
+                payload: payload.to_vec(),
+                speech,
+            },
+        );
+        self.stats.received += 1;
+        if self.newest.is_none_or(|(n, _)| ext > n) {
+            self.newest = Some((ext, seq));
+        }
+        self.first_arrival.get_or_insert(now);
+    }
+
+    fn observe_delay(&mut self, now: Instant, ext: u64) {
+        let (ref_at, ref_seq) = *self.reference.get_or_insert((now, ext));
+        let sent_offset = (ext as f64 - ref_seq as f64) * self.cfg.frame.as_secs_f64();
+        let arrived_offset = if now >= ref_at {
+            (now - ref_at).as_secs_f64()
+        } else {
+            -(ref_at - now).as_secs_f64()
+        };
+        self.delays.push_back((now, arrived_offset - sent_offset));
+        while self
+            .delays
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.cfg.window)
+        {
+            self.delays.pop_front();
+        }
+        let min = self
+            .delays
+            .iter()
+            .map(|d| d.1)
+            .fold(f64::INFINITY, f64::min);
+        let mut jitter: Vec<f64> = self.delays.iter().map(|d| d.1 - min).collect();
+        jitter.sort_by(|a, b| a.total_cmp(b));
+        let q = jitter[((jitter.len() - 1) as f64 * self.cfg.quantile).round() as usize];
+        while self
+            .losses
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > self.cfg.window)
+        {
+            self.losses.pop_front();
+        }
+        let headroom = if self.losses.is_empty() {
+            Duration::ZERO
+        } else {
+            self.cfg.frame
+        };
+        let target = Duration::from_secs_f64(q) + self.cfg.frame + headroom;
+        self.target = target.clamp(self.cfg.min_delay.max(self.cfg.frame), self.cfg.max_delay);
+    }
+
+    /// The playout clock asks for the next frame.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                let ready = self.first_arrival.is_some_and(|t| now >= t + self.target);
+                match self.frames.keys().next() {
+                    Some(&first) if ready => {
+                        self.next = Some(first);
+                        first
+                    }
+                    _ => return Playout::Silence,
+                }
+            }
+        };
+        let target = self.target_frames() as f64;
+        let level = self.level();
+        self.avg_level += (level as f64 - self.avg_level) * 0.05;
+        let head_quiet = self.frames.get(&next).is_some_and(|f| !f.speech);
+        // Too much delay: drop one frame, in a pause unless far too much.
+        let excess = self.avg_level - target;
+        if level >= 2 && ((excess > 1.0 && head_quiet) || excess > 5.0) {
+            if self.frames.remove(&next).is_some() {
+                self.stats.dropped += 1;
+            }
+            self.avg_level -= 1.0;
+            return self.pop_at(now, next + 1);
+        }
+        // Too little delay: stretch a pause by one concealed frame.
+        if level > 0 && excess < -0.75 && head_quiet {
+            self.stats.inserted += 1;
+            self.avg_level += 1.0;
+            return Playout::Conceal { fec: None };
+        }
+        self.pop_at(now, next)
+    }
+
+    fn lose(&mut self, now: Instant, frames: u64) {
+        self.stats.lost += frames;
+        self.losses.push_back(now);
+    }
+
+    fn pop_at(&mut self, now: Instant, mut next: u64) -> Playout {
+        // Slots already concealed while we waited stand in for the frames that never came:
+        // skip as many missing frames as slots were spent, so an outage adds no delay.
+        if self.stalled > 0 {
+            if let Some(&first) = self.frames.range(next..).next().map(|(k, _)| k) {
+                let skip = (first - next).min(self.stalled as u64);
+                if skip > 0 {
+                    self.lose(now, skip);
+                    next += skip;
+                }
+            }
+        }
+        if let Some(f) = self.frames.remove(&next) {
+            self.next = Some(next + 1);
+            self.stalled = 0;
+            self.stats.played += 1;
+            return Playout::Frame {
+                seq: next as u32,
+                payload: f.payload,
+            };
+        }
+        self.stats.concealed += 1;
+        let newer_here = self.frames.range(next + 1..).next().is_some();
+        // Waiting longer than the largest delay we allow is a loss, not jitter.
+        let max_stall = (self.cfg.max_delay.as_secs_f64() / self.cfg.frame.as_secs_f64()) as u32;
+        if newer_here || self.stalled >= max_stall {
+            self.next = Some(next + 1);
+            self.stalled = 0;
+            self.lose(now, 1);
+            let fec = self.frames.get(&(next + 1)).map(|f| f.payload.clone());
+            Playout::Conceal { fec }
+        } else {
+            self.next = Some(next);
+            self.stalled += 1;
+            self.stats.underruns += 1;
+            Playout::Conceal { fec: None }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "jitter_tests.rs"]
+mod tests;

@@ -1,0 +1,14 @@
+//! Media transport logic, free of I/O: the fixed-size media datagram with redundancy, and the
+//! adaptive jitter buffer.
+//!
+//! ```text
+//!  sender:   frames ──► Packetizer (fixed size, previous frames in the padding) ──► datagram
+//!  receiver: datagram ──► parse ──► JitterBuffer::push (each frame, duplicates ignored)
+//!            device clock ──► JitterBuffer::pop every frame ──► decode / conceal ──► speaker
+//! ```
+
+pub mod jitter;
+pub mod packet;
+
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use packet::{MediaPacket, PacketError, Packetizer};
