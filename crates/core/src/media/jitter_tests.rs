@@ -67,12 +67,6 @@ impl Report {
         let (a, b) = (self.stats_at(from), self.stats_at(to));
         b.concealed - a.concealed
     }
-    fn concealed_between(&self, from: Duration, to: Duration) -> usize {
-        self.outputs
-            .iter()
-            .filter(|(t, o)| *t >= from && *t < to && matches!(o, Playout::Conceal { .. }))
-            .count()
-    }
 }
 
 /// Sends `frames` frames with a sender clock off by `ppm`, through `net` (which returns the
