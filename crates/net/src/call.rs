@@ -63,10 +63,52 @@ pub(crate) enum Command {
     Chat(String, oneshot::Sender<Result<(), SessionError>>),
 }
 
+/// The call's path for media: unreliable QUIC datagrams on the call's own connection,
+/// encrypted like everything else. Use it only once the call is connected.
+#[derive(Clone, Debug)]
+pub struct MediaLink {
+    pub(crate) conn: quinn::Connection,
+}
+
+/// A datagram could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("media datagram not sent: {0}")]
+pub struct MediaSendError(String);
+
+impl MediaLink {
+    /// Sends one datagram (dropped by the network or by congestion, never retransmitted).
+    pub fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError> {
+        self.conn
+            .send_datagram(bytes::Bytes::copy_from_slice(datagram))
+            .map_err(|e| MediaSendError(e.to_string()))
+    }
+    /// The next datagram; `None` once the connection is closed.
+    pub async fn recv(&self) -> Option<bytes::Bytes> {
+        self.conn.read_datagram().await.ok()
+    }
+    /// Largest datagram the path takes now.
+    pub fn max_datagram(&self) -> Option<usize> {
+        self.conn.max_datagram_size()
+    }
+    /// Current round-trip estimate.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+    /// The peer's address: the direct path in use.
+    pub fn remote(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+    /// UDP bytes sent on this connection so far (all QUIC overhead included).
+    pub fn udp_tx_bytes(&self) -> u64 {
+        self.conn.stats().udp_tx.bytes
+    }
+}
+
 /// A call in progress. Dropping it hangs up.
 #[derive(Debug)]
 pub struct Call {
     pub(crate) info: CallInfo,
+    pub(crate) media: MediaLink,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) events: mpsc::Receiver<CallEvent>,
 }
@@ -80,6 +122,11 @@ impl Call {
     /// The next event; `None` after `Ended` was delivered.
     pub async fn next_event(&mut self) -> Option<CallEvent> {
         self.events.recv().await
+    }
+
+    /// The media path of this call. Send nothing on it before `Connected`.
+    pub fn media(&self) -> MediaLink {
+        self.media.clone()
     }
 
     /// Answers an incoming call.

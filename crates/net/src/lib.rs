@@ -8,6 +8,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod addrs;
+pub mod audio;
 mod call;
 mod driver;
 mod error;
@@ -16,9 +17,10 @@ pub mod store;
 pub mod tls;
 
 pub use addrs::reachable as reachable_addrs;
-pub use call::{Call, CallEvent, CallInfo};
+pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};
 pub use error::{CallError, NodeError};
 pub use node::{AcceptPolicy, Node, NodeConfig};
 pub use store::{IdentityStore, StoreError};
 
 pub use extrasafe_core as core;
+pub use extrasafe_media as media;

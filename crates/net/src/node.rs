@@ -148,7 +148,9 @@ fn transport_config(peer_streams: u32) -> TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(64 * 1024));
     t.receive_window(quinn::VarInt::from_u32(256 * 1024));
     t.send_window(256 * 1024);
-    t.datagram_receive_buffer_size(None);
+    // Media datagrams: about a second of audio may wait for the application.
+    t.datagram_receive_buffer_size(Some(64 * 1024));
+    t.datagram_send_buffer_size(64 * 1024);
     t
 }
 
@@ -425,6 +427,7 @@ fn assemble(
     let started = info.started;
     let call = Call {
         info,
+        media: crate::call::MediaLink { conn: conn.clone() },
         commands: cmd_tx,
         events: ev_rx,
     };

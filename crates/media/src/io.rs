@@ -1,0 +1,132 @@
+//! Where audio comes from and goes to. Devices come later; these are the file and silence
+//! ends used by tests, scripts and the demo.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::FRAME_SAMPLES;
+
+/// Gives one 20 ms frame at a time.
+pub trait AudioSource: Send {
+    /// Fills `out` (`FRAME_SAMPLES` samples); false once the source has nothing more (the
+    /// frame is then silence).
+    fn read_frame(&mut self, out: &mut [i16]) -> bool;
+}
+
+/// Takes one 20 ms frame at a time.
+pub trait AudioSink: Send {
+    /// A frame to play.
+    fn write_frame(&mut self, pcm: &[i16]);
+    /// The call is over: flush (a file sink writes its file here).
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Samples held in memory, played once or looped.
+pub struct SamplesSource {
+    samples: Vec<i16>,
+    pos: usize,
+    looping: bool,
+}
+
+impl SamplesSource {
+    /// Plays `samples` (48 kHz mono), looping if asked.
+    pub fn new(samples: Vec<i16>, looping: bool) -> Self {
+        Self {
+            samples,
+            pos: 0,
+            looping,
+        }
+    }
+
+    /// Reads a WAV file (any rate and channel count; converted).
+    pub fn from_wav(path: &std::path::Path, looping: bool) -> Result<Self, crate::wav::WavError> {
+        Ok(Self::new(crate::wav::read(path)?, looping))
+    }
+}
+
+impl AudioSource for SamplesSource {
+    fn read_frame(&mut self, out: &mut [i16]) -> bool {
+        out.fill(0);
+        if self.samples.is_empty() {
+            return false;
+        }
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.pos >= self.samples.len() {
+                if !self.looping {
+                    return filled > 0;
+                }
+                self.pos = 0;
+            }
+            let n = (out.len() - filled).min(self.samples.len() - self.pos);
+            out[filled..filled + n].copy_from_slice(&self.samples[self.pos..self.pos + n]);
+            filled += n;
+            self.pos += n;
+        }
+        true
+    }
+}
+
+/// Nothing to say: silence forever.
+pub struct Silence;
+
+impl AudioSource for Silence {
+    fn read_frame(&mut self, out: &mut [i16]) -> bool {
+        out.fill(0);
+        true
+    }
+}
+
+/// Keeps what was played, readable through [`RecordingSink::samples`] from another task,
+/// and writes it to a WAV file at the end if given a path.
+#[derive(Default, Clone)]
+pub struct RecordingSink {
+    samples: Arc<Mutex<Vec<i16>>>,
+    path: Option<PathBuf>,
+}
+
+impl RecordingSink {
+    /// Records in memory only.
+    pub fn memory() -> Self {
+        Self::default()
+    }
+    /// Records and writes `path` when the call ends.
+    pub fn to_file(path: PathBuf) -> Self {
+        Self {
+            samples: Default::default(),
+            path: Some(path),
+        }
+    }
+    /// A copy of everything played so far.
+    pub fn samples(&self) -> Vec<i16> {
+        self.samples
+            .lock()
+            .expect("recording lock poisoned")
+            .clone()
+    }
+}
+
+impl AudioSink for RecordingSink {
+    fn write_frame(&mut self, pcm: &[i16]) {
+        debug_assert_eq!(pcm.len(), FRAME_SAMPLES);
+        self.samples
+            .lock()
+            .expect("recording lock poisoned")
+            .extend_from_slice(pcm);
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        match &self.path {
+            Some(p) => crate::wav::write(p, &self.samples()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Discards audio.
+pub struct Discard;
+
+impl AudioSink for Discard {
+    fn write_frame(&mut self, _pcm: &[i16]) {}
+}

@@ -1,0 +1,162 @@
+//! Runs a call's audio: one task paces the sender and the playout on a 20 ms clock and feeds
+//! arriving datagrams to the receiver. The decisions live in the sans-IO `AudioSender`,
+//! `AudioReceiver` and jitter buffer; this is only their driver.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use extrasafe_core::media::JitterStats;
+use extrasafe_media::codec::{CodecError, OpusPureDecoder, OpusPureEncoder};
+use extrasafe_media::io::{AudioSink, AudioSource};
+use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::call::MediaLink;
+
+/// A snapshot of a call's audio, for the stats line.
+#[derive(Clone, Debug, Default)]
+pub struct AudioStats {
+    /// Time since audio started.
+    pub elapsed: Duration,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes of media datagrams sent (payload, before QUIC's overhead).
+    pub sent_bytes: u64,
+    /// Datagrams that could not be sent (path too small or congested).
+    pub send_errors: u64,
+    /// Bytes of UDP sent on the connection (everything, all headers of QUIC included).
+    pub udp_tx_bytes: u64,
+    /// Receiver counters.
+    pub received: ReceiverStats,
+    /// Jitter buffer counters.
+    pub jitter: JitterStats,
+    /// Jitter buffer target delay.
+    pub target_delay: Duration,
+    /// Audio buffered now.
+    pub buffered: Duration,
+    /// Round-trip time of the path.
+    pub rtt: Duration,
+    /// The address the call runs over (always direct).
+    pub remote: Option<SocketAddr>,
+    /// The source ran out (a file played once).
+    pub source_done: bool,
+}
+
+/// A running audio stream; stop it to finish the sink and get the final figures.
+#[derive(Debug)]
+pub struct AudioCall {
+    stop: Option<oneshot::Sender<()>>,
+    mute: watch::Sender<bool>,
+    stats: watch::Receiver<AudioStats>,
+    task: JoinHandle<(AudioStats, Result<(), String>)>,
+}
+
+impl AudioCall {
+    /// Starts sending `source` and playing into `sink` over `link`.
+    pub fn start(
+        link: MediaLink,
+        config: AudioConfig,
+        mut source: Box<dyn AudioSource>,
+        mut sink: Box<dyn AudioSink>,
+    ) -> Result<Self, CodecError> {
+        let mut sender = AudioSender::new(
+            &config,
+            Box::new(OpusPureEncoder::new(config.opus.clone())?),
+        );
+        let mut receiver = AudioReceiver::new(&config, Box::new(OpusPureDecoder::new()?));
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let (mute_tx, mut mute_rx) = watch::channel(false);
+        let (stats_tx, stats_rx) = watch::channel(AudioStats::default());
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let udp_at_start = link.udp_tx_bytes();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            // A late tick is made up at once: the frame count must follow the wall clock.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut stats = AudioStats {
+                remote: Some(link.remote()),
+                ..AudioStats::default()
+            };
+            let (mut pcm, mut out, mut dg) = (
+                vec![0i16; FRAME_SAMPLES],
+                vec![0i16; FRAME_SAMPLES],
+                Vec::new(),
+            );
+            let mut ticks = 0u64;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop_rx => break,
+                    _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
+                    d = link.recv() => match d {
+                        Some(d) => receiver.handle_datagram(Instant::now(), &d),
+                        None => break,
+                    },
+                    _ = tick.tick() => {
+                        let now = Instant::now();
+                        if !source.read_frame(&mut pcm) {
+                            stats.source_done = true;
+                        }
+                        if sender.send_frame(&pcm, &mut dg).is_ok() {
+                            match link.send(&dg) {
+                                Ok(()) => {
+                                    stats.sent += 1;
+                                    stats.sent_bytes += dg.len() as u64;
+                                }
+                                Err(_) => stats.send_errors += 1,
+                            }
+                        }
+                        receiver.play(now, &mut out);
+                        sink.write_frame(&out);
+                        ticks += 1;
+                        if ticks % 25 == 0 {
+                            fill(&mut stats, &receiver, &link, started, udp_at_start);
+                            let _ = stats_tx.send(stats.clone());
+                        }
+                    }
+                }
+            }
+            fill(&mut stats, &receiver, &link, started, udp_at_start);
+            let _ = stats_tx.send(stats.clone());
+            (stats, sink.finish())
+        });
+        Ok(Self {
+            stop: Some(stop_tx),
+            mute: mute_tx,
+            stats: stats_rx,
+            task,
+        })
+    }
+
+    /// Mutes or unmutes: muted, the same datagrams go out, carrying silence.
+    pub fn set_muted(&self, muted: bool) {
+        let _ = self.mute.send(muted);
+    }
+
+    /// The latest figures (updated every half second).
+    pub fn stats(&self) -> AudioStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Stops the stream, finishes the sink (a file sink writes its file) and returns the
+    /// final figures and the sink's result.
+    pub async fn stop(mut self) -> (AudioStats, Result<(), String>) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|_| (AudioStats::default(), Err("the audio task failed".into())))
+    }
+}
+
+fn fill(stats: &mut AudioStats, rx: &AudioReceiver, link: &MediaLink, started: Instant, udp0: u64) {
+    stats.elapsed = started.elapsed();
+    stats.received = rx.stats();
+    stats.jitter = rx.jitter().stats();
+    stats.target_delay = rx.jitter().target_delay();
+    stats.buffered = rx.jitter().buffered();
+    stats.rtt = link.rtt();
+    stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(udp0);
+}
