@@ -83,7 +83,9 @@ Examples:
   extrasafe listen --accept anyone --once           # answer anyone, exit after one call
   extrasafe listen --port 50000                     # listen on another UDP port
 
-During a call, type a line and press Enter to send it. /hangup or Ctrl-D ends the call.
+During a call, type a line and press Enter to send it. /mute and /unmute switch your
+audio; /hangup or Ctrl-D ends the call. With --audio-in/--audio-out the call carries audio
+from/to WAV files (devices come later) and a stats line is printed every 5 s.
 A caller you decline, or whom --accept does not list, learns only \"declined\".")]
     Listen(ListenArgs),
     /// Call someone from their ticket.
@@ -91,6 +93,7 @@ A caller you decline, or whom --accept does not list, learns only \"declined\"."
 Examples:
   extrasafe call est1qqq...          # call; chat once connected; Ctrl-D hangs up
   printf 'hello\\n' | extrasafe call est1qqq... --json
+  extrasafe call est1qqq... --audio-in speech.wav --audio-out heard.wav
 
 When connected, both screens show a six-digit verification code. Read it to each other
 (voice, in person): if the codes differ, someone is in the middle; hang up.")]
@@ -101,9 +104,41 @@ Example:
   extrasafe demo
 
 Makes two throw-away identities, connects them over real UDP sockets on 127.0.0.1, shows
-both verification codes, exchanges chat lines, hangs up and prints the timings. Needs no
-devices and no network; writes nothing.")]
-    Demo,
+both verification codes, exchanges chat lines, then Alice talks to Bob for ten seconds
+(a synthetic voice, Opus over QUIC datagrams), and prints latency, quality and bitrate.
+Needs no devices and no network. Writes one file: the audio Bob heard (see --audio-out).")]
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Seconds of audio to send.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Where to write the audio Bob received [default: extrasafe-demo-received.wav in the
+    /// system's temporary folder].
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_out: Option<PathBuf>,
+}
+
+/// Audio options of `call` and `listen` (real devices come later).
+#[derive(Args, Debug, Clone)]
+pub struct AudioArgs {
+    /// Send this WAV file as your voice (any rate or channel count; converted).
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_in: Option<PathBuf>,
+    /// Play the --audio-in file in a loop instead of once.
+    #[arg(long = "loop", requires = "audio_in")]
+    pub looping: bool,
+    /// Record what you hear to this WAV file (48 kHz mono), written when the call ends.
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_out: Option<PathBuf>,
+}
+
+impl AudioArgs {
+    pub fn wanted(&self) -> bool {
+        self.audio_in.is_some() || self.audio_out.is_some()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +174,8 @@ pub struct ListenArgs {
     /// Also print the ticket as a QR code.
     #[arg(long)]
     pub qr: bool,
+    #[command(flatten)]
+    pub audio: AudioArgs,
 }
 
 #[derive(Args, Debug)]
@@ -148,4 +185,6 @@ pub struct CallArgs {
     /// Local address to call from [default: any address, a free port].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub audio: AudioArgs,
 }

@@ -3,6 +3,11 @@
 use std::collections::VecDeque;
 
 use extrasafe_core::EndReason;
+use extrasafe_net::audio::AudioCall;
+use extrasafe_net::media::io::{
+    AudioSink, AudioSource, Discard, RecordingSink, SamplesSource, Silence,
+};
+use extrasafe_net::media::AudioConfig;
 use extrasafe_net::{Call, CallEvent};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -78,8 +83,55 @@ impl Interrupts {
     }
 }
 
-const HELP: &str =
-    "Type a line and press Enter to send it.  /hangup ends the call (so does Ctrl-D).";
+const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /hangup ends the call (so does Ctrl-D).";
+
+/// What audio a call carries, prepared before dialling so a bad file fails early.
+#[derive(Clone, Default)]
+pub struct AudioPlan {
+    /// Voice to send (48 kHz mono), or silence.
+    pub voice: Option<Vec<i16>>,
+    /// Loop the voice.
+    pub looping: bool,
+    /// Where to record what is heard.
+    pub record: Option<std::path::PathBuf>,
+    /// Run audio at all.
+    pub enabled: bool,
+}
+
+impl AudioPlan {
+    pub fn from_args(a: &crate::args::AudioArgs) -> Result<Self, crate::exit::Failure> {
+        let voice = match &a.audio_in {
+            Some(p) => Some(extrasafe_net::media::wav::read(p).map_err(|e| {
+                crate::exit::Failure::new(
+                    crate::exit::USAGE,
+                    format!("Cannot use --audio-in: {e}."),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            voice,
+            looping: a.looping,
+            record: a.audio_out.clone(),
+            enabled: a.wanted(),
+        })
+    }
+
+    fn start(&self, call: &Call) -> Option<AudioCall> {
+        if !self.enabled {
+            return None;
+        }
+        let source: Box<dyn AudioSource> = match &self.voice {
+            Some(v) => Box::new(SamplesSource::new(v.clone(), self.looping)),
+            None => Box::new(Silence),
+        };
+        let sink: Box<dyn AudioSink> = match &self.record {
+            Some(p) => Box::new(RecordingSink::to_file(p.clone())),
+            None => Box::new(Discard),
+        };
+        AudioCall::start(call.media(), AudioConfig::default(), source, sink).ok()
+    }
+}
 
 /// Runs a call until it ends; returns why, and the exit code that reason maps to.
 pub async fn run(
@@ -87,7 +139,11 @@ pub async fn run(
     out: Output,
     input: &mut Input,
     intr: &mut Interrupts,
+    plan: &AudioPlan,
 ) -> (EndReason, i32) {
+    let mut audio: Option<AudioCall> = None;
+    let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    stats_tick.tick().await;
     let mut queued: VecDeque<String> = VecDeque::new();
     let mut connected = false;
     let mut asking = false;
@@ -104,6 +160,10 @@ pub async fn run(
                     connected = true;
                     asking = false;
                     out.connected(call.info(), after);
+                    audio = plan.start(&call);
+                    if plan.enabled && audio.is_none() {
+                        out.warn("Audio could not start (codec error); chat still works.");
+                    }
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
                     }
@@ -113,6 +173,15 @@ pub async fn run(
                 }
                 Some(CallEvent::Chat { text, at }) => out.chat("them", &text, at),
                 Some(CallEvent::Ended(reason)) => {
+                    if let Some(a) = audio.take() {
+                        let (stats, written) = a.stop().await;
+                        out.stats(&stats);
+                        match (written, &plan.record) {
+                            (Ok(()), Some(p)) => out.hint(format!("Wrote what you heard to {}.", p.display())),
+                            (Err(e), _) => out.warn(&format!("Could not write the recording: {e}")),
+                            _ => {}
+                        }
+                    }
                     let (code, human) = describe_end(&reason);
                     out.ended(&reason, &human);
                     return (reason, code);
@@ -138,6 +207,18 @@ pub async fn run(
                 }
                 Some(line) => match line.trim() {
                     "/hangup" | "/bye" | "/quit" | "/exit" => call.hangup(),
+                    "/mute" | "/unmute" => match &audio {
+                        Some(a) => {
+                            let mute = line.trim() == "/mute";
+                            a.set_muted(mute);
+                            out.hint(if mute {
+                                "Muted. The other side still gets packets of the same size, carrying silence."
+                            } else {
+                                "Unmuted."
+                            });
+                        }
+                        None => out.hint("This call carries no audio."),
+                    },
                     "/help" | "/?" => out.hint(HELP),
                     "" => {}
                     _ if connected => send(&call, out, line).await,
@@ -145,6 +226,11 @@ pub async fn run(
                 },
             },
             _ = intr.next() => call.hangup(),
+            _ = stats_tick.tick(), if audio.is_some() => {
+                if let Some(a) = &audio {
+                    out.stats(&a.stats());
+                }
+            }
         }
     }
 }

@@ -43,7 +43,7 @@ fn main() {
             Command::Id(a) => cmd::id::run(&cli.global, a, out),
             Command::Listen(a) => cmd::listen::run(&cli.global, a, out).await,
             Command::Call(a) => cmd::call::run(&cli.global, a, out).await,
-            Command::Demo => cmd::demo::run(out).await,
+            Command::Demo(a) => cmd::demo::run(a, out).await,
         }
     });
     let code = match result {

@@ -166,6 +166,26 @@ impl Output {
         );
     }
 
+    /// The live stats line of an audio call.
+    pub fn stats(&self, s: &extrasafe_net::audio::AudioStats) {
+        let secs = s.elapsed.as_secs_f64().max(0.001);
+        let slots = (s.jitter.played + s.jitter.lost).max(1);
+        let loss = s.jitter.lost as f64 * 100.0 / slots as f64;
+        let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
+        let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
+        self.emit(
+            format!(
+                "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
+                s.rtt.as_secs_f64() * 1e3,
+                s.buffered.max(s.target_delay).as_millis()
+            ),
+            json!({"event": "stats", "rtt_ms": s.rtt.as_secs_f64() * 1e3, "loss_percent": loss,
+                   "buffer_ms": s.buffered.as_millis() as u64, "target_delay_ms": s.target_delay.as_millis() as u64,
+                   "send_kbps": kbps, "remote": remote, "sent": s.sent, "received": s.received.datagrams,
+                   "malformed": s.received.malformed, "concealed": s.jitter.concealed, "lost": s.jitter.lost}),
+        );
+    }
+
     pub fn warn(&self, text: &str) {
         self.emit(
             format!("! {text}"),

@@ -51,7 +51,34 @@ impl Events {
     }
 }
 
-fn wait(mut child: Child) -> i32 {
+/// A child process that is killed if the test fails before waiting for it, so no process
+/// outlives the test holding its output pipe open.
+struct Proc(Option<Child>);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("process already waited for")
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("process already waited for")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait(mut p: Proc) -> i32 {
+    let mut child = p.0.take().expect("process already waited for");
     for _ in 0..200 {
         if let Some(s) = child.try_wait().unwrap() {
             return s.code().unwrap_or(-1);
@@ -62,7 +89,7 @@ fn wait(mut child: Child) -> i32 {
     panic!("process did not exit within 10 s");
 }
 
-fn listener(extra: &[&str]) -> (Child, Events) {
+fn listener(extra: &[&str]) -> (Proc, Events) {
     let mut c = bin()
         .args([
             "--ephemeral",
@@ -78,19 +105,20 @@ fn listener(extra: &[&str]) -> (Child, Events) {
         .spawn()
         .unwrap();
     let ev = Events::new(c.stdout.take().unwrap());
-    (c, ev)
+    (Proc(Some(c)), ev)
 }
 
-fn caller(ticket: &str, extra: &[&str]) -> (Child, Events) {
+fn caller(ticket: &str, global: &[&str], call_args: &[&str]) -> (Proc, Events) {
     let mut c = bin()
-        .args(extra)
+        .args(global)
         .args(["--json", "call", ticket])
+        .args(call_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let ev = Events::new(c.stdout.take().unwrap());
-    (c, ev)
+    (Proc(Some(c)), ev)
 }
 
 #[test]
@@ -100,7 +128,7 @@ fn a_call_with_chat_between_two_processes() {
         .as_str()
         .unwrap()
         .to_string();
-    let (mut c, cev) = caller(&ticket, &["--ephemeral"]);
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"], &[]);
     let secured = cev.until("secured");
     assert_eq!(secured["key_exchange"], "X25519MLKEM768");
     let c_conn = cev.until("connected");
@@ -178,7 +206,7 @@ fn ask_policy_prompts_and_takes_the_answer_from_the_terminal_input() {
         .as_str()
         .unwrap()
         .to_string();
-    let (c, cev) = caller(&ticket, &["--ephemeral"]);
+    let (c, cev) = caller(&ticket, &["--ephemeral"], &[]);
     let inc = lev.until("incoming");
     cev.until("ringing");
     assert_eq!(inc["sas"].as_str().unwrap().len(), 7);
@@ -258,7 +286,18 @@ fn ephemeral_writes_nothing() {
 
 #[test]
 fn demo_runs_and_reports() {
-    let out = bin().args(["--json", "demo"]).output().unwrap();
+    let wav = tmp("demo").with_extension("wav");
+    let out = bin()
+        .args([
+            "--json",
+            "demo",
+            "--seconds",
+            "2",
+            "--audio-out",
+            wav.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -273,6 +312,13 @@ fn demo_runs_and_reports() {
     assert_eq!(lines.iter().filter(|v| v["event"] == "chat").count(), 3);
     let done = lines.iter().find(|v| v["event"] == "demo_done").unwrap();
     assert!(done["connect_ms"].as_f64().unwrap() > 0.0);
+    let audio = lines.iter().find(|v| v["event"] == "audio_done").unwrap();
+    assert!(audio["correlation"].as_f64().unwrap() > 0.6, "{audio}");
+    assert!(audio["latency_ms"].as_f64().unwrap() < 150.0, "{audio}");
+    assert_eq!(audio["lost"], 0);
+    let heard = extrasafe_net::media::wav::read(&wav).unwrap();
+    assert!(heard.len() >= 2 * 48_000, "{} samples", heard.len());
+    std::fs::remove_file(&wav).unwrap();
 }
 
 #[test]
@@ -308,6 +354,7 @@ fn peer_text_cannot_drive_the_terminal() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut l = Proc(Some(l));
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = l.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -327,7 +374,7 @@ fn peer_text_cannot_drive_the_terminal() {
         .trim_start_matches("Ticket:")
         .trim()
         .to_string();
-    let (mut c, cev) = caller(&ticket, &["--ephemeral"]);
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"], &[]);
     cev.until("connected");
     let mut cin = c.stdin.take().unwrap();
     writeln!(cin, "\x1b]0;owned\x07\x1b[2Jhi\u{202e}there").unwrap();
@@ -365,4 +412,58 @@ fn a_busy_port_gets_advice() {
         err.contains(&format!("Port {port} is already in use")) && err.contains("--port"),
         "{err}"
     );
+}
+
+#[test]
+fn audio_files_in_and_out_of_a_call() {
+    let dir = tmp("audio");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The voice goes in at 16 kHz to exercise the resampler.
+    let voice48 = extrasafe_net::media::speech::sample(3.0);
+    let voice16 = extrasafe_net::media::resample::resample(&voice48, 48_000, 16_000);
+    let spec = |rate| hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let input = dir.join("in.wav");
+    let mut w = hound::WavWriter::create(&input, spec(16_000)).unwrap();
+    voice16.iter().for_each(|&s| w.write_sample(s).unwrap());
+    w.finalize().unwrap();
+    let output = dir.join("heard.wav");
+
+    let (l, lev) = listener(&[
+        "--accept",
+        "anyone",
+        "--audio-out",
+        output.to_str().unwrap(),
+    ]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut c, cev) = caller(
+        &ticket,
+        &["--ephemeral"],
+        &["--audio-in", input.to_str().unwrap()],
+    );
+    cev.until("connected");
+    // The first stats line comes after 5 s of call: the 3 s voice has been sent by then.
+    let stats = cev.until("stats");
+    assert!(stats["sent"].as_u64().unwrap() >= 200, "{stats}");
+    drop(c.stdin.take()); // hang up
+    let heard_stats = lev.until("stats");
+    assert!(
+        heard_stats["received"].as_u64().unwrap() >= 200,
+        "{heard_stats}"
+    );
+    assert_eq!(heard_stats["malformed"], 0);
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+    let heard = extrasafe_net::media::wav::read(&output).unwrap();
+    let (lag, corr) = extrasafe_net::media::pipeline::align(&voice48, &heard, 48_000 / 2);
+    assert!(corr > 0.6, "correlation {corr}");
+    assert!(lag < 48 * 150, "lag {lag}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

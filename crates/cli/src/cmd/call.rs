@@ -14,6 +14,7 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
         .ticket
         .parse()
         .map_err(|e| Failure::new(USAGE, format!("That ticket cannot be used: {e}.")))?;
+    let plan = callui::AudioPlan::from_args(&args.audio)?;
     let loaded = ident::load(global)?;
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
     let config = NodeConfig {
@@ -37,7 +38,7 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
     };
     out.secured(call.info());
     let mut input = Input::spawn();
-    let (_, code) = callui::run(call, out, &mut input, &mut intr).await;
+    let (_, code) = callui::run(call, out, &mut input, &mut intr, &plan).await;
     node.shutdown().await;
     Ok(code)
 }

@@ -30,6 +30,7 @@ fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
 
 pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
     let policy = policy(&args.accept)?;
+    let plan = callui::AudioPlan::from_args(&args.audio)?;
     let loaded = ident::load(global)?;
     let config = NodeConfig {
         policy: policy.clone(),
@@ -65,7 +66,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             call = node.incoming() => {
                 let Some(call) = call else { break };
                 input.discard_typed_ahead();
-                let (_, c) = callui::run(call, out, &mut input, &mut intr).await;
+                let (_, c) = callui::run(call, out, &mut input, &mut intr, &plan).await;
                 if args.once {
                     code = c;
                     break;
