@@ -340,7 +340,7 @@ fn bad_input_gets_a_sentence_and_exit_2() {
 #[test]
 fn peer_text_cannot_drive_the_terminal() {
     // A human-mode listener: read its plain stdout.
-    let mut l = bin()
+    let l = bin()
         .args([
             "--ephemeral",
             "listen",
