@@ -133,6 +133,9 @@ pub struct AudioArgs {
     /// Record what you hear to this WAV file (48 kHz mono), written when the call ends.
     #[arg(long, value_name = "FILE.wav")]
     pub audio_out: Option<PathBuf>,
+    /// Send your audio as it is, without noise suppression (on by default).
+    #[arg(long)]
+    pub no_noise_suppression: bool,
 }
 
 impl AudioArgs {

@@ -96,6 +96,8 @@ pub struct AudioPlan {
     pub record: Option<std::path::PathBuf>,
     /// Run audio at all.
     pub enabled: bool,
+    /// Clean the outgoing audio.
+    pub noise_suppression: bool,
 }
 
 impl AudioPlan {
@@ -114,6 +116,7 @@ impl AudioPlan {
             looping: a.looping,
             record: a.audio_out.clone(),
             enabled: a.wanted(),
+            noise_suppression: !a.no_noise_suppression,
         })
     }
 
@@ -129,7 +132,11 @@ impl AudioPlan {
             Some(p) => Box::new(RecordingSink::to_file(p.clone())),
             None => Box::new(Discard),
         };
-        AudioCall::start(call.media(), AudioConfig::default(), source, sink).ok()
+        let config = AudioConfig {
+            noise_suppression: self.noise_suppression,
+            ..AudioConfig::default()
+        };
+        AudioCall::start(call.media(), config, source, sink).ok()
     }
 }
 

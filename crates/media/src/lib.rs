@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod denoise;
 pub mod io;
 pub mod pipeline;
 pub mod resample;

@@ -20,6 +20,8 @@ pub struct AudioConfig {
     pub redundancy: usize,
     /// Jitter buffer tuning.
     pub jitter: JitterConfig,
+    /// Clean the microphone signal before encoding (RNNoise).
+    pub noise_suppression: bool,
 }
 
 impl Default for AudioConfig {
@@ -29,28 +31,32 @@ impl Default for AudioConfig {
             datagram_size: 200,
             redundancy: 2,
             jitter: JitterConfig::default(),
+            noise_suppression: true,
         }
     }
 }
 
-/// Simple voice activity: frame energy above −45 dBFS, held for 200 ms so word endings count
-/// as speech. Only steers where the receiver may stretch or shrink pauses; it is never sent
-/// in the clear.
+/// Voice activity, held for 200 ms so word endings count as speech: the noise suppressor's
+/// voice probability when it runs, else frame energy above −45 dBFS. Only steers where the
+/// receiver may stretch or shrink pauses; it never shows on the wire.
 #[derive(Debug, Default)]
 struct Vad {
     hang: u32,
 }
 
 impl Vad {
-    fn speech(&mut self, pcm: &[i16]) -> bool {
-        let energy = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
-        // −45 dBFS relative to full scale 32768.
-        if energy > (32_768.0f64 * 10f64.powf(-45.0 / 20.0)).powi(2) {
+    fn update(&mut self, active: bool) -> bool {
+        if active {
             self.hang = 10;
         } else {
             self.hang = self.hang.saturating_sub(1);
         }
         self.hang > 0
+    }
+
+    fn energetic(pcm: &[i16]) -> bool {
+        let energy = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+        energy > (32_768.0f64 * 10f64.powf(-45.0 / 20.0)).powi(2)
     }
 }
 
@@ -61,6 +67,8 @@ pub struct AudioSender {
     ts: u32,
     muted: bool,
     vad: Vad,
+    denoise: Option<crate::denoise::NoiseSuppressor>,
+    frame: Vec<i16>,
     scratch: Vec<u8>,
 }
 
@@ -73,6 +81,10 @@ impl AudioSender {
             ts: 0,
             muted: false,
             vad: Vad::default(),
+            denoise: config
+                .noise_suppression
+                .then(crate::denoise::NoiseSuppressor::new),
+            frame: vec![0; FRAME_SAMPLES],
             scratch: vec![0; extrasafe_core::media::packet::MAX_FRAME_BYTES],
         }
     }
@@ -84,10 +96,17 @@ impl AudioSender {
 
     /// Encodes one frame (`FRAME_SAMPLES` samples) into the next datagram, written to `out`.
     pub fn send_frame(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let silence = [0i16; FRAME_SAMPLES];
-        let pcm = if self.muted { &silence[..] } else { pcm };
-        let speech = self.vad.speech(pcm);
-        let n = self.encoder.encode(pcm, &mut self.scratch)?;
+        if self.muted || pcm.len() != FRAME_SAMPLES {
+            self.frame.fill(0);
+        } else {
+            self.frame.copy_from_slice(pcm);
+        }
+        let active = match &mut self.denoise {
+            Some(ns) => ns.process(&mut self.frame) > 0.5,
+            None => Vad::energetic(&self.frame),
+        };
+        let speech = self.vad.update(active && !self.muted);
+        let n = self.encoder.encode(&self.frame, &mut self.scratch)?;
         self.packetizer.packetize(
             self.ts,
             FRAME_SAMPLES as u16,
