@@ -13,8 +13,9 @@ use crate::FRAME_SAMPLES;
 pub struct AudioConfig {
     /// Opus settings (constant bitrate).
     pub opus: OpusSettings,
-    /// Size of every media datagram of the call, in bytes. 200 bytes at 50 datagrams per
-    /// second is 80 kb/s before QUIC's overhead.
+    /// Size of every media datagram of the call, in bytes: room for the frame and two copies
+    /// at the default bitrate. 320 bytes at 50 datagrams per second is 128 kb/s before QUIC's
+    /// overhead.
     pub datagram_size: usize,
     /// Older frames copied into each datagram, as room allows.
     pub redundancy: usize,
@@ -28,7 +29,7 @@ impl Default for AudioConfig {
     fn default() -> Self {
         Self {
             opus: OpusSettings::default(),
-            datagram_size: 200,
+            datagram_size: 320,
             redundancy: 2,
             jitter: JitterConfig::default(),
             noise_suppression: true,
