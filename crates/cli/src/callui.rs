@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use extrasafe_core::EndReason;
 use extrasafe_net::audio::AudioCall;
 use extrasafe_net::media::io::{
-    AudioSink, AudioSource, Discard, RecordingSink, SamplesSource, Silence,
+    AudioSink, AudioSource, Discard, SamplesSource, Silence, WavFileSink,
 };
 use extrasafe_net::media::AudioConfig;
 use extrasafe_net::{Call, CallEvent};
@@ -111,6 +111,21 @@ impl AudioPlan {
             })?),
             None => None,
         };
+        if let Some(out) = &a.audio_out {
+            let dir = out
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                return Err(crate::exit::Failure::new(
+                    crate::exit::USAGE,
+                    format!(
+                        "Cannot use --audio-out: the folder {} does not exist.",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             voice,
             looping: a.looping,
@@ -129,7 +144,7 @@ impl AudioPlan {
             None => Box::new(Silence),
         };
         let sink: Box<dyn AudioSink> = match &self.record {
-            Some(p) => Box::new(RecordingSink::to_file(p.clone())),
+            Some(p) => Box::new(WavFileSink::create(p).ok()?),
             None => Box::new(Discard),
         };
         let config = AudioConfig {
@@ -169,7 +184,7 @@ pub async fn run(
                     out.connected(call.info(), after);
                     audio = plan.start(&call);
                     if plan.enabled && audio.is_none() {
-                        out.warn("Audio could not start (codec error); chat still works.");
+                        out.warn("Audio could not start (the recording file or the codec failed); chat still works.");
                     }
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
@@ -194,7 +209,12 @@ pub async fn run(
                     return (reason, code);
                 }
                 Some(_) => {}
-                None => return (EndReason::PeerVanished, crate::exit::BROKEN),
+                None => {
+                    if let Some(a) = audio.take() {
+                        let _ = a.stop().await;
+                    }
+                    return (EndReason::PeerVanished, crate::exit::BROKEN);
+                }
             },
             line = input.next(), if !input_over => match line {
                 None => {

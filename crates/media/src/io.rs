@@ -79,8 +79,9 @@ impl AudioSource for Silence {
     }
 }
 
-/// Keeps what was played, readable through [`RecordingSink::samples`] from another task,
-/// and writes it to a WAV file at the end if given a path.
+/// Keeps what was played in memory (up to ten minutes), readable through
+/// [`RecordingSink::samples`] from another task, and writes it to a WAV file at the end if
+/// given a path. For long recordings use [`WavFileSink`], which streams to disk.
 #[derive(Default, Clone)]
 pub struct RecordingSink {
     samples: Arc<Mutex<Vec<i16>>>,
@@ -111,16 +112,65 @@ impl RecordingSink {
 impl AudioSink for RecordingSink {
     fn write_frame(&mut self, pcm: &[i16]) {
         debug_assert_eq!(pcm.len(), FRAME_SAMPLES);
-        self.samples
-            .lock()
-            .expect("recording lock poisoned")
-            .extend_from_slice(pcm);
+        let mut s = self.samples.lock().expect("recording lock poisoned");
+        if s.len() < MEMORY_LIMIT {
+            s.extend_from_slice(pcm);
+        }
     }
     fn finish(&mut self) -> Result<(), String> {
         match &self.path {
             Some(p) => crate::wav::write(p, &self.samples()).map_err(|e| e.to_string()),
             None => Ok(()),
         }
+    }
+}
+
+/// Samples a memory recording keeps at most: ten minutes.
+const MEMORY_LIMIT: usize = 10 * 60 * crate::RATE as usize;
+
+/// Streams what is played to a WAV file as it comes (48 kHz mono 16-bit), so a long call
+/// costs no memory. A write error stops the recording and is reported by `finish`.
+pub struct WavFileSink {
+    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+    error: Option<String>,
+}
+
+impl WavFileSink {
+    /// Creates (or truncates) the file now.
+    pub fn create(path: &std::path::Path) -> Result<Self, String> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: crate::RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer =
+            hound::WavWriter::create(path, spec).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self {
+            writer: Some(writer),
+            error: None,
+        })
+    }
+}
+
+impl AudioSink for WavFileSink {
+    fn write_frame(&mut self, pcm: &[i16]) {
+        if let Some(w) = &mut self.writer {
+            let mut frame = w.get_i16_writer(pcm.len() as u32);
+            for &s in pcm {
+                frame.write_sample(s);
+            }
+            if let Err(e) = frame.flush() {
+                self.error = Some(e.to_string());
+                self.writer = None;
+            }
+        }
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        if let Some(w) = self.writer.take() {
+            w.finalize().map_err(|e| e.to_string())?;
+        }
+        self.error.take().map_or(Ok(()), Err)
     }
 }
 

@@ -106,8 +106,17 @@ impl AudioSender {
             Some(ns) => ns.process(&mut self.frame) > 0.5,
             None => Vad::energetic(&self.frame),
         };
-        let speech = self.vad.update(active && !self.muted);
-        let n = self.encoder.encode(&self.frame, &mut self.scratch)?;
+        // Muted is never speech, not even for the hangover after the last word.
+        let speech = if self.muted {
+            self.vad.hang = 0;
+            false
+        } else {
+            self.vad.update(active)
+        };
+        // Even if the encoder fails, a datagram of the usual size leaves on time (with an
+        // empty frame, which the receiver conceals): the rate must never tell anything.
+        let encoded = self.encoder.encode(&self.frame, &mut self.scratch);
+        let n = *encoded.as_ref().unwrap_or(&0);
         self.packetizer.packetize(
             self.ts,
             FRAME_SAMPLES as u16,
@@ -117,7 +126,7 @@ impl AudioSender {
             out,
         );
         self.ts = self.ts.wrapping_add(FRAME_SAMPLES as u32);
-        Ok(())
+        encoded.map(|_| ())
     }
 }
 
@@ -190,7 +199,13 @@ impl AudioReceiver {
                 Played::Silence
             }
             Playout::Frame { payload, .. } => match self.decoder.decode(&payload, out) {
-                Ok(_) => Played::Decoded,
+                Ok(n) => {
+                    // A shorter frame than ours (a peer sending 10 ms frames) must not leave
+                    // the previous frame's end to be played again.
+                    let len = out.len();
+                    out[n.min(len)..].fill(0);
+                    Played::Decoded
+                }
                 Err(_) => {
                     self.stats.decode_errors += 1;
                     self.conceal(None, out);
@@ -361,6 +376,17 @@ mod tests {
         assert_eq!(rx.stats().malformed, 3);
         let mut buf = vec![0i16; FRAME_SAMPLES];
         assert_eq!(rx.play(now, &mut buf), Played::Silence);
+        // A good datagram after the bad ones plays as usual.
+        let mut tx = AudioSender::new(
+            &config,
+            Box::new(OpusPureEncoder::new(config.opus.clone()).unwrap()),
+        );
+        let mut d = Vec::new();
+        tx.send_frame(&crate::speech::sample(0.02), &mut d).unwrap();
+        rx.handle_datagram(now, &d);
+        let later = now + std::time::Duration::from_millis(100);
+        assert_eq!(rx.play(later, &mut buf), Played::Decoded);
+        assert_eq!(rx.stats().malformed, 3);
     }
 
     #[test]
@@ -370,12 +396,28 @@ mod tests {
             &config,
             Box::new(OpusPureEncoder::new(config.opus.clone()).unwrap()),
         );
-        let loud = crate::speech::sample(0.2);
+        let loud = crate::speech::sample(0.4);
         let mut d = Vec::new();
-        tx.set_muted(true);
-        tx.send_frame(&loud[..FRAME_SAMPLES], &mut d).unwrap();
-        assert_eq!(d.len(), config.datagram_size);
-        let p = MediaPacket::parse(&d).unwrap();
-        assert!(p.muted && !p.speech);
+        let mut dec = OpusPureDecoder::new().unwrap();
+        let mut pcm = vec![0i16; FRAME_SAMPLES];
+        let mut sizes = Vec::new();
+        for (i, frame) in loud.chunks_exact(FRAME_SAMPLES).enumerate() {
+            tx.set_muted(i >= 5);
+            tx.send_frame(frame, &mut d).unwrap();
+            sizes.push(d.len());
+            let p = MediaPacket::parse(&d).unwrap();
+            dec.decode(p.frames[0], &mut pcm).unwrap();
+            if i >= 5 {
+                assert!(p.muted && !p.speech);
+            }
+            if i >= 10 {
+                // What a muted datagram carries decodes to silence, once the decoder's
+                // ringing from the last spoken frame has died away.
+                let rms = (pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len() as f64)
+                    .sqrt();
+                assert!(rms < 30.0, "muted frame {i} has rms {rms:.0}");
+            }
+        }
+        assert!(sizes.iter().all(|&n| n == config.datagram_size));
     }
 }

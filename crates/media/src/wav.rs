@@ -20,10 +20,28 @@ fn err(path: &Path, reason: impl ToString) -> WavError {
     }
 }
 
+/// Longest file accepted as a voice.
+pub const MAX_SECONDS: u64 = 3 * 3600;
+
 /// Reads any PCM or float WAV, mixes it to mono and converts it to 48 kHz.
 pub fn read(path: &Path) -> Result<Vec<i16>, WavError> {
-    let mut r = hound::WavReader::open(path).map_err(|e| err(path, e))?;
+    let r = hound::WavReader::open(path).map_err(|e| err(path, e))?;
     let spec = r.spec();
+    if !(1_000..=384_000).contains(&spec.sample_rate) {
+        return Err(err(
+            path,
+            format!("unsupported sample rate {} Hz", spec.sample_rate),
+        ));
+    }
+    // Calls are live; a file is a test voice. Refuse what would not fit memory sensibly.
+    let secs = r.duration() as u64 / spec.sample_rate as u64;
+    if secs > MAX_SECONDS {
+        return Err(err(
+            path,
+            format!("{secs} s is longer than the {MAX_SECONDS} s accepted"),
+        ));
+    }
+    let mut r = r;
     let channels = spec.channels.max(1) as usize;
     let samples: Vec<f64> = match spec.sample_format {
         hound::SampleFormat::Float => r
@@ -42,7 +60,7 @@ pub fn read(path: &Path) -> Result<Vec<i16>, WavError> {
     let mono: Vec<i16> = samples
         .chunks(channels)
         .map(|c| {
-            (c.iter().sum::<f64>() / c.len() as f64 * 32_767.0).clamp(-32_768.0, 32_767.0) as i16
+            (c.iter().sum::<f64>() / c.len() as f64 * 32_768.0).clamp(-32_768.0, 32_767.0) as i16
         })
         .collect();
     Ok(resample(&mono, spec.sample_rate, RATE))
@@ -61,4 +79,62 @@ pub fn write(path: &Path, samples: &[i16]) -> Result<(), WavError> {
         w.write_sample(s).map_err(|e| err(path, e))?;
     }
     w.finalize().map_err(|e| err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_conversion() {
+        let dir = std::env::temp_dir().join(format!("es-wav-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let voice = crate::speech::sample(0.5);
+        let p = dir.join("a.wav");
+        write(&p, &voice).unwrap();
+        assert_eq!(read(&p).unwrap(), voice);
+        // Stereo 8 kHz float comes back as 48 kHz mono of the same duration.
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let q = dir.join("b.wav");
+        let mut w = hound::WavWriter::create(&q, spec).unwrap();
+        for i in 0..8_000 {
+            let v = (i as f32 * 0.05).sin() * 0.5;
+            w.write_sample(v).unwrap();
+            w.write_sample(v).unwrap();
+        }
+        w.finalize().unwrap();
+        assert_eq!(read(&q).unwrap().len(), 48_000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        let dir = std::env::temp_dir().join(format!("es-wav-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A 44-byte header claiming 0 Hz (and 0 bytes per second).
+        let mut h = Vec::new();
+        h.extend_from_slice(b"RIFF");
+        h.extend_from_slice(&36u32.to_le_bytes());
+        h.extend_from_slice(b"WAVEfmt ");
+        h.extend_from_slice(&16u32.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        h.extend_from_slice(&1u16.to_le_bytes()); // mono
+        h.extend_from_slice(&0u32.to_le_bytes()); // 0 Hz
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&16u16.to_le_bytes());
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&0u32.to_le_bytes());
+        let p = dir.join("zero.wav");
+        std::fs::write(&p, &h).unwrap();
+        assert!(read(&p).is_err());
+        std::fs::write(&p, b"not a wav at all").unwrap();
+        assert!(read(&p).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

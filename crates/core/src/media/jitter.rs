@@ -192,7 +192,9 @@ impl JitterBuffer {
     /// after their slot and must not be read as jitter). `speech` is the sender's voice flag.
     pub fn push(&mut self, now: Instant, seq: u32, payload: &[u8], speech: bool, primary: bool) {
         let ext = self.extend(seq);
-        if primary {
+        // Late primaries count (they are the jitter the target must cover); a frame already
+        // held does not, so repeating one datagram cannot skew the estimate.
+        if primary && !self.frames.contains_key(&ext) {
             self.observe_delay(now, ext);
         }
         if let Some(next) = self.next {
@@ -261,6 +263,11 @@ impl JitterBuffer {
             -(ref_at - now).as_secs_f64()
         };
         self.delays.push_back((now, arrived_offset - sent_offset));
+        // Two samples per frame of window at most, whatever the peer sends.
+        let cap = 2 * (self.cfg.window.as_secs_f64() / self.cfg.frame.as_secs_f64()) as usize;
+        while self.delays.len() > cap.max(1) {
+            self.delays.pop_front();
+        }
         while self
             .delays
             .front()
@@ -316,6 +323,8 @@ impl JitterBuffer {
         if level >= 2 && ((excess > 1.0 && head_quiet) || excess > 5.0) {
             if self.frames.remove(&next).is_some() {
                 self.stats.dropped += 1;
+            } else {
+                self.lose(now, 1);
             }
             self.avg_level -= 1.0;
             return self.pop_at(now, next + 1);
@@ -356,10 +365,10 @@ impl JitterBuffer {
             };
         }
         self.stats.concealed += 1;
+        // With nothing newer here, waiting costs nothing: the slots spent are skipped over
+        // when frames come again (above), however long the outage.
         let newer_here = self.frames.range(next + 1..).next().is_some();
-        // Waiting longer than the largest delay we allow is a loss, not jitter.
-        let max_stall = (self.cfg.max_delay.as_secs_f64() / self.cfg.frame.as_secs_f64()) as u32;
-        if newer_here || self.stalled >= max_stall {
+        if newer_here {
             self.next = Some(next + 1);
             self.stalled = 0;
             self.lose(now, 1);

@@ -116,7 +116,8 @@ impl Packetizer {
     /// `size` is the datagram size of the call; `max_redundant` caps the older copies.
     pub fn new(size: usize, max_redundant: usize) -> Self {
         Self {
-            size,
+            // Never smaller than a header and an empty frame.
+            size: size.max(HEADER_LEN + 2),
             max_redundant: max_redundant.min(MAX_FRAMES - 1),
             seq: 0,
             history: Vec::new(),
@@ -221,8 +222,12 @@ mod tests {
         let mut p = Packetizer::new(120, 2);
         let mut good = Vec::new();
         p.packetize(0, 960, true, false, &[1; 30], &mut good);
-        for n in 0..good.len() {
-            let _ = MediaPacket::parse(&good[..n]);
+        // Cut anywhere before the end of the frames: refused. (Cutting padding is harmless.)
+        for n in 0..HEADER_LEN + 2 + 30 {
+            assert!(
+                MediaPacket::parse(&good[..n]).is_err(),
+                "prefix {n} accepted"
+            );
         }
         assert_eq!(MediaPacket::parse(&good[..5]), Err(PacketError::Truncated));
         let mut bad = good.clone();
