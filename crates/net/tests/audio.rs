@@ -15,10 +15,7 @@ use extrasafe_net::AcceptPolicy;
 async fn speech_crosses_a_real_call_and_garbage_does_not_stop_it() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
-    let mut out = a.call(&ticket(&b)).await.unwrap();
-    let mut inc = incoming(&b).await;
-    until_connected(&mut out).await;
-    until_connected(&mut inc).await;
+    let (out, inc) = connected(&a, &b).await;
 
     let voice = speech::sample(3.0);
     let heard = RecordingSink::memory();

@@ -156,10 +156,7 @@ async fn a_second_caller_gets_busy() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_c_id, c) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
-    let mut first = a.call(&ticket(&b)).await.unwrap();
-    let mut held = incoming(&b).await;
-    until_connected(&mut first).await;
-    until_connected(&mut held).await;
+    let (first, mut held) = connected(&a, &b).await;
     let mut second = c.call(&ticket(&b)).await.unwrap();
     assert_eq!(next(&mut second).await, CallEvent::Ended(EndReason::Busy));
     // ... and the first call is unharmed.
@@ -193,10 +190,7 @@ async fn unreachable_address_is_reported() {
 async fn shutdown_tells_the_peer() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
-    let mut out = a.call(&ticket(&b)).await.unwrap();
-    let mut inc = incoming(&b).await;
-    until_connected(&mut out).await;
-    until_connected(&mut inc).await;
+    let (mut out, _inc) = connected(&a, &b).await;
     b.shutdown().await;
     assert_eq!(
         next(&mut out).await,
@@ -261,10 +255,7 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
 async fn a_chat_flood_cannot_wedge_the_call() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
-    let mut out = a.call(&ticket(&b)).await.unwrap();
-    let mut inc = incoming(&b).await;
-    until_connected(&mut out).await;
-    until_connected(&mut inc).await;
+    let (mut out, inc) = connected(&a, &b).await;
     // The callee floods; the caller's application reads none of it for now.
     for i in 0..500 {
         inc.send_chat(format!("flood {i}")).await.unwrap();

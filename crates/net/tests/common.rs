@@ -57,6 +57,15 @@ pub async fn until_connected(call: &mut Call) {
     }
 }
 
+/// `from` calls `to` (which must answer automatically); returns both ends once connected.
+pub async fn connected(from: &Node, to: &Node) -> (Call, Call) {
+    let mut out = from.call(&ticket(to)).await.expect("call");
+    let mut inc = incoming(to).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    (out, inc)
+}
+
 /// A raw QUIC client speaking our TLS with its own identity, for misbehaving on purpose.
 pub fn raw_client(me: &Identity, expected: &Ticket) -> (quinn::Endpoint, quinn::ClientConfig) {
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
