@@ -43,7 +43,10 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
     }
     let ticket = Ticket {
         peer: loaded.identity.peer_id(),
-        addrs: extrasafe_net::reachable_addrs(SocketAddr::from(([0, 0, 0, 0], args.port))),
+        addrs: extrasafe_net::reachable_addrs(SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            args.port,
+        ))),
     };
     out.identity(&ticket.peer, &ticket, loaded.created, sealed, "identity");
     if let Some(store) = &loaded.store {
