@@ -246,8 +246,9 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
         for c in [&mut alice_leg, &mut m_in, &mut m_out, &mut bob_leg] {
             while !matches!(next(c).await, CallEvent::Ended(_)) {}
         }
-        // Wait for the nodes to free their call slots (linger).
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for n in [&alice, &bob, &mallory_front, &mallory_back] {
+            until_idle(n).await;
+        }
     }
 }
 

@@ -57,6 +57,17 @@ pub async fn until_connected(call: &mut Call) {
     }
 }
 
+/// Waits until `node` holds no call any more (its slot frees when the session ends).
+pub async fn until_idle(node: &Node) {
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while node.in_call() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the node still holds a call 2 s after it ended");
+}
+
 /// `from` calls `to` (which must answer automatically); returns both ends once connected.
 pub async fn connected(from: &Node, to: &Node) -> (Call, Call) {
     let mut out = from.call(&ticket(to)).await.expect("call");

@@ -20,8 +20,7 @@ async fn still_serves(target: &Node) {
     until_connected(&mut inc).await;
     call.hangup();
     while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
-    // Let the listener free its call slot.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    until_idle(target).await;
 }
 
 /// Connects as an authenticated but misbehaving client.

@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::wire::{
-    caps, Decoded, FrameDecoder, HangupReason, Message, WireError, MAX_CHAT_BYTES,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    caps, Decoded, FrameDecoder, HangupReason, Message, MAX_CHAT_BYTES, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 
 #[cfg(test)]
@@ -588,12 +588,5 @@ impl Session {
             HangupReason::NoAnswer => EndReason::NoAnswer,
             r => EndReason::RemoteError(r),
         });
-    }
-}
-
-/// Wire error kinds surfaced for the driver's close reason.
-impl From<WireError> for EndReason {
-    fn from(e: WireError) -> Self {
-        EndReason::ProtocolError(e.to_string())
     }
 }
