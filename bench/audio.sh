@@ -3,8 +3,12 @@
 # with PyPI pesq for scoring), then runs `audio-bench`. Usage: bash bench/audio.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v espeak-ng >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null
+# espeak-ng for voices; libopus-dev (through pkg-config) to compare the system libopus.
+need=()
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
 if [ ! -x "$venv/bin/python" ]; then
@@ -17,5 +21,5 @@ trap 'rm -rf "$work"' EXIT
 espeak-ng -v en-us -s 150 -w "$work/v1.wav" "The quick brown fox jumps over the lazy dog. Please call me back when you have read the report, and bring the numbers from last week."
 espeak-ng -v en+f3 -s 165 -p 70 -w "$work/v2.wav" "We should meet at the station at half past seven. If the train is late, I will wait in the small cafe across the street."
 espeak-ng -v en-gb+m4 -s 135 -p 35 -w "$work/v3.wav" "Nothing about this call is stored anywhere. The keys were made on this device, and they never leave it."
-cargo build --release -q -p extrasafe-bench --bin audio-bench
+cargo build --release -q -p extrasafe-bench --features libopus --bin audio-bench
 PESQ_PYTHON="$venv/bin/python" ./target/release/audio-bench "$work/v1.wav" "$work/v2.wav" "$work/v3.wav"

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use extrasafe_media::codec::{OpusPureDecoder, OpusPureEncoder, OpusSettings};
+use extrasafe_media::codec::{opus_pair, OpusImpl, OpusSettings};
 use extrasafe_media::pipeline::align;
 use extrasafe_media::{wav, AudioConfig, AudioReceiver, AudioSender, FRAME_SAMPLES};
 
@@ -70,11 +70,23 @@ struct Outcome {
 
 /// Sends `speech` through the pipeline and the network model, on virtual time.
 fn run(speech: &[i16], config: &AudioConfig, cond: Condition, seed: u64) -> Outcome {
-    let mut tx = AudioSender::new(
-        config,
-        Box::new(OpusPureEncoder::new(config.opus.clone()).unwrap()),
-    );
-    let mut rx = AudioReceiver::new(config, Box::new(OpusPureDecoder::new().unwrap()));
+    run_with(OpusImpl::Pure, speech, config, cond, seed)
+}
+
+fn run_with(
+    which: OpusImpl,
+    speech: &[i16],
+    config: &AudioConfig,
+    cond: Condition,
+    seed: u64,
+) -> Outcome {
+    let settings = OpusSettings {
+        implementation: which,
+        ..config.opus.clone()
+    };
+    let (enc, dec) = opus_pair(&settings).unwrap();
+    let mut tx = AudioSender::new(config, enc);
+    let mut rx = AudioReceiver::new(config, dec);
     let mut rng = Rng(seed | 1);
     let (mut bad, frame) = (false, Duration::from_millis(20));
     let t0 = Instant::now();
@@ -330,16 +342,120 @@ fn main() {
         );
     }
 
+    // What the encoder's complexity buys, and what it costs, on a clean path.
+    println!("\nEncoder complexity, `copies` scheme, 0 % loss (CPU: sender, one core, noise suppression off):");
+    println!("{:>11} {:>7} {:>10}", "complexity", "PESQ", "CPU");
+    for complexity in [5, 7, 8, 9, 10] {
+        let config = AudioConfig {
+            noise_suppression: false,
+            opus: OpusSettings {
+                complexity,
+                ..OpusSettings::default()
+            },
+            ..AudioConfig::default()
+        };
+        let cond = Condition {
+            loss: Loss::None,
+            jitter_ms: 0.0,
+        };
+        let (mut sum, mut n, mut cpu, mut secs) = (0.0, 0, Duration::ZERO, 0.0);
+        for (vi, (vname, pcm)) in refs.iter().enumerate() {
+            let o = run(pcm, &config, cond, 0xC0 + vi as u64);
+            cpu += o.cpu_send;
+            secs += pcm.len() as f64 / 48_000.0;
+            let p = dir.join(format!("{vname}-cx{complexity}.wav"));
+            wav::write(&p, &o.received).unwrap();
+            let m = score(&ref_paths[vi], &p);
+            if m.is_finite() {
+                sum += m;
+                n += 1;
+            }
+        }
+        println!(
+            "{complexity:>11} {:>7.2} {:>9.2}%",
+            sum / n.max(1) as f64,
+            cpu.as_secs_f64() / secs * 100.0
+        );
+    }
+
+    // The same pipeline with the system's libopus in place of the pure-Rust codec.
+    println!("\nCodec comparison (same pipeline; ratio = opus-pure / libopus):");
+    if OpusImpl::System.available() {
+        println!(
+            "{:<34} {:>16} {:>16} {:>7}",
+            "condition", "scheme", "opus-pure  libopus", "ratio"
+        );
+        for (ci, cond) in conditions().into_iter().enumerate() {
+            if !(cond.jitter_ms == 30.0 || matches!(cond.loss, Loss::None)) {
+                continue;
+            }
+            for (name, config) in schemes() {
+                if name == "copies+fec" {
+                    continue;
+                }
+                let mut mos = [0.0f64; 2];
+                for (k, which) in [OpusImpl::Pure, OpusImpl::System].into_iter().enumerate() {
+                    let (mut sum, mut n) = (0.0, 0);
+                    for (vi, (vname, pcm)) in refs.iter().enumerate() {
+                        let o = run_with(
+                            which,
+                            pcm,
+                            &config,
+                            cond,
+                            0xC0DE + ci as u64 * 31 + vi as u64,
+                        );
+                        let p = dir.join(format!("{vname}-{name}-codec{k}-{ci}.wav"));
+                        wav::write(&p, &o.received).unwrap();
+                        let m = score(&ref_paths[vi], &p);
+                        if m.is_finite() {
+                            sum += m;
+                            n += 1;
+                        }
+                    }
+                    mos[k] = sum / n.max(1) as f64;
+                }
+                println!(
+                    "{:<34} {:>16} {:>8.2} {:>8.2} {:>6.2}×",
+                    cond.label(),
+                    name,
+                    mos[0],
+                    mos[1],
+                    mos[0] / mos[1]
+                );
+            }
+        }
+    } else {
+        println!("  (not built: `bash bench/audio.sh` builds it with --features libopus when libopus-dev is installed)");
+    }
+
     println!(
         "\nPipeline latency, capture to playout (no device buffers; network delay 1 ms + jitter):"
     );
     for (label, ms) in &latencies {
         println!("  {label:<34} {ms:.1} ms");
     }
-    println!(
-        "\nCPU per second of audio, one core: sender {:.2} % (noise suppression off), receiver {:.2} %",
+    // The sender as it runs in a call, noise suppression on.
+    let (mut cpu_ns, mut ns_secs) = (Duration::ZERO, 0.0);
+    let clean = Condition {
+        loss: Loss::None,
+        jitter_ms: 0.0,
+    };
+    for (vi, (_, pcm)) in refs.iter().enumerate() {
+        let o = run(pcm, &AudioConfig::default(), clean, 0xD0 + vi as u64);
+        cpu_ns += o.cpu_send;
+        ns_secs += pcm.len() as f64 / 48_000.0;
+    }
+    let (send, recv, send_ns) = (
         cpu_s.as_secs_f64() / audio_secs * 100.0,
-        cpu_r.as_secs_f64() / audio_secs * 100.0
+        cpu_r.as_secs_f64() / audio_secs * 100.0,
+        cpu_ns.as_secs_f64() / ns_secs * 100.0,
+    );
+    println!(
+        "\nCPU per second of audio, one core: sender {send:.2} % (noise suppression off), {send_ns:.2} % (on, the default); receiver {recv:.2} %"
+    );
+    println!(
+        "One side of a call (sends and receives, defaults): {:.2} % of one core",
+        send_ns + recv
     );
     let d = AudioConfig::default().datagram_size;
     println!(

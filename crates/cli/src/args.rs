@@ -14,6 +14,7 @@ Examples:
   extrasafe id                         # make your identity, print your peer ID and ticket
   extrasafe listen                     # wait for calls (you are asked before answering)
   extrasafe call est1...               # call someone whose ticket you were given
+  extrasafe devices                    # the microphones and speakers calls can use
 
 Exit codes:
   0  success (the call took place and was hung up)
@@ -82,10 +83,12 @@ Examples:
   extrasafe listen --accept es1abc... es1def...     # answer these two, decline everyone else
   extrasafe listen --accept anyone --once           # answer anyone, exit after one call
   extrasafe listen --port 50000                     # listen on another UDP port
+  extrasafe listen --mic headset --speaker headset  # pick devices by (part of) their name
 
 During a call, type a line and press Enter to send it. /mute and /unmute switch your
-audio; /hangup or Ctrl-D ends the call. With --audio-in/--audio-out the call carries audio
-from/to WAV files (devices come later) and a stats line is printed every 5 s.
+microphone; /hangup or Ctrl-D ends the call. A stats line (round trip, loss, jitter, buffer,
+bitrate, path) is printed every 5 s. Audio uses the default microphone and speaker; pick
+others with --mic/--speaker (see `extrasafe devices`), or WAV files with --audio-in/--audio-out.
 A caller you decline, or whom --accept does not list, learns only \"declined\".")]
     Listen(ListenArgs),
     /// Call someone from their ticket.
@@ -93,11 +96,23 @@ A caller you decline, or whom --accept does not list, learns only \"declined\"."
 Examples:
   extrasafe call est1qqq...          # call; chat once connected; Ctrl-D hangs up
   printf 'hello\\n' | extrasafe call est1qqq... --json
+  extrasafe call est1qqq... --mic usb               # the microphone whose name contains usb
   extrasafe call est1qqq... --audio-in speech.wav --audio-out heard.wav
+  extrasafe call est1qqq... --no-audio               # chat only
 
 When connected, both screens show a six-digit verification code. Read it to each other
 (voice, in person): if the codes differ, someone is in the middle; hang up.")]
     Call(CallArgs),
+    /// List the microphones and speakers calls can use.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe devices
+  extrasafe devices --json
+
+Devices come from the sound server (PulseAudio, or PipeWire through pipewire-pulse). The
+default ones are marked *. Give a name, or a part of a name or description that only one
+device has, to --mic or --speaker. \"Monitor\" sources record what a speaker plays.")]
+    Devices,
     /// Run a real call between two peers inside this process, on loopback.
     #[command(after_long_help = "\
 Example:
@@ -121,27 +136,36 @@ pub struct DemoArgs {
     pub audio_out: Option<PathBuf>,
 }
 
-/// Audio options of `call` and `listen` (real devices come later).
+/// Audio options of `call` and `listen`.
 #[derive(Args, Debug, Clone)]
 pub struct AudioArgs {
-    /// Send this WAV file as your voice (any rate or channel count; converted).
+    /// Microphone to use: its name from `extrasafe devices`, or a unique part of its name or
+    /// description [default: the system's default microphone].
+    #[arg(long, value_name = "NAME", conflicts_with = "audio_in")]
+    pub mic: Option<String>,
+    /// Speaker to use, named like --mic [default: the system's default output].
+    #[arg(long, value_name = "NAME", conflicts_with = "audio_out")]
+    pub speaker: Option<String>,
+    /// Send this WAV file as your voice instead of the microphone (any rate or channel count;
+    /// converted).
     #[arg(long, value_name = "FILE.wav")]
     pub audio_in: Option<PathBuf>,
     /// Play the --audio-in file in a loop instead of once.
     #[arg(long = "loop", requires = "audio_in")]
     pub looping: bool,
-    /// Record what you hear to this WAV file (48 kHz mono), written when the call ends.
+    /// Record what you hear to this WAV file (48 kHz mono) instead of playing it.
     #[arg(long, value_name = "FILE.wav")]
     pub audio_out: Option<PathBuf>,
     /// Send your audio as it is, without noise suppression (on by default).
     #[arg(long)]
     pub no_noise_suppression: bool,
-}
-
-impl AudioArgs {
-    pub fn wanted(&self) -> bool {
-        self.audio_in.is_some() || self.audio_out.is_some()
-    }
+    /// Opus implementation: `pure` (pure Rust, always there) or `libopus` (the system
+    /// library; only in builds with `--features libopus`).
+    #[arg(long, value_name = "pure|libopus", default_value = "pure", value_parser = ["pure", "libopus"])]
+    pub opus: String,
+    /// Chat only: the call carries no audio at all.
+    #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression"])]
+    pub no_audio: bool,
 }
 
 #[derive(Args, Debug)]

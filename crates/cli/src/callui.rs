@@ -4,15 +4,12 @@ use std::collections::VecDeque;
 
 use extrasafe_core::EndReason;
 use extrasafe_net::audio::AudioCall;
-use extrasafe_net::media::io::{
-    AudioSink, AudioSource, Discard, SamplesSource, Silence, WavFileSink,
-};
-use extrasafe_net::media::AudioConfig;
 use extrasafe_net::{Call, CallEvent};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::audioplan::AudioPlan;
 use crate::exit::describe_end;
 use crate::output::Output;
 
@@ -85,76 +82,6 @@ impl Interrupts {
 
 const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /hangup ends the call (so does Ctrl-D).";
 
-/// What audio a call carries, prepared before dialling so a bad file fails early.
-#[derive(Clone, Default)]
-pub struct AudioPlan {
-    /// Voice to send (48 kHz mono), or silence.
-    pub voice: Option<Vec<i16>>,
-    /// Loop the voice.
-    pub looping: bool,
-    /// Where to record what is heard.
-    pub record: Option<std::path::PathBuf>,
-    /// Run audio at all.
-    pub enabled: bool,
-    /// Clean the outgoing audio.
-    pub noise_suppression: bool,
-}
-
-impl AudioPlan {
-    pub fn from_args(a: &crate::args::AudioArgs) -> Result<Self, crate::exit::Failure> {
-        let voice = match &a.audio_in {
-            Some(p) => Some(extrasafe_net::media::wav::read(p).map_err(|e| {
-                crate::exit::Failure::new(
-                    crate::exit::USAGE,
-                    format!("Cannot use --audio-in: {e}."),
-                )
-            })?),
-            None => None,
-        };
-        if let Some(out) = &a.audio_out {
-            let dir = out
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            if !dir.is_dir() {
-                return Err(crate::exit::Failure::new(
-                    crate::exit::USAGE,
-                    format!(
-                        "Cannot use --audio-out: the folder {} does not exist.",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
-        Ok(Self {
-            voice,
-            looping: a.looping,
-            record: a.audio_out.clone(),
-            enabled: a.wanted(),
-            noise_suppression: !a.no_noise_suppression,
-        })
-    }
-
-    fn start(&self, call: &Call) -> Option<AudioCall> {
-        if !self.enabled {
-            return None;
-        }
-        let source: Box<dyn AudioSource> = match &self.voice {
-            Some(v) => Box::new(SamplesSource::new(v.clone(), self.looping)),
-            None => Box::new(Silence),
-        };
-        let sink: Box<dyn AudioSink> = match &self.record {
-            Some(p) => Box::new(WavFileSink::create(p).ok()?),
-            None => Box::new(Discard),
-        };
-        let config = AudioConfig {
-            noise_suppression: self.noise_suppression,
-            ..AudioConfig::default()
-        };
-        AudioCall::start(call.media(), config, source, sink).ok()
-    }
-}
-
 /// Runs a call until it ends; returns why, and the exit code that reason maps to.
 pub async fn run(
     mut call: Call,
@@ -182,10 +109,7 @@ pub async fn run(
                     connected = true;
                     asking = false;
                     out.connected(call.info(), after);
-                    audio = plan.start(&call);
-                    if plan.enabled && audio.is_none() {
-                        out.warn("Audio could not start (the recording file or the codec failed); chat still works.");
-                    }
+                    audio = plan.start(&call, out).await;
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
                     }
@@ -198,7 +122,7 @@ pub async fn run(
                     if let Some(a) = audio.take() {
                         let (stats, written) = a.stop().await;
                         out.stats(&stats);
-                        match (written, &plan.record) {
+                        match (written, plan.record_path()) {
                             (Ok(()), Some(p)) => out.hint(format!("Wrote what you heard to {}.", p.display())),
                             (Err(e), _) => out.warn(&format!("Could not write the recording: {e}")),
                             _ => {}

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod audioplan;
 mod callui;
 mod cmd;
 mod exit;
@@ -33,8 +34,7 @@ fn main() {
     let out = Output {
         json: cli.global.json,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("starting the async runtime");
@@ -43,6 +43,7 @@ fn main() {
             Command::Id(a) => cmd::id::run(&cli.global, a, out),
             Command::Listen(a) => cmd::listen::run(&cli.global, a, out).await,
             Command::Call(a) => cmd::call::run(&cli.global, a, out).await,
+            Command::Devices => cmd::devices::run(out).await,
             Command::Demo(a) => cmd::demo::run(a, out).await,
         }
     });

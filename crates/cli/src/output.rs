@@ -175,11 +175,13 @@ impl Output {
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
         self.emit(
             format!(
-                "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
+                "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
                 s.rtt.as_secs_f64() * 1e3,
+                s.network_jitter.as_millis(),
                 s.buffered.max(s.target_delay).as_millis()
             ),
             json!({"event": "stats", "rtt_ms": s.rtt.as_secs_f64() * 1e3, "loss_percent": loss,
+                   "jitter_ms": s.network_jitter.as_secs_f64() * 1e3,
                    "buffer_ms": s.buffered.as_millis() as u64, "target_delay_ms": s.target_delay.as_millis() as u64,
                    "send_kbps": kbps, "remote": remote, "sent": s.sent, "received": s.received.datagrams,
                    "malformed": s.received.malformed, "concealed": s.jitter.concealed, "lost": s.jitter.lost}),

@@ -2,92 +2,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_extrasafe"));
-    c.env_remove("EXTRASAFE_PASSPHRASE").env("RUST_LOG", "warn");
-    c
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("es-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// Reads JSON lines from a child's stdout on a thread, so tests can wait with a timeout.
-struct Events(mpsc::Receiver<Value>);
-
-impl Events {
-    fn new(out: ChildStdout) -> Self {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Self(rx)
-    }
-
-    fn until(&self, event: &str) -> Value {
-        loop {
-            let v = self
-                .0
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("no `{event}` event within 10 s"));
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
-}
-
-/// A child process that is killed if the test fails before waiting for it, so no process
-/// outlives the test holding its output pipe open.
-struct Proc(Option<Child>);
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        self.0.as_ref().expect("process already waited for")
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        self.0.as_mut().expect("process already waited for")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn wait(mut p: Proc) -> i32 {
-    let mut child = p.0.take().expect("process already waited for");
-    for _ in 0..200 {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("process did not exit within 10 s");
-}
+mod common;
+use common::*;
 
 fn listener(extra: &[&str]) -> (Proc, Events) {
     let mut c = bin()

@@ -33,6 +33,50 @@ pub struct OpusSettings {
     pub expected_loss: i32,
     /// 0–10.
     pub complexity: i32,
+    /// Which Opus implementation codes the audio.
+    pub implementation: OpusImpl,
+}
+
+/// The Opus implementations this build can use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OpusImpl {
+    /// opus-pure: pure Rust, always built.
+    #[default]
+    Pure,
+    /// The system's libopus: only in builds with the `libopus` feature.
+    System,
+}
+
+impl OpusImpl {
+    /// Whether this build has it.
+    pub fn available(self) -> bool {
+        match self {
+            OpusImpl::Pure => true,
+            OpusImpl::System => cfg!(feature = "libopus"),
+        }
+    }
+}
+
+/// The two ends of a codec.
+pub type CodecPair = (Box<dyn Encoder>, Box<dyn Decoder>);
+
+/// An encoder and a decoder of the chosen implementation.
+pub fn opus_pair(settings: &OpusSettings) -> Result<CodecPair, CodecError> {
+    match settings.implementation {
+        OpusImpl::Pure => Ok((
+            Box::new(OpusPureEncoder::new(settings.clone())?),
+            Box::new(OpusPureDecoder::new()?),
+        )),
+        #[cfg(feature = "libopus")]
+        OpusImpl::System => Ok((
+            Box::new(crate::libopus::LibopusEncoder::new(settings.clone())?),
+            Box::new(crate::libopus::LibopusDecoder::new()?),
+        )),
+        #[cfg(not(feature = "libopus"))]
+        OpusImpl::System => Err(CodecError(
+            "this build has no system libopus (build with --features libopus)".into(),
+        )),
+    }
 }
 
 /// Defaults chosen by measurement (`bench/audio.sh`, wideband PESQ over four voices):
@@ -48,6 +92,7 @@ impl Default for OpusSettings {
             inband_fec: false,
             expected_loss: 0,
             complexity: 9,
+            implementation: OpusImpl::Pure,
         }
     }
 }

@@ -13,6 +13,8 @@
 pub mod codec;
 pub mod denoise;
 pub mod io;
+#[cfg(feature = "libopus")]
+pub mod libopus;
 pub mod pipeline;
 pub mod resample;
 pub mod speech;

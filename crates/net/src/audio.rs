@@ -6,13 +6,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use extrasafe_core::media::JitterStats;
-use extrasafe_media::codec::{CodecError, OpusPureDecoder, OpusPureEncoder};
+use extrasafe_media::codec::{opus_pair, CodecError};
 use extrasafe_media::io::{AudioSink, AudioSource};
 use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::MediaLink;
+
+/// One frame of audio, and the pace datagrams leave at.
+const FRAME: Duration = Duration::from_millis(20);
+/// Datagrams leave this long after their tick: more than reading, cleaning and encoding a
+/// frame take here (under 1 ms), so the send time does not depend on the content.
+const SEND_OFFSET: Duration = Duration::from_millis(3);
 
 /// A snapshot of a call's audio, for the stats line.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +37,8 @@ pub struct AudioStats {
     pub received: ReceiverStats,
     /// Jitter buffer counters.
     pub jitter: JitterStats,
+    /// Network jitter measured by the jitter buffer.
+    pub network_jitter: Duration,
     /// Jitter buffer target delay.
     pub target_delay: Duration,
     /// Audio buffered now.
@@ -60,20 +68,19 @@ impl AudioCall {
         mut source: Box<dyn AudioSource>,
         mut sink: Box<dyn AudioSink>,
     ) -> Result<Self, CodecError> {
-        let mut sender = AudioSender::new(
-            &config,
-            Box::new(OpusPureEncoder::new(config.opus.clone())?),
-        );
-        let mut receiver = AudioReceiver::new(&config, Box::new(OpusPureDecoder::new()?));
+        let (encoder, decoder) = opus_pair(&config.opus)?;
+        let mut sender = AudioSender::new(&config, encoder);
+        let mut receiver = AudioReceiver::new(&config, decoder);
         let (stop_tx, mut stop_rx) = oneshot::channel();
         let (mute_tx, mut mute_rx) = watch::channel(false);
         let (stats_tx, stats_rx) = watch::channel(AudioStats::default());
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let udp_at_start = link.udp_tx_bytes();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            // A late tick is made up at once: the frame count must follow the wall clock.
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut tick = tokio::time::interval(FRAME);
+            // After a stall the missed frames are not sent in a burst: a burst would tell an
+            // observer the clock slipped, and the receiver treats the gap like any delay spike.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut stats = AudioStats {
                 remote: Some(link.remote()),
                 ..AudioStats::default()
@@ -86,35 +93,41 @@ impl AudioCall {
             let mut ticks = 0u64;
             loop {
                 tokio::select! {
+                    // The clock comes before arriving datagrams, so a flood of them cannot
+                    // starve the sender or the playout.
                     biased;
                     _ = &mut stop_rx => break,
-                    _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
-                    d = link.recv() => match d {
-                        Some(d) => receiver.handle_datagram(Instant::now(), &d),
-                        None => break,
-                    },
-                    _ = tick.tick() => {
+                    at = tick.tick() => {
                         let now = Instant::now();
                         if !source.read_frame(&mut pcm) {
                             stats.source_done = true;
                         }
-                        if sender.send_frame(&pcm, &mut dg).is_ok() {
-                            match link.send(&dg) {
-                                Ok(()) => {
-                                    stats.sent += 1;
-                                    stats.sent_bytes += dg.len() as u64;
-                                }
-                                Err(_) => stats.send_errors += 1,
-                            }
-                        }
+                        // An encoder error still yields a datagram of the usual size.
+                        let _ = sender.send_frame(&pcm, &mut dg);
                         receiver.play(now, &mut out);
                         sink.write_frame(&out);
+                        // Leave at a fixed offset from the tick, not when encoding finished:
+                        // how long a frame took to encode (speech or silence) must not show
+                        // in the packet timing.
+                        tokio::time::sleep_until(at + SEND_OFFSET).await;
+                        match link.send(&dg) {
+                            Ok(()) => {
+                                stats.sent += 1;
+                                stats.sent_bytes += dg.len() as u64;
+                            }
+                            Err(_) => stats.send_errors += 1,
+                        }
                         ticks += 1;
                         if ticks % 25 == 0 {
                             fill(&mut stats, &receiver, &link, started, udp_at_start);
                             let _ = stats_tx.send(stats.clone());
                         }
                     }
+                    _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
+                    d = link.recv() => match d {
+                        Some(d) => receiver.handle_datagram(Instant::now(), &d),
+                        None => break,
+                    },
                 }
             }
             fill(&mut stats, &receiver, &link, started, udp_at_start);
@@ -156,6 +169,7 @@ fn fill(stats: &mut AudioStats, rx: &AudioReceiver, link: &MediaLink, started: I
     stats.received = rx.stats();
     stats.jitter = rx.jitter().stats();
     stats.target_delay = rx.jitter().target_delay();
+    stats.network_jitter = rx.jitter().jitter();
     stats.buffered = rx.jitter().buffered();
     stats.rtt = link.rtt();
     stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(udp0);

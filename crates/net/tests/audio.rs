@@ -63,3 +63,53 @@ async fn speech_crosses_a_real_call_and_garbage_does_not_stop_it() {
     assert!(lag < 48 * 150, "lag {lag} samples");
     out.hangup();
 }
+
+/// What an observer sees must not depend on what is said: every datagram has one size and
+/// they leave at one pace while speaking, in silence and muted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_keep_one_size_and_pace_whatever_is_said() {
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let (out, inc) = connected(&a, &b).await;
+    let config = AudioConfig::default();
+    let alice = AudioCall::start(
+        out.media(),
+        config.clone(),
+        Box::new(SamplesSource::new(speech::sample(1.5), false)),
+        Box::new(Discard),
+    )
+    .unwrap();
+    let link = inc.media();
+    let t0 = std::time::Instant::now();
+    let mut seen: Vec<(Duration, usize)> = Vec::new();
+    let mut muted = false;
+    while t0.elapsed() < Duration::from_millis(4500) {
+        // Speech for 1.5 s, silence until 2.5 s, then muted.
+        if !muted && t0.elapsed() > Duration::from_millis(2500) {
+            alice.set_muted(true);
+            muted = true;
+        }
+        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(100), link.recv()).await {
+            seen.push((t0.elapsed(), d.len()));
+        }
+    }
+    let _ = alice.stop().await;
+    assert!(
+        seen.iter().all(|&(_, n)| n == config.datagram_size),
+        "sizes differ"
+    );
+    let pace = |from: u64, to: u64| -> f64 {
+        let w: Vec<Duration> = seen
+            .iter()
+            .map(|s| s.0)
+            .filter(|t| *t >= Duration::from_millis(from) && *t < Duration::from_millis(to))
+            .collect();
+        (w[w.len() - 1] - w[0]).as_secs_f64() * 1e3 / (w.len() - 1) as f64
+    };
+    let (talking, silent, muted) = (pace(200, 1400), pace(1600, 2400), pace(2700, 4400));
+    eprintln!("mean interval: talking {talking:.2} ms, silent {silent:.2} ms, muted {muted:.2} ms");
+    for p in [talking, silent, muted] {
+        assert!((p - 20.0).abs() < 0.5, "interval {p:.2} ms");
+    }
+    out.hangup();
+}

@@ -4,6 +4,7 @@ use extrasafe_core::Ticket;
 use extrasafe_net::NodeConfig;
 
 use crate::args::{CallArgs, Global};
+use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, USAGE};
 use crate::ident;
@@ -14,7 +15,7 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
         .ticket
         .parse()
         .map_err(|e| Failure::new(USAGE, format!("That ticket cannot be used: {e}.")))?;
-    let plan = callui::AudioPlan::from_args(&args.audio)?;
+    let plan = AudioPlan::from_args(&args.audio, out).await?;
     let loaded = ident::load(global)?;
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
     let config = NodeConfig {

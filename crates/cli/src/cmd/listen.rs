@@ -4,6 +4,7 @@ use extrasafe_core::PeerId;
 use extrasafe_net::{AcceptPolicy, NodeConfig};
 
 use crate::args::{Global, ListenArgs};
+use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, USAGE};
 use crate::ident;
@@ -30,7 +31,7 @@ fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
 
 pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
     let policy = policy(&args.accept)?;
-    let plan = callui::AudioPlan::from_args(&args.audio)?;
+    let plan = AudioPlan::from_args(&args.audio, out).await?;
     let loaded = ident::load(global)?;
     let config = NodeConfig {
         policy: policy.clone(),

@@ -1,5 +1,6 @@
 pub mod call;
 pub mod demo;
+pub mod devices;
 pub mod id;
 pub mod listen;
 

@@ -127,6 +127,10 @@ pub struct JitterBuffer {
     /// When frames were lost, within the window: while there are any, the target keeps one
     /// frame of headroom so the next datagram's redundant copy arrives before its slot.
     losses: VecDeque<Instant>,
+    /// The measured jitter (the quantile of relative delay over the window).
+    jitter: Duration,
+    /// Reused by the quantile selection.
+    scratch: Vec<f64>,
     stats: JitterStats,
 }
 
@@ -145,6 +149,8 @@ impl JitterBuffer {
             avg_level: 0.0,
             stalled: 0,
             losses: VecDeque::new(),
+            jitter: Duration::ZERO,
+            scratch: Vec::new(),
             stats: JitterStats::default(),
         }
     }
@@ -157,6 +163,12 @@ impl JitterBuffer {
     /// The current target delay.
     pub fn target_delay(&self) -> Duration {
         self.target
+    }
+
+    /// The network jitter measured over the window: how much later than the earliest frame
+    /// the latest few percent arrive (the quantile the target covers).
+    pub fn jitter(&self) -> Duration {
+        self.jitter
     }
 
     /// How much is buffered ahead of playout, in time.
@@ -280,9 +292,15 @@ impl JitterBuffer {
             .iter()
             .map(|d| d.1)
             .fold(f64::INFINITY, f64::min);
-        let mut jitter: Vec<f64> = self.delays.iter().map(|d| d.1 - min).collect();
-        jitter.sort_by(|a, b| a.total_cmp(b));
-        let q = jitter[((jitter.len() - 1) as f64 * self.cfg.quantile).round() as usize];
+        // A selection, not a sort: this runs for every primary frame, however many a peer sends.
+        self.scratch.clear();
+        self.scratch.extend(self.delays.iter().map(|d| d.1));
+        let k = ((self.scratch.len() - 1) as f64 * self.cfg.quantile).round() as usize;
+        let (_, kth, _) = self
+            .scratch
+            .select_nth_unstable_by(k, |a, b| a.total_cmp(b));
+        let q = *kth - min;
+        self.jitter = Duration::from_secs_f64(q.max(0.0));
         while self
             .losses
             .front()

@@ -32,6 +32,8 @@ struct Report {
     /// Counters after each pop.
     history: Vec<(Duration, JitterStats)>,
     stats: JitterStats,
+    /// The jitter the buffer measured, at the end.
+    jitter: Duration,
 }
 
 impl Report {
@@ -95,6 +97,7 @@ fn simulate(
         levels: Vec::new(),
         history: Vec::new(),
         stats: JitterStats::default(),
+        jitter: Duration::ZERO,
     };
     let end = send_at(frames) + Duration::from_secs(1);
     let mut next_arrival = 0;
@@ -133,6 +136,7 @@ fn simulate(
         }
     }
     report.stats = jb.stats();
+    report.jitter = jb.jitter();
     report
 }
 
@@ -161,6 +165,17 @@ fn steady_network_plays_everything_in_order_with_little_delay() {
         "{:?}",
         r.max_latency(s(0), s(20))
     );
+}
+
+#[test]
+fn measured_jitter_is_the_spread_of_arrival_delays() {
+    assert!(simulate(500, 0.0, 0, |_| vec![ms(30)]).jitter < ms(1));
+    let mut rng = Rng(7);
+    let r = simulate(1000, 0.0, 0, |_| {
+        vec![ms(30) + Duration::from_secs_f64(0.040 * rng.unit())]
+    });
+    // The 97th percentile of a uniform 0-40 ms spread is near 39 ms.
+    assert!(r.jitter > ms(35) && r.jitter <= ms(40), "{:?}", r.jitter);
 }
 
 #[test]

@@ -1,0 +1,339 @@
+//! Real device code against a private PulseAudio server with virtual devices: peer A's
+//! microphone is fed a speech file, peer B's speaker is recorded, and the recording must match
+//! the input (cross-correlation and a wideband PESQ floor).
+//!
+//! Needs `pulseaudio`, `paplay` and `parec` (apt pulseaudio pulseaudio-utils), and for PESQ a
+//! Python with PyPI `pesq` (EXTRASAFE_PESQ_PYTHON). Without them the test says so and passes,
+//! unless EXTRASAFE_DEVICE_TEST=required (as `.ci/run` sets), where it fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+fn required() -> bool {
+    std::env::var("EXTRASAFE_DEVICE_TEST").as_deref() == Ok("required")
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Skips (or, where required, fails) when a tool is missing.
+fn missing(what: &str) -> bool {
+    assert!(!required(), "EXTRASAFE_DEVICE_TEST=required but {what}");
+    eprintln!("SKIPPED: {what}");
+    true
+}
+
+/// A private PulseAudio server: A's microphone `vmic` is fed through the sink `micfeed`; B's
+/// speaker is `vspk`; A's speaker `aspk` and B's microphone `bfeed.monitor` are separate, so
+/// nothing echoes back.
+struct Lab {
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn start() -> Self {
+        let dir = tmp("pulse");
+        for d in ["home", "xdg"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let sock = dir.join("native");
+        let sink = |name: &str, what: &str| {
+            format!(
+                "load-module module-null-sink sink_name={name} rate=48000 channels=1 \
+                 sink_properties=device.description={what}\n"
+            )
+        };
+        let config = format!(
+            "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n{}{}{}{}\
+             load-module module-remap-source master=micfeed.monitor source_name=vmic \
+             source_properties=device.description=Virtual-microphone\n\
+             set-default-sink vspk\nset-default-source vmic\n",
+            sock.display(),
+            sink("vspk", "Virtual-speaker"),
+            sink("micfeed", "Microphone-feed"),
+            sink("aspk", "Speaker-of-A"),
+            sink("bfeed", "Microphone-feed-of-B"),
+        );
+        std::fs::write(dir.join("default.pa"), config).unwrap();
+        let lab = Lab { dir };
+        let status = lab
+            .cmd("pulseaudio")
+            .args(["-n", "-F"])
+            .arg(lab.dir.join("default.pa"))
+            .args([
+                "--daemonize=yes",
+                "--exit-idle-time=-1",
+                "--disallow-exit=yes",
+                "--use-pid-file=yes",
+                "--log-level=error",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pulseaudio did not start");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no PulseAudio socket"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        lab
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env("HOME", self.dir.join("home"))
+            .env("XDG_RUNTIME_DIR", self.dir.join("xdg"))
+            .env(
+                "PULSE_SERVER",
+                format!("unix:{}", self.dir.join("native").display()),
+            );
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        self.env(&mut c);
+        c
+    }
+
+    fn extrasafe(&self) -> Command {
+        let mut c = bin();
+        self.env(&mut c);
+        c
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd("pulseaudio").arg("--kill").status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Ten seconds or so of real speech at 48 kHz (espeak-ng), or the synthetic voice.
+fn reference(dir: &Path) -> Vec<i16> {
+    let raw = dir.join("voice.wav");
+    let spoke = have("espeak-ng")
+        && Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&raw)
+            .arg(
+                "The quick brown fox jumps over the lazy dog. Please call me back when you \
+                 have read the report, and bring the numbers from last week.",
+            )
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if spoke {
+        extrasafe_net::media::wav::read(&raw).unwrap()
+    } else {
+        assert!(
+            !required(),
+            "EXTRASAFE_DEVICE_TEST=required but espeak-ng is missing"
+        );
+        extrasafe_net::media::speech::sample(9.0)
+    }
+}
+
+fn pesq(python: &str, reference: &Path, degraded: &Path) -> f64 {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/pesq_score.py");
+    let mut p = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        p.stdin.take().unwrap(),
+        "{} {}",
+        reference.display(),
+        degraded.display()
+    )
+    .unwrap();
+    let out = p.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn speech_through_a_virtual_microphone_and_speaker() {
+    for tool in ["pulseaudio", "paplay", "parec"] {
+        if !have(tool) && missing(&format!("{tool} is not installed")) {
+            return;
+        }
+    }
+    let python = std::env::var("EXTRASAFE_PESQ_PYTHON").ok();
+    if python.is_none() && required() {
+        panic!("EXTRASAFE_DEVICE_TEST=required but EXTRASAFE_PESQ_PYTHON is not set");
+    }
+    let lab = Lab::start();
+
+    // The devices command sees the server's devices and its defaults.
+    let out = lab
+        .extrasafe()
+        .args(["--json", "devices"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mics = names(&list["mics"]);
+    let speakers = names(&list["speakers"]);
+    for want in ["vmic", "bfeed.monitor"] {
+        assert!(mics.contains(&want.to_string()), "{mics:?}");
+    }
+    for want in ["vspk", "aspk"] {
+        assert!(speakers.contains(&want.to_string()), "{speakers:?}");
+    }
+    let default_mic = list["mics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["default"] == true)
+        .unwrap();
+    assert_eq!(default_mic["name"], "vmic");
+
+    let voice = reference(&lab.dir);
+    let ref_path = lab.dir.join("ref.wav");
+    extrasafe_net::media::wav::write(&ref_path, &voice).unwrap();
+
+    // B listens with its own microphone and the recorded speaker.
+    let mut b = lab.extrasafe();
+    b.args(["--ephemeral", "--json", "listen", "--bind", "127.0.0.1:0"])
+        .args(["--once", "--accept", "anyone"])
+        .args(["--mic", "bfeed.monitor", "--speaker", "Virtual-speaker"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut b = b.spawn().unwrap();
+    let b_events = Events::new(b.stdout.take().unwrap());
+    let b = Proc(Some(b));
+    let ticket = b_events.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A device name nobody has is refused before dialling, with the names there are.
+    let bad = lab
+        .extrasafe()
+        .args(["--ephemeral", "call", &ticket, "--mic", "no-such-mic"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err =
+        String::from_utf8_lossy(&bad.stdout).to_string() + &String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no microphone matches") && err.contains("vmic"),
+        "{err}"
+    );
+
+    // Record B's speaker from before the call.
+    let rec_path = lab.dir.join("heard.raw");
+    let mut recorder = Proc(Some(
+        lab.cmd("parec")
+            .args([
+                "-d",
+                "vspk.monitor",
+                "--rate=48000",
+                "--channels=1",
+                "--format=s16le",
+            ])
+            .stdout(std::fs::File::create(&rec_path).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+
+    let mut a = lab.extrasafe();
+    a.args(["--ephemeral", "--json", "call", &ticket])
+        .args(["--mic", "vmic", "--speaker", "aspk"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut a = a.spawn().unwrap();
+    let a_events = Events::new(a.stdout.take().unwrap());
+    let mut a = Proc(Some(a));
+    a_events.until("connected");
+    b_events.until("connected");
+    // Streams take a moment to start flowing on a fresh server.
+    std::thread::sleep(Duration::from_millis(1500));
+    let played = lab
+        .cmd("paplay")
+        .args(["-d", "micfeed"])
+        .arg(&ref_path)
+        .status()
+        .unwrap();
+    assert!(played.success());
+    std::thread::sleep(Duration::from_millis(1000));
+    a.stdin.as_mut().unwrap().write_all(b"/hangup\n").unwrap();
+    // The last stats line comes as the call ends.
+    let mut stats = Value::Null;
+    loop {
+        let v = a_events.until_any();
+        match v["event"].as_str() {
+            Some("stats") => stats = v,
+            Some("ended") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(wait(a), 0);
+    assert_eq!(wait(b), 0);
+    let _ = recorder.kill();
+    let _ = recorder.wait();
+    assert!(stats["sent"].as_u64().unwrap() > 300, "{stats}");
+
+    let bytes = std::fs::read(&rec_path).unwrap();
+    let heard: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert!(
+        heard.len() > voice.len(),
+        "recorded only {} samples",
+        heard.len()
+    );
+    let max_lag = heard.len() - voice.len();
+    let (lag, corr) = extrasafe_net::media::pipeline::align(&voice, &heard, max_lag);
+    eprintln!(
+        "device call: correlation {corr:.3} at {:.3} s into the recording",
+        lag as f64 / 48_000.0
+    );
+    assert!(
+        corr > 0.8,
+        "the speaker did not play the microphone's speech: {corr:.3}"
+    );
+
+    if let Some(python) = python {
+        let deg_path = lab.dir.join("deg.wav");
+        extrasafe_net::media::wav::write(&deg_path, &heard[lag..lag + voice.len()]).unwrap();
+        let mos = pesq(&python, &ref_path, &deg_path);
+        eprintln!("device call: PESQ (wideband) {mos:.2}");
+        assert!(mos >= 3.5, "PESQ {mos:.2} is below the floor of 3.5");
+    } else {
+        eprintln!("SKIPPED PESQ: set EXTRASAFE_PESQ_PYTHON to a Python with PyPI pesq");
+    }
+}
