@@ -25,6 +25,7 @@ pub mod sas;
 pub mod session;
 pub mod text;
 pub mod ticket;
+pub mod transfer;
 pub mod wire;
 
 pub use identity::{Identity, PeerId, PeerIdError};

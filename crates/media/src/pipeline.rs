@@ -166,7 +166,14 @@ impl AudioReceiver {
     pub fn new(config: &AudioConfig, decoder: Box<dyn Decoder>) -> Self {
         Self {
             decoder,
-            jitter: JitterBuffer::new(config.jitter.clone()),
+            jitter: JitterBuffer::new(JitterConfig {
+                // In-band FEC, too, rebuilds a lost frame from the next datagram.
+                max_headroom: config
+                    .redundancy
+                    .max(config.opus.inband_fec as usize)
+                    .min(8) as u32,
+                ..config.jitter.clone()
+            }),
             stats: ReceiverStats::default(),
         }
     }

@@ -9,11 +9,18 @@
 //!   time its sequence number says it was sent) minus the smallest such delay in a sliding
 //!   window; the target is a high quantile of that jitter plus one frame. It rises at once
 //!   when jitter rises and falls again when the spike leaves the window.
-//! * **Holding the target**: when more is buffered than the target for a while, one frame is
-//!   dropped; when less, one concealment frame is inserted. Both are done on frames the sender
-//!   marked as non-speech, so the listener hears a pause grow or shrink by 20 ms rather than a
-//!   clipped syllable; only a large excess drops speech. This also absorbs sender/receiver
-//!   clock drift (±200 ppm is one frame every 100 s).
+//! * **Holding the delay**: what decides is the *slack* of each frame played, the time it
+//!   waited between arriving and being played. Its low quantile over the window (the frames
+//!   that came latest) must stay between a small safety margin (plus, while losses are
+//!   seen, a frame per frame of the longest recent burst, up to the copies a datagram
+//!   carries, so the copies in the datagrams after a burst arrive in time) and one frame
+//!   more. Above that, one frame is dropped; below, one concealment frame is inserted. Both
+//!   are done on frames the sender marked as non-speech, so the listener hears a pause grow
+//!   or shrink by 20 ms rather than a clipped syllable; only a large excess drops speech.
+//!   Measuring slack rather than counting frames sees the phase between the sender's clock
+//!   and ours, so a frame that arrives just after a playout tick is not held a whole extra
+//!   frame. This also absorbs sender/receiver clock drift (±200 ppm is one frame every
+//!   100 s).
 //! * **Missing frames**: a gap with newer frames behind it is a loss: conceal and move on
 //!   (the next frame is offered for in-band FEC). An empty buffer is an underrun: conceal
 //!   without moving on, so the late frame still plays when it comes.
@@ -37,6 +44,9 @@ pub struct JitterConfig {
     pub quantile: f64,
     /// Frames held at most; a sender further ahead forces a resynchronization.
     pub capacity: usize,
+    /// Most frames of headroom kept for redundant copies after losses: the number of older
+    /// frames each datagram carries (more headroom could not bring any more copies in time).
+    pub max_headroom: u32,
 }
 
 impl Default for JitterConfig {
@@ -48,6 +58,7 @@ impl Default for JitterConfig {
             window: Duration::from_secs(5),
             quantile: 0.97,
             capacity: 64,
+            max_headroom: 2,
         }
     }
 }
@@ -101,7 +112,19 @@ pub struct JitterStats {
 struct Stored {
     payload: Vec<u8>,
     speech: bool,
+    /// When it arrived.
+    at: Instant,
+    /// It came as a datagram's own frame (not as a copy in a later one).
+    primary: bool,
 }
+
+/// The slack the latest frames keep beyond the measured spread: timer wake-ups on both
+/// sides vary by a little more than the arrival statistics show.
+const SAFETY: f64 = 0.002;
+/// Concealed slots remembered (see `note_concealed`).
+const CONCEALED_KEPT: usize = 64;
+/// Slack samples needed before the delay is steered by them.
+const MIN_SLACK_SAMPLES: usize = 25;
 
 /// The adaptive jitter buffer. See the module docs.
 #[derive(Debug)]
@@ -119,14 +142,20 @@ pub struct JitterBuffer {
     /// (arrival, relative delay in seconds) within the window.
     delays: VecDeque<(Instant, f64)>,
     target: Duration,
-    /// Buffer level in frames, smoothed over about 20 pops: the arrival phase and jitter make
-    /// the instant level swing by a frame, which must not trigger drops and inserts in turn.
-    avg_level: f64,
+    /// (when played, slack in seconds) of primary frames within the window; late frames
+    /// count with a negative slack.
+    slacks: VecDeque<(Instant, f64)>,
+    /// The last slots concealed with newer frames present.
+    concealed: VecDeque<u64>,
     /// Consecutive slots concealed while waiting for the head frame.
     stalled: u32,
-    /// When frames were lost, within the window: while there are any, the target keeps one
-    /// frame of headroom so the next datagram's redundant copy arrives before its slot.
-    losses: VecDeque<Instant>,
+    /// When a slot last went without its datagram's own frame (lost, or played from a copy).
+    last_loss: Option<Instant>,
+    /// Such slots in a row now, and the longest run since losses began: while losses are
+    /// recent, that many frames of headroom (up to `max_headroom`) let the copies carried by
+    /// the datagrams after a burst arrive before their slots.
+    loss_run: u32,
+    longest_run: u32,
     /// The measured jitter (the quantile of relative delay over the window).
     jitter: Duration,
     /// Reused by the quantile selection.
@@ -146,9 +175,12 @@ impl JitterBuffer {
             first_arrival: None,
             reference: None,
             delays: VecDeque::new(),
-            avg_level: 0.0,
+            slacks: VecDeque::new(),
+            concealed: VecDeque::new(),
             stalled: 0,
-            losses: VecDeque::new(),
+            last_loss: None,
+            loss_run: 0,
+            longest_run: 0,
             jitter: Duration::ZERO,
             scratch: Vec::new(),
             stats: JitterStats::default(),
@@ -174,10 +206,6 @@ impl JitterBuffer {
     /// How much is buffered ahead of playout, in time.
     pub fn buffered(&self) -> Duration {
         self.cfg.frame * self.level() as u32
-    }
-
-    fn target_frames(&self) -> u64 {
-        (self.target.as_secs_f64() / self.cfg.frame.as_secs_f64()).ceil() as u64
     }
 
     /// Frames between the next slot and the newest frame seen (gaps included).
@@ -206,12 +234,18 @@ impl JitterBuffer {
         let ext = self.extend(seq);
         // Late primaries count (they are the jitter the target must cover); a frame already
         // held does not, so repeating one datagram cannot skew the estimate.
-        if primary && !self.frames.contains_key(&ext) {
+        if primary && !self.frames.get(&ext).is_some_and(|f| f.primary) {
             self.observe_delay(now, ext);
         }
         if let Some(next) = self.next {
             if ext < next {
                 self.stats.late += 1;
+                if primary && self.concealed.contains(&ext) {
+                    // It came, but after its slot was concealed: the delay must grow by at
+                    // least this much. (One whose slot a copy filled cost nothing.)
+                    let missed = (next - ext) as f64 * self.cfg.frame.as_secs_f64();
+                    self.note_slack(now, -missed);
+                }
                 return;
             }
             if ext >= next + self.cfg.capacity as u64 {
@@ -238,17 +272,28 @@ impl JitterBuffer {
                 self.newest = None;
                 self.first_arrival = Some(now);
                 let ext = self.extend(seq);
-                return self.store(now, ext, seq, payload, speech);
+                return self.store(now, ext, seq, payload, speech, primary);
             }
             if self.frames.len() >= self.cfg.capacity {
                 return;
             }
         }
-        self.store(now, ext, seq, payload, speech);
+        self.store(now, ext, seq, payload, speech, primary);
     }
 
-    fn store(&mut self, now: Instant, ext: u64, seq: u32, payload: &[u8], speech: bool) {
-        if self.frames.contains_key(&ext) {
+    fn store(
+        &mut self,
+        now: Instant,
+        ext: u64,
+        seq: u32,
+        payload: &[u8],
+        speech: bool,
+        primary: bool,
+    ) {
+        if let Some(held) = self.frames.get_mut(&ext) {
+            // A copy overtook its own datagram (reordering): the datagram still came in time,
+            // which is no loss. It became playable when the copy came.
+            held.primary |= primary;
             self.stats.duplicates += 1;
             return;
         }
@@ -257,6 +302,8 @@ impl JitterBuffer {
             Stored {
                 payload: payload.to_vec(),
                 speech,
+                at: now,
+                primary,
             },
         );
         self.stats.received += 1;
@@ -301,18 +348,7 @@ impl JitterBuffer {
             .select_nth_unstable_by(k, |a, b| a.total_cmp(b));
         let q = *kth - min;
         self.jitter = Duration::from_secs_f64(q.max(0.0));
-        while self
-            .losses
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > self.cfg.window)
-        {
-            self.losses.pop_front();
-        }
-        let headroom = if self.losses.is_empty() {
-            Duration::ZERO
-        } else {
-            self.cfg.frame
-        };
+        let headroom = self.cfg.frame * self.headroom(now);
         let target = Duration::from_secs_f64(q) + self.cfg.frame + headroom;
         self.target = target.clamp(self.cfg.min_delay.max(self.cfg.frame), self.cfg.max_delay);
     }
@@ -332,33 +368,107 @@ impl JitterBuffer {
                 }
             }
         };
-        let target = self.target_frames() as f64;
         let level = self.level();
-        self.avg_level += (level as f64 - self.avg_level) * 0.05;
         let head_quiet = self.frames.get(&next).is_some_and(|f| !f.speech);
-        // Too much delay: drop one frame, in a pause unless far too much.
-        let excess = self.avg_level - target;
-        if level >= 2 && ((excess > 1.0 && head_quiet) || excess > 5.0) {
-            if self.frames.remove(&next).is_some() {
-                self.stats.dropped += 1;
-            } else {
-                self.lose(now, 1);
+        if let Some(slack) = self.low_slack(now) {
+            let frame = self.cfg.frame.as_secs_f64();
+            let headroom = self.headroom(now) as f64 * frame;
+            let excess = slack - (SAFETY + headroom);
+            // Too much delay: drop one frame, in a pause unless far too much. The band is a
+            // frame and a margin wide, so a drop cannot call for an insert right after.
+            if level >= 2 && ((excess > frame + SAFETY && head_quiet) || excess > 5.0 * frame) {
+                if self.frames.remove(&next).is_some() {
+                    self.stats.dropped += 1;
+                } else {
+                    self.lose(now, 1);
+                }
+                self.shift_slacks(-frame);
+                return self.pop_at(now, next + 1);
             }
-            self.avg_level -= 1.0;
-            return self.pop_at(now, next + 1);
-        }
-        // Too little delay: stretch a pause by one concealed frame.
-        if level > 0 && excess < -0.75 && head_quiet {
-            self.stats.inserted += 1;
-            self.avg_level += 1.0;
-            return Playout::Conceal { fec: None };
+            // Too little: stretch a pause by one concealed frame.
+            if level > 0 && excess < 0.0 && head_quiet {
+                self.stats.inserted += 1;
+                self.shift_slacks(frame);
+                return Playout::Conceal { fec: None };
+            }
         }
         self.pop_at(now, next)
     }
 
+    /// Remembers the last few slots concealed while newer frames were here, so a frame that
+    /// comes after its slot can tell whether it was missed or a copy had filled in.
+    fn note_concealed(&mut self, seq: u64) {
+        if self.concealed.len() == CONCEALED_KEPT {
+            self.concealed.pop_front();
+        }
+        self.concealed.push_back(seq);
+    }
+
+    fn note_slack(&mut self, now: Instant, slack: f64) {
+        self.slacks.push_back((now, slack));
+        let cap = 2 * (self.cfg.window.as_secs_f64() / self.cfg.frame.as_secs_f64()) as usize;
+        while self.slacks.len() > cap.max(1) {
+            self.slacks.pop_front();
+        }
+    }
+
+    /// After a drop (or insert) every frame waits one frame less (more): so would the ones
+    /// measured, had they come now.
+    fn shift_slacks(&mut self, by: f64) {
+        for s in &mut self.slacks {
+            s.1 += by;
+        }
+    }
+
+    /// The low quantile of slack over the window (the frames that came latest), once there
+    /// are enough samples.
+    fn low_slack(&mut self, now: Instant) -> Option<f64> {
+        while self
+            .slacks
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.cfg.window)
+        {
+            self.slacks.pop_front();
+        }
+        if self.slacks.len() < MIN_SLACK_SAMPLES {
+            return None;
+        }
+        self.scratch.clear();
+        self.scratch.extend(self.slacks.iter().map(|s| s.1));
+        let k = ((self.scratch.len() - 1) as f64 * (1.0 - self.cfg.quantile)).round() as usize;
+        let (_, kth, _) = self
+            .scratch
+            .select_nth_unstable_by(k, |a, b| a.total_cmp(b));
+        Some(*kth)
+    }
+
     fn lose(&mut self, now: Instant, frames: u64) {
         self.stats.lost += frames;
-        self.losses.push_back(now);
+        self.missed_own_frame(now);
+    }
+
+    /// A slot went without its datagram's own frame.
+    fn missed_own_frame(&mut self, now: Instant) {
+        if !self.recent_loss(now) {
+            self.longest_run = 0;
+        }
+        self.loss_run += 1;
+        self.longest_run = self.longest_run.max(self.loss_run);
+        self.last_loss = Some(now);
+    }
+
+    fn recent_loss(&self, now: Instant) -> bool {
+        self.last_loss
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.cfg.window)
+    }
+
+    /// Headroom for copies, in frames.
+    fn headroom(&self, now: Instant) -> u32 {
+        if self.recent_loss(now) {
+            self.longest_run.min(self.cfg.max_headroom)
+        } else {
+            0
+        }
     }
 
     fn pop_at(&mut self, now: Instant, mut next: u64) -> Playout {
@@ -368,7 +478,15 @@ impl JitterBuffer {
             if let Some(&first) = self.frames.range(next..).next().map(|(k, _)| k) {
                 let skip = (first - next).min(self.stalled as u64);
                 if skip > 0 {
-                    self.lose(now, skip);
+                    // An outage, not a burst the copies could have covered: it counts once
+                    // towards the headroom.
+                    self.stats.lost += skip;
+                    self.missed_own_frame(now);
+                    for seq in
+                        next.max((next + skip).saturating_sub(CONCEALED_KEPT as u64))..next + skip
+                    {
+                        self.note_concealed(seq);
+                    }
                     next += skip;
                 }
             }
@@ -377,6 +495,13 @@ impl JitterBuffer {
             self.next = Some(next + 1);
             self.stalled = 0;
             self.stats.played += 1;
+            if f.primary {
+                self.loss_run = 0;
+                self.note_slack(now, now.saturating_duration_since(f.at).as_secs_f64());
+            } else {
+                // Saved by a copy: its own datagram never came in time.
+                self.missed_own_frame(now);
+            }
             return Playout::Frame {
                 seq: next as u32,
                 payload: f.payload,
@@ -390,6 +515,7 @@ impl JitterBuffer {
             self.next = Some(next + 1);
             self.stalled = 0;
             self.lose(now, 1);
+            self.note_concealed(next);
             let fec = self.frames.get(&(next + 1)).map(|f| f.payload.clone());
             Playout::Conceal { fec }
         } else {

@@ -154,17 +154,59 @@ fn strictly_increasing(seqs: &[usize]) -> bool {
 #[test]
 fn steady_network_plays_everything_in_order_with_little_delay() {
     let r = simulate(500, 0.0, 0, |_| vec![ms(30)]);
-    assert_eq!(r.seqs(), (0..500).collect::<Vec<_>>());
+    // Playout starts with a frame of margin (the jitter is not known yet); the first pause
+    // gives back what the measured slack shows is not needed: one frame, dropped in silence.
+    assert_eq!(r.seqs(), without(0..500, &[100]));
     assert_eq!(
         (r.stats.concealed, r.stats.lost, r.stats.dropped),
-        (0, 0, 0)
+        (0, 0, 1)
     );
-    // network 30 ms + at most two frames of buffering and clock phase
+    assert!(r.max_latency(s(0), s(20)) <= ms(30 + 40));
+    // Then each frame waits only for the phase between the two clocks (here 17.3 ms), not a
+    // whole extra frame.
     assert!(
-        r.max_latency(s(0), s(20)) <= ms(30 + 40),
+        r.max_latency(s(3), s(10)) <= ms(30 + 20),
         "{:?}",
-        r.max_latency(s(0), s(20))
+        r.max_latency(s(3), s(10))
     );
+}
+
+/// `range` without `gone`.
+fn without(range: std::ops::Range<usize>, gone: &[usize]) -> Vec<usize> {
+    range.filter(|i| !gone.contains(i)).collect()
+}
+
+/// A copy that overtakes its own datagram (reordering) is not a loss: it must not make the
+/// buffer keep headroom for copies, which would add delay for nothing. A frame that truly
+/// came only as a copy does.
+#[test]
+fn copies_overtaking_their_datagram_are_not_losses() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    // Datagram k+1 (carrying a copy of k) arrives 5 ms before datagram k, for odd k.
+    for k in 0..200u32 {
+        let at = t0 + FRAME * k;
+        if k % 2 == 1 {
+            jb.push(at, k + 1, &[1], true, true);
+            jb.push(at, k, &[1], true, false);
+            jb.push(at + ms(5), k, &[1], true, true);
+        } else if k % 2 == 0 && k > 0 {
+            // its own datagram already came with the previous pair
+        } else {
+            jb.push(at, k, &[1], true, true);
+        }
+        let _ = jb.pop(at + ms(60));
+    }
+    assert_eq!(jb.stats().lost, 0);
+    assert_eq!(jb.headroom(t0 + FRAME * 200), 0, "{:?}", jb.stats());
+    // Now frame 201's own datagram is lost and only a copy brings it.
+    let at = t0 + FRAME * 201;
+    jb.push(at, 201, &[1], true, false);
+    jb.push(at, 202, &[1], true, true);
+    for i in 0..3 {
+        let _ = jb.pop(at + ms(60) + FRAME * i);
+    }
+    assert_eq!(jb.headroom(at + ms(200)), 1);
 }
 
 #[test]
@@ -195,7 +237,7 @@ fn reordering_is_absorbed() {
 fn duplicates_play_once() {
     let r = simulate(500, 0.0, 0, |_| vec![ms(30), ms(32)]);
     assert_eq!(r.stats.duplicates, 500);
-    assert_eq!(r.seqs(), (0..500).collect::<Vec<_>>());
+    assert_eq!(r.seqs(), without(0..500, &[100]));
 }
 
 #[test]
@@ -241,7 +283,7 @@ fn loss_bursts_are_concealed_and_redundancy_repairs_their_tail() {
         }
     });
     assert!(single.stats.lost <= 1, "{:?}", single.stats);
-    assert!(single.seqs().len() >= 999);
+    assert!(single.seqs().len() >= 998, "{:?}", single.stats);
 }
 
 #[test]
@@ -308,11 +350,14 @@ fn clock_drift_of_200_ppm_either_way_for_ten_minutes() {
         assert_eq!(r.stats.underruns, 0, "{ppm} ppm: {:?}", r.stats);
         assert_eq!(r.stats.lost, 0, "{ppm} ppm: {:?}", r.stats);
         assert!(strictly_increasing(&r.seqs()));
-        // 200 ppm over 600 s is 120 ms: six frames to drop or insert, all in pauses.
+        // 200 ppm over 600 s is 120 ms: six frames to insert (the sender's clock is slow)
+        // or drop (fast), all in pauses; plus the start's margin given back once.
         if ppm > 0.0 {
-            assert!((5..=9).contains(&r.stats.dropped), "{:?}", r.stats);
-        } else {
             assert!((5..=9).contains(&r.stats.inserted), "{:?}", r.stats);
+            assert!(r.stats.dropped <= 1, "{:?}", r.stats);
+        } else {
+            assert!((5..=10).contains(&r.stats.dropped), "{:?}", r.stats);
+            assert!(r.stats.inserted <= 1, "{:?}", r.stats);
         }
     }
 }
@@ -396,7 +441,7 @@ fn a_long_outage_adds_no_delay_once_the_network_returns() {
         after.abs_diff(before) <= ms(20),
         "before {before:?}, after {after:?}"
     );
-    // At most one frame of catch-up (a pause shortened once), not the 50 an outage adds
-    // when stalled slots are not skipped.
-    assert!(r.stats.dropped <= 1, "{:?}", r.stats);
+    // A frame or two of adjustment (the start's margin, and the phase the stream resumes
+    // at), not the 50 an outage adds when stalled slots are not skipped.
+    assert!(r.stats.dropped <= 2, "{:?}", r.stats);
 }
