@@ -39,6 +39,8 @@ enum Ear {
 
 #[derive(Clone)]
 pub struct AudioPlan {
+    /// The sound server, connected once (each connection holds a thread in its client).
+    server: Option<SoundServer>,
     enabled: bool,
     voice: Voice,
     ear: Ear,
@@ -49,6 +51,7 @@ pub struct AudioPlan {
 impl AudioPlan {
     pub async fn from_args(a: &AudioArgs, out: Output) -> Result<Self, Failure> {
         let mut plan = Self {
+            server: None,
             enabled: !a.no_audio,
             voice: Voice::Silence,
             ear: Ear::Nowhere,
@@ -84,7 +87,10 @@ impl AudioPlan {
             return Ok(plan);
         }
         let list = match connect_and_list().await {
-            Ok(list) => list,
+            Ok((server, list)) => {
+                plan.server = Some(server);
+                list
+            }
             Err(e) if a.mic.is_some() || a.speaker.is_some() => {
                 return Err(Failure::new(
                     USAGE,
@@ -134,22 +140,14 @@ impl AudioPlan {
             return None;
         }
         let server = match (&self.voice, &self.ear) {
-            (Voice::Mic(_), _) | (_, Ear::Speaker(_)) => match SoundServer::connect() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    out.warn(&format!(
-                        "The sound server went away ({e}); no device audio."
-                    ));
-                    None
-                }
-            },
+            (Voice::Mic(_), _) | (_, Ear::Speaker(_)) => self.server.clone(),
             _ => None,
         };
         let source: Box<dyn AudioSource> = match (&self.voice, &server) {
             (Voice::File { samples, looping }, _) => {
                 Box::new(SamplesSource::new(samples.clone(), *looping))
             }
-            (Voice::Mic(name), Some(server)) => match server.open_mic(Some(name)).await {
+            (Voice::Mic(name), Some(server)) => match within(server.open_mic_exact(name)).await {
                 Ok(mic) => {
                     out.hint(format!("Microphone: {}", label(mic.info())));
                     Box::new(mic)
@@ -169,18 +167,20 @@ impl AudioPlan {
                     Box::new(Discard)
                 }
             },
-            (Ear::Speaker(name), Some(server)) => match server.open_speaker(Some(name)).await {
-                Ok(spk) => {
-                    out.hint(format!("Speaker: {}", label(spk.info())));
-                    Box::new(spk)
+            (Ear::Speaker(name), Some(server)) => {
+                match within(server.open_speaker_exact(name)).await {
+                    Ok(spk) => {
+                        out.hint(format!("Speaker: {}", label(spk.info())));
+                        Box::new(spk)
+                    }
+                    Err(e) => {
+                        out.warn(&format!(
+                            "The speaker failed ({e}); you will not hear them."
+                        ));
+                        Box::new(Discard)
+                    }
                 }
-                Err(e) => {
-                    out.warn(&format!(
-                        "The speaker failed ({e}); you will not hear them."
-                    ));
-                    Box::new(Discard)
-                }
-            },
+            }
             _ => Box::new(Discard),
         };
         let defaults = AudioConfig::default();
@@ -210,8 +210,29 @@ fn label(d: &extrasafe_devices::DeviceInfo) -> String {
     }
 }
 
-async fn connect_and_list() -> Result<extrasafe_devices::DeviceList, DeviceError> {
-    SoundServer::connect()?.devices().await
+/// How long the sound server may take to answer before we go on without it: a hung server
+/// must not hang the call (or the answer to it).
+const SERVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn within<T>(
+    f: impl std::future::Future<Output = Result<T, DeviceError>>,
+) -> Result<T, DeviceError> {
+    tokio::time::timeout(SERVER_PATIENCE, f)
+        .await
+        .unwrap_or_else(|_| Err(DeviceError::Server("it did not answer within 3 s".into())))
+}
+
+pub async fn connect_and_list() -> Result<(SoundServer, extrasafe_devices::DeviceList), DeviceError>
+{
+    // The client's handshake is blocking I/O: keep it off the runtime's only thread.
+    let connect = tokio::task::spawn_blocking(SoundServer::connect);
+    let server = match tokio::time::timeout(SERVER_PATIENCE, connect).await {
+        Ok(Ok(r)) => r?,
+        Ok(Err(_)) => return Err(DeviceError::Server("the connection attempt failed".into())),
+        Err(_) => return Err(DeviceError::Server("it did not answer within 3 s".into())),
+    };
+    let list = within(server.devices()).await?;
+    Ok((server, list))
 }
 
 fn device_failure(flag: &str, e: DeviceError) -> Failure {

@@ -97,6 +97,7 @@ pub async fn run(
     let mut connected = false;
     let mut asking = false;
     let mut input_over = false;
+    let mut device_warned = false;
     loop {
         tokio::select! {
             ev = call.next_event() => match ev {
@@ -179,7 +180,14 @@ pub async fn run(
             _ = intr.next() => call.hangup(),
             _ = stats_tick.tick(), if audio.is_some() => {
                 if let Some(a) = &audio {
-                    out.stats(&a.stats());
+                    let stats = a.stats();
+                    out.stats(&stats);
+                    if let Some(fault) = &stats.device_fault {
+                        if !device_warned {
+                            device_warned = true;
+                            out.warn(&format!("Audio device problem: {fault}."));
+                        }
+                    }
                 }
             }
         }

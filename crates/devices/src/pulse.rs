@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -112,9 +113,12 @@ fn pick<'a>(
     kind: &'static str,
 ) -> Result<&'a DeviceInfo, DeviceError> {
     let Some(query) = query else {
+        // Never a monitor by default, even when the server made one the default source (it
+        // does on machines without a microphone): that would send the other person whatever
+        // this machine plays, their own voice included.
         return devices
             .iter()
-            .find(|d| d.is_default)
+            .find(|d| d.is_default && !d.monitor)
             .or_else(|| devices.iter().find(|d| !d.monitor))
             .ok_or(DeviceError::NotFound {
                 kind,
@@ -145,6 +149,21 @@ fn pick<'a>(
             matches: hits.iter().map(|d| d.name.clone()).collect(),
         }),
     }
+}
+
+fn exact<'a>(
+    devices: &'a [DeviceInfo],
+    name: &str,
+    kind: &'static str,
+) -> Result<&'a DeviceInfo, DeviceError> {
+    devices
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| DeviceError::NotFound {
+            kind,
+            query: name.into(),
+            available: devices.iter().map(|d| d.name.clone()).collect(),
+        })
 }
 
 fn text(c: &CString) -> String {
@@ -232,10 +251,27 @@ impl SoundServer {
     pub async fn open_mic(&self, name: Option<&str>) -> Result<Mic, DeviceError> {
         let list = self.devices().await?;
         let dev = list.mic(name)?.clone();
+        self.open_mic_device(dev).await
+    }
+
+    /// Opens the microphone with exactly this name (one picked earlier from the list): if it
+    /// went away meanwhile this fails rather than picking another.
+    pub async fn open_mic_exact(&self, name: &str) -> Result<Mic, DeviceError> {
+        let list = self.devices().await?;
+        let dev = exact(&list.mics, name, "microphone")?.clone();
+        self.open_mic_device(dev).await
+    }
+
+    async fn open_mic_device(&self, dev: DeviceInfo) -> Result<Mic, DeviceError> {
         let queue = Arc::new(Mutex::new(CaptureQueue::new()));
         let q = queue.clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let guard = LostOnDrop(lost.clone());
         let mut scratch = Vec::new();
         let sink = move |bytes: &[u8]| {
+            // Owned by the closure: if the client's reactor ends (the server went away) and
+            // drops the closure, the microphone knows.
+            let _ = &guard;
             le_bytes_to_samples(bytes, &mut scratch);
             if let Ok(mut q) = q.lock() {
                 q.push(&scratch);
@@ -261,6 +297,7 @@ impl SoundServer {
         Ok(Mic {
             info: dev,
             queue,
+            lost,
             _stream: stream,
             _client: self.client.clone(),
         })
@@ -270,10 +307,20 @@ impl SoundServer {
     pub async fn open_speaker(&self, name: Option<&str>) -> Result<Speaker, DeviceError> {
         let list = self.devices().await?;
         let dev = list.speaker(name)?.clone();
+        self.open_speaker_device(dev).await
+    }
+
+    /// Opens the speaker with exactly this name (see [`Self::open_mic_exact`]).
+    pub async fn open_speaker_exact(&self, name: &str) -> Result<Speaker, DeviceError> {
+        let list = self.devices().await?;
+        let dev = exact(&list.speakers, name, "speaker")?.clone();
+        self.open_speaker_device(dev).await
+    }
+
+    async fn open_speaker_device(&self, dev: DeviceInfo) -> Result<Speaker, DeviceError> {
         let shared = Arc::new(Mutex::new(Feed {
             queue: PlayoutQueue::new(),
             waker: None,
-            started: false,
         }));
         let params = protocol::PlaybackStreamParams {
             sample_spec: our_spec(),
@@ -293,13 +340,16 @@ impl SoundServer {
             props: call_props(),
             ..Default::default()
         };
-        let stream = self
-            .client
-            .create_playback_stream(params, FeedSource(shared.clone()))
-            .await?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let source = FeedSource {
+            feed: shared.clone(),
+            _lost: LostOnDrop(lost.clone()),
+        };
+        let stream = self.client.create_playback_stream(params, source).await?;
         Ok(Speaker {
             info: dev,
             shared,
+            lost,
             _stream: stream,
             _client: self.client.clone(),
         })
@@ -310,6 +360,7 @@ impl SoundServer {
 pub struct Mic {
     info: DeviceInfo,
     queue: Arc<Mutex<CaptureQueue>>,
+    lost: Arc<AtomicBool>,
     _stream: pulseaudio::RecordStream,
     _client: Client,
 }
@@ -336,30 +387,42 @@ impl AudioSource for Mic {
         // A microphone never runs out, even while it is still starting.
         true
     }
+    fn fault(&self) -> Option<String> {
+        self.lost
+            .load(Ordering::Relaxed)
+            .then(|| "the sound server closed the microphone; sending silence".to_string())
+    }
 }
 
 struct Feed {
     queue: PlayoutQueue,
     waker: Option<Waker>,
-    started: bool,
 }
 
 /// What the client's reactor polls for speaker audio. Pending (not zero, which would end
 /// the stream) while nothing is queued; the next frame wakes it.
-struct FeedSource(Arc<Mutex<Feed>>);
+struct FeedSource {
+    feed: Arc<Mutex<Feed>>,
+    _lost: LostOnDrop,
+}
+
+/// Marks a device lost when the client's reactor drops what it was given.
+struct LostOnDrop(Arc<AtomicBool>);
+
+impl Drop for LostOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 impl PlaybackSource for FeedSource {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<usize> {
-        let Ok(mut feed) = self.0.lock() else {
+        let Ok(mut feed) = self.feed.lock() else {
             return Poll::Ready(0);
         };
         let n = feed.queue.pull_le_bytes(buf);
         if n > 0 {
-            feed.started = true;
             return Poll::Ready(n);
-        }
-        if feed.started {
-            feed.queue.note_underrun();
         }
         feed.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -370,6 +433,7 @@ impl PlaybackSource for FeedSource {
 pub struct Speaker {
     info: DeviceInfo,
     shared: Arc<Mutex<Feed>>,
+    lost: Arc<AtomicBool>,
     _stream: pulseaudio::PlaybackStream,
     _client: Client,
 }
@@ -379,8 +443,7 @@ impl Speaker {
     pub fn info(&self) -> &DeviceInfo {
         &self.info
     }
-    /// The queue's counters (an underrun here means the server asked before a frame was
-    /// ready; it still had its own cushion).
+    /// The queue's counters.
     pub fn stats(&self) -> QueueStats {
         self.shared
             .lock()
@@ -402,6 +465,11 @@ impl AudioSink for Speaker {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+    fn fault(&self) -> Option<String> {
+        self.lost.load(Ordering::Relaxed).then(|| {
+            "the sound server closed the speaker; you cannot hear the other side".to_string()
+        })
     }
 }
 
@@ -464,5 +532,19 @@ mod tests {
             dev("mic", "", false, false),
         ];
         assert_eq!(pick(&no_default, None, "microphone").unwrap().name, "mic");
+        // A monitor as the server's default is passed over; with no real microphone at all
+        // there is no default (the call sends silence rather than what the speaker plays).
+        let monitor_default = [
+            dev("spk.monitor", "", true, true),
+            dev("mic", "", false, false),
+        ];
+        assert_eq!(
+            pick(&monitor_default, None, "microphone").unwrap().name,
+            "mic"
+        );
+        let only_monitor = [dev("spk.monitor", "", true, true)];
+        assert!(pick(&only_monitor, None, "microphone").is_err());
+        // Named explicitly, a monitor is allowed (recording what a speaker plays on purpose).
+        assert!(pick(&only_monitor, Some("spk.monitor"), "microphone").is_ok());
     }
 }

@@ -21,12 +21,45 @@ pub struct QueueStats {
     pub dropped: u64,
 }
 
+/// Reads or pushes over which the lowest level is watched before trimming.
+const TRIM_WINDOW: u32 = 50;
+/// Watches a queue's lowest level over a window: a level that never drops below a threshold
+/// is delay nobody needs.
+#[derive(Debug, Default)]
+struct LowWater {
+    low: usize,
+    count: u32,
+}
+
+impl LowWater {
+    /// Records a level; at the end of each window in which it never fell below `threshold`,
+    /// returns how much can go so the lowest level would have been `keep`.
+    fn spare(&mut self, level: usize, threshold: usize, keep: usize) -> usize {
+        self.low = if self.count == 0 {
+            level
+        } else {
+            self.low.min(level)
+        };
+        self.count += 1;
+        if self.count < TRIM_WINDOW {
+            return 0;
+        }
+        self.count = 0;
+        if self.low >= threshold {
+            self.low.saturating_sub(keep)
+        } else {
+            0
+        }
+    }
+}
+
 /// Microphone side: the sound server pushes captured blocks, the call's clock takes 20 ms
 /// frames.
 #[derive(Debug)]
 pub struct CaptureQueue {
     buf: VecDeque<i16>,
     primed: bool,
+    water: LowWater,
     stats: QueueStats,
 }
 
@@ -42,6 +75,7 @@ impl CaptureQueue {
         Self {
             buf: VecDeque::with_capacity(Self::HIGH + FRAME_SAMPLES),
             primed: false,
+            water: LowWater::default(),
             stats: QueueStats::default(),
         }
     }
@@ -84,6 +118,17 @@ impl CaptureQueue {
         for (o, s) in out.iter_mut().zip(self.buf.drain(..n)) {
             *o = s;
         }
+        // Audio piled up (a sound card a little faster than our clock, or a burst at the
+        // start): once a whole second never dipped below the cushion, cut the excess in one
+        // go (one short skip rather than many).
+        let excess = self
+            .water
+            .spare(self.buf.len(), Self::PRIME, FRAME_SAMPLES / 2)
+            .min(self.buf.len());
+        if excess > 0 {
+            self.buf.drain(..excess);
+            self.stats.dropped += excess as u64;
+        }
         true
     }
 
@@ -109,6 +154,7 @@ impl Default for CaptureQueue {
 #[derive(Debug)]
 pub struct PlayoutQueue {
     buf: VecDeque<i16>,
+    water: LowWater,
     stats: QueueStats,
 }
 
@@ -121,12 +167,24 @@ impl PlayoutQueue {
     pub fn new() -> Self {
         Self {
             buf: VecDeque::with_capacity(Self::HIGH + FRAME_SAMPLES),
+            water: LowWater::default(),
             stats: QueueStats::default(),
         }
     }
 
     /// A frame to play.
     pub fn push(&mut self, pcm: &[i16]) {
+        // Audio left behind (a sound card a little slower than our clock, or the server
+        // pulling less than we gave at the start): once a whole second never found the queue
+        // below a frame, cut the excess in one go.
+        let excess = self
+            .water
+            .spare(self.buf.len(), FRAME_SAMPLES, FRAME_SAMPLES / 2)
+            .min(self.buf.len());
+        if excess > 0 {
+            self.buf.drain(..excess);
+            self.stats.dropped += excess as u64;
+        }
         self.buf.extend(pcm);
         if self.buf.len() > Self::HIGH {
             let excess = self.buf.len() - FRAME_SAMPLES;
@@ -143,11 +201,6 @@ impl PlayoutQueue {
             chunk.copy_from_slice(&s.to_le_bytes());
         }
         n * 2
-    }
-
-    /// The server asked for audio and none was waiting.
-    pub fn note_underrun(&mut self) {
-        self.stats.underruns += 1;
     }
 
     /// Samples waiting.
@@ -225,7 +278,11 @@ mod tests {
                 q.read_frame(&mut out);
                 max_level = max_level.max(q.level());
             }
-            assert!(max_level <= CaptureQueue::HIGH, "{ppm}: level {max_level}");
+            // Trimmed a millisecond at a time long before the hard limit.
+            assert!(
+                max_level <= CaptureQueue::PRIME + FRAME_SAMPLES,
+                "{ppm}: level {max_level}"
+            );
             let s = q.stats();
             // 300 ppm of 10 minutes is 180 ms: a handful of corrections, not a stream of them.
             assert!(s.underruns + s.dropped / 960 <= 12, "{ppm}: {s:?}");

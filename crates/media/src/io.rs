@@ -11,6 +11,10 @@ pub trait AudioSource: Send {
     /// Fills `out` (`FRAME_SAMPLES` samples); false once the source has nothing more (the
     /// frame is then silence).
     fn read_frame(&mut self, out: &mut [i16]) -> bool;
+    /// Something went wrong that the person should hear about (a device went away).
+    fn fault(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Takes one 20 ms frame at a time.
@@ -20,6 +24,10 @@ pub trait AudioSink: Send {
     /// The call is over: flush (a file sink writes its file here).
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
+    }
+    /// Something went wrong that the person should hear about (a device went away).
+    fn fault(&self) -> Option<String> {
+        None
     }
 }
 

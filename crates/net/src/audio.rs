@@ -49,6 +49,8 @@ pub struct AudioStats {
     pub remote: Option<SocketAddr>,
     /// The source ran out (a file played once).
     pub source_done: bool,
+    /// A device problem to tell the person about (the microphone or speaker went away).
+    pub device_fault: Option<String>,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures.
@@ -91,12 +93,26 @@ impl AudioCall {
                 Vec::new(),
             );
             let mut ticks = 0u64;
+            // The encoded datagram waits in `dg` until its send time.
+            let send_timer = tokio::time::sleep(Duration::ZERO);
+            tokio::pin!(send_timer);
+            let mut pending = false;
             loop {
                 tokio::select! {
                     // The clock comes before arriving datagrams, so a flood of them cannot
                     // starve the sender or the playout.
                     biased;
                     _ = &mut stop_rx => break,
+                    _ = &mut send_timer, if pending => {
+                        pending = false;
+                        match link.send(&dg) {
+                            Ok(()) => {
+                                stats.sent += 1;
+                                stats.sent_bytes += dg.len() as u64;
+                            }
+                            Err(_) => stats.send_errors += 1,
+                        }
+                    }
                     at = tick.tick() => {
                         let now = Instant::now();
                         if !source.read_frame(&mut pcm) {
@@ -108,17 +124,15 @@ impl AudioCall {
                         sink.write_frame(&out);
                         // Leave at a fixed offset from the tick, not when encoding finished:
                         // how long a frame took to encode (speech or silence) must not show
-                        // in the packet timing.
-                        tokio::time::sleep_until(at + SEND_OFFSET).await;
-                        match link.send(&dg) {
-                            Ok(()) => {
-                                stats.sent += 1;
-                                stats.sent_bytes += dg.len() as u64;
-                            }
-                            Err(_) => stats.send_errors += 1,
-                        }
+                        // in the packet timing. Meanwhile arriving datagrams are taken in
+                        // (and timed) as usual.
+                        // (Were the previous datagram still waiting, after a stall, this
+                        // one replaces it: the stale one is not worth sending.)
+                        send_timer.as_mut().reset(at + SEND_OFFSET);
+                        pending = true;
                         ticks += 1;
                         if ticks % 25 == 0 {
+                            stats.device_fault = source.fault().or_else(|| sink.fault());
                             fill(&mut stats, &receiver, &link, started, udp_at_start);
                             let _ = stats_tx.send(stats.clone());
                         }

@@ -1,6 +1,6 @@
 //! `extrasafe devices`
 
-use extrasafe_devices::{DeviceInfo, SoundServer};
+use extrasafe_devices::DeviceInfo;
 use serde_json::json;
 
 use crate::exit::{Failure, OTHER};
@@ -44,9 +44,7 @@ pub async fn run(out: Output) -> Result<i32, Failure> {
             ),
         )
     };
-    let list = SoundServer::connect()
-        .map_err(failure)?
-        .devices()
+    let (_, list) = crate::audioplan::connect_and_list()
         .await
         .map_err(failure)?;
     let (mics, mics_json) = entries(&list.mics);

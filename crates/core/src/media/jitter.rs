@@ -121,8 +121,8 @@ struct Stored {
 /// The slack the latest frames keep beyond the measured spread: timer wake-ups on both
 /// sides vary by a little more than the arrival statistics show.
 const SAFETY: f64 = 0.002;
-/// Concealed slots remembered (see `note_concealed`).
-const CONCEALED_KEPT: usize = 64;
+/// Slots without their own datagram remembered (see `note_missed`).
+const MISSED_KEPT: usize = 64;
 /// Slack samples needed before the delay is steered by them.
 const MIN_SLACK_SAMPLES: usize = 25;
 
@@ -145,8 +145,9 @@ pub struct JitterBuffer {
     /// (when played, slack in seconds) of primary frames within the window; late frames
     /// count with a negative slack.
     slacks: VecDeque<(Instant, f64)>,
-    /// The last slots concealed with newer frames present.
-    concealed: VecDeque<u64>,
+    /// The last slots played without their own datagram: (seq, when, concealed rather than
+    /// filled by a copy). A frame that comes after its slot is weighed against this.
+    missed: VecDeque<(u64, Instant, bool)>,
     /// Consecutive slots concealed while waiting for the head frame.
     stalled: u32,
     /// When a slot last went without its datagram's own frame (lost, or played from a copy).
@@ -176,7 +177,7 @@ impl JitterBuffer {
             reference: None,
             delays: VecDeque::new(),
             slacks: VecDeque::new(),
-            concealed: VecDeque::new(),
+            missed: VecDeque::new(),
             stalled: 0,
             last_loss: None,
             loss_run: 0,
@@ -231,33 +232,30 @@ impl JitterBuffer {
     /// A frame arrived. `primary` is false for redundant copies (they arrive a frame or more
     /// after their slot and must not be read as jitter). `speech` is the sender's voice flag.
     pub fn push(&mut self, now: Instant, seq: u32, payload: &[u8], speech: bool, primary: bool) {
-        let ext = self.extend(seq);
-        // Late primaries count (they are the jitter the target must cover); a frame already
-        // held does not, so repeating one datagram cannot skew the estimate.
-        if primary && !self.frames.get(&ext).is_some_and(|f| f.primary) {
-            self.observe_delay(now, ext);
-        }
+        let mut ext = self.extend(seq);
         if let Some(next) = self.next {
             if ext < next {
                 self.stats.late += 1;
-                if primary && self.concealed.contains(&ext) {
-                    // It came, but after its slot was concealed: the delay must grow by at
-                    // least this much. (One whose slot a copy filled cost nothing.)
-                    let missed = (next - ext) as f64 * self.cfg.frame.as_secs_f64();
-                    self.note_slack(now, -missed);
+                // Counted once, and only if its slot went without it: a replayed or duplicated
+                // old datagram must not move the delay.
+                let missed = self.missed.iter().position(|m| m.0 == ext);
+                if let (true, Some(pos)) = (primary, missed) {
+                    if let Some((_, at, concealed)) = self.missed.remove(pos) {
+                        // Late primaries are the jitter the target must cover.
+                        self.observe_delay(now, ext);
+                        if concealed {
+                            // It missed its slot by this much: the delay must grow.
+                            self.note_slack(now, -now.saturating_duration_since(at).as_secs_f64());
+                        }
+                    }
                 }
                 return;
             }
             if ext >= next + self.cfg.capacity as u64 {
                 // The sender is far ahead of us (a long outage, or a jump): start over.
                 self.stats.resyncs += 1;
-                self.frames.clear();
-                self.next = None;
-                self.first_arrival = Some(now);
-                self.newest = None;
-                self.delays.clear();
-                self.reference = None;
-                return self.push(now, seq, payload, speech, primary);
+                self.reset();
+                ext = self.extend(seq);
             }
         } else {
             // Not playing yet: everything held must fit one window of `capacity` frames.
@@ -268,17 +266,36 @@ impl JitterBuffer {
                 .is_some_and(|&first| ext.abs_diff(first) >= self.cfg.capacity as u64);
             if far {
                 self.stats.resyncs += 1;
-                self.frames.clear();
-                self.newest = None;
-                self.first_arrival = Some(now);
-                let ext = self.extend(seq);
-                return self.store(now, ext, seq, payload, speech, primary);
-            }
-            if self.frames.len() >= self.cfg.capacity {
+                self.reset();
+                ext = self.extend(seq);
+            } else if self.frames.len() >= self.cfg.capacity {
                 return;
             }
         }
+        // A frame already held as its own datagram does not count again, so repeating one
+        // datagram cannot skew the estimate.
+        if primary && !self.frames.get(&ext).is_some_and(|f| f.primary) {
+            self.observe_delay(now, ext);
+        }
         self.store(now, ext, seq, payload, speech, primary);
+    }
+
+    /// Forgets the old timeline entirely (after a jump of the sender's sequence numbers):
+    /// nothing measured on it may steer the new one.
+    fn reset(&mut self) {
+        self.frames.clear();
+        self.next = None;
+        self.newest = None;
+        self.first_arrival = None;
+        self.reference = None;
+        self.delays.clear();
+        self.slacks.clear();
+        self.missed.clear();
+        self.stalled = 0;
+        self.loss_run = 0;
+        self.longest_run = 0;
+        self.last_loss = None;
+        self.target = self.cfg.min_delay.max(self.cfg.frame);
     }
 
     fn store(
@@ -395,13 +412,12 @@ impl JitterBuffer {
         self.pop_at(now, next)
     }
 
-    /// Remembers the last few slots concealed while newer frames were here, so a frame that
-    /// comes after its slot can tell whether it was missed or a copy had filled in.
-    fn note_concealed(&mut self, seq: u64) {
-        if self.concealed.len() == CONCEALED_KEPT {
-            self.concealed.pop_front();
+    /// Remembers the last few slots played without their own datagram.
+    fn note_missed(&mut self, seq: u64, now: Instant, concealed: bool) {
+        if self.missed.len() == MISSED_KEPT {
+            self.missed.pop_front();
         }
-        self.concealed.push_back(seq);
+        self.missed.push_back((seq, now, concealed));
     }
 
     fn note_slack(&mut self, now: Instant, slack: f64) {
@@ -483,9 +499,9 @@ impl JitterBuffer {
                     self.stats.lost += skip;
                     self.missed_own_frame(now);
                     for seq in
-                        next.max((next + skip).saturating_sub(CONCEALED_KEPT as u64))..next + skip
+                        next.max((next + skip).saturating_sub(MISSED_KEPT as u64))..next + skip
                     {
-                        self.note_concealed(seq);
+                        self.note_missed(seq, now, true);
                     }
                     next += skip;
                 }
@@ -501,6 +517,7 @@ impl JitterBuffer {
             } else {
                 // Saved by a copy: its own datagram never came in time.
                 self.missed_own_frame(now);
+                self.note_missed(next, now, false);
             }
             return Playout::Frame {
                 seq: next as u32,
@@ -515,7 +532,7 @@ impl JitterBuffer {
             self.next = Some(next + 1);
             self.stalled = 0;
             self.lose(now, 1);
-            self.note_concealed(next);
+            self.note_missed(next, now, true);
             let fec = self.frames.get(&(next + 1)).map(|f| f.payload.clone());
             Playout::Conceal { fec }
         } else {

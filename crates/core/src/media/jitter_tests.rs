@@ -445,3 +445,47 @@ fn a_long_outage_adds_no_delay_once_the_network_returns() {
     // at), not the 50 an outage adds when stalled slots are not skipped.
     assert!(r.stats.dropped <= 2, "{:?}", r.stats);
 }
+
+/// A peer replaying an old datagram (or a network duplicating a late one) must not move the
+/// delay: a late frame counts once, and only if its slot went without it.
+#[test]
+fn replayed_late_frames_do_not_move_the_delay() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for k in 0..300u32 {
+        let at = t0 + FRAME * k;
+        jb.push(at, k, &[1], false, true);
+        // Frame 5 is replayed hundreds of times, long after it played.
+        if k > 100 {
+            for _ in 0..5 {
+                jb.push(at, 5, &[1], false, true);
+            }
+        }
+        let _ = jb.pop(at + ms(10));
+    }
+    let s = jb.stats();
+    assert_eq!((s.inserted, s.concealed), (0, 0), "{s:?}");
+    assert!(jb.target_delay() <= ms(25), "{:?}", jb.target_delay());
+}
+
+/// After the sender's numbers jump (a resync), nothing measured before steers the delay, and
+/// the far-off frame is not read as 1000 s of jitter.
+#[test]
+fn a_resync_starts_a_clean_timeline() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for k in 0..200u32 {
+        let at = t0 + FRAME * k;
+        jb.push(at, k, &[1], false, true);
+        let _ = jb.pop(at + ms(10));
+    }
+    let jump = 50_000u32;
+    for k in 200..400u32 {
+        let at = t0 + FRAME * k;
+        jb.push(at, jump + k, &[1], false, true);
+        let _ = jb.pop(at + ms(10));
+    }
+    assert_eq!(jb.stats().resyncs, 1);
+    assert!(jb.target_delay() <= ms(25), "{:?}", jb.target_delay());
+    assert!(jb.buffered() <= ms(40), "{:?}", jb.buffered());
+}
