@@ -5,7 +5,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use extrasafe_core::session::SessionError;
 use extrasafe_core::{EndReason, PeerId, Role};
-use tokio::sync::{mpsc, oneshot};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use extrasafe_core::transfer::offer::ValidOffer;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::transfer::{
+    disk, LocalFile, PendingOffer, Progress, TransferBook, TransferError, TransferHandle,
+    TransferId,
+};
 
 use crate::error::CallError;
 
@@ -51,6 +60,15 @@ pub enum CallEvent {
         text: String,
         /// Local arrival time.
         at: SystemTime,
+    },
+    /// The peer offers files: answer with [`Call::accept_files`] or [`Call::decline_files`].
+    /// Names are already checked (safe to create under a folder) but still the sender's words:
+    /// defuse them with `extrasafe_core::text::for_display` before printing.
+    FilesOffered {
+        /// Names this offer in the answer.
+        id: TransferId,
+        /// The files.
+        offer: ValidOffer,
     },
     /// The call is over.
     Ended(EndReason),
@@ -111,6 +129,7 @@ pub struct Call {
     pub(crate) media: MediaLink,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) events: mpsc::Receiver<CallEvent>,
+    pub(crate) transfers: Arc<TransferBook>,
 }
 
 impl Call {
@@ -142,6 +161,91 @@ impl Call {
     /// Ends the call (or cancels it while ringing).
     pub fn hangup(&self) {
         let _ = self.commands.send(Command::Hangup);
+    }
+
+    /// Offers `files` (see [`crate::transfer::prepare`]) to the peer on a stream of their own;
+    /// the peer answers, then the data flows. Call only once connected.
+    pub async fn send_files(&self, files: Vec<LocalFile>) -> Result<TransferHandle, TransferError> {
+        let (send, recv) = self
+            .media
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| TransferError::Connection(e.to_string()))?;
+        let id = self.transfers.next_id();
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let task = tokio::spawn(crate::transfer::send(
+            send,
+            recv,
+            files,
+            progress_tx,
+            cancel_rx,
+        ));
+        Ok(crate::transfer::handle(id, progress_rx, cancel_tx, task))
+    }
+
+    /// Takes offer `id` into `dir` (which must exist). Content already there from an earlier,
+    /// interrupted attempt at the same files is verified and kept; the rest must fit in the
+    /// free space, or this fails and the offer stays open (decline it, or free space and try
+    /// again).
+    pub fn accept_files(
+        &self,
+        id: TransferId,
+        dir: PathBuf,
+    ) -> Result<TransferHandle, TransferError> {
+        let folder = |why: String| TransferError::Folder {
+            path: dir.clone(),
+            why,
+        };
+        if !std::fs::metadata(&dir)
+            .map_err(|e| folder(e.to_string()))?
+            .is_dir()
+        {
+            return Err(folder("not a folder".into()));
+        }
+        let mut pending = self.transfers.pending.lock().expect("transfer book");
+        let offer = &pending
+            .get(&id)
+            .ok_or(TransferError::NoSuchOffer(id))?
+            .offer;
+        let resume = disk::resumable(&dir, offer);
+        let need = offer.total - resume.iter().sum::<u64>();
+        let free = disk::free_space(&dir).map_err(|e| folder(e.to_string()))?;
+        // Keep a margin: the file system needs room of its own.
+        if need.saturating_add(16 << 20) > free {
+            return Err(TransferError::NoSpace { need, free });
+        }
+        let taken = pending.remove(&id).ok_or(TransferError::NoSuchOffer(id))?;
+        drop(pending);
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let task = tokio::spawn(crate::transfer::receive(
+            taken,
+            dir,
+            resume,
+            progress_tx,
+            cancel_rx,
+        ));
+        Ok(crate::transfer::handle(id, progress_rx, cancel_tx, task))
+    }
+
+    /// Declines offer `id`: nothing is written, the sender learns "declined".
+    pub async fn decline_files(&self, id: TransferId) -> Result<(), TransferError> {
+        let taken = self
+            .transfers
+            .pending
+            .lock()
+            .expect("transfer book")
+            .remove(&id)
+            .ok_or(TransferError::NoSuchOffer(id))?;
+        let PendingOffer {
+            mut send, mut rx, ..
+        } = taken;
+        let bytes = rx.decline();
+        let _ = send.write_all(&bytes).await;
+        let _ = send.finish();
+        Ok(())
     }
 
     /// Sends a chat line; fails if the call is not active or the line is too long.

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::call::{Call, CallEvent, Command};
 use crate::node::{Decision, Shared, SlotGuard};
+use crate::transfer::TransferBook;
 
 /// Application close codes (QUIC CONNECTION_CLOSE), so the peer's transport knows why.
 pub(crate) mod close {
@@ -51,10 +52,27 @@ pub(crate) struct Driver {
     pub(crate) slot: Option<SlotGuard>,
     /// What to tell the peer's transport when closing.
     pub(crate) close_code: (VarInt, &'static [u8]),
+    /// File transfers of this call.
+    pub(crate) transfers: Arc<TransferBook>,
+}
+
+/// Counts a running driver until dropped.
+struct Running(Arc<Shared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .drivers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Driver {
     pub(crate) async fn run(mut self) {
+        self.shared
+            .drivers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _running = Running(self.shared.clone());
         let mut out = Vec::new();
         let mut writable = true;
         // Events the application has not taken yet. Reading from the peer pauses while this is
@@ -131,7 +149,18 @@ impl Driver {
                     Ok(Some(c)) => self.session.handle_stream_data(Instant::now(), &c.bytes),
                     Ok(None) | Err(_) => self.session.handle_connection_lost(Instant::now()),
                 },
-                _ = self.conn.accept_bi() => self.violation("opened an extra stream"),
+                stream = self.conn.accept_bi() => match stream {
+                    // Once the call is up, a new stream is a file transfer.
+                    Ok((send, recv)) if self.session.is_active() => {
+                        tokio::spawn(crate::transfer::intake(
+                            self.transfers.clone(),
+                            self.events.clone(),
+                            send,
+                            recv,
+                        ));
+                    }
+                    _ => self.violation("opened an extra stream"),
+                },
                 _ = self.conn.accept_uni() => self.violation("opened an extra stream"),
                 _ = sleep => self.session.handle_timeout(Instant::now()),
             }
@@ -172,9 +201,20 @@ impl Driver {
         Some(match ev {
             Event::IncomingCall { .. } => return self.decide_incoming(now),
             Event::Ringing => CallEvent::Ringing,
-            Event::Connected => CallEvent::Connected {
-                after: now.saturating_duration_since(self.started),
-            },
+            Event::Connected => {
+                // The call is up: room for file transfers (streams and windows).
+                let ours = u32::from(self.session.role() == extrasafe_core::Role::Callee);
+                self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(
+                    ours + crate::transfer::MAX_TRANSFERS,
+                ));
+                self.conn
+                    .set_receive_window(VarInt::from_u32(crate::node::TRANSFER_WINDOW));
+                self.conn
+                    .set_send_window(u64::from(crate::node::TRANSFER_WINDOW));
+                CallEvent::Connected {
+                    after: now.saturating_duration_since(self.started),
+                }
+            }
             Event::Chat { text, .. } => CallEvent::Chat {
                 text,
                 at: SystemTime::now(),

@@ -15,6 +15,7 @@ mod error;
 mod node;
 pub mod store;
 pub mod tls;
+pub mod transfer;
 
 pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};

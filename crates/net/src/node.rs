@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     transport: Arc<TransportConfig>,
     config: NodeConfig,
     in_call: AtomicBool,
+    /// Call drivers still running (a driver outlives its call while it lingers to deliver
+    /// the last words): shutting down waits for them.
+    pub(crate) drivers: std::sync::atomic::AtomicUsize,
     incoming: mpsc::Sender<Call>,
     shutdown: watch::Sender<bool>,
 }
@@ -135,6 +138,10 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Flow-control window of a connected call (and of each stream): large enough for file
+/// transfers at hundreds of MB/s on paths with some delay.
+pub(crate) const TRANSFER_WINDOW: u32 = 64 * 1024 * 1024;
+
 /// Transport settings; `peer_streams` is how many bidirectional streams the other side may
 /// open: one (the control stream) when it calls us, none when we call it.
 fn transport_config(peer_streams: u32) -> TransportConfig {
@@ -145,7 +152,10 @@ fn transport_config(peer_streams: u32) -> TransportConfig {
     t.max_idle_timeout(Some(IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
     // Session-level pings keep NAT mappings alive and measure RTT; no transport keep-alive.
     t.keep_alive_interval(None);
-    t.stream_receive_window(quinn::VarInt::from_u32(64 * 1024));
+    // Streams may take a lot (a file transfer needs large windows to fill a fast path), but
+    // the connection as a whole only 256 KiB until the call is up: before that, a peer can
+    // make us hold little. Connected, the call raises it (see the driver).
+    t.stream_receive_window(quinn::VarInt::from_u32(TRANSFER_WINDOW));
     t.receive_window(quinn::VarInt::from_u32(256 * 1024));
     t.send_window(256 * 1024);
     // Media datagrams: about a second of audio may wait for the application.
@@ -185,6 +195,7 @@ impl Node {
             transport,
             config,
             in_call: AtomicBool::new(false),
+            drivers: std::sync::atomic::AtomicUsize::new(0),
             incoming: tx,
             shutdown,
         });
@@ -373,9 +384,10 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
         self.accept_task.abort();
-        // Give drivers time to send their hang-up and linger.
+        // Give drivers time to send their hang-up and linger: closing the endpoint first
+        // would throw away a hang-up still waiting to be sent.
         let _ = tokio::time::timeout(Duration::from_millis(1500), async {
-            while self.shared.in_call.load(Ordering::Acquire) {
+            while self.shared.drivers.load(Ordering::Acquire) > 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -425,11 +437,13 @@ fn assemble(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let started = info.started;
+    let transfers = Arc::new(crate::transfer::TransferBook::default());
     let call = Call {
         info,
         media: crate::call::MediaLink { conn: conn.clone() },
         commands: cmd_tx,
         events: ev_rx,
+        transfers: transfers.clone(),
     };
     let driver = Driver {
         conn,
@@ -444,6 +458,7 @@ fn assemble(
         pending: None,
         slot: None,
         close_code: (close::DONE, b"bye"),
+        transfers,
     };
     (call, driver)
 }

@@ -186,6 +186,51 @@ async fn unreachable_address_is_reported() {
     }
 }
 
+/// A program that hangs up and exits at once (as the CLI does when the call is over: shut
+/// the node down, drop the runtime) must still deliver the hang-up: the other side hears
+/// "hung up", not "the connection was lost".
+#[tokio::test]
+async fn a_hang_up_right_before_exiting_still_arrives() {
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    for _ in 0..5 {
+        let to = ticket(&b);
+        let caller = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (_a_id, a) = node(AcceptPolicy::Ask).await;
+                let mut out = a.call(&to).await.unwrap();
+                until_connected(&mut out).await;
+                out.hangup();
+                assert_eq!(
+                    next(&mut out).await,
+                    CallEvent::Ended(EndReason::LocalHangup)
+                );
+                a.shutdown().await;
+            });
+            // The runtime goes with everything still running on it, as at process exit.
+            rt.shutdown_timeout(Duration::from_millis(0));
+        });
+        let mut inc = incoming(&b).await;
+        // Joined off this runtime's thread, so the callee keeps running meanwhile.
+        tokio::task::spawn_blocking(move || caller.join().unwrap())
+            .await
+            .unwrap();
+        loop {
+            match next(&mut inc).await {
+                CallEvent::Ended(r) => {
+                    assert_eq!(r, EndReason::RemoteHangup);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        until_idle(&b).await;
+    }
+}
+
 #[tokio::test]
 async fn shutdown_tells_the_peer() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;

@@ -1,0 +1,162 @@
+//! The sending side's files: what the person named (files and folders), walked into a list of
+//! relative names with sizes and hashes. Symbolic links are not followed: a folder sent must
+//! not drag in what it merely points to.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use extrasafe_core::transfer::hash::FileHasher;
+use extrasafe_core::transfer::send::PreparedFile;
+use extrasafe_core::transfer::wire::MAX_FILES;
+
+/// A file to send and where it is on disk.
+#[derive(Clone, Debug)]
+pub struct LocalFile {
+    /// On disk.
+    pub source: PathBuf,
+    /// Offered name, size and hashes.
+    pub prepared: PreparedFile,
+}
+
+/// Why the files could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A path could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Nothing to send (empty folders only, or only links).
+    #[error("there is no file to send")]
+    Nothing,
+    /// Over the per-transfer limit.
+    #[error("more than {MAX_FILES} files")]
+    TooMany,
+    /// A name that is not UTF-8 cannot be offered.
+    #[error("{0}: the name is not valid text")]
+    BadName(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
+    move |source| PrepareError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Walks `paths` (files or folders) into the files to offer, named relative to each given
+/// path's parent (`~/photos` is offered as `photos/...`). `skipped` gets the links left out.
+pub fn collect(
+    paths: &[PathBuf],
+    skipped: &mut Vec<PathBuf>,
+) -> Result<Vec<(PathBuf, String)>, PrepareError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::symlink_metadata(p).map_err(io(p))?;
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| PrepareError::BadName(p.clone()))?
+            .to_string();
+        if meta.is_dir() {
+            walk(p, &name, &mut out, skipped)?;
+        } else if meta.is_file() {
+            out.push((p.clone(), name));
+        } else {
+            skipped.push(p.clone());
+        }
+        if out.len() > MAX_FILES {
+            return Err(PrepareError::TooMany);
+        }
+    }
+    if out.is_empty() {
+        return Err(PrepareError::Nothing);
+    }
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    rel: &str,
+    out: &mut Vec<(PathBuf, String)>,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<(), PrepareError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(io(dir))?;
+    // A stable order: the receiver sees the same offer for the same folder (and can resume).
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e
+            .file_name()
+            .to_str()
+            .ok_or_else(|| PrepareError::BadName(path.clone()))?
+            .to_string();
+        let child = format!("{rel}/{name}");
+        let ty = e.file_type().map_err(io(&path))?;
+        if ty.is_dir() {
+            walk(&path, &child, out, skipped)?;
+        } else if ty.is_file() {
+            out.push((path, child));
+            if out.len() > MAX_FILES {
+                return Err(PrepareError::TooMany);
+            }
+        } else {
+            skipped.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Hashes one file (blocking I/O: run it off the async threads).
+pub fn hash_file(source: &Path, name: String) -> Result<LocalFile, PrepareError> {
+    let mut f = std::fs::File::open(source).map_err(io(source))?;
+    let mut h = FileHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io(source))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let (size, root, chunks) = h.finish();
+    Ok(LocalFile {
+        source: source.to_path_buf(),
+        prepared: PreparedFile {
+            path: name,
+            size,
+            root,
+            chunks,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_walked_in_order_and_links_left_out() {
+        let d = std::env::temp_dir().join(format!("es-prep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("photos/2026")).unwrap();
+        std::fs::write(d.join("photos/b.jpg"), b"b").unwrap();
+        std::fs::write(d.join("photos/2026/a.jpg"), b"a").unwrap();
+        std::fs::write(d.join("notes.txt"), b"n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("photos/passwd")).unwrap();
+        let mut skipped = Vec::new();
+        let files = collect(&[d.join("photos"), d.join("notes.txt")], &mut skipped).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
+        assert_eq!(names, ["photos/2026/a.jpg", "photos/b.jpg", "notes.txt"]);
+        assert_eq!(skipped, vec![d.join("photos/passwd")]);
+        let f = hash_file(&files[0].0, files[0].1.clone()).unwrap();
+        assert_eq!(f.prepared.size, 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,331 @@
+//! The tasks that move a transfer's bytes: the sender's, the receiver's, and the intake that
+//! reads an arriving offer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use extrasafe_core::transfer::offer::ValidOffer;
+use extrasafe_core::transfer::receive::{FileSink, ReceiveError, ReceiveEvent, Receiver};
+use extrasafe_core::transfer::send::{SendEvent, Sender};
+use extrasafe_core::transfer::wire::{BAD_DATA_CODE, CANCEL_CODE};
+use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{mpsc, watch};
+
+use super::disk::{DiskSink, NamedSink};
+use super::{LocalFile, PendingOffer, Progress, TransferBook, TransferOutcome};
+use crate::call::CallEvent;
+
+/// An offer must arrive this soon after its stream opens.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a file or the stream at a time.
+const BLOCK: usize = 1 << 20;
+
+/// A sink that takes nothing: before the person answers, only the offer may arrive.
+struct NoData;
+
+impl FileSink for NoData {
+    fn begin(
+        &mut self,
+        _: usize,
+        _: &extrasafe_core::transfer::offer::ValidFile,
+        _: u64,
+        _: &[extrasafe_core::transfer::hash::Hash],
+    ) -> Result<(), String> {
+        Err("file data before the offer was accepted".into())
+    }
+    fn write(&mut self, _: usize, _: &[u8]) -> Result<(), String> {
+        Err("file data before the offer was accepted".into())
+    }
+    fn end(&mut self, _: usize) -> Result<(), String> {
+        Err("file data before the offer was accepted".into())
+    }
+}
+
+/// Reads the offer on a stream the peer opened and hands it to the application.
+pub(crate) async fn intake(
+    book: Arc<TransferBook>,
+    events: mpsc::Sender<CallEvent>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let mut rx = Receiver::new();
+    let read = async {
+        loop {
+            // Exactly the offer, never more: file data must wait for the answer.
+            match recv.read_chunk(BLOCK, true).await {
+                Ok(Some(c)) => match rx.feed(&c.bytes, &mut NoData) {
+                    Ok(Some(ReceiveEvent::Offer(offer))) => return Ok(offer),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e.to_string()),
+                },
+                _ => return Err("the stream ended before the offer".to_string()),
+            }
+        }
+    };
+    match tokio::time::timeout(OFFER_TIMEOUT, read).await {
+        Ok(Ok(offer)) => {
+            let id = book.next_id();
+            book.pending.lock().expect("transfer book").insert(
+                id,
+                PendingOffer {
+                    send,
+                    recv,
+                    rx,
+                    offer: offer.clone(),
+                },
+            );
+            let _ = events.send(CallEvent::FilesOffered { id, offer }).await;
+        }
+        Ok(Err(why)) => {
+            tracing::debug!(%why, "transfer offer refused");
+            let _ = recv.stop(VarInt::from_u32(BAD_DATA_CODE));
+            let _ = send.reset(VarInt::from_u32(BAD_DATA_CODE));
+        }
+        Err(_) => {
+            let _ = recv.stop(VarInt::from_u32(BAD_DATA_CODE));
+            let _ = send.reset(VarInt::from_u32(BAD_DATA_CODE));
+        }
+    }
+}
+
+/// How the other side stopped a stream, for a person.
+fn peer_stop(code: VarInt) -> TransferOutcome {
+    if code == VarInt::from_u32(CANCEL_CODE) {
+        TransferOutcome::Cancelled { by_peer: true }
+    } else if code == VarInt::from_u32(BAD_DATA_CODE) {
+        TransferOutcome::Failed(
+            "the other side refused the data (it did not match what was offered)".into(),
+        )
+    } else {
+        TransferOutcome::Failed("the other side stopped the transfer".into())
+    }
+}
+
+fn write_failed(e: WriteError) -> TransferOutcome {
+    match e {
+        WriteError::Stopped(code) => peer_stop(code),
+        _ => TransferOutcome::Failed("the connection was lost".into()),
+    }
+}
+
+fn read_failed(e: ReadError) -> TransferOutcome {
+    match e {
+        ReadError::Reset(code) => peer_stop(code),
+        _ => TransferOutcome::Failed("the connection was lost".into()),
+    }
+}
+
+fn stop_both(send: &mut SendStream, recv: &mut RecvStream, code: u32) {
+    let _ = send.reset(VarInt::from_u32(code));
+    let _ = recv.stop(VarInt::from_u32(code));
+}
+
+/// Sends `files` on a stream we opened.
+pub(crate) async fn send(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    files: Vec<LocalFile>,
+    progress: watch::Sender<Progress>,
+    mut cancel: watch::Receiver<bool>,
+) -> TransferOutcome {
+    let total: u64 = files.iter().map(|f| f.prepared.size).sum();
+    let (mut tx, offer) = Sender::offer(files.iter().map(|f| f.prepared.clone()).collect());
+    progress.send_modify(|p| {
+        p.total = total;
+        p.files = files.len();
+    });
+    let work = async {
+        send.write_all(&offer).await.map_err(write_failed)?;
+        let starts = match answer(&mut recv, &mut tx).await? {
+            SendEvent::Accepted { starts } => starts,
+            SendEvent::Declined => return Ok(TransferOutcome::Declined),
+            SendEvent::Received => return Err(TransferOutcome::Failed("out of order".into())),
+        };
+        let resumed: u64 = starts.iter().sum();
+        progress.send_modify(|p| {
+            p.resumed = resumed;
+            p.bytes = resumed;
+        });
+        let mut buf = vec![0u8; BLOCK];
+        for (i, f) in files.iter().enumerate() {
+            send.write_all(&tx.header(i)).await.map_err(write_failed)?;
+            let mut file = tokio::fs::File::open(&f.source)
+                .await
+                .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
+            file.seek(std::io::SeekFrom::Start(starts[i]))
+                .await
+                .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
+            // Never more than offered: a file that grew since it was hashed is cut at its
+            // offered size (and one that shrank shows as short to the receiver).
+            let mut left = f.prepared.size - starts[i];
+            let mut sent = starts[i];
+            while left > 0 {
+                let want = (left as usize).min(BLOCK);
+                let n = file
+                    .read(&mut buf[..want])
+                    .await
+                    .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
+                if n == 0 {
+                    break;
+                }
+                send.write_all(&buf[..n]).await.map_err(write_failed)?;
+                left -= n as u64;
+                sent += n as u64;
+                progress.send_modify(|p| {
+                    p.bytes += n as u64;
+                    p.current = Some((f.prepared.path.clone(), sent, f.prepared.size));
+                });
+            }
+            progress.send_modify(|p| p.files_done = i + 1);
+        }
+        let _ = send.finish();
+        match answer(&mut recv, &mut tx).await? {
+            SendEvent::Received => Ok(TransferOutcome::Done { saved: Vec::new() }),
+            _ => Err(TransferOutcome::Failed("out of order".into())),
+        }
+    };
+    tokio::select! {
+        r = work => r.unwrap_or_else(|e| e),
+        _ = cancel.wait_for(|c| *c) => {
+            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            TransferOutcome::Cancelled { by_peer: false }
+        }
+    }
+}
+
+/// Reads the receiver's next answer.
+async fn answer(recv: &mut RecvStream, tx: &mut Sender) -> Result<SendEvent, TransferOutcome> {
+    loop {
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(c)) => match tx.feed(&c.bytes) {
+                Ok(Some(ev)) => return Ok(ev),
+                Ok(None) => continue,
+                Err(e) => return Err(TransferOutcome::Failed(e.to_string())),
+            },
+            Ok(None) => {
+                return Err(TransferOutcome::Failed(
+                    "the other side closed the transfer without an answer".into(),
+                ))
+            }
+            Err(e) => return Err(read_failed(e)),
+        }
+    }
+}
+
+/// Receives an accepted offer into `dir`.
+pub(crate) async fn receive(
+    mut pending: PendingOffer,
+    dir: PathBuf,
+    resume: Vec<u64>,
+    progress: watch::Sender<Progress>,
+    mut cancel: watch::Receiver<bool>,
+) -> TransferOutcome {
+    let offer: ValidOffer = pending.offer.clone();
+    // Resumes start at whole chunks (the receiver machine rounds the same way).
+    let chunk = extrasafe_core::transfer::hash::CHUNK as u64;
+    let resumed: u64 = resume
+        .iter()
+        .zip(&offer.files)
+        .map(|(&r, f)| (r / chunk * chunk).min(f.size))
+        .sum();
+    progress.send_modify(|p| {
+        p.total = offer.total;
+        p.files = offer.files.len();
+        p.resumed = resumed;
+        p.bytes = resumed;
+    });
+    let accept = pending.rx.accept(&resume);
+    let mut disk = DiskSink::new(dir);
+    let PendingOffer {
+        mut send,
+        mut recv,
+        mut rx,
+        ..
+    } = pending;
+    let work = async {
+        send.write_all(&accept).await.map_err(write_failed)?;
+        loop {
+            let chunk = match recv.read_chunk(BLOCK, true).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    // The sender finished its side: fine only after the last byte.
+                    rx.finish()?;
+                    return Err(ReceiveFailure::Outcome(TransferOutcome::Failed(
+                        "the transfer ended early".into(),
+                    )));
+                }
+                Err(e) => return Err(read_failed(e).into()),
+            };
+            let n = chunk.bytes.len() as u64;
+            let mut sink = NamedSink {
+                disk: &mut disk,
+                offer: &offer,
+            };
+            if let Some(ReceiveEvent::Complete) = rx.feed(&chunk.bytes, &mut sink)? {
+                disk.commit().map_err(TransferOutcome::Failed)?;
+                send.write_all(&rx.received()).await.map_err(write_failed)?;
+                let _ = send.finish();
+                progress.send_modify(|p| {
+                    p.bytes = p.total;
+                    p.files_done = p.files;
+                    p.current = None;
+                });
+                return Ok(TransferOutcome::Done {
+                    saved: std::mem::take(&mut disk.saved),
+                });
+            }
+            let done = disk.completed;
+            progress.send_modify(|p| {
+                p.bytes = (p.bytes + n).min(p.total);
+                p.files_done = done;
+            });
+        }
+    };
+    let outcome: Result<TransferOutcome, ReceiveFailure> = tokio::select! {
+        r = work => r,
+        _ = cancel.wait_for(|c| *c) => Err(ReceiveFailure::Cancelled),
+    };
+    match outcome {
+        Ok(done) => done,
+        Err(ReceiveFailure::Cancelled) => {
+            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            disk.discard_current();
+            let _ = disk.commit();
+            TransferOutcome::Cancelled { by_peer: false }
+        }
+        Err(ReceiveFailure::Bad(e)) => {
+            // Only verified data was ever written: what is complete stays, the partial file
+            // keeps its verified chunks for a later resume, nothing else appears.
+            stop_both(&mut send, &mut recv, BAD_DATA_CODE);
+            let _ = disk.commit();
+            TransferOutcome::Failed(e.to_string())
+        }
+        Err(ReceiveFailure::Outcome(o)) => {
+            let _ = disk.commit();
+            if matches!(o, TransferOutcome::Cancelled { by_peer: true }) {
+                disk.discard_current();
+            }
+            o
+        }
+    }
+}
+
+enum ReceiveFailure {
+    Cancelled,
+    Bad(ReceiveError),
+    Outcome(TransferOutcome),
+}
+
+impl From<TransferOutcome> for ReceiveFailure {
+    fn from(o: TransferOutcome) -> Self {
+        ReceiveFailure::Outcome(o)
+    }
+}
+
+impl From<ReceiveError> for ReceiveFailure {
+    fn from(e: ReceiveError) -> Self {
+        ReceiveFailure::Bad(e)
+    }
+}
