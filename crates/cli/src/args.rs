@@ -15,6 +15,7 @@ Examples:
   extrasafe listen                     # wait for calls (you are asked before answering)
   extrasafe call est1...               # call someone whose ticket you were given
   extrasafe devices                    # the microphones and speakers calls can use
+  extrasafe send --to est1... FILE     # send a file or folder; `extrasafe receive` takes it
 
 Exit codes:
   0  success (the call took place and was hung up)
@@ -103,6 +104,33 @@ Examples:
 When connected, both screens show a six-digit verification code. Read it to each other
 (voice, in person): if the codes differ, someone is in the middle; hang up.")]
     Call(CallArgs),
+    /// Send files or folders to someone, straight to their device.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe send --to est1qqq... report.pdf
+  extrasafe send --to est1qqq... ~/photos notes.txt     # a folder is sent with its structure
+  extrasafe --json send --to est1qqq... big.iso           # progress as JSON events
+
+Calls the ticket's device (without audio), offers the files once connected, and hangs up
+when the transfer has ended. The other side sees the names, sizes and your peer ID and
+accepts or declines (`extrasafe receive` there, or /accept in a call). Every 256 KiB is
+verified as it arrives; a broken transfer never leaves a corrupt file under a real name, and
+sending the same files again resumes where it stopped. Links inside folders are left out.
+Exit code 0 when everything arrived verified, 5 if declined or cancelled, 7 if it failed.")]
+    Send(SendArgs),
+    /// Wait for files (and calls) and save what you accept.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe receive                                 # ask before saving each offer
+  extrasafe receive --dir ~/incoming                # save there instead of ~/Downloads
+  extrasafe receive --accept-files es1abc...:2G     # take up to 2 GB from this peer unasked
+  extrasafe receive --once --accept-files anyone    # one sender, saved unasked, then exit
+
+Listens like `listen` (anyone may connect to offer files; --accept limits that) but without
+audio. Files are saved only under the folder, with safe names: nothing is overwritten (a
+taken name becomes `name (1).ext`), nothing outside the folder is touched, and free space is
+checked first. Answer an offer with /accept or /decline; Ctrl-C stops.")]
+    Receive(ReceiveArgs),
     /// List the microphones and speakers calls can use.
     #[command(after_long_help = "\
 Examples:
@@ -168,6 +196,53 @@ pub struct AudioArgs {
     pub no_audio: bool,
 }
 
+/// File-transfer options of `call`, `listen` and `receive`.
+#[derive(Args, Debug, Clone)]
+pub struct FilesArgs {
+    /// Which file offers to take without asking: `ask` (default), `none`, or entries
+    /// `anyone[:SIZE]` / `PEER-ID[:SIZE]` (e.g. `es1abc...:500M`); others are declined.
+    #[arg(long, num_args = 1.., value_name = "POLICY")]
+    pub accept_files: Vec<String>,
+    /// Folder to save received files in [default: ~/Downloads if it exists, else the
+    /// current folder].
+    #[arg(long = "dir", value_name = "FOLDER")]
+    pub files_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// The ticket of the person to send to (est1...).
+    #[arg(long)]
+    pub to: String,
+    /// Files or folders to send.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Local address to send from [default: any address, a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    /// UDP port to listen on.
+    #[arg(long, default_value_t = DEFAULT_PORT, conflicts_with = "bind")]
+    pub port: u16,
+    /// Exact address to bind, e.g. 127.0.0.1:0.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Who may connect to offer files: `anyone` (default), `ask`, or peer IDs.
+    #[arg(long, num_args = 1.., default_value = "anyone", value_name = "anyone|ask|PEER-ID")]
+    pub accept: Vec<String>,
+    /// Exit after the first sender hangs up.
+    #[arg(long)]
+    pub once: bool,
+    /// Also print the ticket as a QR code.
+    #[arg(long)]
+    pub qr: bool,
+    #[command(flatten)]
+    pub files: FilesArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct IdArgs {
     /// Also print the ticket as a QR code.
@@ -203,6 +278,8 @@ pub struct ListenArgs {
     pub qr: bool,
     #[command(flatten)]
     pub audio: AudioArgs,
+    #[command(flatten)]
+    pub files: FilesArgs,
 }
 
 #[derive(Args, Debug)]
@@ -214,4 +291,6 @@ pub struct CallArgs {
     pub bind: Option<SocketAddr>,
     #[command(flatten)]
     pub audio: AudioArgs,
+    #[command(flatten)]
+    pub files: FilesArgs,
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::audioplan::AudioPlan;
 use crate::exit::describe_end;
+use crate::files::Files;
 use crate::output::Output;
 
 /// Lines typed on stdin; `None` once at end of input.
@@ -80,7 +81,16 @@ impl Interrupts {
     }
 }
 
-const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /hangup ends the call (so does Ctrl-D).";
+const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).";
+
+/// What the call does by itself (for `extrasafe send`).
+#[derive(Clone, Debug, Default)]
+pub struct Autopilot {
+    /// Offer these once connected.
+    pub send: Vec<std::path::PathBuf>,
+    /// Hang up once every transfer has ended.
+    pub hangup_when_done: bool,
+}
 
 /// Runs a call until it ends; returns why, and the exit code that reason maps to.
 pub async fn run(
@@ -89,7 +99,10 @@ pub async fn run(
     input: &mut Input,
     intr: &mut Interrupts,
     plan: &AudioPlan,
+    files: &mut Files,
+    auto: &Autopilot,
 ) -> (EndReason, i32) {
+    let mut files_tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut audio: Option<AudioCall> = None;
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(5));
     stats_tick.tick().await;
@@ -114,12 +127,34 @@ pub async fn run(
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
                     }
-                    if input_over {
+                    if !auto.send.is_empty() {
+                        files.send(&call, &auto.send).await;
+                    }
+                    if auto.hangup_when_done && !files.busy() {
+                        call.hangup();
+                    }
+                    if input_over && !auto.hangup_when_done {
                         call.hangup();
                     }
                 }
                 Some(CallEvent::Chat { text, at }) => out.chat("them", &text, at),
+                Some(CallEvent::FilesOffered { id, offer }) => {
+                    if let Some((id, yes)) = files.offered(&call, id, offer) {
+                        if yes {
+                            files.accept(&call, Some(id), None);
+                        } else {
+                            files.decline(&call, Some(id)).await;
+                        }
+                    }
+                }
                 Some(CallEvent::Ended(reason)) => {
+                    // Transfers end with the connection; report how.
+                    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                    while files.running() && tokio::time::Instant::now() < give_up {
+                        files.tick().await;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    files.tick().await;
                     if let Some(a) = audio.take() {
                         let (stats, written) = a.stop().await;
                         out.stats(&stats);
@@ -146,7 +181,7 @@ pub async fn run(
                     input_over = true;
                     if asking {
                         call.decline();
-                    } else if connected {
+                    } else if connected && !auto.hangup_when_done {
                         call.hangup();
                     }
                 }
@@ -172,12 +207,29 @@ pub async fn run(
                         None => out.hint("This call carries no audio."),
                     },
                     "/help" | "/?" => out.hint(HELP),
+                    "/decline" => files.decline(&call, None).await,
+                    "/cancel" => files.cancel_all(),
+                    "/accept" => files.accept(&call, None, None),
+                    l if l.starts_with("/accept ") => {
+                        files.accept(&call, None, Some(l["/accept ".len()..].trim().into()))
+                    }
+                    l if l.starts_with("/send ") && connected => {
+                        let path = std::path::PathBuf::from(l["/send ".len()..].trim());
+                        files.send(&call, &[path]).await;
+                    }
+                    l if l.starts_with("/send") => out.hint("/send PATH works once the call is connected."),
                     "" => {}
                     _ if connected => send(&call, out, line).await,
                     _ => queued.push_back(line),
                 },
             },
             _ = intr.next() => call.hangup(),
+            _ = files_tick.tick(), if files.busy() => {
+                files.tick().await;
+                if auto.hangup_when_done && connected && !files.busy() {
+                    call.hangup();
+                }
+            }
             _ = stats_tick.tick(), if audio.is_some() => {
                 if let Some(a) = &audio {
                     let stats = a.stats();

@@ -6,6 +6,7 @@ mod audioplan;
 mod callui;
 mod cmd;
 mod exit;
+mod files;
 mod ident;
 mod output;
 
@@ -42,7 +43,11 @@ fn main() {
         match &cli.command {
             Command::Id(a) => cmd::id::run(&cli.global, a, out),
             Command::Listen(a) => cmd::listen::run(&cli.global, a, out).await,
-            Command::Call(a) => cmd::call::run(&cli.global, a, out).await,
+            Command::Call(a) => {
+                cmd::call::run(&cli.global, a, out, callui::Autopilot::default()).await
+            }
+            Command::Send(a) => cmd::send::run(&cli.global, a, out).await,
+            Command::Receive(a) => cmd::send::receive(&cli.global, a, out).await,
             Command::Devices => cmd::devices::run(out).await,
             Command::Demo(a) => cmd::demo::run(a, out).await,
         }

@@ -389,3 +389,94 @@ fn audio_files_in_and_out_of_a_call() {
     assert!(lag < 48 * 150, "lag {lag}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn receiver(dir: &std::path::Path, extra: &[&str]) -> (Proc, Events) {
+    let mut c = bin()
+        .args([
+            "--ephemeral",
+            "--json",
+            "receive",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+        ])
+        .args(["--dir", dir.to_str().unwrap()])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ev = Events::new(c.stdout.take().unwrap());
+    (Proc(Some(c)), ev)
+}
+
+#[test]
+fn send_and_receive_a_folder() {
+    let dir = tmp("send");
+    let (src, dest) = (dir.join("src"), dir.join("dest"));
+    std::fs::create_dir_all(src.join("photos/2026")).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("photos/2026/big.bin"), &big).unwrap();
+    std::fs::write(src.join("photos/a.txt"), b"a").unwrap();
+    std::fs::write(src.join("notes.txt"), b"notes").unwrap();
+    let (r, rev) = receiver(&dest, &["--accept-files", "anyone:1G"]);
+    let ticket = rev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = bin()
+        .args(["--ephemeral", "--json", "send", "--to", &ticket])
+        .arg(src.join("photos"))
+        .arg(src.join("notes.txt"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sev = Events::new(s.stdout.take().unwrap());
+    let s = Proc(Some(s));
+    let offered = rev.until("files_offered");
+    assert_eq!(offered["files"], 3);
+    let got = rev.until("transfer_done");
+    assert_eq!(got["outcome"], "done", "{got}");
+    let sent = sev.until("transfer_done");
+    assert_eq!(sent["outcome"], "done", "{sent}");
+    assert_eq!(wait(s), 0);
+    assert_eq!(wait(r), 0);
+    assert_eq!(
+        std::fs::read(dest.join("photos/2026/big.bin")).unwrap(),
+        big
+    );
+    assert_eq!(std::fs::read(dest.join("photos/a.txt")).unwrap(), b"a");
+    assert_eq!(std::fs::read(dest.join("notes.txt")).unwrap(), b"notes");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_offer_is_asked_and_declining_writes_nothing() {
+    let dir = tmp("decline");
+    let dest = dir.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dir.join("secret.txt"), b"x").unwrap();
+    let (mut r, rev) = receiver(&dest, &[]);
+    let ticket = rev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = bin()
+        .args(["--ephemeral", "--json", "send", "--to", &ticket])
+        .arg(dir.join("secret.txt"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Proc(Some(s));
+    let offered = rev.until("files_offered");
+    assert_eq!(offered["names"][0], "secret.txt");
+    r.stdin.as_mut().unwrap().write_all(b"/decline\n").unwrap();
+    rev.until("files_declined");
+    assert_eq!(wait(s), 5, "a declined send exits 5");
+    assert_eq!(wait(r), 0);
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,15 +7,37 @@ use crate::args::{CallArgs, Global};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, USAGE};
+use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 
-pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, Failure> {
+pub async fn run(
+    global: &Global,
+    args: &CallArgs,
+    out: Output,
+    auto: callui::Autopilot,
+) -> Result<i32, Failure> {
     let ticket: Ticket = args
         .ticket
         .parse()
         .map_err(|e| Failure::new(USAGE, format!("That ticket cannot be used: {e}.")))?;
     let plan = AudioPlan::from_args(&args.audio, out).await?;
+    let mut files = Files::new(
+        out,
+        FilesPolicy::parse(&args.files.accept_files)?,
+        args.files
+            .files_dir
+            .clone()
+            .unwrap_or_else(files::default_dir),
+    );
+    for p in &auto.send {
+        if std::fs::symlink_metadata(p).is_err() {
+            return Err(Failure::new(
+                USAGE,
+                format!("Cannot send {}: it does not exist.", p.display()),
+            ));
+        }
+    }
     let loaded = ident::load(global)?;
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
     let config = NodeConfig {
@@ -39,7 +61,17 @@ pub async fn run(global: &Global, args: &CallArgs, out: Output) -> Result<i32, F
     };
     out.secured(call.info());
     let mut input = Input::spawn();
-    let (_, code) = callui::run(call, out, &mut input, &mut intr, &plan).await;
+    let (_, code) = callui::run(call, out, &mut input, &mut intr, &plan, &mut files, &auto).await;
     node.shutdown().await;
-    Ok(code)
+    if auto.send.is_empty() {
+        return Ok(code);
+    }
+    // `send`: the transfer's outcome is what counts.
+    use extrasafe_net::transfer::TransferOutcome as O;
+    Ok(match files.outcomes.as_slice() {
+        [] => code.max(crate::exit::BROKEN),
+        all if all.iter().all(|o| matches!(o, O::Done { .. })) => 0,
+        all if all.iter().any(|o| matches!(o, O::Failed(_))) => crate::exit::BROKEN,
+        _ => crate::exit::NOT_ANSWERED,
+    })
 }

@@ -7,6 +7,7 @@ use crate::args::{Global, ListenArgs};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, USAGE};
+use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 
@@ -32,6 +33,21 @@ fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
 pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
     let policy = policy(&args.accept)?;
     let plan = AudioPlan::from_args(&args.audio, out).await?;
+    let policy_files = FilesPolicy::parse(&args.files.accept_files)?;
+    let dir = args
+        .files
+        .files_dir
+        .clone()
+        .unwrap_or_else(files::default_dir);
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            USAGE,
+            format!(
+                "Cannot save files in {}: it is not a folder.",
+                dir.display()
+            ),
+        ));
+    }
     let loaded = ident::load(global)?;
     let config = NodeConfig {
         policy: policy.clone(),
@@ -67,7 +83,17 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             call = node.incoming() => {
                 let Some(call) = call else { break };
                 input.discard_typed_ahead();
-                let (_, c) = callui::run(call, out, &mut input, &mut intr, &plan).await;
+                let mut files = Files::new(out, policy_files.clone(), dir.clone());
+                let (_, c) = callui::run(
+                    call,
+                    out,
+                    &mut input,
+                    &mut intr,
+                    &plan,
+                    &mut files,
+                    &callui::Autopilot::default(),
+                )
+                .await;
                 if args.once {
                     code = c;
                     break;

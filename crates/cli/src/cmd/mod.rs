@@ -3,6 +3,7 @@ pub mod demo;
 pub mod devices;
 pub mod id;
 pub mod listen;
+pub mod send;
 
 use std::net::SocketAddr;
 

@@ -90,6 +90,10 @@ impl TransferHandle {
     pub fn cancel(&self) {
         let _ = self.cancel.send(true);
     }
+    /// Whether it has ended (then `finished` returns at once).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
     /// Waits for the end.
     pub async fn finished(self) -> TransferOutcome {
         self.task

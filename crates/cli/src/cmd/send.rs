@@ -1,0 +1,50 @@
+//! `extrasafe send` and `extrasafe receive`: a call without audio that carries files.
+
+use crate::args::{AudioArgs, CallArgs, FilesArgs, Global, ListenArgs, ReceiveArgs, SendArgs};
+use crate::callui::Autopilot;
+use crate::exit::Failure;
+use crate::output::Output;
+
+fn no_audio() -> AudioArgs {
+    AudioArgs {
+        mic: None,
+        speaker: None,
+        audio_in: None,
+        looping: false,
+        audio_out: None,
+        no_noise_suppression: false,
+        opus: "pure".into(),
+        no_audio: true,
+    }
+}
+
+pub async fn run(global: &Global, args: &SendArgs, out: Output) -> Result<i32, Failure> {
+    let call = CallArgs {
+        ticket: args.to.clone(),
+        bind: args.bind,
+        audio: no_audio(),
+        files: FilesArgs {
+            // A sender takes nothing in return.
+            accept_files: vec!["none".into()],
+            files_dir: None,
+        },
+    };
+    let auto = Autopilot {
+        send: args.paths.clone(),
+        hangup_when_done: true,
+    };
+    super::call::run(global, &call, out, auto).await
+}
+
+pub async fn receive(global: &Global, args: &ReceiveArgs, out: Output) -> Result<i32, Failure> {
+    let listen = ListenArgs {
+        port: args.port,
+        bind: args.bind,
+        accept: args.accept.clone(),
+        once: args.once,
+        qr: args.qr,
+        audio: no_audio(),
+        files: args.files.clone(),
+    };
+    super::listen::run(global, &listen, out).await
+}

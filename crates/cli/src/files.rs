@@ -1,0 +1,479 @@
+//! File transfers in the terminal: offering (`/send`), answering offers (by the person or by
+//! the `--accept-files` policy), progress bars (or JSON progress events), and the outcome.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use extrasafe_core::text::for_display;
+use extrasafe_core::transfer::offer::ValidOffer;
+use extrasafe_core::PeerId;
+use extrasafe_net::transfer::{self, TransferHandle, TransferId, TransferOutcome};
+use extrasafe_net::Call;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::exit::{Failure, USAGE};
+use crate::output::Output;
+
+/// Who may send files without being asked, and how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilesPolicy {
+    /// Ask for every offer.
+    Ask,
+    /// Decline every offer.
+    Nobody,
+    /// Accept from these senders (any sender if `None`) up to a total size each offer.
+    From(Vec<(Option<PeerId>, Option<u64>)>),
+}
+
+/// "500M", "2G", "1200" (bytes).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl FilesPolicy {
+    /// `ask`, `none`, or entries `anyone[:SIZE]` / `PEER-ID[:SIZE]`.
+    pub fn parse(words: &[String]) -> Result<Self, Failure> {
+        match words {
+            [] => Ok(Self::Ask),
+            [w] if w == "ask" => Ok(Self::Ask),
+            [w] if w == "none" => Ok(Self::Nobody),
+            entries => entries
+                .iter()
+                .map(|e| {
+                    let (who, size) = match e.split_once(':') {
+                        Some((w, s)) => (w, Some(s)),
+                        None => (e.as_str(), None),
+                    };
+                    let bad = |why: String| {
+                        Failure::new(
+                            USAGE,
+                            format!("--accept-files takes `ask`, `none`, `anyone[:SIZE]` or `PEER-ID[:SIZE]`; `{e}`: {why}."),
+                        )
+                    };
+                    let size = match size {
+                        Some(s) => Some(parse_size(s).ok_or_else(|| bad("the size is not like 500M or 2G".into()))?),
+                        None => None,
+                    };
+                    let who = if who == "anyone" {
+                        None
+                    } else {
+                        Some(who.parse::<PeerId>().map_err(|e| bad(e.to_string()))?)
+                    };
+                    Ok((who, size))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Self::From),
+        }
+    }
+
+    /// What to do with an offer: `Some(true)` accept, `Some(false)` decline, `None` ask.
+    pub fn decide(&self, from: &PeerId, total: u64) -> Option<bool> {
+        match self {
+            Self::Ask => None,
+            Self::Nobody => Some(false),
+            Self::From(rules) => Some(rules.iter().any(|(who, max)| {
+                who.as_ref().is_none_or(|w| w == from) && max.is_none_or(|m| total <= m)
+            })),
+        }
+    }
+}
+
+/// The folder files are saved into by default: the desktop's download folder if there is
+/// one, else the current folder.
+pub fn default_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from);
+    xdg.into_iter()
+        .chain(home.map(|h| h.join("Downloads")))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+struct Running {
+    handle: TransferHandle,
+    sending: bool,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    label: String,
+}
+
+/// The transfers of the call in progress.
+pub struct Files {
+    out: Output,
+    policy: FilesPolicy,
+    dir: PathBuf,
+    pending: Vec<(TransferId, ValidOffer)>,
+    running: Vec<Running>,
+    bars: MultiProgress,
+    last_json: Instant,
+    /// Outcomes so far (for `send`/`receive` to exit with).
+    pub outcomes: Vec<TransferOutcome>,
+}
+
+impl Files {
+    pub fn new(out: Output, policy: FilesPolicy, dir: PathBuf) -> Self {
+        let bars = MultiProgress::with_draw_target(if out.json {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        Self {
+            out,
+            policy,
+            dir,
+            pending: Vec::new(),
+            running: Vec::new(),
+            bars,
+            last_json: Instant::now(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        !self.running.is_empty() || !self.pending.is_empty()
+    }
+
+    pub fn running(&self) -> bool {
+        self.running.iter().any(|r| !r.handle.is_finished())
+    }
+
+    fn bar(&self, total: u64, label: &str) -> Option<ProgressBar> {
+        if self.out.json {
+            return None;
+        }
+        let bar = self.bars.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        Some(bar)
+    }
+
+    /// `/send PATH`: hashes, offers (all `paths` as one offer), and tracks the transfer.
+    pub async fn send(&mut self, call: &Call, paths: &[PathBuf]) {
+        let shown = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.out
+            .hint(format!("Preparing {shown} (reading and hashing) …"));
+        let (files, skipped) = match transfer::prepare(paths.to_vec()).await {
+            Ok(f) => f,
+            Err(e) => return self.out.warn(&format!("Cannot send {shown}: {e}.")),
+        };
+        for s in &skipped {
+            self.out.warn(&format!(
+                "Left out {} (a link or special file).",
+                s.display()
+            ));
+        }
+        let total: u64 = files.iter().map(|f| f.prepared.size).sum();
+        let count = files.len();
+        match call.send_files(files).await {
+            Ok(handle) => {
+                let first = paths
+                    .first()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let label = if paths.len() > 1 {
+                    format!("→ {first} and {} more", paths.len() - 1)
+                } else {
+                    format!("→ {first}")
+                };
+                self.out.emit(
+                    format!("Offered {count} file(s), {}; waiting for them to accept.", human_bytes(total)),
+                    json!({"event": "files_offered_by_me", "id": handle.id, "files": count, "bytes": total}),
+                );
+                let bar = self.bar(total, &label);
+                self.running.push(Running {
+                    handle,
+                    sending: true,
+                    bar,
+                    started: Instant::now(),
+                    label,
+                });
+            }
+            Err(e) => self.out.warn(&format!("Cannot send: {e}.")),
+        }
+    }
+
+    /// An offer arrived: decided by the policy, or put to the person.
+    pub fn offered(
+        &mut self,
+        call: &Call,
+        id: TransferId,
+        offer: ValidOffer,
+    ) -> Option<(TransferId, bool)> {
+        let peer = call.info().peer;
+        let tops: Vec<String> = offer
+            .top_level()
+            .iter()
+            .map(|(name, n, size)| {
+                let name = for_display(name);
+                if *n > 1 {
+                    format!("{name} ({n} files, {})", human_bytes(*size))
+                } else {
+                    format!("{name} ({})", human_bytes(*size))
+                }
+            })
+            .collect();
+        let verified = "verify the code read aloud to be sure who this is";
+        self.out.emit(
+            format!(
+                "{} offers {} file(s), {} in all: {}\n  from {peer} ({verified})",
+                peer.short(),
+                offer.files.len(),
+                human_bytes(offer.total),
+                tops.join(", ")
+            ),
+            json!({"event": "files_offered", "id": id, "peer_id": peer.to_string(),
+                   "files": offer.files.len(), "bytes": offer.total,
+                   "names": offer.files.iter().take(100).map(|f| f.path.to_string()).collect::<Vec<_>>()}),
+        );
+        match self.policy.decide(&peer, offer.total) {
+            Some(yes) => {
+                self.pending.push((id, offer));
+                Some((id, yes))
+            }
+            None => {
+                self.out.hint(format!(
+                    "Type /accept to save into {} (or /accept FOLDER), /decline to refuse.",
+                    self.dir.display()
+                ));
+                self.pending.push((id, offer));
+                None
+            }
+        }
+    }
+
+    /// Accepts offer `id` (the oldest pending if `None`) into `dir` (the default if `None`).
+    pub fn accept(&mut self, call: &Call, id: Option<TransferId>, dir: Option<PathBuf>) {
+        let Some(pos) = self.pick(id) else {
+            return self.out.hint("No file offer is waiting.");
+        };
+        let (id, offer) = self.pending.remove(pos);
+        let dir = dir.unwrap_or_else(|| self.dir.clone());
+        match call.accept_files(id, dir.clone()) {
+            Ok(handle) => {
+                let label = format!("← {} file(s)", offer.files.len());
+                self.out.emit(
+                    format!("Receiving into {} …", dir.display()),
+                    json!({"event": "files_accepted", "id": id, "dir": dir.display().to_string()}),
+                );
+                let bar = self.bar(offer.total, &label);
+                self.running.push(Running {
+                    handle,
+                    sending: false,
+                    bar,
+                    started: Instant::now(),
+                    label,
+                });
+            }
+            Err(e) => {
+                self.out.warn(&format!(
+                    "Cannot receive: {e}. The offer is still open: /decline, or free space and /accept again."
+                ));
+                self.pending.insert(pos, (id, offer));
+            }
+        }
+    }
+
+    pub async fn decline(&mut self, call: &Call, id: Option<TransferId>) {
+        let Some(pos) = self.pick(id) else {
+            return self.out.hint("No file offer is waiting.");
+        };
+        let (id, _) = self.pending.remove(pos);
+        let _ = call.decline_files(id).await;
+        self.out.emit(
+            "Declined; nothing was written.",
+            json!({"event": "files_declined", "id": id}),
+        );
+    }
+
+    fn pick(&self, id: Option<TransferId>) -> Option<usize> {
+        match id {
+            Some(id) => self.pending.iter().position(|p| p.0 == id),
+            None => (!self.pending.is_empty()).then_some(0),
+        }
+    }
+
+    pub fn cancel_all(&mut self) {
+        for r in &self.running {
+            r.handle.cancel();
+        }
+        if self.running.is_empty() {
+            self.out.hint("No transfer is running.");
+        }
+    }
+
+    /// Updates bars (or emits JSON progress twice a second) and reports what finished.
+    pub async fn tick(&mut self) {
+        let json_due = self.out.json && self.last_json.elapsed() >= Duration::from_millis(500);
+        if json_due {
+            self.last_json = Instant::now();
+        }
+        for r in &self.running {
+            let p = r.handle.progress();
+            if let Some(bar) = &r.bar {
+                bar.set_length(p.total.max(1));
+                bar.set_position(p.bytes);
+                bar.set_message(format!("{}/{} files", p.files_done, p.files));
+            }
+            if json_due {
+                let secs = r.started.elapsed().as_secs_f64().max(0.001);
+                let rate = (p.bytes - p.resumed) as f64 / secs;
+                let eta = if rate > 0.0 {
+                    (p.total - p.bytes) as f64 / rate
+                } else {
+                    f64::NAN
+                };
+                self.out.emit(
+                    "",
+                    json!({"event": "transfer_progress", "id": r.handle.id,
+                           "direction": if r.sending { "send" } else { "receive" },
+                           "bytes": p.bytes, "total": p.total, "files_done": p.files_done,
+                           "files": p.files, "resumed": p.resumed, "bytes_per_sec": rate.round(),
+                           "eta_s": if eta.is_finite() { json!(eta.round()) } else { json!(null) }}),
+                );
+            }
+        }
+        let mut i = 0;
+        while i < self.running.len() {
+            if !self.running[i].handle.is_finished() {
+                i += 1;
+                continue;
+            }
+            let r = self.running.remove(i);
+            let secs = r.started.elapsed().as_secs_f64();
+            let p = r.handle.progress();
+            if let Some(bar) = &r.bar {
+                bar.finish_and_clear();
+            }
+            let id = r.handle.id;
+            let outcome = r.handle.finished().await;
+            let moved = p.bytes.saturating_sub(p.resumed);
+            let rate = moved as f64 / secs.max(0.001);
+            let human = match &outcome {
+                TransferOutcome::Done { saved } if r.sending => format!(
+                    "{}: delivered and verified, {} in {secs:.1} s ({}/s).",
+                    r.label,
+                    human_bytes(p.total),
+                    human_bytes(rate as u64)
+                ),
+                TransferOutcome::Done { saved } => format!(
+                    "{}: saved and verified, {} in {secs:.1} s ({}/s){}: {}",
+                    r.label,
+                    human_bytes(p.total),
+                    human_bytes(rate as u64),
+                    if p.resumed > 0 {
+                        format!(", {} resumed from an earlier attempt", human_bytes(p.resumed))
+                    } else {
+                        String::new()
+                    },
+                    saved
+                        .iter()
+                        .take(5)
+                        .map(|s| s.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        + if saved.len() > 5 { ", …" } else { "" }
+                ),
+                TransferOutcome::Declined => format!("{}: they declined.", r.label),
+                TransferOutcome::Cancelled { by_peer: true } => {
+                    format!("{}: they cancelled.", r.label)
+                }
+                TransferOutcome::Cancelled { by_peer: false } => format!("{}: cancelled.", r.label),
+                TransferOutcome::Failed(why) => format!(
+                    "{}: failed: {}. Nothing incomplete was saved under a real name; sending the same files again resumes.",
+                    r.label,
+                    for_display(why)
+                ),
+            };
+            let (kind, detail) = match &outcome {
+                TransferOutcome::Done { saved } => (
+                    "done",
+                    json!(saved
+                        .iter()
+                        .map(|s| s.display().to_string())
+                        .collect::<Vec<_>>()),
+                ),
+                TransferOutcome::Declined => ("declined", json!(null)),
+                TransferOutcome::Cancelled { by_peer } => {
+                    ("cancelled", json!({"by_peer": by_peer}))
+                }
+                TransferOutcome::Failed(why) => ("failed", json!(why)),
+            };
+            self.out.emit(
+                human,
+                json!({"event": "transfer_done", "id": id, "direction": if r.sending { "send" } else { "receive" },
+                       "outcome": kind, "detail": detail, "bytes": p.total, "resumed": p.resumed,
+                       "seconds": secs, "bytes_per_sec": rate.round()}),
+            );
+            self.outcomes.push(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_and_sizes_parse() {
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("1200"), Some(1200));
+        assert_eq!(parse_size("lots"), None);
+        let peer = extrasafe_core::Identity::generate().peer_id();
+        let other = extrasafe_core::Identity::generate().peer_id();
+        let p = FilesPolicy::parse(&[format!("{peer}:1M")]).unwrap();
+        assert_eq!(p.decide(&peer, 1 << 20), Some(true));
+        assert_eq!(p.decide(&peer, (1 << 20) + 1), Some(false));
+        assert_eq!(p.decide(&other, 10), Some(false));
+        let any = FilesPolicy::parse(&["anyone".into()]).unwrap();
+        assert_eq!(any.decide(&other, u64::MAX), Some(true));
+        assert_eq!(
+            FilesPolicy::parse(&["ask".into()])
+                .unwrap()
+                .decide(&peer, 1),
+            None
+        );
+        assert_eq!(
+            FilesPolicy::parse(&["none".into()])
+                .unwrap()
+                .decide(&peer, 1),
+            Some(false)
+        );
+        assert!(FilesPolicy::parse(&["es1nonsense".into()]).is_err());
+    }
+}
