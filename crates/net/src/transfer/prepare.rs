@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use extrasafe_core::transfer::hash::FileHasher;
+use extrasafe_core::transfer::hash::{chunk_hash, root, Hash, CHUNK};
 use extrasafe_core::transfer::send::PreparedFile;
 use extrasafe_core::transfer::wire::MAX_FILES;
 
@@ -113,25 +113,55 @@ fn walk(
     Ok(())
 }
 
-/// Hashes one file (blocking I/O: run it off the async threads).
+/// Chunks read and hashed at a time (hashed in parallel, one thread per core).
+const BATCH_CHUNKS: usize = 32;
+
+/// Hashes one file (blocking I/O: run it off the async threads). Chunks are independent, so
+/// a batch of them is hashed on all cores at once.
 pub fn hash_file(source: &Path, name: String) -> Result<LocalFile, PrepareError> {
     let mut f = std::fs::File::open(source).map_err(io(source))?;
-    let mut h = FileHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut buf = vec![0u8; BATCH_CHUNKS * CHUNK];
+    let mut chunks: Vec<Hash> = Vec::new();
+    let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io(source))?;
-        if n == 0 {
+        // Fill the batch (a read may return less than asked).
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = f.read(&mut buf[filled..]).map_err(io(source))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        size += filled as u64;
+        let first = chunks.len() as u64;
+        let pieces: Vec<&[u8]> = buf[..filled].chunks(CHUNK).collect();
+        let mut hashes = vec![[0u8; 32]; pieces.len()];
+        let per = pieces.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            for (t, (out, ins)) in hashes.chunks_mut(per).zip(pieces.chunks(per)).enumerate() {
+                s.spawn(move || {
+                    for (k, (o, p)) in out.iter_mut().zip(ins).enumerate() {
+                        *o = chunk_hash(first + (t * per + k) as u64, p);
+                    }
+                });
+            }
+        });
+        chunks.extend(hashes);
+        if filled < buf.len() {
+            break;
+        }
     }
-    let (size, root, chunks) = h.finish();
     Ok(LocalFile {
         source: source.to_path_buf(),
         prepared: PreparedFile {
             path: name,
             size,
-            root,
+            root: root(size, &chunks),
             chunks,
         },
     })
@@ -157,6 +187,19 @@ mod tests {
         assert_eq!(skipped, vec![d.join("photos/passwd")]);
         let f = hash_file(&files[0].0, files[0].1.clone()).unwrap();
         assert_eq!(f.prepared.size, 1);
+        // Hashed in parallel batches, the result is the streaming hasher's.
+        let data: Vec<u8> = (0..(40 * 256 * 1024 + 77))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(d.join("big"), &data).unwrap();
+        let f = hash_file(&d.join("big"), "big".into()).unwrap();
+        let mut h = extrasafe_core::transfer::hash::FileHasher::new();
+        h.update(&data);
+        let (size, root, chunks) = h.finish();
+        assert_eq!(
+            (f.prepared.size, f.prepared.root, f.prepared.chunks),
+            (size, root, chunks)
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

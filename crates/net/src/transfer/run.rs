@@ -148,7 +148,6 @@ pub(crate) async fn send(
             p.resumed = resumed;
             p.bytes = resumed;
         });
-        let mut buf = vec![0u8; BLOCK];
         for (i, f) in files.iter().enumerate() {
             send.write_all(&tx.header(i)).await.map_err(write_failed)?;
             let mut file = tokio::fs::File::open(&f.source)
@@ -163,14 +162,17 @@ pub(crate) async fn send(
             let mut sent = starts[i];
             while left > 0 {
                 let want = (left as usize).min(BLOCK);
+                // A fresh buffer each time, handed to QUIC as it is (no copy into its queue).
+                let mut buf = bytes::BytesMut::zeroed(want);
                 let n = file
-                    .read(&mut buf[..want])
+                    .read(&mut buf)
                     .await
                     .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
                 if n == 0 {
                     break;
                 }
-                send.write_all(&buf[..n]).await.map_err(write_failed)?;
+                buf.truncate(n);
+                send.write_chunk(buf.freeze()).await.map_err(write_failed)?;
                 left -= n as u64;
                 sent += n as u64;
                 progress.send_modify(|p| {
@@ -246,9 +248,11 @@ pub(crate) async fn receive(
     } = pending;
     let work = async {
         send.write_all(&accept).await.map_err(write_failed)?;
+        // Many received pieces per call, without copying them out of QUIC's buffers.
+        let mut pieces: Vec<bytes::Bytes> = vec![bytes::Bytes::new(); 64];
         loop {
-            let chunk = match recv.read_chunk(BLOCK, true).await {
-                Ok(Some(c)) => c,
+            let got = match recv.read_chunks(&mut pieces).await {
+                Ok(Some(n)) => &pieces[..n],
                 Ok(None) => {
                     // The sender finished its side: fine only after the last byte.
                     rx.finish()?;
@@ -258,12 +262,18 @@ pub(crate) async fn receive(
                 }
                 Err(e) => return Err(read_failed(e).into()),
             };
-            let n = chunk.bytes.len() as u64;
+            let n: u64 = got.iter().map(|b| b.len() as u64).sum();
             let mut sink = NamedSink {
                 disk: &mut disk,
                 offer: &offer,
             };
-            if let Some(ReceiveEvent::Complete) = rx.feed(&chunk.bytes, &mut sink)? {
+            let mut complete = false;
+            for piece in got {
+                if let Some(ReceiveEvent::Complete) = rx.feed(piece, &mut sink)? {
+                    complete = true;
+                }
+            }
+            if complete {
                 disk.commit().map_err(TransferOutcome::Failed)?;
                 send.write_all(&rx.received()).await.map_err(write_failed)?;
                 let _ = send.finish();

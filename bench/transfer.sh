@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# File-transfer benchmark on loopback: `extrasafe send` → `extrasafe receive` (two processes,
+# release build) against scp to a private sshd on 127.0.0.1 (the named baseline, AES-128-GCM,
+# the fastest scp cipher here), same files, same run. Sizes 100 MiB and 1 GiB of random data,
+# three runs each, medians. Wall time of the whole command (start-up, handshake and, for us,
+# hashing included) and CPU seconds per GiB for both of our processes.
+# Usage: bash bench/transfer.sh            (RUNS=5 bash bench/transfer.sh for more rounds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-3}
+if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+fi
+cargo build --release -q -p extrasafe
+bin=$PWD/target/release/extrasafe
+w=$(mktemp -d /tmp/extrasafe-xfer-XXXX)
+cleanup() { [ -f "$w/sshd.pid" ] && kill "$(cat "$w/sshd.pid")" 2>/dev/null; pkill -f "$w" 2>/dev/null || true; rm -rf "$w"; }
+trap cleanup EXIT
+export PULSE_SERVER=unix:/nonexistent
+
+# A private sshd on loopback, key login only.
+mkdir -p /run/sshd "$w/scp-dst"
+ssh-keygen -q -t ed25519 -N '' -f "$w/hostkey"
+ssh-keygen -q -t ed25519 -N '' -f "$w/id"
+cp "$w/id.pub" "$w/authorized_keys"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$w/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $w/hostkey
+AuthorizedKeysFile $w/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $w/sshd.pid
+Subsystem sftp internal-sftp
+CFG
+/usr/sbin/sshd -f "$w/sshd_config"
+sleep 0.5
+scp_opts=(-q -P "$port" -i "$w/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -c aes128-gcm@openssh.com)
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+cpu_of() { awk '/User time/ {u=$4} /System time/ {s=$4} END {print u+s}' "$1"; }
+
+echo "File transfer on loopback, median of $runs runs (MB = 10^6 bytes)"
+printf "%-8s %-10s %10s %10s %8s %22s\n" size tool seconds MB/s ratio "CPU s/GiB send+recv"
+for size_mib in 100 1024; do
+  f="$w/file-$size_mib.bin"
+  head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$f"
+  bytes=$((size_mib * 1024 * 1024))
+  scp_t=(); es_t=(); es_cpu=()
+  for r in $(seq "$runs"); do
+    rm -f "$w/scp-dst/"*
+    sync
+    t0=$(now); scp "${scp_opts[@]}" "$f" "root@127.0.0.1:$w/scp-dst/"; t1=$(now)
+    scp_t+=("$(echo "$t1 - $t0" | bc -l)")
+    cmp -s "$f" "$w/scp-dst/$(basename "$f")" || { echo "scp copy differs"; exit 1; }
+
+    rm -rf "$w/es-dst"; mkdir -p "$w/es-dst"
+    sync
+    /usr/bin/time -v -o "$w/recv.time" "$bin" --ephemeral --json receive --bind 127.0.0.1:0 --once \
+      --dir "$w/es-dst" --accept-files anyone </dev/null >"$w/recv.out" 2>/dev/null &
+    rpid=$!
+    ticket=""
+    for _ in $(seq 100); do ticket=$(grep -o 'est1[a-z0-9]*' "$w/recv.out" 2>/dev/null | head -1 || true); [ -n "$ticket" ] && break; sleep 0.05; done
+    t0=$(now)
+    /usr/bin/time -v -o "$w/send.time" "$bin" --ephemeral --json send --to "$ticket" "$f" </dev/null >"$w/send.out" 2>/dev/null
+    t1=$(now)
+    wait "$rpid"
+    es_t+=("$(echo "$t1 - $t0" | bc -l)")
+    cmp -s "$f" "$w/es-dst/$(basename "$f")" || { echo "extrasafe copy differs"; exit 1; }
+    c=$(echo "($(cpu_of "$w/send.time") + $(cpu_of "$w/recv.time")) * 1024 / $size_mib" | bc -l)
+    es_cpu+=("$c")
+  done
+  st=$(printf "%s\n" "${scp_t[@]}" | median); et=$(printf "%s\n" "${es_t[@]}" | median)
+  ec=$(printf "%s\n" "${es_cpu[@]}" | median)
+  smb=$(echo "$bytes / $st / 1000000" | bc -l); emb=$(echo "$bytes / $et / 1000000" | bc -l)
+  printf "%-8s %-10s %10.2f %10.1f %8s %22s\n" "${size_mib}MiB" scp "$st" "$smb" "1.00×" "-"
+  printf "%-8s %-10s %10.2f %10.1f %7.2f× %22.2f\n" "${size_mib}MiB" extrasafe "$et" "$emb" "$(echo "$emb / $smb" | bc -l)" "$ec"
+  echo "         runs: scp ${scp_t[*]} | extrasafe ${es_t[*]}"
+  rm -f "$f"
+done
+for peer in sendme wormhole; do
+  command -v "$peer" >/dev/null || echo "($peer is not installed: not measured)"
+done
