@@ -60,6 +60,10 @@ pub struct Global {
     /// EXTRASAFE_PASSPHRASE is used if set, else you are asked on the terminal.
     #[arg(long, global = true, value_name = "FD")]
     pub passphrase_fd: Option<u32>,
+    /// QUIC congestion controller: cubic (default), newreno or bbr (keeps its rate on links
+    /// that lose packets at random; see bench/RESULTS.md).
+    #[arg(long, global = true, value_name = "NAME", default_value = "cubic", value_parser = ["cubic", "newreno", "bbr"])]
+    pub congestion: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -20,7 +20,7 @@ pub mod transfer;
 pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};
 pub use error::{CallError, NodeError};
-pub use node::{AcceptPolicy, Node, NodeConfig};
+pub use node::{AcceptPolicy, Congestion, Node, NodeConfig};
 pub use store::{IdentityStore, StoreError};
 
 pub use extrasafe_core as core;

@@ -59,6 +59,34 @@ pub struct NodeConfig {
     pub max_connections_per_ip: usize,
     /// Longest a QUIC/TLS handshake may take (either side).
     pub handshake_timeout: Duration,
+    /// Congestion controller for this node's connections.
+    pub congestion: Congestion,
+}
+
+/// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// CUBIC (RFC 9438), loss-based.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 9002's default), loss-based.
+    NewReno,
+    /// BBR, model-based: does not read random loss as congestion.
+    Bbr,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(Self::Cubic),
+            "newreno" => Ok(Self::NewReno),
+            "bbr" => Ok(Self::Bbr),
+            other => Err(format!(
+                "unknown congestion controller `{other}` (cubic, newreno, bbr)"
+            )),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -71,6 +99,7 @@ impl Default for NodeConfig {
             max_connections: 32,
             max_connections_per_ip: 8,
             handshake_timeout: Duration::from_secs(10),
+            congestion: Congestion::default(),
         }
     }
 }
@@ -144,8 +173,19 @@ pub(crate) const TRANSFER_WINDOW: u32 = 64 * 1024 * 1024;
 
 /// Transport settings; `peer_streams` is how many bidirectional streams the other side may
 /// open: one (the control stream) when it calls us, none when we call it.
-fn transport_config(peer_streams: u32) -> TransportConfig {
+fn transport_config(peer_streams: u32, congestion: Congestion) -> TransportConfig {
     let mut t = TransportConfig::default();
+    match congestion {
+        Congestion::Cubic => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+        }
+        Congestion::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()))
+        }
+        Congestion::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        }
+    };
     // Anything beyond the control stream is refused by flow control.
     t.max_concurrent_bidi_streams(peer_streams.into());
     t.max_concurrent_uni_streams(0u32.into());
@@ -170,7 +210,7 @@ impl Node {
         let warm = tokio::task::spawn_blocking(tls::warm_up);
         let provider = tls::provider();
         let key = tls::certified_key(identity)?;
-        let transport = Arc::new(transport_config(0));
+        let transport = Arc::new(transport_config(0, config.congestion));
         let bind_error = |source| NodeError::Bind {
             addr: config.bind,
             source,
@@ -180,7 +220,7 @@ impl Node {
             let server_quic = QuicServerConfig::try_from(server_tls)
                 .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
-            server.transport_config(Arc::new(transport_config(1)));
+            server.transport_config(Arc::new(transport_config(1, config.congestion)));
             server.max_incoming(config.max_connections * 2);
             Endpoint::server(server, config.bind).map_err(bind_error)?
         } else {

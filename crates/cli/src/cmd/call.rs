@@ -42,6 +42,7 @@ pub async fn run(
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
     let config = NodeConfig {
         listen: false,
+        congestion: global.congestion.parse().unwrap_or_default(),
         ..NodeConfig::default()
     };
     let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;

@@ -51,6 +51,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     let loaded = ident::load(global)?;
     let config = NodeConfig {
         policy: policy.clone(),
+        congestion: global.congestion.parse().unwrap_or_default(),
         ..NodeConfig::default()
     };
     let node = super::bind_node(&loaded.identity, config, args.bind, args.port).await?;
