@@ -480,3 +480,43 @@ fn an_offer_is_asked_and_declining_writes_nothing() {
     assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// During a call, `/send PATH` in the chat input offers a file; the other side's policy takes
+/// it; the call goes on (chat after the transfer) until hung up.
+#[test]
+fn send_a_file_during_a_call() {
+    let dir = tmp("insend");
+    let dest = dir.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dir.join("minutes.txt"), b"what we agreed").unwrap();
+    let (l, lev) = listener(&[
+        "--accept",
+        "anyone",
+        "--no-audio",
+        "--accept-files",
+        "anyone:1M",
+        "--dir",
+        dest.to_str().unwrap(),
+    ]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"], &["--no-audio"]);
+    cev.until("connected");
+    let stdin = c.stdin.as_mut().unwrap();
+    writeln!(stdin, "/send {}", dir.join("minutes.txt").display()).unwrap();
+    let done = cev.until("transfer_done");
+    assert_eq!(done["outcome"], "done", "{done}");
+    assert_eq!(lev.until("transfer_done")["outcome"], "done");
+    assert_eq!(
+        std::fs::read(dest.join("minutes.txt")).unwrap(),
+        b"what we agreed"
+    );
+    writeln!(stdin, "thanks").unwrap();
+    assert_eq!(lev.until("chat")["text"], "thanks");
+    drop(c.stdin.take());
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
