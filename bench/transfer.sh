@@ -19,29 +19,11 @@ trap cleanup EXIT
 export PULSE_SERVER=unix:/nonexistent
 
 # A private sshd on loopback, key login only.
-mkdir -p /run/sshd "$w/scp-dst"
-ssh-keygen -q -t ed25519 -N '' -f "$w/hostkey"
-ssh-keygen -q -t ed25519 -N '' -f "$w/id"
-cp "$w/id.pub" "$w/authorized_keys"
+source bench/lib.sh
+mkdir -p "$w/scp-dst"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$w/sshd_config" <<CFG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $w/hostkey
-AuthorizedKeysFile $w/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $w/sshd.pid
-Subsystem sftp internal-sftp
-CFG
-/usr/sbin/sshd -f "$w/sshd_config"
-sleep 0.5
-scp_opts=(-q -P "$port" -i "$w/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -c aes128-gcm@openssh.com)
+start_sshd "$w" 127.0.0.1 "$port"
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 cpu_of() { awk '/User time/ {u=$4} /System time/ {s=$4} END {print u+s}' "$1"; }
 
 echo "File transfer on loopback, median of $runs runs (MB = 10^6 bytes)"

@@ -46,25 +46,10 @@ f="$w/file.bin"; head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"; bytes=$((mi
 link_mbs=$(echo "${rate%mbit} * 1000000 / 8 / 1000000" | bc -l)
 
 # scp over the same link: sshd in B.
-mkdir -p /run/sshd "$w/scp-dst"
-ssh-keygen -q -t ed25519 -N '' -f "$w/hostkey"; ssh-keygen -q -t ed25519 -N '' -f "$w/id"
-cp "$w/id.pub" "$w/authorized_keys"
-cat > "$w/sshd_config" <<CFG
-Port 2222
-ListenAddress 10.99.0.2
-HostKey $w/hostkey
-AuthorizedKeysFile $w/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $w/sshd.pid
-Subsystem sftp internal-sftp
-CFG
-ip netns exec $B /usr/sbin/sshd -f "$w/sshd_config"; sleep 0.5
+source bench/lib.sh
+mkdir -p "$w/scp-dst"
+start_sshd "$w" 10.99.0.2 2222 ip netns exec $B
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 export PULSE_SERVER=unix:/nonexistent
 
 echo "Transfer of $mib MiB over a $rate link with 1 % random loss each way (no added delay), median of $runs"
@@ -83,8 +68,7 @@ times=()
 for r in $(seq "$runs"); do
   rm -f "$w/scp-dst/"*
   t0=$(now)
-  ip netns exec $A scp -q -P 2222 -i "$w/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -c aes128-gcm@openssh.com "$f" root@10.99.0.2:"$w/scp-dst/"
+  ip netns exec $A scp "${scp_opts[@]}" "$f" root@10.99.0.2:"$w/scp-dst/"
   t1=$(now); times+=("$(echo "$t1 - $t0" | bc -l)")
 done
 report "scp (TCP cubic)" - "${times[@]}"

@@ -353,7 +353,7 @@ impl Files {
                 let secs = r.started.elapsed().as_secs_f64().max(0.001);
                 let rate = (p.bytes - p.resumed) as f64 / secs;
                 let eta = if rate > 0.0 {
-                    (p.total - p.bytes) as f64 / rate
+                    p.total.saturating_sub(p.bytes) as f64 / rate
                 } else {
                     f64::NAN
                 };
@@ -384,7 +384,7 @@ impl Files {
             let moved = p.bytes.saturating_sub(p.resumed);
             let rate = moved as f64 / secs.max(0.001);
             let human = match &outcome {
-                TransferOutcome::Done { saved } if r.sending => format!(
+                TransferOutcome::Done { .. } if r.sending => format!(
                     "{}: delivered and verified, {} in {secs:.1} s ({}/s).",
                     r.label,
                     human_bytes(p.total),

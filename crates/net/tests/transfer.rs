@@ -16,6 +16,17 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// Removes its folders when the test ends, passed or failed (some hold hundreds of MiB).
+struct Gone(Vec<PathBuf>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
@@ -68,6 +79,7 @@ async fn a_folder_crosses_verified_and_lands_under_its_names() {
     std::fs::write(src.join("photos/empty"), b"").unwrap();
     std::fs::write(src.join("notes.txt"), b"hello").unwrap();
     let dest = scratch("dest1");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
     // Bob already has a notes.txt: it must survive.
     std::fs::write(dest.join("notes.txt"), b"mine").unwrap();
 
@@ -112,6 +124,7 @@ async fn declining_writes_nothing() {
     let src = scratch("src2");
     std::fs::write(src.join("x.bin"), content(1000, 2)).unwrap();
     let dest = scratch("dest2");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
     let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
     let sending = alice.send_files(files).await.unwrap();
     let (id, _) = offer(&mut bob).await;
@@ -147,6 +160,7 @@ async fn altered_or_short_data_never_appears_under_the_final_name() {
     ] {
         let src = scratch(&format!("src3{case}"));
         let dest = scratch(&format!("dest3{case}"));
+        let _gone = Gone(vec![src.clone(), dest.clone()]);
         let file = src.join("doc.bin");
         std::fs::write(&file, content(600_000, 3)).unwrap();
         let (files, _) = transfer::prepare(vec![file.clone()]).await.unwrap();
@@ -179,9 +193,11 @@ async fn either_side_can_cancel_cleanly() {
     let (_b, b) = node(AcceptPolicy::Anyone).await;
     let (alice, mut bob) = connected(&a, &b).await;
     let src = scratch("src4");
+    let _src = Gone(vec![src.clone()]);
     std::fs::write(src.join("huge.bin"), content(200 * 1024 * 1024, 4)).unwrap();
     for receiver_cancels in [false, true] {
         let dest = scratch(&format!("dest4{receiver_cancels}"));
+        let _gone = Gone(vec![dest.clone()]);
         let (files, _) = transfer::prepare(vec![src.join("huge.bin")]).await.unwrap();
         let sending = alice.send_files(files).await.unwrap();
         let (id, _) = offer(&mut bob).await;
@@ -222,6 +238,7 @@ async fn an_interrupted_transfer_resumes_in_a_later_call() {
     let data = content(64 * 1024 * 1024, 5);
     std::fs::write(src.join("video.bin"), &data).unwrap();
     let dest = scratch("dest5");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
     let (files, _) = transfer::prepare(vec![src.join("video.bin")])
         .await
         .unwrap();
@@ -270,6 +287,7 @@ async fn ten_thousand_small_files_in_one_go() {
         .unwrap();
     }
     let dest = scratch("dest6");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
     let started = std::time::Instant::now();
     let (files, _) = transfer::prepare(vec![src.join("many")]).await.unwrap();
     let sending = alice.send_files(files).await.unwrap();
@@ -287,7 +305,5 @@ async fn ten_thousand_small_files_in_one_go() {
     );
     // One stream and batched syncs: a sync per file alone would take far longer.
     assert!(took < Duration::from_secs(30), "{took:?}");
-    let _ = std::fs::remove_dir_all(&src);
-    let _ = std::fs::remove_dir_all(&dest);
     alice.hangup();
 }

@@ -64,7 +64,7 @@ impl ValidOffer {
         let mut out = Vec::with_capacity(files.len());
         let mut total: u64 = 0;
         let mut seen_files = BTreeSet::new();
-        let mut seen_dirs: BTreeMap<String, ()> = BTreeMap::new();
+        let mut seen_dirs = BTreeSet::new();
         for f in files {
             let path = SafePath::parse(&f.path).map_err(|why| OfferError::BadName {
                 name: f.path.clone(),
@@ -82,9 +82,9 @@ impl ValidOffer {
                 if seen_files.contains(&dir) {
                     return Err(OfferError::Clash(path.to_string()));
                 }
-                seen_dirs.insert(dir.clone(), ());
+                seen_dirs.insert(dir.clone());
             }
-            if seen_dirs.contains_key(&key) || !seen_files.insert(key) {
+            if seen_dirs.contains(&key) || !seen_files.insert(key) {
                 return Err(OfferError::Clash(path.to_string()));
             }
             total = total.checked_add(f.size).ok_or(OfferError::Size)?;

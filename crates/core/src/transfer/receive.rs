@@ -285,6 +285,17 @@ impl Receiver {
         Message::Accept { resume }.encode()
     }
 
+    /// Bytes of the accepted files already in place from an earlier attempt (whole chunks),
+    /// as decided by `accept`.
+    pub fn resumed(&self) -> u64 {
+        let Some(offer) = &self.offer else { return 0 };
+        self.resume
+            .iter()
+            .zip(&offer.files)
+            .map(|(&c, f)| (c * CHUNK as u64).min(f.size))
+            .sum()
+    }
+
     /// Refuses the offer. Returns the bytes to send.
     pub fn decline(&mut self) -> Vec<u8> {
         self.state = State::Declined;

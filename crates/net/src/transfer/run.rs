@@ -78,14 +78,9 @@ pub(crate) async fn intake(
             );
             let _ = events.send(CallEvent::FilesOffered { id, offer }).await;
         }
-        Ok(Err(why)) => {
-            tracing::debug!(%why, "transfer offer refused");
-            let _ = recv.stop(VarInt::from_u32(BAD_DATA_CODE));
-            let _ = send.reset(VarInt::from_u32(BAD_DATA_CODE));
-        }
-        Err(_) => {
-            let _ = recv.stop(VarInt::from_u32(BAD_DATA_CODE));
-            let _ = send.reset(VarInt::from_u32(BAD_DATA_CODE));
+        refused => {
+            tracing::debug!(?refused, "transfer offer refused (bad, or not in time)");
+            stop_both(&mut send, &mut recv, BAD_DATA_CODE);
         }
     }
 }
@@ -225,20 +220,14 @@ pub(crate) async fn receive(
     mut cancel: watch::Receiver<bool>,
 ) -> TransferOutcome {
     let offer: ValidOffer = pending.offer.clone();
-    // Resumes start at whole chunks (the receiver machine rounds the same way).
-    let chunk = extrasafe_core::transfer::hash::CHUNK as u64;
-    let resumed: u64 = resume
-        .iter()
-        .zip(&offer.files)
-        .map(|(&r, f)| (r / chunk * chunk).min(f.size))
-        .sum();
+    let accept = pending.rx.accept(&resume);
+    let resumed = pending.rx.resumed();
     progress.send_modify(|p| {
         p.total = offer.total;
         p.files = offer.files.len();
         p.resumed = resumed;
         p.bytes = resumed;
     });
-    let accept = pending.rx.accept(&resume);
     let mut disk = DiskSink::new(dir);
     let PendingOffer {
         mut send,
