@@ -60,9 +60,10 @@ pub struct Global {
     /// EXTRASAFE_PASSPHRASE is used if set, else you are asked on the terminal.
     #[arg(long, global = true, value_name = "FD")]
     pub passphrase_fd: Option<u32>,
-    /// QUIC congestion controller: cubic (default), newreno or bbr (keeps its rate on links
-    /// that lose packets at random; see bench/RESULTS.md).
-    #[arg(long, global = true, value_name = "NAME", default_value = "cubic", value_parser = ["cubic", "newreno", "bbr"])]
+    /// QUIC congestion controller: bbr (default; keeps its rate on links that lose packets at
+    /// random), cubic or newreno (loss-based; a little faster on loopback). See
+    /// bench/RESULTS.md.
+    #[arg(long, global = true, value_name = "NAME", default_value = "bbr", value_parser = ["cubic", "newreno", "bbr"])]
     pub congestion: String,
 }
 
@@ -135,6 +136,20 @@ audio. Files are saved only under the folder, with safe names: nothing is overwr
 taken name becomes `name (1).ext`), nothing outside the folder is touched, and free space is
 checked first. Answer an offer with /accept or /decline; Ctrl-C stops.")]
     Receive(ReceiveArgs),
+    /// Keep the people you call by name: add, list, remove, verify.
+    #[command(after_long_help = "\
+Examples:
+  extrasafe contact add est1qqq... --name alice   # from their ticket (ID and addresses)
+  extrasafe contact add es1abc... --name bob      # from a peer ID alone (no address yet)
+  extrasafe contact list
+  extrasafe contact verify alice                  # after comparing the verification code
+  extrasafe contact remove bob
+  extrasafe call alice                            # call a contact by name
+
+Contacts live only on this device, in one file encrypted with a key derived from your
+identity (and so protected by its passphrase too). Nothing about calls is recorded there:
+no history, no times. Adding a newer ticket of someone you know updates their addresses.")]
+    Contact(ContactArgs),
     /// List the microphones and speakers calls can use.
     #[command(after_long_help = "\
 Examples:
@@ -155,6 +170,39 @@ both verification codes, exchanges chat lines, then Alice talks to Bob for ten s
 (a synthetic voice, Opus over QUIC datagrams), and prints latency, quality and bitrate.
 Needs no devices and no network. Writes one file: the audio Bob heard (see --audio-out).")]
     Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ContactArgs {
+    #[command(subcommand)]
+    pub action: ContactAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContactAction {
+    /// Add someone from their ticket (est1...) or peer ID (es1...), or update a known one.
+    Add {
+        /// Their ticket or peer ID.
+        target: String,
+        /// The name to call them by (unique; any case matches).
+        #[arg(long)]
+        name: String,
+    },
+    /// Show your contacts.
+    List,
+    /// Forget a contact.
+    Remove {
+        /// Their name or peer ID.
+        name: String,
+    },
+    /// Mark a contact verified once you compared the verification code in a call.
+    Verify {
+        /// Their name or peer ID.
+        name: String,
+        /// Mark them unverified again.
+        #[arg(long)]
+        undo: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -215,7 +263,7 @@ pub struct FilesArgs {
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// The ticket of the person to send to (est1...).
+    /// Whom to send to: a ticket (est1...), or a contact's name or peer ID.
     #[arg(long)]
     pub to: String,
     /// Files or folders to send.
@@ -288,7 +336,7 @@ pub struct ListenArgs {
 
 #[derive(Args, Debug)]
 pub struct CallArgs {
-    /// The ticket of the person to call (est1...).
+    /// Whom to call: a ticket (est1...), or a contact's name or peer ID.
     pub ticket: String,
     /// Local address to call from [default: any address, a free port].
     #[arg(long, value_name = "ADDR")]

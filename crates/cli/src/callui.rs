@@ -224,6 +224,12 @@ pub async fn run(
                 },
             },
             _ = intr.next() => call.hangup(),
+            _ = files.next_end(), if files.running() => {
+                files.tick().await;
+                if auto.hangup_when_done && connected && !files.busy() {
+                    call.hangup();
+                }
+            }
             _ = files_tick.tick(), if files.busy() => {
                 files.tick().await;
                 if auto.hangup_when_done && connected && !files.busy() {

@@ -157,6 +157,31 @@ impl Files {
         !self.running.is_empty() || !self.pending.is_empty()
     }
 
+    /// Returns when one of the running transfers ends (never, when none runs), so its end is
+    /// reported at once rather than at the next progress tick.
+    pub async fn next_end(&self) {
+        let mut waits: Vec<_> = self
+            .running
+            .iter()
+            .filter(|r| !r.handle.is_finished())
+            .map(|r| Box::pin(r.handle.ended()))
+            .collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        std::future::poll_fn(|cx| {
+            if waits
+                .iter_mut()
+                .any(|w| std::future::Future::poll(w.as_mut(), cx).is_ready())
+            {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
     pub fn running(&self) -> bool {
         self.running.iter().any(|r| !r.handle.is_finished())
     }

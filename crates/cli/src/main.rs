@@ -57,6 +57,7 @@ fn main() {
             }
             Command::Send(a) => cmd::send::run(&cli.global, a, out).await,
             Command::Receive(a) => cmd::send::receive(&cli.global, a, out).await,
+            Command::Contact(a) => cmd::contact::run(&cli.global, a, out),
             Command::Devices => cmd::devices::run(out).await,
             Command::Demo(a) => cmd::demo::run(a, out).await,
         }

@@ -520,3 +520,93 @@ fn send_a_file_during_a_call() {
     assert_eq!(wait(l), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn contacts_are_kept_sealed_and_called_by_name() {
+    let dir = tmp("contacts");
+    let data = dir.to_str().unwrap().to_string();
+    let contact = |args: &[&str]| {
+        bin()
+            .args(["--data-dir", &data, "--json", "contact"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (l, lev) = listener(&["--accept", "anyone"]);
+    let listening = lev.until("listening");
+    let ticket = listening["ticket"].as_str().unwrap().to_string();
+    let peer = listening["peer_id"].as_str().unwrap().to_string();
+
+    let out = contact(&["add", &ticket, "--name", "Alice"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let saved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(saved["new"], true);
+    assert_eq!(saved["peer_id"], peer.as_str());
+    // A second contact by peer ID alone, and a clash of names.
+    let other = bin()
+        .args(["--ephemeral", "--json", "id"])
+        .output()
+        .unwrap();
+    let other: Value = serde_json::from_slice(&other.stdout).unwrap();
+    let other_id = other["peer_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        contact(&["add", &other_id, "--name", "bob"]).status.code(),
+        Some(0)
+    );
+    let clash = contact(&["add", &other_id, "--name", "alice"]);
+    assert_eq!(clash.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&clash.stdout).contains("Another contact is already called Alice.")
+    );
+
+    // On disk: no name, no peer ID, no address in the clear.
+    let file = std::fs::read(dir.join("contacts.bin")).unwrap();
+    let peer_bytes = peer.parse::<extrasafe_core::PeerId>().unwrap();
+    assert!(!file.windows(5).any(|w| w == b"Alice"));
+    assert!(!file.windows(32).any(|w| w == peer_bytes.as_bytes()));
+    assert!(!file.windows(9).any(|w| w == b"127.0.0.1"));
+
+    // Called by name (any case), through the addresses of the ticket that was added.
+    let (mut c, cev) = caller("alice", &["--data-dir", &data], &["--no-audio"]);
+    let calling = cev.until("calling");
+    assert_eq!(calling["contact"], "Alice");
+    assert_eq!(calling["peer_id"], peer.as_str());
+    cev.until("connected");
+    lev.until("connected");
+    drop(c.stdin.take());
+    cev.until("ended");
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+
+    let out = contact(&["verify", "ALICE"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list: Value = serde_json::from_slice(&contact(&["list"]).stdout).unwrap();
+    let list = list["contacts"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "Alice");
+    assert_eq!(list[0]["verified"], true);
+    assert_eq!(list[1]["verified"], false);
+    assert!(list[1]["addresses"].as_array().unwrap().is_empty());
+
+    // A contact without an address, an unknown name: a sentence and exit 2.
+    let out = bin()
+        .args(["--data-dir", &data, "call", "bob"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No address is known for bob"));
+    assert_eq!(contact(&["remove", "alice"]).status.code(), Some(0));
+    let out = bin()
+        .args(["--data-dir", &data, "call", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one of your contacts"));
+
+    // Another identity cannot open the list.
+    std::fs::remove_file(dir.join("identity.key")).unwrap();
+    let out = contact(&["list"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not written with this identity"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,8 @@
 //! separators, direction and zero-width marks become U+FFFD, and runs of whitespace shrink
 //! to one space.
 
-fn is_hazard(c: char) -> bool {
+/// Control characters and the invisible marks listed above: never in text we show.
+pub fn is_invisible_or_control(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
@@ -25,7 +26,7 @@ pub fn for_display(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut last_space = false;
     for c in s.chars() {
-        if c.is_whitespace() && !is_hazard(c) || c == '\t' {
+        if c.is_whitespace() && !is_invisible_or_control(c) || c == '\t' {
             if !last_space {
                 out.push(' ');
             }
@@ -33,7 +34,11 @@ pub fn for_display(s: &str) -> String {
             continue;
         }
         last_space = false;
-        out.push(if is_hazard(c) { '\u{FFFD}' } else { c });
+        out.push(if is_invisible_or_control(c) {
+            '\u{FFFD}'
+        } else {
+            c
+        });
     }
     out
 }

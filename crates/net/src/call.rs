@@ -172,6 +172,8 @@ impl Call {
             .open_bi()
             .await
             .map_err(|e| TransferError::Connection(e.to_string()))?;
+        // The control stream (chat, pings, hang-up) goes first when both have data.
+        let _ = send.set_priority(-1);
         let id = self.transfers.next_id();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let (cancel_tx, cancel_rx) = watch::channel(false);

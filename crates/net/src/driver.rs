@@ -208,9 +208,9 @@ impl Driver {
                     ours + crate::transfer::MAX_TRANSFERS,
                 ));
                 self.conn
-                    .set_receive_window(VarInt::from_u32(crate::node::TRANSFER_WINDOW));
+                    .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
                 self.conn
-                    .set_send_window(u64::from(crate::node::TRANSFER_WINDOW));
+                    .set_send_window(u64::from(crate::node::CALL_WINDOW));
                 CallEvent::Connected {
                     after: now.saturating_duration_since(self.started),
                 }

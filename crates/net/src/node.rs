@@ -66,12 +66,14 @@ pub struct NodeConfig {
 /// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Congestion {
-    /// CUBIC (RFC 9438), loss-based.
-    #[default]
+    /// CUBIC (RFC 9438), loss-based: a little faster on loopback and short loss-free paths,
+    /// but crawls (4 % of the link) where packets are lost at random over a real delay.
     Cubic,
-    /// NewReno (RFC 9002's default), loss-based.
+    /// NewReno (RFC 9002's default), loss-based, like CUBIC.
     NewReno,
-    /// BBR, model-based: does not read random loss as congestion.
+    /// BBR, model-based: does not read random loss as congestion (87 % of a 200 Mbit/s,
+    /// 40 ms, 1 %-loss link against 4 % for CUBIC), so the default.
+    #[default]
     Bbr,
 }
 
@@ -167,9 +169,18 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Flow-control window of a connected call (and of each stream): large enough for file
-/// transfers at hundreds of MB/s on paths with some delay.
-pub(crate) const TRANSFER_WINDOW: u32 = 64 * 1024 * 1024;
+/// Flow-control window of each stream: enough for a file transfer at 400 MB/s over a 40 ms
+/// round trip.
+pub(crate) const TRANSFER_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// Flow-control window of a connected call: room for every transfer at once plus one window
+/// to spare, so file data can never take all of it and stall the control stream (chat,
+/// pings, hang-up) behind a slow link or a slow disk.
+pub(crate) const CALL_WINDOW: u32 = TRANSFER_WINDOW * (crate::transfer::MAX_TRANSFERS + 1);
+
+/// Largest UDP payload we offer to receive and probe for (loopback carries 65,535-byte IP
+/// packets; an Ethernet path stops discovery at its own limit).
+const MAX_UDP_PAYLOAD: u16 = 65_000;
 
 /// Transport settings; `peer_streams` is how many bidirectional streams the other side may
 /// open: one (the control stream) when it calls us, none when we call it.
@@ -198,6 +209,11 @@ fn transport_config(peer_streams: u32, congestion: Congestion) -> TransportConfi
     t.stream_receive_window(quinn::VarInt::from_u32(TRANSFER_WINDOW));
     t.receive_window(quinn::VarInt::from_u32(256 * 1024));
     t.send_window(256 * 1024);
+    // Path MTU discovery searches up to what the link really carries: 1452 on Ethernet, more
+    // on jumbo-frame LANs and loopback, where bigger packets cost far less CPU per byte.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     // Media datagrams: about a second of audio may wait for the application.
     t.datagram_receive_buffer_size(Some(64 * 1024));
     t.datagram_send_buffer_size(64 * 1024);
@@ -215,17 +231,29 @@ impl Node {
             addr: config.bind,
             source,
         };
-        let endpoint = if config.listen {
+        let server = if config.listen {
             let server_tls = tls::server_config(key.clone(), provider.clone())?;
             let server_quic = QuicServerConfig::try_from(server_tls)
                 .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
             server.transport_config(Arc::new(transport_config(1, config.congestion)));
             server.max_incoming(config.max_connections * 2);
-            Endpoint::server(server, config.bind).map_err(bind_error)?
+            Some(server)
         } else {
-            Endpoint::client(config.bind).map_err(bind_error)?
+            None
         };
+        let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_error)?;
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .expect("a valid UDP payload size");
+        let endpoint = Endpoint::new(
+            endpoint_config,
+            server,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         let (tx, rx) = mpsc::channel(4);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {

@@ -1,4 +1,5 @@
-//! The identity on disk: the one thing EXTRA SAFE keeps between runs (with contacts, later).
+//! The identity on disk, and the contact list (`contacts.bin`, sealed under a key derived
+//! from the identity): the only things EXTRA SAFE keeps between runs.
 //!
 //! `$XDG_DATA_HOME/extrasafe/identity.key` (default `~/.local/share/extrasafe`), directory
 //! mode 0700 and file mode 0600. A file others can read is refused, as ssh refuses such keys.
@@ -10,10 +11,12 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use extrasafe_core::contacts::{ContactBook, ContactsError, ContactsKey, MAX_FILE_LEN};
 use extrasafe_core::keyfile::{self, KeyFileError};
 use extrasafe_core::Identity;
 
 const KEY_FILE: &str = "identity.key";
+const CONTACTS_FILE: &str = "contacts.bin";
 
 /// Why the identity could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,9 @@ pub enum StoreError {
     /// The file's content could not be opened.
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    /// The contact list could not be opened.
+    #[error(transparent)]
+    Contacts(#[from] ContactsError),
 }
 
 /// Where the identity lives.
@@ -122,6 +128,42 @@ impl IdentityStore {
             Some(p) => zeroize::Zeroizing::new(keyfile::seal(identity, p)?),
             None => keyfile::encode_plain(identity),
         };
+        self.write_private(KEY_FILE, &bytes)
+    }
+
+    /// Where the contact list lives.
+    pub fn contacts_path(&self) -> PathBuf {
+        self.dir.join(CONTACTS_FILE)
+    }
+
+    /// The contact list sealed under `identity` (empty if there is none yet).
+    pub fn load_contacts(&self, identity: &Identity) -> Result<ContactBook, StoreError> {
+        let path = self.contacts_path();
+        match fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ContactBook::default()),
+            Err(e) => return Err(io("reading", &path, e)),
+            // Nothing huge planted in its place is read into memory.
+            Ok(m) if m.len() > MAX_FILE_LEN as u64 => {
+                return Err(ContactsError::Malformed("too large").into())
+            }
+            Ok(_) => {}
+        }
+        let bytes = fs::read(&path).map_err(|e| io("reading", &path, e))?;
+        Ok(ContactBook::decode(&bytes, &ContactsKey::of(identity))?)
+    }
+
+    /// Seals and writes the contact list, replacing the old one in one step.
+    pub fn save_contacts(&self, identity: &Identity, book: &ContactBook) -> Result<(), StoreError> {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the OS random number generator failed");
+        self.write_private(
+            CONTACTS_FILE,
+            &book.encode(&ContactsKey::of(identity), nonce),
+        )
+    }
+
+    /// Writes `name` in the store (mode 0600) through a synced temporary file and a rename.
+    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -132,7 +174,7 @@ impl IdentityStore {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| io("securing", &self.dir, e))?;
         }
-        let tmp = self.dir.join(format!(".{KEY_FILE}.tmp"));
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_file(&tmp);
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -140,11 +182,11 @@ impl IdentityStore {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io("creating", &tmp, e))?;
-        f.write_all(&bytes)
+        f.write_all(bytes)
             .and_then(|_| f.sync_all())
             .map_err(|e| io("writing", &tmp, e))?;
         drop(f);
-        let path = self.key_path();
+        let path = self.dir.join(name);
         fs::rename(&tmp, &path).map_err(|e| io("saving", &path, e))?;
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();

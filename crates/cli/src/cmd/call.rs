@@ -1,6 +1,5 @@
 //! `extrasafe call`
 
-use extrasafe_core::Ticket;
 use extrasafe_net::NodeConfig;
 
 use crate::args::{CallArgs, Global};
@@ -17,10 +16,14 @@ pub async fn run(
     out: Output,
     auto: callui::Autopilot,
 ) -> Result<i32, Failure> {
-    let ticket: Ticket = args
-        .ticket
-        .parse()
-        .map_err(|e| Failure::new(USAGE, format!("That ticket cannot be used: {e}.")))?;
+    let loaded = ident::load(global)?;
+    let (ticket, contact) = super::contact::resolve(&args.ticket, || match &loaded.store {
+        Some(store) => Ok(store.load_contacts(&loaded.identity)?),
+        None => Err(Failure::new(
+            USAGE,
+            "With --ephemeral there are no contacts: give a ticket (est1...).",
+        )),
+    })?;
     let plan = AudioPlan::from_args(&args.audio, out).await?;
     let mut files = Files::new(
         out,
@@ -38,7 +41,6 @@ pub async fn run(
             ));
         }
     }
-    let loaded = ident::load(global)?;
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
     let config = NodeConfig {
         listen: false,
@@ -48,8 +50,11 @@ pub async fn run(
     let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;
     drop(loaded.identity);
     out.emit(
-        format!("Calling {} …", ticket.peer),
-        serde_json::json!({"event": "calling", "peer_id": ticket.peer.to_string(),
+        match &contact {
+            Some(name) => format!("Calling {name} ({}) …", ticket.peer),
+            None => format!("Calling {} …", ticket.peer),
+        },
+        serde_json::json!({"event": "calling", "peer_id": ticket.peer.to_string(), "contact": contact,
                            "addrs": ticket.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
     );
     let mut intr = Interrupts::new();

@@ -1,4 +1,5 @@
 pub mod call;
+pub mod contact;
 pub mod demo;
 pub mod devices;
 pub mod id;

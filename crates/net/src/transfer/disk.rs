@@ -48,7 +48,14 @@ struct Open {
     /// `None` when identical content is already complete in this batch: nothing to write.
     file: Option<File>,
     partial: PathBuf,
+    /// Where the file ends now, and up to where the disk was already asked to write it.
+    end: u64,
+    flushed: u64,
 }
+
+/// Written data is handed to the disk every this many bytes, so the sync at the end of a big
+/// file waits for little and the page cache never fills with our dirty pages.
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 /// Files complete but not yet committed: at most this many, or this many bytes.
 const BATCH_FILES: usize = 1000;
@@ -84,40 +91,83 @@ impl DiskSink {
         self.ready.len() >= BATCH_FILES || self.ready_bytes >= BATCH_BYTES
     }
 
-    /// File `file` (the one open) is complete and verified: it joins the next commit.
+    /// File `file` (the one open) is complete and verified: it joins the next commit (which
+    /// the caller runs, off the async runtime, when [`Self::should_commit`] says so).
     pub(crate) fn complete(&mut self, file: &ValidFile) -> Result<(), String> {
         let o = self.open.take().ok_or("no file open")?;
         drop(o.file);
         self.ready_bytes += file.size;
         self.completed += 1;
         self.ready.push((o.partial, file.clone()));
-        if self.should_commit() {
-            self.commit()?;
-        }
         Ok(())
     }
 
     /// Makes every completed file durable and gives it its name, never replacing anything
     /// (`name (1).ext` if the name is taken).
     pub(crate) fn commit(&mut self) -> Result<(), String> {
+        let saved = self.take_batch().commit()?;
+        self.saved.extend(saved);
+        Ok(())
+    }
+
+    /// The completed files not yet committed, to commit elsewhere (see [`Batch::commit`]).
+    pub(crate) fn take_batch(&mut self) -> Batch {
+        self.ready_bytes = 0;
+        Batch {
+            dir: self.dir.clone(),
+            ready: std::mem::take(&mut self.ready),
+            // The file being received may be a second copy of content in this batch, to be
+            // linked from the same partial file later: that one must stay.
+            keep: self
+                .open
+                .as_ref()
+                .filter(|o| o.file.is_none())
+                .map(|o| o.partial.clone()),
+        }
+    }
+
+    /// The transfer was cancelled: drop the partial file being written (files already
+    /// complete are still committed).
+    pub(crate) fn discard_current(&mut self) {
+        if let Some(o) = self.open.take() {
+            let _ = std::fs::remove_file(&o.partial);
+        }
+    }
+}
+
+/// Completed files on their way to their names.
+pub(crate) struct Batch {
+    dir: PathBuf,
+    /// Complete, verified, not yet synced and named: (partial, file).
+    ready: Vec<(PathBuf, ValidFile)>,
+    /// A partial file still needed after this batch.
+    keep: Option<PathBuf>,
+}
+
+impl Batch {
+    /// Makes every completed file durable and gives it its name, never replacing anything
+    /// (`name (1).ext` if the name is taken).
+    pub(crate) fn commit(self) -> Result<Vec<PathBuf>, String> {
+        let mut saved = Vec::with_capacity(self.ready.len());
         if self.ready.is_empty() {
-            return Ok(());
+            return Ok(saved);
         }
         let dir = File::open(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         rustix::fs::syncfs(&dir).map_err(|e| format!("syncing {}: {e}", self.dir.display()))?;
-        let ready = std::mem::take(&mut self.ready);
-        self.ready_bytes = 0;
+        let ready = &self.ready;
         for (i, (partial, file)) in ready.iter().enumerate() {
             let path = self.link(partial, file)?;
             // The same content twice in one offer shares one partial file.
-            if !ready[i + 1..].iter().any(|(p, _)| p == partial) {
+            if !ready[i + 1..].iter().any(|(p, _)| p == partial)
+                && self.keep.as_ref() != Some(partial)
+            {
                 let _ = std::fs::remove_file(partial);
             }
-            self.saved.push(path);
+            saved.push(path);
         }
         // The new names, durable too.
         rustix::fs::syncfs(&dir).map_err(|e| format!("syncing {}: {e}", self.dir.display()))?;
-        Ok(())
+        Ok(saved)
     }
 
     fn link(&self, partial: &Path, file: &ValidFile) -> Result<PathBuf, String> {
@@ -138,14 +188,6 @@ impl DiskSink {
             }
         }
         Err(format!("no free name for {}", file.path))
-    }
-
-    /// The transfer was cancelled: drop the partial file being written (files already
-    /// complete are still committed).
-    pub(crate) fn discard_current(&mut self) {
-        if let Some(o) = self.open.take() {
-            let _ = std::fs::remove_file(&o.partial);
-        }
     }
 
     /// Creates the folders of `rel` under the download folder, refusing to pass through
@@ -206,6 +248,8 @@ impl FileSink for DiskSink {
             self.open = Some(Open {
                 file: None,
                 partial,
+                end: 0,
+                flushed: 0,
             });
             return Ok(());
         }
@@ -236,15 +280,27 @@ impl FileSink for DiskSink {
         self.open = Some(Open {
             file: Some(f),
             partial,
+            end: resumed,
+            flushed: resumed,
         });
         Ok(())
     }
 
     fn write(&mut self, _index: usize, data: &[u8]) -> Result<(), String> {
-        match self.open.as_mut().ok_or("no file open")?.file.as_mut() {
-            Some(f) => f.write_all(data).map_err(|e| e.to_string()),
-            None => Ok(()),
+        let open = self.open.as_mut().ok_or("no file open")?;
+        let Some(f) = open.file.as_mut() else {
+            return Ok(());
+        };
+        f.write_all(data).map_err(|e| e.to_string())?;
+        open.end += data.len() as u64;
+        if open.end - open.flushed >= WRITEBACK_STEP {
+            // Starts writing that range out without waiting for it (Linux writes dirty pages
+            // back before it may drop them); only a hint, so a refusal changes nothing.
+            let len = std::num::NonZeroU64::new(open.end - open.flushed);
+            let _ = rustix::fs::fadvise(&*f, open.flushed, len, rustix::fs::Advice::DontNeed);
+            open.flushed = open.end;
         }
+        Ok(())
     }
 
     fn end(&mut self, _index: usize) -> Result<(), String> {
@@ -405,6 +461,26 @@ mod tests {
         for p in saved {
             assert_eq!(std::fs::read(p).unwrap(), b"same");
         }
+        assert!(!partial_path(&dir, &offer.files[0].root).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_copy_still_open_when_its_twin_is_committed_lands_too() {
+        let dir = tmp("twin-open");
+        let (offer, hashes) = offer_of(&[("a.txt", b"same"), ("b.txt", b"same")]);
+        let mut disk = DiskSink::new(dir.clone());
+        disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap();
+        disk.write(0, b"same").unwrap();
+        disk.complete(&offer.files[0]).unwrap();
+        // The twin begins (sharing the partial file), then the first batch is committed.
+        disk.begin(1, &offer.files[1], 0, &hashes[1]).unwrap();
+        disk.commit().unwrap();
+        disk.write(1, b"same").unwrap();
+        disk.complete(&offer.files[1]).unwrap();
+        disk.commit().unwrap();
+        assert_eq!(disk.saved, vec![dir.join("a.txt"), dir.join("b.txt")]);
+        assert_eq!(std::fs::read(dir.join("b.txt")).unwrap(), b"same");
         assert!(!partial_path(&dir, &offer.files[0].root).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -94,6 +94,15 @@ impl TransferHandle {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
+    /// Returns once it has ended, without consuming the handle.
+    pub async fn ended(&self) {
+        let mut progress = self.progress.clone();
+        // The progress sender lives as long as the transfer's task does.
+        while progress.changed().await.is_ok() {}
+        while !self.task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    }
     /// Waits for the end.
     pub async fn finished(self) -> TransferOutcome {
         self.task

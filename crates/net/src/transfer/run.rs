@@ -50,6 +50,7 @@ pub(crate) async fn intake(
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
+    let _ = send.set_priority(-1);
     let mut rx = Receiver::new();
     let read = async {
         loop {
@@ -262,8 +263,11 @@ pub(crate) async fn receive(
                     complete = true;
                 }
             }
+            if complete || disk.should_commit() {
+                // Syncing may take seconds: not on the runtime that also carries the call.
+                commit_off_runtime(&mut disk).await?;
+            }
             if complete {
-                disk.commit().map_err(TransferOutcome::Failed)?;
                 send.write_all(&rx.received()).await.map_err(write_failed)?;
                 let _ = send.finish();
                 progress.send_modify(|p| {
@@ -309,6 +313,17 @@ pub(crate) async fn receive(
             o
         }
     }
+}
+
+/// Commits what is complete on a blocking thread.
+async fn commit_off_runtime(disk: &mut DiskSink) -> Result<(), TransferOutcome> {
+    let batch = disk.take_batch();
+    let saved = tokio::task::spawn_blocking(move || batch.commit())
+        .await
+        .map_err(|_| TransferOutcome::Failed("saving the files stopped unexpectedly".into()))?
+        .map_err(TransferOutcome::Failed)?;
+    disk.saved.extend(saved);
+    Ok(())
 }
 
 enum ReceiveFailure {

@@ -1,0 +1,177 @@
+//! `extrasafe contact`: the local, encrypted contact list.
+
+use extrasafe_core::contacts::Added;
+use extrasafe_core::{PeerId, Ticket};
+
+use crate::args::{ContactAction, ContactArgs, Global};
+use crate::exit::{Failure, USAGE};
+use crate::ident;
+use crate::output::Output;
+
+pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Failure> {
+    if global.ephemeral {
+        return Err(Failure::new(
+            USAGE,
+            "Contacts are kept with your stored identity; run this without --ephemeral.",
+        ));
+    }
+    let loaded = ident::load(global)?;
+    let store = loaded.store.as_ref().expect("a stored identity");
+    let mut book = store.load_contacts(&loaded.identity)?;
+    let usage = |e: extrasafe_core::contacts::ContactsError| {
+        let text = e.to_string();
+        let mut c = text.chars();
+        let first = c.next().map(|f| f.to_uppercase().collect::<String>());
+        Failure::new(
+            USAGE,
+            format!("{}{}.", first.unwrap_or_default(), c.as_str()),
+        )
+    };
+    match &args.action {
+        ContactAction::Add { target, name } => {
+            let (peer, addrs) = match target.trim().parse::<Ticket>() {
+                Ok(t) => (t.peer, t.addrs),
+                Err(ticket_err) => match target.trim().parse::<PeerId>() {
+                    Ok(p) => (p, Vec::new()),
+                    Err(_) => {
+                        return Err(Failure::new(
+                            USAGE,
+                            format!("That is neither a ticket nor a peer ID: {ticket_err}."),
+                        ))
+                    }
+                },
+            };
+            if peer == loaded.identity.peer_id() {
+                return Err(Failure::new(USAGE, "That is your own identity."));
+            }
+            let known_addrs = addrs.len();
+            let added = book.add(name, peer, addrs).map_err(usage)?;
+            store.save_contacts(&loaded.identity, &book)?;
+            let c = book.by_peer(&peer).expect("just added");
+            let human = match &added {
+                Added::New if known_addrs == 0 => format!(
+                    "Added {} ({}). No address is known yet: add their ticket to be able to call them.",
+                    c.name, c.peer
+                ),
+                Added::New => format!("Added {} ({}).", c.name, c.peer),
+                Added::Updated { was } if *was != c.name => {
+                    format!("Renamed {was} to {} and updated what is known.", c.name)
+                }
+                Added::Updated { .. } => format!("Updated {}.", c.name),
+            };
+            out.emit(
+                human,
+                serde_json::json!({"event": "contact_saved", "name": c.name,
+                    "peer_id": c.peer.to_string(), "new": added == Added::New,
+                    "addresses": c.addrs.len(), "verified": c.verified}),
+            );
+        }
+        ContactAction::List => {
+            if out.json {
+                let list: Vec<_> = book
+                    .list()
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({"name": c.name, "peer_id": c.peer.to_string(),
+                            "verified": c.verified,
+                            "addresses": c.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+                    })
+                    .collect();
+                out.emit(
+                    "",
+                    serde_json::json!({"event": "contacts", "contacts": list}),
+                );
+            } else if book.list().is_empty() {
+                out.hint(
+                    "No contacts yet. Add one with `extrasafe contact add TICKET --name NAME`.",
+                );
+            } else {
+                for c in book.list() {
+                    let mark = if c.verified {
+                        "verified  "
+                    } else {
+                        "unverified"
+                    };
+                    let reach = match c.addrs.len() {
+                        0 => "no address".to_string(),
+                        1 => "1 address".to_string(),
+                        n => format!("{n} addresses"),
+                    };
+                    out.hint(format!("{:<20} {mark}  {}  ({reach})", c.name, c.peer));
+                }
+            }
+        }
+        ContactAction::Remove { name } => {
+            let c = book.remove(name).map_err(usage)?;
+            store.save_contacts(&loaded.identity, &book)?;
+            out.emit(
+                format!("Removed {}. Nothing else about them was kept.", c.name),
+                serde_json::json!({"event": "contact_removed", "name": c.name,
+                    "peer_id": c.peer.to_string()}),
+            );
+        }
+        ContactAction::Verify { name, undo } => {
+            let c = book.set_verified(name, !undo).map_err(usage)?.clone();
+            store.save_contacts(&loaded.identity, &book)?;
+            out.emit(
+                if *undo {
+                    format!("{} is marked unverified.", c.name)
+                } else {
+                    format!(
+                        "{} is marked verified. Compare the code again if they ever get a new peer ID.",
+                        c.name
+                    )
+                },
+                serde_json::json!({"event": "contact_saved", "name": c.name,
+                    "peer_id": c.peer.to_string(), "new": false,
+                    "addresses": c.addrs.len(), "verified": c.verified}),
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Whom `target` names, for `call` and `send`: a ticket as given, else a contact (by name or
+/// peer ID) with the addresses last known for them. Returns the contact's name too.
+pub fn resolve(
+    target: &str,
+    contacts: impl FnOnce() -> Result<extrasafe_core::contacts::ContactBook, Failure>,
+) -> Result<(Ticket, Option<String>), Failure> {
+    let ticket_err = match target.trim().parse::<Ticket>() {
+        Ok(t) => return Ok((t, None)),
+        Err(e) if target.trim().to_lowercase().starts_with("est1") => {
+            return Err(Failure::new(
+                USAGE,
+                format!("That ticket cannot be used: {e}."),
+            ))
+        }
+        Err(e) => e,
+    };
+    let book = contacts()?;
+    match book.find(target) {
+        Some(c) => match c.ticket() {
+            Some(t) => Ok((t, Some(c.name.clone()))),
+            None => Err(Failure::new(
+                USAGE,
+                format!(
+                    "No address is known for {} yet. Ask them for their ticket, then \
+                     `extrasafe contact add TICKET --name {}` updates it.",
+                    c.name, c.name
+                ),
+            )),
+        },
+        None if target.trim().parse::<PeerId>().is_ok() => Err(Failure::new(
+            USAGE,
+            "That peer ID is not one of your contacts, and a peer ID alone has no address: \
+             ask for their ticket (est1...).",
+        )),
+        None => Err(Failure::new(
+            USAGE,
+            format!(
+                "\"{}\" is not one of your contacts (`extrasafe contact list`), and not a \
+                 ticket either: {ticket_err}.",
+                extrasafe_core::text::for_display(target.trim())
+            ),
+        )),
+    }
+}

@@ -1,0 +1,425 @@
+//! The contact list: names the user gave to peer IDs, where each was last reachable, and
+//! whether the safety code was compared with them. Kept on the device only, encrypted at rest
+//! under a key derived from the identity, so the file alone tells nobody whom the user knows.
+//! It holds no call history: nothing is recorded about calls, only what the user entered.
+//!
+//! ```text
+//! file = "ESC" 0x01 | nonce: 24 | XChaCha20-Poly1305(key, nonce, aad = the 4 magic bytes,
+//!                                                  postcard(list of contacts))
+//! key  = BLAKE3 derive_key("EXTRA SAFE 2026 contacts at rest v1", identity seed)
+//! ```
+//! A contact's addresses are stored as its ticket text and read back with the ticket parser,
+//! so one hostile-input-tested parser covers both.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::{Identity, PeerId};
+use crate::text::is_invisible_or_control;
+use crate::ticket::Ticket;
+
+const MAGIC: [u8; 4] = *b"ESC\x01";
+const NONCE_LEN: usize = 24;
+/// At most this many contacts (a file claiming more is refused).
+pub const MAX_CONTACTS: usize = 10_000;
+/// Longest name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Largest contacts file accepted.
+pub const MAX_FILE_LEN: usize = 4 << 20;
+const KEY_CONTEXT: &str = "EXTRA SAFE 2026 contacts at rest v1";
+
+/// Why the contact list could not be read or changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContactsError {
+    /// Not a contacts file, or cut short.
+    #[error("the contacts file is damaged ({0})")]
+    Malformed(&'static str),
+    /// Authentication failed: another identity's file, or altered.
+    #[error("the contacts file was not written with this identity, or it was altered")]
+    WrongKey,
+    /// Too many entries.
+    #[error("too many contacts (at most {MAX_CONTACTS})")]
+    TooMany,
+    /// The name cannot be used.
+    #[error("{0}")]
+    BadName(&'static str),
+    /// Someone else already has this name.
+    #[error("another contact is already called {0}")]
+    NameTaken(String),
+    /// No contact matches.
+    #[error("no contact called {0}")]
+    NotFound(String),
+}
+
+/// Someone the user added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// The name the user gave.
+    pub name: String,
+    /// Their identity.
+    pub peer: PeerId,
+    /// Where they were last reachable (from the last ticket added), possibly nothing.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// The safety code was compared with them and matched.
+    pub verified: bool,
+}
+
+impl Contact {
+    /// Their ticket, when an address is known.
+    pub fn ticket(&self) -> Option<Ticket> {
+        (!self.addrs.is_empty()).then(|| Ticket {
+            peer: self.peer,
+            addrs: self.addrs.clone(),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    name: String,
+    peer: [u8; 32],
+    /// The ticket text, or empty when no address is known.
+    ticket: String,
+    verified: bool,
+}
+
+/// The key the contact list is sealed with.
+pub struct ContactsKey(Zeroizing<[u8; 32]>);
+
+impl ContactsKey {
+    /// The key belonging to `identity`.
+    pub fn of(identity: &Identity) -> Self {
+        Self(Zeroizing::new(blake3::derive_key(
+            KEY_CONTEXT,
+            &identity.seed()[..],
+        )))
+    }
+}
+
+impl std::fmt::Debug for ContactsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContactsKey(..)")
+    }
+}
+
+/// What [`ContactBook::add`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A new contact.
+    New,
+    /// The peer was known: name and addresses brought up to date.
+    Updated {
+        /// The name it had before.
+        was: String,
+    },
+}
+
+/// The user's contacts, in the order they were added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactBook {
+    contacts: Vec<Contact>,
+}
+
+/// A name as the user may give it: trimmed, visible characters only, not mistakable for a
+/// peer ID or ticket.
+pub fn check_name(name: &str) -> Result<String, ContactsError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ContactsError::BadName("a contact needs a name"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ContactsError::BadName("names are at most 64 characters"));
+    }
+    if name.chars().any(is_invisible_or_control) {
+        return Err(ContactsError::BadName(
+            "names cannot contain control or invisible characters",
+        ));
+    }
+    let lower = name.to_lowercase();
+    if lower.starts_with("es1") || lower.starts_with("est1") {
+        return Err(ContactsError::BadName(
+            "a name cannot start like a peer ID or ticket (es1/est1)",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+impl ContactBook {
+    /// All contacts.
+    pub fn list(&self) -> &[Contact] {
+        &self.contacts
+    }
+
+    /// The contact with this name (any case) or this peer ID.
+    pub fn find(&self, query: &str) -> Option<&Contact> {
+        self.index(query).map(|i| &self.contacts[i])
+    }
+
+    /// The contact with this identity.
+    pub fn by_peer(&self, peer: &PeerId) -> Option<&Contact> {
+        self.contacts.iter().find(|c| c.peer == *peer)
+    }
+
+    fn index(&self, query: &str) -> Option<usize> {
+        let q = query.trim();
+        if let Ok(peer) = q.parse::<PeerId>() {
+            return self.contacts.iter().position(|c| c.peer == peer);
+        }
+        let q = q.to_lowercase();
+        self.contacts
+            .iter()
+            .position(|c| c.name.to_lowercase() == q)
+    }
+
+    /// Adds `peer` as `name`, or updates the name and addresses of a known peer. Addresses
+    /// are replaced only when some are given (adding by peer ID keeps the known ones).
+    pub fn add(
+        &mut self,
+        name: &str,
+        peer: PeerId,
+        addrs: Vec<std::net::SocketAddr>,
+    ) -> Result<Added, ContactsError> {
+        let name = check_name(name)?;
+        let lower = name.to_lowercase();
+        if let Some(other) = self
+            .contacts
+            .iter()
+            .find(|c| c.peer != peer && c.name.to_lowercase() == lower)
+        {
+            return Err(ContactsError::NameTaken(other.name.clone()));
+        }
+        if let Some(c) = self.contacts.iter_mut().find(|c| c.peer == peer) {
+            let was = std::mem::replace(&mut c.name, name);
+            if !addrs.is_empty() {
+                c.addrs = addrs;
+            }
+            return Ok(Added::Updated { was });
+        }
+        if self.contacts.len() >= MAX_CONTACTS {
+            return Err(ContactsError::TooMany);
+        }
+        self.contacts.push(Contact {
+            name,
+            peer,
+            addrs,
+            verified: false,
+        });
+        Ok(Added::New)
+    }
+
+    /// Removes the contact named `query` (or with that peer ID).
+    pub fn remove(&mut self, query: &str) -> Result<Contact, ContactsError> {
+        let i = self
+            .index(query)
+            .ok_or_else(|| ContactsError::NotFound(query.trim().to_string()))?;
+        Ok(self.contacts.remove(i))
+    }
+
+    /// Marks the contact as verified (or not).
+    pub fn set_verified(&mut self, query: &str, verified: bool) -> Result<&Contact, ContactsError> {
+        let i = self
+            .index(query)
+            .ok_or_else(|| ContactsError::NotFound(query.trim().to_string()))?;
+        self.contacts[i].verified = verified;
+        Ok(&self.contacts[i])
+    }
+
+    /// The sealed file. `nonce` must be fresh random bytes for every write.
+    pub fn encode(&self, key: &ContactsKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+        let stored: Vec<Stored> = self
+            .contacts
+            .iter()
+            .map(|c| Stored {
+                name: c.name.clone(),
+                peer: *c.peer.as_bytes(),
+                ticket: c.ticket().map(|t| t.to_string()).unwrap_or_default(),
+                verified: c.verified,
+            })
+            .collect();
+        let plain = Zeroizing::new(postcard::to_allocvec(&stored).expect("contacts serialize"));
+        let cipher = XChaCha20Poly1305::new((&*key.0).into());
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &MAGIC,
+                },
+            )
+            .expect("encryption of a bounded buffer");
+        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a sealed file (see [`Self::from_plaintext`]).
+    pub fn decode(bytes: &[u8], key: &ContactsKey) -> Result<Self, ContactsError> {
+        if bytes.len() > MAX_FILE_LEN {
+            return Err(ContactsError::Malformed("too large"));
+        }
+        if bytes.len() < MAGIC.len() + NONCE_LEN + 16 {
+            return Err(ContactsError::Malformed("too short"));
+        }
+        if bytes[..4] != MAGIC {
+            return Err(ContactsError::Malformed("not a contacts file"));
+        }
+        let cipher = XChaCha20Poly1305::new((&*key.0).into());
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    XNonce::from_slice(&bytes[4..4 + NONCE_LEN]),
+                    Payload {
+                        msg: &bytes[4 + NONCE_LEN..],
+                        aad: &MAGIC,
+                    },
+                )
+                .map_err(|_| ContactsError::WrongKey)?,
+        );
+        Self::from_plaintext(&plain)
+    }
+
+    /// The list from the decrypted entries, each checked as if it came from a stranger.
+    pub fn from_plaintext(plain: &[u8]) -> Result<Self, ContactsError> {
+        let stored: Vec<Stored> =
+            postcard::from_bytes(plain).map_err(|_| ContactsError::Malformed("entries"))?;
+        if stored.len() > MAX_CONTACTS {
+            return Err(ContactsError::TooMany);
+        }
+        let mut book = ContactBook::default();
+        for s in stored {
+            let peer = PeerId::from_bytes(s.peer)
+                .map_err(|_| ContactsError::Malformed("a peer ID is not a valid key"))?;
+            let addrs = if s.ticket.is_empty() {
+                Vec::new()
+            } else {
+                let t: Ticket = s
+                    .ticket
+                    .parse()
+                    .map_err(|_| ContactsError::Malformed("a stored ticket"))?;
+                if t.peer != peer {
+                    return Err(ContactsError::Malformed("a ticket of someone else"));
+                }
+                t.addrs
+            };
+            if book.by_peer(&peer).is_some() {
+                return Err(ContactsError::Malformed("the same peer twice"));
+            }
+            book.add(&s.name, peer, addrs)?;
+            if s.verified {
+                book.contacts.last_mut().expect("just added").verified = true;
+            }
+        }
+        Ok(book)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        Identity::generate().peer_id()
+    }
+
+    #[test]
+    fn a_book_survives_sealing_and_only_its_identity_opens_it() {
+        let me = Identity::generate();
+        let key = ContactsKey::of(&me);
+        let mut book = ContactBook::default();
+        let alice = peer();
+        let addr: std::net::SocketAddr = "192.0.2.7:4433".parse().unwrap();
+        assert_eq!(book.add("Alice", alice, vec![addr]).unwrap(), Added::New);
+        book.add("bob", peer(), vec![]).unwrap();
+        book.set_verified("ALICE", true).unwrap();
+        let sealed = book.encode(&key, [7; 24]);
+        // Nothing readable in the file: no name, no peer key, no address.
+        assert!(!sealed.windows(5).any(|w| w == b"Alice"));
+        assert!(!sealed.windows(32).any(|w| w == alice.as_bytes()));
+        assert_eq!(ContactBook::decode(&sealed, &key).unwrap(), book);
+        let other = ContactsKey::of(&Identity::generate());
+        assert_eq!(
+            ContactBook::decode(&sealed, &other),
+            Err(ContactsError::WrongKey)
+        );
+        let mut altered = sealed.clone();
+        altered[40] ^= 1;
+        assert_eq!(
+            ContactBook::decode(&altered, &key),
+            Err(ContactsError::WrongKey)
+        );
+        let c = book.find(&alice.to_string()).unwrap();
+        assert!(c.verified);
+        assert_eq!(c.ticket().unwrap().addrs, vec![addr]);
+        assert!(book.find("bob").unwrap().ticket().is_none());
+    }
+
+    #[test]
+    fn names_are_unique_visible_and_not_mistakable_for_ids() {
+        let mut book = ContactBook::default();
+        let a = peer();
+        book.add("alice", a, vec![]).unwrap();
+        assert_eq!(
+            book.add("ALICE", peer(), vec![]),
+            Err(ContactsError::NameTaken("alice".into()))
+        );
+        for bad in ["", "   ", "es1abc", "EST1xyz", "a\u{202e}b", "x\ny"] {
+            assert!(book.add(bad, peer(), vec![]).is_err(), "{bad:?}");
+        }
+        assert!(book.add(&"x".repeat(65), peer(), vec![]).is_err());
+        // The same peer again renames it, and keeps its addresses when none are given.
+        let addr: std::net::SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        book.add("alice", a, vec![addr]).unwrap();
+        assert_eq!(
+            book.add(" Alice B. ", a, vec![]).unwrap(),
+            Added::Updated {
+                was: "alice".into()
+            }
+        );
+        assert_eq!(book.list().len(), 1);
+        assert_eq!(book.list()[0].name, "Alice B.");
+        assert_eq!(book.list()[0].addrs, vec![addr]);
+        assert_eq!(book.remove("alice b.").unwrap().peer, a);
+        assert_eq!(
+            book.remove("alice"),
+            Err(ContactsError::NotFound("alice".into()))
+        );
+    }
+
+    #[test]
+    fn hostile_files_are_refused_without_panicking() {
+        let key = ContactsKey::of(&Identity::generate());
+        for bytes in [
+            &b""[..],
+            b"ESC",
+            b"ESC\x01",
+            &[0u8; 100],
+            &[b'E', b'S', b'C', 1, 0, 0, 0],
+        ] {
+            assert!(ContactBook::decode(bytes, &key).is_err());
+        }
+        assert_eq!(
+            ContactBook::decode(&vec![0u8; MAX_FILE_LEN + 1], &key),
+            Err(ContactsError::Malformed("too large"))
+        );
+        // Validly sealed but nonsense inside.
+        let cipher = XChaCha20Poly1305::new((&*key.0).into());
+        let junk = cipher
+            .encrypt(
+                XNonce::from_slice(&[1; 24]),
+                Payload {
+                    msg: &[0xff; 40],
+                    aad: &MAGIC,
+                },
+            )
+            .unwrap();
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&[1; 24]);
+        file.extend_from_slice(&junk);
+        assert!(ContactBook::decode(&file, &key).is_err());
+    }
+}
