@@ -139,16 +139,23 @@ impl IdentityStore {
     /// The contact list sealed under `identity` (empty if there is none yet).
     pub fn load_contacts(&self, identity: &Identity) -> Result<ContactBook, StoreError> {
         let path = self.contacts_path();
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ContactBook::default()),
             Err(e) => return Err(io("reading", &path, e)),
-            // Nothing huge planted in its place is read into memory.
-            Ok(m) if m.len() > MAX_FILE_LEN as u64 => {
-                return Err(ContactsError::Malformed("too large").into())
-            }
+            // A link or a device planted in its place is not followed (`/dev/zero` never ends).
+            Ok(m) if !m.is_file() => return Err(ContactsError::Malformed("not a file").into()),
             Ok(_) => {}
         }
-        let bytes = fs::read(&path).map_err(|e| io("reading", &path, e))?;
+        // Never more than the largest valid file is read into memory.
+        let mut bytes = Vec::new();
+        fs::File::open(&path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, MAX_FILE_LEN as u64 + 1),
+                    &mut bytes,
+                )
+            })
+            .map_err(|e| io("reading", &path, e))?;
         Ok(ContactBook::decode(&bytes, &ContactsKey::of(identity))?)
     }
 
@@ -174,8 +181,11 @@ impl IdentityStore {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| io("securing", &self.dir, e))?;
         }
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let _ = fs::remove_file(&tmp);
+        // A name of its own, so two processes saving at once never write into each other's file.
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).expect("the OS random number generator failed");
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = self.dir.join(format!(".{name}.{tag}.tmp"));
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)

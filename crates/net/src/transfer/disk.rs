@@ -31,11 +31,19 @@ pub(crate) fn resumable(dir: &Path, offer: &ValidOffer) -> Vec<u64> {
         .map(|f| {
             std::fs::symlink_metadata(partial_path(dir, &f.root))
                 .ok()
-                .filter(|m| m.is_file())
+                .filter(reusable)
                 .map(|m| m.len().min(f.size))
                 .unwrap_or(0)
         })
         .collect()
+}
+
+/// Whether a partial file found on disk may be written on: a plain file with no other name.
+/// A second link means it is also a saved file (a crash between naming and removing), and
+/// writing would change that file.
+fn reusable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.is_file() && m.nlink() == 1
 }
 
 /// Free bytes for us in `dir`'s file system.
@@ -105,9 +113,9 @@ impl DiskSink {
     /// Makes every completed file durable and gives it its name, never replacing anything
     /// (`name (1).ext` if the name is taken).
     pub(crate) fn commit(&mut self) -> Result<(), String> {
-        let saved = self.take_batch().commit()?;
+        let (saved, result) = self.take_batch().commit();
         self.saved.extend(saved);
-        Ok(())
+        result
     }
 
     /// The completed files not yet committed, to commit elsewhere (see [`Batch::commit`]).
@@ -126,12 +134,25 @@ impl DiskSink {
         }
     }
 
-    /// The transfer was cancelled: drop the partial file being written (files already
-    /// complete are still committed).
-    pub(crate) fn discard_current(&mut self) {
-        if let Some(o) = self.open.take() {
-            let _ = std::fs::remove_file(&o.partial);
+    /// The transfer stopped: commits what is complete, and leaves behind at most the partial
+    /// file being written, for a later resume (`discard`: not even that). A second copy of
+    /// complete content never leaves its partial file behind: that one is linked to a saved
+    /// file by then, and resuming into it would change the saved file.
+    pub(crate) fn stop(&mut self, discard: bool) -> Result<(), String> {
+        let twin = match self.open.as_ref() {
+            Some(o) if o.file.is_none() => Some(o.partial.clone()),
+            Some(o) if discard => {
+                let _ = std::fs::remove_file(&o.partial);
+                None
+            }
+            _ => None,
+        };
+        let result = self.commit();
+        self.open = None;
+        if let Some(p) = twin {
+            let _ = std::fs::remove_file(p);
         }
+        result
     }
 }
 
@@ -147,27 +168,32 @@ pub(crate) struct Batch {
 impl Batch {
     /// Makes every completed file durable and gives it its name, never replacing anything
     /// (`name (1).ext` if the name is taken).
-    pub(crate) fn commit(self) -> Result<Vec<PathBuf>, String> {
+    /// Returns where each file went, also when a later one failed.
+    pub(crate) fn commit(self) -> (Vec<PathBuf>, Result<(), String>) {
         let mut saved = Vec::with_capacity(self.ready.len());
+        let result = self.commit_into(&mut saved);
+        (saved, result)
+    }
+
+    fn commit_into(&self, saved: &mut Vec<PathBuf>) -> Result<(), String> {
         if self.ready.is_empty() {
-            return Ok(saved);
+            return Ok(());
         }
         let dir = File::open(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         rustix::fs::syncfs(&dir).map_err(|e| format!("syncing {}: {e}", self.dir.display()))?;
         let ready = &self.ready;
         for (i, (partial, file)) in ready.iter().enumerate() {
             let path = self.link(partial, file)?;
+            saved.push(path);
             // The same content twice in one offer shares one partial file.
             if !ready[i + 1..].iter().any(|(p, _)| p == partial)
                 && self.keep.as_ref() != Some(partial)
             {
                 let _ = std::fs::remove_file(partial);
             }
-            saved.push(path);
         }
         // The new names, durable too.
-        rustix::fs::syncfs(&dir).map_err(|e| format!("syncing {}: {e}", self.dir.display()))?;
-        Ok(saved)
+        rustix::fs::syncfs(&dir).map_err(|e| format!("syncing {}: {e}", self.dir.display()))
     }
 
     fn link(&self, partial: &Path, file: &ValidFile) -> Result<PathBuf, String> {
@@ -253,8 +279,17 @@ impl FileSink for DiskSink {
             });
             return Ok(());
         }
-        if std::fs::symlink_metadata(&partial).is_ok_and(|m| !m.is_file()) {
-            return Err(format!("{} is in the way", partial.display()));
+        match std::fs::symlink_metadata(&partial) {
+            Ok(m) if !m.is_file() => return Err(format!("{} is in the way", partial.display())),
+            // Also a saved file's name (see `reusable`): start afresh under a new inode
+            // instead of writing into that file.
+            Ok(m) if !reusable(&m) => {
+                if resumed > 0 {
+                    return Err("the partial data from an earlier attempt cannot be reused".into());
+                }
+                std::fs::remove_file(&partial).map_err(|e| e.to_string())?;
+            }
+            _ => {}
         }
         let mut f = OpenOptions::new()
             .read(true)
@@ -482,6 +517,31 @@ mod tests {
         assert_eq!(disk.saved, vec![dir.join("a.txt"), dir.join("b.txt")]);
         assert_eq!(std::fs::read(dir.join("b.txt")).unwrap(), b"same");
         assert!(!partial_path(&dir, &offer.files[0].root).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stop_never_leaves_a_partial_file_that_is_also_a_saved_file() {
+        let dir = tmp("twin-stop");
+        let (offer, hashes) = offer_of(&[("a.txt", b"same"), ("b.txt", b"same")]);
+        let mut disk = DiskSink::new(dir.clone());
+        disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap();
+        disk.write(0, b"same").unwrap();
+        disk.complete(&offer.files[0]).unwrap();
+        disk.begin(1, &offer.files[1], 0, &hashes[1]).unwrap();
+        // The connection drops while the twin is open.
+        disk.stop(false).unwrap();
+        assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"same");
+        let partial = partial_path(&dir, &offer.files[0].root);
+        assert!(!partial.exists());
+        // Even if one were left (a crash), it is neither resumed nor written through.
+        std::fs::hard_link(dir.join("a.txt"), &partial).unwrap();
+        assert_eq!(resumable(&dir, &offer), vec![0, 0]);
+        let mut disk = DiskSink::new(dir.clone());
+        disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap();
+        disk.write(0, b"sa").unwrap();
+        disk.stop(false).unwrap();
+        assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"same");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

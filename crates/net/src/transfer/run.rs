@@ -236,12 +236,21 @@ pub(crate) async fn receive(
         mut rx,
         ..
     } = pending;
+    // A cancel stops the waiting on the stream, never a commit under way (that would leave
+    // its batch half named, and race the clean-up below).
     let work = async {
-        send.write_all(&accept).await.map_err(write_failed)?;
+        tokio::select! {
+            r = send.write_all(&accept) => r.map_err(write_failed)?,
+            _ = cancel.wait_for(|c| *c) => return Err(ReceiveFailure::Cancelled),
+        }
         // Many received pieces per call, without copying them out of QUIC's buffers.
         let mut pieces: Vec<bytes::Bytes> = vec![bytes::Bytes::new(); 64];
         loop {
-            let got = match recv.read_chunks(&mut pieces).await {
+            let read = tokio::select! {
+                r = recv.read_chunks(&mut pieces) => r,
+                _ = cancel.wait_for(|c| *c) => return Err(ReceiveFailure::Cancelled),
+            };
+            let got = match read {
                 Ok(Some(n)) => &pieces[..n],
                 Ok(None) => {
                     // The sender finished its side: fine only after the last byte.
@@ -286,44 +295,36 @@ pub(crate) async fn receive(
             });
         }
     };
-    let outcome: Result<TransferOutcome, ReceiveFailure> = tokio::select! {
-        r = work => r,
-        _ = cancel.wait_for(|c| *c) => Err(ReceiveFailure::Cancelled),
-    };
-    match outcome {
-        Ok(done) => done,
+    let outcome: Result<TransferOutcome, ReceiveFailure> = work.await;
+    // Only verified data was ever written: what is complete is saved, the partial file keeps
+    // its verified chunks for a later resume (unless cancelled), nothing else appears.
+    let (outcome, discard) = match outcome {
+        Ok(done) => return done,
         Err(ReceiveFailure::Cancelled) => {
             stop_both(&mut send, &mut recv, CANCEL_CODE);
-            disk.discard_current();
-            let _ = disk.commit();
-            TransferOutcome::Cancelled { by_peer: false }
+            (TransferOutcome::Cancelled { by_peer: false }, true)
         }
         Err(ReceiveFailure::Bad(e)) => {
-            // Only verified data was ever written: what is complete stays, the partial file
-            // keeps its verified chunks for a later resume, nothing else appears.
             stop_both(&mut send, &mut recv, BAD_DATA_CODE);
-            let _ = disk.commit();
-            TransferOutcome::Failed(e.to_string())
+            (TransferOutcome::Failed(e.to_string()), false)
         }
         Err(ReceiveFailure::Outcome(o)) => {
-            let _ = disk.commit();
-            if matches!(o, TransferOutcome::Cancelled { by_peer: true }) {
-                disk.discard_current();
-            }
-            o
+            let discard = matches!(o, TransferOutcome::Cancelled { by_peer: true });
+            (o, discard)
         }
-    }
+    };
+    let _ = tokio::task::spawn_blocking(move || disk.stop(discard)).await;
+    outcome
 }
 
 /// Commits what is complete on a blocking thread.
 async fn commit_off_runtime(disk: &mut DiskSink) -> Result<(), TransferOutcome> {
     let batch = disk.take_batch();
-    let saved = tokio::task::spawn_blocking(move || batch.commit())
+    let (saved, result) = tokio::task::spawn_blocking(move || batch.commit())
         .await
-        .map_err(|_| TransferOutcome::Failed("saving the files stopped unexpectedly".into()))?
-        .map_err(TransferOutcome::Failed)?;
+        .map_err(|_| TransferOutcome::Failed("saving the files stopped unexpectedly".into()))?;
     disk.saved.extend(saved);
-    Ok(())
+    result.map_err(TransferOutcome::Failed)
 }
 
 enum ReceiveFailure {
