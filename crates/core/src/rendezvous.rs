@@ -1,0 +1,511 @@
+//! Private rendezvous records (design: docs/REACH.md). Two contacts share a secret that nobody
+//! else can compute (X25519 between their identity keys), and from it, per hour and per
+//! direction, the key pair that signs the record on the public DHT and the key that seals it.
+//! A stranger sees a fresh public key every hour for every pair and direction, and a
+//! ciphertext of one fixed size: nothing links two records, names their owners, or tells how
+//! many contacts anyone has.
+//!
+//! ```text
+//! pair     = X25519(my Ed25519 scalar, their Ed25519 key in Montgomery form)
+//! inputs   = pair | publisher peer ID | reader peer ID | epoch (u64 BE), epoch = hour of Unix time
+//! signing  = derive_key("EXTRA SAFE 2026 rendezvous signing v1", inputs)  (an Ed25519 seed)
+//! seal     = derive_key("EXTRA SAFE 2026 rendezvous seal v1", inputs)
+//! value    = nonce: 24 | XChaCha20-Poly1305(seal, nonce, aad = epoch (u64 BE),
+//!                                           postcard(Record) zero-padded to 320 bytes)
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::{Identity, PeerId};
+
+/// Length of an epoch: records and their keys change every hour.
+pub const EPOCH_MS: u64 = 3_600_000;
+/// At most this many candidate addresses in a record.
+pub const MAX_CANDIDATES: usize = 6;
+/// Size of every sealed value (BEP 44 allows 1000 bytes).
+pub const VALUE_LEN: usize = NONCE_LEN + PADDED_LEN + 16;
+const NONCE_LEN: usize = 24;
+const PADDED_LEN: usize = 320;
+const RECORD_VERSION: u8 = 1;
+/// How far a record's clock may be off ours.
+const CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
+/// A call intent lasts at most this long.
+pub const MAX_INTENT_MS: u64 = 2 * 60 * 1000;
+
+/// Why a record could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RendezvousError {
+    /// The other key is not usable for a key exchange (a weak point).
+    #[error("that peer key cannot be used for a shared secret")]
+    WeakKey,
+    /// Not a value of the right size.
+    #[error("not a rendezvous record (wrong size)")]
+    Size,
+    /// Sealed with another key (a stranger's, another pair's or another hour's), or altered.
+    #[error("the record is not from this contact for this hour, or it was altered")]
+    NotOurs,
+    /// Opened, but its content breaks the rules.
+    #[error("the record is malformed: {0}")]
+    Malformed(&'static str),
+    /// Its time is outside its hour, or too far from ours.
+    #[error("the record is stale or from the future")]
+    Stale,
+}
+
+/// A candidate address, as carried in a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct WireAddr {
+    ip: [u8; 16],
+    v4: bool,
+    port: u16,
+}
+
+impl From<SocketAddr> for WireAddr {
+    fn from(a: SocketAddr) -> Self {
+        match a.ip() {
+            IpAddr::V4(ip) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&ip.octets());
+                Self {
+                    ip: b,
+                    v4: true,
+                    port: a.port(),
+                }
+            }
+            IpAddr::V6(ip) => Self {
+                ip: ip.octets(),
+                v4: false,
+                port: a.port(),
+            },
+        }
+    }
+}
+
+impl WireAddr {
+    fn to_socket(self) -> Result<SocketAddr, RendezvousError> {
+        if self.port == 0 {
+            return Err(RendezvousError::Malformed("a candidate without a port"));
+        }
+        let ip = if self.v4 {
+            if self.ip[4..].iter().any(|b| *b != 0) {
+                return Err(RendezvousError::Malformed("a bad IPv4 candidate"));
+            }
+            IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
+        } else {
+            IpAddr::from(self.ip)
+        };
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(RendezvousError::Malformed("a candidate nobody can reach"));
+        }
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRecord {
+    version: u8,
+    sent_at_ms: u64,
+    candidates: Vec<WireAddr>,
+    intent: Option<([u8; 16], u64)>,
+}
+
+/// A call being placed: the callee starts punching towards the candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallIntent {
+    /// Names this attempt (also keys its probe tokens).
+    pub call_id: [u8; 16],
+    /// Unix milliseconds after which the intent is void.
+    pub until_ms: u64,
+}
+
+/// What one contact tells the other through the DHT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Unix milliseconds when it was written; also the BEP 44 sequence number, so a replayed
+    /// older record loses to the newer one.
+    pub sent_at_ms: u64,
+    /// Where the publisher may be reached (at most [`MAX_CANDIDATES`]).
+    pub candidates: Vec<SocketAddr>,
+    /// Set while the publisher is calling the reader.
+    pub intent: Option<CallIntent>,
+}
+
+/// The secret two contacts share. Wiped on drop; never printed.
+pub struct PairSecret {
+    secret: Zeroizing<[u8; 32]>,
+    me: PeerId,
+    them: PeerId,
+}
+
+impl std::fmt::Debug for PairSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairSecret(..)")
+    }
+}
+
+/// The keys of one record: who publishes, for whom, which hour.
+pub struct RecordKeys {
+    signing: Zeroizing<[u8; 32]>,
+    seal: Zeroizing<[u8; 32]>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for RecordKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordKeys")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The epoch (hour) a Unix time in milliseconds falls in.
+pub fn epoch_of(unix_ms: u64) -> u64 {
+    unix_ms / EPOCH_MS
+}
+
+impl PairSecret {
+    /// The secret `me` shares with `them`; both sides compute the same value.
+    pub fn new(me: &Identity, them: &PeerId) -> Result<Self, RendezvousError> {
+        let their_key =
+            VerifyingKey::from_bytes(them.as_bytes()).map_err(|_| RendezvousError::WeakKey)?;
+        if their_key.is_weak() {
+            return Err(RendezvousError::WeakKey);
+        }
+        let mine = Zeroizing::new(SigningKey::from_bytes(&me.seed()).to_scalar_bytes());
+        let shared = Zeroizing::new(their_key.to_montgomery().mul_clamped(*mine).to_bytes());
+        if shared.iter().all(|b| *b == 0) {
+            return Err(RendezvousError::WeakKey);
+        }
+        Ok(Self {
+            secret: shared,
+            me: me.peer_id(),
+            them: *them,
+        })
+    }
+
+    /// Keys of the record `publisher` writes for `reader` in `epoch`.
+    fn keys(&self, publisher: &PeerId, reader: &PeerId, epoch: u64) -> RecordKeys {
+        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + 8));
+        inputs.extend_from_slice(&self.secret[..]);
+        inputs.extend_from_slice(publisher.as_bytes());
+        inputs.extend_from_slice(reader.as_bytes());
+        inputs.extend_from_slice(&epoch.to_be_bytes());
+        RecordKeys {
+            signing: Zeroizing::new(blake3::derive_key(
+                "EXTRA SAFE 2026 rendezvous signing v1",
+                &inputs,
+            )),
+            seal: Zeroizing::new(blake3::derive_key(
+                "EXTRA SAFE 2026 rendezvous seal v1",
+                &inputs,
+            )),
+            epoch,
+        }
+    }
+
+    /// Keys of the record we publish for them.
+    pub fn outgoing(&self, epoch: u64) -> RecordKeys {
+        self.keys(&self.me, &self.them, epoch)
+    }
+
+    /// Keys of the record they publish for us.
+    pub fn incoming(&self, epoch: u64) -> RecordKeys {
+        self.keys(&self.them, &self.me, epoch)
+    }
+}
+
+impl RecordKeys {
+    /// The Ed25519 seed that signs the record on the DHT (BEP 44 mutable item).
+    pub fn signing_seed(&self) -> Zeroizing<[u8; 32]> {
+        self.signing.clone()
+    }
+
+    /// The public key the record is stored under: what the reader looks up.
+    pub fn dht_key(&self) -> [u8; 32] {
+        SigningKey::from_bytes(&self.signing)
+            .verifying_key()
+            .to_bytes()
+    }
+
+    /// Seals `record`. `nonce` must be fresh random bytes.
+    pub fn seal(
+        &self,
+        record: &Record,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Vec<u8>, RendezvousError> {
+        if record.candidates.len() > MAX_CANDIDATES {
+            return Err(RendezvousError::Malformed("too many candidates"));
+        }
+        let wire = WireRecord {
+            version: RECORD_VERSION,
+            sent_at_ms: record.sent_at_ms,
+            candidates: record
+                .candidates
+                .iter()
+                .map(|a| WireAddr::from(*a))
+                .collect(),
+            intent: record.intent.map(|i| (i.call_id, i.until_ms)),
+        };
+        let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
+        postcard::to_slice(&wire, &mut plain[..])
+            .map_err(|_| RendezvousError::Malformed("too large"))?;
+        let cipher = XChaCha20Poly1305::new((&*self.seal).into());
+        let aad = self.epoch.to_be_bytes();
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain[..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| RendezvousError::Malformed("sealing"))?;
+        let mut out = Vec::with_capacity(VALUE_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens a value found under [`Self::dht_key`], at local time `now_ms`.
+    pub fn open(&self, value: &[u8], now_ms: u64) -> Result<Record, RendezvousError> {
+        if value.len() != VALUE_LEN {
+            return Err(RendezvousError::Size);
+        }
+        let cipher = XChaCha20Poly1305::new((&*self.seal).into());
+        let aad = self.epoch.to_be_bytes();
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    XNonce::from_slice(&value[..NONCE_LEN]),
+                    Payload {
+                        msg: &value[NONCE_LEN..],
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| RendezvousError::NotOurs)?,
+        );
+        let (wire, padding): (WireRecord, &[u8]) =
+            postcard::take_from_bytes(&plain).map_err(|_| RendezvousError::Malformed("content"))?;
+        if padding.iter().any(|b| *b != 0) {
+            return Err(RendezvousError::Malformed("padding"));
+        }
+        if wire.version != RECORD_VERSION {
+            return Err(RendezvousError::Malformed("unknown version"));
+        }
+        if wire.candidates.len() > MAX_CANDIDATES {
+            return Err(RendezvousError::Malformed("too many candidates"));
+        }
+        let in_epoch = epoch_of(wire.sent_at_ms) == self.epoch;
+        if !in_epoch || wire.sent_at_ms > now_ms.saturating_add(CLOCK_SLACK_MS) {
+            return Err(RendezvousError::Stale);
+        }
+        let candidates = wire
+            .candidates
+            .into_iter()
+            .map(WireAddr::to_socket)
+            .collect::<Result<Vec<_>, _>>()?;
+        let intent = match wire.intent {
+            // An intent that has run out, or claims to last too long, is ignored, not trusted.
+            Some((call_id, until_ms))
+                if until_ms > now_ms && until_ms <= now_ms.saturating_add(MAX_INTENT_MS) =>
+            {
+                Some(CallIntent { call_id, until_ms })
+            }
+            _ => None,
+        };
+        Ok(Record {
+            sent_at_ms: wire.sent_at_ms,
+            candidates,
+            intent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_795_000_000_000;
+
+    fn record() -> Record {
+        Record {
+            sent_at_ms: NOW,
+            candidates: vec![
+                "198.51.100.7:4433".parse().unwrap(),
+                "[2001:db8::5]:4433".parse().unwrap(),
+            ],
+            intent: Some(CallIntent {
+                call_id: [9; 16],
+                until_ms: NOW + 30_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn both_contacts_derive_the_same_keys_and_nobody_else_can_read() {
+        let (alice, bob, eve) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
+        let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
+        let e = epoch_of(NOW);
+        let out = ab.outgoing(e);
+        let inc = ba.incoming(e);
+        assert_eq!(out.dht_key(), inc.dht_key());
+        let value = out.seal(&record(), [3; 24]).unwrap();
+        assert_eq!(value.len(), VALUE_LEN);
+        assert_eq!(inc.open(&value, NOW + 1000).unwrap(), record());
+        // Eve, who knows both peer IDs, has neither the lookup key nor the seal key.
+        let ea = PairSecret::new(&eve, &alice.peer_id()).unwrap();
+        assert_ne!(ea.incoming(e).dht_key(), out.dht_key());
+        assert_eq!(
+            ea.incoming(e).open(&value, NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        // Bob's own outgoing record is a different item.
+        assert_ne!(ba.outgoing(e).dht_key(), out.dht_key());
+        // Nothing in the value names anyone or any address.
+        assert!(!value.windows(4).any(|w| w == [198, 51, 100, 7]));
+        assert!(!value.windows(32).any(|w| w == alice.peer_id().as_bytes()));
+    }
+
+    #[test]
+    fn records_of_other_hours_and_other_pairs_do_not_link_or_open() {
+        let (alice, bob, carol) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
+        let ac = PairSecret::new(&alice, &carol.peer_id()).unwrap();
+        let e = epoch_of(NOW);
+        let keys: Vec<[u8; 32]> = vec![
+            ab.outgoing(e).dht_key(),
+            ab.outgoing(e + 1).dht_key(),
+            ac.outgoing(e).dht_key(),
+            ab.incoming(e).dht_key(),
+        ];
+        for i in 0..keys.len() {
+            for j in i + 1..keys.len() {
+                assert_ne!(keys[i], keys[j]);
+            }
+        }
+        // Last hour's record replayed this hour does not open; nor does one dated outside
+        // its hour, or from the future.
+        let old = ab
+            .outgoing(e - 1)
+            .seal(
+                &Record {
+                    sent_at_ms: NOW - EPOCH_MS,
+                    ..record()
+                },
+                [1; 24],
+            )
+            .unwrap();
+        let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
+        assert_eq!(
+            ba.incoming(e).open(&old, NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        let misdated = ab
+            .outgoing(e)
+            .seal(
+                &Record {
+                    sent_at_ms: NOW - EPOCH_MS,
+                    ..record()
+                },
+                [1; 24],
+            )
+            .unwrap();
+        assert_eq!(
+            ba.incoming(e).open(&misdated, NOW),
+            Err(RendezvousError::Stale)
+        );
+        let future = epoch_of(NOW) * EPOCH_MS + EPOCH_MS - 1;
+        let ahead = ab
+            .outgoing(e)
+            .seal(
+                &Record {
+                    sent_at_ms: future,
+                    ..record()
+                },
+                [1; 24],
+            )
+            .unwrap();
+        let early = epoch_of(NOW) * EPOCH_MS;
+        assert_eq!(
+            ba.incoming(e).open(&ahead, early),
+            Err(RendezvousError::Stale)
+        );
+    }
+
+    #[test]
+    fn intents_expire_and_cannot_claim_long_lives() {
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
+        let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
+        let e = epoch_of(NOW);
+        let value = ab.outgoing(e).seal(&record(), [2; 24]).unwrap();
+        assert!(ba
+            .incoming(e)
+            .open(&value, NOW + 29_000)
+            .unwrap()
+            .intent
+            .is_some());
+        assert!(ba
+            .incoming(e)
+            .open(&value, NOW + 31_000)
+            .unwrap()
+            .intent
+            .is_none());
+        let long = Record {
+            intent: Some(CallIntent {
+                call_id: [1; 16],
+                until_ms: NOW + 10 * 60 * 1000,
+            }),
+            ..record()
+        };
+        let value = ab.outgoing(e).seal(&long, [2; 24]).unwrap();
+        assert!(ba.incoming(e).open(&value, NOW).unwrap().intent.is_none());
+    }
+
+    #[test]
+    fn hostile_values_and_keys_are_refused() {
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
+        let keys = ab.incoming(epoch_of(NOW));
+        for len in [0, 1, VALUE_LEN - 1, VALUE_LEN + 1, 5000] {
+            assert_eq!(keys.open(&vec![0u8; len], NOW), Err(RendezvousError::Size));
+        }
+        assert_eq!(
+            keys.open(&[0u8; VALUE_LEN], NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        let too_many = Record {
+            candidates: vec!["192.0.2.1:1".parse().unwrap(); MAX_CANDIDATES + 1],
+            ..record()
+        };
+        assert!(ab.outgoing(0).seal(&too_many, [0; 24]).is_err());
+        // Small-order points as peer keys give no secret: refused as peer IDs or here.
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        for weak in [[0u8; 32], identity_point] {
+            match PeerId::from_bytes(weak) {
+                Err(_) => {}
+                Ok(weak) => assert_eq!(
+                    PairSecret::new(&alice, &weak).unwrap_err(),
+                    RendezvousError::WeakKey
+                ),
+            }
+        }
+    }
+}
