@@ -11,12 +11,11 @@
 //! A contact's addresses are stored as its ticket text and read back with the ticket parser,
 //! so one hostile-input-tested parser covers both.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::identity::{Identity, PeerId};
+use crate::sealed;
 use crate::text::is_invisible_or_control;
 use crate::ticket::Ticket;
 
@@ -240,16 +239,7 @@ impl ContactBook {
             })
             .collect();
         let plain = Zeroizing::new(postcard::to_allocvec(&stored).expect("contacts serialize"));
-        let cipher = XChaCha20Poly1305::new((&*key.0).into());
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &MAGIC,
-                },
-            )
-            .expect("encryption of a bounded buffer");
+        let sealed = sealed::seal(&key.0, &nonce, &MAGIC, &plain);
         let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&nonce);
@@ -268,18 +258,9 @@ impl ContactBook {
         if bytes[..4] != MAGIC {
             return Err(ContactsError::Malformed("not a contacts file"));
         }
-        let cipher = XChaCha20Poly1305::new((&*key.0).into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&bytes[4..4 + NONCE_LEN]),
-                    Payload {
-                        msg: &bytes[4 + NONCE_LEN..],
-                        aad: &MAGIC,
-                    },
-                )
-                .map_err(|_| ContactsError::WrongKey)?,
-        );
+        let nonce: &[u8; NONCE_LEN] = bytes[4..4 + NONCE_LEN].try_into().expect("length checked");
+        let plain = sealed::open(&key.0, nonce, &MAGIC, &bytes[4 + NONCE_LEN..])
+            .ok_or(ContactsError::WrongKey)?;
         Self::from_plaintext(&plain)
     }
 
@@ -407,16 +388,7 @@ mod tests {
             Err(ContactsError::Malformed("too large"))
         );
         // Validly sealed but nonsense inside.
-        let cipher = XChaCha20Poly1305::new((&*key.0).into());
-        let junk = cipher
-            .encrypt(
-                XNonce::from_slice(&[1; 24]),
-                Payload {
-                    msg: &[0xff; 40],
-                    aad: &MAGIC,
-                },
-            )
-            .unwrap();
+        let junk = sealed::seal(&key.0, &[1; 24], &MAGIC, &[0xff; 40]);
         let mut file = MAGIC.to_vec();
         file.extend_from_slice(&[1; 24]);
         file.extend_from_slice(&junk);

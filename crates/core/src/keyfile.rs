@@ -9,9 +9,8 @@
 //! cost parameters cannot be lowered by someone editing the file. Parameters read from a
 //! file are bounded so that a planted file cannot make us allocate without limit.
 
+use crate::sealed;
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use crate::identity::Identity;
@@ -98,17 +97,7 @@ pub fn encode_sealed(
     out.extend_from_slice(&salt);
     out.extend_from_slice(&nonce);
     let key = derive(passphrase, &salt, cost)?;
-    let cipher = XChaCha20Poly1305::new((&*key).into());
-    let seed = identity.seed();
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: &seed[..],
-                aad: &out,
-            },
-        )
-        .map_err(|_| KeyFileError::Malformed("encryption failed"))?;
+    let ct = sealed::seal(&key, &nonce, &out, &identity.seed()[..]);
     out.extend_from_slice(&ct);
     Ok(out)
 }
@@ -149,20 +138,10 @@ pub fn decode(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<Identity, KeyFi
                 return Err(KeyFileError::CostOutOfRange);
             }
             let salt = &bytes[17..33];
-            let nonce = &bytes[33..57];
+            let nonce: &[u8; 24] = bytes[33..57].try_into().expect("24 bytes");
             let key = derive(passphrase, salt, cost)?;
-            let cipher = XChaCha20Poly1305::new((&*key).into());
-            let seed = Zeroizing::new(
-                cipher
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: &bytes[HEADER_LEN..],
-                            aad: &bytes[..HEADER_LEN],
-                        },
-                    )
-                    .map_err(|_| KeyFileError::WrongPassphrase)?,
-            );
+            let seed = sealed::open(&key, nonce, &bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+                .ok_or(KeyFileError::WrongPassphrase)?;
             let seed: &[u8; 32] = seed[..]
                 .try_into()
                 .map_err(|_| KeyFileError::Malformed("wrong seed length"))?;

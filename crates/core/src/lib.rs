@@ -24,6 +24,7 @@ pub mod keyfile;
 pub mod media;
 pub mod rendezvous;
 pub mod sas;
+mod sealed;
 pub mod session;
 pub mod text;
 pub mod ticket;

@@ -16,13 +16,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::identity::{Identity, PeerId};
+use crate::sealed;
 
 /// Length of an epoch: records and their keys change every hour.
 pub const EPOCH_MS: u64 = 3_600_000;
@@ -256,17 +255,7 @@ impl RecordKeys {
         let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
         postcard::to_slice(&wire, &mut plain[..])
             .map_err(|_| RendezvousError::Malformed("too large"))?;
-        let cipher = XChaCha20Poly1305::new((&*self.seal).into());
-        let aad = self.epoch.to_be_bytes();
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain[..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| RendezvousError::Malformed("sealing"))?;
+        let sealed = sealed::seal(&self.seal, &nonce, &self.epoch.to_be_bytes(), &plain[..]);
         let mut out = Vec::with_capacity(VALUE_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
@@ -278,19 +267,14 @@ impl RecordKeys {
         if value.len() != VALUE_LEN {
             return Err(RendezvousError::Size);
         }
-        let cipher = XChaCha20Poly1305::new((&*self.seal).into());
-        let aad = self.epoch.to_be_bytes();
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&value[..NONCE_LEN]),
-                    Payload {
-                        msg: &value[NONCE_LEN..],
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| RendezvousError::NotOurs)?,
-        );
+        let nonce: &[u8; NONCE_LEN] = value[..NONCE_LEN].try_into().expect("length checked");
+        let plain = sealed::open(
+            &self.seal,
+            nonce,
+            &self.epoch.to_be_bytes(),
+            &value[NONCE_LEN..],
+        )
+        .ok_or(RendezvousError::NotOurs)?;
         let (wire, padding): (WireRecord, &[u8]) =
             postcard::take_from_bytes(&plain).map_err(|_| RendezvousError::Malformed("content"))?;
         if padding.iter().any(|b| *b != 0) {
@@ -348,15 +332,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn both_contacts_derive_the_same_keys_and_nobody_else_can_read() {
-        let (alice, bob, eve) = (
-            Identity::generate(),
-            Identity::generate(),
-            Identity::generate(),
-        );
+    /// Alice, Bob, and the secret each of them computes for the other.
+    fn contacts() -> (Identity, Identity, PairSecret, PairSecret) {
+        let (alice, bob) = (Identity::generate(), Identity::generate());
         let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
         let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
+        (alice, bob, ab, ba)
+    }
+
+    #[test]
+    fn both_contacts_derive_the_same_keys_and_nobody_else_can_read() {
+        let (alice, _, ab, ba) = contacts();
+        let eve = Identity::generate();
         let e = epoch_of(NOW);
         let out = ab.outgoing(e);
         let inc = ba.incoming(e);
@@ -380,13 +367,8 @@ mod tests {
 
     #[test]
     fn records_of_other_hours_and_other_pairs_do_not_link_or_open() {
-        let (alice, bob, carol) = (
-            Identity::generate(),
-            Identity::generate(),
-            Identity::generate(),
-        );
-        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
-        let ac = PairSecret::new(&alice, &carol.peer_id()).unwrap();
+        let (alice, _, ab, ba) = contacts();
+        let ac = PairSecret::new(&alice, &Identity::generate().peer_id()).unwrap();
         let e = epoch_of(NOW);
         let keys: Vec<[u8; 32]> = vec![
             ab.outgoing(e).dht_key(),
@@ -411,7 +393,6 @@ mod tests {
                 [1; 24],
             )
             .unwrap();
-        let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
         assert_eq!(
             ba.incoming(e).open(&old, NOW),
             Err(RendezvousError::NotOurs)
@@ -450,9 +431,7 @@ mod tests {
 
     #[test]
     fn intents_expire_and_cannot_claim_long_lives() {
-        let (alice, bob) = (Identity::generate(), Identity::generate());
-        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
-        let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
+        let (_, _, ab, ba) = contacts();
         let e = epoch_of(NOW);
         let value = ab.outgoing(e).seal(&record(), [2; 24]).unwrap();
         assert!(ba
@@ -480,8 +459,7 @@ mod tests {
 
     #[test]
     fn hostile_values_and_keys_are_refused() {
-        let (alice, bob) = (Identity::generate(), Identity::generate());
-        let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
+        let (alice, _, ab, _) = contacts();
         let keys = ab.incoming(epoch_of(NOW));
         for len in [0, 1, VALUE_LEN - 1, VALUE_LEN + 1, 5000] {
             assert_eq!(keys.open(&vec![0u8; len], NOW), Err(RendezvousError::Size));

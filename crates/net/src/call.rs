@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use extrasafe_core::transfer::offer::ValidOffer;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::transfer::{
-    disk, LocalFile, PendingOffer, Progress, TransferBook, TransferError, TransferHandle,
-    TransferId,
+    disk, LocalFile, PendingOffer, TransferBook, TransferError, TransferHandle, TransferId,
 };
 
 use crate::error::CallError;
@@ -175,16 +174,9 @@ impl Call {
         // The control stream (chat, pings, hang-up) goes first when both have data.
         let _ = send.set_priority(-1);
         let id = self.transfers.next_id();
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        let task = tokio::spawn(crate::transfer::send(
-            send,
-            recv,
-            files,
-            progress_tx,
-            cancel_rx,
-        ));
-        Ok(crate::transfer::handle(id, progress_rx, cancel_tx, task))
+        Ok(crate::transfer::start(id, |progress, cancel| {
+            crate::transfer::send(send, recv, files, progress, cancel)
+        }))
     }
 
     /// Takes offer `id` into `dir` (which must exist). Content already there from an earlier,
@@ -220,16 +212,9 @@ impl Call {
         }
         let taken = pending.remove(&id).ok_or(TransferError::NoSuchOffer(id))?;
         drop(pending);
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        let task = tokio::spawn(crate::transfer::receive(
-            taken,
-            dir,
-            resume,
-            progress_tx,
-            cancel_rx,
-        ));
-        Ok(crate::transfer::handle(id, progress_rx, cancel_tx, task))
+        Ok(crate::transfer::start(id, |progress, cancel| {
+            crate::transfer::receive(taken, dir, resume, progress, cancel)
+        }))
     }
 
     /// Declines offer `id`: nothing is written, the sender learns "declined".

@@ -500,16 +500,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_second_copy_still_open_when_its_twin_is_committed_lands_too() {
-        let dir = tmp("twin-open");
+    /// `a.txt` complete and `b.txt`, the same content, begun: it shares `a.txt`'s partial file.
+    fn twin_open(dir: &Path) -> (DiskSink, ValidOffer, Vec<Vec<Hash>>) {
         let (offer, hashes) = offer_of(&[("a.txt", b"same"), ("b.txt", b"same")]);
-        let mut disk = DiskSink::new(dir.clone());
+        let mut disk = DiskSink::new(dir.to_path_buf());
         disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap();
         disk.write(0, b"same").unwrap();
         disk.complete(&offer.files[0]).unwrap();
-        // The twin begins (sharing the partial file), then the first batch is committed.
         disk.begin(1, &offer.files[1], 0, &hashes[1]).unwrap();
+        (disk, offer, hashes)
+    }
+
+    #[test]
+    fn a_second_copy_still_open_when_its_twin_is_committed_lands_too() {
+        let dir = tmp("twin-open");
+        let (mut disk, offer, _) = twin_open(&dir);
         disk.commit().unwrap();
         disk.write(1, b"same").unwrap();
         disk.complete(&offer.files[1]).unwrap();
@@ -523,12 +528,7 @@ mod tests {
     #[test]
     fn a_stop_never_leaves_a_partial_file_that_is_also_a_saved_file() {
         let dir = tmp("twin-stop");
-        let (offer, hashes) = offer_of(&[("a.txt", b"same"), ("b.txt", b"same")]);
-        let mut disk = DiskSink::new(dir.clone());
-        disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap();
-        disk.write(0, b"same").unwrap();
-        disk.complete(&offer.files[0]).unwrap();
-        disk.begin(1, &offer.files[1], 0, &hashes[1]).unwrap();
+        let (mut disk, offer, hashes) = twin_open(&dir);
         // The connection drops while the twin is open.
         disk.stop(false).unwrap();
         assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"same");

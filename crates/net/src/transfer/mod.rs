@@ -75,6 +75,8 @@ pub struct TransferHandle {
     progress: watch::Receiver<Progress>,
     cancel: watch::Sender<bool>,
     task: JoinHandle<TransferOutcome>,
+    /// Closes when the task's work is over (see [`start`]).
+    alive: watch::Receiver<()>,
 }
 
 impl TransferHandle {
@@ -96,9 +98,10 @@ impl TransferHandle {
     }
     /// Returns once it has ended, without consuming the handle.
     pub async fn ended(&self) {
-        let mut progress = self.progress.clone();
-        // The progress sender lives as long as the transfer's task does.
-        while progress.changed().await.is_ok() {}
+        // Nothing is ever sent on `alive`: this returns when the task drops its end, without
+        // waking for every progress step.
+        let _ = self.alive.clone().changed().await;
+        // The task completes a moment after its work returned.
         while !self.task.is_finished() {
             tokio::task::yield_now().await;
         }
@@ -185,16 +188,26 @@ pub async fn prepare(paths: Vec<PathBuf>) -> Result<(Vec<LocalFile>, Vec<PathBuf
     .unwrap_or(Err(PrepareError::Nothing))
 }
 
-pub(crate) fn handle(
-    id: TransferId,
-    progress: watch::Receiver<Progress>,
-    cancel: watch::Sender<bool>,
-    task: JoinHandle<TransferOutcome>,
-) -> TransferHandle {
+/// Spawns a transfer's task (`run` gets the progress to report and the cancel flag to obey)
+/// and returns its handle.
+pub(crate) fn start<F, Fut>(id: TransferId, run: F) -> TransferHandle
+where
+    F: FnOnce(watch::Sender<Progress>, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = TransferOutcome> + Send + 'static,
+{
+    let (progress_tx, progress) = watch::channel(Progress::default());
+    let (cancel, cancel_rx) = watch::channel(false);
+    let (alive_tx, alive) = watch::channel(());
+    let work = run(progress_tx, cancel_rx);
+    let task = tokio::spawn(async move {
+        let _alive = alive_tx;
+        work.await
+    });
     TransferHandle {
         id,
         progress,
         cancel,
         task,
+        alive,
     }
 }
