@@ -209,6 +209,25 @@ impl PairSecret {
         }
     }
 
+    /// The key of the probes of one call attempt (`call_id` from its intent); both sides
+    /// derive the same.
+    pub fn punch_key(&self, call_id: &[u8; 16]) -> crate::punch::PunchKey {
+        let (lo, hi) = if self.me <= self.them {
+            (self.me, self.them)
+        } else {
+            (self.them, self.me)
+        };
+        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + 16));
+        inputs.extend_from_slice(&self.secret[..]);
+        inputs.extend_from_slice(lo.as_bytes());
+        inputs.extend_from_slice(hi.as_bytes());
+        inputs.extend_from_slice(call_id);
+        crate::punch::PunchKey(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 punch v1",
+            &inputs,
+        )))
+    }
+
     /// Keys of the record we publish for them.
     pub fn outgoing(&self, epoch: u64) -> RecordKeys {
         self.keys(&self.me, &self.them, epoch)

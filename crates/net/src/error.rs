@@ -56,6 +56,10 @@ pub enum CallError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Closed,
+    /// Hole punching found no working address (the report says what was seen and what
+    /// would help).
+    #[error("{}", .0.explain())]
+    NoDirectPath(extrasafe_core::punch::PunchReport),
     /// The call is over, or the request does not fit its state.
     #[error(transparent)]
     Session(#[from] extrasafe_core::session::SessionError),

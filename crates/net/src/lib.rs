@@ -13,6 +13,8 @@ mod call;
 mod driver;
 mod error;
 mod node;
+mod probe_socket;
+pub mod punch;
 pub mod store;
 pub mod tls;
 pub mod transfer;

@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     /// Congestion controller for this node's connections.
     pub congestion: Congestion,
+    /// Hole-punching timers.
+    pub punch: extrasafe_core::punch::PunchConfig,
 }
 
 /// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
@@ -102,6 +104,7 @@ impl Default for NodeConfig {
             max_connections_per_ip: 8,
             handshake_timeout: Duration::from_secs(10),
             congestion: Congestion::default(),
+            punch: Default::default(),
         }
     }
 }
@@ -110,9 +113,11 @@ pub(crate) struct Shared {
     peer_id: PeerId,
     key: Arc<CertifiedKey>,
     provider: Arc<CryptoProvider>,
+    /// Peers whose connection to us was just secured (ends an answering punch).
+    pub(crate) secured: tokio::sync::broadcast::Sender<PeerId>,
     /// For connections we open (the callee may open no stream).
     transport: Arc<TransportConfig>,
-    config: NodeConfig,
+    pub(crate) config: NodeConfig,
     in_call: AtomicBool,
     /// Call drivers still running (a driver outlives its call while it lingers to deliver
     /// the last words): shutting down waits for them.
@@ -156,7 +161,8 @@ impl Shared {
 /// A running EXTRA SAFE node.
 pub struct Node {
     endpoint: Endpoint,
-    shared: Arc<Shared>,
+    pub(crate) socket: Arc<crate::probe_socket::ProbeSocket>,
+    pub(crate) shared: Arc<Shared>,
     incoming: Mutex<mpsc::Receiver<Call>>,
     accept_task: tokio::task::JoinHandle<()>,
 }
@@ -243,23 +249,26 @@ impl Node {
             None
         };
         let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_error)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = Arc::new(crate::probe_socket::ProbeSocket::new(
+            quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
+        ));
         let mut endpoint_config = quinn::EndpointConfig::default();
         endpoint_config
             .max_udp_payload_size(MAX_UDP_PAYLOAD)
             .expect("a valid UDP payload size");
-        let endpoint = Endpoint::new(
-            endpoint_config,
-            server,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(bind_error)?;
+        // Probes share the socket and are told apart by that bit: QUIC packets must keep it.
+        endpoint_config.grease_quic_bit(false);
+        let endpoint =
+            Endpoint::new_with_abstract_socket(endpoint_config, server, socket.clone(), runtime)
+                .map_err(bind_error)?;
         let (tx, rx) = mpsc::channel(4);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             peer_id: identity.peer_id(),
             key,
             provider,
+            secured: tokio::sync::broadcast::channel(4).0,
             transport,
             config,
             in_call: AtomicBool::new(false),
@@ -275,6 +284,7 @@ impl Node {
         let _ = warm.await;
         Ok(Self {
             endpoint,
+            socket,
             shared,
             incoming: Mutex::new(rx),
             accept_task,
@@ -615,6 +625,7 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         return;
     };
     info!("incoming connection secured");
+    let _ = shared.secured.send(peer);
     debug!(peer = %peer.short(), %from, "incoming connection");
     // The hello deadline runs from the end of the handshake, whether or not a stream opens.
     let secured = Instant::now();

@@ -1,0 +1,185 @@
+//! The node's UDP socket, shared by QUIC and hole-punching probes: probes are taken out of
+//! what QUIC receives (they can never be QUIC packets, see `core::punch::is_probe`) and
+//! handed to the punches running, if any; with none running they are dropped unread.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use extrasafe_core::punch::{is_probe, PROBE_LEN};
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use tokio::sync::mpsc;
+
+/// A probe as received: where from, and its bytes.
+pub(crate) type Probe = (SocketAddr, [u8; PROBE_LEN]);
+
+/// Punches that want probes. A few at most (one call at a time, plus answers).
+const MAX_LISTENERS: usize = 4;
+
+pub(crate) struct ProbeSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    listeners: Mutex<Vec<(u64, mpsc::Sender<Probe>)>>,
+}
+
+impl fmt::Debug for ProbeSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProbeSocket").finish_non_exhaustive()
+    }
+}
+
+/// Receives probes until dropped.
+pub(crate) struct ProbeListener {
+    socket: Arc<ProbeSocket>,
+    id: u64,
+    pub(crate) rx: mpsc::Receiver<Probe>,
+}
+
+impl Drop for ProbeListener {
+    fn drop(&mut self) {
+        self.socket
+            .listeners
+            .lock()
+            .expect("probe listener lock poisoned")
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl ProbeSocket {
+    pub(crate) fn new(inner: Arc<dyn AsyncUdpSocket>) -> Self {
+        Self {
+            inner,
+            listeners: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts taking probes; `None` if too many punches run already.
+    pub(crate) fn listen(self: &Arc<Self>) -> Option<ProbeListener> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut listeners = self.listeners.lock().expect("probe listener lock poisoned");
+        if listeners.len() >= MAX_LISTENERS {
+            return None;
+        }
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Bounded: a flood beyond what a punch reads is dropped here.
+        let (tx, rx) = mpsc::channel(256);
+        listeners.push((id, tx));
+        Some(ProbeListener {
+            socket: self.clone(),
+            id,
+            rx,
+        })
+    }
+
+    /// Sends one probe now; a full socket buffer drops it (probes are repeated anyway).
+    pub(crate) fn send_probe(&self, dest: SocketAddr, bytes: &[u8]) {
+        let t = Transmit {
+            destination: dest,
+            ecn: None,
+            contents: bytes,
+            segment_size: None,
+            src_ip: None,
+        };
+        if let Err(e) = self.inner.try_send(&t) {
+            tracing::debug!(error = %e, "probe not sent");
+        }
+    }
+
+    fn deliver(&self, from: SocketAddr, bytes: &[u8]) {
+        let Ok(probe) = <[u8; PROBE_LEN]>::try_from(bytes) else {
+            return;
+        };
+        let listeners = self.listeners.lock().expect("probe listener lock poisoned");
+        for (_, tx) in listeners.iter() {
+            let _ = tx.try_send((from, probe));
+        }
+    }
+
+    /// Takes the probes out of one received buffer (with GRO, several datagrams of `stride`
+    /// bytes, the last maybe shorter); returns the bytes left for QUIC, compacted.
+    fn filter(&self, buf: &mut [u8], meta: &RecvMeta) -> usize {
+        let stride = meta.stride.max(1);
+        let len = meta.len.min(buf.len());
+        let mut kept = 0;
+        let mut start = 0;
+        while start < len {
+            let end = (start + stride).min(len);
+            if is_probe(&buf[start..end]) {
+                self.deliver(meta.addr, &buf[start..end]);
+            } else {
+                if kept != start {
+                    buf.copy_within(start..end, kept);
+                }
+                kept += end - start;
+            }
+            start = end;
+        }
+        kept
+    }
+}
+
+impl AsyncUdpSocket for ProbeSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        // A flood of probes must not keep this task from yielding.
+        for _ in 0..64 {
+            let n = match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            };
+            // Keep what is left for QUIC in the first slots.
+            let mut out = 0;
+            for i in 0..n {
+                let kept = self.filter(&mut bufs[i], &meta[i]);
+                if kept == 0 {
+                    continue;
+                }
+                meta[i].len = kept;
+                if out != i {
+                    meta[out] = meta[i];
+                    let (head, tail) = bufs.split_at_mut(i);
+                    head[out][..kept].copy_from_slice(&tail[0][..kept]);
+                }
+                out += 1;
+            }
+            if out > 0 {
+                return Poll::Ready(Ok(out));
+            }
+            // Only probes arrived: look again (the inner socket registers the waker when
+            // nothing is left).
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
+}

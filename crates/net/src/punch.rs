@@ -1,0 +1,185 @@
+//! Hole punching on the node's own socket (the sans-IO logic is `core::punch`): the caller
+//! punches, then opens QUIC on the first address that answered; the callee punches back and
+//! keeps answering until that connection is secured.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use extrasafe_core::punch::{Candidate, PunchEvent, PunchKey, PunchReport, PunchRole, Puncher};
+use extrasafe_core::{PeerId, Ticket};
+use tracing::debug;
+
+use crate::call::Call;
+use crate::error::CallError;
+use crate::node::Node;
+use crate::probe_socket::ProbeListener;
+
+/// A punch that found a path.
+#[derive(Clone, Debug)]
+pub struct Punched {
+    /// The peer's address that answered.
+    pub remote: SocketAddr,
+    /// Round trip of the probe that proved it.
+    pub rtt: Duration,
+    /// Our address as the peer saw it (a reflexive candidate for next time).
+    pub observed: Option<SocketAddr>,
+    /// Counts of the punch.
+    pub report: PunchReport,
+}
+
+impl Node {
+    fn start_punch(
+        &self,
+        key: PunchKey,
+        role: PunchRole,
+        candidates: &[Candidate],
+    ) -> Result<Run, CallError> {
+        let listener = self.socket.listen().ok_or(CallError::AlreadyInCall)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("the OS random source works");
+        let puncher = Puncher::new(
+            key,
+            role,
+            candidates,
+            self.shared.config.punch.clone(),
+            seed,
+            Instant::now(),
+        );
+        Ok(Run {
+            puncher,
+            listener,
+            socket: self.socket.clone(),
+        })
+    }
+
+    /// Punches towards `candidates` of the peer that shares `key` and returns the first
+    /// address that answered (the caller's side).
+    pub async fn punch(
+        &self,
+        key: PunchKey,
+        candidates: &[Candidate],
+    ) -> Result<Punched, CallError> {
+        self.start_punch(key, PunchRole::Controlling, candidates)?
+            .until_working()
+            .await
+    }
+
+    /// The callee's side of a punch: probes `candidates` of `peer` (opening our NAT towards
+    /// it) and answers its probes until its connection to us is secured. Returns the counts
+    /// then; fails when no connection came in time.
+    pub async fn answer_punch(
+        &self,
+        peer: PeerId,
+        key: PunchKey,
+        candidates: &[Candidate],
+    ) -> Result<PunchReport, CallError> {
+        let mut secured = self.shared.secured.subscribe();
+        let mut run = self.start_punch(key, PunchRole::Controlled, candidates)?;
+        let limit = tokio::time::sleep(
+            self.shared.config.punch.timeout + self.shared.config.handshake_timeout,
+        );
+        tokio::pin!(limit);
+        loop {
+            tokio::select! {
+                _ = &mut limit => {
+                    return Err(CallError::NoDirectPath(run.puncher.report().clone()))
+                }
+                p = secured.recv() => match p {
+                    Ok(p) if p == peer => return Ok(run.puncher.report().clone()),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return Err(CallError::Closed),
+                },
+                r = run.step() => {
+                    r.map_err(|_| CallError::Closed)?;
+                    while let Some(ev) = run.puncher.poll_event() {
+                        if let PunchEvent::Failed(report) = ev {
+                            return Err(CallError::NoDirectPath(report));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `peer` by punching towards its candidates first (both sides must punch at once,
+    /// with the same key: the callee learns of the call through the rendezvous record).
+    pub async fn call_punched(
+        &self,
+        peer: PeerId,
+        key: PunchKey,
+        candidates: &[Candidate],
+    ) -> Result<Call, CallError> {
+        if peer == self.peer_id() {
+            return Err(CallError::CallingSelf);
+        }
+        if self.in_call() {
+            return Err(CallError::AlreadyInCall);
+        }
+        let punched = self.punch(key, candidates).await?;
+        debug!(remote = %punched.remote, rtt = ?punched.rtt, "punched");
+        self.call(&Ticket {
+            peer,
+            addrs: vec![punched.remote],
+        })
+        .await
+    }
+}
+
+struct Run {
+    puncher: Puncher,
+    listener: ProbeListener,
+    socket: std::sync::Arc<crate::probe_socket::ProbeSocket>,
+}
+
+impl Run {
+    async fn until_working(&mut self) -> Result<Punched, CallError> {
+        loop {
+            self.step().await.map_err(|_| CallError::Closed)?;
+            if let Some(ev) = self.puncher.poll_event() {
+                match ev {
+                    PunchEvent::Working {
+                        remote,
+                        rtt,
+                        observed,
+                    } => {
+                        // Send what is queued (the pong that may have completed the peer's
+                        // check too) before handing over.
+                        self.flush();
+                        return Ok(Punched {
+                            remote,
+                            rtt,
+                            observed,
+                            report: self.puncher.report().clone(),
+                        });
+                    }
+                    PunchEvent::Failed(report) => return Err(CallError::NoDirectPath(report)),
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let now = Instant::now();
+        while let Some(t) = self.puncher.poll_transmit(now) {
+            self.socket.send_probe(t.dest, &t.bytes);
+        }
+    }
+
+    /// Sends what is due, then waits for one probe or timer.
+    async fn step(&mut self) -> Result<(), ()> {
+        self.flush();
+        let sleep = match self.puncher.poll_timeout() {
+            Some(t) => tokio::time::sleep_until(t.into()),
+            // Stopped: only answers are left to send, when probes come.
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            p = self.listener.rx.recv() => {
+                let (from, bytes) = p.ok_or(())?;
+                self.puncher.handle(Instant::now(), from, &bytes);
+            }
+            _ = sleep => self.puncher.handle_timeout(Instant::now()),
+        }
+        Ok(())
+    }
+}
