@@ -65,6 +65,20 @@ pub struct Global {
     /// bench/RESULTS.md.
     #[arg(long, global = true, value_name = "NAME", default_value = "bbr", value_parser = ["cubic", "newreno", "bbr"])]
     pub congestion: String,
+    /// DHT node to join through (`host:port`; repeat or separate with commas) [default:
+    /// Mainline's public bootstrap nodes]. The DHT is how contacts find each other without
+    /// a known address; what you publish there is sealed for one contact (docs/REACH.md).
+    #[arg(
+        long = "dht-bootstrap",
+        global = true,
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub dht_bootstrap: Vec<String>,
+    /// Stay off the DHT: contacts can then reach you, and you them, only at addresses from
+    /// tickets. DHT nodes otherwise see your IP address (not who you are or whom you call).
+    #[arg(long, global = true)]
+    pub no_dht: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -78,6 +78,18 @@ impl From<CallError> for Failure {
                 "The ticket lists no address. Ask for the ticket `extrasafe listen` prints.",
             ),
             CallError::CallingSelf => Failure::new(USAGE, "That is your own ticket."),
+            CallError::NoDirectPath(report) => Failure::new(UNREACHABLE, report.explain()),
+            CallError::NotPublished => Failure::new(
+                UNREACHABLE,
+                "They have published no address this hour: they are offline, not running \
+                 `extrasafe listen`, or it runs with --no-dht. Try again later, or ask for a \
+                 fresh ticket.",
+            ),
+            CallError::Rendezvous(e) => Failure::new(
+                UNREACHABLE,
+                format!("The DHT could not be used ({e}). Check your internet connection, or \
+                         give --dht-bootstrap a node you can reach."),
+            ),
             e => Failure::new(OTHER, format!("The call failed: {e}.")),
         }
     }

@@ -9,6 +9,7 @@ mod exit;
 mod files;
 mod ident;
 mod output;
+mod reach;
 
 use clap::Parser;
 

@@ -588,9 +588,10 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     assert_eq!(list[1]["verified"], false);
     assert!(list[1]["addresses"].as_array().unwrap().is_empty());
 
-    // A contact without an address, an unknown name: a sentence and exit 2.
+    // A contact without an address while staying off the DHT, an unknown name: a sentence
+    // and exit 2.
     let out = bin()
-        .args(["--data-dir", &data, "call", "bob"])
+        .args(["--data-dir", &data, "--no-dht", "call", "bob"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -609,4 +610,95 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not written with this identity"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
+    // A Mainline testnet on 127.0.0.1: nothing goes to the public DHT.
+    let testnet = mainline::Testnet::builder(8).build().unwrap();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (alice_dir, bob_dir) = (tmp("dht-alice"), tmp("dht-bob"));
+    let (alice_data, bob_data) = (
+        alice_dir.to_str().unwrap().to_string(),
+        bob_dir.to_str().unwrap().to_string(),
+    );
+    let id = |data: &str| -> String {
+        let out = bin()
+            .args(["--data-dir", data, "--json", "id"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["peer_id"].as_str().unwrap().to_string()
+    };
+    let (alice_id, bob_id) = (id(&alice_data), id(&bob_data));
+    // Each knows only the other's peer ID: no ticket, no address.
+    for (data, other, name) in [
+        (&alice_data, &bob_id, "bob"),
+        (&bob_data, &alice_id, "alice"),
+    ] {
+        let out = bin()
+            .args(["--data-dir", data, "contact", "add", other, "--name", name])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let mut l = bin()
+        .args([
+            "--data-dir",
+            &bob_data,
+            "--json",
+            "--dht-bootstrap",
+            &bootstrap,
+        ])
+        .args([
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+            "--accept",
+            "anyone",
+        ])
+        .args(["--no-audio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lev = Events::new(l.stdout.take().unwrap());
+    let mut l = Proc(Some(l));
+    lev.until("listening");
+    // Bob's first record may take a moment to be stored: a caller who finds none is told so
+    // (exit 3), and tries again.
+    let started = std::time::Instant::now();
+    let (mut c, cev) = loop {
+        let (c, cev) = caller(
+            "bob",
+            &["--data-dir", &alice_data, "--dht-bootstrap", &bootstrap],
+            &["--no-audio", "--bind", "127.0.0.1:0"],
+        );
+        assert_eq!(cev.until("calling")["contact"], "bob");
+        cev.until("dht_lookup");
+        match cev.0.recv_timeout(Duration::from_secs(20)) {
+            Ok(v) if v["event"] == "secured" => break (c, cev),
+            other => {
+                let code = wait(c);
+                assert_eq!(code, 3, "{other:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "never reached Bob"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    cev.until("connected");
+    let connected = lev.until("connected");
+    assert_eq!(connected["peer_id"], alice_id.as_str());
+    writeln!(c.stdin.as_mut().unwrap(), "found you").unwrap();
+    assert_eq!(lev.until("chat")["text"], "found you");
+    writeln!(l.stdin.as_mut().unwrap(), "/hangup").unwrap();
+    assert_eq!(wait(l), 0);
+    drop(c.stdin.take());
+    assert_eq!(wait(c), 0);
+    let _ = std::fs::remove_dir_all(&alice_dir);
+    let _ = std::fs::remove_dir_all(&bob_dir);
 }

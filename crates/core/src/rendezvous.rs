@@ -189,6 +189,11 @@ impl PairSecret {
         })
     }
 
+    /// The other side of the pair.
+    pub fn peer(&self) -> PeerId {
+        self.them
+    }
+
     /// Keys of the record `publisher` writes for `reader` in `epoch`.
     fn keys(&self, publisher: &PeerId, reader: &PeerId, epoch: u64) -> RecordKeys {
         let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + 8));

@@ -60,6 +60,12 @@ pub enum CallError {
     /// would help).
     #[error("{}", .0.explain())]
     NoDirectPath(extrasafe_core::punch::PunchReport),
+    /// The contact published no rendezvous record this hour.
+    #[error("the contact has no rendezvous record this hour: it is offline, or its app is not listening with the DHT on")]
+    NotPublished,
+    /// The DHT could not be used.
+    #[error("the DHT could not be used: {0}")]
+    Rendezvous(String),
     /// The call is over, or the request does not fit its state.
     #[error(transparent)]
     Session(#[from] extrasafe_core::session::SessionError),

@@ -10,6 +10,7 @@
 mod addrs;
 pub mod audio;
 mod call;
+pub mod dht;
 mod driver;
 mod error;
 mod node;

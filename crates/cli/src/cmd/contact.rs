@@ -131,14 +131,29 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
     Ok(0)
 }
 
-/// Whom `target` names, for `call` and `send`: a ticket as given, else a contact (by name or
-/// peer ID) with the addresses last known for them. Returns the contact's name too.
+/// Whom `target` names, for `call` and `send`.
+pub struct Target {
+    /// A ticket as given, or the addresses last known for a contact (`None`: no address, the
+    /// contact must be found on the DHT).
+    pub ticket: Option<Ticket>,
+    pub peer: PeerId,
+    /// Set for a contact.
+    pub name: Option<String>,
+}
+
+/// Resolves a ticket as given, else a contact by name or peer ID.
 pub fn resolve(
     target: &str,
     contacts: impl FnOnce() -> Result<extrasafe_core::contacts::ContactBook, Failure>,
-) -> Result<(Ticket, Option<String>), Failure> {
+) -> Result<Target, Failure> {
     let ticket_err = match target.trim().parse::<Ticket>() {
-        Ok(t) => return Ok((t, None)),
+        Ok(t) => {
+            return Ok(Target {
+                peer: t.peer,
+                ticket: Some(t),
+                name: None,
+            })
+        }
         Err(e) if target.trim().to_lowercase().starts_with("est1") => {
             return Err(Failure::new(
                 USAGE,
@@ -149,17 +164,11 @@ pub fn resolve(
     };
     let book = contacts()?;
     match book.find(target) {
-        Some(c) => match c.ticket() {
-            Some(t) => Ok((t, Some(c.name.clone()))),
-            None => Err(Failure::new(
-                USAGE,
-                format!(
-                    "No address is known for {} yet. Ask them for their ticket, then \
-                     `extrasafe contact add TICKET --name {}` updates it.",
-                    c.name, c.name
-                ),
-            )),
-        },
+        Some(c) => Ok(Target {
+            ticket: c.ticket(),
+            peer: c.peer,
+            name: Some(c.name.clone()),
+        }),
         None if target.trim().parse::<PeerId>().is_ok() => Err(Failure::new(
             USAGE,
             "That peer ID is not one of your contacts, and a peer ID alone has no address: \

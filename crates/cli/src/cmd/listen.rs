@@ -1,15 +1,21 @@
 //! `extrasafe listen`
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use extrasafe_core::PeerId;
+use extrasafe_net::dht::{self, IncomingIntent};
 use extrasafe_net::{AcceptPolicy, NodeConfig};
+use tokio::sync::mpsc;
 
 use crate::args::{Global, ListenArgs};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
-use crate::exit::{Failure, USAGE};
+use crate::exit::{Failure, OTHER, USAGE};
 use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
+use crate::reach;
 
 fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
     match words {
@@ -49,12 +55,31 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         ));
     }
     let loaded = ident::load(global)?;
+    // Contacts find us through the DHT: our sealed records for each, and their intents.
+    let book = match (&loaded.store, global.no_dht) {
+        (Some(store), false) => store.load_contacts(&loaded.identity)?,
+        _ => Default::default(),
+    };
+    let names: HashMap<PeerId, String> = book
+        .list()
+        .iter()
+        .map(|c| (c.peer, c.name.clone()))
+        .collect();
+    let peers: Vec<PeerId> = names.keys().copied().collect();
+    let pairs = if peers.is_empty() {
+        None
+    } else {
+        Some(
+            dht::pair_secrets(&loaded.identity, &peers)
+                .map_err(|e| Failure::new(OTHER, format!("{e}.")))?,
+        )
+    };
     let config = NodeConfig {
         policy: policy.clone(),
         congestion: global.congestion.parse().unwrap_or_default(),
         ..NodeConfig::default()
     };
-    let node = super::bind_node(&loaded.identity, config, args.bind, args.port).await?;
+    let node = Arc::new(super::bind_node(&loaded.identity, config, args.bind, args.port).await?);
     drop(loaded.identity);
     let ticket = node.ticket();
     out.identity(
@@ -75,6 +100,20 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             ids.len()
         ),
     });
+    let mut intents = match pairs {
+        Some(pairs) => {
+            let dht_config = reach::dht_config(global);
+            let rendezvous = dht::Rendezvous::start(pairs, &dht_config)
+                .map_err(|e| Failure::new(OTHER, format!("{e}. Try --no-dht.")))?;
+            out.hint(format!(
+                "Your {} contact(s) can reach you without an address: sealed records for \
+                 each are on the DHT (its nodes see your IP address, not who you are).",
+                names.len()
+            ));
+            Some(dht::serve(node.clone(), Arc::new(rendezvous), dht_config))
+        }
+        None => None,
+    };
     let mut input = Input::spawn();
     let mut intr = Interrupts::new();
     // A listener stopped with Ctrl-C did its job; with --once the call's outcome counts.
@@ -101,9 +140,34 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                 }
                 out.hint("Listening again.");
             }
+            intent = next_intent(&mut intents) => {
+                // A contact is calling without our address: punch back, so its connection
+                // can come in; the call itself then arrives above.
+                let node = node.clone();
+                let name = names.get(&intent.peer).cloned().unwrap_or_default();
+                tokio::spawn(async move {
+                    if let Err(e) = node.answer_punch(intent.peer, intent.key, &intent.candidates).await {
+                        out.emit(
+                            format!("{name} tried to call, but no direct path could be made. {}", Failure::from(e).message),
+                            serde_json::json!({"event": "no_path", "contact": name}),
+                        );
+                    }
+                });
+            }
             _ = intr.next() => break,
         }
     }
     node.shutdown().await;
     Ok(code)
+}
+
+/// The next call intent from a contact; never, with the DHT off.
+async fn next_intent(intents: &mut Option<mpsc::Receiver<IncomingIntent>>) -> IncomingIntent {
+    match intents {
+        Some(rx) => match rx.recv().await {
+            Some(i) => i,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }

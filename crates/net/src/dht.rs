@@ -1,0 +1,365 @@
+//! Rendezvous on the Mainline DHT (BEP 44 mutable items): the I/O shell around
+//! `core::rendezvous`. Each contact pair has its own per-hour, per-direction DHT key; values
+//! are sealed and of one size (docs/REACH.md). A listening node publishes its candidates for
+//! every contact and polls each contact's record for a call intent; a caller reads the
+//! callee's record, publishes its intent, and both punch.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use extrasafe_core::punch::{is_public, Candidate, CandidateKind, PunchKey};
+use extrasafe_core::rendezvous::{
+    epoch_of, CallIntent, PairSecret, Record, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
+};
+use extrasafe_core::{Identity, PeerId};
+use futures_lite::StreamExt;
+use mainline::{Dht, MutableItem, SigningKey};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::error::CallError;
+use crate::node::Node;
+
+/// How the node joins the DHT.
+#[derive(Clone, Debug)]
+pub struct DhtConfig {
+    /// Bootstrap nodes (`host:port`). Empty means Mainline's public bootstrap nodes.
+    pub bootstrap: Vec<String>,
+    /// Local address for the DHT socket (IPv4: Mainline is IPv4 only).
+    pub bind: Ipv4Addr,
+    /// How often a listening node reads each contact's record.
+    pub poll: Duration,
+    /// Republish our records this often within an hour (DHT nodes drop old items).
+    pub republish: Duration,
+    /// How long a DHT request may go unanswered. A lookup or store finishes only when its
+    /// last request answered or timed out, so this bounds how long a call takes to ring.
+    pub request_timeout: Duration,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: Vec::new(),
+            bind: Ipv4Addr::UNSPECIFIED,
+            poll: Duration::from_secs(2),
+            republish: Duration::from_secs(20 * 60),
+            request_timeout: mainline::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Why the DHT could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DhtError {
+    /// The DHT socket could not be opened.
+    #[error("cannot join the DHT: {0}")]
+    Start(#[from] std::io::Error),
+    /// The contact's key cannot give a shared secret.
+    #[error(transparent)]
+    Record(#[from] RendezvousError),
+    /// The record could not be stored on the DHT (no nodes answered).
+    #[error("could not publish on the DHT: {0}")]
+    Publish(String),
+}
+
+/// A contact is calling us: punch back towards its candidates with this key.
+#[derive(Debug)]
+pub struct IncomingIntent {
+    /// Who calls.
+    pub peer: PeerId,
+    /// The probe key of this call attempt.
+    pub key: PunchKey,
+    /// Where the caller may be reached.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Our side of the DHT: one node, and the pair secrets of our contacts.
+pub struct Rendezvous {
+    dht: mainline::async_dht::AsyncDht,
+    pairs: HashMap<PeerId, PairSecret>,
+}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendezvous")
+            .field("contacts", &self.pairs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The secrets `identity` shares with each of `contacts` (computed once, so the identity key
+/// need not stay in memory while the node runs).
+pub fn pair_secrets(identity: &Identity, contacts: &[PeerId]) -> Result<Vec<PairSecret>, DhtError> {
+    contacts
+        .iter()
+        .map(|p| PairSecret::new(identity, p).map_err(DhtError::from))
+        .collect()
+}
+
+/// Candidates as a record carries them: addresses only, their kind read back from the range
+/// (a private address is a host candidate; a public one may be either, and is tried the same).
+pub fn as_candidates(addrs: &[SocketAddr]) -> Vec<Candidate> {
+    addrs
+        .iter()
+        .map(|a| Candidate {
+            addr: *a,
+            kind: if is_public(a.ip()) {
+                CandidateKind::Reflexive
+            } else {
+                CandidateKind::Host
+            },
+        })
+        .collect()
+}
+
+impl Rendezvous {
+    /// Joins the DHT as a client (it stores nothing for others), knowing the secrets `pairs`
+    /// it shares with contacts (see [`pair_secrets`]).
+    pub fn start(pairs: Vec<PairSecret>, config: &DhtConfig) -> Result<Self, DhtError> {
+        let pairs = pairs.into_iter().map(|p| (p.peer(), p)).collect();
+        let mut builder = Dht::builder();
+        builder
+            .bind_address(config.bind)
+            .request_timeout(config.request_timeout);
+        if !config.bootstrap.is_empty() {
+            builder.bootstrap(&config.bootstrap);
+        }
+        let dht = builder.build()?.as_async();
+        Ok(Self { dht, pairs })
+    }
+
+    /// Our public IPv4 address as DHT nodes saw it, once they have.
+    pub async fn public_ip(&self) -> Option<Ipv4Addr> {
+        self.dht
+            .info()
+            .await
+            .public_address()
+            .map(|a| *a.ip())
+            .filter(|ip| is_public(IpAddr::V4(*ip)))
+    }
+
+    /// Waits until the DHT node has found others (up to `limit`); false if it has not.
+    pub async fn bootstrapped(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.dht.bootstrapped())
+            .await
+            .unwrap_or(false)
+    }
+
+    fn pair(&self, peer: &PeerId) -> Option<&PairSecret> {
+        self.pairs.get(peer)
+    }
+
+    /// Publishes our record for `peer`: where we are, and a call intent if we call.
+    pub async fn publish(
+        &self,
+        peer: &PeerId,
+        candidates: &[SocketAddr],
+        intent: Option<CallIntent>,
+    ) -> Result<(), DhtError> {
+        let pair = self
+            .pair(peer)
+            .ok_or(DhtError::Publish("not a contact".into()))?;
+        let sent_at_ms = now_ms();
+        let keys = pair.outgoing(epoch_of(sent_at_ms));
+        let record = Record {
+            sent_at_ms,
+            candidates: candidates.iter().copied().take(MAX_CANDIDATES).collect(),
+            intent,
+        };
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the OS random source works");
+        let value = keys.seal(&record, nonce)?;
+        let signer = SigningKey::from_bytes(&keys.signing_seed());
+        let item = MutableItem::new(signer, &value, sent_at_ms as i64, None);
+        self.dht
+            .put_mutable(item, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| DhtError::Publish(e.to_string()))
+    }
+
+    /// The newest record `peer` published for us this hour (or, early in the hour, the last
+    /// one), newer than `after` (a `sent_at_ms`) if given.
+    pub async fn lookup(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
+        let pair = self.pair(peer)?;
+        let now = now_ms();
+        let mut epochs = vec![epoch_of(now)];
+        if now % EPOCH_MS < 60_000 {
+            epochs.push(epoch_of(now) - 1);
+        }
+        let mut best: Option<Record> = None;
+        for epoch in epochs {
+            let keys = pair.incoming(epoch);
+            let more_recent = after.map(|a| a as i64);
+            let mut items = self.dht.get_mutable(&keys.dht_key(), None, more_recent);
+            // Nodes answer as the lookup proceeds; the first valid answer is usually the
+            // newest (a record changes seldom), so stop at the first that opens and wait only
+            // briefly for a newer one.
+            let deadline = tokio::time::sleep(Duration::from_millis(1500));
+            tokio::pin!(deadline);
+            loop {
+                let item = tokio::select! {
+                    item = items.next() => item,
+                    _ = &mut deadline => None,
+                };
+                let Some(item) = item else { break };
+                match keys.open(item.value(), now_ms()) {
+                    // The signed sequence number must be the sealed time, or a node replays
+                    // an old value under a higher number.
+                    Ok(r) if r.sent_at_ms as i64 == item.seq() => {
+                        if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
+                            best = Some(r);
+                        }
+                        break;
+                    }
+                    Ok(_) => debug!("rendezvous record with a mismatched sequence ignored"),
+                    Err(e) => debug!(error = %e, "rendezvous record ignored"),
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+        best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a))
+    }
+
+    /// The probe key for a call attempt with `peer`.
+    pub fn punch_key(&self, peer: &PeerId, call_id: &[u8; 16]) -> Option<PunchKey> {
+        self.pair(peer).map(|p| p.punch_key(call_id))
+    }
+}
+
+/// Our addresses worth publishing: interface addresses of the call socket, and, when DHT
+/// nodes told us our public IPv4 address, that address with the call port (right behind the
+/// many NATs that keep the port; the peer's probes find the real one otherwise).
+pub async fn candidates(node: &Node, rendezvous: &Rendezvous) -> Vec<SocketAddr> {
+    let port = node.local_addr().port();
+    let mut out = Vec::new();
+    if let Some(ip) = rendezvous.public_ip().await {
+        out.push(SocketAddr::new(IpAddr::V4(ip), port));
+    }
+    let bound = node.local_addr();
+    for a in crate::addrs::reachable(bound) {
+        // Loopback only reaches this machine: offered only by a node bound to it alone.
+        if !out.contains(&a) && (!a.ip().is_loopback() || bound.ip().is_loopback()) {
+            out.push(a);
+        }
+    }
+    out.truncate(MAX_CANDIDATES);
+    out
+}
+
+impl Node {
+    /// Calls a contact with no known address: reads its rendezvous record, publishes a call
+    /// intent with our candidates, and punches.
+    pub async fn call_contact(
+        &self,
+        rendezvous: &Rendezvous,
+        peer: PeerId,
+    ) -> Result<crate::Call, CallError> {
+        let started = std::time::Instant::now();
+        let theirs = rendezvous
+            .lookup(&peer, None)
+            .await
+            .ok_or(CallError::NotPublished)?;
+        debug!(took = ?started.elapsed(), "callee's record read");
+        let mut call_id = [0u8; 16];
+        getrandom::fill(&mut call_id).expect("the OS random source works");
+        let intent = CallIntent {
+            call_id,
+            until_ms: now_ms() + 60_000,
+        };
+        let ours = candidates(self, rendezvous).await;
+        rendezvous
+            .publish(&peer, &ours, Some(intent))
+            .await
+            .map_err(|e| CallError::Rendezvous(e.to_string()))?;
+        debug!(took = ?started.elapsed(), "intent published");
+        let key = rendezvous
+            .punch_key(&peer, &call_id)
+            .ok_or(CallError::NotPublished)?;
+        self.call_punched(peer, key, &as_candidates(&theirs.candidates))
+            .await
+    }
+}
+
+/// Keeps our records published and watches our contacts' records; yields their call intents.
+pub fn serve(
+    node: Arc<Node>,
+    rendezvous: Arc<Rendezvous>,
+    config: DhtConfig,
+) -> mpsc::Receiver<IncomingIntent> {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
+        let mut published: Option<(u64, Vec<SocketAddr>, tokio::time::Instant)> = None;
+        let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
+        let mut answered: HashSet<[u8; 16]> = HashSet::new();
+        loop {
+            let ours = candidates(&node, &rendezvous).await;
+            let epoch = epoch_of(now_ms());
+            let stale = published.as_ref().is_none_or(|(e, c, at)| {
+                *e != epoch || *c != ours || at.elapsed() >= config.republish
+            });
+            if stale {
+                let mut puts = JoinSet::new();
+                for &peer in &peers {
+                    let (rv, ours) = (rendezvous.clone(), ours.clone());
+                    puts.spawn(async move { rv.publish(&peer, &ours, None).await });
+                }
+                while let Some(r) = puts.join_next().await {
+                    if let Ok(Err(e)) = r {
+                        debug!(error = %e, "publishing a rendezvous record failed");
+                    }
+                }
+                published = Some((epoch, ours, tokio::time::Instant::now()));
+            }
+            let polled = std::time::Instant::now();
+            let mut reads = JoinSet::new();
+            for peer in peers.iter().copied() {
+                let (rv, after) = (rendezvous.clone(), last_seen.get(&peer).copied());
+                reads.spawn(async move { (peer, rv.lookup(&peer, after).await) });
+            }
+            while let Some(r) = reads.join_next().await {
+                let Ok((peer, Some(record))) = r else {
+                    continue;
+                };
+                last_seen.insert(peer, record.sent_at_ms);
+                let Some(intent) = record.intent else {
+                    continue;
+                };
+                if answered.len() > 1024 {
+                    answered.clear();
+                }
+                if !answered.insert(intent.call_id) {
+                    continue;
+                }
+                let Some(key) = rendezvous.punch_key(&peer, &intent.call_id) else {
+                    continue;
+                };
+                let intent = IncomingIntent {
+                    peer,
+                    key,
+                    candidates: as_candidates(&record.candidates),
+                };
+                if tx.send(intent).await.is_err() {
+                    return;
+                }
+            }
+            debug!(took = ?polled.elapsed(), "contacts' records polled");
+            tokio::time::sleep(config.poll).await;
+        }
+    });
+    rx
+}

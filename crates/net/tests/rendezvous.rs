@@ -1,0 +1,112 @@
+//! Calling a contact by its rendezvous record on a local Mainline testnet (127.0.0.1 only,
+//! never the public DHT): the callee publishes and polls, the caller reads, publishes its
+//! intent and punches; the call rings within seconds.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use extrasafe_net::core::Identity;
+use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+use extrasafe_net::{AcceptPolicy, CallError, Node};
+
+fn dht_config(testnet: &mainline::Testnet) -> DhtConfig {
+    DhtConfig {
+        bootstrap: testnet.bootstrap.clone(),
+        bind: std::net::Ipv4Addr::LOCALHOST,
+        poll: Duration::from_millis(500),
+        // Every lookup and store waits for its slowest request; on a loopback testnet all
+        // answer at once, so a short timeout only makes the test quicker.
+        request_timeout: Duration::from_millis(500),
+        ..DhtConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_is_called_with_no_address_through_the_dht() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let config = dht_config(&testnet);
+    let (alice_id, bob_id, carol_id) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    let alice = Node::bind(&alice_id, common::config(AcceptPolicy::Anyone))
+        .await
+        .unwrap();
+    let bob = Arc::new(
+        Node::bind(&bob_id, common::config(AcceptPolicy::Anyone))
+            .await
+            .unwrap(),
+    );
+    let alice_rv = Rendezvous::start(
+        dht::pair_secrets(&alice_id, &[bob.peer_id()]).unwrap(),
+        &config,
+    )
+    .unwrap();
+    let bob_rv = Arc::new(
+        Rendezvous::start(
+            dht::pair_secrets(&bob_id, &[alice.peer_id()]).unwrap(),
+            &config,
+        )
+        .unwrap(),
+    );
+    let mut intents = dht::serve(bob.clone(), bob_rv.clone(), config.clone());
+
+    // Carol is nobody's contact: she cannot find or open Bob's records.
+    let carol_rv = Rendezvous::start(
+        dht::pair_secrets(&carol_id, &[bob.peer_id()]).unwrap(),
+        &config,
+    )
+    .unwrap();
+    let carol = Node::bind(&carol_id, common::config(AcceptPolicy::Anyone))
+        .await
+        .unwrap();
+
+    // Bob's first record goes up; then Alice calls by peer ID alone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alice_rv.lookup(&bob.peer_id(), None).await.is_none() {
+        assert!(Instant::now() < deadline, "Bob's record never appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    let answer = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let intent = intents.recv().await.expect("an intent");
+            let at = Instant::now();
+            assert_eq!(intent.peer, alice_id.peer_id());
+            let r = bob
+                .answer_punch(intent.peer, intent.key, &intent.candidates)
+                .await;
+            (at, r)
+        })
+    };
+    let mut call = alice.call_contact(&alice_rv, bob.peer_id()).await.unwrap();
+    let mut inc = incoming(&bob).await;
+    let ring = started.elapsed();
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    let (intent_at, answered) = answer.await.unwrap();
+    answered.unwrap();
+    eprintln!(
+        "rang in {ring:?}; intent seen after {:?}",
+        intent_at - started
+    );
+    assert!(ring < Duration::from_secs(10), "{ring:?}");
+    assert_eq!(inc.info().peer, alice.peer_id());
+
+    assert!(carol_rv.lookup(&bob.peer_id(), None).await.is_none());
+    assert!(matches!(
+        carol.call_contact(&carol_rv, bob.peer_id()).await,
+        Err(CallError::NotPublished)
+    ));
+}
