@@ -21,6 +21,7 @@
 pub mod contacts;
 pub mod identity;
 pub mod keyfile;
+pub mod krpc;
 pub mod media;
 pub mod punch;
 pub mod rendezvous;

@@ -112,6 +112,7 @@ struct WireRecord {
     version: u8,
     sent_at_ms: u64,
     candidates: Vec<WireAddr>,
+    nat: u8,
     intent: Option<([u8; 16], u64)>,
 }
 
@@ -132,6 +133,8 @@ pub struct Record {
     pub sent_at_ms: u64,
     /// Where the publisher may be reached (at most [`MAX_CANDIDATES`]).
     pub candidates: Vec<SocketAddr>,
+    /// How the publisher's NAT maps its call socket, if it measured that.
+    pub nat: crate::punch::NatMapping,
     /// Set while the publisher is calling the reader.
     pub intent: Option<CallIntent>,
 }
@@ -274,6 +277,7 @@ impl RecordKeys {
                 .iter()
                 .map(|a| WireAddr::from(*a))
                 .collect(),
+            nat: record.nat.to_byte(),
             intent: record.intent.map(|i| (i.call_id, i.until_ms)),
         };
         let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
@@ -331,6 +335,7 @@ impl RecordKeys {
         Ok(Record {
             sent_at_ms: wire.sent_at_ms,
             candidates,
+            nat: crate::punch::NatMapping::from_byte(wire.nat),
             intent,
         })
     }
@@ -349,6 +354,7 @@ mod tests {
                 "198.51.100.7:4433".parse().unwrap(),
                 "[2001:db8::5]:4433".parse().unwrap(),
             ],
+            nat: crate::punch::NatMapping::Varies,
             intent: Some(CallIntent {
                 call_id: [9; 16],
                 until_ms: NOW + 30_000,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use extrasafe_core::punch::{is_public, Candidate, CandidateKind, PunchKey};
+use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
     epoch_of, CallIntent, PairSecret, Record, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
 };
@@ -22,6 +22,7 @@ use tracing::debug;
 
 use crate::error::CallError;
 use crate::node::Node;
+use crate::punch::PunchPlan;
 
 /// How the node joins the DHT.
 #[derive(Clone, Debug)]
@@ -64,17 +65,6 @@ pub enum DhtError {
     /// The record could not be stored on the DHT (no nodes answered).
     #[error("could not publish on the DHT: {0}")]
     Publish(String),
-}
-
-/// A contact is calling us: punch back towards its candidates with this key.
-#[derive(Debug)]
-pub struct IncomingIntent {
-    /// Who calls.
-    pub peer: PeerId,
-    /// The probe key of this call attempt.
-    pub key: PunchKey,
-    /// Where the caller may be reached.
-    pub candidates: Vec<Candidate>,
 }
 
 /// Our side of the DHT: one node, and the pair secrets of our contacts.
@@ -160,11 +150,21 @@ impl Rendezvous {
         self.pairs.get(peer)
     }
 
+    /// Addresses of DHT nodes we know (to ask what address they see for the call socket).
+    pub async fn dht_nodes(&self) -> Vec<SocketAddr> {
+        self.dht
+            .to_bootstrap()
+            .await
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+
     /// Publishes our record for `peer`: where we are, and a call intent if we call.
     pub async fn publish(
         &self,
         peer: &PeerId,
-        candidates: &[SocketAddr],
+        us: &Reachability,
         intent: Option<CallIntent>,
     ) -> Result<(), DhtError> {
         let pair = self
@@ -174,7 +174,8 @@ impl Rendezvous {
         let keys = pair.outgoing(epoch_of(sent_at_ms));
         let record = Record {
             sent_at_ms,
-            candidates: candidates.iter().copied().take(MAX_CANDIDATES).collect(),
+            candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
+            nat: us.nat,
             intent,
         };
         let mut nonce = [0u8; 24];
@@ -240,16 +241,32 @@ impl Rendezvous {
     }
 }
 
-/// Our addresses worth publishing: interface addresses of the call socket, and, when DHT
-/// nodes told us our public IPv4 address, that address with the call port (right behind the
-/// many NATs that keep the port; the peer's probes find the real one otherwise).
-pub async fn candidates(node: &Node, rendezvous: &Rendezvous) -> Vec<SocketAddr> {
-    let port = node.local_addr().port();
-    let mut out = Vec::new();
-    if let Some(ip) = rendezvous.public_ip().await {
-        out.push(SocketAddr::new(IpAddr::V4(ip), port));
-    }
+/// Where we can be reached, as published.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reachability {
+    /// Our addresses, best first (at most [`MAX_CANDIDATES`]).
+    pub candidates: Vec<SocketAddr>,
+    /// How our NAT maps the call socket.
+    pub nat: NatMapping,
+}
+
+/// Our addresses worth publishing: the call socket's public address as DHT nodes see it
+/// (asked from the call socket itself), else our public IP as the DHT saw it with the call
+/// port (right behind the many NATs that keep the port); then the interface addresses.
+pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     let bound = node.local_addr();
+    let observed = node
+        .observe(&rendezvous.dht_nodes().await, Duration::from_secs(2))
+        .await;
+    let mut out = Vec::new();
+    match observed.reflexive() {
+        Some(a) if is_public(a.ip()) => out.push(a),
+        _ => {
+            if let Some(ip) = rendezvous.public_ip().await {
+                out.push(SocketAddr::new(IpAddr::V4(ip), bound.port()));
+            }
+        }
+    }
     for a in crate::addrs::reachable(bound) {
         // Loopback only reaches this machine: offered only by a node bound to it alone.
         if !out.contains(&a) && (!a.ip().is_loopback() || bound.ip().is_loopback()) {
@@ -257,7 +274,10 @@ pub async fn candidates(node: &Node, rendezvous: &Rendezvous) -> Vec<SocketAddr>
         }
     }
     out.truncate(MAX_CANDIDATES);
-    out
+    Reachability {
+        candidates: out,
+        nat: observed.mapping,
+    }
 }
 
 impl Node {
@@ -269,10 +289,11 @@ impl Node {
         peer: PeerId,
     ) -> Result<crate::Call, CallError> {
         let started = std::time::Instant::now();
-        let theirs = rendezvous
-            .lookup(&peer, None)
-            .await
-            .ok_or(CallError::NotPublished)?;
+        let (theirs, us) = tokio::join!(
+            rendezvous.lookup(&peer, None),
+            reachability(self, rendezvous)
+        );
+        let theirs = theirs.ok_or(CallError::NotPublished)?;
         debug!(took = ?started.elapsed(), "callee's record read");
         let mut call_id = [0u8; 16];
         getrandom::fill(&mut call_id).expect("the OS random source works");
@@ -280,34 +301,53 @@ impl Node {
             call_id,
             until_ms: now_ms() + 60_000,
         };
-        let ours = candidates(self, rendezvous).await;
         rendezvous
-            .publish(&peer, &ours, Some(intent))
+            .publish(&peer, &us, Some(intent))
             .await
             .map_err(|e| CallError::Rendezvous(e.to_string()))?;
         debug!(took = ?started.elapsed(), "intent published");
         let key = rendezvous
             .punch_key(&peer, &call_id)
             .ok_or(CallError::NotPublished)?;
-        self.call_punched(peer, key, &as_candidates(&theirs.candidates))
-            .await
+        self.call_punched(PunchPlan {
+            peer,
+            key,
+            candidates: as_candidates(&theirs.candidates),
+            our_nat: us.nat,
+            their_nat: theirs.nat,
+        })
+        .await
     }
 }
 
-/// Keeps our records published and watches our contacts' records; yields their call intents.
+/// How often a listening node measures its addresses again.
+const REGATHER: Duration = Duration::from_secs(60);
+
+/// Keeps our records published and watches our contacts' records; yields a plan to punch
+/// back for each call intent.
 pub fn serve(
     node: Arc<Node>,
     rendezvous: Arc<Rendezvous>,
     config: DhtConfig,
-) -> mpsc::Receiver<IncomingIntent> {
+) -> mpsc::Receiver<PunchPlan> {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
-        let mut published: Option<(u64, Vec<SocketAddr>, tokio::time::Instant)> = None;
+        let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
+        let mut gathered: Option<(Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         loop {
-            let ours = candidates(&node, &rendezvous).await;
+            if gathered
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() >= REGATHER)
+            {
+                gathered = Some((
+                    reachability(&node, &rendezvous).await,
+                    tokio::time::Instant::now(),
+                ));
+            }
+            let ours = gathered.as_ref().expect("just gathered").0.clone();
             let epoch = epoch_of(now_ms());
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
@@ -323,7 +363,7 @@ pub fn serve(
                         debug!(error = %e, "publishing a rendezvous record failed");
                     }
                 }
-                published = Some((epoch, ours, tokio::time::Instant::now()));
+                published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
             }
             let polled = std::time::Instant::now();
             let mut reads = JoinSet::new();
@@ -348,10 +388,12 @@ pub fn serve(
                 let Some(key) = rendezvous.punch_key(&peer, &intent.call_id) else {
                     continue;
                 };
-                let intent = IncomingIntent {
+                let intent = PunchPlan {
                     peer,
                     key,
                     candidates: as_candidates(&record.candidates),
+                    our_nat: ours.nat,
+                    their_nat: record.nat,
                 };
                 if tx.send(intent).await.is_err() {
                     return;

@@ -14,6 +14,7 @@ pub mod dht;
 mod driver;
 mod error;
 mod node;
+pub mod observe;
 mod probe_socket;
 pub mod punch;
 pub mod store;

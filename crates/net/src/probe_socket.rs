@@ -23,6 +23,14 @@ const MAX_LISTENERS: usize = 4;
 pub(crate) struct ProbeSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     listeners: Mutex<Vec<(u64, mpsc::Sender<Probe>)>>,
+    /// DHT nodes we asked for our address: their answers come here, not to QUIC.
+    krpc: Mutex<Vec<(SocketAddr, mpsc::Sender<Vec<u8>>)>>,
+    ipv6: bool,
+}
+
+/// An IPv4-mapped IPv6 address (how a dual-stack socket names IPv4 peers) as plain IPv4.
+pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 impl fmt::Debug for ProbeSocket {
@@ -50,9 +58,44 @@ impl Drop for ProbeListener {
 
 impl ProbeSocket {
     pub(crate) fn new(inner: Arc<dyn AsyncUdpSocket>) -> Self {
+        let ipv6 = inner.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
         Self {
             inner,
             listeners: Mutex::new(Vec::new()),
+            krpc: Mutex::new(Vec::new()),
+            ipv6,
+        }
+    }
+
+    /// Routes KRPC datagrams from `from` to the returned receiver until `unexpect`.
+    pub(crate) fn expect_krpc(&self, from: SocketAddr) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(4);
+        let mut w = self.krpc.lock().expect("krpc lock poisoned");
+        w.retain(|(a, _)| *a != from);
+        w.push((canonical(from), tx));
+        rx
+    }
+
+    pub(crate) fn unexpect_krpc(&self, from: SocketAddr) {
+        let from = canonical(from);
+        self.krpc
+            .lock()
+            .expect("krpc lock poisoned")
+            .retain(|(a, _)| *a != from);
+    }
+
+    /// True (and handed over) if the datagram answers one of our DHT queries.
+    fn take_krpc(&self, from: SocketAddr, bytes: &[u8]) -> bool {
+        if !extrasafe_core::krpc::looks_like_krpc(bytes) {
+            return false;
+        }
+        let w = self.krpc.lock().expect("krpc lock poisoned");
+        match w.iter().find(|(a, _)| *a == from) {
+            Some((_, tx)) => {
+                let _ = tx.try_send(bytes.to_vec());
+                true
+            }
+            None => false,
         }
     }
 
@@ -74,10 +117,16 @@ impl ProbeSocket {
         })
     }
 
-    /// Sends one probe now; a full socket buffer drops it (probes are repeated anyway).
-    pub(crate) fn send_probe(&self, dest: SocketAddr, bytes: &[u8]) {
+    /// Sends one datagram of ours (not QUIC) now; a full socket buffer drops it (probes and pings are repeated anyway).
+    pub(crate) fn send_to(&self, dest: SocketAddr, bytes: &[u8]) {
+        let destination = match (self.ipv6, dest) {
+            (true, SocketAddr::V4(v4)) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            _ => dest,
+        };
         let t = Transmit {
-            destination: dest,
+            destination,
             ecn: None,
             contents: bytes,
             segment_size: None,
@@ -103,13 +152,14 @@ impl ProbeSocket {
     fn filter(&self, buf: &mut [u8], meta: &RecvMeta) -> usize {
         let stride = meta.stride.max(1);
         let len = meta.len.min(buf.len());
+        let from = canonical(meta.addr);
         let mut kept = 0;
         let mut start = 0;
         while start < len {
             let end = (start + stride).min(len);
             if is_probe(&buf[start..end]) {
-                self.deliver(meta.addr, &buf[start..end]);
-            } else {
+                self.deliver(from, &buf[start..end]);
+            } else if !self.take_krpc(from, &buf[start..end]) {
                 if kept != start {
                     buf.copy_within(start..end, kept);
                 }

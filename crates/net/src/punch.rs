@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use extrasafe_core::punch::{Candidate, PunchEvent, PunchKey, PunchReport, PunchRole, Puncher};
+use extrasafe_core::punch::{
+    Candidate, NatMapping, PunchEvent, PunchKey, PunchReport, PunchRole, Puncher,
+};
 use extrasafe_core::{PeerId, Ticket};
 use tracing::debug;
 
@@ -13,6 +15,34 @@ use crate::call::Call;
 use crate::error::CallError;
 use crate::node::Node;
 use crate::probe_socket::ProbeListener;
+
+/// Everything one side needs to punch towards the other.
+#[derive(Debug)]
+pub struct PunchPlan {
+    /// The other side.
+    pub peer: PeerId,
+    /// The probe key of this call attempt (both sides derive the same).
+    pub key: PunchKey,
+    /// The other side's addresses.
+    pub candidates: Vec<Candidate>,
+    /// How our NAT maps, if measured (for the explanation when nothing works).
+    pub our_nat: NatMapping,
+    /// How theirs maps, as their record said.
+    pub their_nat: NatMapping,
+}
+
+impl PunchPlan {
+    /// A plan with nothing known about either NAT.
+    pub fn new(peer: PeerId, key: PunchKey, candidates: Vec<Candidate>) -> Self {
+        Self {
+            peer,
+            key,
+            candidates,
+            our_nat: NatMapping::Unknown,
+            their_nat: NatMapping::Unknown,
+        }
+    }
+}
 
 /// A punch that found a path.
 #[derive(Clone, Debug)]
@@ -28,23 +58,19 @@ pub struct Punched {
 }
 
 impl Node {
-    fn start_punch(
-        &self,
-        key: PunchKey,
-        role: PunchRole,
-        candidates: &[Candidate],
-    ) -> Result<Run, CallError> {
+    fn start_punch(&self, plan: PunchPlan, role: PunchRole) -> Result<Run, CallError> {
         let listener = self.socket.listen().ok_or(CallError::AlreadyInCall)?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).expect("the OS random source works");
-        let puncher = Puncher::new(
-            key,
+        let mut puncher = Puncher::new(
+            plan.key,
             role,
-            candidates,
+            &plan.candidates,
             self.shared.config.punch.clone(),
             seed,
             Instant::now(),
         );
+        puncher.set_nat(plan.our_nat, plan.their_nat);
         Ok(Run {
             puncher,
             listener,
@@ -52,29 +78,21 @@ impl Node {
         })
     }
 
-    /// Punches towards `candidates` of the peer that shares `key` and returns the first
-    /// address that answered (the caller's side).
-    pub async fn punch(
-        &self,
-        key: PunchKey,
-        candidates: &[Candidate],
-    ) -> Result<Punched, CallError> {
-        self.start_punch(key, PunchRole::Controlling, candidates)?
+    /// Punches towards the plan's candidates and returns the first address that answered
+    /// (the caller's side).
+    pub async fn punch(&self, plan: PunchPlan) -> Result<Punched, CallError> {
+        self.start_punch(plan, PunchRole::Controlling)?
             .until_working()
             .await
     }
 
-    /// The callee's side of a punch: probes `candidates` of `peer` (opening our NAT towards
+    /// The callee's side of a punch: probes the caller's candidates (opening our NAT towards
     /// it) and answers its probes until its connection to us is secured. Returns the counts
     /// then; fails when no connection came in time.
-    pub async fn answer_punch(
-        &self,
-        peer: PeerId,
-        key: PunchKey,
-        candidates: &[Candidate],
-    ) -> Result<PunchReport, CallError> {
+    pub async fn answer_punch(&self, plan: PunchPlan) -> Result<PunchReport, CallError> {
+        let peer = plan.peer;
         let mut secured = self.shared.secured.subscribe();
-        let mut run = self.start_punch(key, PunchRole::Controlled, candidates)?;
+        let mut run = self.start_punch(plan, PunchRole::Controlled)?;
         let limit = tokio::time::sleep(
             self.shared.config.punch.timeout + self.shared.config.handshake_timeout,
         );
@@ -101,21 +119,18 @@ impl Node {
         }
     }
 
-    /// Calls `peer` by punching towards its candidates first (both sides must punch at once,
-    /// with the same key: the callee learns of the call through the rendezvous record).
-    pub async fn call_punched(
-        &self,
-        peer: PeerId,
-        key: PunchKey,
-        candidates: &[Candidate],
-    ) -> Result<Call, CallError> {
+    /// Calls the plan's peer by punching towards its candidates first (both sides must punch
+    /// at once, with the same key: the callee learns of the call through the rendezvous
+    /// record).
+    pub async fn call_punched(&self, plan: PunchPlan) -> Result<Call, CallError> {
+        let peer = plan.peer;
         if peer == self.peer_id() {
             return Err(CallError::CallingSelf);
         }
         if self.in_call() {
             return Err(CallError::AlreadyInCall);
         }
-        let punched = self.punch(key, candidates).await?;
+        let punched = self.punch(plan).await?;
         debug!(remote = %punched.remote, rtt = ?punched.rtt, "punched");
         self.call(&Ticket {
             peer,
@@ -161,7 +176,7 @@ impl Run {
     fn flush(&mut self) {
         let now = Instant::now();
         while let Some(t) = self.puncher.poll_transmit(now) {
-            self.socket.send_probe(t.dest, &t.bytes);
+            self.socket.send_to(t.dest, &t.bytes);
         }
     }
 

@@ -9,6 +9,7 @@ use common::*;
 use extrasafe_net::core::punch::{Candidate, CandidateKind, PunchConfig};
 use extrasafe_net::core::rendezvous::PairSecret;
 use extrasafe_net::core::Identity;
+use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::{AcceptPolicy, CallError, CallEvent, Node, NodeConfig};
 
 fn host(node: &Node) -> Candidate {
@@ -59,8 +60,16 @@ async fn both_sides_punch_and_the_call_runs_over_the_address_that_answered() {
     let started = Instant::now();
     let alice_candidates = [host(&alice)];
     let (answer, call) = tokio::join!(
-        bob.answer_punch(alice.peer_id(), bob_key, &alice_candidates),
-        alice.call_punched(bob.peer_id(), alice_key, &bob_candidates)
+        bob.answer_punch(PunchPlan::new(
+            alice.peer_id(),
+            bob_key,
+            alice_candidates.to_vec()
+        )),
+        alice.call_punched(PunchPlan::new(
+            bob.peer_id(),
+            alice_key,
+            bob_candidates.to_vec()
+        ))
     );
     let answer = answer.unwrap();
     let mut call = call.unwrap();
@@ -105,20 +114,20 @@ async fn a_stranger_with_another_key_gets_no_path_and_a_sentence() {
     // Bob drops them and neither side finds a path.
     let (alice_candidates, bob_candidates) = ([host(&alice)], [host(&bob)]);
     let (answer, call) = tokio::join!(
-        bob.answer_punch(
+        bob.answer_punch(PunchPlan::new(
             eve_id.peer_id(),
             PairSecret::new(&eve_id, &bob.peer_id())
                 .unwrap()
                 .punch_key(&[1; 16]),
-            &alice_candidates
-        ),
-        alice.call_punched(
+            alice_candidates.to_vec()
+        )),
+        alice.call_punched(PunchPlan::new(
             bob.peer_id(),
             PairSecret::new(&alice_id, &bob.peer_id())
                 .unwrap()
                 .punch_key(&[1; 16]),
-            &bob_candidates
-        )
+            bob_candidates.to_vec()
+        ))
     );
     let Err(CallError::NoDirectPath(report)) = call else {
         panic!("expected no path, got {call:?}");

@@ -84,9 +84,7 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
             let intent = intents.recv().await.expect("an intent");
             let at = Instant::now();
             assert_eq!(intent.peer, alice_id.peer_id());
-            let r = bob
-                .answer_punch(intent.peer, intent.key, &intent.candidates)
-                .await;
+            let r = bob.answer_punch(intent).await;
             (at, r)
         })
     };
@@ -103,6 +101,18 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
     );
     assert!(ring < Duration::from_secs(10), "{ring:?}");
     assert_eq!(inc.info().peer, alice.peer_id());
+
+    // DHT nodes answer a ping from the call socket with the address they saw: here, the
+    // socket itself, the same for every node.
+    let seen = alice
+        .observe(&alice_rv.dht_nodes().await, Duration::from_secs(2))
+        .await;
+    assert!(seen.seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.seen.iter().all(|a| *a == alice.local_addr()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.mapping, extrasafe_net::core::punch::NatMapping::Stable);
 
     assert!(carol_rv.lookup(&bob.peer_id(), None).await.is_none());
     assert!(matches!(

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use extrasafe_core::PeerId;
-use extrasafe_net::dht::{self, IncomingIntent};
+use extrasafe_net::dht;
+use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::{AcceptPolicy, NodeConfig};
 use tokio::sync::mpsc;
 
@@ -146,7 +147,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                 let node = node.clone();
                 let name = names.get(&intent.peer).cloned().unwrap_or_default();
                 tokio::spawn(async move {
-                    if let Err(e) = node.answer_punch(intent.peer, intent.key, &intent.candidates).await {
+                    if let Err(e) = node.answer_punch(intent).await {
                         out.emit(
                             format!("{name} tried to call, but no direct path could be made. {}", Failure::from(e).message),
                             serde_json::json!({"event": "no_path", "contact": name}),
@@ -162,7 +163,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
 }
 
 /// The next call intent from a contact; never, with the DHT off.
-async fn next_intent(intents: &mut Option<mpsc::Receiver<IncomingIntent>>) -> IncomingIntent {
+async fn next_intent(intents: &mut Option<mpsc::Receiver<PunchPlan>>) -> PunchPlan {
     match intents {
         Some(rx) => match rx.recv().await {
             Some(i) => i,

@@ -81,6 +81,50 @@ pub enum CandidateKind {
     PeerReflexive,
 }
 
+/// How a side's NAT maps the call socket, as learned by asking two DHT nodes what address
+/// they see (`core::krpc`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NatMapping {
+    /// Not measured.
+    #[default]
+    Unknown,
+    /// The same public address for every destination (no NAT, or a cone NAT): punchable
+    /// from most networks.
+    Stable,
+    /// A new public port for each destination (a symmetric NAT): only a lenient NAT on the
+    /// other side can meet it.
+    Varies,
+}
+
+impl NatMapping {
+    /// One byte on the wire.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Stable => 1,
+            Self::Varies => 2,
+        }
+    }
+
+    /// From its byte; unknown values read as [`Self::Unknown`].
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            1 => Self::Stable,
+            2 => Self::Varies,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// From the addresses several outside observers saw for one socket.
+    pub fn from_observations(seen: &[SocketAddr]) -> Self {
+        match seen {
+            [] | [_] => Self::Unknown,
+            [first, rest @ ..] if rest.iter().all(|a| a == first) => Self::Stable,
+            _ => Self::Varies,
+        }
+    }
+}
+
 /// A remote address to try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -152,6 +196,10 @@ pub struct PunchReport {
     pub pongs_heard: u64,
     /// Datagrams that were not the peer's probes.
     pub dropped: u64,
+    /// How our NAT maps, if measured.
+    pub our_nat: NatMapping,
+    /// How the peer's NAT maps, as its record said.
+    pub their_nat: NatMapping,
 }
 
 impl PunchReport {
@@ -169,6 +217,33 @@ impl PunchReport {
                  calls.",
                 self.remotes
             );
+        }
+        let help = "A port mapping (UPnP/NAT-PMP) on the router of the side with the \
+                    symmetric NAT, or calling from another network, would help; EXTRA SAFE \
+                    never relays calls.";
+        match (self.our_nat, self.their_nat, self.pings_heard) {
+            (NatMapping::Varies, NatMapping::Varies, _) => {
+                return format!(
+                    "No direct path: both your network and the contact's are behind NATs that \
+                     give every destination a new port (symmetric NATs, common on mobile and \
+                     carrier networks); two of those cannot be punched through. {help}"
+                )
+            }
+            (NatMapping::Varies, _, 0) => {
+                return format!(
+                    "No direct path: your network's NAT gives every destination a new port \
+                     (a symmetric NAT), and the contact's filters by port, so neither side's \
+                     probes got through. {help}"
+                )
+            }
+            (_, NatMapping::Varies, 0) => {
+                return format!(
+                    "No direct path: the contact's NAT gives every destination a new port \
+                     (a symmetric NAT), and yours filters by port, so neither side's probes \
+                     got through. {help}"
+                )
+            }
+            _ => {}
         }
         if self.pings_heard == 0 {
             return format!(
@@ -267,6 +342,12 @@ impl Puncher {
             report,
             rng: Rng::new(seed),
         }
+    }
+
+    /// What each side knows of its NAT (for the explanation if nothing works).
+    pub fn set_nat(&mut self, ours: NatMapping, theirs: NatMapping) {
+        self.report.our_nat = ours;
+        self.report.their_nat = theirs;
     }
 
     /// The first address found working, if any.

@@ -1,0 +1,190 @@
+//! Learning our public address from DHT nodes (sans-IO): a Mainline DHT node answers a KRPC
+//! `ping` with the address it saw the query come from (BEP 42's `ip` key). Sent from the call
+//! socket, that is the address our NAT gave the call socket, which a contact's probes must
+//! reach; asked of two nodes, it also tells whether the NAT keeps one mapping for all
+//! destinations (then punching works against most NATs) or makes a new one for each (a
+//! "symmetric" NAT, which only a lenient NAT on the other side can meet).
+//!
+//! Queries are marked read-only (BEP 43), so DHT nodes never add the call socket to their
+//! routing tables or send it queries of their own.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// A `ping` query with transaction ID `txid` and a node ID of our choosing (random, never our
+/// identity). Four-byte transaction IDs: some implementations accept no other length.
+pub fn ping_query(txid: [u8; 4], node_id: [u8; 20]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"d1:ad2:id20:");
+    out.extend_from_slice(&node_id);
+    out.extend_from_slice(b"e1:q4:ping2:roi1e1:t4:");
+    out.extend_from_slice(&txid);
+    out.extend_from_slice(b"1:y1:qe");
+    out
+}
+
+/// True if a datagram may be a KRPC message (a bencoded dictionary).
+pub fn looks_like_krpc(datagram: &[u8]) -> bool {
+    datagram.first() == Some(&b'd') && datagram.last() == Some(&b'e')
+}
+
+/// The address a response to our query `txid` says it saw us at, if `datagram` is such a
+/// response. Anything else (other messages, malformed input) gives `None`.
+pub fn observed_address(datagram: &[u8], txid: [u8; 4]) -> Option<SocketAddr> {
+    if datagram.len() > 1500 {
+        return None;
+    }
+    let mut p = Parser { b: datagram, i: 0 };
+    if p.next()? != b'd' {
+        return None;
+    }
+    let (mut t, mut y, mut ip) = (None, None, None);
+    while p.peek()? != b'e' {
+        let key = p.bytes()?;
+        match key {
+            b"t" => t = Some(p.bytes()?),
+            b"y" => y = Some(p.bytes()?),
+            b"ip" => ip = Some(p.bytes()?),
+            _ => p.skip(0)?,
+        }
+    }
+    p.next()?;
+    if p.i != datagram.len() || t? != txid || y? != b"r" {
+        return None;
+    }
+    let ip = ip?;
+    let addr = match ip.len() {
+        6 => SocketAddr::new(
+            IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
+            u16::from_be_bytes([ip[4], ip[5]]),
+        ),
+        18 => SocketAddr::new(
+            IpAddr::from(<[u8; 16]>::try_from(&ip[..16]).ok()?),
+            u16::from_be_bytes([ip[16], ip[17]]),
+        ),
+        _ => return None,
+    };
+    (addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()).then_some(addr)
+}
+
+/// A bencode reader over one datagram: bounded depth, no allocation.
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+const MAX_DEPTH: usize = 8;
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    /// A decimal number up to `end`.
+    fn number(&mut self, end: u8) -> Option<u64> {
+        let mut n: u64 = 0;
+        let mut digits = 0;
+        loop {
+            let c = self.next()?;
+            if c == end && digits > 0 {
+                return Some(n);
+            }
+            if !c.is_ascii_digit() || digits >= 18 {
+                return None;
+            }
+            n = n * 10 + u64::from(c - b'0');
+            digits += 1;
+        }
+    }
+
+    /// A byte string `len:bytes`.
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.number(b':')?).ok()?;
+        let end = self.i.checked_add(len)?;
+        let s = self.b.get(self.i..end)?;
+        self.i = end;
+        Some(s)
+    }
+
+    /// Skips one value of any kind.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'i' => {
+                self.i += 1;
+                if self.peek()? == b'-' {
+                    self.i += 1;
+                }
+                self.number(b'e').map(|_| ())
+            }
+            b'l' | b'd' => {
+                self.i += 1;
+                while self.peek()? != b'e' {
+                    self.skip(depth + 1)?;
+                }
+                self.i += 1;
+                Some(())
+            }
+            _ => self.bytes().map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ping_is_valid_bencode_with_sorted_keys() {
+        let q = ping_query(*b"abcd", [7; 20]);
+        assert!(looks_like_krpc(&q));
+        let mut p = Parser { b: &q, i: 0 };
+        p.skip(0).unwrap();
+        assert_eq!(p.i, q.len());
+        assert!(q.windows(4).any(|w| w == b"ping"));
+        assert!(q.windows(7).any(|w| w == b"2:roi1e"));
+    }
+
+    #[test]
+    fn the_observed_address_is_read_from_a_response() {
+        let mut r = b"d2:ip6:".to_vec();
+        r.extend_from_slice(&[198, 51, 100, 2, 0x4e, 0x20]);
+        r.extend_from_slice(b"1:rd2:id20:");
+        r.extend_from_slice(&[1; 20]);
+        r.extend_from_slice(b"e1:t4:abcd1:v4:LT\x01\x021:y1:re");
+        assert_eq!(
+            observed_address(&r, *b"abcd"),
+            Some("198.51.100.2:20000".parse().unwrap())
+        );
+        // Another transaction, a query, or trailing bytes: not ours.
+        assert_eq!(observed_address(&r, *b"zzzz"), None);
+        let q = ping_query(*b"abcd", [7; 20]);
+        assert_eq!(observed_address(&q, *b"abcd"), None);
+        let mut long = r.clone();
+        long.push(b'e');
+        assert_eq!(observed_address(&long, *b"abcd"), None);
+    }
+
+    #[test]
+    fn hostile_bencode_is_refused_without_panic() {
+        for bad in [
+            &b""[..],
+            b"d",
+            b"de",
+            b"d1:t",
+            b"d99999999999999999999:xe",
+            b"d1:tlllllllllllllllllllllllllllllleeeeeeeeeeeeeeeeeeeeeeeeeee",
+            b"d1:ti-e1:y1:re",
+            b"d2:ip3:abc1:t4:abcd1:y1:re",
+        ] {
+            assert_eq!(observed_address(bad, *b"abcd"), None);
+        }
+    }
+}
