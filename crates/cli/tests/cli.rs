@@ -666,8 +666,11 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     let lev = Events::new(l.stdout.take().unwrap());
     let mut l = Proc(Some(l));
     lev.until("listening");
-    // Bob's first record may take a moment to be stored: a caller who finds none is told so
-    // (exit 3), and tries again.
+    let reachable = lev.until("reachable");
+    assert_eq!(reachable["contacts"], 1);
+    assert_eq!(reachable["nat"], "stable");
+    // Bob's record is stored, but not every DHT node may have it yet: a caller who finds
+    // none is told so (exit 3), and tries again.
     let started = std::time::Instant::now();
     let (mut c, cev) = loop {
         let (c, cev) = caller(

@@ -16,7 +16,7 @@ use extrasafe_core::rendezvous::{
 use extrasafe_core::{Identity, PeerId};
 use futures_lite::StreamExt;
 use mainline::{Dht, MutableItem, SigningKey};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
@@ -255,6 +255,8 @@ pub struct Reachability {
 /// port (right behind the many NATs that keep the port); then the interface addresses.
 pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     let bound = node.local_addr();
+    // Right after start the routing table is empty: there is nobody to ask yet.
+    rendezvous.bootstrapped(Duration::from_secs(5)).await;
     let observed = node
         .observe(&rendezvous.dht_nodes().await, Duration::from_secs(2))
         .await;
@@ -323,14 +325,19 @@ impl Node {
 /// How often a listening node measures its addresses again.
 const REGATHER: Duration = Duration::from_secs(60);
 
-/// Keeps our records published and watches our contacts' records; yields a plan to punch
-/// back for each call intent.
-pub fn serve(
-    node: Arc<Node>,
-    rendezvous: Arc<Rendezvous>,
-    config: DhtConfig,
-) -> mpsc::Receiver<PunchPlan> {
+/// A listening node's presence on the DHT.
+#[derive(Debug)]
+pub struct Served {
+    /// A plan to punch back for each contact's call intent.
+    pub intents: mpsc::Receiver<PunchPlan>,
+    /// What we last published, and for how many contacts it was stored.
+    pub published: watch::Receiver<Option<(Reachability, usize)>>,
+}
+
+/// Keeps our records published and watches our contacts' records for call intents.
+pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) -> Served {
     let (tx, rx) = mpsc::channel(8);
+    let (stored_tx, stored_rx) = watch::channel(None);
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
@@ -358,12 +365,19 @@ pub fn serve(
                     let (rv, ours) = (rendezvous.clone(), ours.clone());
                     puts.spawn(async move { rv.publish(&peer, &ours, None).await });
                 }
+                let mut stored = 0;
                 while let Some(r) = puts.join_next().await {
-                    if let Ok(Err(e)) = r {
-                        debug!(error = %e, "publishing a rendezvous record failed");
+                    match r {
+                        Ok(Ok(())) => stored += 1,
+                        Ok(Err(e)) => debug!(error = %e, "publishing a rendezvous record failed"),
+                        Err(_) => {}
                     }
                 }
-                published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
+                // Nothing stored (no DHT nodes yet): try again on the next round.
+                if stored > 0 {
+                    published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
+                    let _ = stored_tx.send(Some((ours.clone(), stored)));
+                }
             }
             let polled = std::time::Instant::now();
             let mut reads = JoinSet::new();
@@ -403,5 +417,8 @@ pub fn serve(
             tokio::time::sleep(config.poll).await;
         }
     });
-    rx
+    Served {
+        intents: rx,
+        published: stored_rx,
+    }
 }

@@ -59,7 +59,7 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
         )
         .unwrap(),
     );
-    let mut intents = dht::serve(bob.clone(), bob_rv.clone(), config.clone());
+    let mut intents = dht::serve(bob.clone(), bob_rv.clone(), config.clone()).intents;
 
     // Carol is nobody's contact: she cannot find or open Bob's records.
     let carol_rv = Rendezvous::start(

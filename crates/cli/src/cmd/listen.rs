@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use extrasafe_core::punch::NatMapping;
 use extrasafe_core::PeerId;
-use extrasafe_net::dht;
+use extrasafe_net::dht::{self, Reachability};
 use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::{AcceptPolicy, NodeConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::args::{Global, ListenArgs};
 use crate::audioplan::AudioPlan;
@@ -101,19 +102,23 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             ids.len()
         ),
     });
-    let mut intents = match pairs {
+    let served = match pairs {
         Some(pairs) => {
             let dht_config = reach::dht_config(global);
             let rendezvous = dht::Rendezvous::start(pairs, &dht_config)
                 .map_err(|e| Failure::new(OTHER, format!("{e}. Try --no-dht.")))?;
             out.hint(format!(
-                "Your {} contact(s) can reach you without an address: sealed records for \
-                 each are on the DHT (its nodes see your IP address, not who you are).",
+                "Joining the DHT so your {} contact(s) can reach you without an address \
+                 (its nodes see your IP address, not who you are).",
                 names.len()
             ));
             Some(dht::serve(node.clone(), Arc::new(rendezvous), dht_config))
         }
         None => None,
+    };
+    let (mut intents, mut stored) = match served {
+        Some(s) => (Some(s.intents), Some(s.published)),
+        None => (None, None),
     };
     let mut input = Input::spawn();
     let mut intr = Interrupts::new();
@@ -140,6 +145,22 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                     break;
                 }
                 out.hint("Listening again.");
+            }
+            stored = published(&mut stored) => {
+                let (us, contacts) = stored;
+                out.emit(
+                    format!(
+                        "Reachable: sealed records for {contacts} contact(s) are on the DHT{}.",
+                        match us.nat {
+                            NatMapping::Varies => " (your NAT changes ports per destination: \
+                                                   contacts behind strict NATs may not get through)",
+                            _ => "",
+                        }
+                    ),
+                    serde_json::json!({"event": "reachable", "contacts": contacts,
+                                       "nat": format!("{:?}", us.nat).to_lowercase(),
+                                       "candidates": us.candidates.len()}),
+                );
             }
             intent = next_intent(&mut intents) => {
                 // A contact is calling without our address: punch back, so its connection
@@ -171,4 +192,18 @@ async fn next_intent(intents: &mut Option<mpsc::Receiver<PunchPlan>>) -> PunchPl
         },
         None => std::future::pending().await,
     }
+}
+
+/// Our records as stored anew on the DHT, and for how many contacts.
+async fn published(
+    stored: &mut Option<watch::Receiver<Option<(Reachability, usize)>>>,
+) -> (Reachability, usize) {
+    if let Some(rx) = stored {
+        if rx.changed().await.is_ok() {
+            if let Some(p) = rx.borrow_and_update().clone() {
+                return p;
+            }
+        }
+    }
+    std::future::pending().await
 }
