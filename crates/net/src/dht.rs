@@ -71,6 +71,8 @@ pub enum DhtError {
 pub struct Rendezvous {
     dht: mainline::async_dht::AsyncDht,
     pairs: HashMap<PeerId, PairSecret>,
+    /// Bootstrap nodes given as addresses (also asked what address they see).
+    bootstrap: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for Rendezvous {
@@ -126,7 +128,16 @@ impl Rendezvous {
             builder.bootstrap(&config.bootstrap);
         }
         let dht = builder.build()?.as_async();
-        Ok(Self { dht, pairs })
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .filter_map(|b| b.parse().ok())
+            .collect();
+        Ok(Self {
+            dht,
+            pairs,
+            bootstrap,
+        })
     }
 
     /// Our public IPv4 address as DHT nodes saw it, once they have.
@@ -150,14 +161,22 @@ impl Rendezvous {
         self.pairs.get(peer)
     }
 
-    /// Addresses of DHT nodes we know (to ask what address they see for the call socket).
+    /// Addresses of DHT nodes we know (to ask what address they see for the call socket):
+    /// our routing table's, then the bootstrap nodes given as addresses.
     pub async fn dht_nodes(&self) -> Vec<SocketAddr> {
-        self.dht
+        let mut nodes: Vec<SocketAddr> = self
+            .dht
             .to_bootstrap()
             .await
             .iter()
             .filter_map(|s| s.parse().ok())
-            .collect()
+            .collect();
+        for b in &self.bootstrap {
+            if !nodes.contains(b) {
+                nodes.push(*b);
+            }
+        }
+        nodes
     }
 
     /// Publishes our record for `peer`: where we are, and a call intent if we call.
@@ -255,11 +274,15 @@ pub struct Reachability {
 /// port (right behind the many NATs that keep the port); then the interface addresses.
 pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     let bound = node.local_addr();
-    // Right after start the routing table is empty: there is nobody to ask yet.
-    rendezvous.bootstrapped(Duration::from_secs(5)).await;
-    let observed = node
-        .observe(&rendezvous.dht_nodes().await, Duration::from_secs(2))
-        .await;
+    let mut dht_nodes = rendezvous.dht_nodes().await;
+    if dht_nodes.len() < 2 {
+        // Right after start the routing table is empty, and bootstrap nodes given by name
+        // are not listed: wait until there is somebody to ask.
+        rendezvous.bootstrapped(Duration::from_secs(5)).await;
+        dht_nodes = rendezvous.dht_nodes().await;
+    }
+    let observed = node.observe(&dht_nodes, Duration::from_secs(2)).await;
+    debug!(asked = ?&dht_nodes[..dht_nodes.len().min(3)], ?observed, "call socket's address as DHT nodes see it");
     let mut out = Vec::new();
     match observed.reflexive() {
         Some(a) if is_public(a.ip()) => out.push(a),
@@ -291,23 +314,23 @@ impl Node {
         peer: PeerId,
     ) -> Result<crate::Call, CallError> {
         let started = std::time::Instant::now();
-        let (theirs, us) = tokio::join!(
-            rendezvous.lookup(&peer, None),
-            reachability(self, rendezvous)
-        );
-        let theirs = theirs.ok_or(CallError::NotPublished)?;
-        debug!(took = ?started.elapsed(), "callee's record read");
+        let us = reachability(self, rendezvous).await;
+        debug!(took = ?started.elapsed(), "our addresses gathered");
         let mut call_id = [0u8; 16];
         getrandom::fill(&mut call_id).expect("the OS random source works");
         let intent = CallIntent {
             call_id,
             until_ms: now_ms() + 60_000,
         };
-        rendezvous
-            .publish(&peer, &us, Some(intent))
-            .await
-            .map_err(|e| CallError::Rendezvous(e.to_string()))?;
-        debug!(took = ?started.elapsed(), "intent published");
+        // Storing the intent and reading their record each take a DHT lookup: at once. An
+        // intent published for someone who turns out to be offline tells nobody anything.
+        let (theirs, published) = tokio::join!(
+            rendezvous.lookup(&peer, None),
+            rendezvous.publish(&peer, &us, Some(intent))
+        );
+        debug!(took = ?started.elapsed(), "intent published and their record read");
+        let theirs = theirs.ok_or(CallError::NotPublished)?;
+        published.map_err(|e| CallError::Rendezvous(e.to_string()))?;
         let key = rendezvous
             .punch_key(&peer, &call_id)
             .ok_or(CallError::NotPublished)?;

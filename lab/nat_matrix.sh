@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# NAT lab: two peers behind two NAT routers and a private DHT in a "public" namespace; for each
+# pair of NAT behaviours, Bob listens, Alice calls him by contact name (no address known), and
+# the cell records success, time to connect and UDP packets sent. Everything lives in network
+# namespaces this script creates and deletes (also on failure); nothing touches the host's
+# network. Needs root, iproute2, iptables (xt_recent, conntrack) and, for the privacy check,
+# tcpdump.
+#
+#   bash lab/nat_matrix.sh            # the whole matrix (a few minutes), then the privacy check
+#   CELLS="port:port sym:sym" bash lab/nat_matrix.sh
+#   NO_INPUT_DROP=1 ...               # routers without the "drop inbound to the router" rule
+#
+# Topology (documentation address ranges only):
+#   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
+#                                                         pub router -- dht 192.0.2.2 (8 nodes)
+#   peer-b 10.0.2.2 -- nat-b [10.0.2.1 | 203.0.113.2] ---+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${EXTRASAFE_BIN:-target/debug/extrasafe}
+DHTNET=${DHTNET_BIN:-target/debug/dhtnet}
+OUT=${LAB_OUT:-target/lab}
+mkdir -p "$OUT"
+P="es$$"   # namespace prefix, unique per run
+NS=()
+
+cleanup() {
+  set +e
+  for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  NS=()
+}
+trap cleanup EXIT INT TERM
+
+ns() { ip netns exec "$P-$1" "${@:2}"; }
+mkns() { ip netns add "$P-$1"; NS+=("$P-$1"); ns "$1" ip link set lo up; }
+# link NS1 IF1 ADDR1 NS2 IF2 ADDR2 (/24 each)
+link() {
+  ip link add "$2" netns "$P-$1" type veth peer name "$5" netns "$P-$4"
+  ns "$1" ip addr add "$3/24" dev "$2"; ns "$1" ip link set "$2" up
+  ns "$4" ip addr add "$6/24" dev "$5"; ns "$4" ip link set "$5" up
+}
+
+# router NAME TYPE PEER_IP: firewall and NAT of one home router.
+router() {
+  local r=$1 type=$2 peer=$3
+  ns "$r" sysctl -qw net.ipv4.ip_forward=1
+  if [ "$type" = none ]; then return; fi
+  ns "$r" iptables -P FORWARD DROP
+  ns "$r" iptables -A FORWARD -i lan -o wan -j ACCEPT
+  ns "$r" iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED,DNAT -j ACCEPT
+  ns "$r" iptables -A INPUT -i lo -j ACCEPT
+  ns "$r" iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  ns "$r" iptables -A INPUT -i lan -j ACCEPT
+  # Without this, an early inbound probe makes a conntrack entry on the router that clashes
+  # with the outbound mapping, and the NAT picks another port (see the lab recipes).
+  [ -n "${NO_INPUT_DROP:-}" ] || ns "$r" iptables -A INPUT -i wan -j DROP
+  case $type in
+    port) ns "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE ;;
+    sym) ns "$r" iptables -t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --random ;;
+    change) ns "$r" iptables -t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --to-ports 20000-29999 ;;
+    full)
+      ns "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+      ns "$r" iptables -t nat -A PREROUTING -i wan -p udp -j DNAT --to-destination "$peer" ;;
+    addr)
+      ns "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+      ns "$r" iptables -t mangle -A POSTROUTING -o wan -m recent --name out --set --rdest
+      ns "$r" iptables -t nat -A PREROUTING -i wan -p udp -m recent --name out --rcheck --rsource \
+        -j DNAT --to-destination "$peer" ;;
+    *) echo "unknown NAT type $type"; exit 2 ;;
+  esac
+}
+
+topology() {
+  local ta=$1 tb=$2
+  for n in pub nata natb a b dht; do mkns "$n"; done
+  link pub pa 198.51.100.1 nata wan 198.51.100.2
+  link pub pb 203.0.113.1 natb wan 203.0.113.2
+  link pub pd 192.0.2.1 dht eth0 192.0.2.2
+  link nata lan 10.0.1.1 a eth0 10.0.1.2
+  link natb lan 10.0.2.1 b eth0 10.0.2.2
+  ns pub sysctl -qw net.ipv4.ip_forward=1
+  # Without NAT, the peer's own address is routed as a public one.
+  ns pub ip route add 10.0.1.0/24 via 198.51.100.2
+  ns pub ip route add 10.0.2.0/24 via 203.0.113.2
+  ns nata ip route add default via 198.51.100.1
+  ns natb ip route add default via 203.0.113.1
+  ns dht ip route add default via 192.0.2.1
+  ns a ip route add default via 10.0.1.1
+  ns b ip route add default via 10.0.2.1
+  router nata "$ta" 10.0.1.2
+  router natb "$tb" 10.0.2.2
+}
+
+udp_out() { ns "$1" awk '/^Udp:/ && $2 ~ /^[0-9]+$/ {print $5}' /proc/net/snmp; }
+
+# A JSON event's field from a log: event FIELD FILE
+field() { grep -m1 "\"event\":\"$1\"" "$3" | sed -E "s/.*\"$2\":\"?([^\",}]*).*/\1/"; }
+
+ms() { date +%s%3N; }
+
+identities() {
+  rm -rf "$OUT/alice" "$OUT/bob"
+  alice_id=$("$BIN" --data-dir "$OUT/alice" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
+  bob_id=$("$BIN" --data-dir "$OUT/bob" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
+  "$BIN" --data-dir "$OUT/alice" contact add "$bob_id" --name bob >/dev/null
+  "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alice >/dev/null
+}
+
+# cell TYPE_A TYPE_B EXPECT(ok|fail) [CAPTURE]: one call through the two routers.
+cell() {
+  local ta=$1 tb=$2 expect=$3 capture=${4:-}
+  topology "$ta" "$tb"
+  local log="$OUT/$ta-$tb"
+  rm -f "$log".*
+  ns dht "$DHTNET" 192.0.2.2 8 >"$log.dht" 2>&1 &
+  for _ in $(seq 100); do [ -s "$log.dht" ] && break; sleep 0.05; done
+  local bs; bs=$(head -n1 "$log.dht")
+  if [ -n "$capture" ]; then
+    ns nata tcpdump -i wan --immediate-mode -U -s0 -w "$log.a.pcap" udp 2>/dev/null &
+    ns natb tcpdump -i wan --immediate-mode -U -s0 -w "$log.b.pcap" udp 2>/dev/null &
+    sleep 0.5
+  fi
+  mkfifo "$log.bin"
+  ns b env RUST_LOG=${BOB_LOG:-warn} "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" listen --once --accept anyone \
+    --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+  exec 7>"$log.bin"
+  for _ in $(seq 200); do grep -q '"event":"reachable"' "$log.bob" && break; sleep 0.1; done
+  if ! grep -q '"event":"reachable"' "$log.bob"; then
+    echo "$ta -> $tb: Bob never stored his records"; cat "$log.bob" "$log.bob.err"; return 1
+  fi
+  local out0 out1 start end code=0 tries=0
+  out0=$(( $(udp_out a) + $(udp_out b) ))
+  start=$(ms)
+  mkfifo "$log.ain"
+  # Bob's records may not have reached every node the caller asks first: a caller that finds
+  # none (exit 3, "no rendezvous record") tries again, up to three times.
+  while :; do
+    tries=$((tries + 1))
+    ns a "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bob --no-audio \
+      <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
+    local apid=$!
+    exec 8>"$log.ain"
+    for _ in $(seq 400); do
+      grep -q '"event":"connected"' "$log.alice" && break
+      kill -0 "$apid" 2>/dev/null || break
+      sleep 0.05
+    done
+    end=$(ms)
+    if grep -q '"event":"connected"' "$log.alice"; then
+      exec 8>&-; wait "$apid" || code=$?; break
+    fi
+    exec 8>&-; wait "$apid" || code=$?
+    if [ "$code" = 3 ] && grep -q "no address this hour" "$log.alice.err" && [ $tries -lt 3 ]; then
+      code=0; sleep 1; continue
+    fi
+    break
+  done
+  out1=$(( $(udp_out a) + $(udp_out b) ))
+  exec 7>&-
+  local result secs reason=""
+  secs=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1000}')
+  if grep -q '"event":"connected"' "$log.alice"; then
+    result=ok
+    for _ in $(seq 50); do grep -q '"event":"connected"' "$log.bob" && break; sleep 0.1; done
+    grep -q '"event":"connected"' "$log.bob" || result="ok-caller-only"
+  else
+    result=fail
+    reason=$(grep -m1 '"event":"error"' "$log.alice" | sed -E 's/.*"message":"([^"]*)".*/\1/')
+  fi
+  local path=""
+  [ -n "$reason" ] || path="to $(field connected remote "$log.alice")"
+  printf '| %-6s | %-6s | %-4s | %-4s | %5s s | %6s | %s\n' "$ta" "$tb" "$expect" "$result" "$secs" \
+    "$((out1 - out0))" "${reason:-$path}" | tee -a "$OUT/matrix.md"
+  cleanup
+  if [ "$result" != "$expect" ] && ! { [ "$expect" = ok ] && [ "$result" = ok-caller-only ]; }; then
+    echo "cell $ta -> $tb: expected $expect, got $result"; cat "$log.alice" "$log.alice.err"
+    return 1
+  fi
+  if [ "$result" = fail ] && ! grep -q "symmetric" <<<"$reason"; then
+    echo "cell $ta -> $tb: the failure does not name the NAT type"; cat "$log.alice"; return 1
+  fi
+}
+
+[ "$(id -u)" -eq 0 ] || { echo "the NAT lab needs root (network namespaces)"; exit 2; }
+[ -x "$BIN" ] && [ -x "$DHTNET" ] || cargo build --locked -q -p extrasafe --bin extrasafe -p extrasafe-bench --bin dhtnet
+identities
+# Which pairs a plain UDP punch can cross (lab recipe, measured here with netfilter):
+# symmetric meets only NATs that do not filter by port.
+CELLS=${CELLS:-"none:none none:port port:port addr:addr full:full change:change sym:none sym:port sym:addr sym:full sym:change sym:sym"}
+: >"$OUT/matrix.md"
+echo "| Alice | Bob    | want | got  | connect | UDP pk | path or reason"
+failed=0
+for c in $CELLS; do
+  ta=${c%%:*}; tb=${c##*:}
+  case "$ta:$tb" in
+    sym:port|sym:change|sym:sym|port:sym|change:sym) want=fail ;;
+    *) want=ok ;;
+  esac
+  cell "$ta" "$tb" "$want" || failed=1
+done
+
+if [ -z "${SKIP_CAPTURE:-}" ]; then
+  echo "privacy: capturing both NATs' WAN side during a call (port-restricted on both sides)"
+  cell port port ok capture || failed=1
+  python3 lab/wire_check.py "$OUT/port-port.a.pcap" "$OUT/port-port.b.pcap" \
+    "$alice_id" "$bob_id" alice bob 10.0.1.2 10.0.2.2 || failed=1
+fi
+exit $failed

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Privacy check on captures of a call (pcap, Ethernet): no peer ID, contact name, ticket or
+host candidate may appear in any UDP payload, and the rendezvous values stored on the DHT must
+look like ciphertext.
+
+usage: wire_check.py A.pcap B.pcap ALICE_PEER_ID BOB_PEER_ID NAME... IP...
+(an argument that parses as an IPv4 address is checked as 4 raw bytes and as text)"""
+import ipaddress
+import math
+import struct
+import sys
+
+CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32_payload(s):
+    """The data bytes of a bech32/bech32m string (checksum not verified: we only search)."""
+    data = s[s.rfind("1") + 1:-6]
+    acc, bits, out = 0, 0, bytearray()
+    for c in data:
+        acc = (acc << 5) | CHARSET.index(c)
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    return bytes(out)
+
+
+def udp_payloads(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = struct.unpack("<I", data[:4])[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    (linktype,) = struct.unpack(endian + "I", data[20:24])
+    assert linktype == 1, f"expected Ethernet captures, got linktype {linktype}"
+    off = 24
+    while off + 16 <= len(data):
+        _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        pkt = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if len(pkt) < 14 + 20 or pkt[12:14] != b"\x08\x00":
+            continue
+        ip = pkt[14:]
+        ihl = (ip[0] & 0x0F) * 4
+        if ip[9] != 17:
+            continue
+        yield ip[ihl + 8:]
+
+
+def entropy(b):
+    counts = [0] * 256
+    for x in b:
+        counts[x] += 1
+    return -sum(c / len(b) * math.log2(c / len(b)) for c in counts if c)
+
+
+def main():
+    pcaps, ids, rest = sys.argv[1:3], sys.argv[3:5], sys.argv[5:]
+    needles = {}
+    for pid in ids:
+        needles[f"peer ID {pid[:12]}… (text)"] = pid.encode()
+        needles[f"peer ID {pid[:12]}… (raw key)"] = bech32_payload(pid)[:32]
+    needles["a ticket"] = b"est1"
+    for word in rest:
+        try:
+            ip = ipaddress.IPv4Address(word)
+            needles[f"candidate {word} (raw)"] = ip.packed
+            needles[f"candidate {word} (text)"] = word.encode()
+        except ValueError:
+            needles[f"name {word!r}"] = word.encode()
+            needles[f"name {word.capitalize()!r}"] = word.capitalize().encode()
+    packets = values = 0
+    failures = []
+    for path in pcaps:
+        for payload in udp_payloads(path):
+            packets += 1
+            low = payload.lower()
+            for what, needle in needles.items():
+                if needle in payload or (needle.isascii() and needle.lower() in low):
+                    failures.append(f"{path}: {what} in a {len(payload)}-byte packet")
+            at = payload.find(b"1:v360:")
+            while at >= 0:
+                value = payload[at + 7:at + 7 + 360]
+                values += 1
+                if len(value) == 360 and entropy(value) < 7.0:
+                    failures.append(f"{path}: a stored DHT value looks like plaintext "
+                                    f"(entropy {entropy(value):.2f} bits/byte)")
+                at = payload.find(b"1:v360:", at + 1)
+    print(f"wire check: {packets} UDP packets, {values} DHT record values, "
+          f"{len(needles)} things that must not appear")
+    if packets == 0 or values == 0:
+        failures.append("the capture holds no call or no DHT record: nothing was checked")
+    for f in failures[:20]:
+        print("  LEAK:", f)
+    if failures:
+        sys.exit(1)
+    print("wire check: nothing identifying in clear; DHT values are ciphertext")
+
+
+if __name__ == "__main__":
+    main()
