@@ -12,7 +12,7 @@
 #
 # Topology (documentation address ranges only):
 #   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
-#                                                         pub router -- dht 192.0.2.2 (8 nodes)
+#                                                         pub router -- dht 192.0.2.2-9 (8 nodes)
 #   peer-b 10.0.2.2 -- nat-b [10.0.2.1 | 203.0.113.2] ---+
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +78,7 @@ topology() {
   link pub pa 198.51.100.1 nata wan 198.51.100.2
   link pub pb 203.0.113.1 natb wan 203.0.113.2
   link pub pd 192.0.2.1 dht eth0 192.0.2.2
+  for i in 3 4 5 6 7 8 9; do ns dht ip addr add "192.0.2.$i/24" dev eth0; done
   link nata lan 10.0.1.1 a eth0 10.0.1.2
   link natb lan 10.0.2.1 b eth0 10.0.2.2
   ns pub sysctl -qw net.ipv4.ip_forward=1

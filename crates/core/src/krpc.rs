@@ -27,9 +27,38 @@ pub fn looks_like_krpc(datagram: &[u8]) -> bool {
     datagram.first() == Some(&b'd') && datagram.last() == Some(&b'e')
 }
 
-/// The address a response to our query `txid` says it saw us at, if `datagram` is such a
-/// response. Anything else (other messages, malformed input) gives `None`.
-pub fn observed_address(datagram: &[u8], txid: [u8; 4]) -> Option<SocketAddr> {
+/// A BEP 44 `get` for the mutable item at `target` (SHA-1 of its public key), asking nodes to
+/// leave the value out unless its sequence number is above `seq`.
+pub fn get_query(txid: [u8; 4], node_id: [u8; 20], target: [u8; 20], seq: Option<i64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"d1:ad2:id20:");
+    out.extend_from_slice(&node_id);
+    if let Some(seq) = seq {
+        out.extend_from_slice(format!("3:seqi{seq}e").as_bytes());
+    }
+    out.extend_from_slice(b"6:target20:");
+    out.extend_from_slice(&target);
+    out.extend_from_slice(b"e1:q3:get2:roi1e1:t4:");
+    out.extend_from_slice(&txid);
+    out.extend_from_slice(b"1:y1:qe");
+    out
+}
+
+/// What a response to one of our queries says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// Where the node saw our query come from.
+    pub observed: Option<SocketAddr>,
+    /// For a `get`: the stored item's sequence number, if it sent the item.
+    pub seq: Option<i64>,
+    /// For a `get`: the stored value, if any (its signature is not checked here: our values
+    /// are sealed, and opening them is the check that matters).
+    pub value: Option<&'a [u8]>,
+}
+
+/// The response to our query `txid`, if `datagram` is one. Anything else (other messages,
+/// malformed input) gives `None`.
+pub fn response(datagram: &[u8], txid: [u8; 4]) -> Option<Response<'_>> {
     if datagram.len() > 1500 {
         return None;
     }
@@ -38,12 +67,24 @@ pub fn observed_address(datagram: &[u8], txid: [u8; 4]) -> Option<SocketAddr> {
         return None;
     }
     let (mut t, mut y, mut ip) = (None, None, None);
+    let mut out = Response::default();
     while p.peek()? != b'e' {
         let key = p.bytes()?;
         match key {
             b"t" => t = Some(p.bytes()?),
             b"y" => y = Some(p.bytes()?),
             b"ip" => ip = Some(p.bytes()?),
+            b"r" if p.peek()? == b'd' => {
+                p.i += 1;
+                while p.peek()? != b'e' {
+                    match p.bytes()? {
+                        b"seq" => out.seq = Some(p.int()?),
+                        b"v" => out.value = Some(p.bytes()?),
+                        _ => p.skip(1)?,
+                    }
+                }
+                p.i += 1;
+            }
             _ => p.skip(0)?,
         }
     }
@@ -51,7 +92,16 @@ pub fn observed_address(datagram: &[u8], txid: [u8; 4]) -> Option<SocketAddr> {
     if p.i != datagram.len() || t? != txid || y? != b"r" {
         return None;
     }
-    let ip = ip?;
+    out.observed = ip.and_then(compact_addr);
+    Some(out)
+}
+
+/// The address a response to our query `txid` says it saw us at.
+pub fn observed_address(datagram: &[u8], txid: [u8; 4]) -> Option<SocketAddr> {
+    response(datagram, txid)?.observed
+}
+
+fn compact_addr(ip: &[u8]) -> Option<SocketAddr> {
     let addr = match ip.len() {
         6 => SocketAddr::new(
             IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
@@ -100,6 +150,19 @@ impl<'a> Parser<'a> {
             n = n * 10 + u64::from(c - b'0');
             digits += 1;
         }
+    }
+
+    /// An integer `i<n>e`.
+    fn int(&mut self) -> Option<i64> {
+        if self.next()? != b'i' {
+            return None;
+        }
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.i += 1;
+        }
+        let n = i64::try_from(self.number(b'e')?).ok()?;
+        Some(if negative { -n } else { n })
     }
 
     /// A byte string `len:bytes`.
@@ -173,6 +236,27 @@ mod tests {
     }
 
     #[test]
+    fn a_get_answer_carries_the_value_and_its_sequence() {
+        let q = get_query(*b"abcd", [7; 20], [9; 20], Some(42));
+        let mut p = Parser { b: &q, i: 0 };
+        p.skip(0).unwrap();
+        assert_eq!(p.i, q.len());
+        assert!(q.windows(9).any(|w| w == b"3:seqi42e"));
+        let mut r = b"d1:rd2:id20:".to_vec();
+        r.extend_from_slice(&[1; 20]);
+        r.extend_from_slice(b"1:k32:");
+        r.extend_from_slice(&[2; 32]);
+        r.extend_from_slice(b"5:nodes0:3:seqi1795000000000e3:sig64:");
+        r.extend_from_slice(&[3; 64]);
+        r.extend_from_slice(b"5:token4:tttt1:v5:hello");
+        r.extend_from_slice(b"e1:t4:abcd1:y1:re");
+        let got = response(&r, *b"abcd").unwrap();
+        assert_eq!(got.seq, Some(1_795_000_000_000));
+        assert_eq!(got.value, Some(&b"hello"[..]));
+        assert_eq!(got.observed, None);
+    }
+
+    #[test]
     fn hostile_bencode_is_refused_without_panic() {
         for bad in [
             &b""[..],
@@ -182,9 +266,15 @@ mod tests {
             b"d99999999999999999999:xe",
             b"d1:tlllllllllllllllllllllllllllllleeeeeeeeeeeeeeeeeeeeeeeeeee",
             b"d1:ti-e1:y1:re",
-            b"d2:ip3:abc1:t4:abcd1:y1:re",
+            b"d1:rd3:seqi-e1:vi1ee1:t4:abcd1:y1:re",
+            b"d1:rd3:seq1:xe1:t4:abcd1:y1:re",
         ] {
             assert_eq!(observed_address(bad, *b"abcd"), None);
+            assert_eq!(response(bad, *b"abcd"), None);
         }
+        // A well-formed answer with a broken address: the answer stands, the address not.
+        let odd = b"d2:ip3:abc1:t4:abcd1:y1:re";
+        assert_eq!(observed_address(odd, *b"abcd"), None);
+        assert_eq!(response(odd, *b"abcd"), Some(Response::default()));
     }
 }

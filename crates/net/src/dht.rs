@@ -9,9 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use extrasafe_core::krpc;
 use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
-    epoch_of, CallIntent, PairSecret, Record, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
+    epoch_of, CallIntent, PairSecret, Record, RecordKeys, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
 };
 use extrasafe_core::{Identity, PeerId};
 use futures_lite::StreamExt;
@@ -73,7 +74,20 @@ pub struct Rendezvous {
     pairs: HashMap<PeerId, PairSecret>,
     /// Bootstrap nodes given as addresses (also asked what address they see).
     bootstrap: Vec<SocketAddr>,
+    /// For each record key polled: the few nodes closest to it, found once by a full lookup,
+    /// so a poll is a handful of datagrams instead of a walk across the DHT.
+    closest: std::sync::Mutex<HashMap<[u8; 32], (Vec<SocketAddr>, std::time::Instant)>>,
+    bind: Ipv4Addr,
+    /// Our addresses as last measured, reused for a minute (a caller that stays up need not
+    /// ask DHT nodes again for every call).
+    measured: std::sync::Mutex<Option<(Reachability, std::time::Instant)>>,
 }
+
+/// Nodes asked directly on each poll.
+const POLL_NODES: usize = 3;
+/// How long the closest nodes found for a record key are trusted before looking again (nodes
+/// join and leave; a record's key changes every hour anyway).
+const CLOSEST_FOR: Duration = Duration::from_secs(10 * 60);
 
 impl std::fmt::Debug for Rendezvous {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +151,9 @@ impl Rendezvous {
             dht,
             pairs,
             bootstrap,
+            closest: Default::default(),
+            bind: config.bind,
+            measured: Default::default(),
         })
     }
 
@@ -210,8 +227,19 @@ impl Rendezvous {
     }
 
     /// The newest record `peer` published for us this hour (or, early in the hour, the last
-    /// one), newer than `after` (a `sent_at_ms`) if given.
+    /// one), newer than `after` (a `sent_at_ms`) if given: asks the nodes closest to it, and
+    /// walks the DHT if they have nothing.
     pub async fn lookup(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
+        self.read(peer, after, true).await
+    }
+
+    /// Like [`Self::lookup`], but trusts the closest nodes when they answer (a poll every few
+    /// seconds must cost a handful of datagrams, not a walk across the DHT).
+    pub async fn poll(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
+        self.read(peer, after, false).await
+    }
+
+    async fn read(&self, peer: &PeerId, after: Option<u64>, thorough: bool) -> Option<Record> {
         let pair = self.pair(peer)?;
         let now = now_ms();
         let mut epochs = vec![epoch_of(now)];
@@ -221,6 +249,15 @@ impl Rendezvous {
         let mut best: Option<Record> = None;
         for epoch in epochs {
             let keys = pair.incoming(epoch);
+            if let Some(found) = self.poll_closest(&keys, after).await {
+                if found.is_some() {
+                    best = found;
+                    break;
+                }
+                if !thorough {
+                    continue;
+                }
+            }
             let more_recent = after.map(|a| a as i64);
             let mut items = self.dht.get_mutable(&keys.dht_key(), None, more_recent);
             // Nodes answer as the lookup proceeds; the first valid answer is usually the
@@ -254,6 +291,105 @@ impl Rendezvous {
         best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a))
     }
 
+    /// Reads a record straight from the nodes closest to it (learned once per record key):
+    /// `None` if none of them answered (the caller then does a full lookup), else what they
+    /// hold that is newer than `after`.
+    async fn poll_closest(&self, keys: &RecordKeys, after: Option<u64>) -> Option<Option<Record>> {
+        let dht_key = keys.dht_key();
+        let target = MutableItem::target_from_key(&dht_key, None);
+        let known = self
+            .closest
+            .lock()
+            .expect("closest-nodes lock poisoned")
+            .get(&dht_key)
+            .filter(|(_, at)| at.elapsed() < CLOSEST_FOR)
+            .map(|(n, _)| n.clone());
+        let nodes = match known {
+            Some(n) => n,
+            None => {
+                let found: Vec<SocketAddr> = self
+                    .dht
+                    .get_closest_nodes(target)
+                    .await
+                    .iter()
+                    .take(POLL_NODES)
+                    .map(|n| SocketAddr::V4(n.address()))
+                    .collect();
+                // Too few: our routing table is still filling up; walk the DHT this time.
+                if found.len() < POLL_NODES {
+                    return None;
+                }
+                let mut cache = self.closest.lock().expect("closest-nodes lock poisoned");
+                // One entry per contact and hour is all a poller needs.
+                if cache.len() > 4 * self.pairs.len() + 8 {
+                    cache.clear();
+                }
+                cache.insert(dht_key, (found.clone(), std::time::Instant::now()));
+                found
+            }
+        };
+        let socket = tokio::net::UdpSocket::bind((self.bind, 0)).await.ok()?;
+        let mut asked = Vec::new();
+        for node in &nodes {
+            let mut txid = [0u8; 4];
+            let mut id = [0u8; 20];
+            getrandom::fill(&mut txid).expect("the OS random source works");
+            getrandom::fill(&mut id).expect("the OS random source works");
+            let query = krpc::get_query(txid, id, *target.as_bytes(), after.map(|a| a as i64));
+            if socket.send_to(&query, node).await.is_ok() {
+                asked.push((*node, txid));
+            }
+        }
+        let mut answered = 0;
+        let mut best: Option<Record> = None;
+        let mut buf = [0u8; 1500];
+        let deadline = tokio::time::Instant::now() + POLL_WAIT;
+        while answered < asked.len() {
+            let Ok(Ok((n, from))) =
+                tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+            else {
+                break;
+            };
+            let from = crate::probe_socket::canonical(from);
+            let Some((_, txid)) = asked.iter().find(|(a, _)| *a == from) else {
+                continue;
+            };
+            let Some(answer) = krpc::response(&buf[..n], *txid) else {
+                continue;
+            };
+            answered += 1;
+            let (Some(seq), Some(value)) = (answer.seq, answer.value) else {
+                continue;
+            };
+            match keys.open(value, now_ms()) {
+                // The signed sequence number must be the sealed time, or a node replays an
+                // old value under a higher number.
+                Ok(r) if r.sent_at_ms as i64 == seq => {
+                    if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
+                        best = Some(r);
+                    }
+                }
+                Ok(_) => debug!("rendezvous record with a mismatched sequence ignored"),
+                Err(e) => debug!(error = %e, "rendezvous record ignored"),
+            }
+        }
+        debug!(
+            asked = asked.len(),
+            answered,
+            found = best.is_some(),
+            "polled the closest nodes"
+        );
+        if answered == 0 {
+            // The nodes went away: find the closest ones again next time.
+            self.closest
+                .lock()
+                .expect("closest-nodes lock poisoned")
+                .remove(&dht_key);
+            return None;
+        }
+        Some(best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)))
+    }
+
     /// The probe key for a call attempt with `peer`.
     pub fn punch_key(&self, peer: &PeerId, call_id: &[u8; 16]) -> Option<PunchKey> {
         self.pair(peer).map(|p| p.punch_key(call_id))
@@ -273,6 +409,16 @@ pub struct Reachability {
 /// (asked from the call socket itself), else our public IP as the DHT saw it with the call
 /// port (right behind the many NATs that keep the port); then the interface addresses.
 pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
+    if let Some((r, at)) = rendezvous
+        .measured
+        .lock()
+        .expect("measurement lock poisoned")
+        .clone()
+    {
+        if at.elapsed() < REGATHER {
+            return r;
+        }
+    }
     let bound = node.local_addr();
     let mut dht_nodes = rendezvous.dht_nodes().await;
     if dht_nodes.len() < 2 {
@@ -299,10 +445,15 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
         }
     }
     out.truncate(MAX_CANDIDATES);
-    Reachability {
+    let r = Reachability {
         candidates: out,
         nat: observed.mapping,
-    }
+    };
+    *rendezvous
+        .measured
+        .lock()
+        .expect("measurement lock poisoned") = Some((r.clone(), std::time::Instant::now()));
+    r
 }
 
 impl Node {
@@ -345,6 +496,9 @@ impl Node {
     }
 }
 
+/// How long a poll waits for the nodes' answers.
+const POLL_WAIT: Duration = Duration::from_millis(1000);
+
 /// How often a listening node measures its addresses again.
 const REGATHER: Duration = Duration::from_secs(60);
 
@@ -364,20 +518,11 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
-        let mut gathered: Option<(Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         loop {
-            if gathered
-                .as_ref()
-                .is_none_or(|(_, at)| at.elapsed() >= REGATHER)
-            {
-                gathered = Some((
-                    reachability(&node, &rendezvous).await,
-                    tokio::time::Instant::now(),
-                ));
-            }
-            let ours = gathered.as_ref().expect("just gathered").0.clone();
+            // Measured again once a minute (cached in between).
+            let ours = reachability(&node, &rendezvous).await;
             let epoch = epoch_of(now_ms());
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
@@ -406,7 +551,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             let mut reads = JoinSet::new();
             for peer in peers.iter().copied() {
                 let (rv, after) = (rendezvous.clone(), last_seen.get(&peer).copied());
-                reads.spawn(async move { (peer, rv.lookup(&peer, after).await) });
+                reads.spawn(async move { (peer, rv.poll(&peer, after).await) });
             }
             while let Some(r) = reads.join_next().await {
                 let Ok((peer, Some(record))) = r else {

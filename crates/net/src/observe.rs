@@ -29,10 +29,16 @@ impl Observation {
 
 impl Node {
     /// Asks up to three of `dht_nodes` (at once, a few tries each within `limit`) which
-    /// address our call socket's packets arrive from.
+    /// address our call socket's packets arrive from; two answers are enough.
     pub async fn observe(&self, dht_nodes: &[SocketAddr], limit: Duration) -> Observation {
         let mut asks = JoinSet::new();
-        for &node in dht_nodes.iter().filter(|a| a.is_ipv4()).take(3) {
+        let asked: Vec<SocketAddr> = dht_nodes
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv4())
+            .take(3)
+            .collect();
+        for &node in &asked {
             let socket = self.socket.clone();
             asks.spawn(async move {
                 let mut answers = socket.expect_krpc(node);
@@ -70,7 +76,14 @@ impl Node {
         while let Some(r) = asks.join_next().await {
             if let Ok(Some(a)) = r {
                 seen.push(crate::probe_socket::canonical(a));
+                if seen.len() == 2 {
+                    break;
+                }
             }
+        }
+        asks.abort_all();
+        for node in asked {
+            self.socket.unexpect_krpc(node);
         }
         Observation {
             mapping: NatMapping::from_observations(&seen),
