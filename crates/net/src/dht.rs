@@ -76,12 +76,15 @@ pub struct Rendezvous {
     bootstrap: Vec<SocketAddr>,
     /// For each record key polled: the few nodes closest to it, found once by a full lookup,
     /// so a poll is a handful of datagrams instead of a walk across the DHT.
-    closest: std::sync::Mutex<HashMap<[u8; 32], (Vec<SocketAddr>, std::time::Instant)>>,
+    closest: std::sync::Mutex<HashMap<[u8; 32], ClosestNodes>>,
     bind: Ipv4Addr,
     /// Our addresses as last measured, reused for a minute (a caller that stays up need not
     /// ask DHT nodes again for every call).
     measured: std::sync::Mutex<Option<(Reachability, std::time::Instant)>>,
 }
+
+/// The nodes closest to one record key, and when they were found.
+type ClosestNodes = (Vec<SocketAddr>, std::time::Instant);
 
 /// Nodes asked directly on each poll.
 const POLL_NODES: usize = 3;
