@@ -36,7 +36,7 @@ fn main() {
         nodes.push(
             mainline::Dht::builder()
                 .server_mode()
-                .bootstrap(&[seed.clone()])
+                .bootstrap(std::slice::from_ref(&seed))
                 .bind_address(addr(i))
                 .port(6881)
                 .build()
