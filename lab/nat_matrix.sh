@@ -109,10 +109,19 @@ identities() {
   "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alice >/dev/null
 }
 
-# cell TYPE_A TYPE_B EXPECT(ok|fail) [CAPTURE]: one call through the two routers.
+# cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle]: one call through the two routers. With
+# `idle`, the routers forget a UDP mapping after 10 s of silence and the call, once
+# connected, stays idle for 25 s before chat must still cross both ways (keepalives).
 cell() {
-  local ta=$1 tb=$2 expect=$3 capture=${4:-}
+  local ta=$1 tb=$2 expect=$3 mode=${4:-}
+  local capture=""; [ "$mode" = capture ] && capture=1
   topology "$ta" "$tb"
+  if [ "$mode" = idle ]; then
+    for r in nata natb; do
+      ns "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=10
+      ns "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout_stream=10
+    done
+  fi
   local log="$OUT/$ta-$tb"
   rm -f "$log".*
   ns dht "$DHTNET" 192.0.2.2 8 >"$log.dht" 2>&1 &
@@ -150,6 +159,17 @@ cell() {
     done
     end=$(ms)
     if grep -q '"event":"connected"' "$log.alice"; then
+      if [ "$mode" = idle ]; then
+        sleep 25
+        echo "still there after 25 s of silence" >&8
+        for _ in $(seq 50); do grep -q '"event":"chat"' "$log.bob" && break; sleep 0.1; done
+        echo "yes" >&7
+        for _ in $(seq 50); do grep -q '"event":"chat"' "$log.alice" && break; sleep 0.1; done
+        if ! grep -q '"event":"chat"' "$log.bob" || ! grep -q '"event":"chat"' "$log.alice"; then
+          echo "keepalive: chat did not cross after 25 s idle"; exec 8>&-; return 1
+        fi
+        echo "keepalive: chat crossed both ways after 25 s idle with 10 s NAT mapping timeouts"
+      fi
       exec 8>&-; wait "$apid" || code=$?; break
     fi
     exec 8>&-; wait "$apid" || code=$?
@@ -201,6 +221,11 @@ for c in $CELLS; do
   esac
   cell "$ta" "$tb" "$want" || failed=1
 done
+
+if [ -z "${SKIP_IDLE:-}" ]; then
+  echo "keepalives: routers forget idle UDP mappings after 10 s"
+  cell port port ok idle || failed=1
+fi
 
 if [ -z "${SKIP_CAPTURE:-}" ]; then
   echo "privacy: capturing both NATs' WAN side during a call (port-restricted on both sides)"

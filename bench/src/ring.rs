@@ -46,7 +46,11 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
 }
 
 fn s(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
 }
 
 /// UDP datagrams sent and loopback bytes so far in this network namespace.
