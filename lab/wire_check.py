@@ -3,8 +3,10 @@
 host candidate may appear in any UDP payload, and the rendezvous values stored on the DHT must
 look like ciphertext.
 
-usage: wire_check.py A.pcap B.pcap ALICE_PEER_ID BOB_PEER_ID NAME... IP...
-(an argument that parses as an IPv4 address is checked as 4 raw bytes and as text)"""
+usage: wire_check.py [--lan] A.pcap B.pcap ALICE_PEER_ID BOB_PEER_ID NAME... IP...
+(an argument that parses as an IPv4 address is checked as 4 raw bytes and as text)
+--lan: a capture on a LAN with no DHT: instead of DHT values, mDNS announcements of the
+service must be present (and, like everything else, name nobody)."""
 import ipaddress
 import math
 import struct
@@ -55,7 +57,11 @@ def entropy(b):
 
 
 def main():
-    pcaps, ids, rest = sys.argv[1:3], sys.argv[3:5], sys.argv[5:]
+    args = sys.argv[1:]
+    lan = args[:1] == ["--lan"]
+    if lan:
+        args = args[1:]
+    pcaps, ids, rest = args[0:2], args[2:4], args[4:]
     needles = {}
     for pid in ids:
         needles[f"peer ID {pid[:12]}… (text)"] = pid.encode()
@@ -69,7 +75,7 @@ def main():
         except ValueError:
             needles[f"name {word!r}"] = word.encode()
             needles[f"name {word.capitalize()!r}"] = word.capitalize().encode()
-    packets = values = 0
+    packets = values = announcements = 0
     failures = []
     for path in pcaps:
         for payload in udp_payloads(path):
@@ -78,6 +84,8 @@ def main():
             for what, needle in needles.items():
                 if needle in payload or (needle.isascii() and needle.lower() in low):
                     failures.append(f"{path}: {what} in a {len(payload)}-byte packet")
+            if b"_extrasafe" in payload:
+                announcements += 1
             at = payload.find(b"1:v360:")
             while at >= 0:
                 value = payload[at + 7:at + 7 + 360]
@@ -87,14 +95,16 @@ def main():
                                     f"(entropy {entropy(value):.2f} bits/byte)")
                 at = payload.find(b"1:v360:", at + 1)
     print(f"wire check: {packets} UDP packets, {values} DHT record values, "
-          f"{len(needles)} things that must not appear")
-    if packets == 0 or values == 0:
-        failures.append("the capture holds no call or no DHT record: nothing was checked")
+          f"{announcements} mDNS packets of the service, {len(needles)} things that must not appear")
+    if packets == 0 or (values == 0 and not lan) or (announcements == 0 and lan):
+        failures.append("the capture holds no call, or no DHT record / announcement: "
+                        "nothing was checked")
     for f in failures[:20]:
         print("  LEAK:", f)
     if failures:
         sys.exit(1)
-    print("wire check: nothing identifying in clear; DHT values are ciphertext")
+    print("wire check: nothing identifying in clear" +
+          ("; mDNS announcements name nobody" if lan else "; DHT values are ciphertext"))
 
 
 if __name__ == "__main__":

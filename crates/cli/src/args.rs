@@ -79,6 +79,10 @@ pub struct Global {
     /// tickets. DHT nodes otherwise see your IP address (not who you are or whom you call).
     #[arg(long, global = true)]
     pub no_dht: bool,
+    /// Neither announce yourself to contacts on the local network nor look for them there
+    /// (mDNS). Announcements name nobody: only your contacts can recognise them.
+    #[arg(long, global = true)]
+    pub no_lan: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -567,7 +567,12 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     assert!(!file.windows(9).any(|w| w == b"127.0.0.1"));
 
     // Called by name (any case), through the addresses of the ticket that was added.
-    let (mut c, cev) = caller("alice", &["--data-dir", &data], &["--no-audio"]);
+    // Never the DHT or the LAN from a test on the host: the ticket's address must do.
+    let (mut c, cev) = caller(
+        "alice",
+        &["--data-dir", &data, "--no-dht", "--no-lan"],
+        &["--no-audio"],
+    );
     let calling = cev.until("calling");
     assert_eq!(calling["contact"], "Alice");
     assert_eq!(calling["peer_id"], peer.as_str());
@@ -591,7 +596,7 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     // A contact without an address while staying off the DHT, an unknown name: a sentence
     // and exit 2.
     let out = bin()
-        .args(["--data-dir", &data, "--no-dht", "call", "bob"])
+        .args(["--data-dir", &data, "--no-dht", "--no-lan", "call", "bob"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -642,11 +647,13 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
     }
+    // --no-lan everywhere: mDNS would multicast on the host's own network.
     let mut l = bin()
         .args([
             "--data-dir",
             &bob_data,
             "--json",
+            "--no-lan",
             "--dht-bootstrap",
             &bootstrap,
         ])
@@ -675,7 +682,13 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     let (mut c, cev) = loop {
         let (c, cev) = caller(
             "bob",
-            &["--data-dir", &alice_data, "--dht-bootstrap", &bootstrap],
+            &[
+                "--data-dir",
+                &alice_data,
+                "--no-lan",
+                "--dht-bootstrap",
+                &bootstrap,
+            ],
             &["--no-audio", "--bind", "127.0.0.1:0"],
         );
         assert_eq!(cev.until("calling")["contact"], "bob");

@@ -22,6 +22,7 @@ pub mod contacts;
 pub mod identity;
 pub mod keyfile;
 pub mod krpc;
+pub mod lan;
 pub mod media;
 pub mod punch;
 pub mod rendezvous;

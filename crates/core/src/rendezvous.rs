@@ -236,6 +236,23 @@ impl PairSecret {
         )))
     }
 
+    /// The key of the pair's LAN announcement tags (`core::lan`); both sides derive the same.
+    pub fn lan_key(&self) -> crate::lan::LanKey {
+        let (lo, hi) = if self.me <= self.them {
+            (self.me, self.them)
+        } else {
+            (self.them, self.me)
+        };
+        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3));
+        inputs.extend_from_slice(&self.secret[..]);
+        inputs.extend_from_slice(lo.as_bytes());
+        inputs.extend_from_slice(hi.as_bytes());
+        crate::lan::LanKey(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 lan tag v1",
+            &inputs,
+        )))
+    }
+
     /// Keys of the record we publish for them.
     pub fn outgoing(&self, epoch: u64) -> RecordKeys {
         self.keys(&self.me, &self.them, epoch)

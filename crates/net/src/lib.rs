@@ -13,6 +13,7 @@ mod call;
 pub mod dht;
 mod driver;
 mod error;
+pub mod lan;
 mod node;
 pub mod observe;
 mod probe_socket;

@@ -1,6 +1,7 @@
 //! `extrasafe call`
 
-use extrasafe_net::{dht, CallError, NodeConfig};
+use extrasafe_core::Ticket;
+use extrasafe_net::{dht, lan, CallError, NodeConfig};
 
 use crate::args::{CallArgs, Global};
 use crate::audioplan::AudioPlan;
@@ -10,6 +11,9 @@ use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
+
+/// How long a caller browses the LAN for a contact before trying the DHT.
+const LAN_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     global: &Global,
@@ -27,19 +31,24 @@ pub async fn run(
     })?;
     // A contact can be looked up on the DHT (if its ticket's addresses fail, or it has
     // none). The pair secret is computed now: the identity key is dropped once bound.
-    let pairs = match (&target.name, global.no_dht) {
-        (Some(_), false) => Some(
-            dht::pair_secrets(&loaded.identity, &[target.peer])
-                .map_err(|e| Failure::new(OTHER, format!("{e}.")))?,
-        ),
-        _ => None,
+    let search = target.name.is_some() && !(global.no_dht && global.no_lan);
+    // One set of pair secrets for the LAN, one for the DHT (both looked at at once).
+    let secrets = || {
+        dht::pair_secrets(&loaded.identity, &[target.peer])
+            .map_err(|e| Failure::new(OTHER, format!("{e}.")))
+    };
+    let pairs = if search {
+        Some((secrets()?, secrets()?))
+    } else {
+        None
     };
     if target.ticket.is_none() && pairs.is_none() {
         return Err(Failure::new(
             USAGE,
             format!(
-                "No address is known for {} and --no-dht keeps us off the DHT. Ask them for \
-                 their ticket, then `extrasafe contact add TICKET --name {}` stores it.",
+                "No address is known for {} and --no-dht --no-lan leave no way to find them. \
+                 Ask them for their ticket, then `extrasafe contact add TICKET --name {}` \
+                 stores it.",
                 target.name.as_deref().unwrap_or("them"),
                 target.name.as_deref().unwrap_or("NAME"),
             ),
@@ -88,24 +97,77 @@ pub async fn run(
     let placing = async {
         if let Some(ticket) = &target.ticket {
             match node.call(ticket).await {
-                Err(CallError::Unreachable { .. }) if pairs.is_some() => out.emit(
-                    "Their last known addresses did not answer; looking them up on the DHT …",
-                    serde_json::json!({"event": "dht_lookup", "peer_id": target.peer.to_string()}),
+                Err(CallError::Unreachable { .. }) if pairs.is_some() => out.hint(
+                    "Their last known addresses did not answer; looking for them elsewhere …",
                 ),
                 other => return other.map_err(Failure::from),
             }
-        } else {
+        }
+        let (lan_pairs, dht_pairs) = pairs.expect("checked above: a contact we may look for");
+        // The LAN and the DHT at once: a contact on this network answers within a second or
+        // two, one elsewhere takes a few seconds of DHT; whichever connects first wins.
+        let on_lan = async {
+            if global.no_lan {
+                return None;
+            }
             out.emit(
-                "No address known; looking them up on the DHT …",
+                "Looking for them on this network …",
+                serde_json::json!({"event": "lan_lookup", "peer_id": target.peer.to_string()}),
+            );
+            let lan = match lan::Lan::start(&lan_pairs) {
+                Ok(lan) => lan,
+                Err(e) => {
+                    out.warn(&format!("{e}."));
+                    return None;
+                }
+            };
+            let addrs = lan.find(&target.peer, LAN_LOOK).await?;
+            Some(
+                node.call(&Ticket {
+                    peer: target.peer,
+                    addrs,
+                })
+                .await,
+            )
+        };
+        let on_dht = async {
+            if global.no_dht {
+                return None;
+            }
+            out.emit(
+                "Looking them up on the DHT …",
                 serde_json::json!({"event": "dht_lookup", "peer_id": target.peer.to_string()}),
             );
+            Some(
+                match dht::Rendezvous::start(dht_pairs, &reach::dht_config(global)) {
+                    Ok(rendezvous) => node.call_contact(&rendezvous, target.peer).await,
+                    Err(e) => Err(CallError::Rendezvous(e.to_string())),
+                },
+            )
+        };
+        tokio::pin!(on_lan, on_dht);
+        let (mut lan_done, mut dht_done) = (false, false);
+        let mut failure: Option<CallError> = None;
+        while !(lan_done && dht_done) {
+            let r = tokio::select! {
+                r = &mut on_lan, if !lan_done => { lan_done = true; r }
+                r = &mut on_dht, if !dht_done => { dht_done = true; r }
+            };
+            match r {
+                Some(Ok(call)) => return Ok(call),
+                // The other path holds the node's call slot: it is the one to wait for.
+                Some(Err(CallError::AlreadyInCall)) | None => {}
+                Some(Err(e)) => failure = Some(e),
+            }
         }
-        let pairs = pairs.expect("checked above: a contact with the DHT allowed");
-        let rendezvous = dht::Rendezvous::start(pairs, &reach::dht_config(global))
-            .map_err(|e| Failure::new(UNREACHABLE, format!("{e}.")))?;
-        node.call_contact(&rendezvous, target.peer)
-            .await
-            .map_err(Failure::from)
+        Err(match failure {
+            Some(e) => Failure::from(e),
+            None => Failure::new(
+                UNREACHABLE,
+                "They are not on this network, and --no-dht keeps us off the DHT. Try again \
+                 without --no-dht, or ask for a fresh ticket.",
+            ),
+        })
     };
     let call = tokio::select! {
         c = placing => c?,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use extrasafe_core::punch::NatMapping;
 use extrasafe_core::PeerId;
 use extrasafe_net::dht::{self, Reachability};
+use extrasafe_net::lan;
 use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::{AcceptPolicy, NodeConfig};
 use tokio::sync::{mpsc, watch};
@@ -58,7 +59,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     }
     let loaded = ident::load(global)?;
     // Contacts find us through the DHT: our sealed records for each, and their intents.
-    let book = match (&loaded.store, global.no_dht) {
+    let book = match (&loaded.store, global.no_dht && global.no_lan) {
         (Some(store), false) => store.load_contacts(&loaded.identity)?,
         _ => Default::default(),
     };
@@ -102,19 +103,47 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             ids.len()
         ),
     });
+    // Contacts on this network find us by a blinded mDNS announcement (kept running while
+    // listening; dropped at the end).
+    let _announcing = match &pairs {
+        Some(pairs) if !global.no_lan => match lan::Lan::start(pairs) {
+            Ok(lan) => {
+                let task = Arc::new(lan).announce(node.local_addr().port()).await;
+                out.emit(
+                    "Announced on this network; only your contacts can tell it is you.",
+                    serde_json::json!({"event": "lan_announced", "contacts": names.len()}),
+                );
+                Some(AbortOnDrop(task))
+            }
+            Err(e) => {
+                out.warn(&format!("{e}. Contacts on this network need your ticket."));
+                None
+            }
+        },
+        _ => None,
+    };
     let served = match pairs {
-        Some(pairs) => {
+        Some(pairs) if !global.no_dht => {
             let dht_config = reach::dht_config(global);
-            let rendezvous = dht::Rendezvous::start(pairs, &dht_config)
-                .map_err(|e| Failure::new(OTHER, format!("{e}. Try --no-dht.")))?;
-            out.hint(format!(
-                "Joining the DHT so your {} contact(s) can reach you without an address \
-                 (its nodes see your IP address, not who you are).",
-                names.len()
-            ));
-            Some(dht::serve(node.clone(), Arc::new(rendezvous), dht_config))
+            match dht::Rendezvous::start(pairs, &dht_config) {
+                Ok(rendezvous) => {
+                    out.hint(format!(
+                        "Joining the DHT so your {} contact(s) can reach you without an \
+                         address (its nodes see your IP address, not who you are).",
+                        names.len()
+                    ));
+                    Some(dht::serve(node.clone(), Arc::new(rendezvous), dht_config))
+                }
+                // No internet is no reason to stop listening: the LAN and tickets still work.
+                Err(e) => {
+                    out.warn(&format!(
+                        "{e}. Contacts off this network need your ticket until it works."
+                    ));
+                    None
+                }
+            }
         }
-        None => None,
+        _ => None,
     };
     let (mut intents, mut stored) = match served {
         Some(s) => (Some(s.intents), Some(s.published)),
@@ -206,4 +235,13 @@ async fn published(
         }
     }
     std::future::pending().await
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
