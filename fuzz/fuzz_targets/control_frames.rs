@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
             let mut again = Vec::new();
             if m.encode(&mut again).is_ok() {
                 let mut out = Vec::new();
-                FrameDecoder::default().push(&again, &mut out).expect("own encoding decodes");
+                FrameDecoder::default()
+                    .push(&again, &mut out)
+                    .expect("own encoding decodes");
                 assert_eq!(out, vec![Decoded::Message(m)]);
             }
         }

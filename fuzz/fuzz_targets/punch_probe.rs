@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let mut p = Puncher::new(
         key(),
         PunchRole::Controlling,
-        &[Candidate { addr: peer, kind: CandidateKind::Reflexive }],
+        &[Candidate {
+            addr: peer,
+            kind: CandidateKind::Reflexive,
+        }],
         PunchConfig::default(),
         [1; 32],
         t0,

@@ -11,7 +11,9 @@ const NOW: u64 = 1_795_000_000_000;
 fuzz_target!(|data: &[u8]| {
     let a = Identity::from_seed(&[1; 32]);
     let b = Identity::from_seed(&[2; 32]);
-    let keys = PairSecret::new(&a, &b.peer_id()).unwrap().incoming(epoch_of(NOW));
+    let keys = PairSecret::new(&a, &b.peer_id())
+        .unwrap()
+        .incoming(epoch_of(NOW));
     if let Ok(record) = keys.open(data, NOW) {
         let again = keys.seal(&record, [5; 24]).unwrap();
         assert_eq!(keys.open(&again, NOW).unwrap(), record);

@@ -6,7 +6,9 @@ use extrasafe_core::{PeerId, Ticket};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(t) = s.parse::<Ticket>() {
         assert_eq!(t.to_string().parse::<Ticket>().unwrap(), t);
         assert_eq!(t.to_uppercase_string().parse::<Ticket>().unwrap(), t);

@@ -6,7 +6,9 @@ use extrasafe_core::transfer::names::SafePath;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(p) = SafePath::parse(s) {
         assert!(!p.as_str().starts_with('/'));
         for c in p.components() {

@@ -24,7 +24,9 @@ impl FileSink for Count {
 
 fuzz_target!(|data: &[u8]| {
     // The first byte cuts the input into reads of different sizes.
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let step = cut as usize % 64 + 1;
     let mut rx = Receiver::new();
     let mut sink = Count(0);
