@@ -48,7 +48,11 @@ cleanup() {
   for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
   NS=()
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+# forget PID: a process already waited for (its PID may be reused by anything else).
+forget() { local keep=() p; for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
 
 ns() { ip netns exec "$P-$1" "${@:2}"; }
 mkns() { ip netns add "$P-$1"; NS+=("$P-$1"); ns "$1" ip link set lo up; }
@@ -192,9 +196,9 @@ cell() {
         fi
         echo "keepalive: chat crossed both ways after 25 s idle with 10 s NAT mapping timeouts"
       fi
-      exec 8>&-; wait "$apid" || code=$?; break
+      exec 8>&-; wait "$apid" || code=$?; forget "$apid"; break
     fi
-    exec 8>&-; wait "$apid" || code=$?
+    exec 8>&-; wait "$apid" || code=$?; forget "$apid"
     if [ "$code" = 3 ] && grep -q "no address this hour" "$log.alice.err" && [ $tries -lt 3 ]; then
       code=0; sleep 1; continue
     fi
@@ -242,11 +246,14 @@ for c in $CELLS; do
     *) want=ok ;;
   esac
   cell "$ta" "$tb" "$want" || failed=1
+  cleanup   # also after a cell that failed half-way: the next one starts from nothing
+  { exec 7>&- 8>&-; } 2>/dev/null || true
 done
 
 if [ -z "${SKIP_IDLE:-}" ]; then
   echo "keepalives: routers forget idle UDP mappings after 10 s"
   cell port port ok idle || failed=1
+  cleanup
 fi
 
 # lan_cell: Alice and Bob on one LAN segment with no router, no DHT and no internet; Alice
@@ -278,7 +285,7 @@ lan_cell() {
     sleep 0.05
   done
   end=$(ms)
-  exec 8>&-; wait "$apid" || true
+  exec 8>&-; wait "$apid" || true; forget "$apid"
   exec 7>&-
   sleep 0.5
   cleanup
@@ -296,11 +303,13 @@ lan_cell() {
 if [ -z "${SKIP_LAN:-}" ]; then
   echo "LAN without internet: blinded mDNS"
   lan_cell || failed=1
+  cleanup
 fi
 
 if [ -z "${SKIP_CAPTURE:-}" ]; then
   echo "privacy: capturing both NATs' WAN side during a call (port-restricted on both sides)"
   cell port port ok capture || failed=1
+  cleanup
   python3 lab/wire_check.py "$OUT/port-port.a.pcap" "$OUT/port-port.b.pcap" \
     "$alice_id" "$bob_id" alice bob 10.0.1.2 10.0.2.2 || failed=1
 fi

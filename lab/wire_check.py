@@ -40,13 +40,16 @@ def udp_payloads(path):
         _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
         pkt = data[off + 16:off + 16 + incl]
         off += 16 + incl
-        if len(pkt) < 14 + 20 or pkt[12:14] != b"\x08\x00":
+        if len(pkt) < 14 + 20:
             continue
         ip = pkt[14:]
-        ihl = (ip[0] & 0x0F) * 4
-        if ip[9] != 17:
-            continue
-        yield ip[ihl + 8:]
+        if pkt[12:14] == b"\x08\x00":  # IPv4
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] == 17:
+                yield ip[ihl + 8:]
+        elif pkt[12:14] == b"\x86\xdd" and len(ip) >= 48:  # IPv6 (no extension headers)
+            if ip[6] == 17:
+                yield ip[40 + 8:]
 
 
 def entropy(b):

@@ -68,6 +68,16 @@ pub enum DhtError {
     Publish(String),
 }
 
+/// Answers no DHT request: we use the DHT, we do not serve it.
+#[derive(Debug, Clone)]
+struct RefuseAll;
+
+impl mainline::RequestFilter for RefuseAll {
+    fn allow_request(&self, _: &mainline::RequestSpecific, _: std::net::SocketAddrV4) -> bool {
+        false
+    }
+}
+
 /// Our side of the DHT: one node, and the pair secrets of our contacts.
 pub struct Rendezvous {
     dht: mainline::async_dht::AsyncDht,
@@ -140,7 +150,16 @@ impl Rendezvous {
         let mut builder = Dht::builder();
         builder
             .bind_address(config.bind)
-            .request_timeout(config.request_timeout);
+            .request_timeout(config.request_timeout)
+            // Mainline turns a reachable client into a server after a while; we never store
+            // or answer anything for others.
+            .server_settings(mainline::ServerSettings {
+                max_info_hashes: 0,
+                max_peers_per_info_hash: 0,
+                max_immutable_values: 0,
+                max_mutable_values: 0,
+                filter: Box::new(RefuseAll),
+            });
         if !config.bootstrap.is_empty() {
             builder.bootstrap(&config.bootstrap);
         }
@@ -580,8 +599,11 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     our_nat: ours.nat,
                     their_nat: record.nat,
                 };
-                if tx.send(intent).await.is_err() {
-                    return;
+                // Never block the loop (the application may be busy in a call): an intent
+                // that finds the queue full is dropped, the caller's punch then fails.
+                match tx.try_send(intent) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
             debug!(took = ?polled.elapsed(), "contacts' records polled");

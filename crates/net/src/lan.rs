@@ -50,6 +50,13 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -97,7 +104,7 @@ impl Lan {
         // Rotate which contacts get a tag when they do not all fit.
         let shift = usize::from(r[31]) % keys.len().max(1);
         keys.rotate_left(shift);
-        let (n, t) = lan::announcement(&keys, &r);
+        let (n, t) = lan::announcement(&keys, &r, lan::slot_of(unix_secs()));
         let name = hex(&random::<8>());
         let host = format!("{}.local.", hex(&random::<8>()));
         let props = [("n", n.as_str()), ("t", t.as_str())];
@@ -137,7 +144,7 @@ impl Lan {
                 ) else {
                     continue;
                 };
-                if !lan::matches(n, t, key) {
+                if !lan::matches(n, t, key, lan::slot_of(unix_secs())) {
                     continue;
                 }
                 let mut addrs: Vec<SocketAddr> = info

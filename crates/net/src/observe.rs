@@ -38,6 +38,12 @@ impl Node {
             .filter(|a| a.is_ipv4())
             .take(3)
             .collect();
+        // Whatever happens to this future (it may be dropped when another path wins), the
+        // socket stops routing these nodes' datagrams to us.
+        let _forget = Forget {
+            socket: self.socket.clone(),
+            nodes: asked.clone(),
+        };
         for &node in &asked {
             let socket = self.socket.clone();
             asks.spawn(async move {
@@ -82,12 +88,23 @@ impl Node {
             }
         }
         asks.abort_all();
-        for node in asked {
-            self.socket.unexpect_krpc(node);
-        }
         Observation {
             mapping: NatMapping::from_observations(&seen),
             seen,
+        }
+    }
+}
+
+/// Removes the socket's waiters for DHT answers when dropped.
+struct Forget {
+    socket: std::sync::Arc<crate::probe_socket::ProbeSocket>,
+    nodes: Vec<SocketAddr>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            self.socket.unexpect_krpc(*node);
         }
     }
 }

@@ -70,9 +70,10 @@ impl ProbeSocket {
     /// Routes KRPC datagrams from `from` to the returned receiver until `unexpect`.
     pub(crate) fn expect_krpc(&self, from: SocketAddr) -> mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = mpsc::channel(4);
+        let from = canonical(from);
         let mut w = self.krpc.lock().expect("krpc lock poisoned");
         w.retain(|(a, _)| *a != from);
-        w.push((canonical(from), tx));
+        w.push((from, tx));
         rx
     }
 

@@ -58,7 +58,15 @@ pub struct Punched {
 }
 
 impl Node {
-    fn start_punch(&self, plan: PunchPlan, role: PunchRole) -> Result<Run, CallError> {
+    fn start_punch(&self, mut plan: PunchPlan, role: PunchRole) -> Result<Run, CallError> {
+        // A socket bound to IPv4 cannot send to IPv6 (a dual-stack one reaches both).
+        if self.local_addr().is_ipv4() {
+            plan.candidates
+                .retain(|c| c.addr.is_ipv4() || c.addr.ip().to_canonical().is_ipv4());
+        }
+        if plan.candidates.is_empty() {
+            return Err(CallError::NoAddress);
+        }
         let listener = self.socket.listen().ok_or(CallError::AlreadyInCall)?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).expect("the OS random source works");

@@ -32,13 +32,13 @@ pub async fn run(
     // A contact can be looked up on the DHT (if its ticket's addresses fail, or it has
     // none). The pair secret is computed now: the identity key is dropped once bound.
     let search = target.name.is_some() && !(global.no_dht && global.no_lan);
-    // One set of pair secrets for the LAN, one for the DHT (both looked at at once).
+    // Pair secrets for the LAN and the DHT (looked at at once), and for a second DHT try.
     let secrets = || {
         dht::pair_secrets(&loaded.identity, &[target.peer])
             .map_err(|e| Failure::new(OTHER, format!("{e}.")))
     };
     let pairs = if search {
-        Some((secrets()?, secrets()?))
+        Some((secrets()?, secrets()?, secrets()?))
     } else {
         None
     };
@@ -103,7 +103,8 @@ pub async fn run(
                 other => return other.map_err(Failure::from),
             }
         }
-        let (lan_pairs, dht_pairs) = pairs.expect("checked above: a contact we may look for");
+        let (lan_pairs, dht_pairs, dht_pairs_again) =
+            pairs.expect("checked above: a contact we may look for");
         // The LAN and the DHT at once: a contact on this network answers within a second or
         // two, one elsewhere takes a few seconds of DHT; whichever connects first wins.
         let on_lan = async {
@@ -148,16 +149,29 @@ pub async fn run(
         tokio::pin!(on_lan, on_dht);
         let (mut lan_done, mut dht_done) = (false, false);
         let mut failure: Option<CallError> = None;
+        // The DHT path found a path while the LAN path held the call slot (dialling an
+        // address that may not answer): it gets another go once the LAN path is done.
+        let mut dht_again = false;
         while !(lan_done && dht_done) {
-            let r = tokio::select! {
-                r = &mut on_lan, if !lan_done => { lan_done = true; r }
-                r = &mut on_dht, if !dht_done => { dht_done = true; r }
+            let (r, from_dht) = tokio::select! {
+                r = &mut on_lan, if !lan_done => { lan_done = true; (r, false) }
+                r = &mut on_dht, if !dht_done => { dht_done = true; (r, true) }
             };
             match r {
                 Some(Ok(call)) => return Ok(call),
-                // The other path holds the node's call slot: it is the one to wait for.
+                Some(Err(CallError::AlreadyInCall)) if from_dht => dht_again = true,
                 Some(Err(CallError::AlreadyInCall)) | None => {}
                 Some(Err(e)) => failure = Some(e),
+            }
+        }
+        if dht_again {
+            if let Ok(rendezvous) =
+                dht::Rendezvous::start(dht_pairs_again, &reach::dht_config(global))
+            {
+                match node.call_contact(&rendezvous, target.peer).await {
+                    Ok(call) => return Ok(call),
+                    Err(e) => failure = Some(e),
+                }
             }
         }
         Err(match failure {

@@ -314,11 +314,13 @@ impl Puncher {
         let mut sorted = candidates.to_vec();
         sorted.sort_by_key(|c| c.kind);
         for c in sorted {
+            // An IPv4-mapped IPv6 address is the IPv4 address (how replies will name it).
+            let addr = SocketAddr::new(c.addr.ip().to_canonical(), c.addr.port());
             if remotes.len() < MAX_REMOTES
-                && usable(c.addr)
-                && !remotes.iter().any(|r| r.addr == c.addr)
+                && usable(addr)
+                && !remotes.iter().any(|r| r.addr == addr)
             {
-                remotes.push(Remote::new(c.addr));
+                remotes.push(Remote::new(addr));
             }
         }
         let report = PunchReport {
@@ -393,13 +395,17 @@ impl Puncher {
 
     /// When [`Self::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.pongs.is_empty() {
+        if !self.pongs.is_empty() || self.done {
             return None;
         }
-        if self.done {
-            return None;
+        // Nothing to probe: only the deadline is left. Found: no deadline any more (a past
+        // one would wake the caller in a loop).
+        let deadline = self.working.is_none().then_some(self.deadline);
+        let ping = (!self.remotes.is_empty()).then_some(self.next_ping);
+        match (ping, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d)),
+            (p, d) => p.or(d),
         }
-        Some(self.next_ping.min(self.deadline))
     }
 
     /// Advances time: gives up at the deadline.

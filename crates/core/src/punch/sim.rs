@@ -426,3 +426,59 @@ fn probes_are_fixed_size_random_looking_and_never_quic() {
     quic[0] = 0xc3;
     assert!(!is_probe(&quic));
 }
+
+#[test]
+fn timers_never_point_into_the_past() {
+    let t0 = Instant::now();
+    let c = PunchConfig::default();
+    // Nothing to probe: the deadline only.
+    let idle = Puncher::new(
+        PunchKey::from_bytes([7; 32]),
+        PunchRole::Controlled,
+        &[],
+        c.clone(),
+        [1; 32],
+        t0,
+    );
+    assert_eq!(idle.poll_timeout(), Some(t0 + c.timeout));
+    // Found a path, then kept answering past the deadline (the callee waiting for QUIC):
+    // every timer handed out lies ahead.
+    let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
+        "198.51.100.2:5000".parse().unwrap(),
+        "203.0.113.2:5000".parse().unwrap(),
+    );
+    let cand = |addr| Candidate {
+        addr,
+        kind: CandidateKind::Reflexive,
+    };
+    let key = || PunchKey::from_bytes([7; 32]);
+    let mut a = Puncher::new(
+        key(),
+        PunchRole::Controlled,
+        &[cand(b_addr)],
+        c.clone(),
+        [1; 32],
+        t0,
+    );
+    let mut b = Puncher::new(
+        key(),
+        PunchRole::Controlling,
+        &[cand(a_addr)],
+        c.clone(),
+        [2; 32],
+        t0,
+    );
+    let ping = a.poll_transmit(t0).unwrap();
+    b.handle(t0, a_addr, &ping.bytes);
+    while let Some(t) = b.poll_transmit(t0) {
+        if t.dest == a_addr {
+            a.handle(t0, b_addr, &t.bytes);
+        }
+    }
+    assert!(a.working().is_some());
+    let late = t0 + c.timeout + Duration::from_secs(3);
+    a.handle_timeout(late);
+    assert!(!a.is_failed());
+    while a.poll_transmit(late).is_some() {}
+    assert!(a.poll_timeout().is_none_or(|t| t > late));
+}
