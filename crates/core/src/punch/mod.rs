@@ -297,7 +297,11 @@ pub struct Puncher {
     working: Option<SocketAddr>,
     report: PunchReport,
     rng: Rng,
+    /// IDs of the pings heard lately (a 10 s punch at the peer's pace sends ~500).
+    pings_seen: VecDeque<[u8; 8]>,
 }
+
+const PINGS_REMEMBERED: usize = 1024;
 
 impl Puncher {
     /// Starts punching towards `candidates` (best first after sorting by kind: host,
@@ -343,6 +347,7 @@ impl Puncher {
             working: None,
             report,
             rng: Rng::new(seed),
+            pings_seen: VecDeque::new(),
         }
     }
 
@@ -441,6 +446,17 @@ impl Puncher {
         }
         match kind {
             Kind::Ping => {
+                // Each ping the peer sends has a fresh ID, sealed: one seen before is a
+                // replay (someone re-sending a captured probe, perhaps from forged sources),
+                // and gets neither an answer nor a place among the addresses to try.
+                if self.pings_seen.contains(&txid) {
+                    self.report.dropped += 1;
+                    return;
+                }
+                if self.pings_seen.len() == PINGS_REMEMBERED {
+                    self.pings_seen.pop_front();
+                }
+                self.pings_seen.push_back(txid);
                 self.report.pings_heard += 1;
                 if !self.remotes.iter().any(|r| r.addr == from)
                     && self.remotes.len() < MAX_REMOTES
