@@ -122,6 +122,16 @@ field() { grep -m1 "\"event\":\"$1\"" "$3" | sed -E "s/.*\"$2\":\"?([^\",}]*).*/
 
 ms() { date +%s%3N; }
 
+# until_connected LOG PID TICKS: wait (TICKS x 50 ms at most) for the caller's `connected`
+# event, or for it to exit.
+until_connected() {
+  for _ in $(seq "$3"); do
+    grep -q '"event":"connected"' "$1" && return
+    kill -0 "$2" 2>/dev/null || return
+    sleep 0.05
+  done
+}
+
 identities() {
   rm -rf "$OUT/alice" "$OUT/bob"
   alice_id=$("$BIN" --data-dir "$OUT/alice" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
@@ -178,11 +188,7 @@ cell() {
     PIDS+=($!)
     local apid=$!
     exec 8<>"$log.ain"
-    for _ in $(seq 400); do
-      grep -q '"event":"connected"' "$log.alice" && break
-      kill -0 "$apid" 2>/dev/null || break
-      sleep 0.05
-    done
+    until_connected "$log.alice" "$apid" 400
     end=$(ms)
     if grep -q '"event":"connected"' "$log.alice"; then
       if [ "$mode" = idle ]; then
@@ -279,11 +285,7 @@ lan_cell() {
   PIDS+=($!)
   local apid=$!
   exec 8<>"$log.ain"
-  for _ in $(seq 300); do
-    grep -q '"event":"connected"' "$log.alice" && break
-    kill -0 "$apid" 2>/dev/null || break
-    sleep 0.05
-  done
+  until_connected "$log.alice" "$apid" 300
   end=$(ms)
   exec 8>&-; wait "$apid" || true; forget "$apid"
   exec 7>&-

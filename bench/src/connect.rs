@@ -13,6 +13,9 @@
 //! Run: `cargo run --release -p extrasafe-bench --bin connect-bench`
 #![forbid(unsafe_code)]
 
+#[path = "stats.rs"]
+mod stats;
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use extrasafe_core::{Identity, SessionConfig, Ticket};
 use extrasafe_net::tls::{self, PinObservation};
 use extrasafe_net::{AcceptPolicy, CallEvent, Node, NodeConfig};
+use stats::{median, pct};
 use tokio::net::UdpSocket;
 
 const RUNS: usize = 50;
@@ -35,16 +39,6 @@ fn cfg(policy: AcceptPolicy) -> NodeConfig {
         session: SessionConfig::default(),
         ..NodeConfig::default()
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn ms(d: Duration) -> String {

@@ -15,12 +15,16 @@
 //! nothing else is counted: `bash bench/ring.sh` (root).
 #![forbid(unsafe_code)]
 
+#[path = "stats.rs"]
+mod stats;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use extrasafe_core::{Identity, PeerId, SessionConfig};
 use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
 use extrasafe_net::{AcceptPolicy, Node, NodeConfig};
+use stats::{median, pct};
 use tokio::sync::mpsc;
 
 const CALLS: usize = 20;
@@ -33,16 +37,6 @@ fn cfg() -> NodeConfig {
         session: SessionConfig::default(),
         ..NodeConfig::default()
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn s(d: Duration) -> String {

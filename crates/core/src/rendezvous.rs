@@ -220,37 +220,33 @@ impl PairSecret {
     /// The key of the probes of one call attempt (`call_id` from its intent); both sides
     /// derive the same.
     pub fn punch_key(&self, call_id: &[u8; 16]) -> crate::punch::PunchKey {
-        let (lo, hi) = if self.me <= self.them {
-            (self.me, self.them)
-        } else {
-            (self.them, self.me)
-        };
-        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + 16));
-        inputs.extend_from_slice(&self.secret[..]);
-        inputs.extend_from_slice(lo.as_bytes());
-        inputs.extend_from_slice(hi.as_bytes());
-        inputs.extend_from_slice(call_id);
         crate::punch::PunchKey(Zeroizing::new(blake3::derive_key(
             "EXTRA SAFE 2026 punch v1",
-            &inputs,
+            &self.both_sides(call_id),
         )))
     }
 
     /// The key of the pair's LAN announcement tags (`core::lan`); both sides derive the same.
     pub fn lan_key(&self) -> crate::lan::LanKey {
+        crate::lan::LanKey(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 lan tag v1",
+            &self.both_sides(&[]),
+        )))
+    }
+
+    /// `secret | lower peer ID | higher peer ID | extra`: the same bytes on both sides.
+    fn both_sides(&self, extra: &[u8]) -> Zeroizing<Vec<u8>> {
         let (lo, hi) = if self.me <= self.them {
             (self.me, self.them)
         } else {
             (self.them, self.me)
         };
-        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3));
+        let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + extra.len()));
         inputs.extend_from_slice(&self.secret[..]);
         inputs.extend_from_slice(lo.as_bytes());
         inputs.extend_from_slice(hi.as_bytes());
-        crate::lan::LanKey(Zeroizing::new(blake3::derive_key(
-            "EXTRA SAFE 2026 lan tag v1",
-            &inputs,
-        )))
+        inputs.extend_from_slice(extra);
+        inputs
     }
 
     /// Keys of the record we publish for them.

@@ -74,7 +74,6 @@ impl Node {
                 })
                 .await
                 .ok();
-                socket.unexpect_krpc(node);
                 seen
             });
         }

@@ -126,3 +126,15 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// The node still takes an honest call after whatever a test did to it.
+pub async fn still_serves(target: &Node) {
+    let (_id, honest) = node(AcceptPolicy::Ask).await;
+    let mut call = honest.call(&ticket(target)).await.expect("honest call");
+    let mut inc = incoming(target).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    call.hangup();
+    while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
+    until_idle(target).await;
+}

@@ -12,17 +12,6 @@ use extrasafe_net::{AcceptPolicy, CallEvent, Node};
 use quinn::{ConnectionError, VarInt};
 
 /// Proves the node still answers an honest caller.
-async fn still_serves(target: &Node) {
-    let (_id, honest) = node(AcceptPolicy::Ask).await;
-    let mut call = honest.call(&ticket(target)).await.expect("honest call");
-    let mut inc = incoming(target).await;
-    until_connected(&mut call).await;
-    until_connected(&mut inc).await;
-    call.hangup();
-    while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
-    until_idle(target).await;
-}
-
 /// Connects as an authenticated but misbehaving client.
 async fn hostile_conn(target: &Node) -> quinn::Connection {
     let me = Identity::generate();

@@ -5,19 +5,8 @@ mod common;
 
 use common::*;
 use extrasafe_net::core::Identity;
-use extrasafe_net::{AcceptPolicy, CallEvent, Node};
+use extrasafe_net::AcceptPolicy;
 use quinn::VarInt;
-
-async fn still_serves(target: &Node) {
-    let (_id, honest) = node(AcceptPolicy::Ask).await;
-    let mut call = honest.call(&ticket(target)).await.expect("honest call");
-    let mut inc = incoming(target).await;
-    until_connected(&mut call).await;
-    until_connected(&mut inc).await;
-    call.hangup();
-    while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
-    until_idle(target).await;
-}
 
 #[tokio::test]
 async fn a_flood_of_bad_connections_keeps_memory_bounded() {

@@ -59,7 +59,8 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
         )
         .unwrap(),
     );
-    let mut intents = dht::serve(bob.clone(), bob_rv.clone(), config.clone()).intents;
+    let served = dht::serve(bob.clone(), bob_rv.clone(), config.clone());
+    let (mut intents, mut published) = (served.intents, served.published);
 
     // Carol is nobody's contact: she cannot find or open Bob's records.
     let carol_rv = Rendezvous::start(
@@ -71,12 +72,11 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
         .await
         .unwrap();
 
-    // Bob's first record goes up; then Alice calls by peer ID alone.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while alice_rv.lookup(&bob.peer_id(), None).await.is_none() {
-        assert!(Instant::now() < deadline, "Bob's record never appeared");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Bob's first record is stored; then Alice calls by peer ID alone.
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's record was never stored")
+        .unwrap();
     let started = Instant::now();
     let answer = {
         let bob = bob.clone();
