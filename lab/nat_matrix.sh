@@ -10,10 +10,13 @@
 #   CELLS="port:port sym:sym" bash lab/nat_matrix.sh
 #   NO_INPUT_DROP=1 ...               # routers without the "drop inbound to the router" rule
 #
-# Topology (documentation address ranges only):
+# Topology (documentation address ranges, except where noted):
 #   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
 #                                                         pub router -- dht 192.0.2.2-9 (8 nodes)
 #   peer-b 10.0.2.2 -- nat-b [10.0.2.1 | 203.0.113.2] ---+
+# A router that forwards ports (types map, upnp: miniupnpd) has 11.0.1.2 or 11.0.2.2 outside:
+# miniupnpd refuses to serve behind documentation or private ranges (it takes them for a NAT
+# behind another NAT). Those addresses exist only inside the lab's namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +66,36 @@ link() {
   ns "$4" ip addr add "$6/24" dev "$5"; ns "$4" ip link set "$5" up
 }
 
+# portmapd NAME TYPE: miniupnpd on router NAME (a symmetric NAT otherwise): UPnP IGD, and for
+# type map also NAT-PMP and PCP. Its nftables chains live in a table of their own.
+portmapd() {
+  local r=$1 type=$2 conf="$OUT/$1.miniupnpd.conf"
+  ns "$r" nft -f - <<'NFT'
+table inet filter {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+NFT
+  cat >"$conf" <<CONF
+ext_ifname=wan
+listening_ip=lan
+http_port=0
+enable_natpmp=$([ "$type" = map ] && echo yes || echo no)
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=3e2a5c1e-0000-4000-8000-00000000000$([ "$r" = nata ] && echo 1 || echo 2)
+allow 1024-65535 10.0.0.0/8 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
+  ns "$r" miniupnpd -f "$conf" -d -P "$OUT/$r.miniupnpd.pid" >"$OUT/$r.miniupnpd.log" 2>&1 &
+  PIDS+=($!)
+}
+
 # router NAME TYPE PEER_IP: firewall and NAT of one home router.
 router() {
   local r=$1 type=$2 peer=$3
@@ -80,6 +113,9 @@ router() {
   case $type in
     port) ns "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE ;;
     sym) ns "$r" iptables -t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --random ;;
+    map|upnp)
+      ns "$r" iptables -t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --random
+      portmapd "$r" "$type" ;;
     change) ns "$r" iptables -t nat -A POSTROUTING -o wan -p udp -j MASQUERADE --to-ports 20000-29999 ;;
     full)
       ns "$r" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
@@ -94,20 +130,22 @@ router() {
 }
 
 topology() {
-  local ta=$1 tb=$2
+  local ta=$1 tb=$2 wa=198.51.100 wb=203.0.113
+  case $ta in map|upnp) wa=11.0.1 ;; esac
+  case $tb in map|upnp) wb=11.0.2 ;; esac
   for n in pub nata natb a b dht; do mkns "$n"; done
-  link pub pa 198.51.100.1 nata wan 198.51.100.2
-  link pub pb 203.0.113.1 natb wan 203.0.113.2
+  link pub pa "$wa.1" nata wan "$wa.2"
+  link pub pb "$wb.1" natb wan "$wb.2"
   link pub pd 192.0.2.1 dht eth0 192.0.2.2
   for i in 3 4 5 6 7 8 9; do ns dht ip addr add "192.0.2.$i/24" dev eth0; done
   link nata lan 10.0.1.1 a eth0 10.0.1.2
   link natb lan 10.0.2.1 b eth0 10.0.2.2
   ns pub sysctl -qw net.ipv4.ip_forward=1
   # Without NAT, the peer's own address is routed as a public one.
-  ns pub ip route add 10.0.1.0/24 via 198.51.100.2
-  ns pub ip route add 10.0.2.0/24 via 203.0.113.2
-  ns nata ip route add default via 198.51.100.1
-  ns natb ip route add default via 203.0.113.1
+  ns pub ip route add 10.0.1.0/24 via "$wa.2"
+  ns pub ip route add 10.0.2.0/24 via "$wb.2"
+  ns nata ip route add default via "$wa.1"
+  ns natb ip route add default via "$wb.1"
   ns dht ip route add default via 192.0.2.1
   ns a ip route add default via 10.0.1.1
   ns b ip route add default via 10.0.2.1
@@ -222,8 +260,12 @@ cell() {
     result=fail
     reason=$(grep -m1 '"event":"error"' "$log.alice" | sed -E 's/.*"message":"([^"]*)".*/\1/')
   fi
-  local path=""
+  local path="" fwd
   [ -n "$reason" ] || path="to $(field connected remote "$log.alice")"
+  for who in alice bob; do
+    fwd=$(field port_mapped protocol "$log.$who")
+    [ -z "$fwd" ] || path="$path ($who's router forwards, $fwd)"
+  done
   printf '| %-6s | %-6s | %-4s | %-4s | %5s s | %6s | %s\n' "$ta" "$tb" "$expect" "$result" "$secs" \
     "$((out1 - out0))" "${reason:-$path}" | tee -a "$OUT/matrix.md"
   cleanup
@@ -241,7 +283,9 @@ cell() {
 identities
 # Which pairs a plain UDP punch can cross (lab recipe, measured here with netfilter):
 # symmetric meets only NATs that do not filter by port.
-CELLS=${CELLS:-"none:none none:port port:port addr:addr full:full change:change sym:none sym:port sym:addr sym:full sym:change sym:sym"}
+# map: a symmetric NAT whose router forwards ports on request (PCP, NAT-PMP, UPnP); upnp: the
+# same with UPnP only. A forwarded port makes even symmetric NATs meet.
+CELLS=${CELLS:-"none:none none:port port:port addr:addr full:full change:change sym:none sym:port sym:addr sym:full sym:change sym:sym sym:map map:port sym:upnp"}
 : >"$OUT/matrix.md"
 echo "| Alice | Bob    | want | got  | connect | UDP pk | path or reason"
 failed=0

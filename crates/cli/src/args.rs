@@ -83,6 +83,16 @@ pub struct Global {
     /// (mDNS). Announcements name nobody: only your contacts can recognise them.
     #[arg(long, global = true)]
     pub no_lan: bool,
+    /// Do not ask the home router to forward a port to you (UPnP IGD, NAT-PMP, PCP). With
+    /// a forwarded port, contacts behind any NAT reach you directly; the router learns only
+    /// that a UDP port is wanted, and the mapping lasts 10 minutes unless renewed.
+    #[arg(long, global = true)]
+    pub no_port_mapping: bool,
+    /// Also ask this STUN server (HOST:PORT, repeatable) for your public address. None by
+    /// default: DHT nodes already tell you. A STUN server learns your public address and when
+    /// you are online, not whom you call.
+    #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
+    pub stun: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

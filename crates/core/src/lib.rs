@@ -29,6 +29,7 @@ pub mod rendezvous;
 pub mod sas;
 mod sealed;
 pub mod session;
+pub mod stun;
 pub mod text;
 pub mod ticket;
 pub mod transfer;

@@ -17,6 +17,8 @@
 //!   least `max(both min_version)`; otherwise it ends with [`HangupReason::IncompatibleVersion`].
 //! * Unknown capability bits and unknown hang-up reasons are ignored / shown as "other".
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
 use serde::{Deserialize, Serialize};
 
 /// Highest protocol version this build speaks.
@@ -47,6 +49,7 @@ mod kind {
     pub(super) const PING: u8 = 0x09;
     pub(super) const PONG: u8 = 0x0A;
     pub(super) const FIRST_OPTIONAL: u8 = 0x80;
+    pub(super) const OBSERVED: u8 = 0x81;
 }
 
 /// Why a call ended, as carried on the wire.
@@ -138,6 +141,12 @@ pub enum Message {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// The address the sender sees our packets come from (optional type: a reflexive
+    /// candidate we could not learn otherwise without asking a third party).
+    Observed {
+        /// As the sender saw it.
+        addr: SocketAddr,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +159,12 @@ struct HelloBody {
 struct U64Body(u64);
 #[derive(Serialize, Deserialize)]
 struct U8Body(u8);
+#[derive(Serialize, Deserialize)]
+struct ObservedBody {
+    /// IPv6, or IPv4-mapped.
+    ip: [u8; 16],
+    port: u16,
+}
 #[derive(Serialize, Deserialize)]
 struct ChatBody {
     id: u64,
@@ -241,6 +256,20 @@ impl Message {
             Message::Pong { nonce } => {
                 ser(out, kind::PONG, postcard::to_allocvec(&U64Body(*nonce)))
             }
+            Message::Observed { addr } => {
+                let ip = match addr.ip() {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                ser(
+                    out,
+                    kind::OBSERVED,
+                    postcard::to_allocvec(&ObservedBody {
+                        ip: ip.octets(),
+                        port: addr.port(),
+                    }),
+                )
+            }
         }
         let len = out.len() - start - 2;
         debug_assert!(len <= MAX_FRAME);
@@ -295,6 +324,16 @@ impl Message {
             kind::PONG => Message::Pong {
                 nonce: take::<U64Body>(k, body)?.0,
             },
+            kind::OBSERVED => {
+                let b: ObservedBody = take(k, body)?;
+                let ip = Ipv6Addr::from(b.ip).to_canonical();
+                if b.port == 0 || ip.is_unspecified() || ip.is_multicast() {
+                    return Err(WireError::Malformed(k));
+                }
+                Message::Observed {
+                    addr: SocketAddr::new(ip, b.port),
+                }
+            }
             k if k >= kind::FIRST_OPTIONAL => return Ok(Decoded::Skipped(k)),
             k => return Err(WireError::UnknownCritical(k)),
         };
@@ -380,7 +419,30 @@ mod tests {
             },
             Message::Ping { nonce: u64::MAX },
             Message::Pong { nonce: 0 },
+            Message::Observed {
+                addr: "203.0.113.7:40000".parse().unwrap(),
+            },
+            Message::Observed {
+                addr: "[2001:db8::7]:1".parse().unwrap(),
+            },
         ]
+    }
+
+    #[test]
+    fn an_observed_address_must_be_usable() {
+        for bad in ["0.0.0.0:5", "203.0.113.7:0", "[ff02::1]:5"] {
+            let mut f = Vec::new();
+            Message::Observed {
+                addr: bad.parse().unwrap(),
+            }
+            .encode(&mut f)
+            .unwrap();
+            assert_eq!(
+                Message::decode(&f[2..]),
+                Err(WireError::Malformed(kind::OBSERVED)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

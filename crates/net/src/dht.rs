@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::portmap::MapState;
 use extrasafe_core::krpc;
 use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
@@ -39,6 +40,9 @@ pub struct DhtConfig {
     /// How long a DHT request may go unanswered. A lookup or store finishes only when its
     /// last request answered or timed out, so this bounds how long a call takes to ring.
     pub request_timeout: Duration,
+    /// STUN servers the user chose, also asked for our public address (none by default:
+    /// DHT nodes already tell us; see `observe`).
+    pub stun: Vec<SocketAddr>,
 }
 
 impl Default for DhtConfig {
@@ -49,6 +53,7 @@ impl Default for DhtConfig {
             poll: Duration::from_secs(2),
             republish: Duration::from_secs(20 * 60),
             request_timeout: mainline::DEFAULT_REQUEST_TIMEOUT,
+            stun: Vec::new(),
         }
     }
 }
@@ -91,6 +96,10 @@ pub struct Rendezvous {
     /// Our addresses as last measured, reused for a minute (a caller that stays up need not
     /// ask DHT nodes again for every call).
     measured: std::sync::Mutex<Option<(Reachability, std::time::Instant)>>,
+    /// STUN servers to ask for our address.
+    stun: Vec<SocketAddr>,
+    /// The router's port mapping for the call socket, when a mapper runs.
+    port_map: std::sync::Mutex<Option<watch::Receiver<MapState>>>,
 }
 
 /// The nodes closest to one record key, and when they were found.
@@ -176,7 +185,22 @@ impl Rendezvous {
             closest: Default::default(),
             bind: config.bind,
             measured: Default::default(),
+            port_map: Default::default(),
+            stun: config.stun.clone(),
         })
+    }
+
+    /// Publishes the port the router forwards to us (see [`crate::portmap`]) as our best
+    /// candidate while the mapper holds one.
+    pub fn use_port_mapping(&self, state: watch::Receiver<MapState>) {
+        *self.port_map.lock().expect("port map lock poisoned") = Some(state);
+    }
+
+    fn port_map(&self) -> Option<watch::Receiver<MapState>> {
+        self.port_map
+            .lock()
+            .expect("port map lock poisoned")
+            .clone()
     }
 
     /// Our public IPv4 address as DHT nodes saw it, once they have.
@@ -425,12 +449,54 @@ pub struct Reachability {
     pub candidates: Vec<SocketAddr>,
     /// How our NAT maps the call socket.
     pub nat: NatMapping,
+    /// The public address our router forwards to the call socket (also first among the
+    /// candidates).
+    pub mapped: Option<SocketAddr>,
 }
+
+/// How long a side whose router forwards a port to it waits for the other side's first probe
+/// before probing itself (a callee reads the intent within a poll interval). Probing first
+/// would make the router's NAT give the outgoing probes another port, and on a symmetric NAT
+/// that outgoing mapping then clashes with the forwarded one, which drops the peer's probes.
+pub const MAPPED_HOLD: Duration = Duration::from_secs(3);
 
 /// Our addresses worth publishing: the call socket's public address as DHT nodes see it
 /// (asked from the call socket itself), else our public IP as the DHT saw it with the call
 /// port (right behind the many NATs that keep the port); then the interface addresses.
 pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
+    reachability_within(node, rendezvous, Duration::ZERO).await
+}
+
+/// [`reachability`], waiting up to `settle` for the router's answer about a port mapping. A
+/// caller does not wait: a router that speaks PCP or NAT-PMP answers within milliseconds,
+/// long before the measurement is done, and one that speaks none of them would hold every call
+/// for the seconds it takes to give up on each. A listener's first record waits, so that the
+/// record contacts read first already has the forwarded port.
+pub async fn reachability_within(
+    node: &Node,
+    rendezvous: &Rendezvous,
+    settle: Duration,
+) -> Reachability {
+    let port_map = rendezvous.port_map();
+    let (mut r, _) = tokio::join!(measure(node, rendezvous), async {
+        if let (Some(mut pm), false) = (port_map.clone(), settle.is_zero()) {
+            let _ = tokio::time::timeout(settle, pm.wait_for(|s| *s != MapState::Asking)).await;
+        }
+    });
+    let mapped = port_map.and_then(|pm| match *pm.borrow() {
+        MapState::Mapped(m) => Some(m.external),
+        _ => None,
+    });
+    if let Some(m) = mapped {
+        r.candidates.retain(|a| *a != m);
+        r.candidates.insert(0, m);
+        r.candidates.truncate(MAX_CANDIDATES);
+        r.mapped = Some(m);
+    }
+    r
+}
+
+async fn measure(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     if let Some((r, at)) = rendezvous
         .measured
         .lock()
@@ -449,7 +515,9 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
         rendezvous.bootstrapped(Duration::from_secs(5)).await;
         dht_nodes = rendezvous.dht_nodes().await;
     }
-    let observed = node.observe(&dht_nodes, Duration::from_secs(2)).await;
+    let observed = node
+        .observe(&dht_nodes, &rendezvous.stun, Duration::from_secs(2))
+        .await;
     debug!(asked = ?&dht_nodes[..dht_nodes.len().min(3)], ?observed, "call socket's address as DHT nodes see it");
     let mut out = Vec::new();
     match observed.reflexive() {
@@ -458,6 +526,13 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
             if let Some(ip) = rendezvous.public_ip().await {
                 out.push(SocketAddr::new(IpAddr::V4(ip), bound.port()));
             }
+        }
+    }
+    // What the last peer saw, told inside our authenticated session: after the observers'
+    // answer, never instead of it (a contact could misreport it).
+    if let Some(a) = node.observed_by_peer().filter(|a| is_public(a.ip())) {
+        if !out.contains(&a) {
+            out.push(a);
         }
     }
     for a in crate::addrs::reachable(bound) {
@@ -470,6 +545,7 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
     let r = Reachability {
         candidates: out,
         nat: observed.mapping,
+        mapped: None,
     };
     *rendezvous
         .measured
@@ -513,6 +589,11 @@ impl Node {
             candidates: as_candidates(&theirs.candidates),
             our_nat: us.nat,
             their_nat: theirs.nat,
+            hold: if us.mapped.is_some() {
+                MAPPED_HOLD
+            } else {
+                Duration::ZERO
+            },
         })
         .await
     }
@@ -520,6 +601,9 @@ impl Node {
 
 /// How long a poll waits for the nodes' answers.
 const POLL_WAIT: Duration = Duration::from_millis(1000);
+
+/// How soon a record that could not be stored is tried again.
+const UNSTORED_RETRY: Duration = Duration::from_secs(30);
 
 /// How often a listening node measures its addresses again.
 const REGATHER: Duration = Duration::from_secs(60);
@@ -542,31 +626,56 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
+        let mut unstored: HashSet<PeerId> = HashSet::new();
+        let mut retry_at = tokio::time::Instant::now();
+        // Long enough for a router to answer, or for us to give up on PCP, NAT-PMP and UPnP.
+        let mut settle = Duration::from_secs(4);
         loop {
             // Measured again once a minute (cached in between).
-            let ours = reachability(&node, &rendezvous).await;
+            let ours = reachability_within(&node, &rendezvous, settle).await;
+            settle = Duration::ZERO;
             let epoch = epoch_of(now_ms());
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
-            if stale {
+            // A contact whose record could not be stored is tried again within half a
+            // minute, not at the next republish.
+            let due: Vec<PeerId> = if stale {
+                peers.clone()
+            } else if retry_at <= tokio::time::Instant::now() {
+                unstored.iter().copied().collect()
+            } else {
+                Vec::new()
+            };
+            if !due.is_empty() {
+                retry_at = tokio::time::Instant::now() + UNSTORED_RETRY;
+            }
+            if !due.is_empty() {
                 let mut puts = JoinSet::new();
-                for &peer in &peers {
+                for peer in due {
                     let (rv, ours) = (rendezvous.clone(), ours.clone());
-                    puts.spawn(async move { rv.publish(&peer, &ours, None).await });
+                    puts.spawn(async move { (peer, rv.publish(&peer, &ours, None).await) });
                 }
                 let mut stored = 0;
                 while let Some(r) = puts.join_next().await {
                     match r {
-                        Ok(Ok(())) => stored += 1,
-                        Ok(Err(e)) => debug!(error = %e, "publishing a rendezvous record failed"),
+                        Ok((peer, Ok(()))) => {
+                            stored += 1;
+                            unstored.remove(&peer);
+                        }
+                        Ok((peer, Err(e))) => {
+                            debug!(error = %e, "publishing a rendezvous record failed");
+                            unstored.insert(peer);
+                        }
                         Err(_) => {}
                     }
                 }
                 // Nothing stored (no DHT nodes yet): try again on the next round.
                 if stored > 0 {
-                    published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
-                    let _ = stored_tx.send(Some((ours.clone(), stored)));
+                    if stale {
+                        published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
+                    }
+                    let _ = stored_tx.send(Some((ours.clone(), peers.len() - unstored.len())));
                 }
             }
             let polled = std::time::Instant::now();
@@ -598,6 +707,11 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     candidates: as_candidates(&record.candidates),
                     our_nat: ours.nat,
                     their_nat: record.nat,
+                    hold: if ours.mapped.is_some() {
+                        MAPPED_HOLD
+                    } else {
+                        Duration::ZERO
+                    },
                 };
                 // Never block the loop (the application may be busy in a call): an intent
                 // that finds the queue full is dropped, the caller's punch then fails.

@@ -215,6 +215,11 @@ impl Driver {
                     after: now.saturating_duration_since(self.started),
                 }
             }
+            Event::Observed(addr) => {
+                *self.shared.observed.lock().expect("observed lock poisoned") =
+                    Some((addr, std::time::Instant::now()));
+                return None;
+            }
             Event::Chat { text, .. } => CallEvent::Chat {
                 text,
                 at: SystemTime::now(),

@@ -16,6 +16,7 @@ mod error;
 pub mod lan;
 mod node;
 pub mod observe;
+pub mod portmap;
 mod probe_socket;
 pub mod punch;
 pub mod store;

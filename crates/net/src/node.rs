@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use crate::call::{Call, CallInfo};
 use crate::driver::{close, Driver};
 use crate::error::{CallError, NodeError};
+use crate::probe_socket::canonical;
 use crate::tls::{self, PinObservation};
 
 /// Who may ring this node.
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) drivers: std::sync::atomic::AtomicUsize,
     incoming: mpsc::Sender<Call>,
     shutdown: watch::Sender<bool>,
+    /// Our address as the last peer saw it, and when it told us.
+    pub(crate) observed: StdMutex<Option<(SocketAddr, Instant)>>,
 }
 
 /// Marks the node as in a call until dropped.
@@ -275,6 +278,7 @@ impl Node {
             drivers: std::sync::atomic::AtomicUsize::new(0),
             incoming: tx,
             shutdown,
+            observed: StdMutex::new(None),
         });
         let accept_task = if shared.config.listen {
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
@@ -294,6 +298,14 @@ impl Node {
     /// This node's public identity.
     pub fn peer_id(&self) -> PeerId {
         self.shared.peer_id
+    }
+
+    /// Our call socket's address as a peer saw it in the last 10 minutes (its observed-address
+    /// message, sent inside the authenticated session).
+    pub fn observed_by_peer(&self) -> Option<SocketAddr> {
+        let seen = *self.shared.observed.lock().expect("observed lock poisoned");
+        seen.filter(|(_, at)| at.elapsed() < Duration::from_secs(600))
+            .map(|(a, _)| a)
     }
 
     /// The bound UDP address.
@@ -361,11 +373,12 @@ impl Node {
             started,
             handshake,
         );
-        let session = Session::new(
+        let mut session = Session::new(
             Role::Caller,
             self.shared.config.session.clone(),
             Instant::now(),
         );
+        session.tell_observed(Instant::now(), canonical(conn.remote_address()));
         let (call, driver) = assemble(&self.shared, conn, send, recv, session, info);
         let mut driver = driver;
         driver.slot = Some(slot);
@@ -645,7 +658,8 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         started,
         handshake,
     );
-    let session = Session::new(Role::Callee, shared.config.session.clone(), secured);
+    let mut session = Session::new(Role::Callee, shared.config.session.clone(), secured);
+    session.tell_observed(secured, canonical(conn.remote_address()));
     let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
     driver.pending = Some(call);
     driver.run().await;

@@ -1,11 +1,11 @@
-//! Our call socket's public address, as DHT nodes see it (`core::krpc`), and whether our NAT
-//! keeps it for every destination.
+//! Our call socket's public address, as DHT nodes (`core::krpc`) or STUN servers the user
+//! configured (`core::stun`) see it, and whether our NAT keeps it for every destination.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use extrasafe_core::krpc;
 use extrasafe_core::punch::NatMapping;
+use extrasafe_core::{krpc, stun};
 use tokio::task::JoinSet;
 
 use crate::node::Node;
@@ -27,33 +27,90 @@ impl Observation {
     }
 }
 
-impl Node {
-    /// Asks up to three of `dht_nodes` (at once, a few tries each within `limit`) which
-    /// address our call socket's packets arrive from; two answers are enough.
-    pub async fn observe(&self, dht_nodes: &[SocketAddr], limit: Duration) -> Observation {
-        let mut asks = JoinSet::new();
-        let asked: Vec<SocketAddr> = dht_nodes
-            .iter()
-            .copied()
-            .filter(|a| a.is_ipv4())
-            .take(3)
-            .collect();
-        // Whatever happens to this future (it may be dropped when another path wins), the
-        // socket stops routing these nodes' datagrams to us.
-        let _forget = Forget {
-            socket: self.socket.clone(),
-            nodes: asked.clone(),
-        };
-        for &node in &asked {
-            let socket = self.socket.clone();
-            asks.spawn(async move {
-                let mut answers = socket.expect_krpc(node);
+/// Reads an observer's answer: the address it saw, if the datagram answers our query.
+type ReadAnswer = Box<dyn Fn(&[u8]) -> Option<SocketAddr> + Send + Sync>;
+
+/// Who is asked what address our packets come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observer {
+    /// A Mainline DHT node (a read-only KRPC ping; BEP 42 makes it report our address).
+    Dht(SocketAddr),
+    /// A STUN server the user configured (a binding request).
+    Stun(SocketAddr),
+}
+
+impl Observer {
+    fn addr(self) -> SocketAddr {
+        match self {
+            Observer::Dht(a) | Observer::Stun(a) => a,
+        }
+    }
+
+    /// A fresh query, and how to read its answer.
+    fn query(self) -> (Vec<u8>, ReadAnswer) {
+        match self {
+            Observer::Dht(_) => {
                 let mut txid = [0u8; 4];
                 let mut id = [0u8; 20];
                 getrandom::fill(&mut txid).expect("the OS random source works");
                 getrandom::fill(&mut id).expect("the OS random source works");
-                let query = krpc::ping_query(txid, id);
-                let seen = tokio::time::timeout(limit, async {
+                (
+                    krpc::ping_query(txid, id),
+                    Box::new(move |d| krpc::observed_address(d, txid)),
+                )
+            }
+            Observer::Stun(_) => {
+                let mut txid = [0u8; 12];
+                getrandom::fill(&mut txid).expect("the OS random source works");
+                (
+                    stun::binding_request(txid).to_vec(),
+                    Box::new(move |d| stun::mapped_address(d, txid)),
+                )
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Asks up to three of `dht_nodes` and the STUN servers `stun` (all at once, a few tries
+    /// each within `limit`) which address our call socket's packets arrive from; two answers
+    /// are enough.
+    pub async fn observe(
+        &self,
+        dht_nodes: &[SocketAddr],
+        stun: &[SocketAddr],
+        limit: Duration,
+    ) -> Observation {
+        let family_ok = |a: &SocketAddr| a.is_ipv4() || self.local_addr().is_ipv6();
+        let mut asked: Vec<Observer> = stun
+            .iter()
+            .copied()
+            .filter(family_ok)
+            .take(MAX_STUN)
+            .map(Observer::Stun)
+            .collect();
+        asked.extend(
+            dht_nodes
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv4())
+                .take(3)
+                .map(Observer::Dht),
+        );
+        // Whatever happens to this future (it may be dropped when another path wins), the
+        // socket stops routing these observers' datagrams to us.
+        let _forget = Forget {
+            socket: self.socket.clone(),
+            nodes: asked.iter().map(|o| o.addr()).collect(),
+        };
+        let mut asks = JoinSet::new();
+        for &observer in &asked {
+            let socket = self.socket.clone();
+            asks.spawn(async move {
+                let node = observer.addr();
+                let mut answers = socket.expect_answer(node);
+                let (query, read) = observer.query();
+                tokio::time::timeout(limit, async {
                     loop {
                         socket.send_to(node, &query);
                         let wait = tokio::time::sleep(limit / 3);
@@ -61,7 +118,7 @@ impl Node {
                         loop {
                             tokio::select! {
                                 a = answers.recv() => match a {
-                                    Some(d) => if let Some(seen) = krpc::observed_address(&d, txid) {
+                                    Some(d) => if let Some(seen) = read(&d) {
                                         return seen;
                                     },
                                     // Replaced by another ask of the same node: give up.
@@ -73,8 +130,7 @@ impl Node {
                     }
                 })
                 .await
-                .ok();
-                seen
+                .ok()
             });
         }
         let mut seen = Vec::new();
@@ -94,6 +150,9 @@ impl Node {
     }
 }
 
+/// STUN servers asked at most (each learns our address and when we are online).
+pub const MAX_STUN: usize = 4;
+
 /// Removes the socket's waiters for DHT answers when dropped.
 struct Forget {
     socket: std::sync::Arc<crate::probe_socket::ProbeSocket>,
@@ -103,7 +162,7 @@ struct Forget {
 impl Drop for Forget {
     fn drop(&mut self) {
         for node in &self.nodes {
-            self.socket.unexpect_krpc(*node);
+            self.socket.unexpect_answer(*node);
         }
     }
 }

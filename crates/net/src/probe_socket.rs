@@ -23,8 +23,9 @@ const MAX_LISTENERS: usize = 4;
 pub(crate) struct ProbeSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     listeners: Mutex<Vec<(u64, mpsc::Sender<Probe>)>>,
-    /// DHT nodes we asked for our address: their answers come here, not to QUIC.
-    krpc: Mutex<Vec<(SocketAddr, mpsc::Sender<Vec<u8>>)>>,
+    /// DHT nodes and STUN servers we asked for our address: their answers come here, not
+    /// to QUIC.
+    answers: Mutex<Vec<(SocketAddr, mpsc::Sender<Vec<u8>>)>>,
     ipv6: bool,
 }
 
@@ -62,35 +63,37 @@ impl ProbeSocket {
         Self {
             inner,
             listeners: Mutex::new(Vec::new()),
-            krpc: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
             ipv6,
         }
     }
 
     /// Routes KRPC datagrams from `from` to the returned receiver until `unexpect`.
-    pub(crate) fn expect_krpc(&self, from: SocketAddr) -> mpsc::Receiver<Vec<u8>> {
+    pub(crate) fn expect_answer(&self, from: SocketAddr) -> mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = mpsc::channel(4);
         let from = canonical(from);
-        let mut w = self.krpc.lock().expect("krpc lock poisoned");
+        let mut w = self.answers.lock().expect("answer waiter lock poisoned");
         w.retain(|(a, _)| *a != from);
         w.push((from, tx));
         rx
     }
 
-    pub(crate) fn unexpect_krpc(&self, from: SocketAddr) {
+    pub(crate) fn unexpect_answer(&self, from: SocketAddr) {
         let from = canonical(from);
-        self.krpc
+        self.answers
             .lock()
-            .expect("krpc lock poisoned")
+            .expect("answer waiter lock poisoned")
             .retain(|(a, _)| *a != from);
     }
 
-    /// True (and handed over) if the datagram answers one of our DHT queries.
-    fn take_krpc(&self, from: SocketAddr, bytes: &[u8]) -> bool {
-        if !extrasafe_core::krpc::looks_like_krpc(bytes) {
+    /// True (and handed over) if the datagram answers one of our DHT or STUN queries.
+    fn take_answer(&self, from: SocketAddr, bytes: &[u8]) -> bool {
+        if !(extrasafe_core::krpc::looks_like_krpc(bytes)
+            || extrasafe_core::stun::looks_like_stun(bytes))
+        {
             return false;
         }
-        let w = self.krpc.lock().expect("krpc lock poisoned");
+        let w = self.answers.lock().expect("answer waiter lock poisoned");
         match w.iter().find(|(a, _)| *a == from) {
             Some((_, tx)) => {
                 let _ = tx.try_send(bytes.to_vec());
@@ -160,7 +163,7 @@ impl ProbeSocket {
             let end = (start + stride).min(len);
             if is_probe(&buf[start..end]) {
                 self.deliver(from, &buf[start..end]);
-            } else if !self.take_krpc(from, &buf[start..end]) {
+            } else if !self.take_answer(from, &buf[start..end]) {
                 if kept != start {
                     buf.copy_within(start..end, kept);
                 }

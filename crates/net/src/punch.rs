@@ -29,6 +29,9 @@ pub struct PunchPlan {
     pub our_nat: NatMapping,
     /// How theirs maps, as their record said.
     pub their_nat: NatMapping,
+    /// Send no probe of our own until the peer's first one arrives or this long has passed
+    /// (see [`crate::dht::MAPPED_HOLD`]); answers go out at once.
+    pub hold: Duration,
 }
 
 impl PunchPlan {
@@ -40,6 +43,7 @@ impl PunchPlan {
             candidates,
             our_nat: NatMapping::Unknown,
             their_nat: NatMapping::Unknown,
+            hold: Duration::ZERO,
         }
     }
 }
@@ -79,6 +83,9 @@ impl Node {
             Instant::now(),
         );
         puncher.set_nat(plan.our_nat, plan.their_nat);
+        if !plan.hold.is_zero() {
+            puncher.hold_pings(Instant::now() + plan.hold);
+        }
         Ok(Run {
             puncher,
             listener,

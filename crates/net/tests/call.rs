@@ -35,6 +35,10 @@ async fn call_chat_and_hang_up() {
     }
     assert_eq!(got, ["first", "second", "third"]);
     assert!(matches!(next(&mut out).await, CallEvent::Chat { text, .. } if text == "reply"));
+    // Each side told the other, inside the session, where its packets come from (sent right
+    // after the hello, so it has arrived before any chat line).
+    assert_eq!(a.observed_by_peer(), Some(a.local_addr()));
+    assert_eq!(b.observed_by_peer(), Some(b.local_addr()));
 
     out.hangup();
     assert_eq!(

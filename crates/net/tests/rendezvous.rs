@@ -105,7 +105,7 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
     // DHT nodes answer a ping from the call socket with the address they saw: here, the
     // socket itself, the same for every node.
     let seen = alice
-        .observe(&alice_rv.dht_nodes().await, Duration::from_secs(2))
+        .observe(&alice_rv.dht_nodes().await, &[], Duration::from_secs(2))
         .await;
     assert!(seen.seen.len() >= 2, "{seen:?}");
     assert!(

@@ -79,6 +79,13 @@ pub async fn run(
     };
     let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;
     drop(loaded.identity);
+    // Asked for at once (while the ticket's addresses are tried): a contact found on the DHT
+    // is given the forwarded port with our call intent.
+    let mapper = if pairs.is_some() && !global.no_dht {
+        reach::port_mapping(global, node.local_addr().port(), out)
+    } else {
+        None
+    };
     let who = match &target.name {
         Some(name) => format!("{name} ({})", target.peer),
         None => target.peer.to_string(),
@@ -140,8 +147,13 @@ pub async fn run(
                 serde_json::json!({"event": "dht_lookup", "peer_id": target.peer.to_string()}),
             );
             Some(
-                match dht::Rendezvous::start(dht_pairs, &reach::dht_config(global)) {
-                    Ok(rendezvous) => node.call_contact(&rendezvous, target.peer).await,
+                match dht::Rendezvous::start(dht_pairs, &reach::dht_config(global, out).await) {
+                    Ok(rendezvous) => {
+                        if let Some(m) = &mapper {
+                            rendezvous.use_port_mapping(m.watch());
+                        }
+                        node.call_contact(&rendezvous, target.peer).await
+                    }
                     Err(e) => Err(CallError::Rendezvous(e.to_string())),
                 },
             )
@@ -166,8 +178,11 @@ pub async fn run(
         }
         if dht_again {
             if let Ok(rendezvous) =
-                dht::Rendezvous::start(dht_pairs_again, &reach::dht_config(global))
+                dht::Rendezvous::start(dht_pairs_again, &reach::dht_config(global, out).await)
             {
+                if let Some(m) = &mapper {
+                    rendezvous.use_port_mapping(m.watch());
+                }
                 match node.call_contact(&rendezvous, target.peer).await {
                     Ok(call) => return Ok(call),
                     Err(e) => failure = Some(e),
@@ -183,16 +198,29 @@ pub async fn run(
             ),
         })
     };
-    let call = tokio::select! {
-        c = placing => c?,
+    let placed = tokio::select! {
+        c = placing => c.map(Some),
         _ = intr.next() => {
             out.hint("Cancelled.");
-            return Ok(crate::exit::INTERRUPTED);
+            Ok(None)
+        }
+    };
+    let call = match placed {
+        Ok(Some(call)) => call,
+        other => {
+            // The router forgets a mapping we do not renew, but sooner is better.
+            if let Some(m) = mapper {
+                m.stop().await;
+            }
+            return other.map(|_| crate::exit::INTERRUPTED);
         }
     };
     out.secured(call.info());
     let mut input = Input::spawn();
     let (_, code) = callui::run(call, out, &mut input, &mut intr, &plan, &mut files, &auto).await;
+    if let Some(m) = mapper {
+        m.stop().await;
+    }
     node.shutdown().await;
     if auto.send.is_empty() {
         return Ok(code);

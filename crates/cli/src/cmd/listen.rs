@@ -122,11 +122,16 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         },
         _ => None,
     };
+    let mut mapper = None;
     let served = match pairs {
         Some(pairs) if !global.no_dht => {
-            let dht_config = reach::dht_config(global);
+            let dht_config = reach::dht_config(global, out).await;
             match dht::Rendezvous::start(pairs, &dht_config) {
                 Ok(rendezvous) => {
+                    mapper = reach::port_mapping(global, node.local_addr().port(), out);
+                    if let Some(m) = &mapper {
+                        rendezvous.use_port_mapping(m.watch());
+                    }
                     out.hint(format!(
                         "Joining the DHT so your {} contact(s) can reach you without an \
                          address (its nodes see your IP address, not who you are).",
@@ -207,6 +212,9 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             }
             _ = intr.next() => break,
         }
+    }
+    if let Some(m) = mapper {
+        m.stop().await;
     }
     node.shutdown().await;
     Ok(code)

@@ -218,9 +218,9 @@ impl PunchReport {
                 self.remotes
             );
         }
-        let help = "A port mapping (UPnP/NAT-PMP) on the router of the side with the \
-                    symmetric NAT, or calling from another network, would help; EXTRA SAFE \
-                    never relays calls.";
+        let help = "Turning on UPnP or NAT-PMP/PCP in the router of the side with the \
+                    symmetric NAT (EXTRA SAFE then asks it to forward a port by itself), or \
+                    calling from another network, would help; EXTRA SAFE never relays calls.";
         match (self.our_nat, self.their_nat, self.pings_heard) {
             (NatMapping::Varies, NatMapping::Varies, _) => {
                 return format!(
@@ -250,9 +250,10 @@ impl PunchReport {
                 "No direct path: none of the contact's {} addresses answered and none of its \
                  probes reached us. One side is behind a NAT that changes ports for every \
                  destination (symmetric, common on mobile and carrier networks) while the \
-                 other filters by port, or both are symmetric, or a firewall drops UDP. A \
-                 port mapping (UPnP/NAT-PMP) on either router, or calling from another \
-                 network, would help; EXTRA SAFE never relays calls.",
+                 other filters by port, or both are symmetric, or a firewall drops UDP. \
+                 Turning on UPnP or NAT-PMP/PCP in either router (EXTRA SAFE then asks it to \
+                 forward a port by itself), or calling from another network, would help; \
+                 EXTRA SAFE never relays calls.",
                 self.remotes
             );
         }
@@ -299,6 +300,8 @@ pub struct Puncher {
     rng: Rng,
     /// IDs of the pings heard lately (a 10 s punch at the peer's pace sends ~500).
     pings_seen: VecDeque<[u8; 8]>,
+    /// Our pings wait for the peer's first one (or `next_ping`).
+    held: bool,
 }
 
 const PINGS_REMEMBERED: usize = 1024;
@@ -348,7 +351,16 @@ impl Puncher {
             report,
             rng: Rng::new(seed),
             pings_seen: VecDeque::new(),
+            held: false,
         }
+    }
+
+    /// Sends no ping before `until` unless the peer's first ping comes sooner; pongs are
+    /// never held. For a side whose router forwards a port to it: the peer's probes must
+    /// reach that port before our own outgoing probes make the NAT give us other ports.
+    pub fn hold_pings(&mut self, until: Instant) {
+        self.next_ping = self.next_ping.max(until);
+        self.held = true;
     }
 
     /// What each side knows of its NAT (for the explanation if nothing works).
@@ -458,6 +470,10 @@ impl Puncher {
                 }
                 self.pings_seen.push_back(txid);
                 self.report.pings_heard += 1;
+                if self.held {
+                    self.held = false;
+                    self.next_ping = now;
+                }
                 if !self.remotes.iter().any(|r| r.addr == from)
                     && self.remotes.len() < MAX_REMOTES
                     && usable(from)

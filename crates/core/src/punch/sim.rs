@@ -60,6 +60,8 @@ struct Nat {
     preserve: bool,
     maps: Vec<Map>,
     next_port: u16,
+    /// A port forwarded to the host (UPnP / NAT-PMP / PCP).
+    forward: Option<u16>,
 }
 
 impl Nat {
@@ -71,6 +73,7 @@ impl Nat {
             preserve,
             maps: Vec::new(),
             next_port: 20_011,
+            forward: None,
         }
     }
 
@@ -103,7 +106,27 @@ impl Nat {
         SocketAddr::new(self.wan, external)
     }
 
-    fn inbound(&self, src: SocketAddr, port: u16) -> Option<SocketAddr> {
+    fn inbound(&mut self, src: SocketAddr, port: u16, host: SocketAddr) -> Option<SocketAddr> {
+        if self.forward == Some(port) && !self.maps.iter().any(|m| m.external == port) {
+            // As Linux conntrack behaves: the forwarded flow's reply direction (host -> src)
+            // must not already belong to an outgoing flow that was given another port; such
+            // a clash drops the packet. Otherwise the flow is remembered both ways, so the
+            // host's packets to `src` leave from the forwarded port.
+            if self
+                .maps
+                .iter()
+                .any(|m| m.internal == host && m.contacted.contains(&src))
+            {
+                return None;
+            }
+            self.maps.push(Map {
+                internal: host,
+                key: (Some(src.ip()), Some(src.port())),
+                external: port,
+                contacted: HashSet::from([src]),
+            });
+            return Some(host);
+        }
         self.maps
             .iter()
             .filter(|m| m.external == port)
@@ -150,14 +173,23 @@ impl Side {
     }
 
     /// Whom a packet to `dst` from `src` reaches on this side, if anyone.
-    fn ingress(&self, src: SocketAddr, dst: SocketAddr) -> bool {
-        match &self.nat {
-            Some(nat) => nat.wan == dst.ip() && nat.inbound(src, dst.port()) == Some(self.host),
+    fn ingress(&mut self, src: SocketAddr, dst: SocketAddr) -> bool {
+        let host = self.host;
+        match &mut self.nat {
+            Some(nat) => nat.wan == dst.ip() && nat.inbound(src, dst.port(), host) == Some(host),
             None => self.host == dst,
         }
     }
 
-    /// Host and reflexive candidates, the reflexive one as a STUN server would have seen it.
+    /// The router forwards a port to the host; returns that public address.
+    fn forward(&mut self) -> Option<SocketAddr> {
+        let nat = self.nat.as_mut()?;
+        nat.forward = Some(40_000);
+        Some(SocketAddr::new(nat.wan, 40_000))
+    }
+
+    /// Host, mapped and reflexive candidates, the reflexive one as a STUN server would have
+    /// seen it.
     fn candidates(&mut self) -> Vec<Candidate> {
         let stun: SocketAddr = "192.0.2.1:3478".parse().unwrap();
         let reflexive = self.egress(stun);
@@ -165,6 +197,12 @@ impl Side {
             addr: self.host,
             kind: CandidateKind::Host,
         }];
+        if let Some(port) = self.nat.as_ref().and_then(|n| n.forward) {
+            out.push(Candidate {
+                addr: SocketAddr::new(self.nat.as_ref().unwrap().wan, port),
+                kind: CandidateKind::Mapped,
+            });
+        }
         if reflexive != self.host {
             out.push(Candidate {
                 addr: reflexive,
@@ -190,10 +228,22 @@ const ONE_WAY: Duration = Duration::from_millis(15);
 const CALLEE_DELAY: Duration = Duration::from_millis(300);
 
 fn punch(a_type: NatType, b_type: NatType) -> Outcome {
+    punch_mapped(a_type, b_type, [false, false], true)
+}
+
+/// Which sides' routers forward a port; whether such a side holds its pings
+/// ([`Puncher::hold_pings`]).
+fn punch_mapped(a_type: NatType, b_type: NatType, forwarded: [bool; 2], hold: bool) -> Outcome {
     let t0 = Instant::now();
     let mut a = Side::new(a_type, [10, 0, 1, 2], [198, 51, 100, 2]);
     let mut b = Side::new(b_type, [10, 0, 2, 2], [203, 0, 113, 2]);
+    for (side, fwd) in [&mut a, &mut b].into_iter().zip(forwarded) {
+        if fwd {
+            side.forward();
+        }
+    }
     let (a_cands, b_cands) = (a.candidates(), b.candidates());
+    let hold_for = Duration::from_secs(3);
     let key = || PunchKey::from_bytes([7; 32]);
     let config = PunchConfig::default();
     a.punch = Some(Puncher::new(
@@ -204,6 +254,9 @@ fn punch(a_type: NatType, b_type: NatType) -> Outcome {
         [1; 32],
         t0,
     ));
+    if hold && forwarded[0] {
+        a.punch.as_mut().unwrap().hold_pings(t0 + hold_for);
+    }
     let mut sides = [a, b];
     let mut wire: BTreeMap<(Instant, u64), InFlight> = BTreeMap::new();
     let mut seq = 0u64;
@@ -218,6 +271,9 @@ fn punch(a_type: NatType, b_type: NatType) -> Outcome {
                 [2; 32],
                 now,
             ));
+            if hold && forwarded[1] {
+                sides[1].punch.as_mut().unwrap().hold_pings(now + hold_for);
+            }
         }
         for (i, side) in sides.iter_mut().enumerate() {
             let Some(p) = side.punch.as_mut() else {
@@ -482,4 +538,40 @@ fn timers_never_point_into_the_past() {
     assert!(!a.is_failed());
     while a.poll_transmit(late).is_some() {}
     assert!(a.poll_timeout().is_none_or(|t| t > late));
+}
+
+#[test]
+fn a_forwarded_port_reaches_every_nat_when_its_side_waits_for_the_first_probe() {
+    let mut table = String::new();
+    for other in ALL {
+        for (forwarded, sym_side) in [([false, true], 1), ([true, false], 0)] {
+            let mut types = [other, other];
+            types[sym_side] = NatType::Symmetric;
+            let o = punch_mapped(types[0], types[1], forwarded, true);
+            table += &format!(
+                "{:?}{} -> {:?}{}: {} in {:?}\n",
+                types[0],
+                if forwarded[0] { "+fwd" } else { "" },
+                types[1],
+                if forwarded[1] { "+fwd" } else { "" },
+                if o.working.is_some() { "ok" } else { "FAIL" },
+                o.elapsed
+            );
+            assert!(o.working.is_some(), "{table}");
+            // The forwarded side waits for the other's first probe (the callee's starts
+            // 300 ms late), never for the whole hold.
+            assert!(o.elapsed < Duration::from_millis(800), "{table}");
+        }
+    }
+    eprintln!("{table}");
+    // Without the hold, a forwarded caller's own first probe to a callee with a stable
+    // address takes the flow's reply direction, and its router drops the callee's probes to
+    // the forwarded port: the reason for the hold.
+    let o = punch_mapped(
+        NatType::Symmetric,
+        NatType::PortRestricted,
+        [true, false],
+        false,
+    );
+    assert!(o.working.is_none());
 }

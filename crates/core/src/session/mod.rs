@@ -117,6 +117,8 @@ pub enum Event {
         /// Raw text; pass it through [`crate::text::for_display`] before printing.
         text: String,
     },
+    /// The peer told us the address our packets reach it from (once per session).
+    Observed(std::net::SocketAddr),
     /// The session is over; nothing more will happen.
     Ended(EndReason),
 }
@@ -181,6 +183,8 @@ pub struct Session {
     events: VecDeque<Event>,
     next_chat_id: u64,
     last_peer_chat_id: Option<u64>,
+    /// The peer's observed-address message was heard.
+    observed_heard: bool,
     ping: Option<(u64, Instant)>,
     next_ping_nonce: u64,
     rtt: Option<Duration>,
@@ -205,6 +209,7 @@ impl Session {
             events: VecDeque::new(),
             next_chat_id: 0,
             last_peer_chat_id: None,
+            observed_heard: false,
             ping: None,
             next_ping_nonce: 1,
             rtt: None,
@@ -413,6 +418,14 @@ impl Session {
         }
     }
 
+    /// Tells the peer the address its packets come from (call right after creating the
+    /// session: it follows our hello). Peers that predate the message skip it.
+    pub fn tell_observed(&mut self, now: Instant, addr: std::net::SocketAddr) {
+        if self.state != State::Ended {
+            self.send(now, Message::Observed { addr });
+        }
+    }
+
     /// Sends a chat line; returns its sequence number.
     pub fn send_chat(&mut self, now: Instant, text: &str) -> Result<u64, SessionError> {
         if self.state != State::Active {
@@ -509,6 +522,13 @@ impl Session {
         match msg {
             Message::Hello { .. } => self.unexpected(now, "second hello"),
             Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
+            Message::Observed { addr } => {
+                // One per session: more would only be a peer trying to make us churn.
+                if !self.observed_heard {
+                    self.observed_heard = true;
+                    self.events.push_back(Event::Observed(addr));
+                }
+            }
             Message::Pong { nonce } => {
                 if let Some((n, sent)) = self.ping {
                     if n <= nonce {
