@@ -28,3 +28,34 @@ CFG
   sleep 0.5
   scp_opts=(-q -P "$port" -i "$dir/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -c aes128-gcm@openssh.com)
 }
+
+# lossy_link NS_A NS_B RATE LOSS RTT_MS: two fresh namespaces joined by a veth pair
+# (10.99.0.1 | 10.99.0.2, existing only there), `tbf` at RATE on both ends, random loss LOSS
+# (a fraction) on arrival, and RTT_MS of round trip: this kernel has no netem, so each side's
+# arriving packets go through an NFQUEUE that `netdelay` (target/release) holds for half of it.
+lossy_link() {
+  local A=$1 B=$2 rate=$3 loss=$4 rtt=$5
+  ip netns add $A; ip netns add $B
+  ip link add es-va type veth peer name es-vb
+  ip link set es-va netns $A; ip link set es-vb netns $B
+  ip -n $A addr add 10.99.0.1/24 dev es-va; ip -n $B addr add 10.99.0.2/24 dev es-vb
+  for ns in $A $B; do ip -n $ns link set lo up; done
+  ip -n $A link set es-va up; ip -n $B link set es-vb up
+  # Every packet on the wire is one packet for the loss rule: with segmentation offloads on,
+  # veth carries 64 KB TCP (and UDP GSO) super-packets whole, and dropping one of those is one
+  # loss event for dozens of segments, which flatters TCP.
+  ip netns exec $A ethtool -K es-va tso off gso off gro off >/dev/null
+  ip netns exec $B ethtool -K es-vb tso off gso off gro off >/dev/null
+  tc -n $A qdisc add dev es-va root tbf rate "$rate" burst 64kb limit 1mb
+  tc -n $B qdisc add dev es-vb root tbf rate "$rate" burst 64kb limit 1mb
+  for ns in $A $B; do
+    ip netns exec $ns iptables -A INPUT -i es-v+ -m statistic --mode random --probability $loss -j DROP
+  done
+  if [ "$rtt" -gt 0 ]; then
+    for ns in $A $B; do
+      ip netns exec $ns iptables -A INPUT -i es-v+ -j NFQUEUE --queue-num 0
+      ip netns exec $ns "$PWD/target/release/netdelay" --queue 0 --delay-ms $((rtt / 2)) &
+    done
+    sleep 0.3
+  fi
+}

@@ -3,7 +3,8 @@
 # release build) against scp to a private sshd on 127.0.0.1 (the named baseline, AES-128-GCM,
 # the fastest scp cipher here), same files, same run. Sizes 100 MiB and 1 GiB of random data,
 # three runs each, medians; ours with each congestion controller in CCS (default "bbr cubic"). Wall time of the whole command (start-up, handshake and, for us,
-# hashing included) and CPU seconds per GiB for both of our processes.
+# hashing included) and CPU seconds per GiB for both of our processes. Also the transport's
+# own ceiling in the same run: `quinn-ceiling` (quinn, our TLS and windows, memory to memory).
 # Usage: bash bench/transfer.sh            (RUNS=5 bash bench/transfer.sh for more rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,9 @@ if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
 fi
 cargo build --release -q -p extrasafe
+cargo build --release -q -p extrasafe-bench --bin quinn-ceiling
 bin=$PWD/target/release/extrasafe
+ceiling=$PWD/target/release/quinn-ceiling
 w=$(mktemp -d /tmp/extrasafe-xfer-XXXX)
 cleanup() { [ -f "$w/sshd.pid" ] && kill "$(cat "$w/sshd.pid")" 2>/dev/null; pkill -f "$w" 2>/dev/null || true; rm -rf "$w"; }
 trap cleanup EXIT
@@ -44,6 +47,26 @@ for size_mib in 100 1024; do
   smb=$(echo "$bytes / $st / 1000000" | bc -l)
   printf "%-8s %-18s %10.2f %10.1f %8s %22s\n" "${size_mib}MiB" scp "$st" "$smb" "1.00×" "-"
   echo "         runs: ${scp_t[*]}"
+  # The transport's own ceiling: quinn with our TLS and windows, memory to memory (no file,
+  # no hashing), same run.
+  for cc in ${CCS-bbr cubic}; do
+    q_t=(); q_cpu=()
+    for r in $(seq "$runs"); do
+      /usr/bin/time -v -o "$w/qrecv.time" "$ceiling" serve >"$w/q.out" 2>/dev/null &
+      qpid=$!
+      for _ in $(seq 100); do [ -s "$w/q.out" ] && break; sleep 0.05; done
+      read -r qpeer qport <"$w/q.out"
+      qt=$(/usr/bin/time -v -o "$w/qsend.time" "$ceiling" send "$qport" "$qpeer" "$size_mib" "$cc")
+      wait "$qpid"
+      q_t+=("$qt")
+      q_cpu+=("$(echo "($(cpu_of "$w/qsend.time") + $(cpu_of "$w/qrecv.time")) * 1024 / $size_mib" | bc -l)")
+    done
+    qt=$(printf "%s\n" "${q_t[@]}" | median)
+    qc=$(printf "%s\n" "${q_cpu[@]}" | median)
+    qmb=$(echo "$bytes / $qt / 1000000" | bc -l)
+    printf "%-8s %-18s %10.2f %10.1f %7.2f× %22.2f\n" "${size_mib}MiB" "quinn alone ($cc)" "$qt" "$qmb" "$(echo "$qmb / $smb" | bc -l)" "$qc"
+    echo "         runs: ${q_t[*]} (memory to memory, data phase only)"
+  done
   for cc in ${CCS-bbr cubic}; do
     es_t=(); es_cpu=()
     for r in $(seq "$runs"); do

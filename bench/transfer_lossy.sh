@@ -5,12 +5,12 @@
 # kernel has no netem, so each namespace sends its packets through an NFQUEUE that our
 # `netdelay` holds for half the round trip. Nothing leaves the machine (10.99.0.0/24 exists
 # only inside the two namespaces). Compares QUIC congestion controllers (cubic, newreno,
-# bbr) against scp (TCP CUBIC, the named baseline) on the same link, same run, 100 MiB,
+# bbr) against scp (TCP CUBIC, the named baseline) on the same link, same run, MIB (100) MiB,
 # median of RUNS (default 3).
-# Usage: sudo bash bench/transfer_lossy.sh   (RATE=100mbit RTT_MS=0 RUNS=5 bash bench/transfer_lossy.sh)
+# Usage: sudo bash bench/transfer_lossy.sh   (RATE=100mbit RTT_MS=0 RUNS=5 MIB=1024 CCS=bbr ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rate=${RATE:-200mbit}; runs=${RUNS:-3}; rtt=${RTT_MS:-40}; loss=${LOSS:-0.01}; mib=100
+rate=${RATE:-200mbit}; runs=${RUNS:-3}; rtt=${RTT_MS:-40}; loss=${LOSS:-0.01}; mib=${MIB:-100}
 need=()
 command -v tc >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
@@ -33,36 +33,14 @@ cleanup() {
   rm -rf "$w"
 }
 trap cleanup EXIT
+source bench/lib.sh
 cleanup 2>/dev/null || true; mkdir -p "$w"
-ip netns add $A; ip netns add $B
-ip link add es-va type veth peer name es-vb
-ip link set es-va netns $A; ip link set es-vb netns $B
-ip -n $A addr add 10.99.0.1/24 dev es-va; ip -n $B addr add 10.99.0.2/24 dev es-vb
-for ns in $A $B; do ip -n $ns link set lo up; done
-ip -n $A link set es-va up; ip -n $B link set es-vb up
-# Every packet on the wire is one packet for the loss rule: with segmentation offloads on,
-# veth carries 64 KB TCP (and UDP GSO) super-packets whole, and dropping one of those is one
-# loss event for dozens of segments, which flatters TCP.
-ip netns exec $A ethtool -K es-va tso off gso off gro off >/dev/null
-ip netns exec $B ethtool -K es-vb tso off gso off gro off >/dev/null
-tc -n $A qdisc add dev es-va root tbf rate "$rate" burst 64kb limit 1mb
-tc -n $B qdisc add dev es-vb root tbf rate "$rate" burst 64kb limit 1mb
-for ns in $A $B; do
-  ip netns exec $ns iptables -A INPUT -i es-v+ -m statistic --mode random --probability $loss -j DROP
-done
-if [ "$rtt" -gt 0 ]; then
-  for ns in $A $B; do
-    ip netns exec $ns iptables -A INPUT -i es-v+ -j NFQUEUE --queue-num 0
-    ip netns exec $ns "$PWD/target/release/netdelay" --queue 0 --delay-ms $((rtt / 2)) &
-  done
-  sleep 0.3
-fi
+lossy_link "$A" "$B" "$rate" "$loss" "$rtt"
 
 f="$w/file.bin"; head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"; bytes=$((mib * 1024 * 1024))
 link_mbs=$(echo "${rate%mbit} * 1000000 / 8 / 1000000" | bc -l)
 
 # scp over the same link: sshd in B.
-source bench/lib.sh
 mkdir -p "$w/scp-dst"
 start_sshd "$w" 10.99.0.2 2222 ip netns exec $B
 

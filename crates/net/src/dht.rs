@@ -455,10 +455,13 @@ pub struct Reachability {
 }
 
 /// How long a side whose router forwards a port to it waits for the other side's first probe
-/// before probing itself (a callee reads the intent within a poll interval). Probing first
-/// would make the router's NAT give the outgoing probes another port, and on a symmetric NAT
-/// that outgoing mapping then clashes with the forwarded one, which drops the peer's probes.
-pub const MAPPED_HOLD: Duration = Duration::from_secs(3);
+/// before probing itself. Probing first would make the router's NAT give the outgoing probes
+/// another port, and on a symmetric NAT that outgoing mapping then clashes with the forwarded
+/// one, which drops the peer's probes. The caller waits for the callee to read its intent
+/// (a poll interval and a poll); the callee, whose caller is already probing, a round trip.
+pub const CALLER_HOLD: Duration = Duration::from_secs(5);
+/// See [`CALLER_HOLD`].
+pub const CALLEE_HOLD: Duration = Duration::from_secs(1);
 
 /// Our addresses worth publishing: the call socket's public address as DHT nodes see it
 /// (asked from the call socket itself), else our public IP as the DHT saw it with the call
@@ -467,11 +470,11 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
     reachability_within(node, rendezvous, Duration::ZERO).await
 }
 
-/// [`reachability`], waiting up to `settle` for the router's answer about a port mapping. A
-/// caller does not wait: a router that speaks PCP or NAT-PMP answers within milliseconds,
-/// long before the measurement is done, and one that speaks none of them would hold every call
-/// for the seconds it takes to give up on each. A listener's first record waits, so that the
-/// record contacts read first already has the forwarded port.
+/// [`reachability`], waiting up to `settle` (alongside the measurement) for the router's
+/// answer about a port mapping. A caller waits little ([`CALLER_SETTLE`]): a router that
+/// speaks PCP or NAT-PMP answers within milliseconds, and one that speaks none of them would
+/// hold every call for the seconds it takes to give up on each. A listener's first record
+/// waits longer, so that the record contacts read first already has the forwarded port.
 pub async fn reachability_within(
     node: &Node,
     rendezvous: &Rendezvous,
@@ -563,7 +566,9 @@ impl Node {
         peer: PeerId,
     ) -> Result<crate::Call, CallError> {
         let started = std::time::Instant::now();
-        let us = reachability(self, rendezvous).await;
+        // The measurement takes a second or two; a router that answers PCP within it gets its
+        // port into the intent (one that never answers costs nothing beyond it).
+        let us = reachability_within(self, rendezvous, CALLER_SETTLE).await;
         debug!(took = ?started.elapsed(), "our addresses gathered");
         let mut call_id = [0u8; 16];
         getrandom::fill(&mut call_id).expect("the OS random source works");
@@ -590,7 +595,7 @@ impl Node {
             our_nat: us.nat,
             their_nat: theirs.nat,
             hold: if us.mapped.is_some() {
-                MAPPED_HOLD
+                CALLER_HOLD
             } else {
                 Duration::ZERO
             },
@@ -601,6 +606,9 @@ impl Node {
 
 /// How long a poll waits for the nodes' answers.
 const POLL_WAIT: Duration = Duration::from_millis(1000);
+
+/// How long a caller's measurement of its addresses waits at least for the router's answer.
+const CALLER_SETTLE: Duration = Duration::from_millis(1500);
 
 /// How soon a record that could not be stored is tried again.
 const UNSTORED_RETRY: Duration = Duration::from_secs(30);
@@ -708,7 +716,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     our_nat: ours.nat,
                     their_nat: record.nat,
                     hold: if ours.mapped.is_some() {
-                        MAPPED_HOLD
+                        CALLEE_HOLD
                     } else {
                         Duration::ZERO
                     },

@@ -30,7 +30,7 @@ pub struct PunchPlan {
     /// How theirs maps, as their record said.
     pub their_nat: NatMapping,
     /// Send no probe of our own until the peer's first one arrives or this long has passed
-    /// (see [`crate::dht::MAPPED_HOLD`]); answers go out at once.
+    /// (see [`crate::dht::CALLER_HOLD`]); answers go out at once.
     pub hold: Duration,
 }
 
