@@ -471,10 +471,9 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
 }
 
 /// [`reachability`], waiting up to `settle` (alongside the measurement) for the router's
-/// answer about a port mapping. A caller waits little ([`CALLER_SETTLE`]): a router that
-/// speaks PCP or NAT-PMP answers within milliseconds, and one that speaks none of them would
-/// hold every call for the seconds it takes to give up on each. A listener's first record
-/// waits longer, so that the record contacts read first already has the forwarded port.
+/// answer about a port mapping: a listener's first record waits, so that the record contacts
+/// read first already has the forwarded port. A caller waits only behind a symmetric NAT (see
+/// [`CALLER_SETTLE`]).
 pub async fn reachability_within(
     node: &Node,
     rendezvous: &Rendezvous,
@@ -566,9 +565,18 @@ impl Node {
         peer: PeerId,
     ) -> Result<crate::Call, CallError> {
         let started = std::time::Instant::now();
-        // The measurement takes a second or two; a router that answers PCP within it gets its
-        // port into the intent (one that never answers costs nothing beyond it).
-        let us = reachability_within(self, rendezvous, CALLER_SETTLE).await;
+        let mut us = reachability(self, rendezvous).await;
+        if us.mapped.is_none() && us.nat == NatMapping::Varies {
+            // Behind a symmetric NAT a forwarded port is what lets most contacts reach us:
+            // worth a moment for the router to answer. (Elsewhere punching works without it,
+            // and a network with no such router would cost every call this wait.)
+            if let Some(mut pm) = rendezvous.port_map() {
+                let _ =
+                    tokio::time::timeout(CALLER_SETTLE, pm.wait_for(|s| *s != MapState::Asking))
+                        .await;
+                us = reachability(self, rendezvous).await;
+            }
+        }
         debug!(took = ?started.elapsed(), "our addresses gathered");
         let mut call_id = [0u8; 16];
         getrandom::fill(&mut call_id).expect("the OS random source works");
@@ -607,7 +615,10 @@ impl Node {
 /// How long a poll waits for the nodes' answers.
 const POLL_WAIT: Duration = Duration::from_millis(1000);
 
-/// How long a caller's measurement of its addresses waits at least for the router's answer.
+/// How long a caller behind a symmetric NAT waits for the router's answer about a port
+/// mapping after measuring its addresses (a router that speaks PCP or NAT-PMP answers within
+/// milliseconds; one that speaks none of them would hold the call for the seconds it takes
+/// to give up on each).
 const CALLER_SETTLE: Duration = Duration::from_millis(1500);
 
 /// How soon a record that could not be stored is tried again.

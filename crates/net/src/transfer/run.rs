@@ -10,7 +10,6 @@ use extrasafe_core::transfer::receive::{FileSink, ReceiveError, ReceiveEvent, Re
 use extrasafe_core::transfer::send::{SendEvent, Sender};
 use extrasafe_core::transfer::wire::{BAD_DATA_CODE, CANCEL_CODE};
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 
 use super::disk::{DiskSink, NamedSink};
@@ -146,30 +145,13 @@ pub(crate) async fn send(
         });
         for (i, f) in files.iter().enumerate() {
             send.write_all(&tx.header(i)).await.map_err(write_failed)?;
-            let mut file = tokio::fs::File::open(&f.source)
-                .await
-                .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
-            file.seek(std::io::SeekFrom::Start(starts[i]))
-                .await
-                .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
-            // Never more than offered: a file that grew since it was hashed is cut at its
-            // offered size (and one that shrank shows as short to the receiver).
-            let mut left = f.prepared.size - starts[i];
+            let mut blocks = read_blocks(f.source.clone(), starts[i], f.prepared.size);
             let mut sent = starts[i];
-            while left > 0 {
-                let want = (left as usize).min(BLOCK);
-                // A fresh buffer each time, handed to QUIC as it is (no copy into its queue).
-                let mut buf = bytes::BytesMut::zeroed(want);
-                let n = file
-                    .read(&mut buf)
-                    .await
+            while let Some(block) = blocks.recv().await {
+                let block = block
                     .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                send.write_chunk(buf.freeze()).await.map_err(write_failed)?;
-                left -= n as u64;
+                let n = block.len();
+                send.write_chunk(block).await.map_err(write_failed)?;
                 sent += n as u64;
                 progress.send_modify(|p| {
                     p.bytes += n as u64;
@@ -191,6 +173,52 @@ pub(crate) async fn send(
             TransferOutcome::Cancelled { by_peer: false }
         }
     }
+}
+
+/// Reads `path` from `start` up to `size` (never more than offered: a file that grew since it
+/// was hashed is cut at its offered size, one that shrank shows as short to the receiver) on
+/// a blocking thread of its own, into fresh buffers handed to QUIC as they are: no copy
+/// through an async file's own buffer, no thread hand-off per block. A few blocks ahead at
+/// most; it stops when the receiver of the blocks goes away (a cancelled transfer).
+fn read_blocks(
+    path: PathBuf,
+    start: u64,
+    size: u64,
+) -> mpsc::Receiver<std::io::Result<bytes::Bytes>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let read = || -> std::io::Result<()> {
+            use std::io::{Read, Seek};
+            let mut file = std::fs::File::open(&path)?;
+            file.seek(std::io::SeekFrom::Start(start))?;
+            let mut left = size.saturating_sub(start);
+            while left > 0 {
+                let mut buf = bytes::BytesMut::zeroed(left.min(BLOCK as u64) as usize);
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                buf.truncate(filled);
+                left -= filled as u64;
+                if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
 }
 
 /// Reads the receiver's next answer.
