@@ -11,7 +11,8 @@ pub async fn dht_config(global: &Global, out: Output) -> DhtConfig {
     let mut stun = Vec::new();
     for server in &global.stun {
         match tokio::net::lookup_host(server.as_str()).await {
-            Ok(addrs) => stun.extend(addrs.take(2)),
+            // IPv4 only: the addresses we learn this way are published for IPv4 peers.
+            Ok(addrs) => stun.extend(addrs.filter(|a| a.is_ipv4()).take(2)),
             Err(e) => out.warn(&format!(
                 "STUN server {server}: {e}. Give it as HOST:PORT (3478 is the usual port)."
             )),

@@ -39,7 +39,9 @@ pub fn looks_like_stun(d: &[u8]) -> bool {
         && d.len() % 4 == 0
 }
 
-/// The address a binding success answer to `txid` reports, if `d` is one.
+/// The address a binding success answer to `txid` reports, if `d` is one. Unknown
+/// attributes are skipped, even comprehension-required ones: servers of the old RFC 3489
+/// still send SOURCE-ADDRESS and CHANGED-ADDRESS, and all we read is the mapped address.
 pub fn mapped_address(d: &[u8], txid: [u8; 12]) -> Option<SocketAddr> {
     if !looks_like_stun(d)
         || u16::from_be_bytes([d[0], d[1]]) != BINDING_SUCCESS
@@ -54,7 +56,11 @@ pub fn mapped_address(d: &[u8], txid: [u8; 12]) -> Option<SocketAddr> {
         let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
         let value = rest.get(4..4 + len)?;
         match kind {
-            XOR_MAPPED_ADDRESS => return address(value, Some(&d[4..20])),
+            XOR_MAPPED_ADDRESS => {
+                if let Some(a) = address(value, Some(&d[4..20])) {
+                    return Some(a);
+                }
+            }
             MAPPED_ADDRESS => plain = address(value, None),
             _ => {}
         }

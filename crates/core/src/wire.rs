@@ -325,10 +325,13 @@ impl Message {
                 nonce: take::<U64Body>(k, body)?.0,
             },
             kind::OBSERVED => {
-                let b: ObservedBody = take(k, body)?;
+                // Optional: one we cannot use is skipped, never a reason to end the call.
+                let Ok(b) = take::<ObservedBody>(k, body) else {
+                    return Ok(Decoded::Skipped(k));
+                };
                 let ip = Ipv6Addr::from(b.ip).to_canonical();
                 if b.port == 0 || ip.is_unspecified() || ip.is_multicast() {
-                    return Err(WireError::Malformed(k));
+                    return Ok(Decoded::Skipped(k));
                 }
                 Message::Observed {
                     addr: SocketAddr::new(ip, b.port),
@@ -429,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn an_observed_address_must_be_usable() {
+    fn an_unusable_observed_address_is_skipped_not_fatal() {
         for bad in ["0.0.0.0:5", "203.0.113.7:0", "[ff02::1]:5"] {
             let mut f = Vec::new();
             Message::Observed {
@@ -439,10 +442,15 @@ mod tests {
             .unwrap();
             assert_eq!(
                 Message::decode(&f[2..]),
-                Err(WireError::Malformed(kind::OBSERVED)),
+                Ok(Decoded::Skipped(kind::OBSERVED)),
                 "{bad}"
             );
         }
+        // A body that does not decode at all is skipped too: the message is optional.
+        assert_eq!(
+            Message::decode(&[kind::OBSERVED, 0xff]),
+            Ok(Decoded::Skipped(kind::OBSERVED))
+        );
     }
 
     #[test]

@@ -530,9 +530,14 @@ async fn measure(node: &Node, rendezvous: &Rendezvous) -> Reachability {
             }
         }
     }
-    // What the last peer saw, told inside our authenticated session: after the observers'
-    // answer, never instead of it (a contact could misreport it).
-    if let Some(a) = node.observed_by_peer().filter(|a| is_public(a.ip())) {
+    // What the last peer saw, told inside our authenticated session: only a port the DHT
+    // nodes (or STUN servers) did not see on an IP they did see. A contact could otherwise
+    // plant an address of its own in the records all our contacts read, and learn who calls
+    // us when their probes arrive there.
+    if let Some(a) = node
+        .observed_by_peer()
+        .filter(|a| is_public(a.ip()) && observed.seen.iter().any(|s| s.ip() == a.ip()))
+    {
         if !out.contains(&a) {
             out.push(a);
         }

@@ -81,11 +81,12 @@ impl Node {
         stun: &[SocketAddr],
         limit: Duration,
     ) -> Observation {
-        let family_ok = |a: &SocketAddr| a.is_ipv4() || self.local_addr().is_ipv6();
+        // IPv4 only, like the DHT: an IPv6 answer beside an IPv4 one would read as a NAT that
+        // changes ports, and the address we publish first must be the IPv4 one.
         let mut asked: Vec<Observer> = stun
             .iter()
             .copied()
-            .filter(family_ok)
+            .filter(|a| a.is_ipv4())
             .take(MAX_STUN)
             .map(Observer::Stun)
             .collect();

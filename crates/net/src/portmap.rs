@@ -149,9 +149,20 @@ async fn keep(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
+        let acquiring = acquire(port, &config);
+        tokio::pin!(acquiring);
         let got = tokio::select! {
-            got = acquire(port, &config) => got,
-            _ = &mut stop => return,
+            got = &mut acquiring => got,
+            _ = &mut stop => {
+                // The router may be granting a port right now: let it answer (briefly), and
+                // delete what it granted rather than leave it open until it expires.
+                if let Ok(Some((held, _))) =
+                    tokio::time::timeout(Duration::from_secs(1), acquiring).await
+                {
+                    release(held, false).await;
+                }
+                return;
+            }
         };
         let Some((mut held, mapping)) = got else {
             tx.send_replace(MapState::Unavailable);
@@ -167,9 +178,9 @@ async fn keep(
         tx.send_replace(MapState::Mapped(mapping));
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(LIFETIME / 2) => {}
+                _ = tokio::time::sleep(held.granted().min(LIFETIME) / 2) => {}
                 _ = &mut stop => {
-                    release(held).await;
+                    release(held, false).await;
                     tx.send_replace(MapState::Unavailable);
                     return;
                 }
@@ -179,11 +190,21 @@ async fn keep(
                 other => {
                     // Lost or moved (router restarted, network changed): start over.
                     debug!(moved = other.is_some(), "port mapping renewal changed it");
-                    release(held).await;
+                    release(held, other.is_none()).await;
                     tx.send_replace(MapState::Asking);
                     break;
                 }
             }
+        }
+    }
+}
+
+impl Held {
+    /// How long the router said it keeps the mapping (it may grant less than asked).
+    fn granted(&self) -> Duration {
+        match self {
+            Held::Crab(m) => Duration::from_secs(u64::from(m.lifetime()).max(10)),
+            Held::Upnp { .. } => LIFETIME,
         }
     }
 }
@@ -269,6 +290,13 @@ async fn by_upnp(port: u16, gateway: Option<Ipv4Addr>) -> Option<(Held, Mapping)
             return None;
         }
     };
+    // Any device on the LAN can answer the search: only the router we route through counts.
+    if let Some(g) = gateway {
+        if gw.addr.ip().to_canonical() != IpAddr::V4(g) {
+            debug!("a UPnP answer came from a device that is not our gateway");
+            return None;
+        }
+    }
     let client = local_ip_towards(gw.addr.ip()).or(gateway.map(IpAddr::V4))?;
     let local = SocketAddr::new(client, port);
     let ip = gw.get_external_ip().await.ok()?.to_canonical();
@@ -339,9 +367,12 @@ async fn renew(held: &mut Held, port: u16) -> Option<SocketAddr> {
     }
 }
 
-async fn release(held: Held) {
+/// Deletes the mapping. After a failed UPnP renewal the port may belong to another device by
+/// now (a router without secure mode would let us delete its mapping): left to expire.
+async fn release(held: Held, renewal_failed: bool) {
     let r = match held {
         Held::Crab(m) => m.try_drop().await.map_err(|(e, _)| format!("{e:?}")),
+        Held::Upnp { .. } if renewal_failed => return,
         Held::Upnp {
             gateway,
             external_port,

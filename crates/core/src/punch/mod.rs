@@ -394,6 +394,7 @@ impl Puncher {
             return None;
         }
         self.next_ping = now + self.config.pace;
+        self.held = false;
         let i = self.cursor % self.remotes.len();
         self.cursor = self.cursor.wrapping_add(1);
         let txid = self.rng.txid();
