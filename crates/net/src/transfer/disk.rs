@@ -80,6 +80,9 @@ pub(crate) struct DiskSink {
     pub(crate) completed: usize,
     /// Where each committed file ended up.
     pub(crate) saved: Vec<PathBuf>,
+    /// File bytes verified and handed over so far (protocol bytes such as chunk-hash lists
+    /// are not counted: progress is about the person's files).
+    pub(crate) verified: u64,
 }
 
 impl DiskSink {
@@ -91,6 +94,7 @@ impl DiskSink {
             ready_bytes: 0,
             completed: 0,
             saved: Vec::new(),
+            verified: 0,
         }
     }
 
@@ -323,6 +327,7 @@ impl FileSink for DiskSink {
 
     fn write(&mut self, _index: usize, data: &[u8]) -> Result<(), String> {
         let open = self.open.as_mut().ok_or("no file open")?;
+        self.verified += data.len() as u64;
         let Some(f) = open.file.as_mut() else {
             return Ok(());
         };

@@ -289,7 +289,6 @@ pub(crate) async fn receive(
                 }
                 Err(e) => return Err(read_failed(e).into()),
             };
-            let n: u64 = got.iter().map(|b| b.len() as u64).sum();
             let mut sink = NamedSink {
                 disk: &mut disk,
                 offer: &offer,
@@ -316,9 +315,10 @@ pub(crate) async fn receive(
                     saved: std::mem::take(&mut disk.saved),
                 });
             }
-            let done = disk.completed;
+            let (done, verified) = (disk.completed, disk.verified);
             progress.send_modify(|p| {
-                p.bytes = (p.bytes + n).min(p.total);
+                // Verified file bytes: what a resume would keep, never the protocol's own.
+                p.bytes = (resumed + verified).min(p.total);
                 p.files_done = done;
             });
         }
