@@ -17,15 +17,13 @@ cargo build --release -q -p extrasafe-bench --bin netdelay
 bin=$PWD/target/release/extrasafe
 w=$(mktemp -d /tmp/extrasafe-calltx-XXXX)
 A=es-call-a; B=es-call-b
+source bench/lib.sh
 cleanup() {
   exec 7>&- 2>/dev/null || true
-  ip netns pids $A 2>/dev/null | xargs -r kill 2>/dev/null || true
-  ip netns pids $B 2>/dev/null | xargs -r kill 2>/dev/null || true
-  ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true
+  lossy_link_down $A $B
   rm -rf "$w"
 }
 trap cleanup EXIT
-source bench/lib.sh
 lossy_link "$A" "$B" "$rate" "$loss" "$rtt"
 export PULSE_SERVER=unix:/nonexistent
 

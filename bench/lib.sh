@@ -29,6 +29,13 @@ CFG
   scp_opts=(-q -P "$port" -i "$dir/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -c aes128-gcm@openssh.com)
 }
 
+# lossy_link_down NS_A NS_B: stops what runs in the two namespaces and deletes them.
+lossy_link_down() {
+  ip netns pids "$1" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns pids "$2" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del "$1" 2>/dev/null || true; ip netns del "$2" 2>/dev/null || true
+}
+
 # lossy_link NS_A NS_B RATE LOSS RTT_MS: two fresh namespaces joined by a veth pair
 # (10.99.0.1 | 10.99.0.2, existing only there), `tbf` at RATE on both ends, random loss LOSS
 # (a fraction) on arrival, and RTT_MS of round trip: this kernel has no netem, so each side's

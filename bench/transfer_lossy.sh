@@ -25,15 +25,13 @@ cargo build --release -q -p extrasafe-bench --bin netdelay
 bin=$PWD/target/release/extrasafe
 w=$(mktemp -d /tmp/extrasafe-lossy-XXXX)
 A=es-bench-a; B=es-bench-b
+source bench/lib.sh
 cleanup() {
   [ -f "$w/sshd.pid" ] && kill "$(cat "$w/sshd.pid")" 2>/dev/null
-  ip netns pids $A 2>/dev/null | xargs -r kill 2>/dev/null || true
-  ip netns pids $B 2>/dev/null | xargs -r kill 2>/dev/null || true
-  ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true
+  lossy_link_down $A $B
   rm -rf "$w"
 }
 trap cleanup EXIT
-source bench/lib.sh
 cleanup 2>/dev/null || true; mkdir -p "$w"
 lossy_link "$A" "$B" "$rate" "$loss" "$rtt"
 

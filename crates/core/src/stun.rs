@@ -77,23 +77,14 @@ fn address(v: &[u8], xor: Option<&[u8]>) -> Option<SocketAddr> {
     let mut port = u16::from_be_bytes([*v.get(2)?, *v.get(3)?]);
     let key: &[u8] = xor.unwrap_or(&[0u8; 16]);
     port ^= u16::from_be_bytes([key[0], key[1]]);
+    fn unmask<const N: usize>(v: &[u8], key: &[u8]) -> Option<[u8; N]> {
+        let mut o: [u8; N] = v.get(4..4 + N)?.try_into().ok()?;
+        o.iter_mut().zip(key).for_each(|(b, k)| *b ^= k);
+        Some(o)
+    }
     let ip = match family {
-        1 => {
-            let b: [u8; 4] = v.get(4..8)?.try_into().ok()?;
-            let mut o = [0u8; 4];
-            for i in 0..4 {
-                o[i] = b[i] ^ key[i];
-            }
-            IpAddr::V4(Ipv4Addr::from(o))
-        }
-        2 => {
-            let b: [u8; 16] = v.get(4..20)?.try_into().ok()?;
-            let mut o = [0u8; 16];
-            for i in 0..16 {
-                o[i] = b[i] ^ key[i];
-            }
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
+        1 => IpAddr::V4(Ipv4Addr::from(unmask::<4>(v, key)?)),
+        2 => IpAddr::V6(Ipv6Addr::from(unmask::<16>(v, key)?)),
         _ => return None,
     };
     Some(SocketAddr::new(ip, port))

@@ -474,7 +474,7 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
 /// answer about a port mapping: a listener's first record waits, so that the record contacts
 /// read first already has the forwarded port. A caller waits only behind a symmetric NAT (see
 /// [`CALLER_SETTLE`]).
-pub async fn reachability_within(
+async fn reachability_within(
     node: &Node,
     rendezvous: &Rendezvous,
     settle: Duration,

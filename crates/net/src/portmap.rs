@@ -97,25 +97,9 @@ impl PortMapper {
         }
     }
 
-    /// The mapping now, if any.
-    pub fn current(&self) -> Option<Mapping> {
-        match *self.state.borrow() {
-            MapState::Mapped(m) => Some(m),
-            _ => None,
-        }
-    }
-
     /// Follows the state.
     pub fn watch(&self) -> watch::Receiver<MapState> {
         self.state.clone()
-    }
-
-    /// Waits (at most `limit`) until the first answer or giving up.
-    pub async fn settled(&self, limit: Duration) -> MapState {
-        let mut rx = self.state.clone();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|s| *s != MapState::Asking)).await;
-        let s = *rx.borrow();
-        s
     }
 
     /// Deletes the mapping on the router (waits up to a second for it to answer).

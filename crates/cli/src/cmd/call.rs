@@ -112,6 +112,15 @@ pub async fn run(
         }
         let (lan_pairs, dht_pairs, dht_pairs_again) =
             pairs.expect("checked above: a contact we may look for");
+        let dht_config = reach::dht_config(global, out).await;
+        let via_dht = |pairs| async {
+            let rendezvous = dht::Rendezvous::start(pairs, &dht_config)
+                .map_err(|e| CallError::Rendezvous(e.to_string()))?;
+            if let Some(m) = &mapper {
+                rendezvous.use_port_mapping(m.watch());
+            }
+            node.call_contact(&rendezvous, target.peer).await
+        };
         // The LAN and the DHT at once: a contact on this network answers within a second or
         // two, one elsewhere takes a few seconds of DHT; whichever connects first wins.
         let on_lan = async {
@@ -146,17 +155,7 @@ pub async fn run(
                 "Looking them up on the DHT …",
                 serde_json::json!({"event": "dht_lookup", "peer_id": target.peer.to_string()}),
             );
-            Some(
-                match dht::Rendezvous::start(dht_pairs, &reach::dht_config(global, out).await) {
-                    Ok(rendezvous) => {
-                        if let Some(m) = &mapper {
-                            rendezvous.use_port_mapping(m.watch());
-                        }
-                        node.call_contact(&rendezvous, target.peer).await
-                    }
-                    Err(e) => Err(CallError::Rendezvous(e.to_string())),
-                },
-            )
+            Some(via_dht(dht_pairs).await)
         };
         tokio::pin!(on_lan, on_dht);
         let (mut lan_done, mut dht_done) = (false, false);
@@ -177,16 +176,9 @@ pub async fn run(
             }
         }
         if dht_again {
-            if let Ok(rendezvous) =
-                dht::Rendezvous::start(dht_pairs_again, &reach::dht_config(global, out).await)
-            {
-                if let Some(m) = &mapper {
-                    rendezvous.use_port_mapping(m.watch());
-                }
-                match node.call_contact(&rendezvous, target.peer).await {
-                    Ok(call) => return Ok(call),
-                    Err(e) => failure = Some(e),
-                }
+            match via_dht(dht_pairs_again).await {
+                Ok(call) => return Ok(call),
+                Err(e) => failure = Some(e),
             }
         }
         Err(match failure {
