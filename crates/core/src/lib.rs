@@ -33,6 +33,7 @@ pub mod stun;
 pub mod text;
 pub mod ticket;
 pub mod transfer;
+pub mod video;
 pub mod wire;
 
 pub use identity::{Identity, PeerId, PeerIdError};
