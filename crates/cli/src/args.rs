@@ -235,9 +235,15 @@ pub enum ContactAction {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Seconds of audio to send.
+    /// Seconds of audio (and video) to send.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Size of the test video sent both ways.
+    #[arg(long, value_name = "WxH", default_value = "640x360")]
+    pub video_size: String,
+    /// Leave video out of the demo.
+    #[arg(long)]
+    pub no_video: bool,
     /// Where to write the audio Bob received [default: extrasafe-demo-received.wav in the
     /// system's temporary folder].
     #[arg(long, value_name = "FILE.wav")]
@@ -274,6 +280,30 @@ pub struct AudioArgs {
     /// Chat only: the call carries no audio at all.
     #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression"])]
     pub no_audio: bool,
+}
+
+/// Video options of `call` and `listen`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct VideoArgs {
+    /// Send video: `test` (a moving test picture with frame number and time), `screen`
+    /// (this X11 screen; `screen:WINDOW-ID` for one window), a .y4m file (played in a loop),
+    /// or any other path as raw I420 pictures of --video-size, e.g. a pipe from
+    /// `ffmpeg … -f rawvideo -pix_fmt yuv420p` (`--video /dev/fd/3 3< <(ffmpeg …)`).
+    #[arg(long, value_name = "test|screen|FILE")]
+    pub video: Option<String>,
+    /// Write the video you receive to this Y4M file (one picture per frame of the sender's
+    /// clock; frozen stretches repeat the last picture), for playing or measuring.
+    #[arg(long, value_name = "FILE.y4m")]
+    pub video_out: Option<PathBuf>,
+    /// Picture size of `--video test` and of raw I420 input.
+    #[arg(long, value_name = "WxH", default_value = "1280x720")]
+    pub video_size: String,
+    /// Frame rate of `--video test`, `screen` and raw I420 input.
+    #[arg(long, value_name = "FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub video_fps: u32,
+    /// Most video bitrate to send, kb/s (the path may allow less: it adapts).
+    #[arg(long, value_name = "KBPS", default_value_t = 2500, value_parser = clap::value_parser!(u32).range(150..=20000))]
+    pub video_max_kbps: u32,
 }
 
 /// File-transfer options of `call`, `listen` and `receive`.
@@ -359,6 +389,8 @@ pub struct ListenArgs {
     #[command(flatten)]
     pub audio: AudioArgs,
     #[command(flatten)]
+    pub video: VideoArgs,
+    #[command(flatten)]
     pub files: FilesArgs,
 }
 
@@ -371,6 +403,8 @@ pub struct CallArgs {
     pub bind: Option<SocketAddr>,
     #[command(flatten)]
     pub audio: AudioArgs,
+    #[command(flatten)]
+    pub video: VideoArgs,
     #[command(flatten)]
     pub files: FilesArgs,
 }

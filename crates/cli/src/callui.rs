@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use extrasafe_core::EndReason;
 use extrasafe_net::audio::AudioCall;
+use extrasafe_net::video::VideoCall;
 use extrasafe_net::{Call, CallEvent};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -13,6 +14,7 @@ use crate::audioplan::AudioPlan;
 use crate::exit::describe_end;
 use crate::files::Files;
 use crate::output::Output;
+use crate::videoplan::VideoPlan;
 
 /// Lines typed on stdin; `None` once at end of input.
 pub struct Input {
@@ -81,7 +83,7 @@ impl Interrupts {
     }
 }
 
-const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).";
+const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /video turns your video off and on; /screen shares your screen (again: stops sharing).  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).";
 
 /// What the call does by itself (for `extrasafe send`).
 #[derive(Clone, Debug, Default)]
@@ -92,18 +94,31 @@ pub struct Autopilot {
     pub hangup_when_done: bool,
 }
 
+/// What a call carries besides chat and files.
+#[derive(Clone, Copy)]
+pub struct Media<'a> {
+    pub audio: &'a AudioPlan,
+    pub video: &'a VideoPlan,
+}
+
 /// Runs a call until it ends; returns why, and the exit code that reason maps to.
 pub async fn run(
     mut call: Call,
     out: Output,
     input: &mut Input,
     intr: &mut Interrupts,
-    plan: &AudioPlan,
+    media: Media<'_>,
     files: &mut Files,
     auto: &Autopilot,
 ) -> (EndReason, i32) {
+    let Media {
+        audio: plan,
+        video: vplan,
+    } = media;
     let mut files_tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut audio: Option<AudioCall> = None;
+    let mut video: Option<VideoCall> = None;
+    let (mut video_paused, mut sharing, mut video_fault_told) = (false, false, false);
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(5));
     stats_tick.tick().await;
     let mut queued: VecDeque<String> = VecDeque::new();
@@ -124,6 +139,7 @@ pub async fn run(
                     asking = false;
                     out.connected(call.info(), after);
                     audio = plan.start(&call, out).await;
+                    video = vplan.start(&call, out).await;
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
                     }
@@ -155,6 +171,15 @@ pub async fn run(
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                     files.tick().await;
+                    if let Some(v) = video.take() {
+                        let (stats, written) = v.stop().await;
+                        out.video_stats(&stats);
+                        match (written, vplan.record_path()) {
+                            (Ok(()), Some(p)) => out.hint(format!("Wrote the video you received to {}.", p.display())),
+                            (Err(e), _) => out.warn(&format!("Could not write the received video: {e}")),
+                            _ => {}
+                        }
+                    }
                     if let Some(a) = audio.take() {
                         let (stats, written) = a.stop().await;
                         out.stats(&stats);
@@ -170,6 +195,9 @@ pub async fn run(
                 }
                 Some(_) => {}
                 None => {
+                    if let Some(v) = video.take() {
+                        let _ = v.stop().await;
+                    }
                     if let Some(a) = audio.take() {
                         let _ = a.stop().await;
                     }
@@ -206,6 +234,30 @@ pub async fn run(
                         }
                         None => out.hint("This call carries no audio."),
                     },
+                    "/video" => match &video {
+                        Some(v) => {
+                            video_paused = !video_paused;
+                            v.set_paused(video_paused);
+                            out.hint(if video_paused { "Video off: nothing of it is sent." } else { "Video on." });
+                        }
+                        None => out.hint("This call carries no video: start it with --video test|screen|FILE (or --video-out FILE.y4m to receive only)."),
+                    },
+                    "/screen" => match &video {
+                        Some(v) if sharing => {
+                            sharing = false;
+                            v.share(None);
+                            out.hint("Stopped sharing your screen.");
+                        }
+                        Some(v) => match vplan.screen() {
+                            Ok(s) => {
+                                sharing = true;
+                                v.share(Some(s));
+                                out.hint("Sharing your screen. /screen again stops.");
+                            }
+                            Err(e) => out.warn(&format!("Cannot share the screen: {e}.")),
+                        },
+                        None => out.hint("This call carries no video: start it with --video or --video-out to share your screen."),
+                    },
                     "/help" | "/?" => out.hint(HELP),
                     "/decline" => files.decline(&call, None).await,
                     "/cancel" => files.cancel_all(),
@@ -236,7 +288,15 @@ pub async fn run(
                     call.hangup();
                 }
             }
-            _ = stats_tick.tick(), if audio.is_some() => {
+            _ = stats_tick.tick(), if audio.is_some() || video.is_some() => {
+                if let Some(v) = &video {
+                    let stats = v.stats();
+                    out.video_stats(&stats);
+                    if let (Some(fault), false) = (&stats.fault, video_fault_told) {
+                        video_fault_told = true;
+                        out.warn(&format!("Video problem: {fault}."));
+                    }
+                }
                 if let Some(a) = &audio {
                     let stats = a.stats();
                     out.stats(&stats);

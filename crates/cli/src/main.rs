@@ -10,6 +10,7 @@ mod files;
 mod ident;
 mod output;
 mod reach;
+mod videoplan;
 
 use clap::Parser;
 

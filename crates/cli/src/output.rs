@@ -188,6 +188,19 @@ impl Output {
         );
     }
 
+    pub fn video_stats(&self, s: &extrasafe_net::video::VideoStats) {
+        let size = |s: Option<(u32, u32)>| s.map(|(w, h)| format!("{w}x{h}"));
+        self.emit(
+            format!("[video] {}", crate::videoplan::describe(s)),
+            json!({"event": "video_stats", "sending": s.sending, "send_size": size(s.send_size),
+                   "send_fps": s.send_fps, "send_bps": s.send_bps, "target_bps": s.target_bps,
+                   "recv_size": size(s.recv_size), "recv_fps": s.recv_fps, "recv_bps": s.recv_bps,
+                   "shown": s.shown, "frozen": s.frozen, "repaired": s.receiver.repaired,
+                   "given_up": s.receiver.given_up, "keyframe_requests": s.receiver.keyframe_requests,
+                   "retransmitted": s.sender.retransmitted, "decode_errors": s.decode_errors}),
+        );
+    }
+
     pub fn warn(&self, text: &str) {
         self.emit(
             format!("! {text}"),

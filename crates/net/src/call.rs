@@ -82,10 +82,22 @@ pub(crate) enum Command {
 
 /// The call's path for media: unreliable QUIC datagrams on the call's own connection,
 /// encrypted like everything else. Use it only once the call is connected.
+///
+/// Arriving datagrams are sorted by kind: audio (and anything unknown, so it is counted)
+/// to [`MediaLink::recv`], video to [`MediaLink::recv_video`].
 #[derive(Clone, Debug)]
 pub struct MediaLink {
     pub(crate) conn: quinn::Connection,
+    audio: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
+    video: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
 }
+
+/// QUIC's send buffer for datagrams (set in the transport configuration).
+pub(crate) const DATAGRAM_SEND_BUFFER: usize = 256 * 1024;
+/// Datagrams waiting for the audio task: a few seconds of audio.
+const AUDIO_BACKLOG: usize = 256;
+/// Datagrams waiting for the video task: more than a large keyframe.
+const VIDEO_BACKLOG: usize = 4096;
 
 /// A datagram could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +105,57 @@ pub struct MediaLink {
 pub struct MediaSendError(String);
 
 impl MediaLink {
+    /// Starts sorting the connection's datagrams (one task, ending with the connection).
+    pub(crate) fn new(conn: quinn::Connection) -> Self {
+        let (atx, arx) = mpsc::channel(AUDIO_BACKLOG);
+        let (vtx, vrx) = mpsc::channel(VIDEO_BACKLOG);
+        let c = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = c.read_datagram().await {
+                let kind = extrasafe_core::video::datagram_kind(&d);
+                let video = matches!(
+                    kind,
+                    Some(
+                        extrasafe_core::video::wire::KIND_FRAGMENT
+                            | extrasafe_core::video::wire::KIND_FEEDBACK
+                    )
+                );
+                // A full queue means its reader stalled or is absent: drop, as the network would.
+                let _ = if video {
+                    vtx.try_send(d)
+                } else {
+                    atx.try_send(d)
+                };
+            }
+        });
+        Self {
+            conn,
+            audio: Arc::new(tokio::sync::Mutex::new(arx)),
+            video: Arc::new(tokio::sync::Mutex::new(vrx)),
+        }
+    }
+
     /// Sends one datagram (dropped by the network or by congestion, never retransmitted).
     pub fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError> {
         self.conn
             .send_datagram(bytes::Bytes::copy_from_slice(datagram))
             .map_err(|e| MediaSendError(e.to_string()))
     }
-    /// The next datagram; `None` once the connection is closed.
+    /// The next audio (or unknown) datagram; `None` once the connection is closed.
     pub async fn recv(&self) -> Option<bytes::Bytes> {
-        self.conn.read_datagram().await.ok()
+        self.audio.lock().await.recv().await
+    }
+    /// The next video datagram; `None` once the connection is closed.
+    pub async fn recv_video(&self) -> Option<bytes::Bytes> {
+        self.video.lock().await.recv().await
+    }
+    /// Bytes of datagrams queued in QUIC and not yet sent.
+    pub fn datagrams_queued(&self) -> usize {
+        DATAGRAM_SEND_BUFFER.saturating_sub(self.conn.datagram_send_buffer_space())
+    }
+    /// QUIC's congestion window, bytes.
+    pub fn cwnd(&self) -> u64 {
+        self.conn.stats().path.cwnd
     }
     /// Largest datagram the path takes now.
     pub fn max_datagram(&self) -> Option<usize> {

@@ -22,6 +22,7 @@ pub mod punch;
 pub mod store;
 pub mod tls;
 pub mod transfer;
+pub mod video;
 
 pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};
@@ -31,3 +32,4 @@ pub use store::{IdentityStore, StoreError};
 
 pub use extrasafe_core as core;
 pub use extrasafe_media as media;
+pub use extrasafe_video as video_media;

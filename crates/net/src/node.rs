@@ -223,9 +223,11 @@ fn transport_config(peer_streams: u32, congestion: Congestion) -> TransportConfi
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));
-    // Media datagrams: about a second of audio may wait for the application.
-    t.datagram_receive_buffer_size(Some(64 * 1024));
-    t.datagram_send_buffer_size(64 * 1024);
+    // Media datagrams: a large video keyframe may arrive at once; the sorting task takes
+    // them off at once. Video keeps its own queue and leaves QUIC's nearly empty, so audio
+    // never waits behind it.
+    t.datagram_receive_buffer_size(Some(1024 * 1024));
+    t.datagram_send_buffer_size(crate::call::DATAGRAM_SEND_BUFFER);
     t
 }
 
@@ -531,7 +533,7 @@ fn assemble(
     let transfers = Arc::new(crate::transfer::TransferBook::default());
     let call = Call {
         info,
-        media: crate::call::MediaLink { conn: conn.clone() },
+        media: crate::call::MediaLink::new(conn.clone()),
         commands: cmd_tx,
         events: ev_rx,
         transfers: transfers.clone(),

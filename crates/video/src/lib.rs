@@ -12,12 +12,14 @@
 pub mod codec;
 pub mod frame;
 pub mod pattern;
+pub mod screen;
 pub mod sink;
 pub mod source;
 pub mod y4m;
 
 pub use codec::{CodecError, Effort, Encoded, EncoderSettings, H264Decoder, H264Encoder};
 pub use frame::{psnr_y, Captured, Frame};
+pub use screen::Screen;
 pub use sink::{FnSink, LatestFrame, NoVideo, VideoSink, Y4mSink};
 pub use source::{RawI420, TestPattern, VideoSource, Y4mFile};
 
@@ -31,6 +33,9 @@ pub enum VideoError {
     /// A file or stream is not in a format we read.
     #[error("{0}")]
     Format(String),
+    /// A source could not be opened or read (the screen, a camera).
+    #[error("{0}")]
+    Source(String),
     /// The codec failed.
     #[error(transparent)]
     Codec(#[from] CodecError),

@@ -155,6 +155,19 @@ pub fn read_code(f: &Frame) -> Option<(u32, u32)> {
     Some((read_row(f, 1)?, read_row(f, 0)?))
 }
 
+/// For a received test picture: its frame index, capture stamp, and PSNR (Y) against the
+/// exact picture the sender drew at `width`×`height`, scaled as the received one was.
+/// `None` when the code rows cannot be read (not a test picture, or damaged).
+pub fn check_received(f: &Frame, width: u32, height: u32) -> Option<(u32, u32, f64)> {
+    let (index, stamp) = read_code(f)?;
+    let div = (width / f.width.max(1)).max(1);
+    let reference = draw(width, height, index, stamp).downscale(div);
+    if (reference.width, reference.height) != (f.width, f.height) {
+        return Some((index, stamp, 0.0));
+    }
+    Some((index, stamp, crate::psnr_y(f, &reference)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

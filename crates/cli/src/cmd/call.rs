@@ -11,6 +11,7 @@ use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
+use crate::videoplan::VideoPlan;
 
 /// How long a caller browses the LAN for a contact before trying the DHT.
 const LAN_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -55,6 +56,7 @@ pub async fn run(
         ));
     }
     let plan = AudioPlan::from_args(&args.audio, out).await?;
+    let vplan = VideoPlan::from_args(&args.video)?;
     let mut files = Files::new(
         out,
         FilesPolicy::parse(&args.files.accept_files)?,
@@ -209,7 +211,19 @@ pub async fn run(
     };
     out.secured(call.info());
     let mut input = Input::spawn();
-    let (_, code) = callui::run(call, out, &mut input, &mut intr, &plan, &mut files, &auto).await;
+    let (_, code) = callui::run(
+        call,
+        out,
+        &mut input,
+        &mut intr,
+        callui::Media {
+            audio: &plan,
+            video: &vplan,
+        },
+        &mut files,
+        &auto,
+    )
+    .await;
     if let Some(m) = mapper {
         m.stop().await;
     }

@@ -10,6 +10,12 @@ use extrasafe_net::media::{speech, AudioConfig};
 use extrasafe_net::{AcceptPolicy, Call, CallEvent, Node, NodeConfig};
 use serde_json::json;
 
+use std::sync::{Arc, Mutex};
+
+use extrasafe_net::video::{VideoCall, VideoConfig};
+use extrasafe_net::video_media::source::wall_ms;
+use extrasafe_net::video_media::{pattern, FnSink, Frame, TestPattern};
+
 use crate::args::DemoArgs;
 use crate::exit::{Failure, OTHER, USAGE};
 use crate::output::Output;
@@ -43,6 +49,15 @@ async fn until_connected(call: &mut Call) -> Result<Duration, Failure> {
             _ => {}
         }
     }
+}
+
+/// What one end saw of the other's test picture.
+#[derive(Default)]
+struct Seen {
+    psnr: Vec<f64>,
+    delay_ms: Vec<f64>,
+    unreadable: u64,
+    size: Option<(u32, u32)>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -136,6 +151,42 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
     let codec_fail = |e: extrasafe_net::media::CodecError| {
         Failure::new(OTHER, format!("Audio could not start: {e}."))
     };
+    let video = if args.no_video {
+        None
+    } else {
+        let (w, h) = crate::videoplan::parse_size(&args.video_size)?;
+        let start = |call: &Call, seen: &Arc<Mutex<Seen>>| {
+            let seen = seen.clone();
+            let sink = FnSink(move |f: &Frame, _index: u64| {
+                let mut s = seen.lock().expect("demo sink");
+                match pattern::check_received(f, w, h) {
+                    Some((_, stamp, psnr)) => {
+                        s.psnr.push(psnr);
+                        s.delay_ms.push(wall_ms().wrapping_sub(stamp) as f64);
+                    }
+                    None => s.unreadable += 1,
+                }
+                s.size = Some((f.width, f.height));
+            });
+            VideoCall::start(
+                call.media(),
+                VideoConfig::default(),
+                Some(Box::new(TestPattern::new(w, h, 30))),
+                Box::new(sink),
+            )
+        };
+        let (at_bob, at_alice) = (
+            Arc::new(Mutex::new(Seen::default())),
+            Arc::new(Mutex::new(Seen::default())),
+        );
+        Some((
+            start(&a, &at_bob),
+            start(&b, &at_alice),
+            at_bob,
+            at_alice,
+            (w, h),
+        ))
+    };
     let alice_audio = AudioCall::start(
         a.media(),
         config.clone(),
@@ -152,9 +203,10 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
     .map_err(codec_fail)?;
     out.emit(
         format!(
-            "Alice talks to Bob for {secs:.1} s: a synthetic voice, Opus {} kb/s, in {}-byte QUIC datagrams…",
+            "Alice talks to Bob for {secs:.1} s: a synthetic voice, Opus {} kb/s, in {}-byte QUIC datagrams{}…",
             config.opus.bitrate / 1000,
-            config.datagram_size
+            config.datagram_size,
+            if args.no_video { "" } else { "; test video both ways" }
         ),
         json!({"event": "audio_started", "seconds": secs}),
     );
@@ -162,6 +214,43 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
     tokio::time::sleep(Duration::from_secs_f64(secs + 0.3)).await;
     let (sent, _) = alice_audio.stop().await;
     let (got, written) = bob_audio.stop().await;
+    if let Some((va, vb, at_bob, at_alice, (w, h))) = video {
+        let (sa, _) = va.stop().await;
+        let (sb, _) = vb.stop().await;
+        let mut lines = Vec::new();
+        let mut json_dirs = Vec::new();
+        for (dir, seen, tx) in [
+            ("Alice → Bob", &at_bob, &sa),
+            ("Bob → Alice", &at_alice, &sb),
+        ] {
+            let s = seen.lock().expect("demo sink");
+            let n = s.psnr.len().max(1) as f64;
+            let mean = s.psnr.iter().sum::<f64>() / n;
+            let worst = s.psnr.iter().copied().fold(f64::INFINITY, f64::min);
+            let mut d = s.delay_ms.clone();
+            d.sort_by(|a, b| a.total_cmp(b));
+            let median = d.get(d.len() / 2).copied().unwrap_or(0.0);
+            let size = s.size.map_or("–".into(), |(w, h)| format!("{w}x{h}"));
+            lines.push(format!(
+                "  {dir}: {} pictures shown ({size}, {:.1} fps), PSNR {mean:.1} dB mean / {:.1} dB worst, capture-to-screen {median:.0} ms median, {:.2} Mb/s, {} unreadable",
+                s.psnr.len(),
+                s.psnr.len() as f64 / tx.elapsed.as_secs_f64().max(0.1),
+                if worst.is_finite() { worst } else { 0.0 },
+                tx.sender.bytes as f64 * 8.0 / secs / 1e6,
+                s.unreadable
+            ));
+            json_dirs.push(json!({"direction": dir, "shown": s.psnr.len(), "size": size, "psnr_mean_db": mean,
+                                  "psnr_worst_db": worst, "glass_to_glass_ms": median, "unreadable": s.unreadable,
+                                  "send_mbps": tx.sender.bytes as f64 * 8.0 / secs / 1e6}));
+        }
+        out.emit(
+            format!(
+                "Video both ways, {w}x{h} test picture at 30 fps, H.264 in QUIC datagrams:\n{}",
+                lines.join("\n")
+            ),
+            json!({"event": "video_done", "directions": json_dirs}),
+        );
+    }
     written.map_err(|e| Failure::new(OTHER, format!("Could not write {}: {e}", path.display())))?;
     // Measured over the second half: in the first pause the jitter buffer gives back the
     // start-up margin it no longer needs (one frame dropped in silence), which shifts the
@@ -174,7 +263,7 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
         format!(
             "Audio: mouth-to-ear delay {:.1} ms (jitter buffer target {} ms, pauses shortened {}× / lengthened {}×), \
              waveform correlation {corr:.3}\n  \
-             {} datagrams of {} bytes sent, {:.0} kb/s on the wire (UDP, QUIC included), \
+             {} datagrams of {} bytes sent, {:.0} kb/s on the wire (the whole connection's UDP: QUIC{} included), \
              {} lost, {} concealed, {} malformed\n  Bob's audio: {}",
             lag as f64 / 48.0,
             got.target_delay.as_millis(),
@@ -183,6 +272,7 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
             sent.sent,
             config.datagram_size,
             kbps,
+            if args.no_video { "" } else { " and video" },
             got.jitter.lost,
             got.jitter.concealed,
             got.received.malformed,

@@ -19,6 +19,7 @@ use crate::files::{self, Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
+use crate::videoplan::VideoPlan;
 
 fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
     match words {
@@ -42,6 +43,7 @@ fn policy(words: &[String]) -> Result<AcceptPolicy, Failure> {
 pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32, Failure> {
     let policy = policy(&args.accept)?;
     let plan = AudioPlan::from_args(&args.audio, out).await?;
+    let vplan = VideoPlan::from_args(&args.video)?;
     let policy_files = FilesPolicy::parse(&args.files.accept_files)?;
     let dir = args
         .files
@@ -169,7 +171,10 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                     out,
                     &mut input,
                     &mut intr,
-                    &plan,
+                    callui::Media {
+                        audio: &plan,
+                        video: &vplan,
+                    },
                     &mut files,
                     &callui::Autopilot::default(),
                 )

@@ -23,6 +23,7 @@ pub async fn run(global: &Global, args: &SendArgs, out: Output) -> Result<i32, F
         ticket: args.to.clone(),
         bind: args.bind,
         audio: no_audio(),
+        video: Default::default(),
         files: FilesArgs {
             // A sender takes nothing in return.
             accept_files: vec!["none".into()],
@@ -44,6 +45,7 @@ pub async fn receive(global: &Global, args: &ReceiveArgs, out: Output) -> Result
         once: args.once,
         qr: args.qr,
         audio: no_audio(),
+        video: Default::default(),
         files: args.files.clone(),
     };
     super::listen::run(global, &listen, out).await

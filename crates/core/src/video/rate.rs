@@ -45,6 +45,9 @@ pub struct LocalPath {
     pub send_delay: Duration,
     /// Bits per second audio sends on the same path.
     pub audio_bps: u64,
+    /// Video is being sent (not paused, not between sources): silence from the receiver
+    /// means something only then.
+    pub sending: bool,
 }
 
 /// The bitrate controller; see the module documentation.
@@ -57,6 +60,10 @@ pub struct RateController {
     last_decrease: Option<Instant>,
     last_feedback: Option<Instant>,
     last_queue_ms: u16,
+    /// Lost and sent datagrams over the last few reports (older ones weigh less): one report
+    /// holds too few packets to tell 5 % from 30 %.
+    lost: f64,
+    total: f64,
 }
 
 impl RateController {
@@ -70,6 +77,8 @@ impl RateController {
             last_decrease: None,
             last_feedback: None,
             last_queue_ms: 0,
+            lost: 0.0,
+            total: 0.0,
         }
     }
 
@@ -106,12 +115,19 @@ impl RateController {
                 None => rate,
             });
         }
-        let total = fb.received as f64 + fb.lost as f64;
-        let loss = if total > 0.0 {
-            fb.lost as f64 / total
+        self.lost = 0.8 * self.lost + fb.lost as f64;
+        self.total = 0.8 * self.total + fb.received as f64 + fb.lost as f64;
+        let loss = if self.total >= 20.0 {
+            self.lost / self.total
         } else {
             0.0
         };
+        if std::env::var_os("RATE_DEBUG").is_some() {
+            eprintln!(
+                "fb q {} loss {loss:.3} lost {} recv {} target {}",
+                fb.queue_delay_ms, fb.lost, fb.received, self.target
+            );
+        }
         let queue = fb.queue_delay_ms;
         let growing = queue > self.last_queue_ms + 5;
         self.last_queue_ms = queue;
@@ -140,6 +156,9 @@ impl RateController {
     pub fn on_tick(&mut self, now: Instant, path: &LocalPath) {
         if path.send_delay > Duration::from_millis(100) {
             self.decrease(now, self.target * 0.8, path);
+        }
+        if !path.sending {
+            self.last_feedback = Some(now);
         }
         // Reports stopped coming while we send: the path is in trouble, or gone.
         let silent = self.last_feedback.is_some_and(|t| {

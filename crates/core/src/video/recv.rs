@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::wire::{Feedback, Fragment, Nack, VideoWireError, MAX_NACKS, WHOLE_FRAME};
 
+/// However slowly a frame streams in, it is given up this long after its first fragment.
+pub const MAX_FRAME_WAIT: Duration = Duration::from_secs(1);
+
 /// How long the receiver waits and how much it holds.
 #[derive(Clone, Debug)]
 pub struct VideoReceiverConfig {
@@ -86,6 +89,9 @@ struct Partial {
     bytes: usize,
     max_index: u16,
     first_seen: Instant,
+    /// The latest first copy of one of its fragments: a frame still streaming in is not
+    /// late, however long it is.
+    last_progress: Instant,
     repaired: bool,
     nacked: BTreeMap<u16, (u8, Instant)>,
 }
@@ -228,6 +234,7 @@ impl VideoReceiver {
             bytes: 0,
             max_index: 0,
             first_seen: now,
+            last_progress: now,
             repaired: false,
             nacked: BTreeMap::new(),
         });
@@ -252,6 +259,7 @@ impl VideoReceiver {
         p.repaired |= f.retransmission;
         if !f.retransmission {
             p.max_index = p.max_index.max(f.index);
+            p.last_progress = now;
         }
         self.advance(now);
         Ok(())
@@ -324,12 +332,10 @@ impl VideoReceiver {
                 self.skip_to(k);
                 continue;
             }
-            // Since when do we know frame n exists (its own first fragment, or a later one)?
-            let Some(known) = self.frames.range(n..).map(|(_, p)| p.first_seen).min() else {
+            let Some(deadline) = self.deadline(n) else {
                 break;
             };
-            let over = now.saturating_duration_since(known) >= self.wait()
-                || self.frames.len() > self.config.max_pending_frames;
+            let over = now >= deadline || self.frames.len() > self.config.max_pending_frames;
             if !over {
                 break;
             }
@@ -337,6 +343,21 @@ impl VideoReceiver {
             self.break_chain();
         }
         self.whole_nacks.retain(|k, _| Some(*k) >= self.next);
+    }
+
+    /// When frame `n` (incomplete) is given up: a wait after its fragments stopped coming
+    /// (or, for a frame none of which arrived, after the next frame began), and never more
+    /// than a second after it began, so the picture cannot lag without bound.
+    fn deadline(&self, n: u64) -> Option<Instant> {
+        let wait = self.wait();
+        match self.frames.get(&n) {
+            Some(p) => Some((p.last_progress + wait).min(p.first_seen + MAX_FRAME_WAIT)),
+            None => self
+                .frames
+                .range(n..)
+                .map(|(_, p)| p.first_seen + wait)
+                .min(),
+        }
     }
 
     fn skip_to(&mut self, k: u64) {
@@ -425,7 +446,7 @@ impl VideoReceiver {
             }
             match self.frames.get_mut(&n) {
                 Some(p) => {
-                    if now.saturating_duration_since(p.first_seen) >= wait {
+                    if now >= (p.last_progress + wait).min(p.first_seen + MAX_FRAME_WAIT) {
                         continue;
                     }
                     let last = if n < self.highest {
@@ -462,13 +483,7 @@ impl VideoReceiver {
     /// When to call [`Self::handle_timeout`] and [`Self::poll_feedback`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let report = (self.received > 0).then(|| self.last_report + self.config.report_interval);
-        let give_up = self.next.and_then(|n| {
-            self.frames
-                .range(n..)
-                .map(|(_, p)| p.first_seen)
-                .min()
-                .map(|t| t + self.wait())
-        });
+        let give_up = self.next.and_then(|n| self.deadline(n));
         let every = (self.rtt * 3 / 2).max(Duration::from_millis(15));
         let max = self.config.max_nacks_per_fragment;
         let renack = self

@@ -180,7 +180,10 @@ impl VideoSender {
                 .iter()
                 .rev()
                 .find(|f| f.keyframe)
-                .is_some_and(|f| now.saturating_duration_since(f.at) < KEYFRAME_GAP);
+                .is_some_and(|f| {
+                    now.saturating_duration_since(f.at) < KEYFRAME_GAP
+                        || self.queue.iter().any(|q| q.frame == f.frame)
+                });
             self.keyframe_requested |= !recent;
         }
         let total = fb.received as f64 + fb.lost as f64;
@@ -267,6 +270,24 @@ impl VideoSender {
     /// Datagrams waiting to be sent.
     pub fn queued(&self) -> usize {
         self.queue.len() + self.resend.len()
+    }
+
+    /// Time since the last frame was queued (long when nothing is being sent).
+    pub fn last_frame_age(&self, now: Instant) -> Duration {
+        self.history
+            .back()
+            .map_or(Duration::MAX, |f| now.saturating_duration_since(f.at))
+    }
+
+    /// How long the oldest datagram waiting to be sent has waited.
+    pub fn queue_delay(&self, now: Instant) -> Duration {
+        let oldest = [self.resend.front(), self.queue.front()]
+            .into_iter()
+            .flatten()
+            .filter_map(|q| self.history.iter().find(|f| f.frame == q.frame))
+            .map(|f| f.at)
+            .min();
+        oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
     }
 
     /// Bytes waiting to be sent (at most; padding included).

@@ -300,6 +300,7 @@ fn bitrate_follows_a_step_from_4_mbps_to_500_kbps_and_back() {
                 cwnd: 10_000_000,
                 send_delay: Duration::ZERO,
                 audio_bps: audio_bps as u64,
+                sending: true,
             };
             // The report reaches the sender a one-way delay later; close enough at 100 ms.
             rc.on_feedback(now, &fb, &path);
@@ -390,4 +391,34 @@ fn ladder_steps_down_at_once_and_up_only_after_holding() {
 
 fn ladder_hold() -> Duration {
     rate::UP_HOLD
+}
+
+#[test]
+fn a_pause_in_sending_is_not_read_as_a_dead_path() {
+    let t0 = Instant::now();
+    let mut rc = RateController::new(RateConfig::default());
+    let path = |sending| LocalPath {
+        rtt: Duration::from_millis(40),
+        cwnd: 1_000_000,
+        sending,
+        ..LocalPath::default()
+    };
+    let fb = Feedback {
+        interval_ms: 100,
+        bytes: 10_000,
+        received: 10,
+        ..Feedback::default()
+    };
+    rc.on_feedback(t0, &fb, &path(true));
+    let before = rc.target_bps();
+    for i in 1..50 {
+        rc.on_tick(t0 + Duration::from_millis(100 * i), &path(false));
+    }
+    rc.on_tick(t0 + Duration::from_millis(5000), &path(true));
+    assert_eq!(rc.target_bps(), before, "paused for 5 s");
+    // While sending, five silent seconds do cut it.
+    for i in 51..100 {
+        rc.on_tick(t0 + Duration::from_millis(100 * i), &path(true));
+    }
+    assert!(rc.target_bps() < before / 2, "{}", rc.target_bps());
 }

@@ -1,0 +1,701 @@
+//! Runs a call's video. Three parts, so that neither codec ever stalls the network side:
+//! - a capture thread takes a picture at each tick of the source's clock, scales it to the
+//!   layer in force and encodes it (skipping pictures while the send queue is long);
+//! - an async task moves fragments and feedback between the sans-IO `VideoSender`,
+//!   `VideoReceiver` and `RateController` and the call's datagrams;
+//! - a decode thread decodes the frames the receiver releases and shows them.
+//!
+//! Audio keeps priority: video leaves QUIC's datagram queue nearly empty (its own queue
+//! waits instead), and the controller leaves audio's share of the congestion window free.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as smpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use extrasafe_core::video::wire::{KIND_FEEDBACK, KIND_FRAGMENT};
+use extrasafe_core::video::{
+    datagram_kind, AssembledFrame, EncoderPlan, Feedback, Ladder, LocalPath, RateConfig,
+    RateController, VideoReceiver, VideoReceiverConfig, VideoReceiverStats, VideoSender,
+    VideoSenderConfig, VideoSenderStats,
+};
+use extrasafe_video::{
+    Effort, EncoderSettings, Frame, H264Decoder, H264Encoder, VideoSink, VideoSource,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::call::MediaLink;
+
+/// Video's share of QUIC's datagram queue: one or two packets, so an audio datagram queued
+/// after them leaves within a millisecond or so.
+const QUIC_ROOM: usize = 4 * 1024;
+/// The controller and the statistics run this often.
+const TICK: Duration = Duration::from_millis(100);
+/// Pictures are not encoded while the send queue holds more than this much video.
+const MAX_BACKLOG: Duration = Duration::from_millis(150);
+
+/// How a call sends video.
+#[derive(Clone, Debug)]
+pub struct VideoConfig {
+    /// Bitrate bounds and start.
+    pub rate: RateConfig,
+    /// Encoder threads.
+    pub threads: u16,
+    /// Encoder effort.
+    pub effort: Effort,
+    /// Bits per second the call's audio sends (kept free for it).
+    pub audio_bps: u64,
+    /// Largest video datagram (smaller if the path takes less).
+    pub datagram_size: usize,
+    /// The rate a sink counts frames at: frame k is the picture captured k/fps s after the
+    /// sender's video began.
+    pub display_fps: u32,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self {
+            rate: RateConfig::default(),
+            threads: 1,
+            effort: Effort::Low,
+            audio_bps: 64_000,
+            datagram_size: 1200,
+            display_fps: 30,
+        }
+    }
+}
+
+/// A snapshot of a call's video, for the stats line.
+#[derive(Clone, Debug, Default)]
+pub struct VideoStats {
+    /// Time since video started.
+    pub elapsed: Duration,
+    /// A source is attached and sending.
+    pub sending: bool,
+    /// Size of the pictures being encoded.
+    pub send_size: Option<(u32, u32)>,
+    /// Frames encoded per second, over the last second or so.
+    pub send_fps: f64,
+    /// Video bits per second sent (datagrams, padding included).
+    pub send_bps: u64,
+    /// The controller's target.
+    pub target_bps: u64,
+    /// Pictures not encoded (frame rate of the layer, rate control, or a long queue).
+    pub skipped: u64,
+    /// Size of the pictures arriving.
+    pub recv_size: Option<(u32, u32)>,
+    /// Frames shown per second.
+    pub recv_fps: f64,
+    /// Video bits per second received.
+    pub recv_bps: u64,
+    /// Frames shown in all.
+    pub shown: u64,
+    /// The picture is frozen, waiting for a keyframe.
+    pub frozen: bool,
+    /// Frames the decoder refused.
+    pub decode_errors: u64,
+    /// Sender counters.
+    pub sender: VideoSenderStats,
+    /// Receiver counters.
+    pub receiver: VideoReceiverStats,
+    /// A problem with the source or the encoder, for the person.
+    pub fault: Option<String>,
+    /// The path's round trip.
+    pub rtt: Duration,
+    /// QUIC's congestion window, bytes.
+    pub cwnd: u64,
+    /// How long video waits to leave.
+    pub send_delay: Duration,
+}
+
+#[derive(Default)]
+struct CaptureShared {
+    plan: Option<EncoderPlan>,
+    keyframe: bool,
+    backlog: Duration,
+    skipped: u64,
+    size: Option<(u32, u32)>,
+    fault: Option<String>,
+    sending: bool,
+}
+
+struct EncodedMsg {
+    data: Vec<u8>,
+    keyframe: bool,
+    capture: Instant,
+    source: (u32, u32, u32),
+}
+
+#[derive(Default)]
+struct DecodeShared {
+    size: Option<(u32, u32)>,
+    shown: u64,
+    errors: u64,
+    sink_error: Option<String>,
+}
+
+/// A running video stream; stop it to finish the sink and get the final figures.
+pub struct VideoCall {
+    stop: Option<oneshot::Sender<()>>,
+    sources: smpsc::Sender<Ctl>,
+    stats: watch::Receiver<VideoStats>,
+    task: JoinHandle<VideoStats>,
+    capture: Option<std::thread::JoinHandle<()>>,
+    decode: Option<std::thread::JoinHandle<Result<(), String>>>,
+    quit: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for VideoCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoCall").finish_non_exhaustive()
+    }
+}
+
+impl VideoCall {
+    /// Starts video on `link`: sends `source` (none: receive only) and shows what arrives
+    /// in `sink`.
+    pub fn start(
+        link: MediaLink,
+        config: VideoConfig,
+        source: Option<Box<dyn VideoSource>>,
+        sink: Box<dyn VideoSink>,
+    ) -> Self {
+        let epoch = Instant::now();
+        let quit = Arc::new(AtomicBool::new(false));
+        let capture_shared = Arc::new(Mutex::new(CaptureShared::default()));
+        let decode_shared = Arc::new(Mutex::new(DecodeShared::default()));
+        let (src_tx, src_rx) = smpsc::channel();
+        let _ = src_tx.send(Ctl::Main(source));
+        let (enc_tx, enc_rx) = mpsc::channel::<EncodedMsg>(8);
+        let (dec_tx, dec_rx) = smpsc::channel::<AssembledFrame>();
+        let (fail_tx, fail_rx) = mpsc::unbounded_channel::<()>();
+        let capture = {
+            let (shared, quit, cfg) = (capture_shared.clone(), quit.clone(), config.clone());
+            std::thread::Builder::new()
+                .name("video-capture".into())
+                .spawn(move || capture_loop(src_rx, shared, enc_tx, quit, cfg, epoch))
+                .expect("spawn capture thread")
+        };
+        let decode = {
+            let (shared, fps) = (decode_shared.clone(), config.display_fps.max(1));
+            std::thread::Builder::new()
+                .name("video-decode".into())
+                .spawn(move || decode_loop(dec_rx, sink, fail_tx, shared, fps))
+                .expect("spawn decode thread")
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (stats_tx, stats_rx) = watch::channel(VideoStats::default());
+        let task = tokio::spawn(net_task(NetTask {
+            link,
+            config,
+            epoch,
+            capture: capture_shared,
+            decode: decode_shared,
+            enc_rx,
+            dec_tx,
+            fail_rx,
+            stop_rx,
+            stats_tx,
+        }));
+        Self {
+            stop: Some(stop_tx),
+            sources: src_tx,
+            stats: stats_rx,
+            task,
+            capture: Some(capture),
+            decode: Some(decode),
+            quit,
+        }
+    }
+
+    /// Sends another source from now on, or none (`None`). Receiving goes on either way.
+    pub fn set_source(&self, source: Option<Box<dyn VideoSource>>) {
+        let _ = self.sources.send(Ctl::Main(source));
+    }
+
+    /// Shares `screen` in place of the main source (which is kept, unread), or with `None`
+    /// goes back to the main source.
+    pub fn share(&self, screen: Option<Box<dyn VideoSource>>) {
+        let _ = self.sources.send(Ctl::Share(screen));
+    }
+
+    /// Pauses sending (camera off: nothing is read or sent) or resumes it.
+    pub fn set_paused(&self, paused: bool) {
+        let _ = self.sources.send(Ctl::Pause(paused));
+    }
+
+    /// The latest figures (updated every half second).
+    pub fn stats(&self) -> VideoStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Stops video, finishes the sink (a file sink writes its file) and returns the final
+    /// figures and the sink's result.
+    pub async fn stop(mut self) -> (VideoStats, Result<(), String>) {
+        self.quit.store(true, Ordering::Relaxed);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let stats = (&mut self.task).await.unwrap_or_default();
+        let (capture, decode) = (self.capture.take(), self.decode.take());
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(c) = capture {
+                let _ = c.join();
+            }
+            decode.map_or(Ok(()), |d| {
+                d.join()
+                    .unwrap_or_else(|_| Err("the video decoder failed".into()))
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Err("the video decoder failed".into()));
+        (stats, joined)
+    }
+}
+
+impl Drop for VideoCall {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the capture thread is told.
+enum Ctl {
+    Main(Option<Box<dyn VideoSource>>),
+    Share(Option<Box<dyn VideoSource>>),
+    Pause(bool),
+}
+
+/// The sources the capture thread holds, and which one it reads.
+#[derive(Default)]
+struct Sources {
+    main: Option<Box<dyn VideoSource>>,
+    shared: Option<Box<dyn VideoSource>>,
+    paused: bool,
+}
+
+impl Sources {
+    fn apply(&mut self, c: Ctl) {
+        match c {
+            Ctl::Main(s) => self.main = s,
+            Ctl::Share(s) => self.shared = s,
+            Ctl::Pause(p) => self.paused = p,
+        }
+    }
+    fn active(&mut self) -> Option<&mut Box<dyn VideoSource>> {
+        if self.paused {
+            return None;
+        }
+        match self.shared {
+            Some(ref mut s) => Some(s),
+            None => self.main.as_mut(),
+        }
+    }
+    /// The active source ended or failed.
+    fn drop_active(&mut self) {
+        if self.shared.take().is_none() {
+            self.main = None;
+        }
+    }
+}
+
+fn capture_loop(
+    sources: smpsc::Receiver<Ctl>,
+    shared: Arc<Mutex<CaptureShared>>,
+    out: mpsc::Sender<EncodedMsg>,
+    quit: Arc<AtomicBool>,
+    config: VideoConfig,
+    epoch: Instant,
+) {
+    let mut source = Sources::default();
+    let mut encoder: Option<(H264Encoder, (u32, u32, u8, u64))> = None;
+    let mut next = Instant::now();
+    let set = |f: &dyn Fn(&mut CaptureShared)| {
+        if let Ok(mut s) = shared.lock() {
+            f(&mut s)
+        }
+    };
+    while !quit.load(Ordering::Relaxed) {
+        let mut changed = false;
+        while let Ok(c) = sources.try_recv() {
+            source.apply(c);
+            changed = true;
+        }
+        if changed {
+            encoder = None; // a new source starts with a keyframe
+            next = Instant::now();
+            let on = source.active().is_some();
+            set(&|c| c.sending = on);
+        }
+        let Some(src) = source.active() else {
+            match sources.recv_timeout(Duration::from_millis(50)) {
+                Ok(c) => {
+                    source.apply(c);
+                    encoder = None;
+                    next = Instant::now();
+                    let on = source.active().is_some();
+                    set(&|c| c.sending = on);
+                }
+                Err(smpsc::RecvTimeoutError::Timeout) => {}
+                Err(smpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
+        };
+        let fps = src.fps().max(1);
+        let interval = Duration::from_secs(1) / fps;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > interval * 2 {
+            next = now; // fell behind (a slow source or encoder): no catching up in a burst
+        }
+        let capture = next;
+        next += interval;
+        let index = (capture - epoch).as_micros() as u64 * fps as u64 / 1_000_000;
+        let frame = match src.next_frame(index) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                source.drop_active();
+                let on = source.active().is_some();
+                set(&|c| c.sending = on);
+                continue;
+            }
+            Err(e) => {
+                let msg = format!("video source stopped: {e}");
+                source.drop_active();
+                let on = source.active().is_some();
+                set(&|c| {
+                    c.fault = Some(msg.clone());
+                    c.sending = on
+                });
+                continue;
+            }
+        };
+        let (w, h) = (frame.width, frame.height);
+        let screen = src.is_screen();
+        let (plan, keyframe, backlog) = match shared.lock() {
+            Ok(mut s) => (s.plan, std::mem::take(&mut s.keyframe), s.backlog),
+            Err(_) => return,
+        };
+        let plan = plan.unwrap_or(EncoderPlan {
+            layer: extrasafe_core::video::Layer {
+                divisor: 1,
+                fps: fps as u8,
+            },
+            bitrate: config.rate.start_bps,
+        });
+        // The layer's frame rate: keep every k-th picture.
+        let keep_every = (fps as f64 / plan.layer.fps.max(1) as f64).round().max(1.0) as u64;
+        if index % keep_every != 0 || backlog > MAX_BACKLOG {
+            set(&|c| c.skipped += 1);
+            if keyframe {
+                set(&|c| c.keyframe = true); // still wanted
+            }
+            continue;
+        }
+        let pic: Frame = frame.downscale(plan.layer.divisor as u32);
+        let key = (pic.width, pic.height, plan.layer.fps, plan.bitrate);
+        if encoder.as_ref().is_none_or(|(_, k)| *k != key) {
+            let settings = EncoderSettings {
+                bitrate: plan.bitrate.min(u32::MAX as u64) as u32,
+                fps: (fps as f32).min(plan.layer.fps as f32),
+                threads: config.threads,
+                effort: config.effort,
+                screen,
+            };
+            match H264Encoder::new(settings) {
+                Ok(e) => encoder = Some((e, key)),
+                Err(e) => {
+                    // Tried again at the next picture; the person is told.
+                    let msg = format!("video encoder failed: {e}");
+                    set(&|c| c.fault = Some(msg.clone()));
+                    continue;
+                }
+            }
+        }
+        let (enc, _) = encoder.as_mut().expect("just made");
+        if keyframe {
+            enc.request_keyframe();
+        }
+        match enc.encode(&pic) {
+            Ok(Some(e)) => {
+                set(&|c| c.size = Some((pic.width, pic.height)));
+                let msg = EncodedMsg {
+                    data: e.data,
+                    keyframe: e.keyframe,
+                    capture,
+                    source: (w, h, fps),
+                };
+                if out.blocking_send(msg).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => set(&|c| c.skipped += 1),
+            Err(e) => {
+                let msg = format!("video encoder failed: {e}");
+                set(&|c| c.fault = Some(msg.clone()));
+                encoder = None;
+            }
+        }
+    }
+}
+
+fn decode_loop(
+    frames: smpsc::Receiver<AssembledFrame>,
+    mut sink: Box<dyn VideoSink>,
+    failed: mpsc::UnboundedSender<()>,
+    shared: Arc<Mutex<DecodeShared>>,
+    fps: u32,
+) -> Result<(), String> {
+    let mut decoder = H264Decoder::new().map_err(|e| e.to_string())?;
+    // After a failure, frames already on their way depend on the broken one: only a
+    // keyframe may be shown next.
+    let mut broken = false;
+    for f in frames {
+        if broken && !f.keyframe {
+            continue;
+        }
+        match decoder.decode(&f.data) {
+            Ok(Some(pic)) => {
+                broken = false;
+                let index = (f.capture_ms as u64 * fps as u64 + 500) / 1000;
+                let shown = sink.show(&pic, index);
+                if let Ok(mut s) = shared.lock() {
+                    s.size = Some((pic.width, pic.height));
+                    s.shown += 1;
+                    if let Err(e) = shown {
+                        s.sink_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(_) => {
+                broken = true;
+                if let Ok(mut s) = shared.lock() {
+                    s.errors += 1;
+                }
+                let _ = failed.send(());
+            }
+        }
+    }
+    let err = shared.lock().ok().and_then(|s| s.sink_error.clone());
+    sink.finish().map_err(|e| e.to_string())?;
+    err.map_or(Ok(()), Err)
+}
+
+struct NetTask {
+    link: MediaLink,
+    config: VideoConfig,
+    epoch: Instant,
+    capture: Arc<Mutex<CaptureShared>>,
+    decode: Arc<Mutex<DecodeShared>>,
+    enc_rx: mpsc::Receiver<EncodedMsg>,
+    dec_tx: smpsc::Sender<AssembledFrame>,
+    fail_rx: mpsc::UnboundedReceiver<()>,
+    stop_rx: oneshot::Receiver<()>,
+    stats_tx: watch::Sender<VideoStats>,
+}
+
+/// Counters at the previous statistics update, for per-second rates.
+#[derive(Default)]
+struct Rates {
+    at: Option<Instant>,
+    sent_bytes: u64,
+    sent_frames: u64,
+    recv_bytes: u64,
+    shown: u64,
+}
+
+async fn net_task(t: NetTask) -> VideoStats {
+    let NetTask {
+        link,
+        config,
+        epoch,
+        capture,
+        decode,
+        mut enc_rx,
+        dec_tx,
+        mut fail_rx,
+        mut stop_rx,
+        stats_tx,
+    } = t;
+    let size = link
+        .max_datagram()
+        .unwrap_or(config.datagram_size)
+        .min(config.datagram_size);
+    let mut sender = VideoSender::new(
+        VideoSenderConfig {
+            datagram_size: size,
+            ..VideoSenderConfig::default()
+        },
+        epoch,
+    );
+    let mut receiver = VideoReceiver::new(VideoReceiverConfig::default(), Instant::now());
+    let mut rc = RateController::new(config.rate.clone());
+    let mut ladder: Option<(Ladder, (u32, u32, u32))> = None;
+    let mut buf = Vec::new();
+    let mut recv_bytes = 0u64;
+    let mut stats = VideoStats::default();
+    let mut rates = Rates::default();
+    let mut next_tick = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut encoder_open = true;
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop_rx => break,
+            m = enc_rx.recv(), if encoder_open => match m {
+                Some(m) => {
+                    let now = Instant::now();
+                    if ladder.as_ref().is_none_or(|(_, s)| *s != m.source) {
+                        let (w, h, fps) = m.source;
+                        ladder = Some((Ladder::new(w, h, fps.min(255) as u8), m.source));
+                    }
+                    let _ = sender.push_frame(now, m.capture, m.data, m.keyframe);
+                }
+                None => encoder_open = false,
+            },
+            d = link.recv_video() => {
+                let Some(d) = d else { break };
+                let now = Instant::now();
+                match datagram_kind(&d) {
+                    Some(KIND_FRAGMENT) => {
+                        recv_bytes += d.len() as u64;
+                        let _ = receiver.handle_datagram(now, &d);
+                    }
+                    Some(KIND_FEEDBACK) => {
+                        if let Ok(fb) = Feedback::parse(&d) {
+                            sender.handle_feedback(now, &fb);
+                            rc.on_feedback(now, &fb, &local_path(&link, &sender, &rc, &config));
+                            if sender.take_keyframe_request() {
+                                if let Ok(mut c) = capture.lock() {
+                                    c.keyframe = true;
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(()) = fail_rx.recv() => receiver.decode_failed(),
+            _ = &mut sleep => {}
+        }
+        let now = Instant::now();
+        receiver.handle_timeout(now);
+        while let Some(f) = receiver.poll_frame() {
+            let _ = dec_tx.send(f);
+        }
+        while receiver.poll_feedback(now, &mut buf) {
+            let _ = link.send(&buf);
+        }
+        if now >= next_tick {
+            next_tick = now + TICK;
+            receiver.set_rtt(link.rtt());
+            let path = local_path(&link, &sender, &rc, &config);
+            rc.on_tick(now, &path);
+            if let Some((l, _)) = ladder.as_mut() {
+                l.update(now, rc.target_bps());
+                if let Ok(mut c) = capture.lock() {
+                    c.plan = l.plan();
+                    c.backlog = path.send_delay;
+                }
+            }
+        }
+        // Video goes out only while QUIC's datagram queue is nearly empty: audio first.
+        while link.datagrams_queued() < QUIC_ROOM && sender.poll_transmit(now, &mut buf) {
+            let _ = link.send(&buf);
+        }
+        if now.duration_since(last_stats) >= Duration::from_millis(500) {
+            last_stats = now;
+            fill(
+                &mut stats, &mut rates, now, epoch, &sender, &receiver, &rc, &capture, &decode,
+                recv_bytes,
+            );
+            let path = local_path(&link, &sender, &rc, &config);
+            (stats.rtt, stats.cwnd, stats.send_delay) = (path.rtt, path.cwnd, path.send_delay);
+            let _ = stats_tx.send(stats.clone());
+        }
+        let mut wake = next_tick;
+        if let Some(t) = receiver.poll_timeout() {
+            wake = wake.min(t);
+        }
+        if sender.queued() > 0 {
+            wake = wake.min(now + Duration::from_millis(2));
+        }
+        sleep.as_mut().reset(tokio::time::Instant::from_std(
+            wake.max(now + Duration::from_micros(500)),
+        ));
+    }
+    let now = Instant::now();
+    fill(
+        &mut stats, &mut rates, now, epoch, &sender, &receiver, &rc, &capture, &decode, recv_bytes,
+    );
+    let _ = stats_tx.send(stats.clone());
+    stats
+}
+
+fn local_path(
+    link: &MediaLink,
+    sender: &VideoSender,
+    rc: &RateController,
+    config: &VideoConfig,
+) -> LocalPath {
+    let target = rc.target_bps().max(1);
+    LocalPath {
+        rtt: link.rtt(),
+        cwnd: link.cwnd(),
+        send_delay: sender.queue_delay(Instant::now())
+            + Duration::from_secs_f64(link.datagrams_queued() as f64 * 8.0 / target as f64),
+        audio_bps: config.audio_bps,
+        sending: sender.queued() > 0
+            || sender.stats().frames > 0
+                && sender.last_frame_age(Instant::now()) < Duration::from_millis(500),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    stats: &mut VideoStats,
+    rates: &mut Rates,
+    now: Instant,
+    epoch: Instant,
+    sender: &VideoSender,
+    receiver: &VideoReceiver,
+    rc: &RateController,
+    capture: &Mutex<CaptureShared>,
+    decode: &Mutex<DecodeShared>,
+    recv_bytes: u64,
+) {
+    stats.elapsed = now - epoch;
+    stats.sender = sender.stats();
+    stats.receiver = receiver.stats();
+    stats.target_bps = rc.target_bps();
+    stats.frozen = receiver.frozen() && receiver.stats().frames > 0;
+    if let Ok(c) = capture.lock() {
+        stats.sending = c.sending;
+        stats.send_size = c.size.filter(|_| c.sending);
+        stats.skipped = c.skipped;
+        stats.fault = c.fault.clone();
+    }
+    if let Ok(d) = decode.lock() {
+        stats.recv_size = d.size;
+        stats.shown = d.shown;
+        stats.decode_errors = d.errors;
+    }
+    if let Some(at) = rates.at {
+        let dt = (now - at).as_secs_f64().max(0.001);
+        stats.send_bps = ((stats.sender.bytes - rates.sent_bytes) as f64 * 8.0 / dt) as u64;
+        stats.send_fps = (stats.sender.frames - rates.sent_frames) as f64 / dt;
+        stats.recv_bps = ((recv_bytes - rates.recv_bytes) as f64 * 8.0 / dt) as u64;
+        stats.recv_fps = (stats.shown - rates.shown) as f64 / dt;
+    }
+    *rates = Rates {
+        at: Some(now),
+        sent_bytes: stats.sender.bytes,
+        sent_frames: stats.sender.frames,
+        recv_bytes,
+        shown: stats.shown,
+    };
+}
