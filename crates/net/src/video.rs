@@ -94,6 +94,10 @@ pub struct VideoStats {
     pub frozen: bool,
     /// Frames the decoder refused.
     pub decode_errors: u64,
+    /// Mean time to encode a picture (scaling included) over the last second or so.
+    pub encode_time: Duration,
+    /// Mean time to decode a frame and hand it to the sink.
+    pub decode_time: Duration,
     /// Sender counters.
     pub sender: VideoSenderStats,
     /// Receiver counters.
@@ -106,6 +110,8 @@ pub struct VideoStats {
     pub cwnd: u64,
     /// How long video waits to leave.
     pub send_delay: Duration,
+    /// Datagrams QUIC refused (larger than the path took at that moment).
+    pub send_errors: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +123,8 @@ struct CaptureShared {
     size: Option<(u32, u32)>,
     fault: Option<String>,
     sending: bool,
+    /// Smoothed encode time, µs.
+    encode_us: f64,
 }
 
 struct EncodedMsg {
@@ -131,6 +139,8 @@ struct DecodeShared {
     size: Option<(u32, u32)>,
     shown: u64,
     errors: u64,
+    /// Smoothed decode time, µs.
+    decode_us: f64,
     sink_error: Option<String>,
 }
 
@@ -393,6 +403,7 @@ fn capture_loop(
             }
             continue;
         }
+        let started = Instant::now();
         let pic: Frame = frame.downscale(plan.layer.divisor as u32);
         let key = (pic.width, pic.height, plan.layer.fps, plan.bitrate);
         if encoder.as_ref().is_none_or(|(_, k)| *k != key) {
@@ -402,6 +413,7 @@ fn capture_loop(
                 threads: config.threads,
                 effort: config.effort,
                 screen,
+                analysis: false,
             };
             match H264Encoder::new(settings) {
                 Ok(e) => encoder = Some((e, key)),
@@ -417,7 +429,16 @@ fn capture_loop(
         if keyframe {
             enc.request_keyframe();
         }
-        match enc.encode(&pic) {
+        let encoded = enc.encode(&pic);
+        let took = started.elapsed().as_micros() as f64;
+        set(&|c| {
+            c.encode_us = if c.encode_us == 0.0 {
+                took
+            } else {
+                0.9 * c.encode_us + 0.1 * took
+            }
+        });
+        match encoded {
             Ok(Some(e)) => {
                 set(&|c| c.size = Some((pic.width, pic.height)));
                 let msg = EncodedMsg {
@@ -455,12 +476,19 @@ fn decode_loop(
         if broken && !f.keyframe {
             continue;
         }
+        let started = Instant::now();
         match decoder.decode(&f.data) {
             Ok(Some(pic)) => {
                 broken = false;
                 let index = (f.capture_ms as u64 * fps as u64 + 500) / 1000;
                 let shown = sink.show(&pic, index);
+                let took = started.elapsed().as_micros() as f64;
                 if let Ok(mut s) = shared.lock() {
+                    s.decode_us = if s.decode_us == 0.0 {
+                        took
+                    } else {
+                        0.9 * s.decode_us + 0.1 * took
+                    };
                     s.size = Some((pic.width, pic.height));
                     s.shown += 1;
                     if let Err(e) = shown {
@@ -535,6 +563,7 @@ async fn net_task(t: NetTask) -> VideoStats {
     let mut ladder: Option<(Ladder, (u32, u32, u32))> = None;
     let mut buf = Vec::new();
     let mut recv_bytes = 0u64;
+    let mut send_errors = 0u64;
     let mut stats = VideoStats::default();
     let mut rates = Rates::default();
     let mut next_tick = Instant::now();
@@ -593,6 +622,11 @@ async fn net_task(t: NetTask) -> VideoStats {
         if now >= next_tick {
             next_tick = now + TICK;
             receiver.set_rtt(link.rtt());
+            // The path's room can shrink (QUIC's MTU black-hole detection falls back to the
+            // minimum after losses): later frames are cut to fit.
+            if let Some(room) = link.max_datagram() {
+                sender.set_datagram_size(room.min(config.datagram_size));
+            }
             let path = local_path(&link, &sender, &rc, &config);
             rc.on_tick(now, &path);
             if let Some((l, _)) = ladder.as_mut() {
@@ -605,7 +639,12 @@ async fn net_task(t: NetTask) -> VideoStats {
         }
         // Video goes out only while QUIC's datagram queue is nearly empty: audio first.
         while link.datagrams_queued() < QUIC_ROOM && sender.poll_transmit(now, &mut buf) {
-            let _ = link.send(&buf);
+            if link.send(&buf).is_err() {
+                send_errors += 1;
+                if let Some(room) = link.max_datagram() {
+                    sender.set_datagram_size(room.min(config.datagram_size));
+                }
+            }
         }
         if now.duration_since(last_stats) >= Duration::from_millis(500) {
             last_stats = now;
@@ -615,6 +654,7 @@ async fn net_task(t: NetTask) -> VideoStats {
             );
             let path = local_path(&link, &sender, &rc, &config);
             (stats.rtt, stats.cwnd, stats.send_delay) = (path.rtt, path.cwnd, path.send_delay);
+            stats.send_errors = send_errors;
             let _ = stats_tx.send(stats.clone());
         }
         let mut wake = next_tick;
@@ -622,7 +662,7 @@ async fn net_task(t: NetTask) -> VideoStats {
             wake = wake.min(t);
         }
         if sender.queued() > 0 {
-            wake = wake.min(now + Duration::from_millis(2));
+            wake = wake.min(now + Duration::from_millis(1));
         }
         sleep.as_mut().reset(tokio::time::Instant::from_std(
             wake.max(now + Duration::from_micros(500)),
@@ -678,11 +718,13 @@ fn fill(
         stats.send_size = c.size.filter(|_| c.sending);
         stats.skipped = c.skipped;
         stats.fault = c.fault.clone();
+        stats.encode_time = Duration::from_micros(c.encode_us as u64);
     }
     if let Ok(d) = decode.lock() {
         stats.recv_size = d.size;
         stats.shown = d.shown;
         stats.decode_errors = d.errors;
+        stats.decode_time = Duration::from_micros(d.decode_us as u64);
     }
     if let Some(at) = rates.at {
         let dt = (now - at).as_secs_f64().max(0.001);

@@ -47,6 +47,9 @@ pub struct EncoderSettings {
     pub effort: Effort,
     /// Screen content (sharp text, little motion) rather than a camera.
     pub screen: bool,
+    /// openh264's adaptive quantisation and background detection: some quality for a good
+    /// share of the encoding time (measured in bench/RESULTS.md).
+    pub analysis: bool,
 }
 
 impl Default for EncoderSettings {
@@ -57,6 +60,7 @@ impl Default for EncoderSettings {
             threads: 1,
             effort: Effort::Low,
             screen: false,
+            analysis: false,
         }
     }
 }
@@ -107,7 +111,9 @@ impl H264Encoder {
             .num_threads(settings.threads)
             // Keyframes only on request: the receiver asks when it needs one.
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-            .scene_change_detect(false);
+            .scene_change_detect(false)
+            .adaptive_quantization(settings.analysis)
+            .background_detection(settings.analysis);
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::Encoder(e.to_string()))?;
         Ok(Self {

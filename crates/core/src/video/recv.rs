@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::wire::{Feedback, Fragment, Nack, VideoWireError, MAX_NACKS, WHOLE_FRAME};
 
+/// Frames missing outright, in a row, that mark an outage rather than loss.
+const OUTAGE_FRAMES: u64 = 15;
+
 /// However slowly a frame streams in, it is given up this long after its first fragment.
 pub const MAX_FRAME_WAIT: Duration = Duration::from_secs(1);
 
@@ -222,6 +225,12 @@ impl VideoReceiver {
             self.frames.clear();
             self.whole_nacks.clear();
             self.next = Some(n);
+            self.break_chain();
+        }
+        if n > next + OUTAGE_FRAMES && self.frames.range(next..n).next().is_none() {
+            // Nothing at all arrived for half a second of frames: an outage. Asking for each
+            // of them again would only delay the keyframe that ends the freeze.
+            self.skip_to(n);
             self.break_chain();
         }
         self.highest = self.highest.max(n);
