@@ -286,10 +286,11 @@ pub struct AudioArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct VideoArgs {
     /// Send video: `test` (a moving test picture with frame number and time), `screen`
-    /// (this X11 screen; `screen:WINDOW-ID` for one window), a .y4m file (played in a loop),
+    /// (this X11 screen; `screen:WINDOW-ID` for one window), `camera` (/dev/video0, or
+    /// `camera:/dev/videoN`; builds with --features camera), a .y4m file (played in a loop),
     /// or any other path as raw I420 pictures of --video-size, e.g. a pipe from
     /// `ffmpeg … -f rawvideo -pix_fmt yuv420p` (`--video /dev/fd/3 3< <(ffmpeg …)`).
-    #[arg(long, value_name = "test|screen|FILE")]
+    #[arg(long, value_name = "test|screen|camera|FILE")]
     pub video: Option<String>,
     /// Write the video you receive to this Y4M file (one picture per frame of the sender's
     /// clock; frozen stretches repeat the last picture), for playing or measuring.

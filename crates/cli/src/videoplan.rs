@@ -18,6 +18,7 @@ use crate::output::Output;
 enum Send {
     Test,
     Screen(Option<u32>),
+    Camera(#[cfg_attr(not(feature = "camera"), allow(dead_code))] String),
     Y4m(PathBuf),
     Raw(PathBuf),
 }
@@ -74,6 +75,8 @@ impl VideoPlan {
                     )
                 })?)))
             }
+            Some("camera") => Some(Send::Camera("/dev/video0".into())),
+            Some(s) if s.starts_with("camera:") => Some(Send::Camera(s["camera:".len()..].into())),
             Some(p) if p.ends_with(".y4m") => Some(Send::Y4m(p.into())),
             Some(p) => Some(Send::Raw(p.into())),
         };
@@ -119,6 +122,19 @@ impl VideoPlan {
                 Send::Test => Box::new(TestPattern::new(self.size.0, self.size.1, self.fps)),
                 Send::Screen(w) => Box::new(Screen::open(*w, self.fps).map_err(fail)?),
                 Send::Y4m(p) => Box::new(Y4mFile::open(p).map_err(fail)?),
+            #[cfg(feature = "camera")]
+            Send::Camera(dev) => Box::new(
+                extrasafe_net::video_media::camera::Camera::open(dev, self.size.0, self.size.1, self.fps)
+                    .map_err(fail)?,
+            ),
+            #[cfg(not(feature = "camera"))]
+            Send::Camera(_) => {
+                return Err(Failure::new(
+                    USAGE,
+                    "This build has no camera support: rebuild with `cargo build --release --features camera` \
+                     (needs libclang-dev), or send --video test|screen|FILE.",
+                ))
+            }
                 Send::Raw(p) => {
                     let f = std::fs::File::open(p).map_err(|e| fail(e.into()))?;
                     Box::new(RawI420::new(f, self.size.0, self.size.1, self.fps).map_err(fail)?)

@@ -111,7 +111,8 @@ impl H264Encoder {
             .num_threads(settings.threads)
             // Keyframes only on request: the receiver asks when it needs one.
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-            .scene_change_detect(false)
+            // openh264 wants it for screen content; for a camera it only costs time.
+            .scene_change_detect(settings.screen)
             .adaptive_quantization(settings.analysis)
             .background_detection(settings.analysis);
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)

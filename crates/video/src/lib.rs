@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "camera")]
+pub mod camera;
 pub mod codec;
 pub mod frame;
 pub mod pattern;
