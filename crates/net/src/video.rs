@@ -31,6 +31,8 @@ use crate::call::MediaLink;
 const QUIC_ROOM: usize = 4 * 1024;
 /// The controller and the statistics run this often.
 const TICK: Duration = Duration::from_millis(100);
+/// Frames waiting for the decoder; beyond this the decoder cannot keep up.
+const DECODE_QUEUE: usize = 16;
 /// Pictures are not encoded while the send queue holds more than this much video.
 const MAX_BACKLOG: Duration = Duration::from_millis(150);
 
@@ -58,7 +60,8 @@ impl Default for VideoConfig {
             rate: RateConfig::default(),
             threads: 1,
             effort: Effort::Low,
-            audio_bps: 64_000,
+            // Audio's default datagrams (320 bytes, 50 a second) with QUIC's headers.
+            audio_bps: 150_000,
             datagram_size: 1200,
             display_fps: 30,
         }
@@ -177,7 +180,8 @@ impl VideoCall {
         let (src_tx, src_rx) = smpsc::channel();
         let _ = src_tx.send(Ctl::Main(source));
         let (enc_tx, enc_rx) = mpsc::channel::<EncodedMsg>(8);
-        let (dec_tx, dec_rx) = smpsc::channel::<AssembledFrame>();
+        let (dec_tx, dec_rx) = smpsc::sync_channel::<AssembledFrame>(DECODE_QUEUE);
+        let dropped = Arc::new(AtomicBool::new(false));
         let (fail_tx, fail_rx) = mpsc::unbounded_channel::<()>();
         let capture = {
             let (shared, quit, cfg) = (capture_shared.clone(), quit.clone(), config.clone());
@@ -190,7 +194,10 @@ impl VideoCall {
             let (shared, fps) = (decode_shared.clone(), config.display_fps.max(1));
             std::thread::Builder::new()
                 .name("video-decode".into())
-                .spawn(move || decode_loop(dec_rx, sink, fail_tx, shared, fps))
+                .spawn({
+                    let dropped = dropped.clone();
+                    move || decode_loop(dec_rx, sink, fail_tx, shared, fps, dropped)
+                })
                 .expect("spawn decode thread")
         };
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -203,6 +210,7 @@ impl VideoCall {
             decode: decode_shared,
             enc_rx,
             dec_tx,
+            dropped,
             fail_rx,
             stop_rx,
             stats_tx,
@@ -467,12 +475,15 @@ fn decode_loop(
     failed: mpsc::UnboundedSender<()>,
     shared: Arc<Mutex<DecodeShared>>,
     fps: u32,
+    dropped: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut decoder = H264Decoder::new().map_err(|e| e.to_string())?;
     // After a failure, frames already on their way depend on the broken one: only a
     // keyframe may be shown next.
     let mut broken = false;
     for f in frames {
+        // A frame was dropped before reaching us: later ones may depend on it.
+        broken |= dropped.swap(false, Ordering::SeqCst);
         if broken && !f.keyframe {
             continue;
         }
@@ -518,7 +529,8 @@ struct NetTask {
     capture: Arc<Mutex<CaptureShared>>,
     decode: Arc<Mutex<DecodeShared>>,
     enc_rx: mpsc::Receiver<EncodedMsg>,
-    dec_tx: smpsc::Sender<AssembledFrame>,
+    dec_tx: smpsc::SyncSender<AssembledFrame>,
+    dropped: Arc<AtomicBool>,
     fail_rx: mpsc::UnboundedReceiver<()>,
     stop_rx: oneshot::Receiver<()>,
     stats_tx: watch::Sender<VideoStats>,
@@ -543,6 +555,7 @@ async fn net_task(t: NetTask) -> VideoStats {
         decode,
         mut enc_rx,
         dec_tx,
+        dropped,
         mut fail_rx,
         mut stop_rx,
         stats_tx,
@@ -614,7 +627,12 @@ async fn net_task(t: NetTask) -> VideoStats {
         let now = Instant::now();
         receiver.handle_timeout(now);
         while let Some(f) = receiver.poll_frame() {
-            let _ = dec_tx.send(f);
+            if let Err(smpsc::TrySendError::Full(_)) = dec_tx.try_send(f) {
+                // The decoder is behind (more than this machine can decode): the frame is
+                // dropped, so everything after it must wait for a keyframe.
+                dropped.store(true, Ordering::SeqCst);
+                receiver.decode_failed();
+            }
         }
         while receiver.poll_feedback(now, &mut buf) {
             let _ = link.send(&buf);
@@ -629,11 +647,15 @@ async fn net_task(t: NetTask) -> VideoStats {
             }
             let path = local_path(&link, &sender, &rc, &config);
             rc.on_tick(now, &path);
+            // A quarter more than the target: room for retransmissions and a frame larger
+            // than usual, while a bottleneck still fills our queue, not the path's.
+            sender.set_pace(Some((rc.target_bps() * 5 / 4).max(80_000)));
             if let Some((l, _)) = ladder.as_mut() {
                 l.update(now, rc.target_bps());
                 if let Ok(mut c) = capture.lock() {
                     c.plan = l.plan();
-                    c.backlog = path.send_delay;
+                    // Our own queue (paced) and QUIC's: the encoder skips pictures while long.
+                    c.backlog = sender.queue_delay(now) + path.send_delay;
                 }
             }
         }
@@ -653,7 +675,8 @@ async fn net_task(t: NetTask) -> VideoStats {
                 recv_bytes,
             );
             let path = local_path(&link, &sender, &rc, &config);
-            (stats.rtt, stats.cwnd, stats.send_delay) = (path.rtt, path.cwnd, path.send_delay);
+            (stats.rtt, stats.cwnd) = (path.rtt, path.cwnd);
+            stats.send_delay = sender.queue_delay(now) + path.send_delay;
             stats.send_errors = send_errors;
             let _ = stats_tx.send(stats.clone());
         }
@@ -661,8 +684,9 @@ async fn net_task(t: NetTask) -> VideoStats {
         if let Some(t) = receiver.poll_timeout() {
             wake = wake.min(t);
         }
-        if sender.queued() > 0 {
-            wake = wake.min(now + Duration::from_millis(1));
+        if let Some(t) = sender.next_send(now) {
+            // QUIC's queue full: look again in a millisecond.
+            wake = wake.min(t.max(now + Duration::from_millis(1)));
         }
         sleep.as_mut().reset(tokio::time::Instant::from_std(
             wake.max(now + Duration::from_micros(500)),
@@ -686,8 +710,9 @@ fn local_path(
     LocalPath {
         rtt: link.rtt(),
         cwnd: link.cwnd(),
-        send_delay: sender.queue_delay(Instant::now())
-            + Duration::from_secs_f64(link.datagrams_queued() as f64 * 8.0 / target as f64),
+        // Only QUIC's queue: a queue behind our own pacer means the encoder overshoots,
+        // which it is told through skipped pictures, not that the path is short.
+        send_delay: Duration::from_secs_f64(link.datagrams_queued() as f64 * 8.0 / target as f64),
         audio_bps: config.audio_bps,
         sending: sender.queued() > 0
             || sender.stats().frames > 0

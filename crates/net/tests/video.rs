@@ -17,6 +17,10 @@ use extrasafe_net::video_media::{pattern, psnr_y, FnSink, Frame, TestPattern, Vi
 use extrasafe_net::AcceptPolicy;
 use tokio::net::UdpSocket;
 
+/// The tests of this file encode and decode video at once; two cores hold one at a time
+/// without starving its audio, so they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const W: u32 = 640;
 const H: u32 = 360;
 
@@ -73,6 +77,7 @@ fn assert_never_corrupted(seen: &Seen) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_both_ways_on_a_clean_path() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (_a, a) = node(AcceptPolicy::Ask).await;
     let (_b, b) = node(AcceptPolicy::Anyone).await;
     let (out, inc) = connected(&a, &b).await;
@@ -221,6 +226,7 @@ async fn one_way_through_loss(loss: f64) -> (Seen, VideoStats) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_is_repaired_and_nothing_corrupted_is_shown() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (seen, rx) = one_way_through_loss(0.05).await;
     assert_never_corrupted(&seen);
     assert!(rx.receiver.repaired > 10, "{:?}", rx.receiver);
@@ -233,6 +239,7 @@ async fn five_percent_loss_is_repaired_and_nothing_corrupted_is_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_percent_loss_freezes_rather_than_corrupts() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (seen, rx) = one_way_through_loss(0.20).await;
     assert_never_corrupted(&seen);
     assert!(rx.receiver.repaired > 10, "{:?}", rx.receiver);
@@ -241,4 +248,182 @@ async fn twenty_percent_loss_freezes_rather_than_corrupts() {
         "{} pictures in 8 s",
         seen.pictures.len()
     );
+}
+
+/// A relay whose caller → callee direction is a link of `rate_bps` (when `limited`) with a
+/// 200 ms drop-tail queue; the other direction is free.
+async fn narrow_relay(target: SocketAddr, rate_bps: f64, limited: Arc<AtomicBool>) -> SocketAddr {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let caller: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let (qtx, mut qrx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    {
+        let (front, caller) = (front.clone(), caller.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            // When the line is free again.
+            let mut free = tokio::time::Instant::now();
+            loop {
+                let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                    continue;
+                };
+                *caller.lock().unwrap() = Some(from);
+                let now = tokio::time::Instant::now();
+                if !limited.load(Ordering::Relaxed) {
+                    let _ = qtx.send((now, buf[..n].to_vec()));
+                    continue;
+                }
+                let start = free.max(now);
+                if start - now > Duration::from_millis(200) {
+                    continue; // queue full: dropped
+                }
+                free = start + Duration::from_secs_f64(n as f64 * 8.0 / rate_bps);
+                let _ = qtx.send((free, buf[..n].to_vec()));
+            }
+        });
+    }
+    {
+        let back = back.clone();
+        tokio::spawn(async move {
+            while let Some((at, d)) = qrx.recv().await {
+                tokio::time::sleep_until(at).await;
+                let _ = back.send_to(&d, target).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, _)) = back.recv_from(&mut buf).await else {
+                continue;
+            };
+            let to = *caller.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    addr
+}
+
+/// The path narrows to 300 kb/s (audio takes about 60 of it): the sender steps down (smaller pictures or fewer of them),
+/// the call's audio goes on, and when the path clears the picture comes back to full size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_path_lowers_the_layer_keeps_audio_and_recovers() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    use extrasafe_net::audio::AudioCall;
+    use extrasafe_net::media::io::{Discard, RecordingSink, SamplesSource};
+    use extrasafe_net::media::{speech, AudioConfig};
+
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let limited = Arc::new(AtomicBool::new(false));
+    let relay = narrow_relay(b.local_addr(), 300_000.0, limited.clone()).await;
+    let mut out = a
+        .call(&Ticket {
+            peer: b.peer_id(),
+            addrs: vec![relay],
+        })
+        .await
+        .unwrap();
+    let mut inc = incoming(&b).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    let heard = RecordingSink::memory();
+    let voice = AudioCall::start(
+        out.media(),
+        AudioConfig::default(),
+        Box::new(SamplesSource::new(speech::sample(3.0), true)),
+        Box::new(Discard),
+    )
+    .unwrap();
+    let ear = AudioCall::start(
+        inc.media(),
+        AudioConfig::default(),
+        Box::new(SamplesSource::new(vec![0; 960], true)),
+        Box::new(heard.clone()),
+    )
+    .unwrap();
+    let cfg = VideoConfig::default();
+    let tx = VideoCall::start(
+        out.media(),
+        cfg.clone(),
+        Some(Box::new(TestPattern::new(W, H, 30))),
+        Box::new(extrasafe_net::video_media::NoVideo),
+    );
+    let (sink, seen) = checking_sink();
+    let rx = VideoCall::start(inc.media(), cfg, None, sink);
+    let sample = |label: &str, tx: &VideoCall, rx: &VideoCall| {
+        let (t, r) = (tx.stats(), rx.stats());
+        eprintln!(
+            "{label}: target {} sent {} b/s {:?} {:.0} fps; received {:?} {:.0} fps; delay {:?}",
+            t.target_bps,
+            t.send_bps,
+            t.send_size,
+            t.send_fps,
+            r.recv_size,
+            r.recv_fps,
+            t.send_delay
+        );
+        (t, r)
+    };
+    // Clear path: the 640x360 source goes at full size.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (t0, _) = sample("clear", &tx, &rx);
+    assert!(t0.target_bps > 900_000, "{t0:?}");
+    limited.store(true, Ordering::Relaxed);
+    let mut audio_before = ear.stats().jitter;
+    let mut narrowest = (u64::MAX, W);
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if i == 4 {
+            // The first seconds are the step itself: the queue fills before anyone knows.
+            audio_before = ear.stats().jitter;
+        }
+        let (t, _) = sample("narrow", &tx, &rx);
+        narrowest = narrowest.min((t.target_bps, t.send_size.map_or(W, |s| s.0)));
+    }
+    let audio_after = ear.stats().jitter;
+    let (t_narrow, _) = sample("narrow, end", &tx, &rx);
+    assert!(
+        t_narrow.target_bps <= 600_000,
+        "target still {}",
+        t_narrow.target_bps
+    );
+    assert!(
+        t_narrow.send_delay < Duration::from_millis(300),
+        "{t_narrow:?}"
+    );
+    assert!(
+        t_narrow.send_size.is_some_and(|s| s.0 < W) || t_narrow.send_fps < 20.0,
+        "no step down: {t_narrow:?}"
+    );
+    // Audio on the narrow path, once video has adapted: hardly a frame lost.
+    let lost = audio_after.lost - audio_before.lost;
+    let played = (audio_after.played - audio_before.played).max(1);
+    eprintln!("audio on the narrow path: {lost} of {played} frames lost");
+    assert!(
+        lost * 50 <= played,
+        "audio lost {lost} of {played} frames on the narrow path"
+    );
+    limited.store(false, Ordering::Relaxed);
+    let mut back = None;
+    for i in 0..25 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, r) = sample("cleared", &tx, &rx);
+        if r.recv_size == Some((W, H)) && r.recv_fps > 20.0 {
+            back = Some(i + 1);
+            break;
+        }
+    }
+    let back = back.expect("the picture never came back to full size and rate");
+    eprintln!("back to {W}x{H} after {back} s; narrowest {narrowest:?}");
+    let _ = voice.stop().await;
+    let _ = ear.stop().await;
+    let _ = tx.stop().await;
+    let (_, r) = rx.stop().await;
+    r.unwrap();
+    assert_never_corrupted(&seen.lock().unwrap());
+    out.hangup();
 }

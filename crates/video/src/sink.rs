@@ -125,3 +125,35 @@ impl<F: FnMut(&Frame, u64) + Send> VideoSink for FnSink<F> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_frame_keeps_the_newest_and_the_y4m_sink_fills_gaps() {
+        let slot = LatestFrame::new();
+        assert!(slot.get().is_none());
+        let mut writer = slot.clone();
+        writer.show(&Frame::black(4, 2), 3).unwrap();
+        writer.show(&crate::pattern::draw(64, 64, 1, 1), 7).unwrap();
+        let (f, i) = slot.get().unwrap();
+        assert_eq!((f.width, i), (64, 7));
+
+        let path = std::env::temp_dir().join(format!("es-sink-{}.y4m", std::process::id()));
+        let mut sink = Y4mSink::new(path.clone(), 30);
+        sink.show(&crate::pattern::draw(320, 180, 10, 0), 10)
+            .unwrap();
+        sink.show(&crate::pattern::draw(320, 180, 13, 0), 13)
+            .unwrap(); // 11, 12 frozen
+        sink.finish().unwrap();
+        assert_eq!(sink.written(), 4);
+        let mut r = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let h = crate::y4m::read_header(&mut r).unwrap();
+        let codes: Vec<u32> = std::iter::from_fn(|| crate::y4m::read_frame(&mut r, &h).unwrap())
+            .map(|f| crate::pattern::read_code(&f).unwrap().0)
+            .collect();
+        assert_eq!(codes, [10, 10, 10, 13]);
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -3,7 +3,7 @@
 //! The controller reads the receiver's reports (queueing delay, loss, receive rate) and the
 //! sender's own view of the path (QUIC's congestion window and round trip, how long video
 //! waits to leave, what audio needs) and moves the target:
-//! - delay growing (over 30 ms of queue) or heavy loss: down to 85 % of what arrived;
+//! - delay growing (over 30 ms of queue), or loss with a queue: down to 85 % of what arrived;
 //! - loss alone (a radio link loses packets without a queue) lowers the target only past
 //!   10 % with some queue, or past 30 %;
 //! - a clear path: up 12 % a second while what arrives keeps up with the target;
@@ -27,7 +27,7 @@ pub struct RateConfig {
 impl Default for RateConfig {
     fn default() -> Self {
         Self {
-            min_bps: 150_000,
+            min_bps: 60_000,
             max_bps: 2_500_000,
             start_bps: 800_000,
         }
@@ -136,7 +136,9 @@ impl RateController {
             .last_update
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.last_update = Some(now);
-        if queue >= 60 || (queue >= 30 && growing) {
+        // Loss together with a queue is a full queue dropping packets (audio's among them);
+        // loss without one is the medium's, and only very heavy loss of that kind lowers it.
+        if queue >= 60 || (queue >= 30 && growing) || (loss > 0.02 && queue >= 20) {
             self.decrease(now, 0.85 * arrived, path);
         } else if loss > 0.3 || (loss > 0.1 && queue >= 10) {
             self.decrease(now, self.target * (1.0 - 0.5 * loss), path);

@@ -27,6 +27,8 @@ pub struct VideoReceiverConfig {
     pub max_frame_bytes: usize,
     /// Most frames held incomplete at once.
     pub max_pending_frames: usize,
+    /// Most bytes held in incomplete frames, all together.
+    pub max_held_bytes: usize,
     /// Most requests for one fragment.
     pub max_nacks_per_fragment: u8,
 }
@@ -39,6 +41,7 @@ impl Default for VideoReceiverConfig {
             report_interval: Duration::from_millis(100),
             max_frame_bytes: 2 << 20,
             max_pending_frames: 120,
+            max_held_bytes: 8 << 20,
             max_nacks_per_fragment: 3,
         }
     }
@@ -105,7 +108,9 @@ impl Partial {
     }
 }
 
-/// Rolling minimum of the one-way delay offset, in one-second slots over ten seconds.
+/// Rolling minimum of the one-way delay offset, in one-second slots over a minute: long
+/// enough that a standing queue does not become the new floor (clock drift over a minute is
+/// far below a millisecond).
 #[derive(Debug, Default)]
 struct DelayFloor {
     slots: VecDeque<(Instant, i64)>,
@@ -119,7 +124,7 @@ impl DelayFloor {
             }
             _ => self.slots.push_back((now, offset)),
         }
-        while self.slots.len() > 10 {
+        while self.slots.len() > 60 {
             self.slots.pop_front();
         }
     }
@@ -135,6 +140,8 @@ pub struct VideoReceiver {
     epoch: Instant,
     rtt: Duration,
     frames: BTreeMap<u64, Partial>,
+    /// Payload bytes held in `frames`.
+    held: usize,
     whole_nacks: BTreeMap<u64, (u8, Instant)>,
     next: Option<u64>,
     highest: u64,
@@ -167,6 +174,7 @@ impl VideoReceiver {
             epoch: now,
             rtt: Duration::from_millis(50),
             frames: BTreeMap::new(),
+            held: 0,
             whole_nacks: BTreeMap::new(),
             next: None,
             highest: 0,
@@ -223,6 +231,7 @@ impl VideoReceiver {
             // A jump far ahead: whatever was pending is hopeless. Start over from here.
             self.stats.given_up += self.frames.len() as u64;
             self.frames.clear();
+            self.held = 0;
             self.whole_nacks.clear();
             self.next = Some(n);
             self.break_chain();
@@ -262,9 +271,23 @@ impl VideoReceiver {
             self.stats.malformed += 1;
             return Err(VideoWireError::Malformed("frame too large"));
         }
+        if self.held + f.payload.len() > self.config.max_held_bytes {
+            // More waiting than any honest stream needs: the oldest frames are given up
+            // (the picture freezes until a keyframe) rather than memory growing.
+            self.stats.malformed += 1;
+            let oldest = self.frames.keys().next().copied();
+            if let Some(k) = oldest.filter(|&k| k < n) {
+                self.skip_to(k + 1);
+                self.break_chain();
+            }
+            return Err(VideoWireError::Malformed("too much video held"));
+        }
+        let p = self.frames.get_mut(&n).expect("inserted above");
+        let slot = &mut p.parts[f.index as usize];
         *slot = Some(f.payload.to_vec());
         p.have += 1;
         p.bytes += f.payload.len();
+        self.held += f.payload.len();
         p.repaired |= f.retransmission;
         if !f.retransmission {
             p.max_index = p.max_index.max(f.index);
@@ -310,6 +333,7 @@ impl VideoReceiver {
         while let Some(n) = self.next {
             if self.frames.get(&n).is_some_and(Partial::complete) {
                 let p = self.frames.remove(&n).expect("present");
+                self.held -= p.bytes;
                 self.whole_nacks.remove(&n);
                 self.next = Some(n + 1);
                 if p.keyframe {
@@ -372,7 +396,9 @@ impl VideoReceiver {
     fn skip_to(&mut self, k: u64) {
         let Some(n) = self.next else { return };
         for i in n..k {
-            self.frames.remove(&i);
+            if let Some(p) = self.frames.remove(&i) {
+                self.held -= p.bytes;
+            }
         }
         self.stats.given_up += k.saturating_sub(n);
         self.next = Some(k);
@@ -511,6 +537,11 @@ impl VideoReceiver {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Payload bytes held in frames waiting for their turn.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// Frames held, complete or not, waiting for their turn.

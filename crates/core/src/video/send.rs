@@ -94,6 +94,9 @@ pub struct VideoSender {
     keyframe_requested: bool,
     /// Share of datagrams the receiver reports lost (smoothed).
     loss: f64,
+    pace_bps: Option<f64>,
+    tokens: f64,
+    last_refill: Option<Instant>,
     stats: VideoSenderStats,
 }
 
@@ -114,6 +117,9 @@ impl VideoSender {
             resend: VecDeque::new(),
             keyframe_requested: false,
             loss: 0.0,
+            pace_bps: None,
+            tokens: 0.0,
+            last_refill: None,
             stats: VideoSenderStats::default(),
         }
     }
@@ -237,7 +243,14 @@ impl VideoSender {
 
     /// Writes the next datagram to send into `out`; `false` when nothing waits.
     /// Retransmissions go first: the frame they complete is the one the receiver waits on.
+    /// Pacing: whatever waits leaves at no more than the pace set here. A bottleneck then
+    /// fills our queue (which the encoder and the controller see), not the path's, and
+    /// retransmissions and keyframes share the budget instead of adding to it.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.refill(now);
+        if self.pace_bps.is_some() && self.tokens < self.config.datagram_size as f64 {
+            return false;
+        }
         loop {
             let Some(q) = self.resend.pop_front().or_else(|| self.queue.pop_front()) else {
                 return false;
@@ -259,12 +272,55 @@ impl VideoSender {
             };
             let size = bucket(FRAGMENT_HEADER + payload.len(), self.config.datagram_size);
             frag.write(size, out);
+            if self.pace_bps.is_some() {
+                self.tokens -= out.len() as f64;
+            }
             self.seq = self.seq.wrapping_add(1);
             self.stats.datagrams += 1;
             self.stats.bytes += out.len() as u64;
             self.stats.retransmitted += u64::from(q.retransmission);
             return true;
         }
+    }
+
+    /// Sets the pace (bits per second) datagrams may leave at; `None` for no pacing.
+    pub fn set_pace(&mut self, bps: Option<u64>) {
+        let was = self.pace_bps;
+        self.pace_bps = bps.map(|b| b.max(1) as f64);
+        if was.is_none() {
+            self.tokens = self.burst(); // a full bucket to start with
+        }
+    }
+
+    fn burst(&self) -> f64 {
+        // 60 ms of sending, and never less than a few datagrams: a usual frame leaves at once.
+        self.pace_bps.map_or(0.0, |r| {
+            (r / 8.0 * 0.06).max(4.0 * self.config.datagram_size as f64)
+        })
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let Some(rate) = self.pace_bps else { return };
+        let dt = self
+            .last_refill
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.last_refill = Some(now);
+        self.tokens = (self.tokens + dt * rate / 8.0).min(self.burst());
+    }
+
+    /// When the next datagram may leave (now, if one may and something waits).
+    pub fn next_send(&self, now: Instant) -> Option<Instant> {
+        if self.queued() == 0 {
+            return None;
+        }
+        let Some(rate) = self.pace_bps else {
+            return Some(now);
+        };
+        let missing = self.config.datagram_size as f64 - self.tokens;
+        if missing <= 0.0 {
+            return Some(now);
+        }
+        Some(now + Duration::from_secs_f64(missing * 8.0 / rate))
     }
 
     /// Datagrams waiting to be sent.

@@ -422,3 +422,62 @@ fn a_pause_in_sending_is_not_read_as_a_dead_path() {
     }
     assert!(rc.target_bps() < before / 2, "{}", rc.target_bps());
 }
+
+#[test]
+fn a_peer_cannot_make_the_receiver_hold_unbounded_bytes() {
+    let t0 = Instant::now();
+    let config = VideoReceiverConfig::default();
+    let max = config.max_held_bytes;
+    let mut rx = VideoReceiver::new(config, t0);
+    let mut buf = Vec::new();
+    let payload = vec![7u8; 1100];
+    // Frames of 1000 fragments, each sent without its last fragment, 30 ms apart.
+    for frame in 0..100u32 {
+        for index in 0..999u16 {
+            Fragment {
+                seq: frame * 1000 + index as u32,
+                frame,
+                keyframe: false,
+                retransmission: false,
+                capture_ms: frame,
+                sent_us: 0,
+                index,
+                count: 1000,
+                payload: &payload,
+            }
+            .write(1200, &mut buf);
+            let _ = rx.handle_datagram(t0 + Duration::from_millis(frame as u64 * 30), &buf);
+            assert!(rx.held_bytes() <= max, "{} held", rx.held_bytes());
+        }
+    }
+    assert!(rx.stats().malformed > 0);
+}
+
+#[test]
+fn pacing_holds_a_burst_to_the_rate_and_lets_a_usual_frame_go_at_once() {
+    let t0 = Instant::now();
+    let mut tx = VideoSender::new(VideoSenderConfig::default(), t0);
+    tx.set_pace(Some(1_000_000));
+    let mut buf = Vec::new();
+    // 100 KB at 1 Mb/s: 0.8 s.
+    tx.push_frame(t0, t0, vec![1; 100_000], true).unwrap();
+    let (mut now, mut sent, mut first_burst) = (t0, 0usize, None);
+    while tx.queued() > 0 {
+        while tx.poll_transmit(now, &mut buf) {
+            sent += buf.len();
+        }
+        first_burst.get_or_insert(sent);
+        now = tx
+            .next_send(now)
+            .unwrap_or(now)
+            .max(now + Duration::from_micros(100));
+    }
+    let took = now - t0;
+    assert!(
+        took > Duration::from_millis(700) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    // The first burst is about 60 ms of the rate: a usual frame leaves at once.
+    let b = first_burst.unwrap();
+    assert!((4_000..=9_000).contains(&b), "{b}");
+}
