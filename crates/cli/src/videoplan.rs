@@ -14,6 +14,9 @@ use crate::args::VideoArgs;
 use crate::exit::{Failure, USAGE};
 use crate::output::Output;
 
+/// How long a call waits for the writer of a `--video` pipe.
+const PIPE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 enum Send {
     Test,
@@ -159,14 +162,24 @@ impl VideoPlan {
             None => None,
             Some(_) => {
                 let me = self.clone();
-                // Opening a pipe blocks until its writer is there.
-                match tokio::task::spawn_blocking(move || me.source()).await {
-                    Ok(Ok(s)) => Some(s),
-                    Ok(Err(e)) => {
+                // Opening a pipe blocks until its writer is there; the call goes on meanwhile
+                // only up to a point.
+                let open = tokio::task::spawn_blocking(move || me.source());
+                match tokio::time::timeout(PIPE_WAIT, open).await {
+                    Ok(Ok(Ok(s))) => Some(s),
+                    Ok(Ok(Err(e))) => {
                         out.warn(&e.message);
                         None
                     }
-                    Err(_) => None,
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        out.warn(&format!(
+                            "Nothing writes to the --video pipe after {} s: this call sends no video. \
+                             Start the program that writes it before calling.",
+                            PIPE_WAIT.as_secs()
+                        ));
+                        None
+                    }
                 }
             }
         };

@@ -222,3 +222,34 @@ fn the_screen_is_shared_from_xvfb() {
     assert!(err.contains("DISPLAY"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_video_pipe_nobody_writes_is_reported_and_the_call_goes_on() {
+    let dir = tmp("video-nowriter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("pictures");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (l, lev) = listener(&[]);
+    let t = ticket(&lev);
+    let (mut c, cev) = caller(
+        &t,
+        &["--video", fifo.to_str().unwrap(), "--video-size", "320x240"],
+        &[],
+    );
+    cev.until("connected");
+    let w = cev.until("warning");
+    assert!(
+        w["message"].as_str().unwrap().contains("Nothing writes"),
+        "{w}"
+    );
+    writeln!(c.stdin.as_mut().unwrap(), "still here").unwrap();
+    assert_eq!(lev.until("chat")["text"], "still here");
+    drop(c.stdin.take());
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

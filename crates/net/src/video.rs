@@ -257,8 +257,16 @@ impl VideoCall {
         let stats = (&mut self.task).await.unwrap_or_default();
         let (capture, decode) = (self.capture.take(), self.decode.take());
         let joined = tokio::task::spawn_blocking(move || {
+            // A source blocked in a read (a pipe whose writer stalled) must not hold up the
+            // hang-up: after a second the capture thread is left to end with its read.
             if let Some(c) = capture {
-                let _ = c.join();
+                let until = Instant::now() + Duration::from_secs(1);
+                while !c.is_finished() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if c.is_finished() {
+                    let _ = c.join();
+                }
             }
             decode.map_or(Ok(()), |d| {
                 d.join()
