@@ -24,9 +24,9 @@ for kbps in 1000 2500; do
     repaired=$(sed -n 's/^repaired=//p' "$d/meta")
     out=$(ffmpeg -v info -nostats -i "$d/recv.y4m" -i "$d/sent.y4m" -lavfi \
       "[0:v]split[a][b];[1:v]trim=start_frame=$first,setpts=PTS-STARTPTS,split[r1][r2];[a][r1]psnr=shortest=1;[b][r2]ssim=shortest=1" \
-      -f null - 2>&1)
-    psnr=$(grep -o 'PSNR y:[0-9.]*' <<<"$out" | head -1 | cut -d: -f2)
-    ssim=$(grep -o 'SSIM Y:[0-9.]*' <<<"$out" | head -1 | cut -d: -f2)
+      -f null - 2>&1 || true)
+    psnr=$(grep -o 'PSNR y:[0-9.]*' <<<"$out" | head -1 | cut -d: -f2 || true)
+    ssim=$(grep -o 'SSIM Y:[0-9.]*' <<<"$out" | head -1 | cut -d: -f2 || true)
     frozen=$(awk -v s="$shown" -v e="$encoded" 'BEGIN { printf "%.1f", (e > 0 ? 100 * (e - s) / e : 0) }')
     printf '%-6s %-8s %9s %9s %8s %8s %10s %10s\n' "$loss" "$kbps" "$psnr" "$ssim" "$shown" "$encoded" "$frozen" "$repaired"
   done

@@ -655,9 +655,14 @@ async fn net_task(t: NetTask) -> VideoStats {
             }
             let path = local_path(&link, &sender, &rc, &config);
             rc.on_tick(now, &path);
-            // A quarter more than the target: room for retransmissions and a frame larger
-            // than usual, while a bottleneck still fills our queue, not the path's.
-            sender.set_pace(Some((rc.target_bps() * 5 / 4).max(80_000)));
+            // Near a bottleneck (a full queue seen in the last 10 s), video is paced at a
+            // quarter over the target: bursts there are dropped, audio's packets among them.
+            // On a clear path it is not paced: any pace froze more pictures at 20 % random
+            // loss and slowed recovery (retransmissions and keyframes wait for it).
+            let pace = rc
+                .congested(now)
+                .then(|| (rc.target_bps() * 5 / 4).max(80_000));
+            sender.set_pace(pace);
             if let Some((l, _)) = ladder.as_mut() {
                 l.update(now, rc.target_bps());
                 if let Ok(mut c) = capture.lock() {

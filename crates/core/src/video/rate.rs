@@ -64,7 +64,11 @@ pub struct RateController {
     /// holds too few packets to tell 5 % from 30 %.
     lost: f64,
     total: f64,
+    last_congestion: Option<Instant>,
 }
+
+/// How long after a sign of a full queue the path counts as congested.
+const CONGESTED_FOR: Duration = Duration::from_secs(10);
 
 impl RateController {
     /// A controller starting at the configured rate.
@@ -79,12 +83,20 @@ impl RateController {
             last_queue_ms: 0,
             lost: 0.0,
             total: 0.0,
+            last_congestion: None,
         }
     }
 
     /// The target, bits per second.
     pub fn target_bps(&self) -> u64 {
         self.target as u64
+    }
+
+    /// The path showed a full queue (delay, or loss with delay) in the last ten seconds: a
+    /// bottleneck is near the target, and bursts above it would be dropped there, audio too.
+    pub fn congested(&self, now: Instant) -> bool {
+        self.last_congestion
+            .is_some_and(|t| now.saturating_duration_since(t) < CONGESTED_FOR)
     }
 
     /// What the receiver reports arriving, bits per second (smoothed).
@@ -139,6 +151,7 @@ impl RateController {
         // Loss together with a queue is a full queue dropping packets (audio's among them);
         // loss without one is the medium's, and only very heavy loss of that kind lowers it.
         if queue >= 60 || (queue >= 30 && growing) || (loss > 0.02 && queue >= 20) {
+            self.last_congestion = Some(now);
             self.decrease(now, 0.85 * arrived, path);
         } else if loss > 0.3 || (loss > 0.1 && queue >= 10) {
             self.decrease(now, self.target * (1.0 - 0.5 * loss), path);
