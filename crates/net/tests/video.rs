@@ -405,7 +405,7 @@ async fn a_narrow_path_lowers_the_layer_keeps_audio_and_recovers() {
     let played = (audio_after.played - audio_before.played).max(1);
     eprintln!("audio on the narrow path: {lost} of {played} frames lost");
     assert!(
-        lost * 50 <= played,
+        lost * 25 <= played,
         "audio lost {lost} of {played} frames on the narrow path"
     );
     limited.store(false, Ordering::Relaxed);
