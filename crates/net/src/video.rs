@@ -334,6 +334,7 @@ fn capture_loop(
     epoch: Instant,
 ) {
     let mut source = Sources::default();
+    let mut waited: Option<Ctl> = None;
     let mut encoder: Option<(H264Encoder, (u32, u32, u8, u64))> = None;
     let mut next = Instant::now();
     let set = |f: &dyn Fn(&mut CaptureShared)| {
@@ -343,7 +344,7 @@ fn capture_loop(
     };
     while !quit.load(Ordering::Relaxed) {
         let mut changed = false;
-        while let Ok(c) = sources.try_recv() {
+        for c in waited.take().into_iter().chain(sources.try_iter()) {
             source.apply(c);
             changed = true;
         }
@@ -354,14 +355,9 @@ fn capture_loop(
             set(&|c| c.sending = on);
         }
         let Some(src) = source.active() else {
+            // Nothing to send: wait for a source (applied at the top of the loop).
             match sources.recv_timeout(Duration::from_millis(50)) {
-                Ok(c) => {
-                    source.apply(c);
-                    encoder = None;
-                    next = Instant::now();
-                    let on = source.active().is_some();
-                    set(&|c| c.sending = on);
-                }
+                Ok(c) => waited = Some(c),
                 Err(smpsc::RecvTimeoutError::Timeout) => {}
                 Err(smpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -420,7 +416,14 @@ fn capture_loop(
             continue;
         }
         let started = Instant::now();
-        let pic: Frame = frame.downscale(plan.layer.divisor as u32);
+        // The full-size layer encodes the picture as it came: no copy per frame.
+        let scaled;
+        let pic: &Frame = if plan.layer.divisor > 1 {
+            scaled = frame.downscale(plan.layer.divisor as u32);
+            &scaled
+        } else {
+            &frame
+        };
         let key = (pic.width, pic.height, plan.layer.fps, plan.bitrate);
         if encoder.as_ref().is_none_or(|(_, k)| *k != key) {
             let settings = EncoderSettings {
@@ -445,7 +448,7 @@ fn capture_loop(
         if keyframe {
             enc.request_keyframe();
         }
-        let encoded = enc.encode(&pic);
+        let encoded = enc.encode(pic);
         let took = started.elapsed().as_micros() as f64;
         set(&|c| {
             c.encode_us = if c.encode_us == 0.0 {

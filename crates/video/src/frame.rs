@@ -1,8 +1,6 @@
 //! A picture in I420 (planar 4:2:0, 8 bits): the one format every source gives and every
 //! sink takes.
 
-use std::time::Instant;
-
 /// One picture. Width and height are even; planes are tightly packed (Y, then U, then V).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -12,17 +10,6 @@ pub struct Frame {
     pub height: u32,
     /// Y plane, then U, then V.
     pub data: Vec<u8>,
-}
-
-/// A frame with its capture moment and its place in the source's sequence.
-#[derive(Clone, Debug)]
-pub struct Captured {
-    /// The picture.
-    pub frame: Frame,
-    /// When it was taken.
-    pub at: Instant,
-    /// Its number in the source's sequence (0, 1, 2 … at the source's rate).
-    pub index: u64,
 }
 
 /// Bytes of an I420 picture of this size.

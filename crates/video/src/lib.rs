@@ -20,7 +20,7 @@ pub mod source;
 pub mod y4m;
 
 pub use codec::{CodecError, Effort, Encoded, EncoderSettings, H264Decoder, H264Encoder};
-pub use frame::{psnr_y, Captured, Frame};
+pub use frame::{psnr_y, Frame};
 pub use screen::Screen;
 pub use sink::{FnSink, LatestFrame, NoVideo, VideoSink, Y4mSink};
 pub use source::{RawI420, TestPattern, VideoSource, Y4mFile};

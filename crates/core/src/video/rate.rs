@@ -99,11 +99,6 @@ impl RateController {
             .is_some_and(|t| now.saturating_duration_since(t) < CONGESTED_FOR)
     }
 
-    /// What the receiver reports arriving, bits per second (smoothed).
-    pub fn receive_bps(&self) -> u64 {
-        self.receive_rate.unwrap_or(0.0) as u64
-    }
-
     fn decrease(&mut self, now: Instant, to: f64, path: &LocalPath) {
         // One cut per round trip (and a little): the next report must show its effect.
         let spacing = path.rtt + Duration::from_millis(150);

@@ -346,11 +346,6 @@ impl VideoSender {
         oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
     }
 
-    /// Bytes waiting to be sent (at most; padding included).
-    pub fn queued_bytes(&self) -> usize {
-        self.queued() * self.config.datagram_size
-    }
-
     /// Counters.
     pub fn stats(&self) -> VideoSenderStats {
         self.stats
