@@ -641,7 +641,8 @@ pub struct Served {
     pub published: watch::Receiver<Option<(Reachability, usize)>>,
 }
 
-/// Keeps our records published and watches our contacts' records for call intents.
+/// Keeps our records published and watches our contacts' records for call intents, until
+/// the returned `Served` is dropped (noticed within one poll).
 pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) -> Served {
     let (tx, rx) = mpsc::channel(8);
     let (stored_tx, stored_rx) = watch::channel(None);
@@ -655,6 +656,10 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         // Long enough for a router to answer, or for us to give up on PCP, NAT-PMP and UPnP.
         let mut settle = Duration::from_secs(4);
         loop {
+            // Dropping `Served` (its intents) stops the service.
+            if tx.is_closed() {
+                return;
+            }
             // Measured again once a minute (cached in between).
             let ours = reachability_within(&node, &rendezvous, settle).await;
             settle = Duration::ZERO;

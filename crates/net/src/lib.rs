@@ -11,6 +11,7 @@ mod addrs;
 pub mod audio;
 mod call;
 pub mod dht;
+pub mod dial;
 mod driver;
 mod error;
 pub mod lan;

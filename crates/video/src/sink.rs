@@ -105,6 +105,13 @@ impl LatestFrame {
     pub fn get(&self) -> Option<(Frame, u64)> {
         self.slot.lock().ok()?.clone()
     }
+
+    /// Forgets the picture (a new call starts blank).
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.slot.lock() {
+            *s = None;
+        }
+    }
 }
 
 impl VideoSink for LatestFrame {

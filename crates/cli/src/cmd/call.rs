@@ -1,7 +1,6 @@
 //! `extrasafe call`
 
-use extrasafe_core::Ticket;
-use extrasafe_net::{dht, lan, CallError, NodeConfig};
+use extrasafe_net::{dht, dial, NodeConfig};
 
 use crate::args::{CallArgs, Global};
 use crate::audioplan::AudioPlan;
@@ -12,9 +11,6 @@ use crate::ident;
 use crate::output::Output;
 use crate::reach;
 use crate::videoplan::VideoPlan;
-
-/// How long a caller browses the LAN for a contact before trying the DHT.
-const LAN_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     global: &Global,
@@ -104,93 +100,48 @@ pub async fn run(
     );
     let mut intr = Interrupts::new();
     let placing = async {
-        if let Some(ticket) = &target.ticket {
-            match node.call(ticket).await {
-                Err(CallError::Unreachable { .. }) if pairs.is_some() => out.hint(
-                    "Their last known addresses did not answer; looking for them elsewhere …",
-                ),
-                other => return other.map_err(Failure::from),
-            }
-        }
-        let (lan_pairs, dht_pairs, dht_pairs_again) =
-            pairs.expect("checked above: a contact we may look for");
-        let dht_config = reach::dht_config(global, out).await;
-        let via_dht = |pairs| async {
-            let rendezvous = dht::Rendezvous::start(pairs, &dht_config)
-                .map_err(|e| CallError::Rendezvous(e.to_string()))?;
-            if let Some(m) = &mapper {
-                rendezvous.use_port_mapping(m.watch());
-            }
-            node.call_contact(&rendezvous, target.peer).await
+        let search = match pairs {
+            Some((lan_pairs, dht_pairs, again)) => Some(dial::Search {
+                secrets: [lan_pairs, dht_pairs, again],
+                lan: !global.no_lan,
+                dht: if global.no_dht {
+                    None
+                } else {
+                    Some(reach::dht_config(global, out).await)
+                },
+                port_map: mapper.as_ref().map(|m| m.watch()),
+            }),
+            None => None,
         };
-        // The LAN and the DHT at once: a contact on this network answers within a second or
-        // two, one elsewhere takes a few seconds of DHT; whichever connects first wins.
-        let on_lan = async {
-            if global.no_lan {
-                return None;
+        let peer = target.peer.to_string();
+        let step = |s: dial::DialStep| match s {
+            dial::DialStep::TicketSilent => {
+                out.hint("Their last known addresses did not answer; looking for them elsewhere …")
             }
-            out.emit(
+            dial::DialStep::Lan => out.emit(
                 "Looking for them on this network …",
-                serde_json::json!({"event": "lan_lookup", "peer_id": target.peer.to_string()}),
-            );
-            let lan = match lan::Lan::start(&lan_pairs) {
-                Ok(lan) => lan,
-                Err(e) => {
-                    out.warn(&format!("{e}."));
-                    return None;
-                }
-            };
-            let addrs = lan.find(&target.peer, LAN_LOOK).await?;
-            Some(
-                node.call(&Ticket {
-                    peer: target.peer,
-                    addrs,
-                })
-                .await,
-            )
-        };
-        let on_dht = async {
-            if global.no_dht {
-                return None;
-            }
-            out.emit(
-                "Looking them up on the DHT …",
-                serde_json::json!({"event": "dht_lookup", "peer_id": target.peer.to_string()}),
-            );
-            Some(via_dht(dht_pairs).await)
-        };
-        tokio::pin!(on_lan, on_dht);
-        let (mut lan_done, mut dht_done) = (false, false);
-        let mut failure: Option<CallError> = None;
-        // The DHT path found a path while the LAN path held the call slot (dialling an
-        // address that may not answer): it gets another go once the LAN path is done.
-        let mut dht_again = false;
-        while !(lan_done && dht_done) {
-            let (r, from_dht) = tokio::select! {
-                r = &mut on_lan, if !lan_done => { lan_done = true; (r, false) }
-                r = &mut on_dht, if !dht_done => { dht_done = true; (r, true) }
-            };
-            match r {
-                Some(Ok(call)) => return Ok(call),
-                Some(Err(CallError::AlreadyInCall)) if from_dht => dht_again = true,
-                Some(Err(CallError::AlreadyInCall)) | None => {}
-                Some(Err(e)) => failure = Some(e),
-            }
-        }
-        if dht_again {
-            match via_dht(dht_pairs_again).await {
-                Ok(call) => return Ok(call),
-                Err(e) => failure = Some(e),
-            }
-        }
-        Err(match failure {
-            Some(e) => Failure::from(e),
-            None => Failure::new(
-                UNREACHABLE,
-                "They are not on this network, and --no-dht keeps us off the DHT. Try again \
-                 without --no-dht, or ask for a fresh ticket.",
+                serde_json::json!({"event": "lan_lookup", "peer_id": peer}),
             ),
-        })
+            dial::DialStep::LanUnavailable(e) => out.warn(&format!("{e}.")),
+            dial::DialStep::Dht => out.emit(
+                "Looking them up on the DHT …",
+                serde_json::json!({"event": "dht_lookup", "peer_id": peer}),
+            ),
+            _ => {}
+        };
+        dial::dial(&node, target.peer, target.ticket.as_ref(), search, step)
+            .await
+            .map_err(|e| match e {
+                dial::DialError::Call(e) => Failure::from(e),
+                dial::DialError::NowhereToLook => {
+                    Failure::from(extrasafe_net::CallError::NoAddress)
+                }
+                dial::DialError::NotFound => Failure::new(
+                    UNREACHABLE,
+                    "They are not on this network, and --no-dht keeps us off the DHT. Try again \
+                     without --no-dht, or ask for a fresh ticket.",
+                ),
+            })
     };
     let placed = tokio::select! {
         c = placing => c.map(Some),

@@ -1,0 +1,182 @@
+//! The window: each frame takes in the backend's updates, draws the model, and passes the
+//! person's actions on.
+
+use std::io::Write;
+
+use eframe::egui;
+
+use crate::automation::Automation;
+use crate::backend::Handle;
+use crate::model::{Action, Model};
+use crate::view;
+
+/// What the person is typing, and other state that only the drawing needs.
+#[derive(Default)]
+pub struct Fields {
+    pub pass1: String,
+    pub pass2: String,
+    pub unlock: String,
+    pub ticket: String,
+    pub name: String,
+    pub chat: String,
+    pub file: String,
+    pub caller_name: String,
+    pub settings_open: bool,
+    pub copied: Option<std::time::Instant>,
+    /// The call (peer and phase) whose first frame has been drawn: focus goes to its main
+    /// button once.
+    pub focused_for: Option<String>,
+    /// The window title last set.
+    pub title: String,
+}
+
+/// Pictures uploaded to the GPU, with the frame index they show.
+#[derive(Default)]
+pub struct Textures {
+    pub qr: Option<(String, egui::TextureHandle)>,
+    pub remote: Option<(u64, egui::TextureHandle)>,
+    pub preview: Option<(u64, egui::TextureHandle)>,
+}
+
+pub struct App {
+    pub model: Model,
+    backend: Handle,
+    pub fields: Fields,
+    pub textures: Textures,
+    automation: Option<Automation>,
+    last_snapshot: String,
+}
+
+impl App {
+    pub fn new(model: Model, backend: Handle, automation: Option<Automation>) -> Self {
+        Self {
+            model,
+            backend,
+            fields: Fields::default(),
+            textures: Textures::default(),
+            automation,
+            last_snapshot: String::new(),
+        }
+    }
+
+    /// The window's title follows the call (the task bar shows who is calling), and an
+    /// incoming call asks the desktop for attention.
+    fn title(&mut self, ctx: &egui::Context) {
+        let title = match &self.model.call {
+            Some(c) => format!("{} - EXTRA SAFE", c.title()),
+            None => "EXTRA SAFE".to_string(),
+        };
+        if title != self.fields.title {
+            let ringing = self
+                .model
+                .call
+                .as_ref()
+                .is_some_and(|c| c.phase == crate::model::Phase::Incoming);
+            if ringing {
+                ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
+                    egui::UserAttentionType::Critical,
+                ));
+            }
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.fields.title = title;
+        }
+    }
+
+    pub fn pictures(&self) -> &crate::backend::Pictures {
+        &self.backend.pictures
+    }
+
+    fn dispatch(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            if self.model.act(&a) {
+                let _ = self.backend.actions.send(a);
+            }
+        }
+    }
+
+    /// Prints the model for the end-to-end test whenever it changed.
+    fn report(&mut self, ui: &egui::Ui) {
+        let Some(auto) = &self.automation else {
+            return;
+        };
+        let mut snap = self.model.snapshot();
+        snap["remote_picture"] = serde_json::json!(self.textures.remote.as_ref().map(|t| t.0));
+        snap["preview_picture"] = serde_json::json!(self.textures.preview.is_some());
+        snap["zoom"] = serde_json::json!(ui.ctx().zoom_factor());
+        snap["missing_glyphs"] = serde_json::json!(auto.missing_glyphs);
+        snap["window_focused"] = serde_json::json!(ui.ctx().input(|i| i.focused));
+        snap["input_events"] = serde_json::json!(auto.input_events);
+        let line = snap.to_string();
+        if line != self.last_snapshot {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+            self.last_snapshot = line;
+        }
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        while let Ok(u) = self.backend.updates.try_recv() {
+            self.model.apply(u);
+        }
+        if self.model.expire(std::time::Instant::now()) {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs(1));
+        }
+        let mut actions = Vec::new();
+        if let Some(auto) = &mut self.automation {
+            auto.check_fonts(ui.ctx());
+            auto.input_events += ui.ctx().input(|i| {
+                i.raw
+                    .events
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e,
+                            egui::Event::Key { .. } | egui::Event::PointerButton { .. }
+                        )
+                    })
+                    .count()
+            });
+            actions.extend(auto.take(ui.ctx()));
+        }
+        // Files dropped on the window are offered in the call.
+        let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        let can_send = self
+            .model
+            .call
+            .as_ref()
+            .is_some_and(|c| c.controls().send_files);
+        if !dropped.is_empty() && can_send {
+            actions.push(Action::SendFiles(dropped));
+        }
+        self.title(ui.ctx());
+        view::draw(self, ui, &mut actions);
+        self.dispatch(actions);
+        if self.model.call.is_some() {
+            // Video and progress move by themselves.
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(33));
+        }
+        self.report(ui);
+    }
+
+    fn raw_input_hook(&mut self, _ctx: &egui::Context, raw: &mut egui::RawInput) {
+        if let Some(auto) = &mut self.automation {
+            auto.press_keys(raw);
+        }
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Ends the call (the peer hears a hang-up) and stops the node before the window goes.
+        self.backend.shut_down();
+    }
+}

@@ -1,0 +1,741 @@
+//! Calls and their media: placing and answering, audio and video, chat, files, figures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use extrasafe_core::PeerId;
+use extrasafe_net::audio::AudioCall;
+use extrasafe_net::dht;
+use extrasafe_net::dial::{self, DialError, DialStep};
+use extrasafe_net::media::io::{AudioSink, AudioSource, Discard, Silence};
+use extrasafe_net::media::AudioConfig;
+use extrasafe_net::punch::PunchPlan;
+use extrasafe_net::transfer::{self, TransferOutcome};
+use extrasafe_net::video::{VideoCall, VideoConfig};
+use extrasafe_net::video_media::{Screen, TestPattern, VideoSource};
+use extrasafe_net::{Call, CallEvent, Node};
+
+use super::{AbortOnDrop, Backend, Dialling, Live, Presence, Running};
+use crate::model::{Offer, PathStats, TransferState, Update, VideoChoice};
+use crate::preview::Preview;
+use crate::words;
+
+/// Calls and their media.
+impl Backend {
+    pub(super) fn name_of(&self, peer: &PeerId) -> (Option<String>, bool) {
+        match self.book.by_peer(peer) {
+            Some(c) => (Some(c.name.clone()), c.verified),
+            None => (None, false),
+        }
+    }
+
+    pub(super) fn who(&self, peer: &PeerId) -> String {
+        self.name_of(peer)
+            .0
+            .unwrap_or_else(|| words::short_peer(&peer.to_string()))
+    }
+
+    pub(super) fn call(&mut self, peer_id: &str, video: bool) {
+        let Some(node) = self.node.clone() else {
+            return;
+        };
+        if self.live.is_some() || self.dialling.is_some() {
+            self.out
+                .error("You are already in a call. Hang up first.".into());
+            return;
+        }
+        let Some(contact) = self.book.find(peer_id).cloned() else {
+            return;
+        };
+        let peer = contact.peer;
+        let search = match (&self.identity, self.opts.lan || self.opts.dht) {
+            (Some(identity), true) => {
+                let s = || dht::pair_secrets(identity, &[peer]).ok();
+                match (s(), s(), s()) {
+                    (Some(a), Some(b), Some(c)) => Some(dial::Search {
+                        secrets: [a, b, c],
+                        lan: self.opts.lan,
+                        dht: self.opts.dht.then(|| self.dht_config()),
+                        port_map: None,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let ticket = contact.ticket();
+        let steps = self.steps_tx.clone();
+        let task = tokio::spawn(async move {
+            dial::dial(&node, peer, ticket.as_ref(), search, |s| {
+                let _ = steps.send((peer, s));
+            })
+            .await
+        });
+        self.dialling = Some(Dialling {
+            task,
+            peer,
+            who: contact.name.clone(),
+            video,
+        });
+        self.out.send(Update::Dialling {
+            peer_id: peer.to_string(),
+            contact: Some(contact.name),
+            verified: contact.verified,
+            video,
+            step: "Connecting …".into(),
+        });
+    }
+
+    pub(super) fn step(&mut self, peer: PeerId, step: DialStep) {
+        let Some(Dialling {
+            peer: dialling,
+            video,
+            ..
+        }) = &self.dialling
+        else {
+            return;
+        };
+        if *dialling != peer {
+            return;
+        }
+        let text = match step {
+            DialStep::Ticket => "Trying their last known addresses …".to_string(),
+            DialStep::TicketSilent => {
+                "Their last known addresses did not answer; looking for them …".into()
+            }
+            DialStep::Lan => "Looking for them on this network …".into(),
+            DialStep::LanUnavailable(e) => format!("This network cannot be searched ({e}) …"),
+            DialStep::Dht => "Looking them up over the internet …".into(),
+            _ => return,
+        };
+        let (contact, verified) = self.name_of(&peer);
+        self.out.send(Update::Dialling {
+            peer_id: peer.to_string(),
+            contact,
+            verified,
+            video: *video,
+            step: text,
+        });
+    }
+
+    pub(super) fn dialled(&mut self, r: Result<Call, DialError>) {
+        let Some(Dialling {
+            peer, who, video, ..
+        }) = self.dialling.take()
+        else {
+            return;
+        };
+        match r {
+            Ok(call) => {
+                self.live = Some(Live::new(call, peer, who, video));
+            }
+            Err(e) => self
+                .out
+                .send(Update::CallFailed(words::dial_failed(&who, &e))),
+        }
+    }
+
+    /// A call came in: it rings (the node already told anyone else that we are busy).
+    pub(super) fn ringing(&mut self, call: Call) {
+        let peer = call.info().peer;
+        if self.live.is_some() || self.dialling.is_some() {
+            call.decline();
+            return;
+        }
+        let who = self.who(&peer);
+        self.live = Some(Live::new(call, peer, who, false));
+    }
+
+    pub(super) async fn on_event(&mut self, e: Option<CallEvent>) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let peer = live.peer;
+        match e {
+            Some(CallEvent::Incoming) => {
+                let ringer = self.ring().await;
+                if let Some(l) = &mut self.live {
+                    l.ringer = ringer;
+                }
+                let (contact, verified) = self.name_of(&peer);
+                self.out.send(Update::Incoming {
+                    peer_id: peer.to_string(),
+                    contact,
+                    verified,
+                });
+            }
+            Some(CallEvent::Ringing) => self.out.send(Update::Ringing),
+            Some(CallEvent::Connected { .. }) => {
+                live.ringer = None;
+                let info = live.call.info().clone();
+                live.connected = true;
+                self.out.send(Update::Connected {
+                    sas: info.sas.clone(),
+                    safety_number: info.safety_number.clone(),
+                });
+                self.start_media().await;
+                self.local_media();
+            }
+            Some(CallEvent::Chat { text, .. }) => self.out.send(Update::Chat {
+                mine: false,
+                text: extrasafe_core::text::for_display(&text),
+                at: clock(),
+            }),
+            Some(CallEvent::FilesOffered { id, offer }) => {
+                let label = match offer.files.as_slice() {
+                    [one] => extrasafe_core::text::for_display(one.path.as_str()),
+                    many => format!("{} files", many.len()),
+                };
+                live.offers.insert(id, label);
+                self.out.send(Update::Offer(Offer {
+                    id,
+                    files: offer
+                        .files
+                        .iter()
+                        .map(|f| (extrasafe_core::text::for_display(f.path.as_str()), f.size))
+                        .collect(),
+                    total: offer.total,
+                }))
+            }
+            Some(CallEvent::Ended(reason)) => {
+                let who = live.who.clone();
+                self.end_media().await;
+                let (why, failed) = words::ended(&who, &reason);
+                self.out.send(if failed {
+                    Update::CallFailed(why)
+                } else {
+                    Update::Ended(why)
+                });
+            }
+            Some(_) => {}
+            None => {
+                let who = live.who.clone();
+                self.end_media().await;
+                let (why, _) = words::ended(&who, &extrasafe_core::EndReason::PeerVanished);
+                self.out.send(Update::CallFailed(why));
+            }
+        }
+    }
+
+    /// Rings on the chosen speaker, if there is one.
+    async fn ring(&self) -> Option<AbortOnDrop> {
+        let (server, list) = (self.sound.as_ref()?, self.devices.as_ref()?);
+        let name = list
+            .speaker(self.settings.speaker.as_deref())
+            .ok()?
+            .name
+            .clone();
+        let speaker = within(server.open_speaker_exact(&name)).await.ok()?;
+        Some(AbortOnDrop(tokio::spawn(crate::ring::play(Box::new(
+            speaker,
+        )))))
+    }
+
+    pub(super) fn local_media(&self) {
+        if let Some(l) = &self.live {
+            self.out.send(Update::LocalMedia {
+                muted: l.muted,
+                camera_on: l.camera_on && l.video.is_some(),
+                sharing: l.sharing,
+            });
+        }
+    }
+
+    /// The call is up: audio from the chosen devices; video both ways (what the peer sends is
+    /// shown even if we send none).
+    pub(super) async fn start_media(&mut self) {
+        let source: Box<dyn AudioSource> = match (&self.sound, &self.devices) {
+            (Some(server), Some(list)) => match list.mic(self.settings.mic.as_deref()) {
+                Ok(d) => match within(server.open_mic_exact(&d.name)).await {
+                    Ok(m) => Box::new(m),
+                    Err(e) => {
+                        self.out.error(format!(
+                            "The microphone could not be opened ({e}); they hear silence. \
+                             Pick another one in Settings."
+                        ));
+                        Box::new(Silence)
+                    }
+                },
+                Err(_) => Box::new(Silence),
+            },
+            _ => Box::new(Silence),
+        };
+        let sink: Box<dyn AudioSink> = match (&self.sound, &self.devices) {
+            (Some(server), Some(list)) => match list.speaker(self.settings.speaker.as_deref()) {
+                Ok(d) => match within(server.open_speaker_exact(&d.name)).await {
+                    Ok(s) => Box::new(s),
+                    Err(e) => {
+                        self.out.error(format!(
+                            "The speaker could not be opened ({e}); you will not hear them. \
+                             Pick another one in Settings."
+                        ));
+                        Box::new(Discard)
+                    }
+                },
+                Err(_) => Box::new(Discard),
+            },
+            _ => Box::new(Discard),
+        };
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        live.audio = match AudioCall::start(live.call.media(), AudioConfig::default(), source, sink)
+        {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.out.error(format!(
+                    "Sound could not start ({e}); chat and video still work."
+                ));
+                None
+            }
+        };
+        if let Some(a) = &live.audio {
+            a.set_muted(live.muted);
+        }
+        self.pictures.remote.clear();
+        self.pictures.preview.clear();
+        let source = if live.video_wanted {
+            match video_source(&self.settings.video) {
+                Ok(s) => s.map(|s| {
+                    Box::new(Preview::new(s, self.pictures.preview.clone())) as Box<dyn VideoSource>
+                }),
+                Err(e) => {
+                    self.out.error(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        live.camera_on = source.is_some();
+        live.video = Some(VideoCall::start(
+            live.call.media(),
+            VideoConfig::default(),
+            source,
+            Box::new(self.pictures.remote.clone()),
+        ));
+    }
+
+    pub(super) async fn end_media(&mut self) {
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        if let Some(v) = live.video.take() {
+            let _ = v.stop().await;
+        }
+        if let Some(a) = live.audio.take() {
+            let _ = a.stop().await;
+        }
+        // Transfers end with the connection: report how each ended.
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while live.transfers.iter().any(|t| !t.handle.is_finished()) && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for t in live.transfers.drain(..) {
+            self.finished(t).await;
+        }
+        self.pictures.remote.clear();
+        self.pictures.preview.clear();
+    }
+
+    pub(super) fn camera(&mut self, on: bool) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let Some(video) = &live.video else {
+            return;
+        };
+        if on && !live.video_wanted {
+            // Video was off from the start: open the source now.
+            match video_source(&self.settings.video) {
+                Ok(Some(s)) => {
+                    video.set_source(Some(Box::new(Preview::new(
+                        s,
+                        self.pictures.preview.clone(),
+                    ))));
+                    live.video_wanted = true;
+                }
+                Ok(None) => {
+                    self.out.error(
+                        "Settings say to send no video: pick a camera or the test picture there."
+                            .into(),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.out.error(e);
+                    return;
+                }
+            }
+        } else {
+            video.set_paused(!on);
+        }
+        if !on {
+            self.pictures.preview.clear();
+        }
+        live.camera_on = on;
+        self.local_media();
+    }
+
+    pub(super) fn share(&mut self, on: bool) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let Some(video) = &live.video else {
+            return;
+        };
+        if on {
+            match Screen::open(None, 15) {
+                Ok(s) => {
+                    video.share(Some(Box::new(Preview::new(
+                        Box::new(s),
+                        self.pictures.preview.clone(),
+                    ))));
+                    // A paused camera would keep the screen from being sent too.
+                    video.set_paused(false);
+                    live.sharing = true;
+                }
+                Err(e) => self.out.error(format!(
+                    "Your screen cannot be shared: {e}. Sharing needs an X11 session (on \
+                     Wayland, start the app under XWayland)."
+                )),
+            }
+        } else {
+            video.share(None);
+            video.set_paused(!live.camera_on);
+            live.sharing = false;
+        }
+        self.local_media();
+    }
+
+    pub(super) async fn send_files(&mut self, paths: Vec<PathBuf>) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        if !live.connected {
+            return;
+        }
+        let (files, skipped) = match transfer::prepare(paths).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.out.error(format!("Cannot send that: {e}."));
+                return;
+            }
+        };
+        if !skipped.is_empty() {
+            self.out.info(format!(
+                "{} item(s) were left out (not regular files or folders, such as links).",
+                skipped.len()
+            ));
+        }
+        let label = match files.as_slice() {
+            [one] => one.prepared.path.clone(),
+            many => format!("{} files", many.len()),
+        };
+        match live.call.send_files(files).await {
+            Ok(handle) => {
+                let p = handle.progress();
+                self.out.send(Update::Progress {
+                    id: handle.id,
+                    outgoing: true,
+                    label: label.clone(),
+                    bytes: p.bytes,
+                    total: p.total,
+                });
+                live.transfers.push(Running {
+                    handle,
+                    outgoing: true,
+                    label,
+                    folder: None,
+                });
+            }
+            Err(e) => self
+                .out
+                .error(format!("The files could not be offered: {e}.")),
+        }
+    }
+
+    pub(super) fn accept_offer(&mut self, id: u64) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let dir = self.settings.files_dir.clone();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            self.out.error(format!(
+                "Cannot save files in {}: {e}. Pick another folder in Settings, then accept again.",
+                dir.display()
+            ));
+            return;
+        }
+        match live.call.accept_files(id, dir.clone()) {
+            Ok(handle) => {
+                let p = handle.progress();
+                let label = live.offers.remove(&id).unwrap_or_else(|| "files".into());
+                self.out.send(Update::OfferAnswered(id));
+                self.out.send(Update::Progress {
+                    id,
+                    outgoing: false,
+                    label: label.clone(),
+                    bytes: p.bytes,
+                    total: p.total,
+                });
+                live.transfers.push(Running {
+                    handle,
+                    outgoing: false,
+                    label,
+                    folder: Some(dir),
+                });
+            }
+            Err(e) => self.out.error(format!("Not accepted: {e}.")),
+        }
+    }
+
+    /// Reports progress, and the end of finished transfers.
+    pub(super) async fn transfers(&mut self) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < live.transfers.len() {
+            if live.transfers[i].handle.is_finished() {
+                done.push(live.transfers.remove(i));
+                continue;
+            }
+            let t = &mut live.transfers[i];
+            let p = t.handle.progress();
+            if let Some((name, _, _)) = &p.current {
+                if !t.outgoing || p.files > 1 {
+                    t.label = if p.files > 1 {
+                        format!("{name} ({} of {} files)", p.files_done + 1, p.files)
+                    } else {
+                        name.clone()
+                    };
+                }
+            }
+            self.out.send(Update::Progress {
+                id: t.handle.id,
+                outgoing: t.outgoing,
+                label: t.label.clone(),
+                bytes: p.bytes,
+                total: p.total,
+            });
+            i += 1;
+        }
+        for t in done {
+            self.finished(t).await;
+        }
+    }
+
+    pub(super) async fn finished(&self, t: Running) {
+        let (id, outgoing, folder) = (t.handle.id, t.outgoing, t.folder.clone());
+        let state = match t.handle.finished().await {
+            TransferOutcome::Done { .. } => TransferState::Done { folder },
+            TransferOutcome::Declined => TransferState::Stopped {
+                why: "They declined.".into(),
+            },
+            TransferOutcome::Cancelled { by_peer: true } => TransferState::Stopped {
+                why: "They stopped it.".into(),
+            },
+            TransferOutcome::Cancelled { by_peer: false } => TransferState::Stopped {
+                why: "Stopped.".into(),
+            },
+            TransferOutcome::Failed(why) => TransferState::Stopped { why },
+        };
+        self.out.send(Update::TransferEnded {
+            id,
+            outgoing,
+            state,
+        });
+    }
+
+    pub(super) fn stats(&self) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if !live.connected {
+            return;
+        }
+        let media = live.call.media();
+        let mut s = PathStats {
+            remote: media.remote().to_string(),
+            rtt_ms: media.rtt().as_secs_f64() * 1e3,
+            ..PathStats::default()
+        };
+        if let Some(a) = &live.audio {
+            let st = a.stats();
+            let slots = (st.jitter.played + st.jitter.lost).max(1);
+            s.loss_percent = st.jitter.lost as f64 * 100.0 / slots as f64;
+            let secs = st.elapsed.as_secs_f64().max(1.0);
+            s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
+            s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
+        }
+        if let Some(v) = &live.video {
+            let st = v.stats();
+            s.send_kbps += st.send_bps as f64 / 1e3;
+            s.recv_kbps += st.recv_bps as f64 / 1e3;
+            s.video_in = st.recv_size;
+            s.video_out = if st.sending { st.send_size } else { None };
+            s.frames_shown = st.shown;
+            s.frozen = st.frozen;
+            if let Some(f) = st.fault {
+                self.out.error(format!("Video problem: {f}."));
+            }
+        }
+        self.out.send(Update::Stats(s));
+    }
+
+    /// "We compared them": the contact is marked verified (an unknown caller is saved first).
+    pub(super) fn mark_verified(&mut self, save_as: Option<String>) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let peer = live.peer;
+        if let Some(name) = save_as {
+            if let Err(e) = self.book.add(&name, peer, Vec::new()) {
+                self.out.error(format!("Not saved: {e}."));
+                return;
+            }
+        }
+        if self.book.set_verified(&peer.to_string(), true).is_err() {
+            return;
+        }
+        if self.save_contacts() {
+            self.out.send(Update::Verified);
+        }
+        self.out.send(Update::Contacts(self.contact_rows()));
+        if let Some(l) = &mut self.live {
+            l.who = self
+                .book
+                .by_peer(&peer)
+                .map_or(l.who.clone(), |c| c.name.clone());
+        }
+    }
+
+    /// Closing the window: the peer hears that we closed the app, then everything stops.
+    pub(super) async fn quit(&mut self) {
+        if let Some(Dialling { task, .. }) = self.dialling.take() {
+            task.abort();
+        }
+        if let Some(l) = &mut self.live {
+            if let Some(v) = l.video.take() {
+                let _ = v.stop().await;
+            }
+            if let Some(a) = l.audio.take() {
+                let _ = a.stop().await;
+            }
+        }
+        self.presence = None;
+        // The node tells every call's peer "closed" and waits for that to be sent.
+        if let Some(node) = self.node.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), node.shutdown()).await;
+        }
+        self.end_media().await;
+    }
+}
+
+impl Live {
+    pub(super) fn new(call: Call, peer: PeerId, who: String, video: bool) -> Self {
+        Self {
+            call,
+            peer,
+            who,
+            video_wanted: video,
+            audio: None,
+            video: None,
+            transfers: Vec::new(),
+            muted: false,
+            camera_on: video,
+            sharing: false,
+            connected: false,
+            ringer: None,
+            offers: Default::default(),
+        }
+    }
+}
+
+/// The chosen video source, opened; `None` for no video.
+fn video_source(choice: &VideoChoice) -> Result<Option<Box<dyn VideoSource>>, String> {
+    match choice {
+        VideoChoice::Nothing => Ok(None),
+        VideoChoice::TestPicture => Ok(Some(Box::new(TestPattern::new(1280, 720, 30)))),
+        #[cfg(feature = "camera")]
+        VideoChoice::Camera(dev) => {
+            extrasafe_net::video_media::camera::Camera::open(dev, 1280, 720, 30)
+                .map(|c| Some(Box::new(c) as Box<dyn VideoSource>))
+                .map_err(|e| {
+                    format!("The camera {dev} could not be opened ({e}). Pick another in Settings.")
+                })
+        }
+        #[cfg(not(feature = "camera"))]
+        VideoChoice::Camera(_) => Err(words::NO_CAMERA_BUILD.into()),
+    }
+}
+
+/// Camera devices present (`/dev/video*`).
+pub(super) fn cameras() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("video"))
+                .map(|n| format!("/dev/{n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// Local time of day as HH:MM (UTC offset from the system, if it says).
+pub(super) fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+}
+
+async fn within<T, E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_secs(3), f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("the sound server did not answer within 3 s".into()),
+    }
+}
+
+pub(super) async fn next_event(live: &mut Option<Live>) -> Option<CallEvent> {
+    match live {
+        Some(l) => l.call.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn incoming(node: &Option<Arc<Node>>) -> Option<Call> {
+    match node {
+        Some(n) => n.incoming().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn dialled(d: &mut Option<Dialling>) -> Result<Call, DialError> {
+    match d {
+        Some(d) => match (&mut d.task).await {
+            Ok(r) => r,
+            Err(_) => Err(DialError::Call(extrasafe_net::CallError::Closed)),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn next_intent(p: &mut Option<Presence>) -> PunchPlan {
+    match p.as_mut().and_then(|p| p.intents.as_mut()) {
+        Some(rx) => match rx.recv().await {
+            Some(i) => i,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,688 @@
+//! The app's engine: identity, contacts, the listening node, the call and its media, on a
+//! tokio runtime of its own. The window sends [`Action`]s and reads [`Update`]s; nothing
+//! here draws.
+
+mod call;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use extrasafe_core::contacts::ContactBook;
+use extrasafe_core::{Identity, PeerId, Ticket};
+use extrasafe_devices::{DeviceList, SoundServer};
+use extrasafe_net::audio::AudioCall;
+use extrasafe_net::dht::{self, DhtConfig};
+use extrasafe_net::dial::{DialError, DialStep};
+use extrasafe_net::punch::PunchPlan;
+use extrasafe_net::transfer::TransferHandle;
+use extrasafe_net::video::VideoCall;
+use extrasafe_net::video_media::LatestFrame;
+use extrasafe_net::{lan, AcceptPolicy, Call, CallEvent, IdentityStore, Node, NodeConfig};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::model::{Action, ContactRow, Devices, Me, NoticeKind, Settings, Update};
+
+/// How the backend is set up (from the command line).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub data_dir: Option<PathBuf>,
+    /// Where the node listens.
+    pub bind: SocketAddr,
+    pub lan: bool,
+    pub dht: bool,
+    pub dht_bootstrap: Vec<String>,
+    /// Connect to the sound server (off in tests that run without one).
+    pub sound: bool,
+}
+
+/// Where the pictures of a call appear: the window reads them each frame.
+#[derive(Clone, Default)]
+pub struct Pictures {
+    pub remote: LatestFrame,
+    pub preview: LatestFrame,
+}
+
+/// The window's side of the backend.
+pub struct Handle {
+    pub actions: mpsc::UnboundedSender<Action>,
+    pub updates: std::sync::mpsc::Receiver<Update>,
+    pub pictures: Pictures,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Asks the backend to end any call and stop, and waits for it (a few seconds at most).
+    pub fn shut_down(&mut self) {
+        let _ = self.actions.send(Action::Quit);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the backend on its own thread; `wake` is called after each update (the window
+/// repaints).
+pub fn start(opts: Options, settings: Settings, wake: impl Fn() + Send + Sync + 'static) -> Handle {
+    let (atx, arx) = mpsc::unbounded_channel();
+    let (utx, urx) = std::sync::mpsc::channel();
+    let pictures = Pictures::default();
+    let p = pictures.clone();
+    let thread = std::thread::Builder::new()
+        .name("backend".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let out = Outbox {
+                tx: utx,
+                wake: Arc::new(wake),
+            };
+            rt.block_on(Backend::new(opts, settings, out, p, arx).run());
+            // Whatever is still running (a DHT lookup) is not waited for.
+            rt.shutdown_timeout(Duration::from_millis(500));
+        })
+        .expect("spawn the backend thread");
+    Handle {
+        actions: atx,
+        updates: urx,
+        pictures,
+        thread: Some(thread),
+    }
+}
+
+#[derive(Clone)]
+struct Outbox {
+    tx: std::sync::mpsc::Sender<Update>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Outbox {
+    fn send(&self, u: Update) {
+        let _ = self.tx.send(u);
+        (self.wake)();
+    }
+    fn error(&self, text: String) {
+        self.send(Update::Notice(NoticeKind::Error, text));
+    }
+    fn info(&self, text: String) {
+        self.send(Update::Notice(NoticeKind::Info, text));
+    }
+}
+
+/// A transfer running in the call.
+struct Running {
+    handle: TransferHandle,
+    outgoing: bool,
+    label: String,
+    /// Download folder.
+    folder: Option<PathBuf>,
+}
+
+/// The call in progress and its media.
+struct Live {
+    call: Call,
+    peer: PeerId,
+    who: String,
+    video_wanted: bool,
+    audio: Option<AudioCall>,
+    video: Option<VideoCall>,
+    transfers: Vec<Running>,
+    muted: bool,
+    camera_on: bool,
+    sharing: bool,
+    connected: bool,
+    /// What each open offer holds, to label its download.
+    offers: std::collections::HashMap<u64, String>,
+    /// The ring of an incoming call, until it is answered or over.
+    ringer: Option<AbortOnDrop>,
+}
+
+/// Our LAN announcement and DHT records (stopped when dropped).
+struct Presence {
+    _lan: Option<AbortOnDrop>,
+    intents: Option<mpsc::Receiver<PunchPlan>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A call being placed.
+struct Dialling {
+    task: tokio::task::JoinHandle<Result<Call, DialError>>,
+    peer: PeerId,
+    who: String,
+    video: bool,
+}
+
+struct Backend {
+    opts: Options,
+    settings: Settings,
+    out: Outbox,
+    pictures: Pictures,
+    actions: mpsc::UnboundedReceiver<Action>,
+    store: Option<IdentityStore>,
+    identity: Option<Identity>,
+    book: ContactBook,
+    node: Option<Arc<Node>>,
+    presence: Option<Presence>,
+    sound: Option<SoundServer>,
+    devices: Option<DeviceList>,
+    live: Option<Live>,
+    /// A call being placed: its task, whom, and whether with video.
+    dialling: Option<Dialling>,
+    steps: mpsc::UnboundedReceiver<(PeerId, DialStep)>,
+    steps_tx: mpsc::UnboundedSender<(PeerId, DialStep)>,
+}
+
+enum Input {
+    Action(Option<Action>),
+    Event(Option<CallEvent>),
+    Incoming(Option<Call>),
+    Dialled(Result<Call, DialError>),
+    Step(PeerId, DialStep),
+    Intent(PunchPlan),
+    Tick,
+}
+
+impl Backend {
+    fn new(
+        opts: Options,
+        settings: Settings,
+        out: Outbox,
+        pictures: Pictures,
+        actions: mpsc::UnboundedReceiver<Action>,
+    ) -> Self {
+        let (steps_tx, steps) = mpsc::unbounded_channel();
+        Self {
+            opts,
+            settings,
+            out,
+            pictures,
+            actions,
+            store: None,
+            identity: None,
+            book: ContactBook::default(),
+            node: None,
+            presence: None,
+            sound: None,
+            devices: None,
+            live: None,
+            dialling: None,
+            steps,
+            steps_tx,
+        }
+    }
+
+    async fn run(mut self) {
+        self.open_store();
+        if self.identity.is_some() {
+            self.start_node().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut ticks = 0u64;
+        loop {
+            let node = self.node.clone();
+            let input = tokio::select! {
+                a = self.actions.recv() => Input::Action(a),
+                e = call::next_event(&mut self.live) => Input::Event(e),
+                c = call::incoming(&node) => Input::Incoming(c),
+                r = call::dialled(&mut self.dialling) => Input::Dialled(r),
+                Some((p, s)) = self.steps.recv() => Input::Step(p, s),
+                i = call::next_intent(&mut self.presence) => Input::Intent(i),
+                _ = tick.tick() => Input::Tick,
+            };
+            match input {
+                Input::Action(None) | Input::Action(Some(Action::Quit)) => break,
+                Input::Action(Some(a)) => self.act(a).await,
+                Input::Event(e) => self.on_event(e).await,
+                Input::Incoming(Some(call)) => self.ringing(call),
+                Input::Incoming(None) => {}
+                Input::Dialled(r) => self.dialled(r),
+                Input::Step(peer, step) => self.step(peer, step),
+                Input::Intent(plan) => {
+                    if let Some(node) = self.node.clone() {
+                        // The contact's connection then arrives as an incoming call.
+                        tokio::spawn(async move {
+                            let _ = node.answer_punch(plan).await;
+                        });
+                    }
+                }
+                Input::Tick => {
+                    ticks += 1;
+                    self.transfers().await;
+                    if ticks % 4 == 0 {
+                        self.stats();
+                    }
+                }
+            }
+        }
+        self.quit().await;
+    }
+
+    fn open_store(&mut self) {
+        let store = match &self.opts.data_dir {
+            Some(d) => IdentityStore::at(d),
+            None => match IdentityStore::default_location() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.out.send(Update::IdentityFailed(format!(
+                        "Cannot find where to keep your identity ({e}). Start the app with \
+                         --data-dir FOLDER."
+                    )));
+                    return;
+                }
+            },
+        };
+        let sealed = store.exists() && store.is_sealed().unwrap_or(false);
+        let exists = store.exists();
+        self.store = Some(store);
+        if exists && !sealed {
+            let r = self.store.as_ref().expect("set above").load(None);
+            match r {
+                Ok(id) => {
+                    self.identity = Some(id);
+                    return;
+                }
+                Err(e) => self.out.send(Update::IdentityFailed(format!(
+                    "Your identity file could not be read: {e}."
+                ))),
+            }
+        }
+        self.out.send(Update::NeedIdentity { sealed });
+    }
+
+    async fn act(&mut self, a: Action) {
+        match a {
+            Action::CreateIdentity { passphrase } => self.create(passphrase).await,
+            Action::Unlock { passphrase } => self.unlock(passphrase).await,
+            Action::AddContact { ticket, name } => self.add_contact(&ticket, &name).await,
+            Action::RemoveContact { peer_id } => self.remove_contact(&peer_id).await,
+            Action::Call { peer_id, video } => self.call(&peer_id, video),
+            Action::Accept { video } => {
+                if let Some(l) = &mut self.live {
+                    l.video_wanted = video;
+                    l.camera_on = video;
+                    l.call.accept();
+                }
+            }
+            Action::Decline => {
+                if let Some(l) = &self.live {
+                    l.call.decline();
+                }
+            }
+            Action::HangUp => {
+                if let Some(Dialling { task, who, .. }) = self.dialling.take() {
+                    task.abort();
+                    self.out
+                        .send(Update::Ended(format!("You stopped calling {who}.")));
+                }
+                if let Some(l) = &self.live {
+                    l.call.hangup();
+                }
+            }
+            Action::Mute(m) => {
+                if let Some(l) = &mut self.live {
+                    l.muted = m;
+                    if let Some(a) = &l.audio {
+                        a.set_muted(m);
+                    }
+                    self.local_media();
+                }
+            }
+            Action::Camera(on) => self.camera(on),
+            Action::Share(on) => self.share(on),
+            Action::Chat(text) => {
+                if let Some(l) = &self.live {
+                    match l.call.send_chat(text.clone()).await {
+                        Ok(()) => self.out.send(Update::Chat {
+                            mine: true,
+                            text,
+                            at: call::clock(),
+                        }),
+                        Err(e) => self.out.error(format!("Not sent: {e}.")),
+                    }
+                }
+            }
+            Action::SendFiles(paths) => self.send_files(paths).await,
+            Action::AcceptOffer(id) => self.accept_offer(id),
+            Action::DeclineOffer(id) => {
+                if let Some(l) = &self.live {
+                    let _ = l.call.decline_files(id).await;
+                    self.out.send(Update::OfferAnswered(id));
+                }
+            }
+            Action::CancelTransfer { id, outgoing } => {
+                if let Some(l) = &self.live {
+                    for t in &l.transfers {
+                        if t.handle.id == id && t.outgoing == outgoing {
+                            t.handle.cancel();
+                        }
+                    }
+                }
+            }
+            Action::ShowFolder(dir) => {
+                if let Err(e) = std::process::Command::new("xdg-open").arg(&dir).spawn() {
+                    self.out.error(format!(
+                        "Could not open the folder ({e}). The files are in {}.",
+                        dir.display()
+                    ));
+                }
+            }
+            Action::MarkVerified => self.mark_verified(None),
+            Action::SaveCaller { name } => self.mark_verified(Some(name)),
+            Action::SetMic(m) => self.settings.mic = m,
+            Action::SetSpeaker(s) => self.settings.speaker = s,
+            Action::SetVideo(v) => self.settings.video = v,
+            Action::SetFilesDir(d) => self.settings.files_dir = d,
+            Action::DismissNotice(_) | Action::CloseCall | Action::Quit => {}
+        }
+    }
+
+    async fn create(&mut self, passphrase: Option<String>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let pass = passphrase.map(Zeroizing::new);
+        if let Some(p) = &pass {
+            if p.chars().count() < 8 {
+                self.out.send(Update::IdentityFailed(
+                    "Use a passphrase of at least 8 characters (several words are best), or none."
+                        .into(),
+                ));
+                return;
+            }
+        }
+        let made = tokio::task::spawn_blocking(move || {
+            let id = Identity::generate();
+            store
+                .save(&id, pass.as_ref().map(|p| p.as_bytes()))
+                .map(|()| id)
+        })
+        .await;
+        match made {
+            Ok(Ok(id)) => {
+                self.identity = Some(id);
+                self.start_node().await;
+            }
+            Ok(Err(e)) => self.out.send(Update::IdentityFailed(format!(
+                "Your identity could not be saved: {e}."
+            ))),
+            Err(_) => {}
+        }
+    }
+
+    async fn unlock(&mut self, passphrase: String) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let pass = Zeroizing::new(passphrase);
+        let opened = tokio::task::spawn_blocking(move || store.load(Some(pass.as_bytes()))).await;
+        match opened {
+            Ok(Ok(id)) => {
+                self.identity = Some(id);
+                self.start_node().await;
+            }
+            Ok(Err(extrasafe_net::StoreError::KeyFile(
+                extrasafe_core::keyfile::KeyFileError::WrongPassphrase,
+            ))) => self.out.send(Update::IdentityFailed(
+                "That passphrase does not open your identity. Try again.".into(),
+            )),
+            Ok(Err(e)) => self.out.send(Update::IdentityFailed(format!(
+                "Your identity could not be opened: {e}."
+            ))),
+            Err(_) => {}
+        }
+    }
+
+    /// Loads the contacts, binds the node and becomes reachable.
+    async fn start_node(&mut self) {
+        let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
+            return;
+        };
+        match store.load_contacts(identity) {
+            Ok(book) => self.book = book,
+            Err(e) => self.out.error(format!(
+                "Your contact list could not be opened ({e}); starting with none. The file is \
+                 left as it is."
+            )),
+        }
+        let sealed = store.is_sealed().unwrap_or(false);
+        let config = NodeConfig {
+            bind: self.opts.bind,
+            policy: AcceptPolicy::Ask,
+            ..NodeConfig::default()
+        };
+        let node = match Node::bind(identity, config).await {
+            Ok(n) => Arc::new(n),
+            Err(extrasafe_net::NodeError::Bind { addr, source })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                self.out.send(Update::IdentityFailed(format!(
+                    "Port {} is already in use: is EXTRA SAFE already open? Close it, or start \
+                     this one with --port 0.",
+                    addr.port()
+                )));
+                return;
+            }
+            Err(e) => {
+                self.out.send(Update::IdentityFailed(format!(
+                    "EXTRA SAFE could not start: {e}."
+                )));
+                return;
+            }
+        };
+        let ticket = node.ticket();
+        self.out.send(Update::Ready(Me {
+            peer_id: ticket.peer.to_string(),
+            ticket: ticket.to_string(),
+            sealed,
+        }));
+        self.node = Some(node);
+        self.contacts_changed().await;
+        if self.opts.sound {
+            self.connect_sound().await;
+        } else {
+            self.devices_update(None);
+        }
+    }
+
+    async fn connect_sound(&mut self) {
+        let connect = tokio::task::spawn_blocking(SoundServer::connect);
+        let found = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+            Ok(Ok(Ok(server))) => {
+                match tokio::time::timeout(Duration::from_secs(3), server.devices()).await {
+                    Ok(Ok(list)) => Ok((server, list)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the sound server did not answer".into()),
+                }
+            }
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            _ => Err("the sound server did not answer".into()),
+        };
+        match found {
+            Ok((server, list)) => {
+                self.sound = Some(server);
+                self.devices = Some(list);
+                self.devices_update(None);
+            }
+            Err(e) => self.devices_update(Some(format!(
+                "No sound devices ({e}): calls send silence and play nothing. Start PulseAudio \
+                 or PipeWire, then restart the app."
+            ))),
+        }
+    }
+
+    fn devices_update(&self, problem: Option<String>) {
+        let mut d = Devices {
+            sound_problem: problem,
+            cameras: call::cameras(),
+            ..Devices::default()
+        };
+        if let Some(list) = &self.devices {
+            d.mics = list
+                .mics
+                .iter()
+                .map(|m| (m.name.clone(), m.description.clone()))
+                .collect();
+            d.speakers = list
+                .speakers
+                .iter()
+                .map(|m| (m.name.clone(), m.description.clone()))
+                .collect();
+        }
+        self.out.send(Update::Devices(d));
+    }
+
+    fn contact_rows(&self) -> Vec<ContactRow> {
+        self.book
+            .list()
+            .iter()
+            .map(|c| ContactRow {
+                peer_id: c.peer.to_string(),
+                name: c.name.clone(),
+                verified: c.verified,
+                has_address: !c.addrs.is_empty(),
+            })
+            .collect()
+    }
+
+    fn save_contacts(&self) -> bool {
+        let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
+            return false;
+        };
+        match store.save_contacts(identity, &self.book) {
+            Ok(()) => true,
+            Err(e) => {
+                self.out
+                    .error(format!("Your contacts could not be saved: {e}."));
+                false
+            }
+        }
+    }
+
+    /// Shows the list and announces us anew to the contacts we now have.
+    async fn contacts_changed(&mut self) {
+        self.out.send(Update::Contacts(self.contact_rows()));
+        self.presence = None;
+        let (Some(node), Some(identity)) = (self.node.clone(), &self.identity) else {
+            return;
+        };
+        let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
+        if peers.is_empty() || !(self.opts.lan || self.opts.dht) {
+            self.out.send(Update::Reach(if peers.is_empty() {
+                "Contacts reach you with your ticket.".into()
+            } else {
+                "Contacts reach you only with your ticket (LAN and DHT are off).".into()
+            }));
+            return;
+        }
+        let secrets = || dht::pair_secrets(identity, &peers);
+        let (Ok(lan_pairs), Ok(dht_pairs)) = (secrets(), secrets()) else {
+            return;
+        };
+        let mut said = Vec::new();
+        let lan_task = if self.opts.lan {
+            match lan::Lan::start(&lan_pairs) {
+                Ok(l) => {
+                    said.push("on this network");
+                    Some(AbortOnDrop(
+                        Arc::new(l).announce(node.local_addr().port()).await,
+                    ))
+                }
+                Err(e) => {
+                    self.out.info(format!(
+                        "Contacts on this network cannot find you by themselves ({e}); they need \
+                         your ticket."
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let intents = if self.opts.dht {
+            match dht::Rendezvous::start(dht_pairs, &self.dht_config()) {
+                Ok(r) => {
+                    said.push("over the internet (sealed records on the DHT)");
+                    Some(dht::serve(node, Arc::new(r), self.dht_config()).intents)
+                }
+                Err(e) => {
+                    self.out.info(format!(
+                        "Contacts elsewhere cannot look you up ({e}); they need your ticket."
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.out.send(Update::Reach(format!(
+            "Your {} contact(s) can find you {}; nobody else can tell it is you.",
+            peers.len(),
+            said.join(" and ")
+        )));
+        self.presence = Some(Presence {
+            _lan: lan_task,
+            intents,
+        });
+    }
+
+    fn dht_config(&self) -> DhtConfig {
+        DhtConfig {
+            bootstrap: self.opts.dht_bootstrap.clone(),
+            ..DhtConfig::default()
+        }
+    }
+
+    async fn add_contact(&mut self, ticket: &str, name: &str) {
+        let ticket: Ticket = match ticket.trim().parse() {
+            Ok(t) => t,
+            Err(e) => {
+                self.out.error(format!("That is not a ticket: {e}."));
+                return;
+            }
+        };
+        if self
+            .node
+            .as_ref()
+            .is_some_and(|n| n.peer_id() == ticket.peer)
+        {
+            self.out.error("That ticket is your own.".into());
+            return;
+        }
+        match self.book.add(name, ticket.peer, ticket.addrs) {
+            Ok(_) => {
+                if self.save_contacts() {
+                    self.out.info(format!(
+                        "{} is in your contacts. Compare the security code on your first call \
+                         to make sure it is really them.",
+                        name.trim()
+                    ));
+                }
+                self.contacts_changed().await;
+            }
+            Err(e) => self.out.error(format!("Not added: {e}.")),
+        }
+    }
+
+    async fn remove_contact(&mut self, peer_id: &str) {
+        if let Ok(c) = self.book.remove(peer_id) {
+            if self.save_contacts() {
+                self.out
+                    .info(format!("Removed {} from your contacts.", c.name));
+            }
+            self.contacts_changed().await;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `extrasafe-desktop`: EXTRA SAFE in a window, on the same library as the `extrasafe`
+//! command.
+#![forbid(unsafe_code)]
+
+mod app;
+mod automation;
+mod backend;
+mod model;
+mod pictures;
+mod preview;
+mod ring;
+mod view;
+mod words;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use eframe::egui;
+
+use crate::model::{Model, Settings, VideoChoice};
+
+const AFTER_HELP: &str = "\
+The window asks for everything else: on first run it makes your identity (a key kept only on
+this device, optionally under a passphrase) and shows your ticket as text and as a QR code.
+Give the ticket to the people who should be able to call you; paste theirs under Contacts.
+
+Calls go straight from device to device. Contacts on the same network find each other by
+themselves, and elsewhere through sealed records on the public DHT. If no direct path can be
+made, the app says so; it never relays a call through anyone.
+
+Nothing of a call (media, chat, figures) is written to disk; only your identity, your contacts
+and the files you accept are kept. Closing the window ends a call cleanly.
+
+Keyboard: Tab moves between controls, Space or Enter presses the one in focus; when a call
+rings, Accept has the focus. Ctrl + and Ctrl - zoom (or start with --scale 2).
+
+Examples:
+  extrasafe-desktop
+  extrasafe-desktop --scale 2                  # everything twice as large
+  extrasafe-desktop --data-dir ~/.work-identity --port 47471
+  extrasafe-desktop --no-dht                   # only this network and tickets";
+
+/// Private peer-to-peer calls, video, chat and files in a window.
+#[derive(Parser, Debug)]
+#[command(name = "extrasafe-desktop", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Folder of your identity and contacts [default: the same as `extrasafe`'s,
+    /// $XDG_DATA_HOME/extrasafe].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// UDP port to take calls on; tickets name it, so keep it stable (0 picks a free one).
+    #[arg(long, default_value_t = 47_470)]
+    port: u16,
+    /// Local address to take calls on [default: every address of this device].
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    bind: std::net::IpAddr,
+    /// Do not look for contacts on this network (mDNS) or announce yourself there.
+    #[arg(long)]
+    no_lan: bool,
+    /// Stay off the public DHT: contacts elsewhere then need your current ticket.
+    #[arg(long)]
+    no_dht: bool,
+    /// DHT node to join through (host:port) [default: Mainline's public bootstrap nodes].
+    #[arg(long, value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
+    /// Do not use the sound server (calls send silence and play nothing).
+    #[arg(long)]
+    no_sound: bool,
+    /// What video calls send: a camera device, `test` (a moving test picture) or `none`
+    /// [default: the first camera, else the test picture].
+    #[arg(long, value_name = "SOURCE")]
+    video: Option<String>,
+    /// Where accepted files are saved [default: ~/Downloads].
+    #[arg(long, value_name = "DIR")]
+    files_dir: Option<PathBuf>,
+    /// Size of everything on screen (1 = normal, 2 = twice as large).
+    #[arg(long, default_value_t = 1.0, value_parser = scale)]
+    scale: f32,
+    /// For tests: read actions as JSON lines on stdin, print the shown state as JSON lines.
+    #[arg(long, hide = true)]
+    automation: bool,
+}
+
+fn scale(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.5..=4.0).contains(&v) => Ok(v),
+        _ => Err("give a number from 0.5 to 4 (2 is twice as large)".into()),
+    }
+}
+
+/// Larger text and roomier controls than egui's defaults: the app is read by people in a
+/// hurry, on laptops at arm's length.
+fn style(ctx: &egui::Context) {
+    use egui::{FontFamily, FontId, TextStyle};
+    ctx.all_styles_mut(|s| {
+        s.text_styles = [
+            (
+                TextStyle::Small,
+                FontId::new(12.0, FontFamily::Proportional),
+            ),
+            (TextStyle::Body, FontId::new(15.0, FontFamily::Proportional)),
+            (
+                TextStyle::Button,
+                FontId::new(15.0, FontFamily::Proportional),
+            ),
+            (
+                TextStyle::Heading,
+                FontId::new(22.0, FontFamily::Proportional),
+            ),
+            (
+                TextStyle::Monospace,
+                FontId::new(14.0, FontFamily::Monospace),
+            ),
+        ]
+        .into();
+        s.spacing.item_spacing = egui::vec2(10.0, 8.0);
+        s.spacing.button_padding = egui::vec2(10.0, 5.0);
+        s.spacing.interact_size.y = 26.0;
+    });
+}
+
+fn default_files_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    std::env::var_os("XDG_DOWNLOAD_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(home.map(|h| h.join("Downloads")))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let video = match args.video.as_deref() {
+        Some("test") => VideoChoice::TestPicture,
+        Some("none") => VideoChoice::Nothing,
+        Some(dev) => VideoChoice::Camera(dev.to_string()),
+        None if cfg!(feature = "camera") && std::path::Path::new("/dev/video0").exists() => {
+            VideoChoice::Camera("/dev/video0".into())
+        }
+        None => VideoChoice::TestPicture,
+    };
+    let settings = Settings {
+        mic: None,
+        speaker: None,
+        video,
+        files_dir: args.files_dir.clone().unwrap_or_else(default_files_dir),
+    };
+    let opts = backend::Options {
+        data_dir: args.data_dir.clone(),
+        bind: std::net::SocketAddr::new(args.bind, args.port),
+        lan: !args.no_lan,
+        dht: !args.no_dht,
+        dht_bootstrap: args.dht_bootstrap.clone(),
+        sound: !args.no_sound,
+    };
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Glow,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("EXTRA SAFE")
+            .with_app_id("extrasafe")
+            .with_inner_size([1100.0, 720.0])
+            .with_min_inner_size([640.0, 480.0]),
+        ..Default::default()
+    };
+    let run = eframe::run_native(
+        "EXTRA SAFE",
+        options,
+        Box::new(move |cc| {
+            cc.egui_ctx.set_zoom_factor(args.scale);
+            style(&cc.egui_ctx);
+            let ctx = cc.egui_ctx.clone();
+            let handle = backend::start(opts, settings.clone(), move || ctx.request_repaint());
+            let automation = args
+                .automation
+                .then(|| automation::Automation::start(cc.egui_ctx.clone()));
+            Ok(Box::new(app::App::new(
+                Model::new(settings),
+                handle,
+                automation,
+            )))
+        }),
+    );
+    if let Err(e) = run {
+        eprintln!(
+            "The window could not open: {e}. The desktop app needs a graphical session (X11 or \
+             Wayland) with OpenGL; from a terminal, `extrasafe` does everything too."
+        );
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,138 @@
+//! The home screen: contacts on the left, who we are (peer ID, ticket, QR code) on the right.
+
+use eframe::egui::{self, Color32, RichText};
+
+use super::{BODY, HEADING};
+use crate::app::App;
+use crate::model::Action;
+use crate::pictures;
+use crate::words;
+
+pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    egui::Panel::left("contacts")
+        .resizable(true)
+        .default_size(360.0)
+        .show(ui, |ui| contacts(app, ui, actions));
+    egui::CentralPanel::default().show(ui, |ui| me(app, ui));
+}
+
+fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.label(RichText::new(words::CONTACTS).size(HEADING));
+    egui::ScrollArea::vertical()
+        .max_height(ui.available_height() - 150.0)
+        .show(ui, |ui| {
+            if app.model.contacts.is_empty() {
+                ui.label(words::NO_CONTACTS);
+            }
+            for c in &app.model.contacts {
+                ui.group(|ui| {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(&c.name).size(BODY).strong());
+                        let (badge, color) = if c.verified {
+                            (words::VERIFIED, Color32::from_rgb(60, 160, 80))
+                        } else {
+                            (words::UNVERIFIED, Color32::from_rgb(200, 140, 40))
+                        };
+                        ui.label(RichText::new(badge).color(color));
+                    });
+                    ui.label(
+                        RichText::new(words::short_peer(&c.peer_id))
+                            .monospace()
+                            .weak(),
+                    );
+                    ui.horizontal(|ui| {
+                        if ui.button(words::CALL_AUDIO).clicked() {
+                            actions.push(Action::Call {
+                                peer_id: c.peer_id.clone(),
+                                video: false,
+                            });
+                        }
+                        if ui.button(words::CALL_VIDEO).clicked() {
+                            actions.push(Action::Call {
+                                peer_id: c.peer_id.clone(),
+                                video: true,
+                            });
+                        }
+                        if ui.small_button(words::REMOVE).clicked() {
+                            actions.push(Action::RemoveContact {
+                                peer_id: c.peer_id.clone(),
+                            });
+                        }
+                    });
+                });
+            }
+        });
+    ui.separator();
+    ui.label(RichText::new(words::ADD_CONTACT).strong());
+    let f = &mut app.fields;
+    ui.add(egui::TextEdit::singleline(&mut f.ticket).hint_text(words::TICKET_FIELD));
+    ui.horizontal(|ui| {
+        let name = ui.add(egui::TextEdit::singleline(&mut f.name).hint_text(words::NAME_FIELD));
+        let enter = name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let ready = !f.ticket.trim().is_empty() && !f.name.trim().is_empty();
+        if (ui
+            .add_enabled(ready, egui::Button::new(words::ADD))
+            .clicked()
+            || enter)
+            && ready
+        {
+            actions.push(Action::AddContact {
+                ticket: std::mem::take(&mut f.ticket),
+                name: std::mem::take(&mut f.name),
+            });
+        }
+    });
+}
+
+fn me(app: &mut App, ui: &mut egui::Ui) {
+    let Some(me) = app.model.me.clone() else {
+        return;
+    };
+    ui.label(RichText::new(words::YOUR_ID).size(HEADING));
+    ui.add(egui::Label::new(RichText::new(&me.peer_id).monospace().size(BODY)).selectable(true));
+    ui.add_space(12.0);
+    ui.label(RichText::new(words::YOUR_TICKET).size(BODY));
+    ui.add(
+        egui::Label::new(RichText::new(&me.ticket).monospace())
+            .selectable(true)
+            .wrap(),
+    );
+    ui.horizontal(|ui| {
+        if ui.button(words::COPY).clicked() {
+            ui.ctx().copy_text(me.ticket.clone());
+            app.fields.copied = Some(std::time::Instant::now());
+        }
+        if app
+            .fields
+            .copied
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3))
+        {
+            ui.label(words::COPIED);
+        }
+    });
+    if let Some(reach) = &app.model.reach {
+        ui.label(RichText::new(reach).weak());
+    }
+    ui.add_space(8.0);
+    if app
+        .textures
+        .qr
+        .as_ref()
+        .is_none_or(|(t, _)| *t != me.ticket)
+    {
+        app.textures.qr = pictures::qr_image(&me.ticket.to_uppercase()).map(|img| {
+            let tex = ui
+                .ctx()
+                .load_texture("qr", img, egui::TextureOptions::NEAREST);
+            (me.ticket.clone(), tex)
+        });
+    }
+    if let Some((_, tex)) = &app.textures.qr {
+        // Whole pixels per module keep the code sharp for a phone's camera.
+        let modules = tex.size()[0] as f32;
+        let side =
+            (ui.available_width().min(ui.available_height()) - 8.0).clamp(modules, 4.0 * modules);
+        let side = (side / modules).floor() * modules;
+        ui.image(egui::load::SizedTexture::new(tex.id(), [side, side]));
+    }
+}

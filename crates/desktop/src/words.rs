@@ -1,0 +1,312 @@
+//! Every sentence the window shows: errors a non-expert can act on, and the labels (kept in
+//! one place so a test can check the bundled fonts draw every character of them).
+
+use extrasafe_core::wire::HangupReason;
+use extrasafe_core::EndReason;
+use extrasafe_net::dial::DialError;
+use extrasafe_net::CallError;
+
+pub const APP: &str = "EXTRA SAFE";
+pub const WELCOME: &str = "Private calls, straight from your device to theirs. Nothing goes through a server, and nothing of a call is kept.";
+pub const FIRST_RUN: &str = "First, this device makes your identity: a key that never leaves it. Your contacts will know you by it.";
+pub const PASSPHRASE_HINT: &str = "Optional: a passphrase protects the key if someone copies your files. You will type it each time the app starts. Leave both fields empty for none.";
+pub const CREATE: &str = "Create my identity";
+pub const UNLOCK_TITLE: &str = "Your identity is protected by a passphrase";
+pub const UNLOCK: &str = "Unlock";
+pub const PASSPHRASE: &str = "Passphrase";
+pub const REPEAT: &str = "Repeat it";
+pub const YOUR_ID: &str = "Your peer ID";
+pub const YOUR_TICKET: &str = "Your ticket: give it to the people who should be able to call you";
+pub const COPY: &str = "Copy ticket";
+pub const COPIED: &str = "Copied.";
+pub const CONTACTS: &str = "Contacts";
+pub const NO_CONTACTS: &str = "No contacts yet. Paste a ticket someone gave you below.";
+pub const ADD_CONTACT: &str = "Add a contact";
+pub const TICKET_FIELD: &str = "Their ticket (est1…)";
+pub const NAME_FIELD: &str = "Name";
+pub const ADD: &str = "Add";
+pub const REMOVE: &str = "Remove";
+pub const CALL_AUDIO: &str = "Call";
+pub const CALL_VIDEO: &str = "Video call";
+pub const VERIFIED: &str = "verified";
+pub const UNVERIFIED: &str = "not verified";
+pub const ACCEPT_AUDIO: &str = "Accept";
+pub const ACCEPT_VIDEO: &str = "Accept with video";
+pub const DECLINE: &str = "Decline";
+pub const CANCEL: &str = "Cancel";
+pub const HANG_UP: &str = "Hang up";
+pub const MUTE: &str = "Mute";
+pub const UNMUTE: &str = "Unmute";
+pub const CAMERA_OFF: &str = "Camera off";
+pub const CAMERA_ON: &str = "Camera on";
+pub const SHARE: &str = "Share screen";
+pub const STOP_SHARE: &str = "Stop sharing";
+pub const SAS_TITLE: &str = "Security code: read it aloud. Both of you must see the same digits.";
+pub const SAS_COMPARED: &str = "We compared them";
+pub const SAS_DONE: &str = "Verified: you compared this contact's code before.";
+pub const SAS_MISMATCH: &str = "If the digits differ, hang up: someone may be listening in.";
+pub const SAVE_CALLER: &str = "Save as a verified contact";
+pub const CHAT: &str = "Chat";
+pub const SEND: &str = "Send";
+pub const CHAT_HINT: &str = "Type a message and press Enter";
+pub const SEND_FILE: &str = "Send file";
+pub const FILE_PATH: &str = "Path of a file or folder (or drop files on the window)";
+pub const OFFER: &str = "offers you";
+pub const SHOW_FOLDER: &str = "Show in folder";
+pub const STOP: &str = "Stop";
+pub const CLOSE: &str = "Back to contacts";
+pub const DISMISS: &str = "Dismiss";
+pub const SETTINGS: &str = "Settings";
+pub const MIC: &str = "Microphone";
+pub const SPEAKER: &str = "Speaker";
+pub const VIDEO_SOURCE: &str = "Video";
+pub const SYSTEM_DEFAULT: &str = "System default";
+pub const TEST_PICTURE: &str = "Test picture";
+pub const NO_VIDEO: &str = "Send no video";
+pub const FILES_DIR: &str = "Save received files in";
+pub const NO_CAMERA_BUILD: &str =
+    "This build has no camera support (build with --features camera).";
+pub const WAITING_VIDEO: &str = "Waiting for their picture …";
+pub const NO_REMOTE_VIDEO: &str = "They send no video.";
+pub const DROP_HINT: &str = "Drop files here to send them";
+pub const NOTHING_STORED: &str =
+    "Nothing of this call is stored: when it ends, its chat and figures are gone.";
+
+/// Every fixed label, for the font test.
+pub const ALL: &[&str] = &[
+    APP,
+    WELCOME,
+    FIRST_RUN,
+    PASSPHRASE_HINT,
+    CREATE,
+    UNLOCK_TITLE,
+    UNLOCK,
+    PASSPHRASE,
+    REPEAT,
+    YOUR_ID,
+    YOUR_TICKET,
+    COPY,
+    COPIED,
+    CONTACTS,
+    NO_CONTACTS,
+    ADD_CONTACT,
+    TICKET_FIELD,
+    NAME_FIELD,
+    ADD,
+    REMOVE,
+    CALL_AUDIO,
+    CALL_VIDEO,
+    VERIFIED,
+    UNVERIFIED,
+    ACCEPT_AUDIO,
+    ACCEPT_VIDEO,
+    DECLINE,
+    CANCEL,
+    HANG_UP,
+    MUTE,
+    UNMUTE,
+    CAMERA_OFF,
+    CAMERA_ON,
+    SHARE,
+    STOP_SHARE,
+    SAS_TITLE,
+    SAS_COMPARED,
+    SAS_DONE,
+    SAS_MISMATCH,
+    SAVE_CALLER,
+    CHAT,
+    SEND,
+    CHAT_HINT,
+    SEND_FILE,
+    FILE_PATH,
+    OFFER,
+    SHOW_FOLDER,
+    STOP,
+    CLOSE,
+    DISMISS,
+    SETTINGS,
+    MIC,
+    SPEAKER,
+    VIDEO_SOURCE,
+    SYSTEM_DEFAULT,
+    TEST_PICTURE,
+    NO_VIDEO,
+    FILES_DIR,
+    NO_CAMERA_BUILD,
+    WAITING_VIDEO,
+    NO_REMOTE_VIDEO,
+    DROP_HINT,
+    NOTHING_STORED,
+];
+
+/// The first characters of a peer ID: enough to tell people apart on screen.
+pub fn short_peer(peer_id: &str) -> String {
+    let cut: String = peer_id.chars().take(14).collect();
+    format!("{cut}…")
+}
+
+/// "1.5 MB" and the like.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Why a call could not be placed, for `who`.
+pub fn dial_failed(who: &str, e: &DialError) -> String {
+    match e {
+        DialError::Call(e) => call_failed(who, e),
+        DialError::NotFound => format!(
+            "{who} is not on this network, and looking them up over the internet (the DHT) is \
+             off. Turn it on (start without --no-dht), or ask {who} for a fresh ticket."
+        ),
+        DialError::NowhereToLook => {
+            format!("No address is known for {who}. Ask them for their ticket and add it again.")
+        }
+    }
+}
+
+fn call_failed(who: &str, e: &CallError) -> String {
+    match e {
+        CallError::WrongPeer { .. } => format!(
+            "Refused: the device that answered is NOT {who}. It proved a different key. Someone \
+             may be pretending to be them, or their ticket is out of date. Ask {who} for a fresh \
+             ticket over a channel you trust."
+        ),
+        CallError::Unreachable { .. } => format!(
+            "{who} did not answer. They may be offline or have EXTRA SAFE closed, or be on a \
+             network that cannot be reached directly. EXTRA SAFE never relays calls through \
+             anyone else. Try again later, or ask them for a fresh ticket."
+        ),
+        CallError::NoAddress => {
+            format!("{who}'s ticket lists no address. Ask them for a fresh one.")
+        }
+        CallError::AlreadyInCall => "You are already in a call. Hang up first.".into(),
+        CallError::CallingSelf => "That ticket is your own.".into(),
+        CallError::NoDirectPath(report) => format!(
+            "No direct connection to {who} could be made. {}",
+            report.explain().trim_start_matches("No direct path: ")
+        ),
+        CallError::NotPublished => format!(
+            "{who} is not online: they have not been on the internet with EXTRA SAFE open this \
+             hour. Try again later."
+        ),
+        CallError::Rendezvous(why) => format!(
+            "Could not look {who} up over the internet ({why}). Check your internet connection."
+        ),
+        CallError::Handshake(why) => format!(
+            "The connection to {who} could not be secured ({why}). One of you may need to \
+             update EXTRA SAFE."
+        ),
+        CallError::Closed => "EXTRA SAFE is closing.".into(),
+        other => format!("The call to {who} failed: {other}."),
+    }
+}
+
+/// How a call ended, for `who`; true if it went wrong.
+pub fn ended(who: &str, reason: &EndReason) -> (String, bool) {
+    let ok = |s: String| (s, false);
+    let bad = |s: String| (s, true);
+    match reason {
+        EndReason::LocalHangup => ok("You hung up.".into()),
+        EndReason::RemoteHangup => ok(format!("{who} hung up.")),
+        EndReason::Declined => ok(format!("{who} declined the call.")),
+        EndReason::DeclinedLocally => ok("You declined the call.".into()),
+        EndReason::Busy => ok(format!("{who} is in another call. Try again later.")),
+        EndReason::RejectedBusy => ok("You were busy; the caller was told.".into()),
+        EndReason::NoAnswer => ok(format!("{who} did not answer.")),
+        EndReason::PeerVanished => bad(format!(
+            "The connection to {who} was lost: nothing was heard from them for a while. Their \
+             network may have gone down. Call again when it is back."
+        )),
+        EndReason::ProtocolError(what) => bad(format!(
+            "{who}'s app sent something this one does not understand ({what}). One of you may \
+             need to update EXTRA SAFE."
+        )),
+        EndReason::IncompatibleVersion { .. }
+        | EndReason::RemoteError(HangupReason::IncompatibleVersion) => bad(format!(
+            "{who}'s EXTRA SAFE speaks another version of the protocol. One of you should update."
+        )),
+        EndReason::RemoteError(HangupReason::Shutdown) => ok(format!("{who} closed EXTRA SAFE.")),
+        EndReason::RemoteError(r) => bad(format!(
+            "{who}'s app ended the call after an error ({r:?})."
+        )),
+        EndReason::Shutdown => ok("EXTRA SAFE closed the call.".into()),
+        other => bad(format!("The call ended: {other:?}.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_person_writes_them() {
+        assert_eq!(size(0), "0 bytes");
+        assert_eq!(size(999), "999 bytes");
+        assert_eq!(size(1_500_000), "1.5 MB");
+        assert_eq!(size(2_000_000_000), "2.0 GB");
+    }
+
+    #[test]
+    fn failures_name_the_person_and_say_what_to_do() {
+        let s = dial_failed(
+            "Alice",
+            &DialError::Call(CallError::Unreachable { tried: 2, secs: 10 }),
+        );
+        assert!(s.starts_with("Alice did not answer"), "{s}");
+        assert!(s.contains("never relays"), "{s}");
+        let report = extrasafe_core::punch::PunchReport {
+            remotes: 3,
+            public_remotes: 2,
+            pings_heard: 0,
+            our_nat: extrasafe_core::punch::NatMapping::Varies,
+            their_nat: extrasafe_core::punch::NatMapping::Varies,
+            ..Default::default()
+        };
+        let s = dial_failed("Alice", &DialError::Call(CallError::NoDirectPath(report)));
+        assert!(
+            s.starts_with("No direct connection to Alice could be made."),
+            "{s}"
+        );
+        assert!(s.contains("symmetric NATs"), "{s}");
+        let (s, failed) = ended("Bob", &EndReason::PeerVanished);
+        assert!(failed && s.contains("lost"), "{s}");
+        let (s, failed) = ended("Bob", &EndReason::Declined);
+        assert!(!failed && s == "Bob declined the call.");
+    }
+}
+
+#[cfg(test)]
+mod fonts {
+    use eframe::egui;
+
+    /// Every label can be drawn with the fonts built into the binary (no system fonts).
+    #[test]
+    fn the_bundled_fonts_draw_every_label() {
+        let ctx = egui::Context::default();
+        // No renderer takes the font atlas here: it is dropped on purpose.
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let missing: Vec<char> = ctx.fonts_mut(|f| {
+            let id = egui::FontId::proportional(15.0);
+            super::ALL
+                .iter()
+                .flat_map(|s| s.chars())
+                .filter(|c| !f.has_glyph(&id, *c))
+                .collect()
+        });
+        assert!(missing.is_empty(), "no glyph for {missing:?}");
+        // And a check that can fail: a character no bundled font has.
+        assert!(!ctx.fonts_mut(|f| f.has_glyph(&egui::FontId::proportional(15.0), '\u{10FFFD}')));
+    }
+}
