@@ -13,9 +13,11 @@ use crate::view;
 /// What the person is typing, and other state that only the drawing needs.
 #[derive(Default)]
 pub struct Fields {
-    pub pass1: String,
-    pub pass2: String,
-    pub unlock: String,
+    /// Passphrase fields: wiped when replaced or dropped (egui's own copies of the text
+    /// while it lays it out are not).
+    pub pass1: zeroize::Zeroizing<String>,
+    pub pass2: zeroize::Zeroizing<String>,
+    pub unlock: zeroize::Zeroizing<String>,
     pub ticket: String,
     pub name: String,
     pub chat: String,
@@ -155,16 +157,25 @@ impl eframe::App for App {
             .call
             .as_ref()
             .is_some_and(|c| c.controls().send_files);
-        if !dropped.is_empty() && can_send {
-            actions.push(Action::SendFiles(dropped));
+        if !dropped.is_empty() {
+            if can_send {
+                actions.push(Action::SendFiles(dropped));
+            } else {
+                self.model.apply(crate::model::Update::Notice(
+                    crate::model::NoticeKind::Info,
+                    "Files are sent during a call: call someone, then drop them on the window."
+                        .into(),
+                ));
+            }
         }
         self.title(ui.ctx());
         view::draw(self, ui, &mut actions);
         self.dispatch(actions);
         if self.model.call.is_some() {
-            // Video and progress move by themselves.
+            // Pictures and the backend's figures wake the window when they change; this is
+            // only a safety net.
             ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(33));
+                .request_repaint_after(std::time::Duration::from_secs(1));
         }
         self.report(ui);
     }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use eframe::egui;
 use serde_json::Value;
 
-use crate::model::{Action, VideoChoice};
+use crate::model::{Action, Passphrase, VideoChoice};
 use crate::words;
 
 pub struct Automation {
@@ -126,10 +126,10 @@ pub fn parse(v: &Value) -> Option<Action> {
     let id = || v.get("id").and_then(Value::as_u64);
     Some(match v.get("action")?.as_str()? {
         "create_identity" => Action::CreateIdentity {
-            passphrase: s(v, "passphrase"),
+            passphrase: s(v, "passphrase").map(Passphrase::new),
         },
         "unlock" => Action::Unlock {
-            passphrase: s(v, "passphrase")?,
+            passphrase: Passphrase::new(s(v, "passphrase")?),
         },
         "add_contact" => Action::AddContact {
             ticket: s(v, "ticket")?,

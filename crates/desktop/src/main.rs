@@ -176,7 +176,9 @@ fn main() {
             cc.egui_ctx.set_zoom_factor(args.scale);
             style(&cc.egui_ctx);
             let ctx = cc.egui_ctx.clone();
-            let handle = backend::start(opts, settings.clone(), move || ctx.request_repaint());
+            let handle = backend::start(opts, settings.clone(), move |d| {
+                ctx.request_repaint_after(d)
+            });
             let automation = args
                 .automation
                 .then(|| automation::Automation::start(cc.egui_ctx.clone()));

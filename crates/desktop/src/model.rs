@@ -318,14 +318,30 @@ pub enum Update {
     Notice(NoticeKind, String),
 }
 
+/// A passphrase on its way to the key file: wiped when dropped, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(pub zeroize::Zeroizing<String>);
+
+impl Passphrase {
+    pub fn new(s: String) -> Self {
+        Self(zeroize::Zeroizing::new(s))
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(..)")
+    }
+}
+
 /// What the person asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     CreateIdentity {
-        passphrase: Option<String>,
+        passphrase: Option<Passphrase>,
     },
     Unlock {
-        passphrase: String,
+        passphrase: Passphrase,
     },
     AddContact {
         ticket: String,

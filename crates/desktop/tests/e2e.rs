@@ -398,3 +398,85 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert!(bob.exited(10).success());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The same binary opens its window on Wayland (a headless Weston; no X server at all):
+/// first run, identity, ready, closed by the compositor's close request.
+#[test]
+fn the_window_opens_on_wayland_too() {
+    if !have("weston") {
+        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
+            panic!("weston is missing (apt install weston)");
+        }
+        eprintln!("skipped: weston is not installed");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("es-desktop-wl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let runtime = tmp.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut weston = Command::new("weston")
+        .args([
+            "--backend=headless-backend.so",
+            "--socket=es-test",
+            "--idle-time=0",
+        ])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weston");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runtime.join("es-test").exists() {
+        assert!(Instant::now() < deadline, "weston did not open its socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_extrasafe-desktop"))
+        .args(["--automation", "--bind", "127.0.0.1", "--port", "0"])
+        .args(["--no-dht", "--no-lan", "--no-sound"])
+        .arg("--data-dir")
+        .arg(tmp.join("identity"))
+        .env_remove("DISPLAY")
+        .env("WAYLAND_DISPLAY", "es-test")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start extrasafe-desktop");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |what: &str| {
+        for line in lines.by_ref() {
+            let line = line.expect("the app reports its state");
+            if line.contains(what) {
+                return serde_json::from_str::<Value>(&line).unwrap();
+            }
+        }
+        panic!("the app ended before showing {what}");
+    };
+    wait_for("\"stage\":\"firstrun\"");
+    writeln!(stdin, "{}", json!({"action": "create_identity"})).unwrap();
+    let s = wait_for("\"stage\":\"ready\"");
+    assert!(s["me"]["ticket"].as_str().unwrap().starts_with("est1"));
+    writeln!(stdin, "{}", json!({"action": "close_window"})).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not exit after closing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let _ = weston.kill();
+    let _ = weston.wait();
+    let _ = std::fs::remove_dir_all(&tmp);
+}

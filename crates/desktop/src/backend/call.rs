@@ -18,7 +18,10 @@ use extrasafe_net::{Call, CallEvent, Node};
 
 use super::{AbortOnDrop, Backend, Dialling, Live, Presence, Running};
 use crate::model::{Offer, PathStats, TransferState, Update, VideoChoice};
-use crate::preview::Preview;
+use crate::preview::{Preview, Waking};
+
+/// Our own picture may wait this long for a repaint (theirs is shown at once).
+const PREVIEW_WAKE: Duration = Duration::from_millis(100);
 use crate::words;
 
 /// Calls and their media.
@@ -298,7 +301,14 @@ impl Backend {
         let source = if live.video_wanted {
             match video_source(&self.settings.video) {
                 Ok(s) => s.map(|s| {
-                    Box::new(Preview::new(s, self.pictures.preview.clone())) as Box<dyn VideoSource>
+                    Box::new(Preview::new(
+                        s,
+                        Waking::new(
+                            self.pictures.preview.clone(),
+                            self.out.wake.clone(),
+                            PREVIEW_WAKE,
+                        ),
+                    )) as Box<dyn VideoSource>
                 }),
                 Err(e) => {
                     self.out.error(e);
@@ -313,7 +323,11 @@ impl Backend {
             live.call.media(),
             VideoConfig::default(),
             source,
-            Box::new(self.pictures.remote.clone()),
+            Box::new(Waking::new(
+                self.pictures.remote.clone(),
+                self.out.wake.clone(),
+                Duration::ZERO,
+            )),
         ));
     }
 
@@ -350,10 +364,12 @@ impl Backend {
             // Video was off from the start: open the source now.
             match video_source(&self.settings.video) {
                 Ok(Some(s)) => {
-                    video.set_source(Some(Box::new(Preview::new(
-                        s,
+                    let sink = Waking::new(
                         self.pictures.preview.clone(),
-                    ))));
+                        self.out.wake.clone(),
+                        PREVIEW_WAKE,
+                    );
+                    video.set_source(Some(Box::new(Preview::new(s, sink))));
                     live.video_wanted = true;
                 }
                 Ok(None) => {
@@ -390,7 +406,11 @@ impl Backend {
                 Ok(s) => {
                     video.share(Some(Box::new(Preview::new(
                         Box::new(s),
-                        self.pictures.preview.clone(),
+                        Waking::new(
+                            self.pictures.preview.clone(),
+                            self.out.wake.clone(),
+                            PREVIEW_WAKE,
+                        ),
                     ))));
                     // A paused camera would keep the screen from being sent too.
                     video.set_paused(false);

@@ -22,9 +22,8 @@ use extrasafe_net::video::VideoCall;
 use extrasafe_net::video_media::LatestFrame;
 use extrasafe_net::{lan, AcceptPolicy, Call, CallEvent, IdentityStore, Node, NodeConfig};
 use tokio::sync::mpsc;
-use zeroize::Zeroizing;
 
-use crate::model::{Action, ContactRow, Devices, Me, NoticeKind, Settings, Update};
+use crate::model::{Action, ContactRow, Devices, Me, NoticeKind, Passphrase, Settings, Update};
 
 /// How the backend is set up (from the command line).
 #[derive(Clone, Debug)]
@@ -64,9 +63,14 @@ impl Handle {
     }
 }
 
-/// Starts the backend on its own thread; `wake` is called after each update (the window
-/// repaints).
-pub fn start(opts: Options, settings: Settings, wake: impl Fn() + Send + Sync + 'static) -> Handle {
+/// Starts the backend on its own thread; `wake(d)` asks the window to repaint within `d`
+/// (after each update at once; for our own preview picture a little later, so it rides
+/// along with the next picture of theirs instead of costing a frame of its own).
+pub fn start(
+    opts: Options,
+    settings: Settings,
+    wake: impl Fn(Duration) + Send + Sync + 'static,
+) -> Handle {
     let (atx, arx) = mpsc::unbounded_channel();
     let (utx, urx) = std::sync::mpsc::channel();
     let pictures = Pictures::default();
@@ -99,13 +103,13 @@ pub fn start(opts: Options, settings: Settings, wake: impl Fn() + Send + Sync + 
 #[derive(Clone)]
 struct Outbox {
     tx: std::sync::mpsc::Sender<Update>,
-    wake: Arc<dyn Fn() + Send + Sync>,
+    wake: Arc<dyn Fn(Duration) + Send + Sync>,
 }
 
 impl Outbox {
     fn send(&self, u: Update) {
         let _ = self.tx.send(u);
-        (self.wake)();
+        (self.wake)(Duration::ZERO);
     }
     fn error(&self, text: String) {
         self.send(Update::Notice(NoticeKind::Error, text));
@@ -389,11 +393,21 @@ impl Backend {
         }
     }
 
-    async fn create(&mut self, passphrase: Option<String>) {
+    async fn create(&mut self, passphrase: Option<Passphrase>) {
         let Some(store) = self.store.clone() else {
             return;
         };
-        let pass = passphrase.map(Zeroizing::new);
+        // A key file that exists but could not be read is never replaced from here: it may
+        // be the only copy of the person's identity.
+        if store.exists() {
+            self.out.send(Update::IdentityFailed(format!(
+                "An identity already exists in {} but could not be opened. Nothing was changed. \
+                 To start over with a new identity, move that file away and restart the app.",
+                store.key_path().display()
+            )));
+            return;
+        }
+        let pass = passphrase.map(|p| p.0);
         if let Some(p) = &pass {
             if p.chars().count() < 8 {
                 self.out.send(Update::IdentityFailed(
@@ -422,11 +436,11 @@ impl Backend {
         }
     }
 
-    async fn unlock(&mut self, passphrase: String) {
+    async fn unlock(&mut self, passphrase: Passphrase) {
         let Some(store) = self.store.clone() else {
             return;
         };
-        let pass = Zeroizing::new(passphrase);
+        let pass = passphrase.0;
         let opened = tokio::task::spawn_blocking(move || store.load(Some(pass.as_bytes()))).await;
         match opened {
             Ok(Ok(id)) => {

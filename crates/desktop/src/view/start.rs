@@ -4,8 +4,9 @@ use eframe::egui::{self, RichText};
 
 use super::{BODY, HEADING};
 use crate::app::App;
-use crate::model::Action;
+use crate::model::{Action, Passphrase};
 use crate::words;
+use zeroize::Zeroize;
 
 pub fn first_run(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     egui::CentralPanel::default().show(ui, |ui| {
@@ -19,13 +20,13 @@ pub fn first_run(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         let f = &mut app.fields;
         egui::Grid::new("pass").num_columns(2).show(ui, |ui| {
             ui.label(words::PASSPHRASE);
-            let first = ui.add(egui::TextEdit::singleline(&mut f.pass1).password(true));
+            let first = ui.add(egui::TextEdit::singleline(&mut *f.pass1).password(true));
             if f.pass1.is_empty() && f.pass2.is_empty() && !app.model.busy {
                 first.request_focus();
             }
             ui.end_row();
             ui.label(words::REPEAT);
-            ui.add(egui::TextEdit::singleline(&mut f.pass2).password(true));
+            ui.add(egui::TextEdit::singleline(&mut *f.pass2).password(true));
             ui.end_row();
         });
         let differ = f.pass1 != f.pass2;
@@ -42,10 +43,10 @@ pub fn first_run(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
                 ui.spinner();
             }
             if go.clicked() {
-                let p = std::mem::take(&mut f.pass1);
-                f.pass2.clear();
+                let p = std::mem::take(&mut *f.pass1);
+                f.pass2.zeroize();
                 actions.push(Action::CreateIdentity {
-                    passphrase: (!p.is_empty()).then_some(p),
+                    passphrase: (!p.is_empty()).then(|| Passphrase::new(p)),
                 });
             }
         });
@@ -59,7 +60,7 @@ pub fn unlock(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         ui.add_space(8.0);
         let f = &mut app.fields;
         let field = ui.add(
-            egui::TextEdit::singleline(&mut f.unlock)
+            egui::TextEdit::singleline(&mut *f.unlock)
                 .password(true)
                 .hint_text(words::PASSPHRASE),
         );
@@ -74,7 +75,7 @@ pub fn unlock(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             }
             if (go.clicked() || enter) && !f.unlock.is_empty() && !app.model.busy {
                 actions.push(Action::Unlock {
-                    passphrase: std::mem::take(&mut f.unlock),
+                    passphrase: Passphrase::new(std::mem::take(&mut *f.unlock)),
                 });
             }
         });
