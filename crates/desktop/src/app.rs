@@ -28,6 +28,10 @@ pub struct Fields {
     /// The call (peer and phase) whose first frame has been drawn: focus goes to its main
     /// button once.
     pub focused_for: Option<String>,
+    /// The contact being renamed (peer ID, the name as typed so far).
+    pub renaming: Option<(String, String)>,
+    /// The contact whose removal waits for confirmation.
+    pub removing: Option<String>,
     /// The window title last set.
     pub title: String,
 }

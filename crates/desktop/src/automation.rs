@@ -138,6 +138,10 @@ pub fn parse(v: &Value) -> Option<Action> {
         "remove_contact" => Action::RemoveContact {
             peer_id: s(v, "peer_id")?,
         },
+        "rename_contact" => Action::RenameContact {
+            peer_id: s(v, "peer_id")?,
+            name: s(v, "name")?,
+        },
         "call" => Action::Call {
             peer_id: s(v, "peer_id")?,
             video: flag("video"),

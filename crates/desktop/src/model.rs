@@ -350,6 +350,10 @@ pub enum Action {
     RemoveContact {
         peer_id: String,
     },
+    RenameContact {
+        peer_id: String,
+        name: String,
+    },
     Call {
         peer_id: String,
         video: bool,
@@ -779,6 +783,13 @@ mod tests {
                 ..Controls::default()
             }
         );
+        // A step updates the call in place: what it had stays (here a chat line, which a new
+        // call would not have).
+        m.apply(Update::Chat {
+            mine: true,
+            text: "typed early".into(),
+            at: "12:00".into(),
+        });
         m.apply(Update::Dialling {
             peer_id: PEER.into(),
             contact: Some("Alice".into()),
@@ -786,6 +797,7 @@ mod tests {
             video: true,
             step: "Looking for them on this network …".into(),
         });
+        assert_eq!(call(&m).chat.len(), 1, "updated in place, not replaced");
         assert_eq!(
             call(&m).phase,
             Phase::Dialling {
@@ -841,14 +853,17 @@ mod tests {
             safety_number: String::new(),
         });
         assert!(call(&m).controls().verify);
-        // Saved under a name and verified: the list and the call both say so.
+        // "Verified" alone marks the call, and the button goes.
+        m.apply(Update::Verified);
+        assert!(call(&m).verified && !call(&m).controls().verify);
+        assert_eq!(call(&m).contact, None);
+        // The new contact list names the caller in the call too.
         m.apply(Update::Contacts(vec![ContactRow {
             peer_id: PEER.into(),
             name: "Carol".into(),
             verified: true,
             has_address: false,
         }]));
-        m.apply(Update::Verified);
         let c = call(&m);
         assert_eq!(c.contact.as_deref(), Some("Carol"));
         assert!(c.verified && !c.controls().verify);
@@ -973,5 +988,72 @@ mod tests {
         let chat = &call(&m).chat;
         assert_eq!(chat.len(), 500);
         assert_eq!(chat[499].text, "line 599");
+    }
+
+    #[test]
+    fn media_state_and_figures_follow_the_backend() {
+        let mut m = model();
+        m.apply(Update::Incoming {
+            peer_id: PEER.into(),
+            contact: Some("Alice".into()),
+            verified: false,
+        });
+        let c = call(&m);
+        assert!(!c.camera_on && !c.muted && !c.sharing && c.stats.is_none());
+        m.apply(Update::Connected {
+            sas: "111 222".into(),
+            safety_number: String::new(),
+        });
+        m.apply(Update::LocalMedia {
+            muted: true,
+            camera_on: true,
+            sharing: true,
+        });
+        m.apply(Update::Stats(PathStats {
+            remote: "127.0.0.1:5".into(),
+            rtt_ms: 2.5,
+            video_in: Some((640, 360)),
+            frames_shown: 90,
+            ..PathStats::default()
+        }));
+        let c = call(&m);
+        assert!(c.muted && c.camera_on && c.sharing);
+        let snap = m.snapshot();
+        assert_eq!(snap["call"]["muted"], true);
+        assert_eq!(snap["call"]["stats"]["video_in"][0], 640);
+        assert_eq!(snap["call"]["stats"]["frames_shown"], 90);
+        assert_eq!(snap["call"]["stats"]["rtt_ms"], 2.5);
+    }
+
+    #[test]
+    fn a_new_ring_replaces_the_summary_of_the_last_call() {
+        let mut m = model();
+        m.apply(Update::Incoming {
+            peer_id: PEER.into(),
+            contact: Some("Alice".into()),
+            verified: false,
+        });
+        m.apply(Update::Ended("Alice hung up.".into()));
+        m.apply(Update::Incoming {
+            peer_id: "es1other".into(),
+            contact: Some("Bob".into()),
+            verified: true,
+        });
+        let c = call(&m);
+        assert_eq!(c.title(), "Bob is calling");
+        assert_eq!(c.phase, Phase::Incoming);
+        assert!(c.chat.is_empty() && c.verified);
+    }
+
+    #[test]
+    fn the_passphrase_is_never_shown_or_printed() {
+        let mut m = Model::new(model().settings);
+        m.apply(Update::NeedIdentity { sealed: false });
+        let a = Action::CreateIdentity {
+            passphrase: Some(Passphrase::new("correct horse battery".into())),
+        };
+        assert!(m.act(&a));
+        assert!(!format!("{a:?}").contains("horse"), "{a:?}");
+        assert!(!m.snapshot().to_string().contains("horse"));
     }
 }

@@ -26,6 +26,9 @@ pub const TICKET_FIELD: &str = "Their ticket (est1…)";
 pub const NAME_FIELD: &str = "Name";
 pub const ADD: &str = "Add";
 pub const REMOVE: &str = "Remove";
+pub const RENAME: &str = "Rename";
+pub const SAVE: &str = "Save";
+pub const KEEP: &str = "Keep";
 pub const CALL_AUDIO: &str = "Call";
 pub const CALL_VIDEO: &str = "Video call";
 pub const VERIFIED: &str = "verified";
@@ -94,6 +97,9 @@ pub const ALL: &[&str] = &[
     NAME_FIELD,
     ADD,
     REMOVE,
+    RENAME,
+    SAVE,
+    KEEP,
     CALL_AUDIO,
     CALL_VIDEO,
     VERIFIED,

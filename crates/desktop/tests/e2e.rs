@@ -247,6 +247,11 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(s["contacts"][0]["verified"], false);
     bob.wait("contact Alice", 20, |s| s["contacts"][0]["name"] == "Alice");
     alice.screenshot("2-contacts.png");
+    alice.send(json!({"zoom": 2.0}));
+    alice.wait("zoom 2", 10, |s| s["zoom"] == 2.0);
+    alice.screenshot("2-contacts-2x.png");
+    alice.send(json!({"zoom": 1.0}));
+    alice.wait("zoom 1", 10, |s| s["zoom"] == 1.0);
 
     // Alice calls with video; Bob's window rings with her name.
     alice.send(json!({"action": "call", "peer_id": bob_id, "video": true}));
@@ -388,6 +393,10 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     let s = alice.wait("unlocked", 60, |s| s["stage"] == "ready");
     assert_eq!(s["me"]["peer_id"], alice_id);
     assert_eq!(s["contacts"][0]["name"], "Bob");
+    assert_eq!(s["contacts"][0]["verified"], true);
+    // Renamed: the name changes, the verification stays.
+    alice.send(json!({"action": "rename_contact", "peer_id": bob_id, "name": "Robert"}));
+    let s = alice.wait("renamed", 10, |s| s["contacts"][0]["name"] == "Robert");
     assert_eq!(s["contacts"][0]["verified"], true);
     alice.send(json!({"action": "close_window"}));
     assert!(alice.exited(10).success());

@@ -642,7 +642,8 @@ pub struct Served {
 }
 
 /// Keeps our records published and watches our contacts' records for call intents, until
-/// the returned `Served` is dropped (noticed within one poll).
+/// the returned `Served` is dropped (at once between polls; a round already under way is
+/// finished first).
 pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) -> Served {
     let (tx, rx) = mpsc::channel(8);
     let (stored_tx, stored_rx) = watch::channel(None);
@@ -750,7 +751,10 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 }
             }
             debug!(took = ?polled.elapsed(), "contacts' records polled");
-            tokio::time::sleep(config.poll).await;
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll) => {}
+                _ = tx.closed() => return,
+            }
         }
     });
     Served {

@@ -15,14 +15,15 @@ use extrasafe_core::rendezvous::PairSecret;
 pub const LAN_LOOK: Duration = Duration::from_secs(2);
 
 /// Where to look for the peer besides its ticket.
-pub struct Search {
+pub struct Search<F> {
     /// Pair secrets for the LAN lookup, the DHT lookup and a second DHT try (each use takes
     /// its own copy: the secrets are not `Clone`, so they can be wiped when dropped).
     pub secrets: [Vec<PairSecret>; 3],
     /// Browse this network (mDNS).
     pub lan: bool,
-    /// Look the peer up on the DHT with these settings.
-    pub dht: Option<DhtConfig>,
+    /// Look the peer up on the DHT with the settings this gives; awaited only once the
+    /// ticket's addresses failed (making them may look up STUN servers' names).
+    pub dht: Option<F>,
     /// The router's port mapping, given to the peer with our call intent.
     pub port_map: Option<watch::Receiver<MapState>>,
 }
@@ -59,11 +60,11 @@ pub enum DialError {
 
 /// Calls `peer`: its ticket's addresses (if any) first; if they are silent, this network and
 /// the DHT at once, whichever connects first.
-pub async fn dial(
+pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
     node: &Node,
     peer: PeerId,
     ticket: Option<&Ticket>,
-    search: Option<Search>,
+    search: Option<Search<F>>,
     step: impl Fn(DialStep),
 ) -> Result<Call, DialError> {
     if let Some(ticket) = ticket.filter(|t| !t.addrs.is_empty()) {
@@ -81,6 +82,10 @@ pub async fn dial(
     }) = search
     else {
         return Err(DialError::NowhereToLook);
+    };
+    let dht = match dht {
+        Some(settings) => Some(settings.await),
+        None => None,
     };
     let via_dht = |pairs: Vec<PairSecret>| {
         let config = dht.clone();

@@ -100,19 +100,12 @@ pub async fn run(
     );
     let mut intr = Interrupts::new();
     let placing = async {
-        let search = match pairs {
-            Some((lan_pairs, dht_pairs, again)) => Some(dial::Search {
-                secrets: [lan_pairs, dht_pairs, again],
-                lan: !global.no_lan,
-                dht: if global.no_dht {
-                    None
-                } else {
-                    Some(reach::dht_config(global, out).await)
-                },
-                port_map: mapper.as_ref().map(|m| m.watch()),
-            }),
-            None => None,
-        };
+        let search = pairs.map(|(lan_pairs, dht_pairs, again)| dial::Search {
+            secrets: [lan_pairs, dht_pairs, again],
+            lan: !global.no_lan,
+            dht: (!global.no_dht).then(|| reach::dht_config(global, out)),
+            port_map: mapper.as_ref().map(|m| m.watch()),
+        });
         let peer = target.peer.to_string();
         let step = |s: dial::DialStep| match s {
             dial::DialStep::TicketSilent => {

@@ -59,7 +59,7 @@ impl Backend {
                     (Some(a), Some(b), Some(c)) => Some(dial::Search {
                         secrets: [a, b, c],
                         lan: self.opts.lan,
-                        dht: self.opts.dht.then(|| self.dht_config()),
+                        dht: self.opts.dht.then(|| std::future::ready(self.dht_config())),
                         port_map: None,
                     }),
                     _ => None,
@@ -157,16 +157,16 @@ impl Backend {
         let peer = live.peer;
         match e {
             Some(CallEvent::Incoming) => {
-                let ringer = self.ring().await;
-                if let Some(l) = &mut self.live {
-                    l.ringer = ringer;
-                }
                 let (contact, verified) = self.name_of(&peer);
                 self.out.send(Update::Incoming {
                     peer_id: peer.to_string(),
                     contact,
                     verified,
                 });
+                let ringer = self.ring().await;
+                if let Some(l) = &mut self.live {
+                    l.ringer = ringer;
+                }
             }
             Some(CallEvent::Ringing) => self.out.send(Update::Ringing),
             Some(CallEvent::Connected { .. }) => {
@@ -319,6 +319,8 @@ impl Backend {
             None
         };
         live.camera_on = source.is_some();
+        // No source opened (none chosen, or it failed): "Camera on" opens one later.
+        live.video_wanted = source.is_some();
         live.video = Some(VideoCall::start(
             live.call.media(),
             VideoConfig::default(),
@@ -341,12 +343,24 @@ impl Backend {
         if let Some(a) = live.audio.take() {
             let _ = a.stop().await;
         }
-        // Transfers end with the connection: report how each ended.
+        // Transfers end with the connection: report how each ended (one that does not
+        // finish by itself within 2 s is stopped).
         let give_up = Instant::now() + Duration::from_secs(2);
         while live.transfers.iter().any(|t| !t.handle.is_finished()) && Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for t in live.transfers.drain(..) {
+            if !t.handle.is_finished() {
+                t.handle.cancel();
+                self.out.send(Update::TransferEnded {
+                    id: t.handle.id,
+                    outgoing: t.outgoing,
+                    state: TransferState::Stopped {
+                        why: "The call ended before it finished.".into(),
+                    },
+                });
+                continue;
+            }
             self.finished(t).await;
         }
         self.pictures.remote.clear();
@@ -370,6 +384,8 @@ impl Backend {
                         PREVIEW_WAKE,
                     );
                     video.set_source(Some(Box::new(Preview::new(s, sink))));
+                    // Sending may have been paused by an earlier share or camera-off.
+                    video.set_paused(false);
                     live.video_wanted = true;
                 }
                 Ok(None) => {
@@ -384,10 +400,11 @@ impl Backend {
                     return;
                 }
             }
-        } else {
+        } else if !live.sharing {
+            // While sharing, the screen goes on; the camera's state applies when it stops.
             video.set_paused(!on);
         }
-        if !on {
+        if !on && !live.sharing {
             self.pictures.preview.clear();
         }
         live.camera_on = on;
@@ -429,19 +446,46 @@ impl Backend {
         self.local_media();
     }
 
-    pub(super) async fn send_files(&mut self, paths: Vec<PathBuf>) {
-        let Some(live) = &mut self.live else {
+    /// Hashes the files off the loop (a large folder takes a while); [`Self::offer`] sends
+    /// them when done.
+    pub(super) fn send_files(&mut self, paths: Vec<PathBuf>) {
+        let Some(live) = &self.live else {
             return;
         };
         if !live.connected {
             return;
         }
-        let (files, skipped) = match transfer::prepare(paths).await {
+        let running = live.transfers.iter().filter(|t| t.outgoing).count();
+        if running >= transfer::MAX_TRANSFERS as usize {
+            self.out.error(format!(
+                "{} sends are already running or waiting for an answer; send more when one \
+                 has finished.",
+                transfer::MAX_TRANSFERS
+            ));
+            return;
+        }
+        self.out
+            .info("Preparing the files (checking their content) …".into());
+        let done = self.prepared_tx.clone();
+        tokio::spawn(async move {
+            let _ = done.send(transfer::prepare(paths).await.map_err(|e| e.to_string()));
+        });
+    }
+
+    /// Offers files that [`Self::send_files`] prepared.
+    pub(super) async fn offer(
+        &mut self,
+        prepared: Result<(Vec<transfer::LocalFile>, Vec<PathBuf>), String>,
+    ) {
+        let (files, skipped) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 self.out.error(format!("Cannot send that: {e}."));
                 return;
             }
+        };
+        let Some(live) = &mut self.live else {
+            return;
         };
         if !skipped.is_empty() {
             self.out.info(format!(
@@ -453,7 +497,15 @@ impl Backend {
             [one] => one.prepared.path.clone(),
             many => format!("{} files", many.len()),
         };
-        match live.call.send_files(files).await {
+        // The peer grants a stream per transfer; one that never comes must not hold the app.
+        let offered = tokio::time::timeout(Duration::from_secs(10), live.call.send_files(files))
+            .await
+            .unwrap_or_else(|_| {
+                Err(transfer::TransferError::Connection(
+                    "they did not take the offer within 10 s".into(),
+                ))
+            });
+        match offered {
             Ok(handle) => {
                 let p = handle.progress();
                 self.out.send(Update::Progress {
@@ -561,7 +613,10 @@ impl Backend {
             TransferOutcome::Cancelled { by_peer: false } => TransferState::Stopped {
                 why: "Stopped.".into(),
             },
-            TransferOutcome::Failed(why) => TransferState::Stopped { why },
+            // The sentence may quote the sender's file names.
+            TransferOutcome::Failed(why) => TransferState::Stopped {
+                why: extrasafe_core::text::for_display(&why),
+            },
         };
         self.out.send(Update::TransferEnded {
             id,
@@ -607,11 +662,12 @@ impl Backend {
     }
 
     /// "We compared them": the contact is marked verified (an unknown caller is saved first).
-    pub(super) fn mark_verified(&mut self, save_as: Option<String>) {
+    pub(super) async fn mark_verified(&mut self, save_as: Option<String>) {
         let Some(live) = &self.live else {
             return;
         };
         let peer = live.peer;
+        let added = save_as.is_some();
         if let Some(name) = save_as {
             if let Err(e) = self.book.add(&name, peer, Vec::new()) {
                 self.out.error(format!("Not saved: {e}."));
@@ -624,12 +680,17 @@ impl Backend {
         if self.save_contacts() {
             self.out.send(Update::Verified);
         }
-        self.out.send(Update::Contacts(self.contact_rows()));
         if let Some(l) = &mut self.live {
             l.who = self
                 .book
                 .by_peer(&peer)
                 .map_or(l.who.clone(), |c| c.name.clone());
+        }
+        if added {
+            // A new contact: announce ourselves to it on the LAN and the DHT too.
+            self.contacts_changed().await;
+        } else {
+            self.out.send(Update::Contacts(self.contact_rows()));
         }
     }
 
@@ -708,13 +769,12 @@ pub(super) fn cameras() -> Vec<String> {
     found
 }
 
-/// Local time of day as HH:MM (UTC offset from the system, if it says).
+/// Local time of day as HH:MM.
 pub(super) fn clock() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let day = secs % 86_400;
-    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+    jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%H:%M")
+        .to_string()
 }
 
 async fn within<T, E: std::fmt::Display>(

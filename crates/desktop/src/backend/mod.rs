@@ -187,13 +187,19 @@ struct Backend {
     dialling: Option<Dialling>,
     steps: mpsc::UnboundedReceiver<(PeerId, DialStep)>,
     steps_tx: mpsc::UnboundedSender<(PeerId, DialStep)>,
+    /// Files hashed for sending, back from their task.
+    prepared: mpsc::UnboundedReceiver<Prepared>,
+    prepared_tx: mpsc::UnboundedSender<Prepared>,
 }
+
+type Prepared = Result<(Vec<extrasafe_net::transfer::LocalFile>, Vec<PathBuf>), String>;
 
 enum Input {
     Action(Option<Action>),
     Event(Option<CallEvent>),
     Incoming(Option<Call>),
     Dialled(Result<Call, DialError>),
+    Prepared(Prepared),
     Step(PeerId, DialStep),
     Intent(PunchPlan),
     Tick,
@@ -208,6 +214,7 @@ impl Backend {
         actions: mpsc::UnboundedReceiver<Action>,
     ) -> Self {
         let (steps_tx, steps) = mpsc::unbounded_channel();
+        let (prepared_tx, prepared) = mpsc::unbounded_channel();
         Self {
             opts,
             settings,
@@ -225,6 +232,8 @@ impl Backend {
             dialling: None,
             steps,
             steps_tx,
+            prepared,
+            prepared_tx,
         }
     }
 
@@ -243,6 +252,7 @@ impl Backend {
                 c = call::incoming(&node) => Input::Incoming(c),
                 r = call::dialled(&mut self.dialling) => Input::Dialled(r),
                 Some((p, s)) = self.steps.recv() => Input::Step(p, s),
+                Some(p) = self.prepared.recv() => Input::Prepared(p),
                 i = call::next_intent(&mut self.presence) => Input::Intent(i),
                 _ = tick.tick() => Input::Tick,
             };
@@ -253,6 +263,7 @@ impl Backend {
                 Input::Incoming(Some(call)) => self.ringing(call),
                 Input::Incoming(None) => {}
                 Input::Dialled(r) => self.dialled(r),
+                Input::Prepared(p) => self.offer(p).await,
                 Input::Step(peer, step) => self.step(peer, step),
                 Input::Intent(plan) => {
                     if let Some(node) = self.node.clone() {
@@ -312,6 +323,7 @@ impl Backend {
             Action::Unlock { passphrase } => self.unlock(passphrase).await,
             Action::AddContact { ticket, name } => self.add_contact(&ticket, &name).await,
             Action::RemoveContact { peer_id } => self.remove_contact(&peer_id).await,
+            Action::RenameContact { peer_id, name } => self.rename_contact(&peer_id, &name),
             Action::Call { peer_id, video } => self.call(&peer_id, video),
             Action::Accept { video } => {
                 if let Some(l) = &mut self.live {
@@ -358,7 +370,7 @@ impl Backend {
                     }
                 }
             }
-            Action::SendFiles(paths) => self.send_files(paths).await,
+            Action::SendFiles(paths) => self.send_files(paths),
             Action::AcceptOffer(id) => self.accept_offer(id),
             Action::DeclineOffer(id) => {
                 if let Some(l) = &self.live {
@@ -383,8 +395,8 @@ impl Backend {
                     ));
                 }
             }
-            Action::MarkVerified => self.mark_verified(None),
-            Action::SaveCaller { name } => self.mark_verified(Some(name)),
+            Action::MarkVerified => self.mark_verified(None).await,
+            Action::SaveCaller { name } => self.mark_verified(Some(name)).await,
             Action::SetMic(m) => self.settings.mic = m,
             Action::SetSpeaker(s) => self.settings.speaker = s,
             Action::SetVideo(v) => self.settings.video = v,
@@ -397,6 +409,11 @@ impl Backend {
         let Some(store) = self.store.clone() else {
             return;
         };
+        // Made earlier, but the node did not start (a port in use): try that again.
+        if self.identity.is_some() {
+            self.start_node().await;
+            return;
+        }
         // A key file that exists but could not be read is never replaced from here: it may
         // be the only copy of the person's identity.
         if store.exists() {
@@ -687,6 +704,20 @@ impl Backend {
                 self.contacts_changed().await;
             }
             Err(e) => self.out.error(format!("Not added: {e}.")),
+        }
+    }
+
+    /// A new name; addresses and verification stay.
+    fn rename_contact(&mut self, peer_id: &str, name: &str) {
+        let Ok(peer) = peer_id.parse::<PeerId>() else {
+            return;
+        };
+        match self.book.add(name, peer, Vec::new()) {
+            Ok(_) => {
+                self.save_contacts();
+                self.out.send(Update::Contacts(self.contact_rows()));
+            }
+            Err(e) => self.out.error(format!("Not renamed: {e}.")),
         }
     }
 

@@ -9,16 +9,23 @@ use crate::pictures;
 use crate::words;
 
 pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    let Some(call) = app.model.call.clone() else {
+    // Taken out while drawing (and put back) rather than copied each frame: a long chat
+    // would be copied thirty times a second.
+    let Some(call) = app.model.call.take() else {
         return;
     };
+    draw_call(app, &call, ui, actions);
+    app.model.call = Some(call);
+}
+
+fn draw_call(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let controls = call.controls();
     if controls.chat {
         // A fixed width: fields sized to the panel would otherwise widen it frame by frame.
         egui::Panel::right("side")
             .resizable(false)
             .exact_size(360.0)
-            .show(ui, |ui| side(app, &call, ui, actions));
+            .show(ui, |ui| side(app, call, ui, actions));
     }
     egui::CentralPanel::default().show(ui, |ui| {
         ui.label(RichText::new(call.title()).size(HEADING).strong());
@@ -40,8 +47,8 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
                 });
                 cancel(ui, fresh, actions);
             }
-            Phase::Incoming => incoming(&call, ui, fresh, actions),
-            Phase::Connected => connected(app, &call, ui, actions),
+            Phase::Incoming => incoming(call, ui, fresh, actions),
+            Phase::Connected => connected(app, call, ui, actions),
             Phase::Ended { why, failed } => {
                 let color = if *failed {
                     Color32::from_rgb(230, 120, 110)

@@ -9,59 +9,89 @@ use crate::pictures;
 use crate::words;
 
 pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    // Both sides scroll: at 2x on a small screen neither fits.
+    let width = (ui.available_width() * 0.45).min(360.0);
     egui::Panel::left("contacts")
         .resizable(true)
-        .default_size(360.0)
-        .show(ui, |ui| contacts(app, ui, actions));
-    egui::CentralPanel::default().show(ui, |ui| me(app, ui));
+        .default_size(width)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("contacts")
+                .show(ui, |ui| contacts(app, ui, actions))
+        });
+    egui::CentralPanel::default().show(ui, |ui| {
+        egui::ScrollArea::vertical()
+            .id_salt("me")
+            .show(ui, |ui| me(app, ui))
+    });
 }
 
 fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.label(RichText::new(words::CONTACTS).size(HEADING));
-    egui::ScrollArea::vertical()
-        .max_height(ui.available_height() - 150.0)
-        .show(ui, |ui| {
-            if app.model.contacts.is_empty() {
-                ui.label(words::NO_CONTACTS);
+    if app.model.contacts.is_empty() {
+        ui.label(words::NO_CONTACTS);
+    }
+    for c in &app.model.contacts {
+        ui.group(|ui| {
+            let renaming = app
+                .fields
+                .renaming
+                .as_ref()
+                .is_some_and(|(p, _)| *p == c.peer_id);
+            if renaming {
+                rename(&mut app.fields.renaming, ui, actions);
             }
-            for c in &app.model.contacts {
-                ui.group(|ui| {
-                    ui.horizontal(|ui| {
-                        ui.label(RichText::new(&c.name).size(BODY).strong());
-                        let (badge, color) = if c.verified {
-                            (words::VERIFIED, Color32::from_rgb(60, 160, 80))
-                        } else {
-                            (words::UNVERIFIED, Color32::from_rgb(200, 140, 40))
-                        };
-                        ui.label(RichText::new(badge).color(color));
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(&c.name).size(BODY).strong());
+                let (badge, color) = if c.verified {
+                    (words::VERIFIED, Color32::from_rgb(60, 160, 80))
+                } else {
+                    (words::UNVERIFIED, Color32::from_rgb(200, 140, 40))
+                };
+                ui.label(RichText::new(badge).color(color));
+            });
+            ui.label(
+                RichText::new(words::short_peer(&c.peer_id))
+                    .monospace()
+                    .weak(),
+            );
+            ui.horizontal(|ui| {
+                if ui.button(words::CALL_AUDIO).clicked() {
+                    actions.push(Action::Call {
+                        peer_id: c.peer_id.clone(),
+                        video: false,
                     });
-                    ui.label(
-                        RichText::new(words::short_peer(&c.peer_id))
-                            .monospace()
-                            .weak(),
-                    );
-                    ui.horizontal(|ui| {
-                        if ui.button(words::CALL_AUDIO).clicked() {
-                            actions.push(Action::Call {
-                                peer_id: c.peer_id.clone(),
-                                video: false,
-                            });
-                        }
-                        if ui.button(words::CALL_VIDEO).clicked() {
-                            actions.push(Action::Call {
-                                peer_id: c.peer_id.clone(),
-                                video: true,
-                            });
-                        }
-                        if ui.small_button(words::REMOVE).clicked() {
-                            actions.push(Action::RemoveContact {
-                                peer_id: c.peer_id.clone(),
-                            });
-                        }
+                }
+                if ui.button(words::CALL_VIDEO).clicked() {
+                    actions.push(Action::Call {
+                        peer_id: c.peer_id.clone(),
+                        video: true,
                     });
+                }
+                if ui.small_button(words::RENAME).clicked() {
+                    app.fields.renaming = Some((c.peer_id.clone(), c.name.clone()));
+                }
+                if ui.small_button(words::REMOVE).clicked() {
+                    app.fields.removing = Some(c.peer_id.clone());
+                }
+            });
+            // Removing forgets their ticket and verification: asked once more.
+            if app.fields.removing.as_deref() == Some(c.peer_id.as_str()) {
+                ui.horizontal(|ui| {
+                    ui.label(format!("Remove {}?", c.name));
+                    if ui.button(words::REMOVE).clicked() {
+                        actions.push(Action::RemoveContact {
+                            peer_id: c.peer_id.clone(),
+                        });
+                        app.fields.removing = None;
+                    }
+                    if ui.button(words::KEEP).clicked() {
+                        app.fields.removing = None;
+                    }
                 });
             }
         });
+    }
     ui.separator();
     ui.label(RichText::new(words::ADD_CONTACT).strong());
     let f = &mut app.fields;
@@ -134,5 +164,30 @@ fn me(app: &mut App, ui: &mut egui::Ui) {
             (ui.available_width().min(ui.available_height()) - 8.0).clamp(modules, 4.0 * modules);
         let side = (side / modules).floor() * modules;
         ui.image(egui::load::SizedTexture::new(tex.id(), [side, side]));
+    }
+}
+
+/// The name field of a contact being renamed: Enter or Save keeps it, Cancel drops it.
+fn rename(state: &mut Option<(String, String)>, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let Some((peer_id, name)) = state else {
+        return;
+    };
+    let mut done = false;
+    ui.horizontal(|ui| {
+        let field = ui.add(egui::TextEdit::singleline(name).desired_width(160.0));
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button(words::SAVE).clicked() || enter {
+            actions.push(Action::RenameContact {
+                peer_id: peer_id.clone(),
+                name: name.clone(),
+            });
+            done = true;
+        }
+        if ui.button(words::CANCEL).clicked() {
+            done = true;
+        }
+    });
+    if done {
+        *state = None;
     }
 }

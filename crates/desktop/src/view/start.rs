@@ -10,7 +10,7 @@ use zeroize::Zeroize;
 
 pub fn first_run(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     egui::CentralPanel::default().show(ui, |ui| {
-        ui.set_max_width(640.0);
+        ui.set_max_width(ui.available_width().min(640.0));
         ui.add_space(16.0);
         ui.label(RichText::new(words::WELCOME).size(HEADING));
         ui.add_space(12.0);
