@@ -436,6 +436,8 @@ impl Model {
             }
             Update::Ready(me) => {
                 self.busy = false;
+                // What went wrong on the way in (a mistyped passphrase) is over now.
+                self.notices.clear();
                 self.stage = Stage::Ready;
                 self.me = Some(me);
             }

@@ -253,6 +253,19 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     alice.send(json!({"zoom": 1.0}));
     alice.wait("zoom 1", 10, |s| s["zoom"] == 1.0);
 
+    // A first call, declined: Alice reads it in a sentence and goes back to her contacts.
+    alice.send(json!({"action": "call", "peer_id": bob_id}));
+    bob.wait("incoming call", 30, |s| phase(s) == "incoming");
+    bob.send(json!({"action": "decline"}));
+    let s = alice.wait("declined", 15, |s| phase(s) == "ended");
+    assert_eq!(s["call"]["phase"]["why"], "Bob declined the call.");
+    assert_eq!(s["call"]["phase"]["failed"], false);
+    bob.wait("declined", 15, |s| phase(s) == "ended");
+    bob.send(json!({"action": "close_call"}));
+    alice.send(json!({"action": "close_call"}));
+    alice.wait("back to contacts", 10, |s| s["call"].is_null());
+    bob.wait("back to contacts", 10, |s| s["call"].is_null());
+
     // Alice calls with video; Bob's window rings with her name.
     alice.send(json!({"action": "call", "peer_id": bob_id, "video": true}));
     let s = bob.wait("incoming call", 30, |s| phase(s) == "incoming");
@@ -398,13 +411,22 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     alice.send(json!({"action": "rename_contact", "peer_id": bob_id, "name": "Robert"}));
     let s = alice.wait("renamed", 10, |s| s["contacts"][0]["name"] == "Robert");
     assert_eq!(s["contacts"][0]["verified"], true);
-    alice.send(json!({"action": "close_window"}));
-    assert!(alice.exited(10).success());
 
+    // Bob closes too; calling him now fails with a sentence that names him and says what
+    // to do (his address no longer answers, and the LAN and DHT are off here).
     bob.send(json!({"action": "close_call"}));
     bob.wait("back to contacts", 10, |s| s["call"].is_null());
     bob.send(json!({"action": "close_window"}));
     assert!(bob.exited(10).success());
+    alice.send(json!({"action": "call", "peer_id": bob_id}));
+    let s = alice.wait("unreachable", 30, |s| phase(s) == "ended");
+    let why = s["call"]["phase"]["why"].as_str().unwrap();
+    assert!(why.starts_with("Robert did not answer."), "{why}");
+    assert!(why.contains("never relays"), "{why}");
+    assert_eq!(s["call"]["phase"]["failed"], true);
+    alice.screenshot("7-unreachable.png");
+    alice.send(json!({"action": "close_window"}));
+    assert!(alice.exited(10).success());
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -178,6 +178,8 @@ struct Backend {
     store: Option<IdentityStore>,
     identity: Option<Identity>,
     book: ContactBook,
+    /// The contacts file exists but could not be opened: never overwritten.
+    contacts_unreadable: bool,
     node: Option<Arc<Node>>,
     presence: Option<Presence>,
     sound: Option<SoundServer>,
@@ -224,6 +226,7 @@ impl Backend {
             store: None,
             identity: None,
             book: ContactBook::default(),
+            contacts_unreadable: false,
             node: None,
             presence: None,
             sound: None,
@@ -481,12 +484,17 @@ impl Backend {
         let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
             return;
         };
+        let mut contacts_problem = None;
         match store.load_contacts(identity) {
             Ok(book) => self.book = book,
-            Err(e) => self.out.error(format!(
-                "Your contact list could not be opened ({e}); starting with none. The file is \
-                 left as it is."
-            )),
+            Err(e) => {
+                self.contacts_unreadable = true;
+                contacts_problem = Some(format!(
+                    "Your contact list could not be opened ({e}); starting with none. The \
+                     file is left as it is: changes to contacts are not saved until the app \
+                     starts with it readable."
+                ))
+            }
         }
         let sealed = store.is_sealed().unwrap_or(false);
         let config = NodeConfig {
@@ -519,6 +527,9 @@ impl Backend {
             ticket: ticket.to_string(),
             sealed,
         }));
+        if let Some(problem) = contacts_problem {
+            self.out.error(problem);
+        }
         self.node = Some(node);
         self.contacts_changed().await;
         if self.opts.sound {
@@ -592,6 +603,15 @@ impl Backend {
         let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
             return false;
         };
+        // Saving would replace a file we could not read with one that lacks its contacts.
+        if self.contacts_unreadable {
+            self.out.error(
+                "Not saved: your contact list on disk could not be opened, and saving now \
+                 would replace it. The change lasts until the app closes."
+                    .into(),
+            );
+            return false;
+        }
         match store.save_contacts(identity, &self.book) {
             Ok(()) => true,
             Err(e) => {
