@@ -87,16 +87,7 @@ impl FilesPolicy {
     }
 }
 
-/// The folder files are saved into by default: the desktop's download folder if there is
-/// one, else the current folder.
-pub fn default_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let xdg = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from);
-    xdg.into_iter()
-        .chain(home.map(|h| h.join("Downloads")))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+pub use extrasafe_net::transfer::default_download_dir as default_dir;
 
 pub fn human_bytes(n: u64) -> String {
     let units = ["B", "KB", "MB", "GB", "TB"];

@@ -119,12 +119,7 @@ fn test_picture_in_a_y4m_file_out_and_video_turned_off_mid_call() {
 fn raw_i420_from_a_pipe_is_sent_until_the_pipe_ends() {
     let dir = tmp("video-raw");
     std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("pictures");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = mkfifo(&dir.join("pictures"));
     let out = dir.join("seen.y4m");
     let (l, lev) = listener(&["--video-out", out.to_str().unwrap()]);
     let t = ticket(&lev);
@@ -227,12 +222,7 @@ fn the_screen_is_shared_from_xvfb() {
 fn a_video_pipe_nobody_writes_is_reported_and_the_call_goes_on() {
     let dir = tmp("video-nowriter");
     std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("pictures");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = mkfifo(&dir.join("pictures"));
     let (l, lev) = listener(&[]);
     let t = ticket(&lev);
     let (mut c, cev) = caller(
@@ -252,4 +242,14 @@ fn a_video_pipe_nobody_writes_is_reported_and_the_call_goes_on() {
     assert_eq!(wait(c), 0);
     assert_eq!(wait(l), 0);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A named pipe at `path`.
+fn mkfifo(path: &std::path::Path) -> std::path::PathBuf {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+    path.to_path_buf()
 }

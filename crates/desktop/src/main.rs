@@ -119,16 +119,6 @@ fn style(ctx: &egui::Context) {
     });
 }
 
-fn default_files_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    std::env::var_os("XDG_DOWNLOAD_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(home.map(|h| h.join("Downloads")))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -150,7 +140,10 @@ fn main() {
         mic: None,
         speaker: None,
         video,
-        files_dir: args.files_dir.clone().unwrap_or_else(default_files_dir),
+        files_dir: args
+            .files_dir
+            .clone()
+            .unwrap_or_else(extrasafe_net::transfer::default_download_dir),
     };
     let opts = backend::Options {
         data_dir: args.data_dir.clone(),

@@ -106,6 +106,11 @@ impl LatestFrame {
         self.slot.lock().ok()?.clone()
     }
 
+    /// The index of the picture held, without copying it.
+    pub fn index(&self) -> Option<u64> {
+        self.slot.lock().ok()?.as_ref().map(|(_, i)| *i)
+    }
+
     /// Forgets the picture (a new call starts blank).
     pub fn clear(&self) {
         if let Ok(mut s) = self.slot.lock() {

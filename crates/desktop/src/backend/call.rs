@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use extrasafe_core::PeerId;
 use extrasafe_net::audio::AudioCall;
@@ -345,9 +345,9 @@ impl Backend {
         }
         // Transfers end with the connection: report how each ended (one that does not
         // finish by itself within 2 s is stopped).
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while live.transfers.iter().any(|t| !t.handle.is_finished()) && Instant::now() < give_up {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(2);
+        for t in &live.transfers {
+            let _ = tokio::time::timeout_at(give_up, t.handle.ended()).await;
         }
         for t in live.transfers.drain(..) {
             if !t.handle.is_finished() {

@@ -293,12 +293,14 @@ fn refresh(
     name: &str,
     max_px: u32,
 ) {
+    // A repaint for anything else must not copy a whole picture it already shows.
+    let held = slot.index();
+    if held.is_some() && tex.as_ref().map(|(i, _)| *i) == held {
+        return;
+    }
     match slot.get() {
         None => *tex = None,
         Some((frame, index)) => {
-            if tex.as_ref().is_some_and(|(i, _)| *i == index) {
-                return;
-            }
             let img = pictures::frame_to_image(&frame, max_px);
             match tex {
                 Some((i, t)) => {

@@ -23,6 +23,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use prepare::{LocalFile, PrepareError};
+
+/// The folder received files go into by default: the desktop's download folder if there is
+/// one, else the current folder.
+pub fn default_download_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from);
+    xdg.into_iter()
+        .chain(home.map(|h| h.join("Downloads")))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 pub(crate) use run::{intake, receive, send};
 
 /// Names a transfer within its call.
