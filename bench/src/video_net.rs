@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use extrasafe_core::video::RateConfig;
-use extrasafe_core::{Identity, Ticket};
+use extrasafe_core::Identity;
 use extrasafe_net::video::{VideoCall, VideoConfig, VideoStats};
 use extrasafe_net::video_media::source::wall_ms;
 use extrasafe_net::video_media::y4m::Y4mWriter;
@@ -104,13 +104,7 @@ async fn relay(target: SocketAddr, link: Arc<Link>) -> SocketAddr {
 }
 
 async fn connected(a: &Node, b: &Node, via: SocketAddr) -> (Call, Call) {
-    let mut out = a
-        .call(&Ticket {
-            peer: b.peer_id(),
-            addrs: vec![via],
-        })
-        .await
-        .expect("call");
+    let mut out = a.call(&b.ticket_for(via)).await.expect("call");
     let mut inc = b.incoming().await.expect("incoming");
     for c in [&mut out, &mut inc] {
         while !matches!(c.next_event().await, Some(CallEvent::Connected { .. })) {}

@@ -5,9 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The port `listen` uses and `id` advertises unless told otherwise.
-pub const DEFAULT_PORT: u16 = 47_470;
-
 const TOP_HELP: &str = "\
 Examples:
   extrasafe demo                       # a real call between two local peers, no setup
@@ -23,9 +20,11 @@ Exit codes:
   2  wrong usage
   3  nobody answered at the ticket's addresses
   4  someone else answered with a different key: possible impostor
-  5  the call was declined, the peer was busy, or nobody picked up
+  5  nobody picked up (a declined or busy call looks the same to the caller)
   6  identity problem (missing, wrong passphrase, unsafe file permissions)
   7  the call broke off (peer vanished or broke the protocol)
+  8  no direct path can be made between your network and theirs (their NAT and yours;
+     the message says which side blocks it). EXTRA SAFE never relays a call
   130 interrupted (Ctrl-C) before the call was connected
 
 `listen` exits 0 when stopped with Ctrl-C; with --once it exits with its call's code.
@@ -335,9 +334,10 @@ pub struct SendArgs {
 
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
-    /// UDP port to listen on.
-    #[arg(long, default_value_t = DEFAULT_PORT, conflicts_with = "bind")]
-    pub port: u16,
+    /// UDP port to listen on [default: a port of your own, derived from your ticket's secret;
+    /// `extrasafe id` shows it].
+    #[arg(long, conflicts_with = "bind")]
+    pub port: Option<u16>,
     /// Exact address to bind, e.g. 127.0.0.1:0.
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
@@ -359,9 +359,14 @@ pub struct IdArgs {
     /// Also print the ticket as a QR code.
     #[arg(long)]
     pub qr: bool,
-    /// Port to advertise in the ticket (the one `listen` will use).
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    /// Port to advertise in the ticket (pass the same to `listen`) [default: a port of your
+    /// own, derived from your ticket's secret].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Make a new ticket: tickets you gave out before stop working (strangers who hold one
+    /// get no answer at all); your contacts still reach you. The port changes with it.
+    #[arg(long)]
+    pub new_ticket: bool,
     /// Protect the key file with a passphrase (asked twice on the terminal).
     #[arg(long, conflicts_with = "remove_passphrase")]
     pub set_passphrase: bool,
@@ -372,9 +377,10 @@ pub struct IdArgs {
 
 #[derive(Args, Debug)]
 pub struct ListenArgs {
-    /// UDP port to listen on.
-    #[arg(long, default_value_t = DEFAULT_PORT, conflicts_with = "bind")]
-    pub port: u16,
+    /// UDP port to listen on [default: a port of your own, derived from your ticket's secret;
+    /// `extrasafe id` shows it].
+    #[arg(long, conflicts_with = "bind")]
+    pub port: Option<u16>,
     /// Exact address to bind, e.g. 127.0.0.1:0 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
@@ -399,6 +405,9 @@ pub struct ListenArgs {
 pub struct CallArgs {
     /// Whom to call: a ticket (est1...), or a contact's name or peer ID.
     pub ticket: String,
+    /// How long to let it ring before giving up, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ring_timeout: u64,
     /// Local address to call from [default: any address, a free port].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,

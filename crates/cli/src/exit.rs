@@ -27,6 +27,7 @@ pub const IMPOSTOR: i32 = 4;
 pub const NOT_ANSWERED: i32 = 5;
 pub const IDENTITY: i32 = 6;
 pub const BROKEN: i32 = 7;
+pub const NO_DIRECT_PATH: i32 = 8;
 pub const INTERRUPTED: i32 = 130;
 
 impl From<StoreError> for Failure {
@@ -69,8 +70,10 @@ impl From<CallError> for Failure {
                 format!(
                     "No answer from the {tried} address(es) in the ticket within {secs} s. Check that\n\
                      they are running `extrasafe listen`, and that you are on a network that can reach\n\
-                     them (the same LAN, or an address their router forwards). EXTRA SAFE never relays\n\
-                     calls through anyone else."
+                     them (the same LAN, or an address their router forwards). A listener answers only\n\
+                     callers who hold its current ticket or are its contacts: if they made a new ticket\n\
+                     (`extrasafe id --new-ticket`), ask them for it. EXTRA SAFE never relays calls\n\
+                     through anyone else."
                 ),
             ),
             CallError::NoAddress => Failure::new(
@@ -78,7 +81,7 @@ impl From<CallError> for Failure {
                 "The ticket lists no address. Ask for the ticket `extrasafe listen` prints.",
             ),
             CallError::CallingSelf => Failure::new(USAGE, "That is your own ticket."),
-            CallError::NoDirectPath(report) => Failure::new(UNREACHABLE, report.explain()),
+            CallError::NoDirectPath(report) => Failure::new(NO_DIRECT_PATH, report.explain()),
             CallError::NotPublished => Failure::new(
                 UNREACHABLE,
                 "They have published no address this hour: they are offline, not running \
@@ -102,9 +105,15 @@ pub fn describe_end(reason: &EndReason) -> (i32, String) {
         EndReason::LocalHangup => (0, "You hung up.".into()),
         EndReason::RemoteHangup => (0, "They hung up.".into()),
         EndReason::Declined => (NOT_ANSWERED, "The call was declined.".into()),
-        EndReason::DeclinedLocally => (0, "You declined the call.".into()),
+        EndReason::DeclinedLocally => (
+            0,
+            "You declined the call; the caller sees no answer.".into(),
+        ),
         EndReason::Busy => (NOT_ANSWERED, "They are in another call. Try again later.".into()),
-        EndReason::RejectedBusy => (0, "Told the caller you are busy.".into()),
+        EndReason::RejectedBusy => (
+            0,
+            "Refused the call (you were in another one); the caller sees no answer.".into(),
+        ),
         EndReason::NoAnswer => (NOT_ANSWERED, "Nobody answered.".into()),
         EndReason::PeerVanished => (
             BROKEN,

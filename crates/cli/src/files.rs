@@ -87,7 +87,17 @@ impl FilesPolicy {
     }
 }
 
-pub use extrasafe_net::transfer::default_download_dir as default_dir;
+/// The download folder when `--dir` is not given: `~/Downloads/EXTRA SAFE`, created (0700)
+/// when missing (see [`extrasafe_net::transfer::default_download_dir`]). Files never land in
+/// the current folder: without a home folder this fails, saying to use `--dir`.
+pub fn try_default_dir() -> Result<PathBuf, Failure> {
+    extrasafe_net::transfer::default_download_dir().map_err(|e| {
+        Failure::new(
+            USAGE,
+            format!("Cannot pick a folder for received files: {e}. Choose one with --dir."),
+        )
+    })
+}
 
 pub fn human_bytes(n: u64) -> String {
     let units = ["B", "KB", "MB", "GB", "TB"];
@@ -116,7 +126,8 @@ struct Running {
 pub struct Files {
     out: Output,
     policy: FilesPolicy,
-    dir: PathBuf,
+    /// `--dir`; `None`: the default folder, made when first needed.
+    dir: Option<PathBuf>,
     pending: Vec<(TransferId, ValidOffer)>,
     running: Vec<Running>,
     bars: MultiProgress,
@@ -126,7 +137,15 @@ pub struct Files {
 }
 
 impl Files {
-    pub fn new(out: Output, policy: FilesPolicy, dir: PathBuf) -> Self {
+    /// Where accepted files go: `--dir`, else the default folder (made now if missing).
+    fn folder(&self) -> Result<PathBuf, Failure> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => try_default_dir(),
+        }
+    }
+
+    pub fn new(out: Output, policy: FilesPolicy, dir: Option<PathBuf>) -> Self {
         let bars = MultiProgress::with_draw_target(if out.json {
             ProgressDrawTarget::hidden()
         } else {
@@ -208,7 +227,7 @@ impl Files {
         };
         for s in &skipped {
             self.out.warn(&format!(
-                "Left out {} (a link or special file).",
+                "Left out {} (a hidden name, a link or a special file).",
                 s.display()
             ));
         }
@@ -282,10 +301,13 @@ impl Files {
                 Some((id, yes))
             }
             None => {
-                self.out.hint(format!(
-                    "Type /accept to save into {} (or /accept FOLDER), /decline to refuse.",
-                    self.dir.display()
-                ));
+                self.out.hint(match self.folder() {
+                    Ok(d) => format!(
+                        "Type /accept to save into {} (or /accept FOLDER), /decline to refuse.",
+                        d.display()
+                    ),
+                    Err(f) => format!("{} Type /accept FOLDER, or /decline to refuse.", f.message),
+                });
                 self.pending.push((id, offer));
                 None
             }
@@ -297,8 +319,11 @@ impl Files {
         let Some(pos) = self.pick(id) else {
             return self.out.hint("No file offer is waiting.");
         };
+        let dir = match dir.map_or_else(|| self.folder(), Ok) {
+            Ok(d) => d,
+            Err(f) => return self.out.warn(&f.message),
+        };
         let (id, offer) = self.pending.remove(pos);
-        let dir = dir.unwrap_or_else(|| self.dir.clone());
         match call.accept_files(id, dir.clone()) {
             Ok(handle) => {
                 let label = format!("← {} file(s)", offer.files.len());

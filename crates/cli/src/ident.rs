@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use extrasafe_core::access::TicketSecret;
 use extrasafe_core::Identity;
 use extrasafe_net::IdentityStore;
 use zeroize::Zeroizing;
@@ -16,6 +17,26 @@ pub struct Loaded {
     pub created: bool,
     pub sealed: bool,
     pub store: Option<IdentityStore>,
+    /// The secret of our ticket (a random one for an ephemeral identity).
+    pub ticket_secret: TicketSecret,
+}
+
+impl Loaded {
+    /// Our contacts (none for an ephemeral identity).
+    pub fn contacts(&self) -> Result<extrasafe_core::contacts::ContactBook, Failure> {
+        match &self.store {
+            Some(store) => Ok(store.load_contacts(&self.identity)?),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// The keys that let these peers in (and us into their nodes).
+    pub fn contact_keys(
+        &self,
+        peers: &[extrasafe_core::PeerId],
+    ) -> Vec<(extrasafe_core::PeerId, extrasafe_core::access::AccessKey)> {
+        extrasafe_net::gate::contact_keys(&self.identity, peers)
+    }
 }
 
 pub fn store(global: &Global) -> Result<IdentityStore, Failure> {
@@ -33,25 +54,30 @@ pub fn load(global: &Global) -> Result<Loaded, Failure> {
             created: true,
             sealed: false,
             store: None,
+            ticket_secret: extrasafe_net::gate::random_ticket_secret(),
         });
     }
     let store = store(global)?;
     if store.exists() && store.is_sealed()? {
         let pass = passphrase(global, "Passphrase for your EXTRA SAFE identity: ")?;
         let identity = store.load(Some(pass.as_bytes()))?;
+        let ticket_secret = store.ticket_secret(&identity)?;
         return Ok(Loaded {
             identity,
             created: false,
             sealed: true,
             store: Some(store),
+            ticket_secret,
         });
     }
     let (identity, created) = store.load_or_create(None)?;
+    let ticket_secret = store.ticket_secret(&identity)?;
     Ok(Loaded {
         identity,
         created,
         sealed: false,
         store: Some(store),
+        ticket_secret,
     })
 }
 

@@ -120,9 +120,9 @@ impl Output {
         self.emit(
             format!(
                 "\nIncoming call from {}\n  Verification code: {}\n  Safety number:     {}\nAnswer? Type y and Enter to answer, anything else to decline.",
-                info.peer, info.sas, info.safety_number
+                info.peer, info.sas().unwrap_or_default(), info.safety_number
             ),
-            json!({"event": "incoming", "peer_id": info.peer.to_string(), "sas": info.sas,
+            json!({"event": "incoming", "peer_id": info.peer.to_string(), "sas": info.sas().unwrap_or_default(),
                    "safety_number": info.safety_number}),
         );
     }
@@ -135,9 +135,9 @@ impl Output {
         self.emit(
             format!(
                 "Connected with {} in {:.1} ms.\n  Verification code: {}   ← read it to each other; it must match on both screens\n  Safety number:     {}\nType a message and press Enter. /hangup or Ctrl-D ends the call.",
-                info.peer, ms(after), info.sas, info.safety_number
+                info.peer, ms(after), info.sas().unwrap_or_default(), info.safety_number
             ),
-            json!({"event": "connected", "peer_id": info.peer.to_string(), "sas": info.sas,
+            json!({"event": "connected", "peer_id": info.peer.to_string(), "sas": info.sas().unwrap_or_default(),
                    "safety_number": info.safety_number, "connect_ms": ms(after),
                    "handshake_ms": ms(info.handshake), "remote": info.remote.to_string()}),
         );

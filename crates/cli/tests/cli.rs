@@ -76,48 +76,86 @@ fn a_call_with_chat_between_two_processes() {
     assert_eq!(wait(l), 0);
 }
 
-#[test]
-fn an_impostor_is_named_and_exits_4() {
-    let (mut real, rev) = listener(&["--accept", "anyone"]);
-    let real_ticket: String = rev.until("listening")["ticket"].as_str().unwrap().into();
-    let (mut fake, fev) = listener(&["--accept", "anyone"]);
-    let fake_addr: String = fev.until("listening")["addrs"][0].as_str().unwrap().into();
-    // Build a ticket with the real peer's key and the impostor's address via the library.
-    let t: extrasafe_core::Ticket = real_ticket.parse().unwrap();
-    let forged = extrasafe_core::Ticket {
-        peer: t.peer,
-        addrs: vec![fake_addr.parse().unwrap()],
-    };
+/// Calls `ticket` with a throw-away identity; returns the exit code and everything printed.
+fn call_once(ticket: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = bin()
-        .args(["--ephemeral", "call", &forged.to_string()])
+        .args(["--ephemeral", "--json", "call", ticket])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is NOT") && err.contains(&t.peer.to_string()),
-        "{err}"
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    real.kill().unwrap();
-    fake.kill().unwrap();
+    (out.status.code(), text)
 }
 
 #[test]
-fn a_declined_caller_exits_5() {
+fn a_forged_or_stale_ticket_gets_no_answer_and_learns_nothing() {
+    let (real, rev) = listener(&["--accept", "anyone"]);
+    let listening = rev.until("listening");
+    let t: extrasafe_core::Ticket = listening["ticket"].as_str().unwrap().parse().unwrap();
+    // A throw-away key and the listener's address (nothing secret): the attack of issue 16.
+    let throwaway = extrasafe_core::Ticket {
+        peer: extrasafe_core::Identity::generate().peer_id(),
+        secret: Some(extrasafe_net::gate::random_ticket_secret()),
+        addrs: t.addrs.clone(),
+    };
+    // The listener's real key and address, but no secret (an old, version 1 ticket) or
+    // a wrong one.
+    let no_secret = extrasafe_core::Ticket {
+        secret: None,
+        ..t.clone()
+    };
+    let wrong_secret = extrasafe_core::Ticket {
+        secret: Some(extrasafe_net::gate::random_ticket_secret()),
+        ..t.clone()
+    };
+    let attempts: Vec<_> = [(throwaway, true), (no_secret, false), (wrong_secret, false)]
+        .into_iter()
+        .map(|(forged, stranger)| {
+            std::thread::spawn(move || (stranger, call_once(&forged.to_string(), &["--no-audio"])))
+        })
+        .collect();
+    for a in attempts {
+        let (stranger, (code, text)) = a.join().unwrap();
+        // "Nobody answered at the ticket's addresses", never "someone else answered".
+        assert_eq!(code, Some(3), "{text}");
+        assert!(!text.contains("NOT"), "{text}");
+        // The stranger with a throw-away key never learns whose address it is.
+        if stranger {
+            assert!(
+                !text.contains(&t.peer.to_string()),
+                "the key leaked: {text}"
+            );
+        }
+    }
+    // The listener (one call, then exit) saw nothing of them: the real ticket's call is the
+    // first and only one it takes.
+    let (code, text) = call_once(&t.to_string(), &["--no-audio"]);
+    assert_eq!(code, Some(0), "{text}");
+    let first = rev.until_any();
+    assert_eq!(
+        first["event"], "connected",
+        "the forged calls reached it: {first}"
+    );
+    assert_eq!(wait(real), 0);
+}
+
+#[test]
+fn a_declined_caller_learns_only_no_answer() {
     let other = extrasafe_core::Identity::generate().peer_id().to_string();
     let (mut l, lev) = listener(&["--accept", &other]);
     let ticket = lev.until("listening")["ticket"]
         .as_str()
         .unwrap()
         .to_string();
-    let out = bin()
-        .args(["--ephemeral", "--json", "call", &ticket])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(5));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"reason\":\"Declined\""));
+    let (code, text) = call_once(&ticket, &["--ring-timeout", "3", "--no-audio"]);
+    assert_eq!(code, Some(5), "{text}");
+    assert!(text.contains("\"reason\":\"NoAnswer\""), "{text}");
+    assert!(!text.contains("Declined"), "{text}");
     l.kill().unwrap();
 }
 
@@ -181,6 +219,93 @@ fn identity_is_created_private_and_can_be_sealed() {
         serde_json::from_slice(&id(&[], Some("long enough phrase")).stdout).unwrap();
     assert_eq!(opened["peer_id"], peer.as_str());
     assert_eq!(opened["passphrase"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_new_ticket_ends_the_old_one_but_not_contacts() {
+    let dir = tmp("newticket");
+    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
+    let id = |data: &PathBuf, extra: &[&str]| -> Value {
+        let out = bin()
+            .args(["--json", "--data-dir", data.to_str().unwrap(), "id"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let alice_id = id(&alice, &[])["peer_id"].as_str().unwrap().to_string();
+    let first = id(&bob, &[]);
+    // The ticket carries the secret and the port of its own (no well-known default).
+    let t1: extrasafe_core::Ticket = first["ticket"].as_str().unwrap().parse().unwrap();
+    let secret1 = t1.secret.clone().expect("a ticket carries its secret");
+    assert_eq!(t1.addrs.first().map(|a| a.port()), Some(secret1.port()));
+    assert!(
+        t1.addrs.iter().all(|a| !a.ip().is_loopback()),
+        "{:?}",
+        t1.addrs
+    );
+    assert_eq!(
+        id(&bob, &[])["ticket"],
+        first["ticket"],
+        "the same ticket until a new one is made"
+    );
+    let renewed = id(&bob, &["--new-ticket"]);
+    let t2: extrasafe_core::Ticket = renewed["ticket"].as_str().unwrap().parse().unwrap();
+    assert_ne!(t2.secret, t1.secret);
+    assert_eq!(t2.peer, t1.peer);
+    let status = bin()
+        .args([
+            "--data-dir",
+            bob.to_str().unwrap(),
+            "contact",
+            "add",
+            &alice_id,
+        ])
+        .args(["--name", "alice"])
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+
+    let mut l = bin()
+        .args(["--json", "--data-dir", bob.to_str().unwrap(), "listen"])
+        .args(["--bind", "127.0.0.1:0", "--accept", "anyone", "--no-audio"])
+        .args(["--no-dht", "--no-lan"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lev = Events::new(l.stdout.take().unwrap());
+    let mut l = Proc(Some(l));
+    let now: extrasafe_core::Ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(now.secret, t2.secret);
+    // Someone holding the old ticket (at the address Bob listens on now): no answer.
+    let stale = extrasafe_core::Ticket {
+        secret: t1.secret.clone(),
+        ..now.clone()
+    };
+    let (code, text) = call_once(&stale.to_string(), &["--no-audio"]);
+    assert_eq!(code, Some(3), "{text}");
+    // Alice, a contact of Bob's, with the same old ticket: let in by the key they share.
+    let out = bin()
+        .args(["--json", "--data-dir", alice.to_str().unwrap(), "call"])
+        .arg(stale.to_string())
+        .args(["--no-audio", "--no-dht", "--no-lan"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The new ticket works for anyone who holds it.
+    let (code, text) = call_once(&now.to_string(), &["--no-audio"]);
+    assert_eq!(code, Some(0), "{text}");
+    l.kill().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

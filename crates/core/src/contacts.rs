@@ -62,15 +62,28 @@ pub struct Contact {
     pub peer: PeerId,
     /// Where they were last reachable (from the last ticket added), possibly nothing.
     pub addrs: Vec<std::net::SocketAddr>,
+    /// The secret of the last ticket of theirs we added: it lets us reach them even if they
+    /// do not have us as a contact (until they make a new ticket).
+    pub secret: Option<crate::access::TicketSecret>,
     /// The safety code was compared with them and matched.
     pub verified: bool,
 }
 
 impl Contact {
+    /// What is stored of their last ticket: addresses and secret, if either is known.
+    fn stored_ticket(&self) -> Option<Ticket> {
+        (!self.addrs.is_empty() || self.secret.is_some()).then(|| Ticket {
+            peer: self.peer,
+            secret: self.secret.clone(),
+            addrs: self.addrs.clone(),
+        })
+    }
+
     /// Their ticket, when an address is known.
     pub fn ticket(&self) -> Option<Ticket> {
         (!self.addrs.is_empty()).then(|| Ticket {
             peer: self.peer,
+            secret: self.secret.clone(),
             addrs: self.addrs.clone(),
         })
     }
@@ -204,9 +217,21 @@ impl ContactBook {
             name,
             peer,
             addrs,
+            secret: None,
             verified: false,
         });
         Ok(Added::New)
+    }
+
+    /// Adds (or updates) the holder of `ticket` as `name`, keeping its addresses and secret.
+    pub fn add_ticket(&mut self, name: &str, ticket: &Ticket) -> Result<Added, ContactsError> {
+        let added = self.add(name, ticket.peer, ticket.addrs.clone())?;
+        if ticket.secret.is_some() {
+            if let Some(c) = self.contacts.iter_mut().find(|c| c.peer == ticket.peer) {
+                c.secret = ticket.secret.clone();
+            }
+        }
+        Ok(added)
     }
 
     /// Removes the contact named `query` (or with that peer ID).
@@ -234,7 +259,7 @@ impl ContactBook {
             .map(|c| Stored {
                 name: c.name.clone(),
                 peer: *c.peer.as_bytes(),
-                ticket: c.ticket().map(|t| t.to_string()).unwrap_or_default(),
+                ticket: c.stored_ticket().map(|t| t.to_string()).unwrap_or_default(),
                 verified: c.verified,
             })
             .collect();
@@ -275,8 +300,12 @@ impl ContactBook {
         for s in stored {
             let peer = PeerId::from_bytes(s.peer)
                 .map_err(|_| ContactsError::Malformed("a peer ID is not a valid key"))?;
-            let addrs = if s.ticket.is_empty() {
-                Vec::new()
+            let ticket = if s.ticket.is_empty() {
+                Ticket {
+                    peer,
+                    secret: None,
+                    addrs: Vec::new(),
+                }
             } else {
                 let t: Ticket = s
                     .ticket
@@ -285,12 +314,12 @@ impl ContactBook {
                 if t.peer != peer {
                     return Err(ContactsError::Malformed("a ticket of someone else"));
                 }
-                t.addrs
+                t
             };
             if book.by_peer(&peer).is_some() {
                 return Err(ContactsError::Malformed("the same peer twice"));
             }
-            book.add(&s.name, peer, addrs)?;
+            book.add_ticket(&s.name, &ticket)?;
             if s.verified {
                 book.contacts.last_mut().expect("just added").verified = true;
             }

@@ -157,6 +157,24 @@ impl Identity {
         Zeroizing::new(self.signing.to_bytes())
     }
 
+    /// The secret of our current ticket: derived from the identity key and a salt kept
+    /// beside it, so a new salt makes a new ticket (and the old ones stop working) while
+    /// nothing secret is stored apart from the key.
+    pub fn ticket_secret(&self, salt: &[u8; 16]) -> crate::access::TicketSecret {
+        let mut input = Zeroizing::new([0u8; 48]);
+        input[..32].copy_from_slice(&self.seed()[..]);
+        input[32..].copy_from_slice(salt);
+        let k = Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 ticket secret v1",
+            &input[..],
+        ));
+        let mut s = [0u8; crate::access::TICKET_SECRET_LEN];
+        s.copy_from_slice(&k[..crate::access::TICKET_SECRET_LEN]);
+        let secret = crate::access::TicketSecret::from_bytes(s);
+        s.zeroize();
+        secret
+    }
+
     /// The public identity.
     pub fn peer_id(&self) -> PeerId {
         PeerId(self.signing.verifying_key().to_bytes())

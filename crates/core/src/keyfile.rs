@@ -61,6 +61,10 @@ pub enum KeyFileError {
     /// The passphrase does not open the file (or the file was altered).
     #[error("wrong passphrase (or the identity file was altered)")]
     WrongPassphrase,
+    /// A passphrase was given for a file that is not sealed: the sealed file seen a moment
+    /// ago was replaced by a plain key (or the caller is confused). Never loaded.
+    #[error("the identity file is not encrypted, though a passphrase was asked for: it may have been replaced; nothing was loaded")]
+    UnexpectedPlain,
     /// The cost parameters are out of the accepted range.
     #[error("the identity file asks for unreasonable key-derivation cost")]
     CostOutOfRange,
@@ -111,12 +115,14 @@ pub fn seal(identity: &Identity, passphrase: &[u8]) -> Result<Vec<u8>, KeyFileEr
     encode_sealed(identity, passphrase, KdfCost::default(), salt, nonce)
 }
 
-/// Reads a key file. `passphrase` is only consulted for sealed files.
+/// Reads a key file. A sealed file needs `passphrase`; a plain one is refused when a
+/// passphrase is given (the caller saw a sealed file: a plain key in its place was planted).
 pub fn decode(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<Identity, KeyFileError> {
     if bytes.len() < 5 || bytes[..4] != MAGIC {
         return Err(KeyFileError::Malformed("bad magic"));
     }
     match bytes[4] {
+        KIND_PLAIN if passphrase.is_some() => Err(KeyFileError::UnexpectedPlain),
         KIND_PLAIN => {
             let seed: &[u8; 32] = bytes[5..]
                 .try_into()

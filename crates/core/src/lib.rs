@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access;
 pub mod contacts;
 pub mod identity;
 pub mod keyfile;

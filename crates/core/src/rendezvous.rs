@@ -226,6 +226,15 @@ impl PairSecret {
         )))
     }
 
+    /// The key that tags first flights between the two (`core::access`); both sides derive
+    /// the same, so it both admits their calls and makes ours admitted.
+    pub fn access_key(&self) -> crate::access::AccessKey {
+        crate::access::AccessKey(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 contact access v1",
+            &self.both_sides(&[]),
+        )))
+    }
+
     /// The key of the pair's LAN announcement tags (`core::lan`); both sides derive the same.
     pub fn lan_key(&self) -> crate::lan::LanKey {
         crate::lan::LanKey(Zeroizing::new(blake3::derive_key(

@@ -1,15 +1,20 @@
 //! Tickets: what a person shares so others can call them.
 //!
-//! A ticket is a peer ID plus the addresses where that peer listens, in bech32m with the
-//! prefix `est`. Binary layout before encoding (all integers big-endian):
+//! A ticket is a peer ID, the secret that makes that peer answer, and the addresses where it
+//! listens, in bech32m with the prefix `est`. Binary layout before encoding (all integers
+//! big-endian):
 //!
 //! ```text
-//! version:u8 = 1 | public key: 32 bytes | count:u8 (≤ 16) | count × address
+//! version:u8 = 2 | public key: 32 bytes | secret: 16 bytes | count:u8 (≤ 16) | count × address
 //! address = 4 | IPv4: 4 bytes | port:u16   or   6 | IPv6: 16 bytes | port:u16
 //! ```
 //!
 //! The caller pins the key: whoever answers at those addresses must prove that key in the
-//! TLS handshake, so a forged or stale address cannot put a stranger on the line.
+//! TLS handshake, so a forged or stale address cannot put a stranger on the line. The secret
+//! ([`crate::access`]) is what the listener asks for before it sends a single byte: without
+//! it (or the pair key of a contact) a listener stays silent. Version 1 tickets, which had no
+//! secret, are still read (as a peer ID with addresses) but cannot reach a listener that
+//! does not already have the caller as a contact.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,12 +22,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bech32::primitives::decode::CheckedHrpstring;
 use bech32::{Bech32m, Hrp};
 
+use crate::access::{TicketSecret, TICKET_SECRET_LEN};
 use crate::identity::{PeerId, PeerIdError};
 
 /// Human-readable prefix of a ticket.
 pub const TICKET_HRP: &str = "est";
 /// Ticket format version written by this build.
-const TICKET_VERSION: u8 = 1;
+const TICKET_VERSION: u8 = 2;
 /// At most this many addresses are carried; more is refused as hostile.
 pub const MAX_TICKET_ADDRS: usize = 16;
 /// Longest ticket text accepted (the bech32m limit).
@@ -33,6 +39,8 @@ const MAX_TICKET_LEN: usize = 1023;
 pub struct Ticket {
     /// Who must answer.
     pub peer: PeerId,
+    /// What makes them answer; `None` in old (version 1) tickets.
+    pub secret: Option<TicketSecret>,
     /// Where to try, in order.
     pub addrs: Vec<SocketAddr>,
 }
@@ -67,9 +75,18 @@ pub enum TicketError {
 impl Ticket {
     /// Encodes the binary layout.
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(34 + self.addrs.len() * 19);
-        out.push(TICKET_VERSION);
-        out.extend_from_slice(self.peer.as_bytes());
+        let mut out = Vec::with_capacity(50 + self.addrs.len() * 19);
+        match &self.secret {
+            Some(secret) => {
+                out.push(TICKET_VERSION);
+                out.extend_from_slice(self.peer.as_bytes());
+                out.extend_from_slice(secret.as_bytes());
+            }
+            None => {
+                out.push(1);
+                out.extend_from_slice(self.peer.as_bytes());
+            }
+        }
         let addrs = &self.addrs[..self.addrs.len().min(MAX_TICKET_ADDRS)];
         out.push(addrs.len() as u8);
         for a in addrs {
@@ -94,11 +111,20 @@ impl Ticket {
         if version > TICKET_VERSION {
             return Err(TicketError::NewerVersion(version));
         }
-        if version != TICKET_VERSION {
+        if version != TICKET_VERSION && version != 1 {
             return Err(TicketError::Malformed("unknown format version"));
         }
         let key: [u8; 32] = r.take(32)?.try_into().expect("take(32) returns 32 bytes");
         let peer = PeerId::from_bytes(key)?;
+        let secret = if version == 1 {
+            None
+        } else {
+            let s: [u8; TICKET_SECRET_LEN] = r
+                .take(TICKET_SECRET_LEN)?
+                .try_into()
+                .expect("take returns the length asked for");
+            Some(TicketSecret::from_bytes(s))
+        };
         let count = r.u8()? as usize;
         if count > MAX_TICKET_ADDRS {
             return Err(TicketError::Malformed("too many addresses"));
@@ -125,7 +151,11 @@ impl Ticket {
         if !r.0.is_empty() {
             return Err(TicketError::Malformed("trailing bytes"));
         }
-        Ok(Self { peer, addrs })
+        Ok(Self {
+            peer,
+            secret,
+            addrs,
+        })
     }
 
     /// The ticket in upper case, which QR codes store more compactly (alphanumeric mode).
@@ -189,6 +219,7 @@ mod tests {
     fn sample() -> Ticket {
         Ticket {
             peer: Identity::from_seed(&[1; 32]).peer_id(),
+            secret: Some(TicketSecret::from_bytes([7; 16])),
             addrs: vec![
                 "127.0.0.1:4433".parse().unwrap(),
                 "[2001:db8::1]:9000".parse().unwrap(),
@@ -219,6 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn version_1_tickets_are_read_without_a_secret() {
+        let mut t = sample();
+        t.secret = None;
+        let s = t.to_string();
+        assert_eq!(s.parse::<Ticket>().unwrap(), t);
+        // and version 2 carries it
+        assert_ne!(sample().to_string(), s);
+        assert!(sample()
+            .to_string()
+            .parse::<Ticket>()
+            .unwrap()
+            .secret
+            .is_some());
+    }
+
+    #[test]
     fn peer_id_is_not_a_ticket() {
         let id = sample().peer.to_string();
         assert_eq!(id.parse::<Ticket>(), Err(TicketError::IsPeerId));
@@ -236,7 +283,7 @@ mod tests {
                 "prefix {n} accepted"
             );
         }
-        let mut many = good[..33].to_vec();
+        let mut many = good[..49].to_vec();
         many.push(200);
         assert_eq!(
             enc(&many).parse::<Ticket>(),

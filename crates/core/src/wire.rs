@@ -22,9 +22,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 /// Highest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// Lowest protocol version this build accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Lowest protocol version this build accepts. Version 2 made the verification code a
+/// commit-and-reveal (`SasCommit`, `SasNonce`, `SasReveal`): a version 1 peer's code could be
+/// ground by a man in the middle, so version 1 is no longer spoken.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// Largest frame (type byte + body) accepted or sent.
 pub const MAX_FRAME: usize = 8 * 1024;
 /// Largest chat line, in bytes of UTF-8.
@@ -48,6 +50,9 @@ mod kind {
     pub(super) const CHAT: u8 = 0x08;
     pub(super) const PING: u8 = 0x09;
     pub(super) const PONG: u8 = 0x0A;
+    pub(super) const SAS_COMMIT: u8 = 0x0B;
+    pub(super) const SAS_NONCE: u8 = 0x0C;
+    pub(super) const SAS_REVEAL: u8 = 0x0D;
     pub(super) const FIRST_OPTIONAL: u8 = 0x80;
     pub(super) const OBSERVED: u8 = 0x81;
 }
@@ -141,6 +146,21 @@ pub enum Message {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Caller, in its first flight: commits to its verification nonce (see `crate::sas`).
+    SasCommit {
+        /// `BLAKE3-derive("… sas commit v2", exporter | nonce)`.
+        commit: [u8; 32],
+    },
+    /// Callee, once it holds the commitment: its verification nonce.
+    SasNonce {
+        /// 32 random bytes.
+        nonce: [u8; 32],
+    },
+    /// Caller, once it holds the callee's nonce: the nonce it committed to.
+    SasReveal {
+        /// The caller's 32 random bytes.
+        nonce: [u8; 32],
+    },
     /// The address the sender sees our packets come from (optional type: a reflexive
     /// candidate we could not learn otherwise without asking a third party).
     Observed {
@@ -159,6 +179,8 @@ struct HelloBody {
 struct U64Body(u64);
 #[derive(Serialize, Deserialize)]
 struct U8Body(u8);
+#[derive(Serialize, Deserialize)]
+struct Bytes32([u8; 32]);
 #[derive(Serialize, Deserialize)]
 struct ObservedBody {
     /// IPv6, or IPv4-mapped.
@@ -256,6 +278,15 @@ impl Message {
             Message::Pong { nonce } => {
                 ser(out, kind::PONG, postcard::to_allocvec(&U64Body(*nonce)))
             }
+            Message::SasCommit { commit: b } => {
+                ser(out, kind::SAS_COMMIT, postcard::to_allocvec(&Bytes32(*b)))
+            }
+            Message::SasNonce { nonce: b } => {
+                ser(out, kind::SAS_NONCE, postcard::to_allocvec(&Bytes32(*b)))
+            }
+            Message::SasReveal { nonce: b } => {
+                ser(out, kind::SAS_REVEAL, postcard::to_allocvec(&Bytes32(*b)))
+            }
             Message::Observed { addr } => {
                 let ip = match addr.ip() {
                     IpAddr::V4(v4) => v4.to_ipv6_mapped(),
@@ -323,6 +354,15 @@ impl Message {
             },
             kind::PONG => Message::Pong {
                 nonce: take::<U64Body>(k, body)?.0,
+            },
+            kind::SAS_COMMIT => Message::SasCommit {
+                commit: take::<Bytes32>(k, body)?.0,
+            },
+            kind::SAS_NONCE => Message::SasNonce {
+                nonce: take::<Bytes32>(k, body)?.0,
+            },
+            kind::SAS_REVEAL => Message::SasReveal {
+                nonce: take::<Bytes32>(k, body)?.0,
             },
             kind::OBSERVED => {
                 // Optional: one we cannot use is skipped, never a reason to end the call.
@@ -422,6 +462,9 @@ mod tests {
             },
             Message::Ping { nonce: u64::MAX },
             Message::Pong { nonce: 0 },
+            Message::SasCommit { commit: [1; 32] },
+            Message::SasNonce { nonce: [2; 32] },
+            Message::SasReveal { nonce: [3; 32] },
             Message::Observed {
                 addr: "203.0.113.7:40000".parse().unwrap(),
             },

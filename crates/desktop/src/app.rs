@@ -32,6 +32,8 @@ pub struct Fields {
     pub renaming: Option<(String, String)>,
     /// The contact whose removal waits for confirmation.
     pub removing: Option<String>,
+    /// "New ticket" was pressed once: the second press confirms.
+    pub renewing: bool,
     /// The window title last set.
     pub title: String,
 }

@@ -48,9 +48,11 @@ struct Args {
     /// $XDG_DATA_HOME/extrasafe].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// UDP port to take calls on; tickets name it, so keep it stable (0 picks a free one).
-    #[arg(long, default_value_t = 47_470)]
-    port: u16,
+    /// UDP port to take calls on; tickets name it, so keep it stable (0 picks a free one)
+    /// [default: a port of your own, derived from your ticket's secret, the one
+    /// `extrasafe listen` uses].
+    #[arg(long)]
+    port: Option<u16>,
     /// Local address to take calls on [default: every address of this device].
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     bind: std::net::IpAddr,
@@ -63,6 +65,9 @@ struct Args {
     /// DHT node to join through (host:port) [default: Mainline's public bootstrap nodes].
     #[arg(long, value_name = "HOST:PORT")]
     dht_bootstrap: Vec<String>,
+    /// How long a call you place may ring unanswered, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(1..=600))]
+    ring_timeout: u64,
     /// Do not use the sound server (calls send silence and play nothing).
     #[arg(long)]
     no_sound: bool,
@@ -140,14 +145,22 @@ fn main() {
         mic: None,
         speaker: None,
         video,
-        files_dir: args
-            .files_dir
-            .clone()
-            .unwrap_or_else(extrasafe_net::transfer::default_download_dir),
+        files_dir: match args.files_dir.clone() {
+            Some(d) => d,
+            None => match extrasafe_net::transfer::default_download_dir() {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("No folder for received files: {e}. Start with --files-dir FOLDER.");
+                    std::process::exit(2)
+                }
+            },
+        },
     };
     let opts = backend::Options {
         data_dir: args.data_dir.clone(),
-        bind: std::net::SocketAddr::new(args.bind, args.port),
+        bind: args.bind,
+        port: args.port,
+        ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
         lan: !args.no_lan,
         dht: !args.no_dht,
         dht_bootstrap: args.dht_bootstrap.clone(),

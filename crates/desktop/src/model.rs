@@ -376,6 +376,8 @@ pub enum Action {
     },
     ShowFolder(PathBuf),
     MarkVerified,
+    /// Make a new ticket (old ones stop working).
+    NewTicket,
     /// Save an unknown caller as a (verified, since they compared) contact.
     SaveCaller {
         name: String,

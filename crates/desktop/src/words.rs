@@ -18,6 +18,11 @@ pub const REPEAT: &str = "Repeat it";
 pub const YOUR_ID: &str = "Your peer ID";
 pub const YOUR_TICKET: &str = "Your ticket: give it to the people who should be able to call you";
 pub const COPY: &str = "Copy ticket";
+pub const NEW_TICKET: &str = "New ticket";
+pub const NEW_TICKET_ASK: &str =
+    "Tickets you gave out before will stop working (your contacts still reach you).";
+pub const NEW_TICKET_YES: &str = "Make a new ticket";
+pub const NEW_TICKET_NO: &str = "Keep this one";
 pub const COPIED: &str = "Copied.";
 pub const CONTACTS: &str = "Contacts";
 pub const NO_CONTACTS: &str = "No contacts yet. Paste a ticket someone gave you below.";
@@ -89,6 +94,10 @@ pub const ALL: &[&str] = &[
     YOUR_ID,
     YOUR_TICKET,
     COPY,
+    NEW_TICKET,
+    NEW_TICKET_ASK,
+    NEW_TICKET_YES,
+    NEW_TICKET_NO,
     COPIED,
     CONTACTS,
     NO_CONTACTS,
@@ -226,9 +235,13 @@ pub fn ended(who: &str, reason: &EndReason) -> (String, bool) {
         EndReason::LocalHangup => ok("You hung up.".into()),
         EndReason::RemoteHangup => ok(format!("{who} hung up.")),
         EndReason::Declined => ok(format!("{who} declined the call.")),
-        EndReason::DeclinedLocally => ok("You declined the call.".into()),
+        EndReason::DeclinedLocally => ok(format!(
+            "You declined the call. {who} is not told: to them it rang unanswered."
+        )),
         EndReason::Busy => ok(format!("{who} is in another call. Try again later.")),
-        EndReason::RejectedBusy => ok("You were busy; the caller was told.".into()),
+        EndReason::RejectedBusy => ok(format!(
+            "You were in another call; {who} is not told: to them it rang unanswered."
+        )),
         EndReason::NoAnswer => ok(format!("{who} did not answer.")),
         EndReason::PeerVanished => bad(format!(
             "The connection to {who} was lost: nothing was heard from them for a while. Their \

@@ -27,7 +27,9 @@ pub struct CallInfo {
     /// Whether we called or were called.
     pub role: Role,
     /// Six digits both ends must show alike; different digits mean someone is in the middle.
-    pub sas: String,
+    /// Settled by a commit-and-reveal inside the call (`core::sas`): read it with
+    /// [`CallInfo::sas`] once the call rings (callee) or is answered (caller).
+    pub(crate) sas: Arc<std::sync::OnceLock<String>>,
     /// The stable 60-digit safety number of this pair of identities.
     pub safety_number: String,
     /// The key-exchange group of this connection.
@@ -36,6 +38,14 @@ pub struct CallInfo {
     pub started: Instant,
     /// Time to a secured connection (QUIC + TLS handshake), measured from `started`.
     pub handshake: Duration,
+}
+
+impl CallInfo {
+    /// The verification code (`123 456`), once settled: before the callee's
+    /// [`CallEvent::Incoming`] and before the caller's [`CallEvent::Ringing`].
+    pub fn sas(&self) -> Option<String> {
+        self.sas.get().cloned()
+    }
 }
 
 /// What happens on a call, in order.

@@ -436,6 +436,11 @@ impl Rendezvous {
         Some(best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)))
     }
 
+    /// The key that lets us into `peer`'s node (and them into ours).
+    pub fn access_key(&self, peer: &PeerId) -> Option<extrasafe_core::access::AccessKey> {
+        self.pair(peer).map(|p| p.access_key())
+    }
+
     /// The probe key for a call attempt with `peer`.
     pub fn punch_key(&self, peer: &PeerId, call_id: &[u8; 16]) -> Option<PunchKey> {
         self.pair(peer).map(|p| p.punch_key(call_id))
@@ -601,18 +606,22 @@ impl Node {
         let key = rendezvous
             .punch_key(&peer, &call_id)
             .ok_or(CallError::NotPublished)?;
-        self.call_punched(PunchPlan {
-            peer,
-            key,
-            candidates: as_candidates(&theirs.candidates),
-            our_nat: us.nat,
-            their_nat: theirs.nat,
-            hold: if us.mapped.is_some() {
-                CALLER_HOLD
-            } else {
-                Duration::ZERO
+        let access = rendezvous.access_key(&peer);
+        self.call_punched_with(
+            PunchPlan {
+                peer,
+                key,
+                candidates: as_candidates(&theirs.candidates),
+                our_nat: us.nat,
+                their_nat: theirs.nat,
+                hold: if us.mapped.is_some() {
+                    CALLER_HOLD
+                } else {
+                    Duration::ZERO
+                },
             },
-        })
+            access,
+        )
         .await
     }
 }

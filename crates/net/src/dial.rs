@@ -113,7 +113,21 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
             }
         };
         let addrs = lan.find(&peer, LAN_LOOK).await?;
-        Some(node.call(&Ticket { peer, addrs }).await)
+        let access = lan_pairs
+            .iter()
+            .find(|p| p.peer() == peer)
+            .map(|p| p.access_key());
+        Some(
+            node.call_with(
+                &Ticket {
+                    peer,
+                    secret: None,
+                    addrs,
+                },
+                access,
+            )
+            .await,
+        )
     };
     let on_dht = async {
         dht.as_ref()?;

@@ -54,6 +54,13 @@ pub(crate) struct Driver {
     pub(crate) close_code: (VarInt, &'static [u8]),
     /// File transfers of this call.
     pub(crate) transfers: Arc<TransferBook>,
+    /// The verification code, once settled (shared with the call's info).
+    pub(crate) sas: Arc<std::sync::OnceLock<String>>,
+    /// Callee: the address the caller says it sees us at, held until the call is answered
+    /// (nothing a caller says changes what we publish before we took its call).
+    pub(crate) held_observation: Option<std::net::SocketAddr>,
+    /// The application still holds the call handle.
+    pub(crate) commands_open: bool,
 }
 
 /// Counts a running driver until dropped.
@@ -122,6 +129,11 @@ impl Driver {
             if progressed {
                 continue;
             }
+            // Refused: over for the user, so the node is free for another call while this
+            // connection waits in silence for the caller to give up.
+            if self.session.is_quiet() {
+                drop(self.slot.take());
+            }
             if self.session.is_ended() {
                 break;
             }
@@ -139,7 +151,7 @@ impl Driver {
             let events = self.events.clone();
             tokio::select! {
                 biased;
-                cmd = self.commands.recv() => self.on_command(cmd),
+                cmd = self.commands.recv(), if self.commands_open => self.on_command(cmd),
                 _ = self.shutdown.changed() => self.session.shutdown(Instant::now()),
                 permit = events.reserve(), if !backlog.is_empty() => match permit {
                     Ok(p) => p.send(backlog.pop_front().expect("guarded by the branch condition")),
@@ -189,7 +201,14 @@ impl Driver {
             Some(Command::Decline) => {
                 let _ = self.session.decline(now);
             }
-            Some(Command::Hangup) | None => self.session.hangup(now),
+            Some(Command::Hangup) => self.session.hangup(now),
+            None => {
+                self.commands_open = false;
+                // A refused call stays quiet until the caller gives up, handle or not.
+                if !self.session.is_quiet() {
+                    self.session.hangup(now);
+                }
+            }
             Some(Command::Chat(text, reply)) => {
                 let _ = reply.send(self.session.send_chat(now, &text).map(|_| ()));
             }
@@ -202,6 +221,9 @@ impl Driver {
             Event::IncomingCall { .. } => return self.decide_incoming(now),
             Event::Ringing => CallEvent::Ringing,
             Event::Connected => {
+                if let Some(addr) = self.held_observation.take() {
+                    self.note_observed(addr);
+                }
                 // The call is up: room for file transfers (streams and windows).
                 let ours = u32::from(self.session.role() == extrasafe_core::Role::Callee);
                 self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(
@@ -216,8 +238,16 @@ impl Driver {
                 }
             }
             Event::Observed(addr) => {
-                *self.shared.observed.lock().expect("observed lock poisoned") =
-                    Some((addr, std::time::Instant::now()));
+                // We chose to call them; a caller is heard only once its call is answered.
+                if self.session.role() == extrasafe_core::Role::Caller || self.session.is_active() {
+                    self.note_observed(addr);
+                } else {
+                    self.held_observation = Some(addr);
+                }
+                return None;
+            }
+            Event::VerificationCode(code) => {
+                let _ = self.sas.set(code);
                 return None;
             }
             Event::Chat { text, .. } => CallEvent::Chat {
@@ -233,9 +263,21 @@ impl Driver {
         })
     }
 
+    fn note_observed(&self, addr: std::net::SocketAddr) {
+        *self.shared.observed.lock().expect("observed lock poisoned") =
+            Some((addr, std::time::Instant::now()));
+    }
+
     /// Applies the node's policy to a ring; returns the event for the application, if any.
+    /// Every refusal is the quiet one: the caller only ever learns "no answer".
     fn decide_incoming(&mut self, now: Instant) -> Option<CallEvent> {
         let peer = self.pending.as_ref().map(|c| c.info.peer)?;
+        let ip = self.conn.remote_address().ip();
+        if !self.shared.allow_ring(now, ip, peer) {
+            debug!(peer = %peer.short(), "ring over the rate limit; refused quietly");
+            let _ = self.session.decline(now);
+            return None;
+        }
         match self.shared.decide(&peer) {
             Decision::Refuse => {
                 debug!(peer = %peer.short(), "caller refused by policy");

@@ -73,10 +73,19 @@ impl Lan {
     }
 
     /// Announces a listening node's call `port` (returning once the first announcement went
-    /// out, or after 5 s), then keeps announcing until the returned task is stopped, with a
-    /// new nonce, instance and host name every ten minutes (a rotating subset of contacts
-    /// when there are more than fit in one announcement).
-    pub async fn announce(self: std::sync::Arc<Self>, port: u16) -> tokio::task::JoinHandle<()> {
+    /// out, or after 5 s), then keeps announcing until the returned [`Announcement`] is
+    /// stopped, with a new nonce, instance and host name every ten minutes (a rotating subset
+    /// of contacts when there are more than fit in one announcement).
+    pub async fn announce(self: std::sync::Arc<Self>, port: u16) -> Announcement {
+        let lan = self.clone();
+        let task = self.announce_task(port).await;
+        Announcement {
+            task,
+            lan: Some(lan),
+        }
+    }
+
+    async fn announce_task(self: std::sync::Arc<Self>, port: u16) -> tokio::task::JoinHandle<()> {
         let monitor = self.daemon.monitor().ok();
         let mut current = self.register_fresh(port, None);
         if let Some(events) = monitor {
@@ -167,6 +176,35 @@ impl Lan {
         .flatten();
         let _ = self.daemon.stop_browse(SERVICE);
         found
+    }
+}
+
+/// A running announcement. Stopping it (or dropping it) withdraws it from the network with
+/// mDNS goodbye records, so neighbours' caches do not keep a stale entry for us.
+pub struct Announcement {
+    task: tokio::task::JoinHandle<()>,
+    lan: Option<std::sync::Arc<Lan>>,
+}
+
+impl Announcement {
+    /// Stops announcing and waits (at most 2 s) until the goodbye records went out.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        if let Some(lan) = self.lan.take() {
+            if let Ok(done) = lan.daemon.shutdown() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), done.recv_async()).await;
+            }
+        }
+    }
+}
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(lan) = &self.lan {
+            let _ = lan.daemon.shutdown();
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod dht;
 pub mod dial;
 mod driver;
 mod error;
+pub mod gate;
 pub mod lan;
 mod node;
 pub mod observe;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use extrasafe_core::sas::{safety_number, sas_digits, SAS_EXPORTER_LABEL, SAS_EXPORTER_LEN};
+use extrasafe_core::access::{AccessKey, Gate, TicketSecret};
+use extrasafe_core::sas::{safety_number, SAS_EXPORTER_LABEL, SAS_EXPORTER_LEN};
 use extrasafe_core::{Identity, PeerId, Role, Session, SessionConfig, Ticket};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, IdleTimeout, TransportConfig};
@@ -56,7 +57,7 @@ pub struct NodeConfig {
     /// half are taken, new callers must first prove their address (a QUIC Retry, one extra
     /// round trip), so spoofed packets cannot fill the rest.
     pub max_connections: usize,
-    /// Connections handled at once from one IP address.
+    /// Connections handled at once from one source: an IPv4 address, or an IPv6 /64.
     pub max_connections_per_ip: usize,
     /// Longest a QUIC/TLS handshake may take (either side).
     pub handshake_timeout: Duration,
@@ -64,6 +65,17 @@ pub struct NodeConfig {
     pub congestion: Congestion,
     /// Hole-punching timers.
     pub punch: extrasafe_core::punch::PunchConfig,
+    /// The secret of our ticket: callers who hold it are answered. `None`: only contacts
+    /// are. The default is a random secret, good for this run only.
+    pub ticket_secret: Option<TicketSecret>,
+    /// Our contacts and the pair key we share with each: they are answered (and our calls
+    /// to them prove it), whatever ticket they hold.
+    pub contacts: Vec<(PeerId, AccessKey)>,
+    /// Rings one source may make in a row before it is refused quietly (a source: anyone's
+    /// IPv4 address or IPv6 /64, and each caller's identity; contacts count by identity only).
+    pub ring_burst: u32,
+    /// One more ring per source this often.
+    pub ring_refill: Duration,
 }
 
 /// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
@@ -106,6 +118,10 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(10),
             congestion: Congestion::default(),
             punch: Default::default(),
+            ticket_secret: Some(crate::gate::random_ticket_secret()),
+            contacts: Vec::new(),
+            ring_burst: extrasafe_core::access::RING_BURST,
+            ring_refill: extrasafe_core::access::RING_REFILL,
         }
     }
 }
@@ -127,6 +143,12 @@ pub(crate) struct Shared {
     shutdown: watch::Sender<bool>,
     /// Our address as the last peer saw it, and when it told us.
     pub(crate) observed: StdMutex<Option<(SocketAddr, Instant)>>,
+    /// The secret our tickets carry.
+    ticket_secret: StdMutex<Option<TicketSecret>>,
+    /// Rings per source.
+    rings: StdMutex<extrasafe_core::access::RingLimiter>,
+    /// Who our contacts are (their rings count by identity only).
+    contacts: StdMutex<std::collections::HashSet<PeerId>>,
 }
 
 /// Marks the node as in a call until dropped.
@@ -146,6 +168,19 @@ impl Shared {
             AcceptPolicy::Only(list) if list.contains(peer) => Decision::Accept,
             AcceptPolicy::Only(_) => Decision::Refuse,
         }
+    }
+
+    /// True if a ring from `ip` by `peer` is within the rate limit (and counts it).
+    pub(crate) fn allow_ring(&self, now: Instant, ip: IpAddr, peer: PeerId) -> bool {
+        let contact = self
+            .contacts
+            .lock()
+            .expect("contacts lock poisoned")
+            .contains(&peer);
+        self.rings
+            .lock()
+            .expect("ring limiter lock poisoned")
+            .allow(now, ip, peer, contact)
     }
 
     pub(crate) fn claim_slot(self: &Arc<Self>) -> Option<SlotGuard> {
@@ -255,10 +290,21 @@ impl Node {
         };
         let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_error)?;
         let runtime = Arc::new(quinn::TokioRuntime);
+        let local = crate::gate::new_local_key();
+        let mut gate = Gate::new(local.clone(), config.listen);
+        gate.set_ticket(
+            config
+                .ticket_secret
+                .as_ref()
+                .map(|s| s.access_key(&identity.peer_id())),
+        );
+        gate.set_contacts(config.contacts.clone());
         let socket = Arc::new(crate::probe_socket::ProbeSocket::new(
             quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
+            gate,
         ));
         let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config.cid_generator(move || Box::new(crate::gate::GateCids(local.clone())));
         endpoint_config
             .max_udp_payload_size(MAX_UDP_PAYLOAD)
             .expect("a valid UDP payload size");
@@ -269,6 +315,9 @@ impl Node {
                 .map_err(bind_error)?;
         let (tx, rx) = mpsc::channel(4);
         let (shutdown, _) = watch::channel(false);
+        let config_ticket = config.ticket_secret.clone();
+        let config_rings = (config.ring_burst, config.ring_refill);
+        let config_contacts = config.contacts.iter().map(|(p, _)| *p).collect();
         let shared = Arc::new(Shared {
             peer_id: identity.peer_id(),
             key,
@@ -281,6 +330,12 @@ impl Node {
             incoming: tx,
             shutdown,
             observed: StdMutex::new(None),
+            ticket_secret: StdMutex::new(config_ticket),
+            rings: StdMutex::new(extrasafe_core::access::RingLimiter::new(
+                config_rings.0,
+                config_rings.1,
+            )),
+            contacts: StdMutex::new(config_contacts),
         });
         let accept_task = if shared.config.listen {
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
@@ -317,12 +372,69 @@ impl Node {
             .expect("a bound endpoint has an address")
     }
 
-    /// A ticket naming this node and the addresses it can be reached at.
+    /// A ticket naming this node, the secret that makes it answer, and the addresses it can
+    /// be reached at.
     pub fn ticket(&self) -> Ticket {
         Ticket {
             peer: self.peer_id(),
+            secret: self.ticket_secret(),
             addrs: crate::addrs::reachable(self.local_addr()),
         }
+    }
+
+    fn ticket_secret(&self) -> Option<TicketSecret> {
+        self.shared
+            .ticket_secret
+            .lock()
+            .expect("ticket lock poisoned")
+            .clone()
+    }
+
+    /// From now on only holders of a ticket with `secret` (or none, with `None`) are
+    /// answered; calls already up go on.
+    pub fn set_ticket_secret(&self, secret: Option<TicketSecret>) {
+        self.socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .set_ticket(secret.as_ref().map(|s| s.access_key(&self.peer_id())));
+        *self
+            .shared
+            .ticket_secret
+            .lock()
+            .expect("ticket lock poisoned") = secret;
+    }
+
+    /// From now on these contacts are answered (the list replaces the previous one).
+    pub fn set_contacts(&self, contacts: Vec<(PeerId, AccessKey)>) {
+        *self.shared.contacts.lock().expect("contacts lock poisoned") =
+            contacts.iter().map(|(p, _)| *p).collect();
+        self.socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .set_contacts(contacts);
+    }
+
+    /// Answers first flights that prove `key` as a ticket key instead of our own ticket's:
+    /// what a modified node holding someone else's ticket would do (tests play such
+    /// impostors with it).
+    #[doc(hidden)]
+    pub fn answer_ticket_key(&self, key: Option<AccessKey>) {
+        self.socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .set_ticket(key);
+    }
+
+    /// Datagrams the gate dropped unanswered, by reason (for tests and diagnostics).
+    pub fn dropped(&self, reason: extrasafe_core::access::DropReason) -> u64 {
+        self.socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .dropped(reason)
     }
 
     /// True while a call (ringing or active) holds this node.
@@ -334,6 +446,7 @@ impl Node {
     pub fn ticket_for(&self, addr: SocketAddr) -> Ticket {
         Ticket {
             peer: self.peer_id(),
+            secret: self.ticket_secret(),
             addrs: vec![addr],
         }
     }
@@ -350,6 +463,16 @@ impl Node {
     /// Calls the peer named in `ticket`, trying its addresses in parallel (each a little after
     /// the previous), and returns once the connection is secured and the ring is sent.
     pub async fn call(&self, ticket: &Ticket) -> Result<Call, CallError> {
+        self.call_with(ticket, None).await
+    }
+
+    /// [`Node::call`], proving `contact` (the pair key of a rendezvous) in the first flight
+    /// instead of the key of our contact list.
+    pub(crate) async fn call_with(
+        &self,
+        ticket: &Ticket,
+        contact: Option<AccessKey>,
+    ) -> Result<Call, CallError> {
         if ticket.peer == self.shared.peer_id {
             return Err(CallError::CallingSelf);
         }
@@ -361,7 +484,7 @@ impl Node {
         }
         let slot = self.shared.claim_slot().ok_or(CallError::AlreadyInCall)?;
         let started = Instant::now();
-        let conn = self.connect(ticket).await?;
+        let conn = self.connect(ticket, contact).await?;
         let handshake = started.elapsed();
         let (send, recv) = conn
             .open_bi()
@@ -388,7 +511,11 @@ impl Node {
         Ok(call)
     }
 
-    async fn connect(&self, ticket: &Ticket) -> Result<Connection, CallError> {
+    async fn connect(
+        &self,
+        ticket: &Ticket,
+        contact: Option<AccessKey>,
+    ) -> Result<Connection, CallError> {
         let observation = Arc::new(PinObservation::default());
         let tls = tls::client_config(
             self.shared.key.clone(),
@@ -401,6 +528,17 @@ impl Node {
             QuicClientConfig::try_from(tls).map_err(|e| CallError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         client.transport_config(self.shared.transport.clone());
+        // The first flight proves what we hold: their ticket's secret, our pair key.
+        let contact_key = contact.or_else(|| {
+            self.socket
+                .gate
+                .lock()
+                .expect("gate lock poisoned")
+                .contact_key(&ticket.peer)
+                .cloned()
+        });
+        let ticket_key = ticket.secret.as_ref().map(|s| s.access_key(&ticket.peer));
+        client.initial_dst_cid_provider(crate::gate::dcid_provider(ticket_key, contact_key));
 
         let timeout = self.shared.config.handshake_timeout;
         // A socket bound to IPv4 cannot reach IPv6 addresses (a dual-stack IPv6 socket reaches
@@ -504,14 +642,11 @@ fn call_info(
     started: Instant,
     handshake: Duration,
 ) -> CallInfo {
-    let mut exported = [0u8; SAS_EXPORTER_LEN];
-    conn.export_keying_material(&mut exported, SAS_EXPORTER_LABEL, b"")
-        .expect("a completed TLS 1.3 handshake can export 8 bytes");
     CallInfo {
         peer,
         remote: conn.remote_address(),
         role,
-        sas: sas_digits(&exported),
+        sas: Default::default(),
         safety_number: safety_number(&me, &peer),
         key_exchange: tls::KEY_EXCHANGE,
         started,
@@ -519,14 +654,25 @@ fn call_info(
     }
 }
 
+/// Starts the verification code of `session` from this connection's exporter and a fresh
+/// nonce.
+fn begin_verification(conn: &Connection, session: &mut Session) {
+    let mut exporter = [0u8; SAS_EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, SAS_EXPORTER_LABEL, b"")
+        .expect("a completed TLS 1.3 handshake can export 32 bytes");
+    session.begin_verification(Instant::now(), exporter, crate::gate::random());
+}
+
 fn assemble(
     shared: &Arc<Shared>,
     conn: Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    session: Session,
+    mut session: Session,
     info: CallInfo,
 ) -> (Call, Driver) {
+    begin_verification(&conn, &mut session);
+    let sas = info.sas.clone();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let started = info.started;
@@ -552,6 +698,9 @@ fn assemble(
         slot: None,
         close_code: (close::DONE, b"bye"),
         transfers,
+        sas,
+        held_observation: None,
+        commands_open: true,
     };
     (call, driver)
 }
@@ -585,7 +734,8 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             let _ = incoming.retry();
             continue;
         }
-        let ip = incoming.remote_address().ip();
+        // One party holds a whole IPv6 /64: counted as one source.
+        let ip = extrasafe_core::access::source_prefix(incoming.remote_address().ip());
         let per_ip = {
             let mut c = counts.lock().expect("per-IP counter lock poisoned");
             let n = c.entry(ip).or_insert(0);

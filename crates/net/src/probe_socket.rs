@@ -1,6 +1,10 @@
 //! The node's UDP socket, shared by QUIC and hole-punching probes: probes are taken out of
 //! what QUIC receives (they can never be QUIC packets, see `core::punch::is_probe`) and
 //! handed to the punches running, if any; with none running they are dropped unread.
+//!
+//! What is left for QUIC passes the gate (`core::access`) first: a datagram that proves
+//! neither a ticket, nor a contact's key, nor one of our own connection IDs is dropped here,
+//! so QUIC never answers it in any way.
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -9,6 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use extrasafe_core::access::{Gate, Verdict};
 use extrasafe_core::punch::{is_probe, PROBE_LEN};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
@@ -26,6 +31,8 @@ pub(crate) struct ProbeSocket {
     /// DHT nodes and STUN servers we asked for our address: their answers come here, not
     /// to QUIC.
     answers: Mutex<Vec<(SocketAddr, mpsc::Sender<Vec<u8>>)>>,
+    /// Who QUIC may hear.
+    pub(crate) gate: Mutex<Gate>,
     ipv6: bool,
 }
 
@@ -58,12 +65,13 @@ impl Drop for ProbeListener {
 }
 
 impl ProbeSocket {
-    pub(crate) fn new(inner: Arc<dyn AsyncUdpSocket>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn AsyncUdpSocket>, gate: Gate) -> Self {
         let ipv6 = inner.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
         Self {
             inner,
             listeners: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
+            gate: Mutex::new(gate),
             ipv6,
         }
     }
@@ -153,7 +161,7 @@ impl ProbeSocket {
 
     /// Takes the probes out of one received buffer (with GRO, several datagrams of `stride`
     /// bytes, the last maybe shorter); returns the bytes left for QUIC, compacted.
-    fn filter(&self, buf: &mut [u8], meta: &RecvMeta) -> usize {
+    fn filter(&self, buf: &mut [u8], meta: &RecvMeta, now_ms: u64) -> usize {
         let stride = meta.stride.max(1);
         let len = meta.len.min(buf.len());
         let from = canonical(meta.addr);
@@ -163,7 +171,9 @@ impl ProbeSocket {
             let end = (start + stride).min(len);
             if is_probe(&buf[start..end]) {
                 self.deliver(from, &buf[start..end]);
-            } else if !self.take_answer(from, &buf[start..end]) {
+            } else if !self.take_answer(from, &buf[start..end])
+                && self.admit(from, &buf[start..end], now_ms)
+            {
                 if kept != start {
                     buf.copy_within(start..end, kept);
                 }
@@ -172,6 +182,28 @@ impl ProbeSocket {
             start = end;
         }
         kept
+    }
+}
+
+impl ProbeSocket {
+    /// The gate's verdict on one datagram for QUIC: true to hand it over.
+    fn admit(&self, from: SocketAddr, datagram: &[u8], now_ms: u64) -> bool {
+        let verdict = self
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .check(now_ms, from, datagram);
+        match verdict {
+            Verdict::Pass | Verdict::Repeat => true,
+            Verdict::Admit(how) => {
+                tracing::debug!(?how, "first flight admitted");
+                true
+            }
+            Verdict::Drop(why) => {
+                tracing::trace!(?why, "datagram dropped unanswered");
+                false
+            }
+        }
     }
 }
 
@@ -197,9 +229,10 @@ impl AsyncUdpSocket for ProbeSocket {
                 other => return other,
             };
             // Keep what is left for QUIC in the first slots.
+            let now_ms = crate::gate::unix_ms();
             let mut out = 0;
             for i in 0..n {
-                let kept = self.filter(&mut bufs[i], &meta[i]);
+                let kept = self.filter(&mut bufs[i], &meta[i], now_ms);
                 if kept == 0 {
                     continue;
                 }

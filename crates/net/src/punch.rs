@@ -138,6 +138,15 @@ impl Node {
     /// at once, with the same key: the callee learns of the call through the rendezvous
     /// record).
     pub async fn call_punched(&self, plan: PunchPlan) -> Result<Call, CallError> {
+        self.call_punched_with(plan, None).await
+    }
+
+    /// [`Node::call_punched`], proving `contact` (the pair key of the rendezvous) to the peer.
+    pub(crate) async fn call_punched_with(
+        &self,
+        plan: PunchPlan,
+        contact: Option<extrasafe_core::access::AccessKey>,
+    ) -> Result<Call, CallError> {
         let peer = plan.peer;
         if peer == self.peer_id() {
             return Err(CallError::CallingSelf);
@@ -147,10 +156,14 @@ impl Node {
         }
         let punched = self.punch(plan).await?;
         debug!(remote = %punched.remote, rtt = ?punched.rtt, "punched");
-        self.call(&Ticket {
-            peer,
-            addrs: vec![punched.remote],
-        })
+        self.call_with(
+            &Ticket {
+                peer,
+                secret: None,
+                addrs: vec![punched.remote],
+            },
+            contact,
+        )
         .await
     }
 }

@@ -11,11 +11,14 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use extrasafe_core::access::TicketSecret;
 use extrasafe_core::contacts::{ContactBook, ContactsError, ContactsKey, MAX_FILE_LEN};
 use extrasafe_core::keyfile::{self, KeyFileError};
 use extrasafe_core::Identity;
 
 const KEY_FILE: &str = "identity.key";
+/// 16 random bytes that, with the identity key, make the secret of our current ticket.
+const TICKET_SALT_FILE: &str = "ticket.salt";
 const CONTACTS_FILE: &str = "contacts.bin";
 
 /// Why the identity could not be loaded or saved.
@@ -97,23 +100,64 @@ impl IdentityStore {
         Ok(keyfile::is_sealed(&self.read()?))
     }
 
+    /// Reads the key file through one descriptor opened without following a symbolic link:
+    /// its mode, size and content are of the same file, whatever is swapped in meanwhile.
     fn read(&self) -> Result<Vec<u8>, StoreError> {
-        let path = self.key_path();
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing(self.dir.clone()))
+        self.read_private(KEY_FILE, 4096)?
+            .ok_or_else(|| StoreError::Missing(self.dir.clone()))
+    }
+
+    /// Reads `name` if it exists: a regular file, not a link, private (0600), at most `max`
+    /// bytes, all checked on the descriptor that is read.
+    fn read_private(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.dir.join(name);
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(KeyFileError::Malformed("a symbolic link, not a file").into())
             }
             Err(source) => return Err(io("reading", &path, source)),
         };
+        let meta = f.metadata().map_err(|e| io("reading", &path, e))?;
+        if !meta.is_file() {
+            return Err(KeyFileError::Malformed("not a regular file").into());
+        }
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(StoreError::Permissions(path));
         }
-        // The file is 37 or 105 bytes; refuse to read anything huge planted in its place.
-        if meta.len() > 4096 {
+        // The key file is 37 or 105 bytes; refuse to read anything huge planted in its place.
+        if meta.len() > max {
             return Err(KeyFileError::Malformed("file too large").into());
         }
-        fs::read(&path).map_err(|e| io("reading", &path, e))
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut bytes)
+            .map_err(|e| io("reading", &path, e))?;
+        Ok(Some(bytes))
+    }
+
+    /// The secret of our current ticket (made on first use): derived from the identity key and
+    /// a salt kept in the store, so only the holder of the key can compute it.
+    pub fn ticket_secret(&self, identity: &Identity) -> Result<TicketSecret, StoreError> {
+        let salt = match self.read_private(TICKET_SALT_FILE, 16)? {
+            Some(b) => <[u8; 16]>::try_from(b.as_slice())
+                .map_err(|_| KeyFileError::Malformed("ticket salt of the wrong length"))?,
+            None => return self.new_ticket(identity),
+        };
+        Ok(identity.ticket_secret(&salt))
+    }
+
+    /// Makes a new ticket secret: tickets given out before stop working (contacts are not
+    /// affected: they are let in by the key they share with us).
+    pub fn new_ticket(&self, identity: &Identity) -> Result<TicketSecret, StoreError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).expect("the OS random number generator failed");
+        self.write_private(TICKET_SALT_FILE, &salt)?;
+        Ok(identity.ticket_secret(&salt))
     }
 
     /// Loads the identity; `passphrase` is needed only if it is sealed.
@@ -266,6 +310,54 @@ mod tests {
         let (again, created) = store.load_or_create(None).unwrap();
         assert!(!created);
         assert_eq!(again.peer_id(), id.peer_id());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_swapped_for_a_link_or_a_plain_key_is_refused() {
+        let d = tmpdir("swap");
+        let store = IdentityStore::at(&d);
+        let id = Identity::generate();
+        store.save(&id, Some(b"hunter22")).unwrap();
+        assert!(store.is_sealed().unwrap());
+        // Between the check and the load, a plain key of someone else's is put in its place.
+        let planted = Identity::generate();
+        store.save(&planted, None).unwrap();
+        assert!(matches!(
+            store.load(Some(b"hunter22")),
+            Err(StoreError::KeyFile(KeyFileError::UnexpectedPlain))
+        ));
+        // A symbolic link to a key elsewhere is not followed.
+        let elsewhere = d.join("elsewhere.key");
+        fs::rename(store.key_path(), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, store.key_path()).unwrap();
+        assert!(matches!(
+            store.load(None),
+            Err(StoreError::KeyFile(KeyFileError::Malformed(_)))
+        ));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_ticket_secret_is_kept_and_renewed() {
+        let d = tmpdir("ticket");
+        let store = IdentityStore::at(&d);
+        let id = Identity::generate();
+        let first = store.ticket_secret(&id).unwrap();
+        assert_eq!(store.ticket_secret(&id).unwrap(), first);
+        let mode = fs::metadata(d.join(TICKET_SALT_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The salt alone is not the secret.
+        let salt = fs::read(d.join(TICKET_SALT_FILE)).unwrap();
+        assert!(!salt.windows(16).any(|w| w == first.as_bytes()));
+        let second = store.new_ticket(&id).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(store.ticket_secret(&id).unwrap(), second);
+        // Another identity with the same salt file has another secret.
+        assert_ne!(store.ticket_secret(&Identity::generate()).unwrap(), second);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -8,6 +8,23 @@ use common::*;
 use extrasafe_net::core::{EndReason, Ticket};
 use extrasafe_net::{AcceptPolicy, CallError, CallEvent};
 
+/// A caller whose ring gives up after 2 s (so "no answer" comes quickly).
+async fn short_ring() -> extrasafe_net::Node {
+    extrasafe_net::Node::bind(
+        &extrasafe_net::core::Identity::generate(),
+        extrasafe_net::NodeConfig {
+            session: extrasafe_net::core::SessionConfig {
+                ring_timeout: Duration::from_secs(2),
+                hello_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+            ..config(AcceptPolicy::Ask)
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn call_chat_and_hang_up() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
@@ -18,8 +35,9 @@ async fn call_chat_and_hang_up() {
     assert_eq!(out.info().peer, b.peer_id());
     until_connected(&mut out).await;
     until_connected(&mut inc).await;
-    // Same connection, same SAS; same pair, same safety number.
-    assert_eq!(out.info().sas, inc.info().sas);
+    // Same connection, same SAS (settled, six digits); same pair, same safety number.
+    assert!(out.info().sas().is_some_and(|s| s.len() == 7));
+    assert_eq!(out.info().sas(), inc.info().sas());
     assert_eq!(out.info().safety_number, inc.info().safety_number);
     assert_eq!(out.info().key_exchange, "X25519MLKEM768");
 
@@ -82,7 +100,7 @@ async fn the_negotiated_group_is_hybrid_post_quantum() {
         Default::default(),
     )
     .unwrap();
-    let (ep, client) = client_from_rustls(cfg);
+    let (ep, client) = client_from_rustls(cfg, &ticket(&b));
     let res = ep.connect_with(client, addr(&b), "x").unwrap().await;
     assert!(res.is_err(), "classical-only handshake must fail");
 }
@@ -91,11 +109,14 @@ async fn the_negotiated_group_is_hybrid_post_quantum() {
 async fn an_impostor_at_the_right_address_is_refused() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    // Mallory holds Bob's ticket (she saw it) and runs a node that answers its holders.
     let (_m_id, mallory) = node(AcceptPolicy::Anyone).await;
+    let bob_key = ticket(&b).secret.map(|s| s.access_key(&b.peer_id()));
+    mallory.answer_ticket_key(bob_key);
     // Bob's key, Mallory's address: e.g. Mallory took over Bob's old IP, or forged the ticket.
     let forged = Ticket {
-        peer: b.peer_id(),
         addrs: vec![addr(&mallory)],
+        ..ticket(&b)
     };
     match a.call(&forged).await {
         Err(CallError::WrongPeer { expected, actual }) => {
@@ -113,12 +134,13 @@ async fn an_impostor_at_the_right_address_is_refused() {
 }
 
 #[tokio::test]
-async fn a_refused_caller_learns_only_declined() {
-    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+async fn a_refused_caller_learns_only_no_answer() {
+    let a = short_ring().await;
     let (_c_id, c) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Only(vec![c.peer_id()])).await;
     let mut call = a.call(&ticket(&b)).await.unwrap();
-    assert_eq!(next(&mut call).await, CallEvent::Ended(EndReason::Declined));
+    // No ringing, no refusal: the ring runs out, as if nobody were there.
+    assert_eq!(next(&mut call).await, CallEvent::Ended(EndReason::NoAnswer));
     assert!(
         tokio::time::timeout(Duration::from_millis(300), b.incoming())
             .await
@@ -128,18 +150,20 @@ async fn a_refused_caller_learns_only_declined() {
 
 #[tokio::test]
 async fn ask_policy_lets_the_user_decide() {
-    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let a = short_ring().await;
     let (_b_id, b) = node(AcceptPolicy::Ask).await;
     let mut out = a.call(&ticket(&b)).await.unwrap();
     let mut inc = incoming(&b).await;
     assert_eq!(next(&mut inc).await, CallEvent::Incoming);
     assert_eq!(next(&mut out).await, CallEvent::Ringing);
     inc.decline();
-    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::Declined));
     assert_eq!(
         next(&mut inc).await,
         CallEvent::Ended(EndReason::DeclinedLocally)
     );
+    drop(inc);
+    // The caller hears nothing of the decline: its ring runs out.
+    assert_eq!(next(&mut out).await, CallEvent::Ended(EndReason::NoAnswer));
 
     // The node is free again: the next call can be answered.
     let mut out = a.call(&ticket(&b)).await.unwrap();
@@ -156,13 +180,17 @@ async fn ask_policy_lets_the_user_decide() {
 }
 
 #[tokio::test]
-async fn a_second_caller_gets_busy() {
+async fn a_second_caller_hears_no_answer() {
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
-    let (_c_id, c) = node(AcceptPolicy::Ask).await;
+    let c = short_ring().await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
     let (first, mut held) = connected(&a, &b).await;
     let mut second = c.call(&ticket(&b)).await.unwrap();
-    assert_eq!(next(&mut second).await, CallEvent::Ended(EndReason::Busy));
+    // Busy looks like nobody there: a stranger learns nothing of a call in progress.
+    assert_eq!(
+        next(&mut second).await,
+        CallEvent::Ended(EndReason::NoAnswer)
+    );
     // ... and the first call is unharmed.
     first.send_chat("still here").await.unwrap();
     assert!(matches!(next(&mut held).await, CallEvent::Chat { .. }));
@@ -182,6 +210,7 @@ async fn unreachable_address_is_reported() {
     drop(sock);
     let t = Ticket {
         peer: extrasafe_net::core::Identity::generate().peer_id(),
+        secret: None,
         addrs: vec![dead],
     };
     match a.call(&t).await {
@@ -259,22 +288,22 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
         .await
         .unwrap();
 
-    // With Bob's genuine ticket, Mallory cannot even complete the handshake.
+    // With Bob's genuine ticket (key and secret), Mallory cannot complete the handshake,
+    // even if she answers its holders.
+    mallory_front.answer_ticket_key(ticket(&bob).secret.map(|s| s.access_key(&bob.peer_id())));
     let genuine_key_at_mallory = Ticket {
-        peer: bob.peer_id(),
         addrs: vec![addr(&mallory_front)],
+        ..ticket(&bob)
     };
     assert!(matches!(
         alice.call(&genuine_key_at_mallory).await,
         Err(CallError::WrongPeer { .. })
     ));
 
-    // So she substitutes her own key in the ticket Alice receives, and relays.
+    // So she substitutes her own key (and ticket) for the one Alice receives, and relays.
+    mallory_front.set_ticket_secret(ticket(&mallory_front).secret);
     for _ in 0..3 {
-        let forged = Ticket {
-            peer: mallory_front.peer_id(),
-            addrs: vec![addr(&mallory_front)],
-        };
+        let forged = ticket(&mallory_front);
         let mut alice_leg = alice.call(&forged).await.unwrap();
         let mut m_in = incoming(&mallory_front).await;
         let mut m_out = mallory_back.call(&ticket(&bob)).await.unwrap();
@@ -283,11 +312,11 @@ async fn a_key_substituting_man_in_the_middle_cannot_make_the_codes_match() {
             until_connected(c).await;
         }
         // Alice and Bob read different codes to each other: the attack is exposed.
-        assert_ne!(alice_leg.info().sas, bob_leg.info().sas);
+        assert_ne!(alice_leg.info().sas(), bob_leg.info().sas());
         assert_ne!(alice_leg.info().safety_number, bob_leg.info().safety_number);
         // Each leg is a separate TLS session that Mallory terminates.
-        assert_eq!(alice_leg.info().sas, m_in.info().sas);
-        assert_eq!(m_out.info().sas, bob_leg.info().sas);
+        assert_eq!(alice_leg.info().sas(), m_in.info().sas());
+        assert_eq!(m_out.info().sas(), bob_leg.info().sas());
         assert_eq!(bob_leg.info().peer, mallory_front.peer_id());
         for c in [&alice_leg, &m_out] {
             c.hangup();
@@ -399,6 +428,7 @@ async fn dual_stack_listener_takes_ipv4_and_ipv6() {
         // A v4-only caller skips the IPv6 address instead of failing on it.
         let t = Ticket {
             peer: b.peer_id(),
+            secret: ticket(&b).secret,
             addrs: vec![
                 std::net::SocketAddr::new("::1".parse().unwrap(), port),
                 std::net::SocketAddr::new(to.parse().unwrap(), port),

@@ -18,6 +18,8 @@ pub fn config(policy: AcceptPolicy) -> NodeConfig {
             ..SessionConfig::default()
         },
         handshake_timeout: Duration::from_secs(3),
+        // Every test caller comes from 127.0.0.1: one source. The limit has its own test.
+        ring_burst: 10_000,
         ..NodeConfig::default()
     }
 }
@@ -83,6 +85,11 @@ pub fn raw_client(me: &Identity, expected: &Ticket) -> (quinn::Endpoint, quinn::
     (ep, raw_client_config(me, expected))
 }
 
+/// The first-flight proof a client holding `t` sends (its secret, no contact key).
+pub fn proof(t: &Ticket) -> std::sync::Arc<dyn Fn() -> quinn::ConnectionId + Send + Sync> {
+    extrasafe_net::gate::dcid_provider(t.secret.as_ref().map(|s| s.access_key(&t.peer)), None)
+}
+
 pub fn raw_client_config(me: &Identity, expected: &Ticket) -> quinn::ClientConfig {
     let provider = tls::provider();
     let key = tls::certified_key(me).unwrap();
@@ -94,12 +101,20 @@ pub fn raw_client_config(me: &Identity, expected: &Ticket) -> quinn::ClientConfi
     )
     .unwrap();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
-    quinn::ClientConfig::new(Arc::new(quic))
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.initial_dst_cid_provider(proof(expected));
+    client
 }
 
-pub fn client_from_rustls(cfg: rustls::ClientConfig) -> (quinn::Endpoint, quinn::ClientConfig) {
+/// A client with this TLS configuration that holds ticket `t` (so the node's gate lets its
+/// first flight through, and TLS decides).
+pub fn client_from_rustls(
+    cfg: rustls::ClientConfig,
+    t: &Ticket,
+) -> (quinn::Endpoint, quinn::ClientConfig) {
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
-    let client = quinn::ClientConfig::new(Arc::new(quic));
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.initial_dst_cid_provider(proof(t));
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     (ep, client)
 }
@@ -110,10 +125,7 @@ pub fn addr(node: &Node) -> SocketAddr {
 
 /// A ticket for `node` on loopback.
 pub fn ticket(node: &Node) -> Ticket {
-    Ticket {
-        peer: node.peer_id(),
-        addrs: vec![node.local_addr()],
-    }
+    node.ticket_for(node.local_addr())
 }
 
 /// Resident memory of this process in KiB.

@@ -32,8 +32,8 @@ async fn closed_with(conn: &quinn::Connection) -> VarInt {
 fn hello() -> Vec<u8> {
     let mut v = Vec::new();
     Message::Hello {
-        max_version: 1,
-        min_version: 1,
+        max_version: 2,
+        min_version: 2,
         capabilities: 1,
     }
     .encode(&mut v)
@@ -75,7 +75,7 @@ async fn wrong_or_missing_alpn_is_refused() {
         )
         .unwrap();
         cfg.alpn_protocols = alpn;
-        let (ep, client) = client_from_rustls(cfg);
+        let (ep, client) = client_from_rustls(cfg, &ticket(&target));
         let err = ep
             .connect_with(client, addr(&target), "x")
             .unwrap()
@@ -136,7 +136,7 @@ async fn a_client_without_a_key_is_refused() {
         .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnything))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![extrasafe_net::tls::ALPN.to_vec()];
-    let (ep, client) = client_from_rustls(cfg);
+    let (ep, client) = client_from_rustls(cfg, &ticket(&target));
     let res = ep.connect_with(client, addr(&target), "x").unwrap().await;
     // TLS 1.3 client auth completes after the client's Finished: the server's verdict may
     // arrive as a failed handshake or as an immediate close.

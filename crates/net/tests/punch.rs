@@ -40,6 +40,15 @@ async fn bind(punch_timeout: Duration) -> (Identity, Node) {
 async fn both_sides_punch_and_the_call_runs_over_the_address_that_answered() {
     let (alice_id, alice) = bind(Duration::from_secs(5)).await;
     let (bob_id, bob) = bind(Duration::from_secs(5)).await;
+    // Punching is between contacts: each lets the other in by the key they share.
+    alice.set_contacts(extrasafe_net::gate::contact_keys(
+        &alice_id,
+        &[bob.peer_id()],
+    ));
+    bob.set_contacts(extrasafe_net::gate::contact_keys(
+        &bob_id,
+        &[alice.peer_id()],
+    ));
     // A socket that never answers stands for a candidate that does not work (say, Bob's
     // stale public address); it is listed first, and the check must move on.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -42,10 +42,17 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
     let alice = Node::bind(&alice_id, common::config(AcceptPolicy::Anyone))
         .await
         .unwrap();
+    // Bob answers his contact Alice (and holders of his ticket, which nobody here has).
     let bob = Arc::new(
-        Node::bind(&bob_id, common::config(AcceptPolicy::Anyone))
-            .await
-            .unwrap(),
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &[alice_id.peer_id()]),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
     );
     let alice_rv = Rendezvous::start(
         dht::pair_secrets(&alice_id, &[bob.peer_id()]).unwrap(),

@@ -67,6 +67,51 @@ fn listing(dir: &Path) -> Vec<String> {
     out
 }
 
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Everything under `dir`, folders (with a `/`), links (with their target) and files (with
+/// their content), relative, sorted: two snapshots are equal only if nothing changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, at: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(at).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_symlink() {
+                let to = std::fs::read_link(&p).unwrap();
+                out.push((rel, format!("-> {}", to.display()).into_bytes()));
+            } else if m.is_dir() {
+                out.push((format!("{rel}/"), Vec::new()));
+                walk(base, &p, out);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The receiver's partial file for content with this root hash.
+fn partial_name(root: &[u8; 32]) -> String {
+    let hex: String = root[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(".extrasafe-partial-{hex}")
+}
+
+fn mkfifo(path: &Path) -> PathBuf {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+    path.to_path_buf()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_crosses_verified_and_lands_under_its_names() {
     let (_a, a) = node(AcceptPolicy::Ask).await;
@@ -113,6 +158,13 @@ async fn a_folder_crosses_verified_and_lands_under_its_names() {
             "photos/empty"
         ]
     );
+    // Ours only: files 0600, the folders the transfer created 0700.
+    for f in ["notes (1).txt", "photos/2026/big.bin", "photos/empty"] {
+        assert_eq!(mode(&dest.join(f)), 0o600, "{f}");
+    }
+    for d in ["photos", "photos/2026"] {
+        assert_eq!(mode(&dest.join(d)), 0o700, "{d}");
+    }
     alice.hangup();
 }
 
@@ -305,5 +357,198 @@ async fn ten_thousand_small_files_in_one_go() {
     );
     // One stream and batched syncs: a sync per file alone would take far longer.
     assert!(took < Duration::from_secs(30), "{took:?}");
+    alice.hangup();
+}
+
+/// Hidden names (an autostart entry, an SSH key) and the receiver's own partial-file names are
+/// declined as the offer arrives: the sender hears "declined", the receiver is never asked,
+/// and nothing is created. The next, plain offer is the first one the receiver sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_and_reserved_names_are_declined_before_anything_is_created() {
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (alice, mut bob) = connected(&a, &b).await;
+    let src = scratch("src7");
+    let dest = scratch("dest7");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
+    std::fs::write(src.join("x.bin"), content(1000, 7)).unwrap();
+    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let partial = partial_name(&files[0].prepared.root);
+    for name in [
+        ".config/autostart/x.desktop",
+        ".ssh/authorized_keys",
+        "photos/.hidden.jpg",
+        partial.as_str(),
+    ] {
+        let mut hostile = files.clone();
+        hostile[0].prepared.path = name.to_string();
+        let sending = alice.send_files(hostile).await.unwrap();
+        assert_eq!(
+            sending.finished().await,
+            TransferOutcome::Declined,
+            "{name}"
+        );
+    }
+    assert!(snapshot(&dest).is_empty());
+    let sending = alice.send_files(files).await.unwrap();
+    let (id, offer) = offer(&mut bob).await;
+    assert_eq!(offer.files.len(), 1);
+    assert_eq!(offer.files[0].path.as_str(), "x.bin");
+    let receiving = bob.accept_files(id, dest.clone()).unwrap();
+    let (sent, got) = tokio::join!(sending.finished(), receiving.finished());
+    assert_eq!(sent, TransferOutcome::Done { saved: vec![] });
+    assert!(matches!(got, TransferOutcome::Done { .. }), "{got:?}");
+    assert_eq!(snapshot(&dest), [("x.bin".to_string(), content(1000, 7))]);
+    alice.hangup();
+}
+
+/// A receiver that allows hidden names gets them (private like any file); its own partial
+/// names stay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_names_arrive_only_when_the_receiver_allows_them() {
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (alice, mut bob) = connected(&a, &b).await;
+    bob.allow_hidden_files(true);
+    let src = scratch("src9");
+    let dest = scratch("dest9");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
+    std::fs::write(src.join("x.desktop"), b"[Desktop Entry]").unwrap();
+    let (files, _) = transfer::prepare(vec![src.join("x.desktop")])
+        .await
+        .unwrap();
+    let mut reserved = files.clone();
+    reserved[0].prepared.path = partial_name(&files[0].prepared.root);
+    let sending = alice.send_files(reserved).await.unwrap();
+    assert_eq!(sending.finished().await, TransferOutcome::Declined);
+    let mut hidden = files;
+    hidden[0].prepared.path = ".config/autostart/x.desktop".into();
+    let sending = alice.send_files(hidden).await.unwrap();
+    let (id, offer) = offer(&mut bob).await;
+    assert_eq!(offer.files[0].path.as_str(), ".config/autostart/x.desktop");
+    let receiving = bob.accept_files(id, dest.clone()).unwrap();
+    let (sent, got) = tokio::join!(sending.finished(), receiving.finished());
+    assert_eq!(sent, TransferOutcome::Done { saved: vec![] });
+    assert!(matches!(got, TransferOutcome::Done { .. }), "{got:?}");
+    let saved = dest.join(".config/autostart/x.desktop");
+    assert_eq!(std::fs::read(&saved).unwrap(), b"[Desktop Entry]");
+    assert_eq!(mode(&saved), 0o600);
+    assert_eq!(mode(&dest.join(".config")), 0o700);
+    assert_eq!(mode(&dest.join(".config/autostart")), 0o700);
+    alice.hangup();
+}
+
+/// Mid-transfer, someone with access to the download folder swaps in a link to a folder
+/// outside: for the partial file being written, or for the folder the files go into. The
+/// sender reads the second file from a pipe the test feeds, so the swap happens at a known
+/// point (1 MiB of it verified and on disk), with no timing involved. The transfer fails,
+/// and nothing outside the download folder changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_swapped_in_during_a_transfer_leaves_everything_outside_untouched() {
+    use std::io::Write;
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (alice, mut bob) = connected(&a, &b).await;
+    for case in ["partial", "folder"] {
+        let src = scratch(&format!("src8{case}"));
+        let dest = scratch(&format!("dest8{case}"));
+        let canary = scratch(&format!("canary8{case}"));
+        let _gone = Gone(vec![src.clone(), dest.clone(), canary.clone()]);
+        std::fs::write(canary.join("victim"), b"canary").unwrap();
+        std::fs::create_dir(canary.join("sub")).unwrap();
+        let before = snapshot(&canary);
+        std::fs::create_dir(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/one.bin"), content(1000, 8)).unwrap();
+        let two = content(2 * 1024 * 1024 + 77, 9);
+        std::fs::write(src.join("two.bin"), &two).unwrap();
+        // The person's own folder `sub` is there already.
+        std::fs::create_dir(dest.join("sub")).unwrap();
+        let (mut files, _) = transfer::prepare(vec![src.join("sub"), src.join("two.bin")])
+            .await
+            .unwrap();
+        assert_eq!(files[1].prepared.path, "two.bin");
+        let partial = dest.join(partial_name(&files[1].prepared.root));
+        files[1].source = mkfifo(&src.join("two.pipe"));
+        // Read and write, so opening never waits for the other end.
+        let mut pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&files[1].source)
+            .unwrap();
+        let sending = alice.send_files(files).await.unwrap();
+        let (id, _) = offer(&mut bob).await;
+        let receiving = bob.accept_files(id, dest.clone()).unwrap();
+        let mut watch = receiving.watch();
+        // The sender sends in 1 MiB blocks: the first goes as soon as it is in the pipe.
+        let first = two[..1 << 20].to_vec();
+        pipe = tokio::task::spawn_blocking(move || {
+            pipe.write_all(&first).unwrap();
+            pipe
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            watch.wait_for(|p| p.bytes >= 1000 + (1 << 20)),
+        )
+        .await
+        .expect("the first MiB of two.bin never arrived")
+        .unwrap();
+        assert!(partial.is_file(), "{case}: two.bin is being written");
+        match case {
+            "partial" => {
+                std::fs::remove_file(&partial).unwrap();
+                std::os::unix::fs::symlink(canary.join("victim"), &partial).unwrap();
+            }
+            _ => {
+                std::fs::rename(dest.join("sub"), dest.join("sub-mine")).unwrap();
+                std::os::unix::fs::symlink(canary.join("sub"), dest.join("sub")).unwrap();
+            }
+        }
+        let rest = two[1 << 20..].to_vec();
+        tokio::task::spawn_blocking(move || {
+            pipe.write_all(&rest).unwrap();
+            // Closing it ends the file for the sender.
+            drop(pipe);
+        })
+        .await
+        .unwrap();
+        let (sent, got) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(sending.finished(), receiving.finished())
+        })
+        .await
+        .expect("the transfer never ended");
+        eprintln!("{case}: receiver: {got:?}; sender: {sent:?}");
+        let TransferOutcome::Failed(why) = &got else {
+            panic!("{case}: {got:?}")
+        };
+        let want = if case == "partial" {
+            "replaced"
+        } else {
+            "not a folder"
+        };
+        assert!(why.contains(want), "{case}: {why}");
+        assert!(
+            !matches!(sent, TransferOutcome::Done { .. }),
+            "{case}: {sent:?}"
+        );
+        assert_eq!(
+            snapshot(&canary),
+            before,
+            "{case}: something outside changed"
+        );
+        assert!(
+            std::fs::symlink_metadata(dest.join("two.bin")).is_err(),
+            "{case}"
+        );
+        if case == "folder" {
+            assert!(snapshot(&dest.join("sub-mine")).is_empty());
+        } else {
+            assert_eq!(
+                std::fs::read(dest.join("sub/one.bin")).unwrap(),
+                content(1000, 8)
+            );
+        }
+    }
     alice.hangup();
 }

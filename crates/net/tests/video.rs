@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use extrasafe_net::core::Ticket;
 use extrasafe_net::video::{VideoCall, VideoConfig, VideoStats};
 use extrasafe_net::video_media::{pattern, psnr_y, FnSink, Frame, TestPattern, VideoSink};
 use extrasafe_net::AcceptPolicy;
@@ -184,10 +183,7 @@ async fn one_way_through_loss(loss: f64) -> (Seen, VideoStats) {
     let armed = Arc::new(AtomicBool::new(false));
     let relay = lossy_relay(b.local_addr(), loss, armed.clone()).await;
     let mut out = a
-        .call(&Ticket {
-            peer: b.peer_id(),
-            addrs: vec![relay],
-        })
+        .call(&b.ticket_for(relay))
         .await
         .expect("call through the relay");
     let mut inc = incoming(&b).await;
@@ -321,13 +317,7 @@ async fn a_narrow_path_lowers_the_layer_keeps_audio_and_recovers() {
     let (_b, b) = node(AcceptPolicy::Anyone).await;
     let limited = Arc::new(AtomicBool::new(false));
     let relay = narrow_relay(b.local_addr(), 300_000.0, limited.clone()).await;
-    let mut out = a
-        .call(&Ticket {
-            peer: b.peer_id(),
-            addrs: vec![relay],
-        })
-        .await
-        .unwrap();
+    let mut out = a.call(&b.ticket_for(relay)).await.unwrap();
     let mut inc = incoming(&b).await;
     until_connected(&mut out).await;
     until_connected(&mut inc).await;

@@ -6,7 +6,7 @@ use crate::args::{CallArgs, Global};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, OTHER, UNREACHABLE, USAGE};
-use crate::files::{self, Files, FilesPolicy};
+use crate::files::{Files, FilesPolicy};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
@@ -56,10 +56,7 @@ pub async fn run(
     let mut files = Files::new(
         out,
         FilesPolicy::parse(&args.files.accept_files)?,
-        args.files
-            .files_dir
-            .clone()
-            .unwrap_or_else(files::default_dir),
+        args.files.files_dir.clone(),
     );
     for p in &auto.send {
         if std::fs::symlink_metadata(p).is_err() {
@@ -70,9 +67,17 @@ pub async fn run(
         }
     }
     // A caller does not listen: nobody can connect back to this socket to learn who we are.
+    // Our first flight carries the ticket's secret and the key we share with them: a
+    // listener that has us as a contact lets us in even with an old ticket.
     let config = NodeConfig {
         listen: false,
         congestion: global.congestion.parse().unwrap_or_default(),
+        ticket_secret: None,
+        contacts: loaded.contact_keys(&[target.peer]),
+        session: extrasafe_core::SessionConfig {
+            ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
+            ..Default::default()
+        },
         ..NodeConfig::default()
     };
     let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;

@@ -29,10 +29,14 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
     };
     match &args.action {
         ContactAction::Add { target, name } => {
-            let (peer, addrs) = match target.trim().parse::<Ticket>() {
-                Ok(t) => (t.peer, t.addrs),
+            let ticket = match target.trim().parse::<Ticket>() {
+                Ok(t) => t,
                 Err(ticket_err) => match target.trim().parse::<PeerId>() {
-                    Ok(p) => (p, Vec::new()),
+                    Ok(peer) => Ticket {
+                        peer,
+                        secret: None,
+                        addrs: Vec::new(),
+                    },
                     Err(_) => {
                         return Err(Failure::new(
                             USAGE,
@@ -41,11 +45,12 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
                     }
                 },
             };
+            let peer = ticket.peer;
             if peer == loaded.identity.peer_id() {
                 return Err(Failure::new(USAGE, "That is your own identity."));
             }
-            let known_addrs = addrs.len();
-            let added = book.add(name, peer, addrs).map_err(usage)?;
+            let known_addrs = ticket.addrs.len();
+            let added = book.add_ticket(name, &ticket).map_err(usage)?;
             store.save_contacts(&loaded.identity, &book)?;
             let c = book.by_peer(&peer).expect("just added");
             let human = match &added {

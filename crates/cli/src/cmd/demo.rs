@@ -100,15 +100,16 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
     let a_after = until_connected(&mut a).await?;
     let b_after = until_connected(&mut b).await?;
     let (ai, bi) = (a.info().clone(), b.info().clone());
-    let same = ai.sas == bi.sas && ai.safety_number == bi.safety_number;
+    let (a_sas, b_sas) = (ai.sas().unwrap_or_default(), bi.sas().unwrap_or_default());
+    let same = !a_sas.is_empty() && a_sas == b_sas && ai.safety_number == bi.safety_number;
     out.emit(
         format!(
             "Connected ({}, TLS 1.3, both keys verified).\n  Alice sees code {}   Bob sees code {}   {}\n  Safety number (both): {}",
-            ai.key_exchange, ai.sas, bi.sas,
+            ai.key_exchange, a_sas, b_sas,
             if same { "→ equal: nobody in the middle" } else { "→ DIFFERENT" },
             ai.safety_number
         ),
-        json!({"event": "connected", "alice_sas": ai.sas, "bob_sas": bi.sas, "sas_equal": same,
+        json!({"event": "connected", "alice_sas": a_sas, "bob_sas": b_sas, "sas_equal": same,
                "safety_number": ai.safety_number, "key_exchange": ai.key_exchange}),
     );
     if !same {

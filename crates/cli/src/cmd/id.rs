@@ -25,7 +25,21 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
             out.hint("Created a new identity, encrypted with your passphrase.");
         }
     }
-    let loaded = ident::load(global)?;
+    if global.ephemeral && args.new_ticket {
+        return Err(Failure::new(
+            USAGE,
+            "An ephemeral identity gets a new ticket every time already.",
+        ));
+    }
+    let mut loaded = ident::load(global)?;
+    if args.new_ticket {
+        let store = loaded.store.as_ref().expect("not ephemeral");
+        loaded.ticket_secret = store.new_ticket(&loaded.identity)?;
+        out.hint(
+            "Made a new ticket. Tickets you gave out before no longer reach you (whoever holds one \
+             gets no answer at all); your contacts still do. Restart `extrasafe listen` to use it.",
+        );
+    }
     let mut sealed = loaded.sealed;
     if let Some(store) = &loaded.store {
         if args.set_passphrase {
@@ -41,11 +55,13 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
             );
         }
     }
+    let port = args.port.unwrap_or_else(|| loaded.ticket_secret.port());
     let ticket = Ticket {
         peer: loaded.identity.peer_id(),
+        secret: Some(loaded.ticket_secret.clone()),
         addrs: extrasafe_net::reachable_addrs(SocketAddr::from((
             std::net::Ipv6Addr::UNSPECIFIED,
-            args.port,
+            port,
         ))),
     };
     out.identity(&ticket.peer, &ticket, loaded.created, sealed, "identity");
@@ -56,11 +72,11 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
         out.qr(&ticket);
     }
     out.hint(format!(
-        "Share the ticket with people who should reach you, then run `extrasafe listen{}`.",
-        if args.port == crate::args::DEFAULT_PORT {
-            String::new()
-        } else {
-            format!(" --port {}", args.port)
+        "Share the ticket only with people who should reach you (it is what lets them ring \
+         you: strangers get no answer at all), then run `extrasafe listen{}`.",
+        match args.port {
+            None => String::new(),
+            Some(p) => format!(" --port {p}"),
         }
     ));
     Ok(0)

@@ -45,11 +45,11 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     let plan = AudioPlan::from_args(&args.audio, out).await?;
     let vplan = VideoPlan::from_args(&args.video)?;
     let policy_files = FilesPolicy::parse(&args.files.accept_files)?;
-    let dir = args
-        .files
-        .files_dir
-        .clone()
-        .unwrap_or_else(files::default_dir);
+    // A receiver's folder is settled (and made, if it is the default) before anything else.
+    let dir = match args.files.files_dir.clone() {
+        Some(d) => d,
+        None => files::try_default_dir()?,
+    };
     if !dir.is_dir() {
         return Err(Failure::new(
             USAGE,
@@ -60,18 +60,16 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         ));
     }
     let loaded = ident::load(global)?;
-    // Contacts find us through the DHT: our sealed records for each, and their intents.
-    let book = match (&loaded.store, global.no_dht && global.no_lan) {
-        (Some(store), false) => store.load_contacts(&loaded.identity)?,
-        _ => Default::default(),
-    };
+    // Contacts are let in by the key we share with each, and find us through the LAN and the
+    // DHT: our sealed records for each, and their intents.
+    let book = loaded.contacts()?;
     let names: HashMap<PeerId, String> = book
         .list()
         .iter()
         .map(|c| (c.peer, c.name.clone()))
         .collect();
     let peers: Vec<PeerId> = names.keys().copied().collect();
-    let pairs = if peers.is_empty() {
+    let pairs = if peers.is_empty() || (global.no_dht && global.no_lan) {
         None
     } else {
         Some(
@@ -82,9 +80,12 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     let config = NodeConfig {
         policy: policy.clone(),
         congestion: global.congestion.parse().unwrap_or_default(),
+        ticket_secret: Some(loaded.ticket_secret.clone()),
+        contacts: loaded.contact_keys(&peers),
         ..NodeConfig::default()
     };
-    let node = Arc::new(super::bind_node(&loaded.identity, config, args.bind, args.port).await?);
+    let port = args.port.unwrap_or_else(|| loaded.ticket_secret.port());
+    let node = Arc::new(super::bind_node(&loaded.identity, config, args.bind, port).await?);
     drop(loaded.identity);
     let ticket = node.ticket();
     out.identity(
@@ -107,15 +108,15 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     });
     // Contacts on this network find us by a blinded mDNS announcement (kept running while
     // listening; dropped at the end).
-    let _announcing = match &pairs {
+    let announcing = match &pairs {
         Some(pairs) if !global.no_lan => match lan::Lan::start(pairs) {
             Ok(lan) => {
-                let task = Arc::new(lan).announce(node.local_addr().port()).await;
+                let announcement = Arc::new(lan).announce(node.local_addr().port()).await;
                 out.emit(
                     "Announced on this network; only your contacts can tell it is you.",
                     serde_json::json!({"event": "lan_announced", "contacts": names.len()}),
                 );
-                Some(AbortOnDrop(task))
+                Some(announcement)
             }
             Err(e) => {
                 out.warn(&format!("{e}. Contacts on this network need your ticket."));
@@ -165,7 +166,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             call = node.incoming() => {
                 let Some(call) = call else { break };
                 input.discard_typed_ahead();
-                let mut files = Files::new(out, policy_files.clone(), dir.clone());
+                let mut files = Files::new(out, policy_files.clone(), Some(dir.clone()));
                 let (_, c) = callui::run(
                     call,
                     out,
@@ -221,6 +222,10 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     if let Some(m) = mapper {
         m.stop().await;
     }
+    // Withdrawn from the LAN with goodbye records, before the process ends.
+    if let Some(a) = announcing {
+        a.stop().await;
+    }
     node.shutdown().await;
     Ok(code)
 }
@@ -248,13 +253,4 @@ async fn published(
         }
     }
     std::future::pending().await
-}
-
-/// Stops a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

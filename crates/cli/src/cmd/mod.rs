@@ -19,6 +19,8 @@ pub async fn bind_node(
     explicit: Option<SocketAddr>,
     port: u16,
 ) -> Result<Node, NodeError> {
+    // Listening, we answer holders of our ticket and our contacts; calling, only our contacts'
+    // keys matter (to be let into their nodes).
     if let Some(addr) = explicit {
         config.bind = addr;
         return Node::bind(identity, config).await;

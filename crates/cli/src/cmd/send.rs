@@ -21,6 +21,7 @@ fn no_audio() -> AudioArgs {
 pub async fn run(global: &Global, args: &SendArgs, out: Output) -> Result<i32, Failure> {
     let call = CallArgs {
         ticket: args.to.clone(),
+        ring_timeout: 45,
         bind: args.bind,
         audio: no_audio(),
         video: Default::default(),

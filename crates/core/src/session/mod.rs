@@ -9,9 +9,19 @@
 //!
 //! ```text
 //!  caller:  Handshake ──Hello──► Calling ──Ringing──► Calling(ringing) ──Accept──► Active
-//!  callee:  Handshake ──Hello──► AwaitRing ──Ring──► Incoming ──accept()──► Active
-//!  any state ──hangup / Hangup / Decline / Busy / timeout / protocol error──► Ended
+//!  callee:  Handshake ──Hello──► AwaitRing ──Ring + code settled──► Incoming ──accept()──► Active
+//!  callee:  Incoming / AwaitRing ──decline() / busy()──► Quiet ──ring timeout / Hangup──► Ended
+//!  any state ──hangup / Hangup / timeout / protocol error──► Ended
 //! ```
+//!
+//! **Verification code.** With [`Session::begin_verification`] (the driver always calls it),
+//! the caller commits to a nonce in its first flight, the callee answers with its own, and
+//! the caller reveals (see [`crate::sas`]). The callee does not ring before the code is
+//! settled, and the caller takes no `Ringing` or `Accept` before it is.
+//!
+//! **Refusing tells nothing.** A callee that declines, is busy, or whose policy refuses the
+//! caller sends no refusal: it goes quiet (answering only pings) and, when the ring would have
+//! timed out, says "no answer", exactly as a device nobody picked up.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -101,6 +111,8 @@ pub enum EndReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The verification code is settled: both ends show these digits (`123 456`).
+    VerificationCode(String),
     /// Callee: the peer is ringing us. Decide with `accept`, `decline` or `busy`.
     IncomingCall {
         /// Capabilities the caller asked for.
@@ -138,11 +150,36 @@ pub enum SessionError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Handshake,
-    Calling { ringing: bool },
+    Calling {
+        ringing: bool,
+    },
     AwaitRing,
-    Incoming { alerted: bool },
+    Incoming {
+        alerted: bool,
+    },
     Active,
+    /// Callee: refused; waits in silence for the caller to give up.
+    Quiet,
     Ended,
+}
+
+/// Where the verification code stands.
+#[derive(Debug)]
+enum Sas {
+    /// Not asked for (sessions driven without a TLS exporter, as in unit tests).
+    Off,
+    /// Caller: committed to `nonce`.
+    Committed { exporter: [u8; 32], nonce: [u8; 32] },
+    /// Callee: waiting for the caller's commitment.
+    AwaitCommit { exporter: [u8; 32], nonce: [u8; 32] },
+    /// Callee: holds the commitment, sent its nonce.
+    AwaitReveal {
+        exporter: [u8; 32],
+        nonce: [u8; 32],
+        commit: [u8; 32],
+    },
+    /// Settled.
+    Done(String),
 }
 
 impl State {
@@ -152,6 +189,7 @@ impl State {
             State::Calling { .. } => "ringing",
             State::Incoming { .. } => "waiting for an answer",
             State::Active => "active",
+            State::Quiet => "declined",
             State::Ended => "over",
         }
     }
@@ -191,6 +229,9 @@ pub struct Session {
     peer_version: Option<u16>,
     peer_capabilities: u64,
     stats: SessionStats,
+    sas: Sas,
+    /// Callee: a ring that came before the code was settled.
+    held_ring: Option<u64>,
 }
 
 impl Session {
@@ -216,6 +257,8 @@ impl Session {
             peer_version: None,
             peer_capabilities: 0,
             stats: SessionStats::default(),
+            sas: Sas::Off,
+            held_ring: None,
             config,
         };
         s.send(
@@ -238,6 +281,36 @@ impl Session {
         s
     }
 
+    /// Starts the verification code: `exporter` from this connection's TLS exporter
+    /// ([`crate::sas::SAS_EXPORTER_LABEL`]), `nonce` 32 fresh random bytes. Call it right after
+    /// [`Session::new`]; from then on the code must be settled before the call can ring.
+    pub fn begin_verification(&mut self, now: Instant, exporter: [u8; 32], nonce: [u8; 32]) {
+        if !matches!(self.sas, Sas::Off) || self.state == State::Ended {
+            return;
+        }
+        match self.role {
+            Role::Caller => {
+                let commit = crate::sas::sas_commit(&exporter, &nonce);
+                self.send(now, Message::SasCommit { commit });
+                self.sas = Sas::Committed { exporter, nonce };
+            }
+            Role::Callee => self.sas = Sas::AwaitCommit { exporter, nonce },
+        }
+    }
+
+    /// The verification code, once settled.
+    pub fn verification_code(&self) -> Option<&str> {
+        match &self.sas {
+            Sas::Done(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// False while a code was asked for and is not settled.
+    fn code_ready(&self) -> bool {
+        matches!(self.sas, Sas::Off | Sas::Done(_))
+    }
+
     // ---- getters ----
 
     /// This end's role.
@@ -251,6 +324,11 @@ impl Session {
     /// True once the session has ended.
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended
+    }
+    /// True while a refused call waits, in silence, for the caller to give up: it is over
+    /// for the user, and holds no call slot.
+    pub fn is_quiet(&self) -> bool {
+        self.state == State::Quiet
     }
     /// Latest round-trip time measured with ping/pong.
     pub fn rtt(&self) -> Option<Duration> {
@@ -295,8 +373,10 @@ impl Session {
 
     /// The control stream or the connection closed without a goodbye.
     pub fn handle_connection_lost(&mut self, _now: Instant) {
-        if self.state != State::Ended {
-            self.end(EndReason::PeerVanished);
+        match self.state {
+            State::Ended => {}
+            State::Quiet => self.state = State::Ended,
+            _ => self.end(EndReason::PeerVanished),
         }
     }
 
@@ -311,6 +391,22 @@ impl Session {
     /// The clock reached (or passed) the deadline from [`Session::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Ended {
+            return;
+        }
+        if self.state == State::Quiet {
+            // Over for the user already: end without a second event.
+            let ring_over = self.ring_deadline.is_none_or(|d| now >= d);
+            if now >= self.last_rx + self.config.idle_timeout {
+                self.state = State::Ended;
+            } else if ring_over {
+                self.send(
+                    now,
+                    Message::Hangup {
+                        reason: HangupReason::NoAnswer,
+                    },
+                );
+                self.state = State::Ended;
+            }
             return;
         }
         if now >= self.last_rx + self.config.idle_timeout {
@@ -375,26 +471,25 @@ impl Session {
         }
     }
 
-    /// Callee: refuse. The caller learns only "declined".
+    /// Callee: refuse. The caller learns nothing but, when its ring times out, "no answer".
     pub fn decline(&mut self, now: Instant) -> Result<(), SessionError> {
-        self.refuse(now, Message::Decline, EndReason::DeclinedLocally)
+        self.refuse(now, EndReason::DeclinedLocally)
     }
 
-    /// Callee: refuse because another call is on.
+    /// Callee: refuse because another call is on. Looks to the caller like [`Self::decline`].
     pub fn busy(&mut self, now: Instant) -> Result<(), SessionError> {
-        self.refuse(now, Message::Busy, EndReason::RejectedBusy)
+        self.refuse(now, EndReason::RejectedBusy)
     }
 
-    fn refuse(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        reason: EndReason,
-    ) -> Result<(), SessionError> {
+    fn refuse(&mut self, now: Instant, reason: EndReason) -> Result<(), SessionError> {
         match self.state {
             State::Incoming { .. } | State::AwaitRing if self.role == Role::Callee => {
-                self.send(now, msg);
-                self.end(reason);
+                self.state = State::Quiet;
+                self.held_ring = None;
+                if self.ring_deadline.is_none() {
+                    self.ring_deadline = Some(now + self.config.ring_timeout);
+                }
+                self.events.push_back(Event::Ended(reason));
                 Ok(())
             }
             s => Err(SessionError::WrongState(s.name())),
@@ -412,9 +507,22 @@ impl Session {
     }
 
     fn close(&mut self, now: Instant, wire: HangupReason, reason: EndReason) {
-        if self.state != State::Ended {
-            self.send(now, Message::Hangup { reason: wire });
-            self.end(reason);
+        match self.state {
+            State::Ended => {}
+            // Already over for the user: end quietly, as an unanswered ring would.
+            State::Quiet => {
+                self.send(
+                    now,
+                    Message::Hangup {
+                        reason: HangupReason::NoAnswer,
+                    },
+                );
+                self.state = State::Ended;
+            }
+            _ => {
+                self.send(now, Message::Hangup { reason: wire });
+                self.end(reason);
+            }
         }
     }
 
@@ -472,6 +580,9 @@ impl Session {
         if matches!(self.state, State::Handshake | State::AwaitRing) {
             t = t.min(self.started + self.config.hello_timeout);
         }
+        if self.state == State::Quiet {
+            t = self.last_rx + self.config.idle_timeout;
+        }
         if let Some(d) = self.ring_deadline {
             if self.state != State::Active {
                 t = t.min(d);
@@ -519,9 +630,64 @@ impl Session {
                 _ => self.unexpected(now, "message before hello"),
             };
         }
+        if self.state == State::Quiet {
+            // Refused: answer pings (as a ringing device would), note a hang-up, nothing else.
+            match msg {
+                Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
+                Message::Hangup { .. } => self.state = State::Ended,
+                _ => {}
+            }
+            return;
+        }
         match msg {
             Message::Hello { .. } => self.unexpected(now, "second hello"),
             Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
+            Message::SasCommit { commit } => match (&self.sas, self.role) {
+                (Sas::AwaitCommit { exporter, nonce }, Role::Callee) => {
+                    let (exporter, nonce) = (*exporter, *nonce);
+                    self.send(now, Message::SasNonce { nonce });
+                    self.sas = Sas::AwaitReveal {
+                        exporter,
+                        nonce,
+                        commit,
+                    };
+                }
+                _ => self.unexpected(now, "verification commitment"),
+            },
+            Message::SasNonce { nonce: theirs } => match (&self.sas, self.role) {
+                (Sas::Committed { exporter, nonce }, Role::Caller) => {
+                    let (exporter, nonce) = (*exporter, *nonce);
+                    let code =
+                        crate::sas::sas_digits(crate::sas::sas_number(&exporter, &nonce, &theirs));
+                    self.send(now, Message::SasReveal { nonce });
+                    self.settle(code);
+                }
+                _ => self.unexpected(now, "verification nonce"),
+            },
+            Message::SasReveal { nonce: theirs } => match (&self.sas, self.role) {
+                (
+                    Sas::AwaitReveal {
+                        exporter,
+                        nonce,
+                        commit,
+                    },
+                    Role::Callee,
+                ) => {
+                    if crate::sas::sas_commit(exporter, &theirs) != *commit {
+                        return self.protocol_error(
+                            now,
+                            "the verification nonce does not open its commitment".into(),
+                        );
+                    }
+                    let code =
+                        crate::sas::sas_digits(crate::sas::sas_number(exporter, &theirs, nonce));
+                    self.settle(code);
+                    if let Some(media) = self.held_ring.take() {
+                        self.ring(now, media);
+                    }
+                }
+                _ => self.unexpected(now, "verification reveal"),
+            },
             Message::Observed { addr } => {
                 // One per session: more would only be a peer trying to make us churn.
                 if !self.observed_heard {
@@ -548,13 +714,18 @@ impl Session {
                 }
             }
             Message::Ring { media } => match (self.role, self.state) {
-                (Role::Callee, State::AwaitRing) => {
-                    self.state = State::Incoming { alerted: false };
-                    self.ring_deadline = Some(now + self.config.ring_timeout);
-                    self.events.push_back(Event::IncomingCall { media });
+                (Role::Callee, State::AwaitRing) if self.held_ring.is_none() => {
+                    if self.code_ready() {
+                        self.ring(now, media);
+                    } else {
+                        self.held_ring = Some(media);
+                    }
                 }
                 _ => self.unexpected(now, "ring"),
             },
+            Message::Ringing | Message::Accept if !self.code_ready() => {
+                self.unexpected(now, "answer before the verification code")
+            }
             Message::Ringing => match self.state {
                 State::Calling { ringing: false } => {
                     self.state = State::Calling { ringing: true };
@@ -579,6 +750,17 @@ impl Session {
                 _ => self.unexpected(now, "decline"),
             },
         }
+    }
+
+    fn settle(&mut self, code: String) {
+        self.events.push_back(Event::VerificationCode(code.clone()));
+        self.sas = Sas::Done(code);
+    }
+
+    fn ring(&mut self, now: Instant, media: u64) {
+        self.state = State::Incoming { alerted: false };
+        self.ring_deadline = Some(now + self.config.ring_timeout);
+        self.events.push_back(Event::IncomingCall { media });
     }
 
     fn handle_hello(&mut self, now: Instant, max: u16, min: u16, capabilities: u64) {

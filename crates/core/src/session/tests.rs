@@ -106,14 +106,25 @@ impl Pair {
 
     /// Brings the call up: ring, alert, accept.
     fn connect(&mut self) {
-        self.advance(Duration::from_millis(100));
+        self.connect_after(Duration::from_millis(100));
+    }
+
+    /// Brings the call up, giving the ring `setup` to arrive.
+    fn connect_after(&mut self, setup: Duration) {
+        self.advance(setup);
+        let no_code = |events: &[(Duration, Event)]| -> Vec<Event> {
+            Self::kinds(events)
+                .into_iter()
+                .filter(|e| !matches!(e, Event::VerificationCode(_)))
+                .collect()
+        };
         assert_eq!(
-            Self::kinds(&self.callee_events),
+            no_code(&self.callee_events),
             vec![Event::IncomingCall { media: caps::CHAT }]
         );
         self.callee.alert(self.now).unwrap();
         self.advance(Duration::from_millis(100));
-        assert_eq!(Self::kinds(&self.caller_events), vec![Event::Ringing]);
+        assert_eq!(no_code(&self.caller_events), vec![Event::Ringing]);
         self.callee.accept(self.now).unwrap();
         self.advance(Duration::from_millis(100));
         assert!(self.caller.is_active() && self.callee.is_active());
@@ -130,7 +141,7 @@ fn secs(s: u64) -> Duration {
 fn call_chat_and_hangup_by_caller() {
     let mut p = Pair::new(SessionConfig::default());
     p.connect();
-    assert_eq!(p.caller.version(), Some(1));
+    assert_eq!(p.caller.version(), Some(2));
     assert_eq!(p.caller.common_capabilities(), caps::CHAT);
     let now = p.now;
     for line in ["one", "two", "three"] {
@@ -196,34 +207,78 @@ fn ring_times_out_at_45_s_with_keepalives_during_ringing() {
     assert!(p.caller.stats().pings_sent >= 8);
 }
 
+/// What the caller sees of a call: its events (with their times) and every byte it received.
+fn caller_view(
+    refuse: Option<fn(&mut Session, Instant)>,
+) -> (Vec<(Duration, Event)>, Vec<Message>) {
+    let mut p = Pair::new(SessionConfig::default());
+    p.advance(Duration::from_millis(100));
+    p.callee.alert(p.now).unwrap();
+    p.advance(secs(3));
+    if let Some(refuse) = refuse {
+        refuse(&mut p.callee, p.now);
+        // Over for the callee's user at once, and no call slot is held.
+        assert!(p.callee.is_quiet());
+        assert!(p.callee.accept(p.now).is_err());
+    }
+    // Capture what crosses to the caller from here on.
+    let mut seen = Vec::new();
+    let mut dec = FrameDecoder::default();
+    for _ in 0..120 {
+        p.advance(Duration::from_millis(500));
+        for (_, to_callee, bytes) in &p.flight {
+            if !to_callee {
+                let mut got = Vec::new();
+                dec.push(bytes, &mut got).unwrap();
+                seen.extend(got.into_iter().filter_map(|d| match d {
+                    Decoded::Message(Message::Pong { .. }) => None,
+                    Decoded::Message(m) => Some(m),
+                    Decoded::Skipped(_) => None,
+                }));
+            }
+        }
+    }
+    assert!(p.callee.is_ended() && p.caller.is_ended());
+    (p.caller_events, seen)
+}
+
 #[test]
-fn decline_tells_the_caller_only_declined() {
+fn a_declined_or_busy_caller_learns_only_no_answer_when_its_ring_times_out() {
+    let (unanswered, wire_unanswered) = caller_view(None);
+    let (declined, wire_declined) = caller_view(Some(|s, now| s.decline(now).unwrap()));
+    let (busy, wire_busy) = caller_view(Some(|s, now| s.busy(now).unwrap()));
+    // The same events at the same moments, and the same messages on the wire.
+    assert_eq!(declined, unanswered);
+    assert_eq!(busy, unanswered);
+    assert_eq!(wire_declined, wire_unanswered);
+    assert_eq!(wire_busy, wire_unanswered);
+    assert_eq!(
+        Pair::ended(&unanswered).unwrap(),
+        (secs(45), EndReason::NoAnswer)
+    );
+    assert!(!wire_declined.contains(&Message::Decline));
+}
+
+#[test]
+fn the_callees_user_learns_at_once_and_only_once() {
     let mut p = Pair::new(SessionConfig::default());
     p.advance(Duration::from_millis(100));
     p.callee.decline(p.now).unwrap();
-    p.advance(secs(1));
-    assert_eq!(
-        Pair::ended(&p.caller_events).unwrap().1,
-        EndReason::Declined
-    );
+    p.advance(Duration::from_millis(10));
     assert_eq!(
         Pair::ended(&p.callee_events).unwrap().1,
         EndReason::DeclinedLocally
     );
-    assert!(p.callee.accept(p.now).is_err());
-}
-
-#[test]
-fn busy() {
-    let mut p = Pair::new(SessionConfig::default());
-    p.advance(Duration::from_millis(100));
-    p.callee.busy(p.now).unwrap();
+    // The caller hangs up meanwhile: no second event on the callee side.
+    p.caller.hangup(p.now);
     p.advance(secs(1));
-    assert_eq!(Pair::ended(&p.caller_events).unwrap().1, EndReason::Busy);
-    assert_eq!(
-        Pair::ended(&p.callee_events).unwrap().1,
-        EndReason::RejectedBusy
-    );
+    assert!(p.callee.is_ended());
+    let ends = p
+        .callee_events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Ended(_)))
+        .count();
+    assert_eq!(ends, 1);
 }
 
 #[test]
@@ -341,10 +396,10 @@ fn hello(max: u16, min: u16) -> Vec<u8> {
 
 #[test]
 fn newer_peer_is_met_at_our_version() {
-    let mut bytes = hello(7, 1);
+    let mut bytes = hello(7, 2);
     bytes.extend(frame(Message::Ring { media: caps::CHAT }));
     let (s, events, _) = callee_with(&bytes);
-    assert_eq!(s.version(), Some(1));
+    assert_eq!(s.version(), Some(2));
     // unknown capability bit 40 is ignored
     assert_eq!(s.common_capabilities(), caps::CHAT);
     assert_eq!(events, vec![Event::IncomingCall { media: caps::CHAT }]);
@@ -381,7 +436,7 @@ fn message_before_hello_is_a_protocol_error() {
 
 #[test]
 fn unknown_critical_type_ends_optional_is_skipped() {
-    let mut bytes = hello(1, 1);
+    let mut bytes = hello(2, 2);
     bytes.extend([0, 2, 0xEE, 0]); // optional, unknown
     let (s, events, _) = callee_with(&bytes);
     assert!(events.is_empty());
@@ -396,7 +451,7 @@ fn unknown_critical_type_ends_optional_is_skipped() {
 
 #[test]
 fn oversized_frame_ends_without_buffering() {
-    let mut bytes = hello(1, 1);
+    let mut bytes = hello(2, 2);
     bytes.extend([0xFF, 0xFF]);
     let (s, events, _) = callee_with(&bytes);
     assert!(s.is_ended());
@@ -423,7 +478,7 @@ fn silent_peer_is_dropped_after_hello_timeout() {
 
 #[test]
 fn chat_before_answer_and_replays_are_dropped() {
-    let mut bytes = hello(1, 1);
+    let mut bytes = hello(2, 2);
     bytes.extend(frame(Message::Ring { media: 0 }));
     bytes.extend(frame(Message::Chat {
         id: 0,
@@ -459,7 +514,7 @@ fn chat_before_answer_and_replays_are_dropped() {
 #[test]
 fn malformed_input_in_every_state_never_panics() {
     // A byte soup fed at every split point: the session ends or survives, never panics.
-    let mut soup = hello(1, 1);
+    let mut soup = hello(2, 2);
     soup.extend(frame(Message::Ring { media: 1 }));
     soup.extend([0, 5, 0x08, 9, 9, 9, 9, 0, 0, 0x07]);
     for cut in 0..soup.len() {
@@ -469,4 +524,229 @@ fn malformed_input_in_every_state_never_panics() {
         s.handle_stream_data(now, &soup[cut..]);
         while s.poll_event().is_some() {}
     }
+}
+
+// ---- the verification code: commit, nonce, reveal ----
+
+fn r32(tag: &str, i: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(tag.as_bytes());
+    h.update(&i.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn decode_all(bytes: &[u8]) -> Vec<Message> {
+    let mut got = Vec::new();
+    FrameDecoder::default().push(bytes, &mut got).unwrap();
+    got.into_iter()
+        .filter_map(|d| match d {
+            Decoded::Message(m) => Some(m),
+            Decoded::Skipped(_) => None,
+        })
+        .collect()
+}
+
+fn drain(s: &mut Session) -> (Vec<Message>, Vec<Event>) {
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    (
+        decode_all(&out),
+        std::iter::from_fn(|| s.poll_event()).collect(),
+    )
+}
+
+#[test]
+fn the_code_is_settled_and_equal_before_the_callee_rings() {
+    let mut p = Pair::new(SessionConfig::default());
+    let exporter = r32("exporter", 1);
+    let now = p.now;
+    p.caller.begin_verification(now, exporter, r32("a", 1));
+    p.callee.begin_verification(now, exporter, r32("b", 1));
+    p.connect_after(Duration::from_millis(200));
+    let code = p.caller.verification_code().unwrap().to_owned();
+    assert_eq!(p.callee.verification_code(), Some(code.as_str()));
+    assert_eq!(code.len(), 7);
+    let at = |events: &[(Duration, Event)], want: fn(&Event) -> bool| {
+        events
+            .iter()
+            .find(|(_, e)| want(e))
+            .map(|(t, _)| *t)
+            .unwrap()
+    };
+    let callee_code = at(&p.callee_events, |e| {
+        matches!(e, Event::VerificationCode(_))
+    });
+    let callee_ring = at(&p.callee_events, |e| {
+        matches!(e, Event::IncomingCall { .. })
+    });
+    let caller_code = at(&p.caller_events, |e| {
+        matches!(e, Event::VerificationCode(_))
+    });
+    // The callee rings when the reveal arrives: 1.5 round trips (3 × 40 ms) after the start,
+    // one round trip later than without the code; the caller has it after one round trip.
+    assert_eq!(callee_code, callee_ring);
+    assert_eq!(callee_ring, Duration::from_millis(120));
+    assert_eq!(caller_code, Duration::from_millis(80));
+    // Another nonce on either side: another code.
+    let mut q = Pair::new(SessionConfig::default());
+    let now = q.now;
+    q.caller.begin_verification(now, exporter, r32("a", 2));
+    q.callee.begin_verification(now, exporter, r32("b", 1));
+    q.connect_after(Duration::from_millis(200));
+    assert_ne!(q.caller.verification_code().unwrap(), code);
+}
+
+#[test]
+fn the_callee_sends_its_nonce_only_for_a_commitment_and_checks_the_reveal() {
+    let now = Instant::now();
+    let exporter = r32("exporter", 2);
+    let mut b = Session::new(Role::Callee, SessionConfig::default(), now);
+    b.begin_verification(now, exporter, r32("b", 2));
+    let mut bytes = hello(2, 2);
+    bytes.extend(frame(Message::Ring { media: caps::CHAT }));
+    b.handle_stream_data(now, &bytes);
+    let (out, events) = drain(&mut b);
+    assert!(!out.iter().any(|m| matches!(m, Message::SasNonce { .. })));
+    assert!(events.is_empty(), "no ring before the code: {events:?}");
+    let n_a = r32("a", 2);
+    b.handle_stream_data(
+        now,
+        &frame(Message::SasCommit {
+            commit: crate::sas::sas_commit(&exporter, &n_a),
+        }),
+    );
+    let (out, _) = drain(&mut b);
+    assert!(matches!(out[..], [Message::SasNonce { .. }]));
+    // A nonce that does not open the commitment ends the call, and nothing rings.
+    b.handle_stream_data(now, &frame(Message::SasReveal { nonce: r32("a", 3) }));
+    let (out, events) = drain(&mut b);
+    assert!(matches!(
+        &events[..],
+        [Event::Ended(EndReason::ProtocolError(m))] if m.contains("commitment")
+    ));
+    assert_eq!(
+        out,
+        vec![Message::Hangup {
+            reason: HangupReason::ProtocolError
+        }]
+    );
+}
+
+#[test]
+fn the_caller_takes_no_answer_before_the_code() {
+    let now = Instant::now();
+    for early in [Message::Ringing, Message::Accept] {
+        let mut a = Session::new(Role::Caller, SessionConfig::default(), now);
+        a.begin_verification(now, r32("e", 3), r32("a", 4));
+        let (out, _) = drain(&mut a);
+        assert!(out.iter().any(|m| matches!(m, Message::SasCommit { .. })));
+        // The caller reveals nothing before the callee's nonce.
+        assert!(!out.iter().any(|m| matches!(m, Message::SasReveal { .. })));
+        let mut bytes = hello(2, 2);
+        bytes.extend(frame(early.clone()));
+        a.handle_stream_data(now, &bytes);
+        let (_, events) = drain(&mut a);
+        assert!(
+            matches!(&events[..], [Event::Ended(EndReason::ProtocolError(m))] if m.contains("verification")),
+            "{early:?}: {events:?}"
+        );
+    }
+}
+
+/// Plays the man in the middle between Alice (caller) and Bob (callee), who holds a swapped
+/// ticket: he completes one leg, learns its code, and then, on the other leg, tries `tries`
+/// values of everything he controls (his TLS randomness, i.e. the exporter, and his nonce)
+/// before committing to one. Returns how often Alice's and Bob's codes agreed in their last
+/// `bits` bits, out of `trials`.
+fn mitm_matches(trials: u64, tries: u64, bits: u32, leg_to_bob_first: bool) -> u64 {
+    let mask = (1u32 << bits) - 1;
+    let now = Instant::now();
+    let code_of = |s: &Session| -> u32 {
+        s.verification_code()
+            .unwrap()
+            .replace(' ', "")
+            .parse::<u32>()
+            .unwrap()
+    };
+    let mut matches = 0;
+    for t in 0..trials {
+        // Leg 1, Mallory calls Bob.
+        let bob_leg = |m_exporter: [u8; 32], m_nonce: [u8; 32]| -> Session {
+            let mut bob = Session::new(Role::Callee, SessionConfig::default(), now);
+            bob.begin_verification(now, m_exporter, r32("bob", t));
+            let mut bytes = hello(2, 2);
+            bytes.extend(frame(Message::SasCommit {
+                commit: crate::sas::sas_commit(&m_exporter, &m_nonce),
+            }));
+            bytes.extend(frame(Message::Ring { media: caps::CHAT }));
+            bob.handle_stream_data(now, &bytes);
+            let (out, _) = drain(&mut bob);
+            assert!(out.iter().any(|m| matches!(m, Message::SasNonce { .. })));
+            bob.handle_stream_data(now, &frame(Message::SasReveal { nonce: m_nonce }));
+            bob
+        };
+        // Leg 2, Alice calls Mallory, who answers with `m_nonce` after Alice's commitment.
+        let alice_leg = |exporter: [u8; 32], m_nonce: [u8; 32]| -> Session {
+            let mut alice = Session::new(Role::Caller, SessionConfig::default(), now);
+            alice.begin_verification(now, exporter, r32("alice", t));
+            let _ = drain(&mut alice);
+            let mut bytes = hello(2, 2);
+            bytes.extend(frame(Message::SasNonce { nonce: m_nonce }));
+            alice.handle_stream_data(now, &bytes);
+            alice
+        };
+        // Mallory's "best guess" of the honest nonce he cannot see.
+        let guess = [0u8; 32];
+        let (alice, bob) = if leg_to_bob_first {
+            let bob = bob_leg(r32("e1", t), r32("m1", t));
+            let target = code_of(&bob) & mask;
+            // Grind leg 2: pick the exporter and nonce that would match if Alice's nonce
+            // were his guess.
+            let (e, n) = (0..tries)
+                .map(|k| (r32("e2", t * 1000 + k), r32("m2", t * 1000 + k)))
+                .find(|(e, n)| crate::sas::sas_number(e, &guess, n) & mask == target)
+                .unwrap_or((r32("e2", t), r32("m2", t)));
+            (alice_leg(e, n), bob)
+        } else {
+            let alice = alice_leg(r32("e2", t), r32("m2", t));
+            let target = code_of(&alice) & mask;
+            let (e, n) = (0..tries)
+                .map(|k| (r32("e1", t * 1000 + k), r32("m1", t * 1000 + k)))
+                .find(|(e, n)| crate::sas::sas_number(e, n, &guess) & mask == target)
+                .unwrap_or((r32("e1", t), r32("m1", t)));
+            (alice, bob_leg(e, n))
+        };
+        if code_of(&alice) & mask == code_of(&bob) & mask {
+            matches += 1;
+        }
+    }
+    matches
+}
+
+#[test]
+fn a_man_in_the_middle_cannot_grind_the_code() {
+    // Codes are compared on their last 4 bits so that chance (1/16) can be measured; the six
+    // digits give 10^-6 by the same argument. 2,000 attempts, 64 tries each.
+    let (trials, tries) = (2_000, 64);
+    let expected = trials / 16; // 125
+    for leg_to_bob_first in [true, false] {
+        let m = mitm_matches(trials, tries, 4, leg_to_bob_first);
+        // Binomial(2000, 1/16): sd ≈ 10.8; 5 sd either side.
+        assert!(
+            m > expected - 55 && m < expected + 55,
+            "grinding changed the odds: {m} matches of {trials} (chance: {expected})"
+        );
+    }
+    // The same grinding against a code of the exporter alone (the version 1 scheme) almost
+    // always wins: 1 - (15/16)^64 ≈ 98 %.
+    let mut old_wins = 0;
+    for t in 0..trials {
+        let target = crate::sas::sas_number(&r32("e1", t), &[0; 32], &[0; 32]) & 15;
+        if (0..tries).any(|k| {
+            crate::sas::sas_number(&r32("e2", t * 1000 + k), &[0; 32], &[0; 32]) & 15 == target
+        }) {
+            old_wins += 1;
+        }
+    }
+    assert!(old_wins > trials * 9 / 10, "{old_wins}");
 }

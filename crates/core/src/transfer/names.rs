@@ -1,6 +1,9 @@
 //! File names from a sender are hostile input. A name offered in a transfer becomes a path
-//! under the receiver's download folder only through [`SafePath::parse`], which accepts plain
-//! relative names and nothing that could climb out, hide, or confuse.
+//! under the receiver's download folder only through [`SafePath::parse`] (or
+//! [`SafePath::parse_with`]), which accepts plain relative names and nothing that could climb
+//! out, hide, or confuse: no hidden component (`.config/autostart/x.desktop`,
+//! `.ssh/authorized_keys`) unless the receiver allows hidden names ([`NameRules`]), and never
+//! a name the receiver keeps for itself ([`is_internal`]).
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -10,6 +13,49 @@ pub const MAX_COMPONENT: usize = 255;
 pub const MAX_PATH: usize = 1024;
 /// Deepest folder nesting.
 pub const MAX_DEPTH: usize = 32;
+
+/// Names starting with this (in any letter case) belong to the receiver: its partial files
+/// now, anything it may keep in the download folder later. No sender may offer one, hidden
+/// names allowed or not.
+pub const INTERNAL_PREFIX: &str = ".extrasafe";
+
+/// Prefix of the receiver's partial files (hidden, and plainly ours; see [`INTERNAL_PREFIX`]).
+pub const PARTIAL_PREFIX: &str = ".extrasafe-partial-";
+
+/// Whether a path component is one of the receiver's own names ([`INTERNAL_PREFIX`]).
+pub fn is_internal(component: &str) -> bool {
+    component
+        .get(..INTERNAL_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(INTERNAL_PREFIX))
+}
+
+/// What a receiver lets through beyond plain names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NameRules {
+    /// Accept hidden components (starting with `.`): `.profile`, `photos/.thumbs/a.jpg`. Off
+    /// by default: a hidden name is how a file lands unseen where a program reads it
+    /// (`.config/autostart/…`, `.ssh/authorized_keys`, `.bashrc` when the download folder is
+    /// a home). Internal names ([`is_internal`]) are refused even when this is on.
+    pub allow_hidden: bool,
+}
+
+impl NameRules {
+    /// Checks a parsed path against these rules (what [`SafePath::parse_with`] checks beyond
+    /// the plain-name rules; for a path parsed under other rules).
+    pub fn check(&self, path: &SafePath) -> Result<(), NameError> {
+        path.components().try_for_each(|c| self.check_component(c))
+    }
+
+    fn check_component(&self, part: &str) -> Result<(), NameError> {
+        if is_internal(part) {
+            return Err(NameError::Internal);
+        }
+        if part.starts_with('.') && !self.allow_hidden {
+            return Err(NameError::Hidden);
+        }
+        Ok(())
+    }
+}
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +81,12 @@ pub enum NameError {
     /// Folders nested too deep.
     #[error("the folders are nested too deep")]
     TooDeep,
+    /// A hidden component (starting with `.`) and the receiver does not take hidden names.
+    #[error("the name is hidden (starts with a dot)")]
+    Hidden,
+    /// A name the receiver keeps for its own files ([`INTERNAL_PREFIX`]).
+    #[error("the name is reserved for the receiver's own files")]
+    Internal,
 }
 
 /// A relative path that is safe to create under a download folder: components separated by
@@ -43,8 +95,14 @@ pub enum NameError {
 pub struct SafePath(String);
 
 impl SafePath {
-    /// Checks a sender's name (components separated by `/`).
+    /// Checks a sender's name (components separated by `/`) under the default rules: no
+    /// hidden component, no internal name.
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        Self::parse_with(raw, NameRules::default())
+    }
+
+    /// Checks a sender's name (components separated by `/`) under `rules`.
+    pub fn parse_with(raw: &str, rules: NameRules) -> Result<Self, NameError> {
         if raw.len() > 4 * MAX_PATH {
             return Err(NameError::TooLong);
         }
@@ -64,6 +122,7 @@ impl SafePath {
         }
         for (i, part) in parts.iter().enumerate() {
             check_component(part, i == 0)?;
+            rules.check_component(part)?;
         }
         Ok(Self(nfc))
     }
@@ -146,9 +205,10 @@ mod tests {
         for ok in [
             "report.pdf",
             "photos/2026/summer.jpg",
-            ".profile",
             "a b.txt",
             "日本語.txt",
+            "not.hidden/x.y",
+            "extrasafe-partial-00",
         ] {
             assert_eq!(SafePath::parse(ok).unwrap().as_str(), ok);
         }
@@ -198,6 +258,70 @@ mod tests {
         );
         // Not reserved: only the exact device names are.
         assert!(SafePath::parse("console.txt").is_ok() && SafePath::parse("com10").is_ok());
+    }
+
+    #[test]
+    fn hidden_names_only_when_allowed_and_internal_names_never() {
+        let hidden = [
+            "..",
+            ".profile",
+            ".config/autostart/x.desktop",
+            ".ssh/authorized_keys",
+            "photos/.thumbs/a.jpg",
+            "a/b/.x",
+        ];
+        let allow = NameRules { allow_hidden: true };
+        for raw in hidden {
+            let strict = SafePath::parse(raw).unwrap_err();
+            if raw == ".." {
+                assert_eq!(strict, NameError::Climbs);
+                assert_eq!(SafePath::parse_with(raw, allow), Err(NameError::Climbs));
+                continue;
+            }
+            assert_eq!(strict, NameError::Hidden, "{raw:?}");
+            assert_eq!(SafePath::parse_with(raw, allow).unwrap().as_str(), raw);
+        }
+        let internal = [
+            ".extrasafe-partial-0123456789abcdef0123456789abcdef",
+            ".extrasafe-partial-",
+            ".ExtraSafe-Partial-00",
+            ".extrasafe",
+            "photos/.extrasafe-partial-00",
+            ".extrasafe-future/x",
+        ];
+        for raw in internal {
+            assert_eq!(SafePath::parse(raw), Err(NameError::Internal), "{raw:?}");
+            assert_eq!(
+                SafePath::parse_with(raw, allow),
+                Err(NameError::Internal),
+                "{raw:?}"
+            );
+        }
+        assert!(is_internal(&format!("{PARTIAL_PREFIX}ab")));
+        assert!(!is_internal("extrasafe") && !is_internal(".extra") && !is_internal(""));
+        // A path parsed under lenient rules is checked again under strict ones.
+        let p = SafePath::parse_with(".profile", allow).unwrap();
+        assert_eq!(NameRules::default().check(&p), Err(NameError::Hidden));
+        assert_eq!(allow.check(&p), Ok(()));
+    }
+
+    #[test]
+    fn hostile_names_never_panic() {
+        // Multi-byte characters cut where the internal prefix would end, and other edges.
+        let allow = NameRules { allow_hidden: true };
+        for raw in [
+            ".extrasaf\u{e9}",
+            ".extrasaf\u{1F600}x",
+            ".",
+            "/",
+            "é",
+            "\u{301}",
+            ".\u{301}",
+        ] {
+            let _ = SafePath::parse(raw);
+            let _ = SafePath::parse_with(raw, allow);
+        }
+        assert!(!is_internal(".extrasaf\u{e9}"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::hash::Hash;
-use super::names::{NameError, SafePath};
+use super::names::{NameError, NameRules, SafePath};
 use super::wire::{OfferedFile, MAX_FILES};
 
 /// One offered file, its name made safe.
@@ -53,8 +53,14 @@ pub enum OfferError {
 }
 
 impl ValidOffer {
-    /// Checks what a sender offered.
+    /// Checks what a sender offered, under the default name rules (no hidden names).
     pub fn check(files: Vec<OfferedFile>) -> Result<Self, OfferError> {
+        Self::check_with(files, NameRules::default())
+    }
+
+    /// Checks what a sender offered, its names under `rules`. One name refused refuses the
+    /// whole offer, before anything is written.
+    pub fn check_with(files: Vec<OfferedFile>, rules: NameRules) -> Result<Self, OfferError> {
         if files.is_empty() {
             return Err(OfferError::Empty);
         }
@@ -66,7 +72,7 @@ impl ValidOffer {
         let mut seen_files = BTreeSet::new();
         let mut seen_dirs = BTreeSet::new();
         for f in files {
-            let path = SafePath::parse(&f.path).map_err(|why| OfferError::BadName {
+            let path = SafePath::parse_with(&f.path, rules).map_err(|why| OfferError::BadName {
                 name: f.path.clone(),
                 why,
             })?;
@@ -184,5 +190,32 @@ mod tests {
             OfferError::Size
         );
         assert_eq!(bad(vec![file("a", 1 << 61)]), OfferError::Size);
+    }
+
+    #[test]
+    fn hidden_and_internal_names_refuse_the_whole_offer() {
+        let why = |files: Vec<OfferedFile>, rules| match ValidOffer::check_with(files, rules) {
+            Err(OfferError::BadName { why, .. }) => Some(why),
+            Err(e) => panic!("{e}"),
+            Ok(_) => None,
+        };
+        let strict = NameRules::default();
+        let allow = NameRules { allow_hidden: true };
+        for hidden in [".config/autostart/x.desktop", ".ssh/authorized_keys"] {
+            let files = || vec![file("ok.txt", 1), file(hidden, 2)];
+            assert_eq!(why(files(), strict), Some(NameError::Hidden), "{hidden}");
+            assert_eq!(
+                ValidOffer::check(files()).unwrap_err(),
+                ValidOffer::check_with(files(), strict).unwrap_err()
+            );
+            assert_eq!(why(files(), allow), None, "{hidden}");
+        }
+        let partial = format!(".extrasafe-partial-{}", "ab".repeat(16));
+        for rules in [strict, allow] {
+            assert_eq!(
+                why(vec![file(&partial, 1)], rules),
+                Some(NameError::Internal)
+            );
+        }
     }
 }

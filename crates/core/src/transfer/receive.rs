@@ -2,6 +2,7 @@
 //! data out through a [`FileSink`]. Nothing unverified ever reaches the sink.
 
 use super::hash::{chunk_count, Hash, Verifier, VerifyError, CHUNK};
+use super::names::NameRules;
 use super::offer::{OfferError, ValidFile, ValidOffer};
 use super::wire::{Message, Resume, TransferWireError, TRANSFER_VERSION};
 
@@ -79,6 +80,7 @@ enum State {
 
 /// The receiving state machine.
 pub struct Receiver {
+    rules: NameRules,
     state: State,
     buf: Vec<u8>,
     offer: Option<ValidOffer>,
@@ -93,9 +95,15 @@ impl Default for Receiver {
 }
 
 impl Receiver {
-    /// Waiting for an offer.
+    /// Waiting for an offer, its names checked under the default rules (no hidden names).
     pub fn new() -> Self {
+        Self::with_rules(NameRules::default())
+    }
+
+    /// Waiting for an offer, its names checked under `rules`.
+    pub fn with_rules(rules: NameRules) -> Self {
         Self {
+            rules,
             state: State::AwaitOffer,
             buf: Vec::new(),
             offer: None,
@@ -192,7 +200,7 @@ impl Receiver {
                 if version != TRANSFER_VERSION {
                     return Err(ReceiveError::Protocol("unknown transfer version"));
                 }
-                let offer = ValidOffer::check(files)?;
+                let offer = ValidOffer::check_with(files, self.rules)?;
                 self.offer = Some(offer.clone());
                 self.state = State::AwaitDecision;
                 Ok(Some(ReceiveEvent::Offer(offer)))
@@ -325,5 +333,75 @@ impl Receiver {
             }
             _ => Err(ReceiveError::Truncated("no data".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::names::NameError;
+    use crate::transfer::wire::OfferedFile;
+
+    /// A sink that fails the test if anything reaches it.
+    struct Untouched;
+
+    impl FileSink for Untouched {
+        fn begin(&mut self, _: usize, _: &ValidFile, _: u64, _: &[Hash]) -> Result<(), String> {
+            panic!("nothing may be created for a refused offer")
+        }
+        fn write(&mut self, _: usize, _: &[u8]) -> Result<(), String> {
+            panic!("nothing may be written for a refused offer")
+        }
+        fn end(&mut self, _: usize) -> Result<(), String> {
+            panic!("nothing may be ended for a refused offer")
+        }
+    }
+
+    fn offer(path: &str) -> Vec<u8> {
+        Message::Offer {
+            version: TRANSFER_VERSION,
+            files: vec![OfferedFile {
+                path: path.into(),
+                size: 3,
+                root: [7; 32],
+            }],
+        }
+        .encode()
+    }
+
+    #[test]
+    fn the_receivers_rules_decide_hidden_names_and_internal_names_never_pass() {
+        let partial = format!(".extrasafe-partial-{}", "0f".repeat(16));
+        for (path, allow_hidden, want) in [
+            (
+                ".config/autostart/x.desktop",
+                false,
+                Some(NameError::Hidden),
+            ),
+            (".ssh/authorized_keys", false, Some(NameError::Hidden)),
+            (partial.as_str(), false, Some(NameError::Internal)),
+            (partial.as_str(), true, Some(NameError::Internal)),
+            (".ssh/authorized_keys", true, None),
+        ] {
+            let mut rx = Receiver::with_rules(NameRules { allow_hidden });
+            let got = rx.feed(&offer(path), &mut Untouched);
+            match (got, want) {
+                (Err(ReceiveError::Offer(OfferError::BadName { why, .. })), Some(want)) => {
+                    assert_eq!(why, want, "{path}")
+                }
+                (Ok(Some(ReceiveEvent::Offer(o))), None) => {
+                    assert_eq!(o.files[0].path.as_str(), path)
+                }
+                (got, _) => panic!("{path} (allow_hidden {allow_hidden}): {got:?}"),
+            }
+        }
+        // The default receiver is the strict one.
+        assert!(matches!(
+            Receiver::new().feed(&offer(".profile"), &mut Untouched),
+            Err(ReceiveError::Offer(OfferError::BadName {
+                why: NameError::Hidden,
+                ..
+            }))
+        ));
     }
 }

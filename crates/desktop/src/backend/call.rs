@@ -174,7 +174,7 @@ impl Backend {
                 let info = live.call.info().clone();
                 live.connected = true;
                 self.out.send(Update::Connected {
-                    sas: info.sas.clone(),
+                    sas: info.sas().unwrap_or_default(),
                     safety_number: info.safety_number.clone(),
                 });
                 self.start_media().await;
@@ -489,7 +489,7 @@ impl Backend {
         };
         if !skipped.is_empty() {
             self.out.info(format!(
-                "{} item(s) were left out (not regular files or folders, such as links).",
+                "{} item(s) were left out (hidden names such as .git, links, special files).",
                 skipped.len()
             ));
         }

@@ -30,7 +30,11 @@ use crate::model::{Action, ContactRow, Devices, Me, NoticeKind, Passphrase, Sett
 pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Where the node listens.
-    pub bind: SocketAddr,
+    pub bind: std::net::IpAddr,
+    /// On which port [default: the one derived from the ticket's secret].
+    pub port: Option<u16>,
+    /// How long our calls ring before we give up.
+    pub ring_timeout: Duration,
     pub lan: bool,
     pub dht: bool,
     pub dht_bootstrap: Vec<String>,
@@ -149,7 +153,8 @@ struct Live {
 
 /// Our LAN announcement and DHT records (stopped when dropped).
 struct Presence {
-    _lan: Option<AbortOnDrop>,
+    /// Withdrawn (with mDNS goodbye records) when dropped.
+    _lan: Option<lan::Announcement>,
     intents: Option<mpsc::Receiver<PunchPlan>>,
 }
 
@@ -399,6 +404,7 @@ impl Backend {
                 }
             }
             Action::MarkVerified => self.mark_verified(None).await,
+            Action::NewTicket => self.new_ticket().await,
             Action::SaveCaller { name } => self.mark_verified(Some(name)).await,
             Action::SetMic(m) => self.settings.mic = m,
             Action::SetSpeaker(s) => self.settings.speaker = s,
@@ -497,9 +503,26 @@ impl Backend {
             }
         }
         let sealed = store.is_sealed().unwrap_or(false);
+        let ticket_secret = match store.ticket_secret(identity) {
+            Ok(s) => s,
+            Err(e) => {
+                self.out.send(Update::IdentityFailed(format!(
+                    "Your ticket could not be read or made: {e}."
+                )));
+                return;
+            }
+        };
+        let port = self.opts.port.unwrap_or_else(|| ticket_secret.port());
+        let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
         let config = NodeConfig {
-            bind: self.opts.bind,
+            bind: SocketAddr::new(self.opts.bind, port),
             policy: AcceptPolicy::Ask,
+            ticket_secret: Some(ticket_secret),
+            contacts: extrasafe_net::gate::contact_keys(identity, &peers),
+            session: extrasafe_core::SessionConfig {
+                ring_timeout: self.opts.ring_timeout,
+                ..Default::default()
+            },
             ..NodeConfig::default()
         };
         let node = match Node::bind(identity, config).await {
@@ -630,6 +653,8 @@ impl Backend {
             return;
         };
         let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
+        // Contacts are let in by the key we share with each; a removed one no longer is.
+        node.set_contacts(extrasafe_net::gate::contact_keys(identity, &peers));
         if peers.is_empty() || !(self.opts.lan || self.opts.dht) {
             self.out.send(Update::Reach(if peers.is_empty() {
                 "Contacts reach you with your ticket.".into()
@@ -647,9 +672,7 @@ impl Backend {
             match lan::Lan::start(&lan_pairs) {
                 Ok(l) => {
                     said.push("on this network");
-                    Some(AbortOnDrop(
-                        Arc::new(l).announce(node.local_addr().port()).await,
-                    ))
+                    Some(Arc::new(l).announce(node.local_addr().port()).await)
                 }
                 Err(e) => {
                     self.out.info(format!(
@@ -712,7 +735,7 @@ impl Backend {
             self.out.error("That ticket is your own.".into());
             return;
         }
-        match self.book.add(name, ticket.peer, ticket.addrs) {
+        match self.book.add_ticket(name, &ticket) {
             Ok(_) => {
                 if self.save_contacts() {
                     self.out.info(format!(
@@ -725,6 +748,33 @@ impl Backend {
             }
             Err(e) => self.out.error(format!("Not added: {e}.")),
         }
+    }
+
+    /// A new ticket secret: tickets given out before get no answer from now on; contacts
+    /// still reach us. The node restarts on the port of the new ticket (never during a call).
+    async fn new_ticket(&mut self) {
+        let (Some(store), Some(identity)) = (self.store.clone(), &self.identity) else {
+            return;
+        };
+        if self.node.as_ref().is_some_and(|n| n.in_call()) {
+            self.out
+                .error("Make a new ticket after the call: it restarts the connection.".into());
+            return;
+        }
+        if let Err(e) = store.new_ticket(identity) {
+            self.out.error(format!("No new ticket was made: {e}."));
+            return;
+        }
+        self.presence = None;
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+        self.start_node().await;
+        self.out.info(
+            "New ticket made. Tickets you gave out before no longer reach you; your contacts \
+             still do. Share this one with people who should be able to call you."
+                .into(),
+        );
     }
 
     /// A new name; addresses and verification stay.

@@ -22,7 +22,7 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     egui::CentralPanel::default().show(ui, |ui| {
         egui::ScrollArea::vertical()
             .id_salt("me")
-            .show(ui, |ui| me(app, ui))
+            .show(ui, |ui| me(app, ui, actions))
     });
 }
 
@@ -114,7 +114,7 @@ fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     });
 }
 
-fn me(app: &mut App, ui: &mut egui::Ui) {
+fn me(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let Some(me) = app.model.me.clone() else {
         return;
     };
@@ -131,6 +131,20 @@ fn me(app: &mut App, ui: &mut egui::Ui) {
         if ui.button(words::COPY).clicked() {
             ui.ctx().copy_text(me.ticket.clone());
             app.fields.copied = Some(std::time::Instant::now());
+        }
+        if !app.fields.renewing {
+            if ui.button(words::NEW_TICKET).clicked() {
+                app.fields.renewing = true;
+            }
+        } else {
+            ui.label(words::NEW_TICKET_ASK);
+            if ui.button(words::NEW_TICKET_YES).clicked() {
+                app.fields.renewing = false;
+                actions.push(Action::NewTicket);
+            }
+            if ui.button(words::NEW_TICKET_NO).clicked() {
+                app.fields.renewing = false;
+            }
         }
         if app
             .fields

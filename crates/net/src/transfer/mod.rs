@@ -5,7 +5,10 @@
 //! Sending: [`prepare`] the paths (walks folders, hashes), then [`crate::Call::send_files`].
 //! Receiving: a [`crate::CallEvent::FilesOffered`] arrives; answer with
 //! [`crate::Call::accept_files`] (into a folder) or [`crate::Call::decline_files`]. Both give a
-//! [`TransferHandle`] for progress, cancelling and the outcome.
+//! [`TransferHandle`] for progress, cancelling and the outcome. Offers naming hidden files
+//! are declined on arrival unless [`crate::Call::allow_hidden_files`] says otherwise; files
+//! land (0600, new folders 0700) only inside the folder given, through an opened handle of
+//! it (see `disk`).
 
 pub(crate) mod disk;
 pub mod prepare;
@@ -13,9 +16,10 @@ mod run;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use extrasafe_core::transfer::names::NameRules;
 use extrasafe_core::transfer::offer::ValidOffer;
 use extrasafe_core::transfer::receive::Receiver;
 use quinn::{RecvStream, SendStream};
@@ -24,16 +28,70 @@ use tokio::task::JoinHandle;
 
 pub use prepare::{LocalFile, PrepareError};
 
-/// The folder received files go into by default: the desktop's download folder if there is
-/// one, else the current folder.
-pub fn default_download_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let xdg = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from);
-    xdg.into_iter()
-        .chain(home.map(|h| h.join("Downloads")))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| PathBuf::from("."))
+/// Name of our folder under `~/Downloads`.
+pub const DOWNLOAD_FOLDER: &str = "EXTRA SAFE";
+
+/// Why there is no default download folder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownloadDirError {
+    /// `HOME` is unset, empty or not an absolute path: there is no home folder to save in
+    /// (and the current folder is never used instead).
+    #[error("there is no home folder (HOME is not set to an absolute path) to save files in")]
+    NoHome,
+    /// A folder could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Something that is not a folder has the name.
+    #[error("{0} exists and is not a folder")]
+    NotAFolder(PathBuf),
 }
+
+/// The folder received files go into by default: `$HOME/Downloads/EXTRA SAFE`, a folder of
+/// their own (so a received name never lands among the person's other downloads), created
+/// when missing (and `~/Downloads` with it), readable by us only (0700). Never the current
+/// folder: without a home folder this is an error.
+pub fn default_download_dir() -> Result<PathBuf, DownloadDirError> {
+    download_dir_in(std::env::var_os("HOME"))
+}
+
+fn download_dir_in(home: Option<std::ffi::OsString>) -> Result<PathBuf, DownloadDirError> {
+    let home = home
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .ok_or(DownloadDirError::NoHome)?;
+    let downloads = home.join("Downloads");
+    make_private_dir(&downloads)?;
+    let ours = downloads.join(DOWNLOAD_FOLDER);
+    make_private_dir(&ours)?;
+    Ok(ours)
+}
+
+/// Creates `path` with mode 0700 unless a folder is there already (left as it is: a
+/// `~/Downloads` that is a link to another disk is the person's choice).
+fn make_private_dir(path: &std::path::Path) -> Result<(), DownloadDirError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(disk::DIR_MODE).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                Ok(())
+            } else {
+                Err(DownloadDirError::NotAFolder(path.to_path_buf()))
+            }
+        }
+        Err(source) => Err(DownloadDirError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 pub(crate) use run::{intake, receive, send};
 
 /// Names a transfer within its call.
@@ -162,6 +220,8 @@ pub(crate) struct PendingOffer {
     pub(crate) recv: RecvStream,
     pub(crate) rx: Receiver,
     pub(crate) offer: ValidOffer,
+    /// The name rules the offer was checked under (the files are written under them too).
+    pub(crate) rules: NameRules,
 }
 
 /// The transfers of one call.
@@ -169,6 +229,8 @@ pub(crate) struct PendingOffer {
 pub(crate) struct TransferBook {
     next: AtomicU64,
     pub(crate) pending: Mutex<HashMap<TransferId, PendingOffer>>,
+    /// Offers may name hidden files (see [`crate::Call::allow_hidden_files`]).
+    allow_hidden: AtomicBool,
 }
 
 impl std::fmt::Debug for TransferBook {
@@ -180,6 +242,25 @@ impl std::fmt::Debug for TransferBook {
 impl TransferBook {
     pub(crate) fn next_id(&self) -> TransferId {
         self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The rules offers arriving now are checked under.
+    pub(crate) fn rules(&self) -> NameRules {
+        NameRules {
+            allow_hidden: self.allow_hidden.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl crate::Call {
+    /// Whether offers from the peer may name hidden files and folders (a component starting
+    /// with `.`, such as `.config/autostart/x.desktop`). Off by default: such an offer is
+    /// declined when it arrives, before it is shown and before anything is created, and the
+    /// sender learns "declined". Applies to offers that arrive after the call. Names the
+    /// receiver keeps for itself (`.extrasafe…`, its partial files) are refused whatever
+    /// this says.
+    pub fn allow_hidden_files(&self, allow: bool) {
+        self.transfers.allow_hidden.store(allow, Ordering::Relaxed);
     }
 }
 
@@ -220,5 +301,56 @@ where
         cancel,
         task,
         alive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_default_folder_is_a_private_one_of_its_own_and_never_the_current_one() {
+        let home = std::env::temp_dir().join(format!("es-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        // No ~/Downloads yet: both are created, ours only.
+        let d = download_dir_in(Some(home.clone().into())).unwrap();
+        assert_eq!(d, home.join("Downloads").join("EXTRA SAFE"));
+        assert!(d.is_absolute() && d != std::path::Path::new("."));
+        assert!(d.is_dir());
+        assert_eq!(mode(&d), 0o700);
+        assert_eq!(mode(&home.join("Downloads")), 0o700);
+        // Found again as it is; an existing ~/Downloads keeps its own permissions.
+        std::fs::set_permissions(
+            home.join("Downloads"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::remove_dir(&d).unwrap();
+        assert_eq!(download_dir_in(Some(home.clone().into())).unwrap(), d);
+        assert_eq!(mode(&d), 0o700);
+        assert_eq!(mode(&home.join("Downloads")), 0o755);
+        // Without a home, an error: never "." or any other relative folder.
+        for no_home in [None, Some(""), Some("."), Some("relative/home")] {
+            let got = download_dir_in(no_home.map(Into::into));
+            assert!(
+                matches!(got, Err(DownloadDirError::NoHome)),
+                "{no_home:?}: {got:?}"
+            );
+        }
+        // A file where our folder should be.
+        std::fs::remove_dir(&d).unwrap();
+        std::fs::write(&d, b"not a folder").unwrap();
+        let got = download_dir_in(Some(home.clone().into()));
+        assert!(
+            matches!(got, Err(DownloadDirError::NotAFolder(ref p)) if *p == d),
+            "{got:?}"
+        );
+        let _ = std::fs::remove_dir_all(&home);
     }
 }

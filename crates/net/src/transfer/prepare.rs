@@ -48,7 +48,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
 }
 
 /// Walks `paths` (files or folders) into the files to offer, named relative to each given
-/// path's parent (`~/photos` is offered as `photos/...`). `skipped` gets the links left out.
+/// path's parent (`~/photos` is offered as `photos/...`). `skipped` gets what is left out:
+/// links and special files, and hidden entries (a name starting with a dot, such as `.git`
+/// or `.DS_Store`), which a receiver refuses by default (`core::transfer::names`).
 pub fn collect(
     paths: &[PathBuf],
     skipped: &mut Vec<PathBuf>,
@@ -61,7 +63,9 @@ pub fn collect(
             .and_then(|n| n.to_str())
             .ok_or_else(|| PrepareError::BadName(p.clone()))?
             .to_string();
-        if meta.is_dir() {
+        if name.starts_with('.') {
+            skipped.push(p.clone());
+        } else if meta.is_dir() {
             walk(p, &name, &mut out, skipped)?;
         } else if meta.is_file() {
             out.push((p.clone(), name));
@@ -99,7 +103,9 @@ fn walk(
             .to_string();
         let child = format!("{rel}/{name}");
         let ty = e.file_type().map_err(io(&path))?;
-        if ty.is_dir() {
+        if name.starts_with('.') {
+            skipped.push(path);
+        } else if ty.is_dir() {
             walk(&path, &child, out, skipped)?;
         } else if ty.is_file() {
             out.push((path, child));
@@ -180,11 +186,26 @@ mod tests {
         std::fs::write(d.join("photos/2026/a.jpg"), b"a").unwrap();
         std::fs::write(d.join("notes.txt"), b"n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.join("photos/passwd")).unwrap();
+        // Hidden entries are left out (a receiver would refuse the whole offer).
+        std::fs::create_dir_all(d.join("photos/.git")).unwrap();
+        std::fs::write(d.join("photos/.git/config"), b"c").unwrap();
+        std::fs::write(d.join(".profile"), b"p").unwrap();
         let mut skipped = Vec::new();
-        let files = collect(&[d.join("photos"), d.join("notes.txt")], &mut skipped).unwrap();
+        let files = collect(
+            &[d.join("photos"), d.join("notes.txt"), d.join(".profile")],
+            &mut skipped,
+        )
+        .unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
         assert_eq!(names, ["photos/2026/a.jpg", "photos/b.jpg", "notes.txt"]);
-        assert_eq!(skipped, vec![d.join("photos/passwd")]);
+        assert_eq!(
+            skipped,
+            vec![
+                d.join("photos/.git"),
+                d.join("photos/passwd"),
+                d.join(".profile")
+            ]
+        );
         let f = hash_file(&files[0].0, files[0].1.clone()).unwrap();
         assert_eq!(f.prepared.size, 1);
         // Hashed in parallel batches, the result is the streaming hasher's.

@@ -50,7 +50,10 @@ pub(crate) async fn intake(
     mut recv: RecvStream,
 ) {
     let _ = send.set_priority(-1);
-    let mut rx = Receiver::new();
+    // The rules in force when the offer arrives: its names are checked against them here,
+    // before anyone sees it, and its files are written under the same ones.
+    let rules = book.rules();
+    let mut rx = Receiver::with_rules(rules);
     let read = async {
         loop {
             // Exactly the offer, never more: file data must wait for the answer.
@@ -58,9 +61,9 @@ pub(crate) async fn intake(
                 Ok(Some(c)) => match rx.feed(&c.bytes, &mut NoData) {
                     Ok(Some(ReceiveEvent::Offer(offer))) => return Ok(offer),
                     Ok(_) => continue,
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(Some(e)),
                 },
-                _ => return Err("the stream ended before the offer".to_string()),
+                _ => return Err(None),
             }
         }
     };
@@ -74,9 +77,19 @@ pub(crate) async fn intake(
                     recv,
                     rx,
                     offer: offer.clone(),
+                    rules,
                 },
             );
             let _ = events.send(CallEvent::FilesOffered { id, offer }).await;
+        }
+        Ok(Err(Some(ReceiveError::Offer(why)))) => {
+            // A well-formed offer of files we do not take (a hidden or reserved name, a
+            // clash…): declined on the spot, nothing shown, nothing created.
+            tracing::warn!(%why, "transfer offer declined");
+            let bytes = rx.decline();
+            let _ = send.write_all(&bytes).await;
+            let _ = send.finish();
+            let _ = recv.stop(VarInt::from_u32(CANCEL_CODE));
         }
         refused => {
             tracing::debug!(?refused, "transfer offer refused (bad, or not in time)");
@@ -179,7 +192,8 @@ pub(crate) async fn send(
 /// was hashed is cut at its offered size, one that shrank shows as short to the receiver) on
 /// a blocking thread of its own, into fresh buffers handed to QUIC as they are: no copy
 /// through an async file's own buffer, no thread hand-off per block. A few blocks ahead at
-/// most; it stops when the receiver of the blocks goes away (a cancelled transfer).
+/// most; it stops when the receiver of the blocks goes away (a cancelled transfer). It seeks
+/// only to resume, so a file that cannot seek (a pipe, as the tests use) is read from its start.
 fn read_blocks(
     path: PathBuf,
     start: u64,
@@ -190,7 +204,9 @@ fn read_blocks(
         let read = || -> std::io::Result<()> {
             use std::io::{Read, Seek};
             let mut file = std::fs::File::open(&path)?;
-            file.seek(std::io::SeekFrom::Start(start))?;
+            if start > 0 {
+                file.seek(std::io::SeekFrom::Start(start))?;
+            }
             let mut left = size.saturating_sub(start);
             while left > 0 {
                 let mut buf = bytes::BytesMut::zeroed(left.min(BLOCK as u64) as usize);
@@ -249,6 +265,14 @@ pub(crate) async fn receive(
     mut cancel: watch::Receiver<bool>,
 ) -> TransferOutcome {
     let offer: ValidOffer = pending.offer.clone();
+    // Every file is created through this handle of the folder, never by path again.
+    let mut disk = match DiskSink::open(&dir, pending.rules) {
+        Ok(d) => d,
+        Err(e) => {
+            stop_both(&mut pending.send, &mut pending.recv, CANCEL_CODE);
+            return TransferOutcome::Failed(format!("cannot save into {}: {e}", dir.display()));
+        }
+    };
     let accept = pending.rx.accept(&resume);
     let resumed = pending.rx.resumed();
     progress.send_modify(|p| {
@@ -257,7 +281,6 @@ pub(crate) async fn receive(
         p.resumed = resumed;
         p.bytes = resumed;
     });
-    let mut disk = DiskSink::new(dir);
     let PendingOffer {
         mut send,
         mut recv,

@@ -1,0 +1,502 @@
+//! Who gets an answer: silence for every packet that does not prove the right to call us.
+//!
+//! A listener must not tell strangers that it exists, let alone who it is. QUIC would answer
+//! any Initial with a handshake that (after one more round trip) shows our certificate, any
+//! unknown version with a Version Negotiation packet, and any short-header packet for an
+//! unknown connection with a stateless reset. So every datagram that reaches QUIC passes
+//! this gate first, and the gate drops, unanswered, all that does not carry one of two
+//! proofs in the destination connection ID (DCID), the one field a QUIC client chooses
+//! freely and every QUIC packet carries in the clear:
+//!
+//! * **A first flight** (Initial or 0-RTT long header, version 1) carries a 20-byte DCID
+//!   made by [`first_flight_dcid`]:
+//!
+//!   ```text
+//!   nonce: 6 | ticket tag: 7 | contact tag: 7
+//!   tag = BLAKE3-keyed(access key, "EXTRA SAFE first flight v1" | slot | window:u64 | nonce)[..7]
+//!   window = unix seconds / 120
+//!   ```
+//!
+//!   The ticket tag is keyed by the listener's *ticket key* (from the secret in its current
+//!   ticket); the contact tag by the *pair key* the two contacts share (X25519 between their
+//!   identity keys). A caller that lacks one of the keys fills that tag with random bytes,
+//!   which nobody can tell from a tag. The listener accepts a flight if either tag verifies
+//!   in the current window or the one before or after (clocks may differ by two minutes).
+//!   Forging a tag takes 2^55 tries on average, each one packet.
+//!
+//!   *Replays.* A nonce is tied to the address that first used it: the same nonce from
+//!   another address is dropped, and from the same address it is accepted only for
+//!   [`RETRANSMIT_GRACE_MS`] (the client repeats its first flight while waiting for our
+//!   answer). After three windows the tag itself no longer verifies. A captured first flight
+//!   replayed by someone else therefore gets nothing back; one replayed within a minute from
+//!   the very address it came from gets a handshake that goes to that address, whose
+//!   certificate is encrypted under keys only the real caller can derive, and which can
+//!   never ring anyone.
+//!
+//! * **Every other packet** is addressed to a connection ID we issued ourselves:
+//!   [`LOCAL_CID_LEN`] bytes, `random: 8 | BLAKE3-keyed(local key, random)[..8]`, with a key
+//!   that never leaves this process. Only a peer that got past the first check has ever seen
+//!   one. A random or stale ID is dropped, so no stateless reset ever goes out either.
+//!
+//! The gate reads no clock and draws no randomness: time, nonces and keys come in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use zeroize::Zeroizing;
+
+use crate::identity::PeerId;
+
+/// Bytes of a first flight's destination connection ID.
+pub const FIRST_FLIGHT_DCID_LEN: usize = 20;
+/// Bytes of the connection IDs we issue.
+pub const LOCAL_CID_LEN: usize = 16;
+/// Bytes of the secret a ticket carries.
+pub const TICKET_SECRET_LEN: usize = 16;
+/// Length of a time window of the first-flight tags, in seconds.
+pub const WINDOW_SECS: u64 = 120;
+/// How long the same nonce is accepted again from the address that first sent it.
+pub const RETRANSMIT_GRACE_MS: u64 = 60_000;
+/// How long a nonce is remembered: longer than the three windows its tag verifies in.
+pub const REPLAY_MEMORY_MS: u64 = 4 * WINDOW_SECS * 1000;
+/// Most nonces remembered at once; beyond it new first flights are dropped (fail closed).
+pub const MAX_REMEMBERED: usize = 4096;
+
+const NONCE_LEN: usize = 6;
+const TAG_LEN: usize = 7;
+const QUIC_V1: u32 = 1;
+const TAG_CONTEXT: &[u8] = b"EXTRA SAFE first flight v1";
+
+/// The secret in a ticket: whoever holds it may make the listener answer. Wiped on drop,
+/// never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TicketSecret(pub(crate) Zeroizing<[u8; TICKET_SECRET_LEN]>);
+
+impl TicketSecret {
+    /// Wraps secret bytes (from a ticket, or drawn at random by the caller of this function).
+    pub fn from_bytes(bytes: [u8; TICKET_SECRET_LEN]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes, for encoding a ticket.
+    pub fn as_bytes(&self) -> &[u8; TICKET_SECRET_LEN] {
+        &self.0
+    }
+
+    /// The key that tags first flights to `listener`.
+    pub fn access_key(&self, listener: &PeerId) -> AccessKey {
+        let mut input = Zeroizing::new([0u8; TICKET_SECRET_LEN + 32]);
+        input[..TICKET_SECRET_LEN].copy_from_slice(&self.0[..]);
+        input[TICKET_SECRET_LEN..].copy_from_slice(listener.as_bytes());
+        AccessKey(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 ticket access v1",
+            &input[..],
+        )))
+    }
+
+    /// A UDP port in 20000..32768 derived from the secret: each identity (and each new
+    /// ticket) listens on its own port instead of a well-known one, below Linux's range of
+    /// ephemeral ports.
+    pub fn port(&self) -> u16 {
+        let h = blake3::derive_key("EXTRA SAFE 2026 listening port v1", &self.0[..]);
+        20_000 + (u16::from_be_bytes([h[0], h[1]]) % 12_768)
+    }
+}
+
+impl std::fmt::Debug for TicketSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketSecret(..)")
+    }
+}
+
+/// A key that tags first flights: a listener's ticket key, or the pair key of two contacts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey(pub(crate) Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessKey(..)")
+    }
+}
+
+impl AccessKey {
+    fn tag(&self, slot: u8, window: u64, nonce: &[u8; NONCE_LEN]) -> [u8; TAG_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(TAG_CONTEXT);
+        h.update(&[slot]);
+        h.update(&window.to_be_bytes());
+        h.update(nonce);
+        let out = h.finalize();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&out.as_bytes()[..TAG_LEN]);
+        tag
+    }
+}
+
+const SLOT_TICKET: u8 = 1;
+const SLOT_CONTACT: u8 = 2;
+
+/// The window a Unix time in milliseconds falls in.
+fn window_of(unix_ms: u64) -> u64 {
+    unix_ms / 1000 / WINDOW_SECS
+}
+
+/// The destination connection ID of a first flight to a listener. `ticket` is the
+/// listener's ticket key if we hold its ticket, `contact` our pair key if we are contacts;
+/// `random` supplies the nonce and stands in for a missing tag.
+pub fn first_flight_dcid(
+    ticket: Option<&AccessKey>,
+    contact: Option<&AccessKey>,
+    unix_ms: u64,
+    random: [u8; FIRST_FLIGHT_DCID_LEN],
+) -> [u8; FIRST_FLIGHT_DCID_LEN] {
+    let mut out = random;
+    let nonce: [u8; NONCE_LEN] = out[..NONCE_LEN].try_into().expect("6 bytes");
+    let window = window_of(unix_ms);
+    if let Some(k) = ticket {
+        out[NONCE_LEN..NONCE_LEN + TAG_LEN].copy_from_slice(&k.tag(SLOT_TICKET, window, &nonce));
+    }
+    if let Some(k) = contact {
+        out[NONCE_LEN + TAG_LEN..].copy_from_slice(&k.tag(SLOT_CONTACT, window, &nonce));
+    }
+    out
+}
+
+/// The key of the connection IDs this process issues. Never leaves it.
+#[derive(Clone)]
+pub struct LocalCidKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for LocalCidKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalCidKey(..)")
+    }
+}
+
+impl LocalCidKey {
+    /// Wraps 32 random bytes.
+    pub fn new(random: [u8; 32]) -> Self {
+        Self(Zeroizing::new(random))
+    }
+
+    fn tag(&self, random: &[u8]) -> [u8; 8] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(b"EXTRA SAFE local cid v1");
+        h.update(random);
+        h.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes of a 32-byte hash")
+    }
+
+    /// A connection ID to issue: `random` then its tag.
+    pub fn issue(&self, random: [u8; 8]) -> [u8; LOCAL_CID_LEN] {
+        let mut cid = [0u8; LOCAL_CID_LEN];
+        cid[..8].copy_from_slice(&random);
+        cid[8..].copy_from_slice(&self.tag(&random));
+        cid
+    }
+
+    /// True if `cid` is one this key issued.
+    pub fn is_ours(&self, cid: &[u8]) -> bool {
+        cid.len() == LOCAL_CID_LEN && ct_eq(&self.tag(&cid[..8]), &cid[8..])
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why a first flight was let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// It proved the current ticket.
+    Ticket,
+    /// It proved the pair key of this contact.
+    Contact(PeerId),
+}
+
+/// What to do with one datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// For one of our connections (or one being set up): hand it to QUIC.
+    Pass,
+    /// A first flight that proved a key, seen for the first time.
+    Admit(Admission),
+    /// A repetition of an admitted first flight from the same address.
+    Repeat,
+    /// Drop it, unanswered.
+    Drop(DropReason),
+}
+
+/// Why a datagram was dropped (counted, never answered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Too short or not QUIC version 1.
+    NotQuic,
+    /// A first flight while we do not listen, or a long header of another type.
+    Unsolicited,
+    /// A first flight whose tags prove no key we know.
+    NoProof,
+    /// A first flight whose nonce another address used.
+    Replay,
+    /// Too many first flights remembered.
+    Full,
+    /// A packet for a connection ID we never issued.
+    UnknownCid,
+}
+
+/// The keys that may make us answer, and the nonces seen.
+#[derive(Debug)]
+pub struct Gate {
+    local: LocalCidKey,
+    listening: bool,
+    ticket: Option<AccessKey>,
+    contacts: Vec<(PeerId, AccessKey)>,
+    seen: HashMap<[u8; NONCE_LEN], Seen>,
+    dropped: HashMap<DropReason, u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    from: SocketAddr,
+    first_ms: u64,
+}
+
+impl Gate {
+    /// A gate for a socket; `listening` is false for a node that only places calls (it then
+    /// drops every first flight).
+    pub fn new(local: LocalCidKey, listening: bool) -> Self {
+        Self {
+            local,
+            listening,
+            ticket: None,
+            contacts: Vec::new(),
+            seen: HashMap::new(),
+            dropped: HashMap::new(),
+        }
+    }
+
+    /// The connection IDs we issue (also what lets answers to our own calls through).
+    pub fn local(&self) -> &LocalCidKey {
+        &self.local
+    }
+
+    /// Holders of the ticket with this key may call; `None`: only contacts may.
+    pub fn set_ticket(&mut self, key: Option<AccessKey>) {
+        self.ticket = key;
+    }
+
+    /// These contacts may call (replaces the list).
+    pub fn set_contacts(&mut self, contacts: Vec<(PeerId, AccessKey)>) {
+        self.contacts = contacts;
+    }
+
+    /// The pair key of a contact, for calling them.
+    pub fn contact_key(&self, peer: &PeerId) -> Option<&AccessKey> {
+        self.contacts
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, k)| k)
+    }
+
+    /// Datagrams dropped so far, by reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(&reason).copied().unwrap_or(0)
+    }
+
+    fn drop_it(&mut self, reason: DropReason) -> Verdict {
+        *self.dropped.entry(reason).or_insert(0) += 1;
+        Verdict::Drop(reason)
+    }
+
+    /// Judges one datagram from `from` at Unix time `unix_ms`.
+    pub fn check(&mut self, unix_ms: u64, from: SocketAddr, datagram: &[u8]) -> Verdict {
+        let Some(&first) = datagram.first() else {
+            return self.drop_it(DropReason::NotQuic);
+        };
+        if first & 0x80 == 0 {
+            // Short header: fixed bit, then our connection ID.
+            return match datagram.get(1..1 + LOCAL_CID_LEN) {
+                Some(cid) if self.local.is_ours(cid) => Verdict::Pass,
+                Some(_) => self.drop_it(DropReason::UnknownCid),
+                None => self.drop_it(DropReason::NotQuic),
+            };
+        }
+        // Long header: version, DCID length, DCID.
+        let (Some(version), Some(&dcid_len)) = (datagram.get(1..5), datagram.get(5)) else {
+            return self.drop_it(DropReason::NotQuic);
+        };
+        if u32::from_be_bytes(version.try_into().expect("4 bytes")) != QUIC_V1 {
+            return self.drop_it(DropReason::NotQuic);
+        }
+        let Some(dcid) = datagram.get(6..6 + dcid_len as usize) else {
+            return self.drop_it(DropReason::NotQuic);
+        };
+        if self.local.is_ours(dcid) {
+            return Verdict::Pass;
+        }
+        let packet_type = (first >> 4) & 0x03;
+        let first_flight = packet_type == 0 || packet_type == 1;
+        if !first_flight || !self.listening || dcid.len() != FIRST_FLIGHT_DCID_LEN {
+            return self.drop_it(DropReason::Unsolicited);
+        }
+        let nonce: [u8; NONCE_LEN] = dcid[..NONCE_LEN].try_into().expect("6 bytes");
+        if let Some(seen) = self.seen.get(&nonce).copied() {
+            // Only the sender of the original may repeat it, and only briefly. (A nonce only
+            // enters `seen` once its tag verified, so this says nothing to a stranger.)
+            if seen.from == from && unix_ms.saturating_sub(seen.first_ms) < RETRANSMIT_GRACE_MS {
+                return Verdict::Repeat;
+            }
+            return self.drop_it(DropReason::Replay);
+        }
+        let Some(admission) = self.verify(unix_ms, &nonce, dcid) else {
+            return self.drop_it(DropReason::NoProof);
+        };
+        if self.seen.len() >= MAX_REMEMBERED {
+            self.seen
+                .retain(|_, s| unix_ms.saturating_sub(s.first_ms) < REPLAY_MEMORY_MS);
+            if self.seen.len() >= MAX_REMEMBERED {
+                return self.drop_it(DropReason::Full);
+            }
+        }
+        self.seen.insert(
+            nonce,
+            Seen {
+                from,
+                first_ms: unix_ms,
+            },
+        );
+        Verdict::Admit(admission)
+    }
+
+    fn verify(&self, unix_ms: u64, nonce: &[u8; NONCE_LEN], dcid: &[u8]) -> Option<Admission> {
+        let ticket_tag = &dcid[NONCE_LEN..NONCE_LEN + TAG_LEN];
+        let contact_tag = &dcid[NONCE_LEN + TAG_LEN..];
+        let now = window_of(unix_ms);
+        for window in [now, now.saturating_sub(1), now + 1] {
+            if let Some(k) = &self.ticket {
+                if ct_eq(&k.tag(SLOT_TICKET, window, nonce), ticket_tag) {
+                    return Some(Admission::Ticket);
+                }
+            }
+            for (peer, k) in &self.contacts {
+                if ct_eq(&k.tag(SLOT_CONTACT, window, nonce), contact_tag) {
+                    return Some(Admission::Contact(*peer));
+                }
+            }
+        }
+        None
+    }
+
+    /// Forgets nonces older than [`REPLAY_MEMORY_MS`] (call now and then).
+    pub fn expire(&mut self, unix_ms: u64) {
+        self.seen
+            .retain(|_, s| unix_ms.saturating_sub(s.first_ms) < REPLAY_MEMORY_MS);
+    }
+}
+
+/// The part of an address that one party controls: the address itself for IPv4, its /64
+/// for IPv6 (every home and phone gets a whole /64, so counting single IPv6 addresses would
+/// let one network hold every slot). IPv4-mapped IPv6 counts as IPv4.
+pub fn source_prefix(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// Rings let through per source before the limit bites.
+pub const RING_BURST: u32 = 3;
+/// One more ring is let through per source this often.
+pub const RING_REFILL: std::time::Duration = std::time::Duration::from_secs(20);
+/// Sources remembered (the least recently seen is forgotten first).
+const RING_SOURCES: usize = 1024;
+
+/// Limits how often one source (an address prefix, or a peer ID) may make us ring: a token
+/// bucket of [`RING_BURST`] rings, refilled one every [`RING_REFILL`] (by default). A ring
+/// over the limit is refused the quiet way (the caller sees "no answer"), without alerting
+/// anyone. A contact counts against its own identity only, so contacts behind one address
+/// (a household's NAT) do not use up each other's rings; anyone else counts against its
+/// address prefix too, so fresh identities from one network do not get around the limit.
+#[derive(Debug)]
+pub struct RingLimiter {
+    burst: f64,
+    refill: std::time::Duration,
+    buckets: HashMap<RingSource, (f64, std::time::Instant)>,
+}
+
+impl Default for RingLimiter {
+    fn default() -> Self {
+        Self::new(RING_BURST, RING_REFILL)
+    }
+}
+
+/// Who a ring counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingSource {
+    /// An address prefix ([`source_prefix`]).
+    Prefix(std::net::IpAddr),
+    /// A caller's identity.
+    Peer(PeerId),
+}
+
+impl RingLimiter {
+    /// A limiter of `burst` rings per source, one more every `refill`.
+    pub fn new(burst: u32, refill: std::time::Duration) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            refill: refill.max(std::time::Duration::from_millis(1)),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// True if a ring from `ip` by `peer` may alert now (and counts it). `contact`: the
+    /// caller is one of ours, counted by identity alone.
+    pub fn allow(
+        &mut self,
+        now: std::time::Instant,
+        ip: std::net::IpAddr,
+        peer: PeerId,
+        contact: bool,
+    ) -> bool {
+        let prefix = RingSource::Prefix(source_prefix(ip));
+        let keys: &[RingSource] = if contact {
+            &[RingSource::Peer(peer)]
+        } else {
+            &[prefix, RingSource::Peer(peer)]
+        };
+        let ok = keys.iter().all(|k| self.level(now, *k) >= 1.0);
+        if ok {
+            for k in keys {
+                if let Some(b) = self.buckets.get_mut(k) {
+                    b.0 -= 1.0;
+                }
+            }
+        }
+        ok
+    }
+
+    fn level(&mut self, now: std::time::Instant, key: RingSource) -> f64 {
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= RING_SOURCES {
+            if let Some(oldest) = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.buckets.remove(&oldest);
+            }
+        }
+        let (burst, refill) = (self.burst, self.refill.as_secs_f64());
+        let b = self.buckets.entry(key).or_insert((burst, now));
+        let refilled = now.saturating_duration_since(b.1).as_secs_f64() / refill;
+        b.0 = (b.0 + refilled).min(burst);
+        b.1 = now;
+        b.0
+    }
+}
+
+#[cfg(test)]
+mod tests;
