@@ -320,6 +320,7 @@ lan_cell() {
   ns lb "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap $nodht listen --once \
     --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
   PIDS+=($!)
+  local bpid=$!
   exec 7<>"$log.bin"   # read-write: never blocks, even if the reader died
   for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
   local start end
@@ -333,6 +334,8 @@ lan_cell() {
   end=$(ms)
   exec 8>&-; wait "$apid" || true; forget "$apid"
   exec 7>&-
+  # Bob (--once) stops after the call: withdrawing his announcement (mDNS goodbye) first.
+  for _ in $(seq 50); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.1; done
   sleep 0.5
   cleanup
   if ! grep -q '"event":"connected"' "$log.alice"; then

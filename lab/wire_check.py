@@ -6,7 +6,8 @@ look like ciphertext.
 usage: wire_check.py [--lan] A.pcap B.pcap ALICE_PEER_ID BOB_PEER_ID NAME... IP...
 (an argument that parses as an IPv4 address is checked as 4 raw bytes and as text)
 --lan: a capture on a LAN with no DHT: instead of DHT values, mDNS announcements of the
-service must be present (and, like everything else, name nobody)."""
+service must be present (and, like everything else, name nobody), and so must a goodbye (an
+answer of the service with TTL 0, sent when `listen` stops)."""
 import ipaddress
 import math
 import struct
@@ -52,6 +53,38 @@ def udp_payloads(path):
                 yield ip[40 + 8:]
 
 
+def dns_name_end(p, i):
+    """Index just past the (possibly compressed) DNS name starting at i."""
+    while i < len(p):
+        n = p[i]
+        if n == 0:
+            return i + 1
+        if n >= 0xC0:
+            return i + 2
+        i += 1 + n
+    raise ValueError("name runs past the packet")
+
+
+def is_goodbye(p):
+    """True for an mDNS response whose answers include a record with TTL 0."""
+    if len(p) < 12 or not p[2] & 0x80:
+        return False
+    qd, an = struct.unpack(">HH", p[4:8])
+    try:
+        i = 12
+        for _ in range(qd):
+            i = dns_name_end(p, i) + 4
+        for _ in range(an):
+            i = dns_name_end(p, i)
+            _, _, ttl, rdlen = struct.unpack(">HHIH", p[i:i + 10])
+            if ttl == 0:
+                return True
+            i += 10 + rdlen
+    except (ValueError, struct.error):
+        return False
+    return False
+
+
 def entropy(b):
     counts = [0] * 256
     for x in b:
@@ -78,7 +111,7 @@ def main():
         except ValueError:
             needles[f"name {word!r}"] = word.encode()
             needles[f"name {word.capitalize()!r}"] = word.capitalize().encode()
-    packets = values = announcements = 0
+    packets = values = announcements = goodbyes = 0
     failures = []
     for path in pcaps:
         for payload in udp_payloads(path):
@@ -89,6 +122,8 @@ def main():
                     failures.append(f"{path}: {what} in a {len(payload)}-byte packet")
             if b"_extrasafe" in payload:
                 announcements += 1
+                if is_goodbye(payload):
+                    goodbyes += 1
             at = payload.find(b"1:v360:")
             while at >= 0:
                 value = payload[at + 7:at + 7 + 360]
@@ -98,16 +133,20 @@ def main():
                                     f"(entropy {entropy(value):.2f} bits/byte)")
                 at = payload.find(b"1:v360:", at + 1)
     print(f"wire check: {packets} UDP packets, {values} DHT record values, "
-          f"{announcements} mDNS packets of the service, {len(needles)} things that must not appear")
+          f"{announcements} mDNS packets of the service ({goodbyes} goodbyes), "
+          f"{len(needles)} things that must not appear")
     if packets == 0 or (values == 0 and not lan) or (announcements == 0 and lan):
         failures.append("the capture holds no call, or no DHT record / announcement: "
                         "nothing was checked")
+    if lan and goodbyes == 0:
+        failures.append("no mDNS goodbye: the announcement was not withdrawn when listen stopped")
     for f in failures[:20]:
         print("  LEAK:", f)
     if failures:
         sys.exit(1)
     print("wire check: nothing identifying in clear" +
-          ("; mDNS announcements name nobody" if lan else "; DHT values are ciphertext"))
+          ("; mDNS announcements name nobody and were withdrawn" if lan
+           else "; DHT values are ciphertext"))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ fn main() {
     let from: SocketAddr = "198.51.100.7:5000".parse().unwrap();
     let now_ms: u64 = 1_800_000_000_000;
     let mut short = vec![0x40u8];
-    short.extend_from_slice(&local.issue([1; 8]));
+    short.extend_from_slice(&local.issue([1; 4], now_ms / 1000));
     short.resize(LEN, 0x5a);
     let long = |dcid: &[u8]| {
         let mut p = vec![0xc0u8, 0, 0, 0, 1, dcid.len() as u8];

@@ -103,17 +103,20 @@ Examples:
   extrasafe id --qr                 # also draw the ticket as a QR code
   extrasafe id --set-passphrase     # encrypt the key file (Argon2id + XChaCha20-Poly1305)
   extrasafe id --remove-passphrase  # store it unencrypted again (file mode 0600 still applies)
+  extrasafe id --new-ticket         # old tickets stop working; your contacts still reach you
   extrasafe --ephemeral id          # a throw-away identity; nothing is written
 
 The peer ID (es1...) names you; it is safe to share and has a checksum that catches typos.
-The ticket (est1...) is your peer ID plus the addresses you listen on: give it to people
-who should be able to call you.")]
+The ticket (est1...) is your peer ID, a secret and the addresses you listen on: give it only
+to people who should be able to call you. `listen` answers nobody else (not even with a
+single packet), except your contacts. The port is your own, derived from your key; --port
+pins another (then pass the same --port to `listen`).")]
     Id(IdArgs),
     /// Wait for calls.
     #[command(after_long_help = "\
 Examples:
   extrasafe listen                                  # ask before answering each call
-  extrasafe listen --accept es1abc... es1def...     # answer these two, decline everyone else
+  extrasafe listen --accept es1abc... es1def...     # answer these two, refuse everyone else
   extrasafe listen --accept anyone --once           # answer anyone, exit after one call
   extrasafe listen --port 50000                     # listen on another UDP port
   extrasafe listen --mic headset --speaker headset  # pick devices by (part of) their name
@@ -122,7 +125,9 @@ During a call, type a line and press Enter to send it. /mute and /unmute switch 
 microphone; /hangup or Ctrl-D ends the call. A stats line (round trip, loss, jitter, buffer,
 bitrate, path) is printed every 5 s. Audio uses the default microphone and speaker; pick
 others with --mic/--speaker (see `extrasafe devices`), or WAV files with --audio-in/--audio-out.
-A caller you decline, or whom --accept does not list, learns only \"declined\".")]
+Only holders of your current ticket and your contacts get any answer at all. A caller you
+decline, whom --accept does not list, who calls while you are in a call, or who rings more
+than 3 times in a row learns nothing: to them it rang unanswered.")]
     Listen(ListenArgs),
     /// Call someone from their ticket.
     #[command(after_long_help = "\
@@ -334,7 +339,7 @@ pub struct SendArgs {
 
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
-    /// UDP port to listen on [default: a port of your own, derived from your ticket's secret;
+    /// UDP port to listen on [default: a port of your own, derived from your key;
     /// `extrasafe id` shows it].
     #[arg(long, conflicts_with = "bind")]
     pub port: Option<u16>,
@@ -360,11 +365,11 @@ pub struct IdArgs {
     #[arg(long)]
     pub qr: bool,
     /// Port to advertise in the ticket (pass the same to `listen`) [default: a port of your
-    /// own, derived from your ticket's secret].
+    /// own, derived from your key].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Make a new ticket: tickets you gave out before stop working (strangers who hold one
-    /// get no answer at all); your contacts still reach you. The port changes with it.
+    /// Make a new ticket: tickets you gave out before stop working (whoever holds one gets no
+    /// answer at all); your contacts still reach you, on the same port.
     #[arg(long)]
     pub new_ticket: bool,
     /// Protect the key file with a passphrase (asked twice on the terminal).
@@ -377,7 +382,7 @@ pub struct IdArgs {
 
 #[derive(Args, Debug)]
 pub struct ListenArgs {
-    /// UDP port to listen on [default: a port of your own, derived from your ticket's secret;
+    /// UDP port to listen on [default: a port of your own, derived from your key;
     /// `extrasafe id` shows it].
     #[arg(long, conflicts_with = "bind")]
     pub port: Option<u16>,

@@ -134,6 +134,7 @@ pub async fn run(
                     out.incoming(call.info());
                 }
                 Some(CallEvent::Ringing) => out.ringing(),
+                Some(CallEvent::VerificationCode(code)) => out.verification(&code),
                 Some(CallEvent::Connected { after }) => {
                     connected = true;
                     asking = false;

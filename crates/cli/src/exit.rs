@@ -72,8 +72,8 @@ impl From<CallError> for Failure {
                      they are running `extrasafe listen`, and that you are on a network that can reach\n\
                      them (the same LAN, or an address their router forwards). A listener answers only\n\
                      callers who hold its current ticket or are its contacts: if they made a new ticket\n\
-                     (`extrasafe id --new-ticket`), ask them for it. EXTRA SAFE never relays calls\n\
-                     through anyone else."
+                     (`extrasafe id --new-ticket`), ask them for it; and both clocks must be right\n\
+                     within two minutes. EXTRA SAFE never relays calls through anyone else."
                 ),
             ),
             CallError::NoAddress => Failure::new(

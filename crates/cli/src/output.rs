@@ -119,11 +119,19 @@ impl Output {
     pub fn incoming(&self, info: &CallInfo) {
         self.emit(
             format!(
-                "\nIncoming call from {}\n  Verification code: {}\n  Safety number:     {}\nAnswer? Type y and Enter to answer, anything else to decline.",
-                info.peer, info.sas().unwrap_or_default(), info.safety_number
+                "\nIncoming call from {}\n  Safety number:     {}\nAnswer? Type y and Enter to answer, anything else to decline.\n(The verification code follows in a moment.)",
+                info.peer, info.safety_number
             ),
-            json!({"event": "incoming", "peer_id": info.peer.to_string(), "sas": info.sas().unwrap_or_default(),
+            json!({"event": "incoming", "peer_id": info.peer.to_string(), "sas": info.sas(),
                    "safety_number": info.safety_number}),
+        );
+    }
+
+    /// The verification code, once both sides committed to it.
+    pub fn verification(&self, code: &str) {
+        self.emit(
+            format!("  Verification code: {code}   ← read it to each other; it must match on both screens"),
+            json!({"event": "verification", "sas": code}),
         );
     }
 
@@ -134,10 +142,16 @@ impl Output {
     pub fn connected(&self, info: &CallInfo, after: Duration) {
         self.emit(
             format!(
-                "Connected with {} in {:.1} ms.\n  Verification code: {}   ← read it to each other; it must match on both screens\n  Safety number:     {}\nType a message and press Enter. /hangup or Ctrl-D ends the call.",
-                info.peer, ms(after), info.sas().unwrap_or_default(), info.safety_number
+                "Connected with {} in {:.1} ms.\n  Verification code: {}\n  Safety number:     {}\nType a message and press Enter. /hangup or Ctrl-D ends the call.",
+                info.peer,
+                ms(after),
+                match info.sas() {
+                    Some(code) => format!("{code}   ← read it to each other; it must match on both screens"),
+                    None => "shown in a moment".to_string(),
+                },
+                info.safety_number
             ),
-            json!({"event": "connected", "peer_id": info.peer.to_string(), "sas": info.sas().unwrap_or_default(),
+            json!({"event": "connected", "peer_id": info.peer.to_string(), "sas": info.sas(),
                    "safety_number": info.safety_number, "connect_ms": ms(after),
                    "handshake_ms": ms(info.handshake), "remote": info.remote.to_string()}),
         );

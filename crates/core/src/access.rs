@@ -55,12 +55,32 @@ pub const LOCAL_CID_LEN: usize = 16;
 pub const TICKET_SECRET_LEN: usize = 16;
 /// Length of a time window of the first-flight tags, in seconds.
 pub const WINDOW_SECS: u64 = 120;
-/// How long the same nonce is accepted again from the address that first sent it.
-pub const RETRANSMIT_GRACE_MS: u64 = 60_000;
+/// How long the same nonce is accepted again from the address that first sent it: the
+/// handshake timeout (10 s) and a margin. A client repeats its first flight only until it
+/// hears from us.
+pub const RETRANSMIT_GRACE_MS: u64 = 15_000;
+/// An Initial packet addressed to one of our connection IDs (a client continuing its
+/// handshake, or a server answering ours) is taken only this long after the ID was issued:
+/// later, quinn would take it for a new connection, and whoever captured the ID could start
+/// one with it.
+pub const HANDSHAKE_CID_SECS: u64 = 15;
+/// How long our connection IDs live: quinn replaces them before this (see `net::gate`), and
+/// a packet naming an older one is dropped (a stale ID would otherwise draw a stateless
+/// reset).
+pub const CID_LIFETIME_SECS: u64 = 600;
+/// Grace after [`CID_LIFETIME_SECS`] for packets in flight while IDs are replaced.
+pub const CID_GRACE_SECS: u64 = 120;
+/// Smallest datagram that may carry a first flight (RFC 9000 §14.1: a client pads every
+/// datagram with an Initial to 1,200 bytes).
+pub const MIN_FIRST_FLIGHT: usize = 1200;
 /// How long a nonce is remembered: longer than the three windows its tag verifies in.
 pub const REPLAY_MEMORY_MS: u64 = 4 * WINDOW_SECS * 1000;
-/// Most nonces remembered at once; beyond it new first flights are dropped (fail closed).
+/// Most nonces remembered at once from ticket holders; beyond it their new first flights are
+/// dropped (fail closed) until old ones age out. Contacts are counted apart.
 pub const MAX_REMEMBERED: usize = 4096;
+/// Most nonces remembered at once per contact (an honest contact makes a few calls in
+/// [`REPLAY_MEMORY_MS`]); a contact over it is dropped, nobody else.
+pub const MAX_REMEMBERED_PER_CONTACT: usize = 64;
 
 const NONCE_LEN: usize = 6;
 const TAG_LEN: usize = 7;
@@ -93,14 +113,14 @@ impl TicketSecret {
             &input[..],
         )))
     }
+}
 
-    /// A UDP port in 20000..32768 derived from the secret: each identity (and each new
-    /// ticket) listens on its own port instead of a well-known one, below Linux's range of
-    /// ephemeral ports.
-    pub fn port(&self) -> u16 {
-        let h = blake3::derive_key("EXTRA SAFE 2026 listening port v1", &self.0[..]);
-        20_000 + (u16::from_be_bytes([h[0], h[1]]) % 12_768)
-    }
+/// The UDP port an identity listens on, in 20000..32768, derived from its secret key: each
+/// identity has its own instead of a well-known one (below Linux's range of ephemeral
+/// ports), and it stays when a new ticket is made, so contacts' stored addresses keep working.
+pub fn listening_port(identity: &crate::identity::Identity) -> u16 {
+    let h = blake3::derive_key("EXTRA SAFE 2026 listening port v1", &identity.seed()[..]);
+    20_000 + (u16::from_be_bytes([h[0], h[1]]) % 12_768)
 }
 
 impl std::fmt::Debug for TicketSecret {
@@ -178,26 +198,54 @@ impl LocalCidKey {
         Self(Zeroizing::new(random))
     }
 
-    fn tag(&self, random: &[u8]) -> [u8; 8] {
+    fn hash(&self, what: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         let mut h = blake3::Hasher::new_keyed(&self.0);
-        h.update(b"EXTRA SAFE local cid v1");
-        h.update(random);
-        h.finalize().as_bytes()[..8]
-            .try_into()
-            .expect("8 bytes of a 32-byte hash")
+        h.update(what);
+        for p in parts {
+            h.update(p);
+        }
+        *h.finalize().as_bytes()
     }
 
-    /// A connection ID to issue: `random` then its tag.
-    pub fn issue(&self, random: [u8; 8]) -> [u8; LOCAL_CID_LEN] {
+    /// A connection ID to issue at Unix time `unix_secs`:
+    /// `random: 4 | issue time:u32 XOR mask(random): 4 | tag(random, time): 8`. The time is
+    /// masked so that two IDs of one connection cannot be linked by it.
+    pub fn issue(&self, random: [u8; 4], unix_secs: u64) -> [u8; LOCAL_CID_LEN] {
+        let t = (unix_secs as u32).to_be_bytes();
+        let mask = self.hash(b"EXTRA SAFE local cid mask v2", &[&random]);
+        let tag = self.hash(b"EXTRA SAFE local cid v2", &[&random, &t]);
         let mut cid = [0u8; LOCAL_CID_LEN];
-        cid[..8].copy_from_slice(&random);
-        cid[8..].copy_from_slice(&self.tag(&random));
+        cid[..4].copy_from_slice(&random);
+        for i in 0..4 {
+            cid[4 + i] = t[i] ^ mask[i];
+        }
+        cid[8..].copy_from_slice(&tag[..8]);
         cid
     }
 
-    /// True if `cid` is one this key issued.
-    pub fn is_ours(&self, cid: &[u8]) -> bool {
-        cid.len() == LOCAL_CID_LEN && ct_eq(&self.tag(&cid[..8]), &cid[8..])
+    /// How old `cid` is (seconds), if this key issued it; `None` for anyone else's.
+    pub fn age(&self, cid: &[u8], unix_secs: u64) -> Option<u64> {
+        if cid.len() != LOCAL_CID_LEN {
+            return None;
+        }
+        let mask = self.hash(b"EXTRA SAFE local cid mask v2", &[&cid[..4]]);
+        let mut t = [0u8; 4];
+        for i in 0..4 {
+            t[i] = cid[4 + i] ^ mask[i];
+        }
+        let tag = self.hash(b"EXTRA SAFE local cid v2", &[&cid[..4], &t]);
+        if !ct_eq(&tag[..8], &cid[8..]) {
+            return None;
+        }
+        // Issued at most 2^32 s before now: the difference modulo 2^32.
+        Some(u64::from(
+            (unix_secs as u32).wrapping_sub(u32::from_be_bytes(t)),
+        ))
+    }
+
+    /// True if `cid` is one this key issued (at whatever time).
+    pub fn is_ours(&self, cid: &[u8], unix_secs: u64) -> bool {
+        self.age(cid, unix_secs).is_some()
     }
 }
 
@@ -252,6 +300,10 @@ pub struct Gate {
     ticket: Option<AccessKey>,
     contacts: Vec<(PeerId, AccessKey)>,
     seen: HashMap<[u8; NONCE_LEN], Seen>,
+    /// Remembered nonces of ticket holders, and per contact.
+    by_ticket: usize,
+    by_contact: HashMap<PeerId, usize>,
+    last_expiry_ms: u64,
     dropped: HashMap<DropReason, u64>,
 }
 
@@ -259,6 +311,7 @@ pub struct Gate {
 struct Seen {
     from: SocketAddr,
     first_ms: u64,
+    admission: Admission,
 }
 
 impl Gate {
@@ -271,8 +324,20 @@ impl Gate {
             ticket: None,
             contacts: Vec::new(),
             seen: HashMap::new(),
+            by_ticket: 0,
+            by_contact: HashMap::new(),
+            last_expiry_ms: 0,
             dropped: HashMap::new(),
         }
+    }
+
+    /// Who the first flight with this destination connection ID was admitted as (while its
+    /// nonce is remembered): what the node's admission rules go by.
+    pub fn admission_of(&self, dcid: &[u8]) -> Option<Admission> {
+        let nonce: [u8; NONCE_LEN] = dcid.get(..NONCE_LEN)?.try_into().ok()?;
+        (dcid.len() == FIRST_FLIGHT_DCID_LEN)
+            .then(|| self.seen.get(&nonce).map(|s| s.admission))
+            .flatten()
     }
 
     /// The connection IDs we issue (also what lets answers to our own calls through).
@@ -310,14 +375,21 @@ impl Gate {
 
     /// Judges one datagram from `from` at Unix time `unix_ms`.
     pub fn check(&mut self, unix_ms: u64, from: SocketAddr, datagram: &[u8]) -> Verdict {
+        if unix_ms.saturating_sub(self.last_expiry_ms) >= 60_000 {
+            self.expire(unix_ms);
+        }
+        let now_secs = unix_ms / 1000;
         let Some(&first) = datagram.first() else {
             return self.drop_it(DropReason::NotQuic);
         };
+        let live = CID_LIFETIME_SECS + CID_GRACE_SECS;
         if first & 0x80 == 0 {
-            // Short header: fixed bit, then our connection ID.
+            // Short header: fixed bit, then our connection ID, not past its lifetime.
             return match datagram.get(1..1 + LOCAL_CID_LEN) {
-                Some(cid) if self.local.is_ours(cid) => Verdict::Pass,
-                Some(_) => self.drop_it(DropReason::UnknownCid),
+                Some(cid) => match self.local.age(cid, now_secs) {
+                    Some(age) if age <= live => Verdict::Pass,
+                    _ => self.drop_it(DropReason::UnknownCid),
+                },
                 None => self.drop_it(DropReason::NotQuic),
             };
         }
@@ -331,13 +403,27 @@ impl Gate {
         let Some(dcid) = datagram.get(6..6 + dcid_len as usize) else {
             return self.drop_it(DropReason::NotQuic);
         };
-        if self.local.is_ours(dcid) {
-            return Verdict::Pass;
-        }
         let packet_type = (first >> 4) & 0x03;
+        if let Some(age) = self.local.age(dcid, now_secs) {
+            // An Initial on our ID belongs to a handshake in progress; later it could only
+            // start a new connection for whoever captured the ID.
+            let limit = if packet_type == 0 {
+                HANDSHAKE_CID_SECS
+            } else {
+                live
+            };
+            return if age <= limit {
+                Verdict::Pass
+            } else {
+                self.drop_it(DropReason::UnknownCid)
+            };
+        }
         let first_flight = packet_type == 0 || packet_type == 1;
         if !first_flight || !self.listening || dcid.len() != FIRST_FLIGHT_DCID_LEN {
             return self.drop_it(DropReason::Unsolicited);
+        }
+        if datagram.len() < MIN_FIRST_FLIGHT {
+            return self.drop_it(DropReason::NotQuic);
         }
         let nonce: [u8; NONCE_LEN] = dcid[..NONCE_LEN].try_into().expect("6 bytes");
         if let Some(seen) = self.seen.get(&nonce).copied() {
@@ -351,21 +437,34 @@ impl Gate {
         let Some(admission) = self.verify(unix_ms, &nonce, dcid) else {
             return self.drop_it(DropReason::NoProof);
         };
-        if self.seen.len() >= MAX_REMEMBERED {
-            self.seen
-                .retain(|_, s| unix_ms.saturating_sub(s.first_ms) < REPLAY_MEMORY_MS);
-            if self.seen.len() >= MAX_REMEMBERED {
+        if self.is_full(admission) {
+            self.expire(unix_ms);
+            if self.is_full(admission) {
                 return self.drop_it(DropReason::Full);
             }
+        }
+        match admission {
+            Admission::Ticket => self.by_ticket += 1,
+            Admission::Contact(p) => *self.by_contact.entry(p).or_insert(0) += 1,
         }
         self.seen.insert(
             nonce,
             Seen {
                 from,
                 first_ms: unix_ms,
+                admission,
             },
         );
         Verdict::Admit(admission)
+    }
+
+    fn is_full(&self, admission: Admission) -> bool {
+        match admission {
+            Admission::Ticket => self.by_ticket >= MAX_REMEMBERED,
+            Admission::Contact(p) => {
+                self.by_contact.get(&p).copied().unwrap_or(0) >= MAX_REMEMBERED_PER_CONTACT
+            }
+        }
     }
 
     fn verify(&self, unix_ms: u64, nonce: &[u8; NONCE_LEN], dcid: &[u8]) -> Option<Admission> {
@@ -387,10 +486,28 @@ impl Gate {
         None
     }
 
-    /// Forgets nonces older than [`REPLAY_MEMORY_MS`] (call now and then).
+    /// Forgets nonces older than [`REPLAY_MEMORY_MS`] (done by [`Gate::check`] once a
+    /// minute). A clock stepped back keeps them a little longer, never shorter.
     pub fn expire(&mut self, unix_ms: u64) {
-        self.seen
-            .retain(|_, s| unix_ms.saturating_sub(s.first_ms) < REPLAY_MEMORY_MS);
+        self.last_expiry_ms = unix_ms;
+        let (by_ticket, by_contact) = (&mut self.by_ticket, &mut self.by_contact);
+        self.seen.retain(|_, s| {
+            let keep = unix_ms.saturating_sub(s.first_ms) < REPLAY_MEMORY_MS;
+            if !keep {
+                match s.admission {
+                    Admission::Ticket => *by_ticket -= 1,
+                    Admission::Contact(p) => {
+                        if let Some(n) = by_contact.get_mut(&p) {
+                            *n -= 1;
+                            if *n == 0 {
+                                by_contact.remove(&p);
+                            }
+                        }
+                    }
+                }
+            }
+            keep
+        });
     }
 }
 
@@ -436,6 +553,9 @@ impl Default for RingLimiter {
 /// Who a ring counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RingSource {
+    /// Everyone who is not a contact, together (3× the burst, refilled 3× as fast): fresh
+    /// identities from ever new IPv6 /64s still meet a limit.
+    Strangers,
     /// An address prefix ([`source_prefix`]).
     Prefix(std::net::IpAddr),
     /// A caller's identity.
@@ -465,7 +585,7 @@ impl RingLimiter {
         let keys: &[RingSource] = if contact {
             &[RingSource::Peer(peer)]
         } else {
-            &[prefix, RingSource::Peer(peer)]
+            &[prefix, RingSource::Peer(peer), RingSource::Strangers]
         };
         let ok = keys.iter().all(|k| self.level(now, *k) >= 1.0);
         if ok {
@@ -479,17 +599,21 @@ impl RingLimiter {
     }
 
     fn level(&mut self, now: std::time::Instant, key: RingSource) -> f64 {
+        let (burst, refill) = match key {
+            RingSource::Strangers => (self.burst * 3.0, self.refill.as_secs_f64() / 3.0),
+            _ => (self.burst, self.refill.as_secs_f64()),
+        };
         if !self.buckets.contains_key(&key) && self.buckets.len() >= RING_SOURCES {
             if let Some(oldest) = self
                 .buckets
                 .iter()
+                .filter(|(k, _)| **k != RingSource::Strangers)
                 .min_by_key(|(_, (_, t))| *t)
                 .map(|(k, _)| *k)
             {
                 self.buckets.remove(&oldest);
             }
         }
-        let (burst, refill) = (self.burst, self.refill.as_secs_f64());
         let b = self.buckets.entry(key).or_insert((burst, now));
         let refilled = now.saturating_duration_since(b.1).as_secs_f64() / refill;
         b.0 = (b.0 + refilled).min(burst);

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// UDP port to take calls on; tickets name it, so keep it stable (0 picks a free one)
-    /// [default: a port of your own, derived from your ticket's secret, the one
+    /// [default: a port of your own, derived from your key, the one
     /// `extrasafe listen` uses].
     #[arg(long)]
     port: Option<u16>,

@@ -286,6 +286,8 @@ pub enum Update {
         sas: String,
         safety_number: String,
     },
+    /// The verification code is settled (the callee's comes a moment after the ring).
+    VerificationCode(String),
     /// The call could not be placed.
     CallFailed(String),
     Ended(String),
@@ -484,8 +486,15 @@ impl Model {
             Update::Connected { sas, safety_number } => {
                 if let Some(c) = &mut self.call {
                     c.phase = Phase::Connected;
-                    c.sas = Some(sas);
+                    if !sas.is_empty() {
+                        c.sas = Some(sas);
+                    }
                     c.safety_number = Some(safety_number);
+                }
+            }
+            Update::VerificationCode(code) => {
+                if let Some(c) = &mut self.call {
+                    c.sas = Some(code);
                 }
             }
             Update::CallFailed(why) => match &mut self.call {

@@ -279,8 +279,10 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
 
     // Bob answers with Enter: the Accept button has the keyboard focus.
     bob.send(json!({"key": "Enter"}));
-    let b = bob.wait("connected", 20, |s| phase(s) == "connected");
-    let a = alice.wait("connected", 20, |s| phase(s) == "connected");
+    // Connected, and the code shown (the callee's settles a round trip after the ring).
+    let shown = |s: &Value| phase(s) == "connected" && s["call"]["sas"].is_string();
+    let b = bob.wait("connected", 20, shown);
+    let a = alice.wait("connected", 20, shown);
     let sas = a["call"]["sas"].as_str().expect("a security code");
     assert_eq!(sas.chars().filter(char::is_ascii_digit).count(), 6, "{sas}");
     assert_eq!(b["call"]["sas"], sas, "both windows show the same code");

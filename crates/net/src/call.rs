@@ -57,6 +57,9 @@ pub enum CallEvent {
     Incoming,
     /// Caller: the other device is ringing.
     Ringing,
+    /// The verification code is settled (`123 456`): show it. The caller has it by
+    /// [`CallEvent::Ringing`]; the callee a round trip after its [`CallEvent::Incoming`].
+    VerificationCode(String),
     /// The call is up.
     Connected {
         /// Time from `started` to this moment.

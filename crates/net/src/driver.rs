@@ -247,8 +247,8 @@ impl Driver {
                 return None;
             }
             Event::VerificationCode(code) => {
-                let _ = self.sas.set(code);
-                return None;
+                let _ = self.sas.set(code.clone());
+                CallEvent::VerificationCode(code)
             }
             Event::Chat { text, .. } => CallEvent::Chat {
                 text,

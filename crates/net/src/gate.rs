@@ -41,15 +41,19 @@ pub(crate) struct GateCids(pub(crate) LocalCidKey);
 
 impl ConnectionIdGenerator for GateCids {
     fn generate_cid(&mut self) -> ConnectionId {
-        ConnectionId::new(&self.0.issue(random()))
+        ConnectionId::new(&self.0.issue(random(), unix_ms() / 1000))
     }
 
     fn cid_len(&self) -> usize {
         LOCAL_CID_LEN
     }
 
+    /// quinn replaces our IDs before this, so the gate can drop packets naming older ones
+    /// (which would otherwise draw a stateless reset).
     fn cid_lifetime(&self) -> Option<Duration> {
-        None
+        Some(Duration::from_secs(
+            extrasafe_core::access::CID_LIFETIME_SECS,
+        ))
     }
 }
 

@@ -338,7 +338,11 @@ impl Node {
             contacts: StdMutex::new(config_contacts),
         });
         let accept_task = if shared.config.listen {
-            tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
+            tokio::spawn(accept_loop(
+                endpoint.clone(),
+                shared.clone(),
+                socket.clone(),
+            ))
         } else {
             tokio::spawn(async {})
         };
@@ -723,11 +727,39 @@ impl Drop for PerIp {
     }
 }
 
-async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
+/// Connections at once from contacts, beside [`NodeConfig::max_connections`] for holders of
+/// our ticket: strangers with a ticket cannot crowd contacts out.
+const CONTACT_CONNECTIONS: usize = 16;
+
+async fn accept_loop(
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    socket: Arc<crate::probe_socket::ProbeSocket>,
+) {
     let max = shared.config.max_connections;
     let limit = Arc::new(Semaphore::new(max));
+    let contact_limit = Arc::new(Semaphore::new(CONTACT_CONNECTIONS));
     let counts: Arc<StdMutex<HashMap<IpAddr, usize>>> = Default::default();
     while let Some(incoming) = endpoint.accept().await {
+        // Every connection here passed the gate; it says as whom.
+        let admission = socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .admission_of(&incoming.orig_dst_cid()[..]);
+        if let Some(extrasafe_core::access::Admission::Contact(_)) = admission {
+            let Ok(permit) = contact_limit.clone().try_acquire_owned() else {
+                debug!("too many connections from contacts; ignoring one");
+                incoming.ignore();
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                handle_incoming(incoming, shared).await;
+                drop(permit);
+            });
+            continue;
+        }
         // Under load, make new callers prove their address first (QUIC Retry: stateless,
         // costs them one round trip), so spoofed Initials cannot hold the remaining slots.
         if limit.available_permits() <= max / 2 && !incoming.remote_address_validated() {
@@ -750,8 +782,9 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             }
         };
         let (Some(per_ip), Ok(permit)) = (per_ip, limit.clone().try_acquire_owned()) else {
-            debug!("too many connections; refusing one");
-            incoming.refuse();
+            // Silently: even a ticket holder learns nothing from a full node.
+            debug!("too many connections; ignoring one");
+            incoming.ignore();
             continue;
         };
         let shared = shared.clone();

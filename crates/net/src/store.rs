@@ -113,7 +113,10 @@ impl IdentityStore {
         let path = self.dir.join(name);
         let f = match fs::OpenOptions::new()
             .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            // Not following a link; not waiting on a FIFO planted in the file's place.
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&path)
         {
             Ok(f) => f,

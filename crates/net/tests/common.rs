@@ -34,12 +34,18 @@ pub async fn node(policy: AcceptPolicy) -> (Identity, Node) {
     (id, node)
 }
 
-/// Waits for the next event, failing the test after 5 s.
+/// Waits for the next event, failing the test after 5 s. The verification code's event is
+/// passed over (tests read the code with [`until_code`]).
 pub async fn next(call: &mut Call) -> CallEvent {
-    tokio::time::timeout(Duration::from_secs(5), call.next_event())
-        .await
-        .expect("no call event within 5 s")
-        .expect("event stream ended")
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), call.next_event())
+            .await
+            .expect("no call event within 5 s")
+            .expect("event stream ended");
+        if !matches!(ev, CallEvent::VerificationCode(_)) {
+            return ev;
+        }
+    }
 }
 
 pub async fn incoming(node: &Node) -> Call {
@@ -60,6 +66,23 @@ pub async fn until_connected(call: &mut Call) {
 }
 
 /// Waits until `node` holds no call any more (its slot frees when the session ends).
+/// Waits until the call's verification code is settled (a callee that answered at once gets
+/// it a round trip after the ring); returns it.
+pub async fn until_code(call: &mut Call) -> String {
+    loop {
+        if let Some(code) = call.info().sas() {
+            return code;
+        }
+        let ev = tokio::time::timeout(Duration::from_secs(5), call.next_event())
+            .await
+            .expect("no code within 5 s")
+            .expect("event stream ended");
+        if let CallEvent::Ended(r) = ev {
+            panic!("ended before the code: {r:?}");
+        }
+    }
+}
+
 pub async fn until_idle(node: &Node) {
     tokio::time::timeout(Duration::from_secs(2), async {
         while node.in_call() {

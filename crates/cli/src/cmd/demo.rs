@@ -99,6 +99,10 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
     let rang = t0.elapsed();
     let a_after = until_connected(&mut a).await?;
     let b_after = until_connected(&mut b).await?;
+    // Bob answered at once; his half of the code arrives a round trip after the ring.
+    while b.info().sas().is_none() {
+        next(&mut b).await?;
+    }
     let (ai, bi) = (a.info().clone(), b.info().clone());
     let (a_sas, b_sas) = (ai.sas().unwrap_or_default(), bi.sas().unwrap_or_default());
     let same = !a_sas.is_empty() && a_sas == b_sas && ai.safety_number == bi.safety_number;

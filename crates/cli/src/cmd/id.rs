@@ -55,7 +55,9 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
             );
         }
     }
-    let port = args.port.unwrap_or_else(|| loaded.ticket_secret.port());
+    let port = args
+        .port
+        .unwrap_or_else(|| extrasafe_core::access::listening_port(&loaded.identity));
     let ticket = Ticket {
         peer: loaded.identity.peer_id(),
         secret: Some(loaded.ticket_secret.clone()),

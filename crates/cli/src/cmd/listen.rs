@@ -84,7 +84,9 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         contacts: loaded.contact_keys(&peers),
         ..NodeConfig::default()
     };
-    let port = args.port.unwrap_or_else(|| loaded.ticket_secret.port());
+    let port = args
+        .port
+        .unwrap_or_else(|| extrasafe_core::access::listening_port(&loaded.identity));
     let node = Arc::new(super::bind_node(&loaded.identity, config, args.bind, port).await?);
     drop(loaded.identity);
     let ticket = node.ticket();
@@ -102,7 +104,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         AcceptPolicy::Anyone => "Listening. Calls from anyone are answered automatically. Ctrl-C stops.".to_string(),
         AcceptPolicy::Ask => "Listening. You will be asked before any call is answered. Ctrl-C stops.".to_string(),
         AcceptPolicy::Only(ids) => format!(
-            "Listening. Calls from the {} listed peer(s) are answered; everyone else is declined. Ctrl-C stops.",
+            "Listening. Calls from the {} listed peer(s) are answered; anyone else hears no answer. Ctrl-C stops.",
             ids.len()
         ),
     });

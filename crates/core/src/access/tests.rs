@@ -158,7 +158,7 @@ fn a_forged_ticket_and_random_packets_get_nothing() {
 #[test]
 fn our_own_connection_ids_pass_and_others_do_not() {
     let mut s = setup();
-    let cid = s.gate.local().issue([6; 8]);
+    let cid = s.gate.local().issue([6; 4], T0 / 1000);
     let a = addr("198.51.100.7:5000");
     assert_eq!(s.gate.check(T0, a, &short(&cid)), Verdict::Pass);
     assert_eq!(s.gate.check(T0, a, &long(2, 1, &cid)), Verdict::Pass);
@@ -169,11 +169,42 @@ fn our_own_connection_ids_pass_and_others_do_not() {
         Verdict::Drop(DropReason::UnknownCid)
     );
     // Another process's IDs are not ours.
-    let other = LocalCidKey::new([8; 32]).issue([6; 8]);
+    let other = LocalCidKey::new([8; 32]).issue([6; 4], T0 / 1000);
     assert_eq!(
         s.gate.check(T0, a, &short(&other)),
         Verdict::Drop(DropReason::UnknownCid)
     );
+}
+
+#[test]
+fn our_ids_expire_and_an_initial_on_one_is_taken_only_during_a_handshake() {
+    let mut s = setup();
+    let a = addr("203.0.113.9:5000");
+    let issued = T0 / 1000;
+    let cid = s.gate.local().issue([1, 2, 3, 4], issued);
+    let at = |secs: u64| T0 + secs * 1000;
+    // A client continuing its handshake: an Initial on our ID, soon after we issued it.
+    assert_eq!(s.gate.check(at(2), a, &long(0, 1, &cid)), Verdict::Pass);
+    // The same ID in a new Initial later (someone who captured it, after the connection
+    // ended: quinn would start a connection for them): dropped.
+    assert_eq!(
+        s.gate
+            .check(at(HANDSHAKE_CID_SECS + 1), a, &long(0, 1, &cid)),
+        Verdict::Drop(DropReason::UnknownCid)
+    );
+    // Packets of a running connection pass for the ID's whole life, then not.
+    let live = CID_LIFETIME_SECS + CID_GRACE_SECS;
+    assert_eq!(s.gate.check(at(live), a, &short(&cid)), Verdict::Pass);
+    assert_eq!(s.gate.check(at(live), a, &long(2, 1, &cid)), Verdict::Pass);
+    assert_eq!(
+        s.gate.check(at(live + 1), a, &short(&cid)),
+        Verdict::Drop(DropReason::UnknownCid)
+    );
+    // Two IDs issued at the same second share no visible bytes but the random part.
+    let c1 = s.gate.local().issue([9, 9, 9, 1], issued);
+    let c2 = s.gate.local().issue([9, 9, 9, 2], issued);
+    assert_ne!(c1[4..8], c2[4..8], "the issue time is masked");
+    assert_eq!(s.gate.local().age(&c1, issued + 5), Some(5));
 }
 
 #[test]
@@ -241,6 +272,11 @@ fn remembered_nonces_are_bounded_and_the_gate_fails_closed() {
     let mut s = setup();
     let key = s.secret.access_key(&s.listener.peer_id());
     let a = addr("198.51.100.7:5000");
+    // A contact, to show that ticket holders filling the memory do not shut contacts out.
+    let alice = Identity::from_seed(&[4; 32]);
+    let pair = PairSecret::new(&s.listener, &alice.peer_id()).unwrap();
+    s.gate
+        .set_contacts(vec![(alice.peer_id(), pair.access_key())]);
     for i in 0..MAX_REMEMBERED as u64 {
         let dcid = first_flight_dcid(Some(&key), None, T0, rand20(1_000_000 + i));
         assert!(matches!(
@@ -249,6 +285,24 @@ fn remembered_nonces_are_bounded_and_the_gate_fails_closed() {
         ));
     }
     let dcid = first_flight_dcid(Some(&key), None, T0, rand20(7_000_000));
+    assert_eq!(
+        s.gate.check(T0, a, &long(0, 1, &dcid)),
+        Verdict::Drop(DropReason::Full)
+    );
+    // The contact still gets in, up to a quota of its own.
+    let contact_key = pair.access_key();
+    for i in 0..MAX_REMEMBERED_PER_CONTACT as u64 {
+        let dcid = first_flight_dcid(None, Some(&contact_key), T0, rand20(8_000_000 + i));
+        assert_eq!(
+            s.gate.check(T0, a, &long(0, 1, &dcid)),
+            Verdict::Admit(Admission::Contact(alice.peer_id()))
+        );
+        assert_eq!(
+            s.gate.admission_of(&dcid),
+            Some(Admission::Contact(alice.peer_id()))
+        );
+    }
+    let dcid = first_flight_dcid(None, Some(&contact_key), T0, rand20(9_000_000));
     assert_eq!(
         s.gate.check(T0, a, &long(0, 1, &dcid)),
         Verdict::Drop(DropReason::Full)
@@ -273,8 +327,13 @@ fn ports_and_secrets_differ_per_identity_and_salt() {
     assert_ne!(sa, sa2);
     assert_eq!(sa, a.ticket_secret(&[0; 16]));
     let ports: std::collections::HashSet<u16> = (0..200u8)
-        .map(|i| a.ticket_secret(&[i; 16]).port())
+        .map(|i| listening_port(&Identity::from_seed(&[i; 32])))
         .collect();
+    // The port is the identity's: a new ticket does not move it.
+    assert_eq!(
+        listening_port(&a),
+        listening_port(&Identity::from_seed(&[1; 32]))
+    );
     assert!(ports.iter().all(|p| (20_000..32_768).contains(p)));
     assert!(ports.len() > 150, "ports spread: {}", ports.len());
     assert_eq!(format!("{sa:?}"), "TicketSecret(..)");
@@ -336,6 +395,16 @@ fn ring_spam_from_one_source_is_limited_on_virtual_time() {
         assert!(l.allow(t0, ip, friend, true));
     }
     assert!(!l.allow(t0, ip, friend, true));
+    // Strangers as a whole: fresh identities from fresh /64s meet the shared bucket.
+    let mut fresh = 0;
+    for i in 0..100u16 {
+        let net: std::net::IpAddr = format!("2001:db8:{i:x}::1").parse().unwrap();
+        let who = Identity::from_seed(&[(i % 250) as u8 + 5; 32]).peer_id();
+        if l.allow(t0, net, who, false) {
+            fresh += 1;
+        }
+    }
+    assert!(fresh <= 3 * RING_BURST, "{fresh} strangers rang at once");
     // 60 s at one per 20 s: two or three (float rounding decides the one at exactly 60 s).
     assert!((2..=3).contains(&let_through), "{let_through}");
 }

@@ -9,19 +9,21 @@
 //!
 //! ```text
 //!  caller:  Handshake ──Hello──► Calling ──Ringing──► Calling(ringing) ──Accept──► Active
-//!  callee:  Handshake ──Hello──► AwaitRing ──Ring + code settled──► Incoming ──accept()──► Active
-//!  callee:  Incoming / AwaitRing ──decline() / busy()──► Quiet ──ring timeout / Hangup──► Ended
+//!  callee:  Handshake ──Hello──► AwaitRing ──Ring──► Incoming ──accept()──► Active
 //!  any state ──hangup / Hangup / timeout / protocol error──► Ended
 //! ```
 //!
 //! **Verification code.** With [`Session::begin_verification`] (the driver always calls it),
-//! the caller commits to a nonce in its first flight, the callee answers with its own, and
-//! the caller reveals (see [`crate::sas`]). The callee does not ring before the code is
-//! settled, and the caller takes no `Ringing` or `Accept` before it is.
+//! the caller commits to a nonce in its first flight; the callee sends its own nonce only
+//! once it alerts (so every attempt to learn a code rings); the caller reveals (see
+//! [`crate::sas`]). The caller takes no `Ringing` or `Accept` before the code is settled; the
+//! callee's user sees it a round trip after the ring starts ([`Event::VerificationCode`]).
 //!
 //! **Refusing tells nothing.** A callee that declines, is busy, or whose policy refuses the
-//! caller sends no refusal: it goes quiet (answering only pings) and, when the ring would have
-//! timed out, says "no answer", exactly as a device nobody picked up.
+//! caller sends no refusal: the call goes on *quietly* ([`Session::is_quiet`]): over for the
+//! user at once, but on the wire exactly a ringing device that nobody picks up (`Ringing`,
+//! the code's nonce, pings, the same answers to violations) until the ring times out and it
+//! says "no answer".
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -150,16 +152,10 @@ pub enum SessionError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Handshake,
-    Calling {
-        ringing: bool,
-    },
+    Calling { ringing: bool },
     AwaitRing,
-    Incoming {
-        alerted: bool,
-    },
+    Incoming { alerted: bool },
     Active,
-    /// Callee: refused; waits in silence for the caller to give up.
-    Quiet,
     Ended,
 }
 
@@ -172,11 +168,12 @@ enum Sas {
     Committed { exporter: [u8; 32], nonce: [u8; 32] },
     /// Callee: waiting for the caller's commitment.
     AwaitCommit { exporter: [u8; 32], nonce: [u8; 32] },
-    /// Callee: holds the commitment, sent its nonce.
+    /// Callee: holds the commitment; sends its nonce once it alerts.
     AwaitReveal {
         exporter: [u8; 32],
         nonce: [u8; 32],
         commit: [u8; 32],
+        sent: bool,
     },
     /// Settled.
     Done(String),
@@ -189,7 +186,6 @@ impl State {
             State::Calling { .. } => "ringing",
             State::Incoming { .. } => "waiting for an answer",
             State::Active => "active",
-            State::Quiet => "declined",
             State::Ended => "over",
         }
     }
@@ -230,8 +226,8 @@ pub struct Session {
     peer_capabilities: u64,
     stats: SessionStats,
     sas: Sas,
-    /// Callee: a ring that came before the code was settled.
-    held_ring: Option<u64>,
+    /// Callee: refused; the user was told, the wire still looks like ringing.
+    quiet: bool,
 }
 
 impl Session {
@@ -258,7 +254,7 @@ impl Session {
             peer_capabilities: 0,
             stats: SessionStats::default(),
             sas: Sas::Off,
-            held_ring: None,
+            quiet: false,
             config,
         };
         s.send(
@@ -328,7 +324,7 @@ impl Session {
     /// True while a refused call waits, in silence, for the caller to give up: it is over
     /// for the user, and holds no call slot.
     pub fn is_quiet(&self) -> bool {
-        self.state == State::Quiet
+        self.quiet && self.state != State::Ended
     }
     /// Latest round-trip time measured with ping/pong.
     pub fn rtt(&self) -> Option<Duration> {
@@ -373,10 +369,8 @@ impl Session {
 
     /// The control stream or the connection closed without a goodbye.
     pub fn handle_connection_lost(&mut self, _now: Instant) {
-        match self.state {
-            State::Ended => {}
-            State::Quiet => self.state = State::Ended,
-            _ => self.end(EndReason::PeerVanished),
+        if self.state != State::Ended {
+            self.end(EndReason::PeerVanished);
         }
     }
 
@@ -391,22 +385,6 @@ impl Session {
     /// The clock reached (or passed) the deadline from [`Session::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Ended {
-            return;
-        }
-        if self.state == State::Quiet {
-            // Over for the user already: end without a second event.
-            let ring_over = self.ring_deadline.is_none_or(|d| now >= d);
-            if now >= self.last_rx + self.config.idle_timeout {
-                self.state = State::Ended;
-            } else if ring_over {
-                self.send(
-                    now,
-                    Message::Hangup {
-                        reason: HangupReason::NoAnswer,
-                    },
-                );
-                self.state = State::Ended;
-            }
             return;
         }
         if now >= self.last_rx + self.config.idle_timeout {
@@ -449,6 +427,8 @@ impl Session {
         match self.state {
             State::Incoming { alerted: false } => {
                 self.state = State::Incoming { alerted: true };
+                // The nonce goes first: the caller settles the code before it reads Ringing.
+                self.release_nonce(now);
                 self.send(now, Message::Ringing);
                 Ok(())
             }
@@ -459,8 +439,14 @@ impl Session {
 
     /// Callee: answer.
     pub fn accept(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.quiet {
+            return Err(SessionError::WrongState("declined"));
+        }
         match self.state {
-            State::Incoming { .. } => {
+            State::Incoming { alerted } => {
+                if !alerted {
+                    self.alert(now)?;
+                }
                 self.send(now, Message::Accept);
                 self.state = State::Active;
                 self.ring_deadline = None;
@@ -483,16 +469,32 @@ impl Session {
 
     fn refuse(&mut self, now: Instant, reason: EndReason) -> Result<(), SessionError> {
         match self.state {
+            _ if self.quiet => Err(SessionError::WrongState("declined")),
             State::Incoming { .. } | State::AwaitRing if self.role == Role::Callee => {
-                self.state = State::Quiet;
-                self.held_ring = None;
-                if self.ring_deadline.is_none() {
-                    self.ring_deadline = Some(now + self.config.ring_timeout);
-                }
+                // Told to the user now, and never again; on the wire, a ringing device.
                 self.events.push_back(Event::Ended(reason));
+                self.quiet = true;
+                if self.state == (State::Incoming { alerted: false }) {
+                    self.alert(now)?;
+                }
                 Ok(())
             }
             s => Err(SessionError::WrongState(s.name())),
+        }
+    }
+
+    /// Callee: sends our verification nonce once we hold the caller's commitment and alert.
+    fn release_nonce(&mut self, now: Instant) {
+        let alerted = matches!(
+            self.state,
+            State::Incoming { alerted: true } | State::Active
+        );
+        if let Sas::AwaitReveal { nonce, sent, .. } = &mut self.sas {
+            if !*sent && alerted {
+                *sent = true;
+                let nonce = *nonce;
+                self.send(now, Message::SasNonce { nonce });
+            }
         }
     }
 
@@ -507,22 +509,9 @@ impl Session {
     }
 
     fn close(&mut self, now: Instant, wire: HangupReason, reason: EndReason) {
-        match self.state {
-            State::Ended => {}
-            // Already over for the user: end quietly, as an unanswered ring would.
-            State::Quiet => {
-                self.send(
-                    now,
-                    Message::Hangup {
-                        reason: HangupReason::NoAnswer,
-                    },
-                );
-                self.state = State::Ended;
-            }
-            _ => {
-                self.send(now, Message::Hangup { reason: wire });
-                self.end(reason);
-            }
+        if self.state != State::Ended {
+            self.send(now, Message::Hangup { reason: wire });
+            self.end(reason);
         }
     }
 
@@ -580,9 +569,6 @@ impl Session {
         if matches!(self.state, State::Handshake | State::AwaitRing) {
             t = t.min(self.started + self.config.hello_timeout);
         }
-        if self.state == State::Quiet {
-            t = self.last_rx + self.config.idle_timeout;
-        }
         if let Some(d) = self.ring_deadline {
             if self.state != State::Active {
                 t = t.min(d);
@@ -601,7 +587,10 @@ impl Session {
 
     fn end(&mut self, reason: EndReason) {
         self.state = State::Ended;
-        self.events.push_back(Event::Ended(reason));
+        // A quiet call told its user when it was refused.
+        if !self.quiet {
+            self.events.push_back(Event::Ended(reason));
+        }
     }
 
     fn protocol_error(&mut self, now: Instant, what: String) {
@@ -630,27 +619,18 @@ impl Session {
                 _ => self.unexpected(now, "message before hello"),
             };
         }
-        if self.state == State::Quiet {
-            // Refused: answer pings (as a ringing device would), note a hang-up, nothing else.
-            match msg {
-                Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
-                Message::Hangup { .. } => self.state = State::Ended,
-                _ => {}
-            }
-            return;
-        }
         match msg {
             Message::Hello { .. } => self.unexpected(now, "second hello"),
             Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
             Message::SasCommit { commit } => match (&self.sas, self.role) {
                 (Sas::AwaitCommit { exporter, nonce }, Role::Callee) => {
-                    let (exporter, nonce) = (*exporter, *nonce);
-                    self.send(now, Message::SasNonce { nonce });
                     self.sas = Sas::AwaitReveal {
-                        exporter,
-                        nonce,
+                        exporter: *exporter,
+                        nonce: *nonce,
                         commit,
+                        sent: false,
                     };
+                    self.release_nonce(now);
                 }
                 _ => self.unexpected(now, "verification commitment"),
             },
@@ -670,6 +650,7 @@ impl Session {
                         exporter,
                         nonce,
                         commit,
+                        sent: true,
                     },
                     Role::Callee,
                 ) => {
@@ -682,9 +663,6 @@ impl Session {
                     let code =
                         crate::sas::sas_digits(crate::sas::sas_number(exporter, &theirs, nonce));
                     self.settle(code);
-                    if let Some(media) = self.held_ring.take() {
-                        self.ring(now, media);
-                    }
                 }
                 _ => self.unexpected(now, "verification reveal"),
             },
@@ -714,11 +692,10 @@ impl Session {
                 }
             }
             Message::Ring { media } => match (self.role, self.state) {
-                (Role::Callee, State::AwaitRing) if self.held_ring.is_none() => {
-                    if self.code_ready() {
-                        self.ring(now, media);
-                    } else {
-                        self.held_ring = Some(media);
+                (Role::Callee, State::AwaitRing) => {
+                    self.ring(now, media);
+                    if self.quiet {
+                        let _ = self.alert(now);
                     }
                 }
                 _ => self.unexpected(now, "ring"),
@@ -753,14 +730,18 @@ impl Session {
     }
 
     fn settle(&mut self, code: String) {
-        self.events.push_back(Event::VerificationCode(code.clone()));
+        if !self.quiet {
+            self.events.push_back(Event::VerificationCode(code.clone()));
+        }
         self.sas = Sas::Done(code);
     }
 
     fn ring(&mut self, now: Instant, media: u64) {
         self.state = State::Incoming { alerted: false };
         self.ring_deadline = Some(now + self.config.ring_timeout);
-        self.events.push_back(Event::IncomingCall { media });
+        if !self.quiet {
+            self.events.push_back(Event::IncomingCall { media });
+        }
     }
 
     fn handle_hello(&mut self, now: Instant, max: u16, min: u16, capabilities: u64) {

@@ -13,6 +13,8 @@ struct Pair {
     flight: Vec<(Instant, bool, Vec<u8>)>,
     caller_events: Vec<(Duration, Event)>,
     callee_events: Vec<(Duration, Event)>,
+    /// Every delivery to the caller: when, and the bytes.
+    to_caller: Vec<(Duration, Vec<u8>)>,
     start: Instant,
 }
 
@@ -29,6 +31,7 @@ impl Pair {
             flight: Vec::new(),
             caller_events: Vec::new(),
             callee_events: Vec::new(),
+            to_caller: Vec::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Pair {
                 if to_callee {
                     self.callee.handle_stream_data(now, &bytes);
                 } else {
+                    self.to_caller.push((now - self.start, bytes.clone()));
                     self.caller.handle_stream_data(now, &bytes);
                 }
             }
@@ -207,56 +211,93 @@ fn ring_times_out_at_45_s_with_keepalives_during_ringing() {
     assert!(p.caller.stats().pings_sent >= 8);
 }
 
-/// What the caller sees of a call: its events (with their times) and every byte it received.
-fn caller_view(
-    refuse: Option<fn(&mut Session, Instant)>,
-) -> (Vec<(Duration, Event)>, Vec<Message>) {
+/// How the callee handles a ring in [`caller_view`].
+#[derive(Clone, Copy)]
+enum Callee {
+    /// Alerts its user, who never answers.
+    Unanswered,
+    /// Alerts, then the user declines 3 s later.
+    DeclinedLater,
+    /// Refused at once, as a policy or the ring limit does (no alert of its own).
+    Refused,
+    /// Refused as busy.
+    Busy,
+}
+
+/// What the caller sees of a call: its events (with their times) and every message it
+/// received (pongs aside, which answer its own pings).
+fn caller_view(callee: Callee) -> (Vec<(Duration, Event)>, Vec<(Duration, Message)>) {
     let mut p = Pair::new(SessionConfig::default());
+    let now = p.now;
+    p.caller.begin_verification(now, r32("e", 9), r32("a", 9));
+    p.callee.begin_verification(now, r32("e", 9), r32("b", 9));
     p.advance(Duration::from_millis(100));
-    p.callee.alert(p.now).unwrap();
-    p.advance(secs(3));
-    if let Some(refuse) = refuse {
-        refuse(&mut p.callee, p.now);
-        // Over for the callee's user at once, and no call slot is held.
-        assert!(p.callee.is_quiet());
-        assert!(p.callee.accept(p.now).is_err());
+    match callee {
+        Callee::Unanswered | Callee::DeclinedLater => p.callee.alert(p.now).unwrap(),
+        Callee::Refused => p.callee.decline(p.now).unwrap(),
+        Callee::Busy => p.callee.busy(p.now).unwrap(),
     }
-    // Capture what crosses to the caller from here on.
-    let mut seen = Vec::new();
-    let mut dec = FrameDecoder::default();
-    for _ in 0..120 {
-        p.advance(Duration::from_millis(500));
-        for (_, to_callee, bytes) in &p.flight {
-            if !to_callee {
-                let mut got = Vec::new();
-                dec.push(bytes, &mut got).unwrap();
-                seen.extend(got.into_iter().filter_map(|d| match d {
-                    Decoded::Message(Message::Pong { .. }) => None,
-                    Decoded::Message(m) => Some(m),
-                    Decoded::Skipped(_) => None,
-                }));
+    for step in 0..120 {
+        if step == 6 {
+            if let Callee::DeclinedLater = callee {
+                p.callee.decline(p.now).unwrap();
+                // Over for the callee's user at once, and no call slot is held.
+                assert!(p.callee.is_quiet());
+                assert!(p.callee.accept(p.now).is_err());
             }
         }
+        p.advance(Duration::from_millis(500));
+    }
+    let mut seen = Vec::new();
+    let mut dec = FrameDecoder::default();
+    for (t, bytes) in &p.to_caller {
+        let mut got = Vec::new();
+        dec.push(bytes, &mut got).unwrap();
+        seen.extend(got.into_iter().filter_map(|d| match d {
+            Decoded::Message(Message::Pong { .. }) => None,
+            // The nonce is random, so compare its presence and time only.
+            Decoded::Message(Message::SasNonce { .. }) => {
+                Some((*t, Message::SasNonce { nonce: [0; 32] }))
+            }
+            Decoded::Message(m) => Some((*t, m)),
+            Decoded::Skipped(_) => None,
+        }));
     }
     assert!(p.callee.is_ended() && p.caller.is_ended());
-    (p.caller_events, seen)
+    let code_events = p
+        .callee_events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::VerificationCode(_)))
+        .count();
+    // A refused call never shows its user a code (nor anything after the refusal).
+    if matches!(callee, Callee::Refused | Callee::Busy) {
+        assert_eq!(code_events, 0);
+    }
+    let caller_events = p
+        .caller_events
+        .into_iter()
+        .filter(|(_, e)| !matches!(e, Event::VerificationCode(_)))
+        .collect();
+    (caller_events, seen)
 }
 
 #[test]
-fn a_declined_or_busy_caller_learns_only_no_answer_when_its_ring_times_out() {
-    let (unanswered, wire_unanswered) = caller_view(None);
-    let (declined, wire_declined) = caller_view(Some(|s, now| s.decline(now).unwrap()));
-    let (busy, wire_busy) = caller_view(Some(|s, now| s.busy(now).unwrap()));
-    // The same events at the same moments, and the same messages on the wire.
-    assert_eq!(declined, unanswered);
-    assert_eq!(busy, unanswered);
-    assert_eq!(wire_declined, wire_unanswered);
-    assert_eq!(wire_busy, wire_unanswered);
+fn a_declined_refused_or_busy_caller_sees_exactly_an_unanswered_ring() {
+    let (unanswered, wire_unanswered) = caller_view(Callee::Unanswered);
+    for callee in [Callee::DeclinedLater, Callee::Refused, Callee::Busy] {
+        let (events, wire) = caller_view(callee);
+        // The same events at the same moments, and the same messages at the same moments.
+        assert_eq!(events, unanswered);
+        assert_eq!(wire, wire_unanswered);
+    }
     assert_eq!(
         Pair::ended(&unanswered).unwrap(),
         (secs(45), EndReason::NoAnswer)
     );
-    assert!(!wire_declined.contains(&Message::Decline));
+    let kinds: Vec<&Message> = wire_unanswered.iter().map(|(_, m)| m).collect();
+    assert!(kinds.contains(&&Message::Ringing));
+    assert!(kinds.iter().any(|m| matches!(m, Message::Ping { .. })));
+    assert!(!kinds.contains(&&Message::Decline) && !kinds.contains(&&Message::Busy));
 }
 
 #[test]
@@ -264,6 +305,7 @@ fn the_callees_user_learns_at_once_and_only_once() {
     let mut p = Pair::new(SessionConfig::default());
     p.advance(Duration::from_millis(100));
     p.callee.decline(p.now).unwrap();
+    assert!(p.callee.decline(p.now).is_err());
     p.advance(Duration::from_millis(10));
     assert_eq!(
         Pair::ended(&p.callee_events).unwrap().1,
@@ -556,13 +598,13 @@ fn drain(s: &mut Session) -> (Vec<Message>, Vec<Event>) {
 }
 
 #[test]
-fn the_code_is_settled_and_equal_before_the_callee_rings() {
+fn the_code_is_settled_on_both_sides_a_round_trip_after_the_ring() {
     let mut p = Pair::new(SessionConfig::default());
     let exporter = r32("exporter", 1);
     let now = p.now;
     p.caller.begin_verification(now, exporter, r32("a", 1));
     p.callee.begin_verification(now, exporter, r32("b", 1));
-    p.connect_after(Duration::from_millis(200));
+    p.connect_after(Duration::from_millis(100));
     let code = p.caller.verification_code().unwrap().to_owned();
     assert_eq!(p.callee.verification_code(), Some(code.as_str()));
     assert_eq!(code.len(), 7);
@@ -573,26 +615,29 @@ fn the_code_is_settled_and_equal_before_the_callee_rings() {
             .map(|(t, _)| *t)
             .unwrap()
     };
-    let callee_code = at(&p.callee_events, |e| {
-        matches!(e, Event::VerificationCode(_))
-    });
     let callee_ring = at(&p.callee_events, |e| {
         matches!(e, Event::IncomingCall { .. })
+    });
+    let callee_code = at(&p.callee_events, |e| {
+        matches!(e, Event::VerificationCode(_))
     });
     let caller_code = at(&p.caller_events, |e| {
         matches!(e, Event::VerificationCode(_))
     });
-    // The callee rings when the reveal arrives: 1.5 round trips (3 × 40 ms) after the start,
-    // one round trip later than without the code; the caller has it after one round trip.
-    assert_eq!(callee_code, callee_ring);
-    assert_eq!(callee_ring, Duration::from_millis(120));
-    assert_eq!(caller_code, Duration::from_millis(80));
+    let caller_ringing = at(&p.caller_events, |e| matches!(e, Event::Ringing));
+    // The callee rings as soon as the ring arrives (40 ms); it alerts at 100 ms, sending its
+    // nonce with Ringing; the caller has the code with Ringing (140 ms), the callee one
+    // round trip after alerting (180 ms).
+    assert_eq!(callee_ring, Duration::from_millis(40));
+    assert_eq!(caller_code, Duration::from_millis(140));
+    assert_eq!(caller_ringing, caller_code);
+    assert_eq!(callee_code, Duration::from_millis(180));
     // Another nonce on either side: another code.
     let mut q = Pair::new(SessionConfig::default());
     let now = q.now;
     q.caller.begin_verification(now, exporter, r32("a", 2));
     q.callee.begin_verification(now, exporter, r32("b", 1));
-    q.connect_after(Duration::from_millis(200));
+    q.connect_after(Duration::from_millis(100));
     assert_ne!(q.caller.verification_code().unwrap(), code);
 }
 
@@ -607,7 +652,7 @@ fn the_callee_sends_its_nonce_only_for_a_commitment_and_checks_the_reveal() {
     b.handle_stream_data(now, &bytes);
     let (out, events) = drain(&mut b);
     assert!(!out.iter().any(|m| matches!(m, Message::SasNonce { .. })));
-    assert!(events.is_empty(), "no ring before the code: {events:?}");
+    assert_eq!(events, vec![Event::IncomingCall { media: caps::CHAT }]);
     let n_a = r32("a", 2);
     b.handle_stream_data(
         now,
@@ -615,8 +660,16 @@ fn the_callee_sends_its_nonce_only_for_a_commitment_and_checks_the_reveal() {
             commit: crate::sas::sas_commit(&exporter, &n_a),
         }),
     );
+    // Holding the commitment is not enough: the nonce goes out only when the callee alerts
+    // its user, so nobody learns a code without ringing someone.
     let (out, _) = drain(&mut b);
-    assert!(matches!(out[..], [Message::SasNonce { .. }]));
+    assert!(out.is_empty(), "{out:?}");
+    b.alert(now).unwrap();
+    let (out, _) = drain(&mut b);
+    assert!(matches!(
+        out[..],
+        [Message::SasNonce { .. }, Message::Ringing]
+    ));
     // A nonce that does not open the commitment ends the call, and nothing rings.
     b.handle_stream_data(now, &frame(Message::SasReveal { nonce: r32("a", 3) }));
     let (out, events) = drain(&mut b);
@@ -680,6 +733,8 @@ fn mitm_matches(trials: u64, tries: u64, bits: u32, leg_to_bob_first: bool) -> u
             }));
             bytes.extend(frame(Message::Ring { media: caps::CHAT }));
             bob.handle_stream_data(now, &bytes);
+            // Bob's device rings: only then does his nonce go out.
+            bob.alert(now).unwrap();
             let (out, _) = drain(&mut bob);
             assert!(out.iter().any(|m| matches!(m, Message::SasNonce { .. })));
             bob.handle_stream_data(now, &frame(Message::SasReveal { nonce: m_nonce }));

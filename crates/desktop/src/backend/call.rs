@@ -169,6 +169,9 @@ impl Backend {
                 }
             }
             Some(CallEvent::Ringing) => self.out.send(Update::Ringing),
+            Some(CallEvent::VerificationCode(code)) => {
+                self.out.send(Update::VerificationCode(code))
+            }
             Some(CallEvent::Connected { .. }) => {
                 live.ringer = None;
                 let info = live.call.info().clone();

@@ -31,7 +31,7 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Where the node listens.
     pub bind: std::net::IpAddr,
-    /// On which port [default: the one derived from the ticket's secret].
+    /// On which port [default: the one derived from the identity's key].
     pub port: Option<u16>,
     /// How long our calls ring before we give up.
     pub ring_timeout: Duration,
@@ -512,7 +512,10 @@ impl Backend {
                 return;
             }
         };
-        let port = self.opts.port.unwrap_or_else(|| ticket_secret.port());
+        let port = self
+            .opts
+            .port
+            .unwrap_or_else(|| extrasafe_core::access::listening_port(identity));
         let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
         let config = NodeConfig {
             bind: SocketAddr::new(self.opts.bind, port),
@@ -750,26 +753,28 @@ impl Backend {
         }
     }
 
-    /// A new ticket secret: tickets given out before get no answer from now on; contacts
-    /// still reach us. The node restarts on the port of the new ticket (never during a call).
+    /// A new ticket secret: tickets given out before get no answer from now on (a call in
+    /// progress goes on); contacts still reach us, on the same port.
     async fn new_ticket(&mut self) {
-        let (Some(store), Some(identity)) = (self.store.clone(), &self.identity) else {
+        let (Some(store), Some(identity), Some(node)) =
+            (self.store.clone(), &self.identity, self.node.clone())
+        else {
             return;
         };
-        if self.node.as_ref().is_some_and(|n| n.in_call()) {
-            self.out
-                .error("Make a new ticket after the call: it restarts the connection.".into());
-            return;
-        }
-        if let Err(e) = store.new_ticket(identity) {
-            self.out.error(format!("No new ticket was made: {e}."));
-            return;
-        }
-        self.presence = None;
-        if let Some(node) = self.node.take() {
-            node.shutdown().await;
-        }
-        self.start_node().await;
+        let secret = match store.new_ticket(identity) {
+            Ok(s) => s,
+            Err(e) => {
+                self.out.error(format!("No new ticket was made: {e}."));
+                return;
+            }
+        };
+        node.set_ticket_secret(Some(secret));
+        let ticket = node.ticket();
+        self.out.send(Update::Ready(Me {
+            peer_id: ticket.peer.to_string(),
+            ticket: ticket.to_string(),
+            sealed: store.is_sealed().unwrap_or(false),
+        }));
         self.out.info(
             "New ticket made. Tickets you gave out before no longer reach you; your contacts \
              still do. Share this one with people who should be able to call you."
