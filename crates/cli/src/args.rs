@@ -318,10 +318,15 @@ pub struct FilesArgs {
     /// `anyone[:SIZE]` / `PEER-ID[:SIZE]` (e.g. `es1abc...:500M`); others are declined.
     #[arg(long, num_args = 1.., value_name = "POLICY")]
     pub accept_files: Vec<String>,
-    /// Folder to save received files in [default: ~/Downloads if it exists, else the
-    /// current folder].
+    /// Folder to save received files in [default: ~/Downloads/EXTRA SAFE, made if missing;
+    /// never the current folder].
     #[arg(long = "dir", value_name = "FOLDER")]
     pub files_dir: Option<PathBuf>,
+    /// Take offered names with hidden parts (`.config/...`, `.ssh/...`), refused by default:
+    /// a hidden file can be a program that starts at login. Our own partial-file names stay
+    /// refused.
+    #[arg(long)]
+    pub allow_hidden_files: bool,
 }
 
 #[derive(Args, Debug)]

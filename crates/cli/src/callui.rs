@@ -115,6 +115,10 @@ pub async fn run(
         audio: plan,
         video: vplan,
     } = media;
+    // Before any offer arrives: offers are checked (and refused) as they come in.
+    if files.allow_hidden {
+        call.allow_hidden_files(true);
+    }
     let mut files_tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut audio: Option<AudioCall> = None;
     let mut video: Option<VideoCall> = None;

@@ -128,6 +128,8 @@ pub struct Files {
     policy: FilesPolicy,
     /// `--dir`; `None`: the default folder, made when first needed.
     dir: Option<PathBuf>,
+    /// `--allow-hidden-files`: take offered names with hidden parts.
+    pub allow_hidden: bool,
     pending: Vec<(TransferId, ValidOffer)>,
     running: Vec<Running>,
     bars: MultiProgress,
@@ -155,6 +157,7 @@ impl Files {
             out,
             policy,
             dir,
+            allow_hidden: false,
             pending: Vec::new(),
             running: Vec::new(),
             bars,

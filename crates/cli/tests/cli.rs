@@ -546,6 +546,57 @@ fn receiver(dir: &std::path::Path, extra: &[&str]) -> (Proc, Events) {
 }
 
 #[test]
+fn hidden_names_are_taken_only_with_allow_hidden_files() {
+    let dir = tmp("hidden");
+    let (src, dest) = (dir.join("src"), dir.join("dest"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(src.join(".profile"), b"export EVIL=1").unwrap();
+    let send = |ticket: &str| {
+        bin()
+            .args(["--ephemeral", "--json", "send", "--to", ticket])
+            .arg(src.join(".profile"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // By default the offer is declined as it arrives, and nothing is written.
+    let (r, rev) = receiver(&dest, &["--accept-files", "anyone:1G"]);
+    let ticket = rev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = send(&ticket);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("declined"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+    drop(r);
+    // With the flag, it arrives (and only readable by its owner).
+    let (r, rev) = receiver(
+        &dest,
+        &["--accept-files", "anyone:1G", "--allow-hidden-files"],
+    );
+    let ticket = rev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = send(&ticket);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(wait(r), 0);
+    let got = dest.join(".profile");
+    assert_eq!(std::fs::read(&got).unwrap(), b"export EVIL=1");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&got).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn send_and_receive_a_folder() {
     let dir = tmp("send");
     let (src, dest) = (dir.join("src"), dir.join("dest"));

@@ -169,6 +169,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                 let Some(call) = call else { break };
                 input.discard_typed_ahead();
                 let mut files = Files::new(out, policy_files.clone(), Some(dir.clone()));
+                files.allow_hidden = args.files.allow_hidden_files;
                 let (_, c) = callui::run(
                     call,
                     out,

@@ -29,6 +29,7 @@ pub async fn run(global: &Global, args: &SendArgs, out: Output) -> Result<i32, F
             // A sender takes nothing in return.
             accept_files: vec!["none".into()],
             files_dir: None,
+            allow_hidden_files: false,
         },
     };
     let auto = Autopilot {

@@ -226,7 +226,10 @@ enum Callee {
 
 /// What the caller sees of a call: its events (with their times) and every message it
 /// received (pongs aside, which answer its own pings).
-fn caller_view(callee: Callee) -> (Vec<(Duration, Event)>, Vec<(Duration, Message)>) {
+/// Events and messages, each with its time since the start.
+type Timed<T> = Vec<(Duration, T)>;
+
+fn caller_view(callee: Callee) -> (Timed<Event>, Timed<Message>) {
     let mut p = Pair::new(SessionConfig::default());
     let now = p.now;
     p.caller.begin_verification(now, r32("e", 9), r32("a", 9));

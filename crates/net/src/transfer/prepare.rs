@@ -49,8 +49,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
 
 /// Walks `paths` (files or folders) into the files to offer, named relative to each given
 /// path's parent (`~/photos` is offered as `photos/...`). `skipped` gets what is left out:
-/// links and special files, and hidden entries (a name starting with a dot, such as `.git`
-/// or `.DS_Store`), which a receiver refuses by default (`core::transfer::names`).
+/// links and special files, and hidden entries inside folders (a name starting with a dot,
+/// such as `.git` or `.DS_Store`), which a receiver refuses by default
+/// (`core::transfer::names`). A hidden file or folder named explicitly is offered: the
+/// receiver decides (`--allow-hidden-files`).
 pub fn collect(
     paths: &[PathBuf],
     skipped: &mut Vec<PathBuf>,
@@ -63,9 +65,7 @@ pub fn collect(
             .and_then(|n| n.to_str())
             .ok_or_else(|| PrepareError::BadName(p.clone()))?
             .to_string();
-        if name.starts_with('.') {
-            skipped.push(p.clone());
-        } else if meta.is_dir() {
+        if meta.is_dir() {
             walk(p, &name, &mut out, skipped)?;
         } else if meta.is_file() {
             out.push((p.clone(), name));
@@ -197,14 +197,14 @@ mod tests {
         )
         .unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
-        assert_eq!(names, ["photos/2026/a.jpg", "photos/b.jpg", "notes.txt"]);
+        // A hidden file named explicitly is offered; the receiver decides.
+        assert_eq!(
+            names,
+            ["photos/2026/a.jpg", "photos/b.jpg", "notes.txt", ".profile"]
+        );
         assert_eq!(
             skipped,
-            vec![
-                d.join("photos/.git"),
-                d.join("photos/passwd"),
-                d.join(".profile")
-            ]
+            vec![d.join("photos/.git"), d.join("photos/passwd")]
         );
         let f = hash_file(&files[0].0, files[0].1.clone()).unwrap();
         assert_eq!(f.prepared.size, 1);
