@@ -276,6 +276,10 @@ cell() {
   if [ "$result" = fail ] && ! grep -q "symmetric" <<<"$reason"; then
     echo "cell $ta -> $tb: the failure does not name the NAT type"; cat "$log.alice"; return 1
   fi
+  # "No direct path" has an exit code of its own (8), apart from "nobody answered" (3).
+  if [ "$result" = fail ] && [ "$code" != 8 ]; then
+    echo "cell $ta -> $tb: exit code $code, not 8 (no direct path)"; return 1
+  fi
 }
 
 [ "$(id -u)" -eq 0 ] || { echo "the NAT lab needs root (network namespaces)"; exit 2; }
