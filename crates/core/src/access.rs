@@ -28,15 +28,18 @@
 //!   another address is dropped, and from the same address it is accepted only for
 //!   [`RETRANSMIT_GRACE_MS`] (the client repeats its first flight while waiting for our
 //!   answer). After three windows the tag itself no longer verifies. A captured first flight
-//!   replayed by someone else therefore gets nothing back; one replayed within a minute from
+//!   replayed by someone else therefore gets nothing back; one replayed within the grace from
 //!   the very address it came from gets a handshake that goes to that address, whose
 //!   certificate is encrypted under keys only the real caller can derive, and which can
 //!   never ring anyone.
 //!
-//! * **Every other packet** is addressed to a connection ID we issued ourselves:
-//!   [`LOCAL_CID_LEN`] bytes, `random: 8 | BLAKE3-keyed(local key, random)[..8]`, with a key
-//!   that never leaves this process. Only a peer that got past the first check has ever seen
-//!   one. A random or stale ID is dropped, so no stateless reset ever goes out either.
+//! * **Every other packet** is addressed to a live connection ID we issued ourselves
+//!   ([`LocalCidKey::issue`]: a random part, the masked issue time, a tag under a key that
+//!   never leaves this process). An Initial on one of our IDs passes only within
+//!   [`HANDSHAKE_CID_SECS`] of its issue (later, QUIC would start a new connection for
+//!   whoever saw the ID in the clear), anything else while the ID is younger than
+//!   [`CID_LIFETIME_SECS`] + [`CID_GRACE_SECS`]. A random, foreign or expired ID is dropped,
+//!   so no stateless reset ever goes out either.
 //!
 //! The gate reads no clock and draws no randomness: time, nonces and keys come in.
 

@@ -147,8 +147,8 @@ pub(crate) struct Shared {
     ticket_secret: StdMutex<Option<TicketSecret>>,
     /// Rings per source.
     rings: StdMutex<extrasafe_core::access::RingLimiter>,
-    /// Who our contacts are (their rings count by identity only).
-    contacts: StdMutex<std::collections::HashSet<PeerId>>,
+    /// The socket, whose gate knows our contacts (their rings count by identity only).
+    socket: Arc<crate::probe_socket::ProbeSocket>,
 }
 
 /// Marks the node as in a call until dropped.
@@ -173,10 +173,12 @@ impl Shared {
     /// True if a ring from `ip` by `peer` is within the rate limit (and counts it).
     pub(crate) fn allow_ring(&self, now: Instant, ip: IpAddr, peer: PeerId) -> bool {
         let contact = self
-            .contacts
+            .socket
+            .gate
             .lock()
-            .expect("contacts lock poisoned")
-            .contains(&peer);
+            .expect("gate lock poisoned")
+            .contact_key(&peer)
+            .is_some();
         self.rings
             .lock()
             .expect("ring limiter lock poisoned")
@@ -317,7 +319,6 @@ impl Node {
         let (shutdown, _) = watch::channel(false);
         let config_ticket = config.ticket_secret.clone();
         let config_rings = (config.ring_burst, config.ring_refill);
-        let config_contacts = config.contacts.iter().map(|(p, _)| *p).collect();
         let shared = Arc::new(Shared {
             peer_id: identity.peer_id(),
             key,
@@ -335,14 +336,10 @@ impl Node {
                 config_rings.0,
                 config_rings.1,
             )),
-            contacts: StdMutex::new(config_contacts),
+            socket: socket.clone(),
         });
         let accept_task = if shared.config.listen {
-            tokio::spawn(accept_loop(
-                endpoint.clone(),
-                shared.clone(),
-                socket.clone(),
-            ))
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
         } else {
             tokio::spawn(async {})
         };
@@ -411,8 +408,6 @@ impl Node {
 
     /// From now on these contacts are answered (the list replaces the previous one).
     pub fn set_contacts(&self, contacts: Vec<(PeerId, AccessKey)>) {
-        *self.shared.contacts.lock().expect("contacts lock poisoned") =
-            contacts.iter().map(|(p, _)| *p).collect();
         self.socket
             .gate
             .lock()
@@ -731,18 +726,15 @@ impl Drop for PerIp {
 /// our ticket: strangers with a ticket cannot crowd contacts out.
 const CONTACT_CONNECTIONS: usize = 16;
 
-async fn accept_loop(
-    endpoint: Endpoint,
-    shared: Arc<Shared>,
-    socket: Arc<crate::probe_socket::ProbeSocket>,
-) {
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     let max = shared.config.max_connections;
     let limit = Arc::new(Semaphore::new(max));
     let contact_limit = Arc::new(Semaphore::new(CONTACT_CONNECTIONS));
     let counts: Arc<StdMutex<HashMap<IpAddr, usize>>> = Default::default();
     while let Some(incoming) = endpoint.accept().await {
         // Every connection here passed the gate; it says as whom.
-        let admission = socket
+        let admission = shared
+            .socket
             .gate
             .lock()
             .expect("gate lock poisoned")
