@@ -12,7 +12,8 @@
 #
 # Topology (documentation address ranges, except where noted):
 #   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
-#                                                         pub router -- dht 192.0.2.2-9 (8 nodes)
+#                                                         pub router -- dht 192.N.2.2, N = 0..7
+#                                                                        (8 nodes, 8 networks)
 #   peer-b 10.0.2.2 -- nat-b [10.0.2.1 | 203.0.113.2] ---+
 # A router that forwards ports (types map, upnp: miniupnpd) has 11.0.1.2 or 11.0.2.2 outside:
 # miniupnpd refuses to serve behind documentation or private ranges (it takes them for a NAT
@@ -137,7 +138,11 @@ topology() {
   link pub pa "$wa.1" nata wan "$wa.2"
   link pub pb "$wb.1" natb wan "$wb.2"
   link pub pd 192.0.2.1 dht eth0 192.0.2.2
-  for i in 3 4 5 6 7 8 9; do ns dht ip addr add "192.0.2.$i/24" dev eth0; done
+  # DHT nodes in eight /16s (a peer counts one vote per /16 for its public address), a lying
+  # node in a ninth and the address it names in a tenth (the `liar` cell).
+  for i in 1 2 3 4 5 6 7 8 9; do ns dht ip addr add "192.$i.2.2/24" dev eth0; done
+  ns dht ip addr add 192.9.2.77/24 dev eth0
+  ns pub ip route add 192.0.0.0/12 via 192.0.2.2
   link nata lan 10.0.1.1 a eth0 10.0.1.2
   link natb lan 10.0.2.1 b eth0 10.0.2.2
   ns pub sysctl -qw net.ipv4.ip_forward=1
@@ -193,10 +198,18 @@ cell() {
   fi
   local log="$OUT/$ta-$tb"
   rm -f "$log".*
-  ns dht "$DHTNET" 192.0.2.2 8 >"$log.dht" 2>&1 &
+  # The liar cell: three honest nodes and one that names 192.9.2.77:4444 as our address; a
+  # counter there shows whether any probe is ever sent to it.
+  ns dht "$DHTNET" 192.0.2.2 "$([ "$mode" = liar ] && echo 3 || echo 8)" 65536 >"$log.dht" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do [ -s "$log.dht" ] && break; sleep 0.05; done
   local bs; bs=$(head -n1 "$log.dht")
+  if [ "$mode" = liar ]; then
+    ns dht iptables -A INPUT -d 192.9.2.77 -j DROP
+    ns dht python3 lab/liar.py 192.8.2.2 6881 192.9.2.77:4444 "$log.liar" &
+    PIDS+=($!)
+    bs="192.8.2.2:6881,$bs"
+  fi
   if [ -n "$capture" ]; then
     ns nata tcpdump -i wan --immediate-mode -U -s0 -w "$log.a.pcap" udp 2>/dev/null &
     PIDS+=($!)
@@ -221,7 +234,7 @@ cell() {
   # none (exit 3, "no rendezvous record") tries again, up to three times.
   while :; do
     tries=$((tries + 1))
-    ns a "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bob --no-audio \
+    ns a env RUST_LOG=${ALICE_LOG:-warn} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bob --no-audio \
       <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
     PIDS+=($!)
     local apid=$!
@@ -268,6 +281,17 @@ cell() {
   done
   printf '| %-6s | %-6s | %-4s | %-4s | %5s s | %6s | %s\n' "$ta" "$tb" "$expect" "$result" "$secs" \
     "$((out1 - out0))" "${reason:-$path}" | tee -a "$OUT/matrix.md"
+  if [ "$mode" = liar ]; then
+    local sunk asked_a asked_b
+    sunk=$(ns dht iptables -L INPUT -v -x -n | awk '/192.9.2.77/ {print $1}')
+    asked_a=$(grep -c "from 198.51.100.2:" "$log.liar" || true)
+    asked_b=$(grep -c "from 203.0.113.2:" "$log.liar" || true)
+    echo "liar: asked by Alice's NAT $asked_a time(s), by Bob's $asked_b; packets to the lie: $sunk"
+    if [ "$asked_a" = 0 ] || [ "$asked_b" = 0 ] || [ "$sunk" != 0 ]; then
+      echo "liar cell: the lying node must be asked by both and the named address get nothing"
+      cleanup; return 1
+    fi
+  fi
   cleanup
   if [ "$result" != "$expect" ] && ! { [ "$expect" = ok ] && [ "$result" = ok-caller-only ]; }; then
     echo "cell $ta -> $tb: expected $expect, got $result"; cat "$log.alice" "$log.alice.err"
@@ -352,6 +376,12 @@ lan_cell() {
     "$(field connected remote "$log.alice")" | tee -a "$OUT/matrix.md"
   python3 lab/wire_check.py --lan "$log.pcap" "$log.pcap" "$alice_id" "$bob_id" alice bob
 }
+
+if [ -z "${SKIP_LIAR:-}" ]; then
+  echo "a lying DHT node names 192.9.2.77:4444 as the address it saw; 3 honest nodes do not"
+  cell port port ok liar || failed=1
+  cleanup
+fi
 
 if [ -z "${SKIP_LAN:-}" ]; then
   echo "LAN without internet: blinded mDNS"

@@ -1,10 +1,12 @@
 //! Lab tool: a small Mainline DHT (BEP 44 storing nodes), for tests that must never touch the
-//! public DHT. Node i binds FIRST_IP + i, port 6881 (Mainline keeps one node per IP address in
-//! a routing table, so nodes sharing an address would look like one node to a client); the
-//! addresses must exist on an interface. Prints the bootstrap list (comma-separated) on
-//! stdout once every node has joined, then serves until killed.
+//! public DHT. Node i binds FIRST_IP + i × STEP (STEP 1 by default), port 6881 (Mainline keeps
+//! one node per IP address in a routing table, so nodes sharing an address would look like
+//! one node to a client; and a client counts the addresses nodes report for it once per /16,
+//! so the lab spreads them with STEP 65536); the addresses must exist on an interface. Prints
+//! the bootstrap list (comma-separated) on stdout once every node has joined, then serves
+//! until killed.
 //!
-//! Usage: dhtnet FIRST_IPV4 [NODES]
+//! Usage: dhtnet FIRST_IPV4 [NODES [STEP]]
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -14,16 +16,17 @@ fn main() {
     let first: Ipv4Addr = match args.next().and_then(|a| a.parse().ok()) {
         Some(ip) => ip,
         None => {
-            eprintln!("usage: dhtnet FIRST_IPV4 [NODES]");
+            eprintln!("usage: dhtnet FIRST_IPV4 [NODES [STEP]]");
             std::process::exit(2);
         }
     };
     let count: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(8);
+    let step: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
     let fail = |e: std::io::Error| -> ! {
         eprintln!("dhtnet: {e}");
         std::process::exit(1);
     };
-    let addr = |i: u32| Ipv4Addr::from(u32::from(first) + i);
+    let addr = |i: u32| Ipv4Addr::from(u32::from(first) + i * step);
     let seed = format!("{}:6881", addr(0));
     let mut nodes = vec![mainline::Dht::builder()
         .server_mode()

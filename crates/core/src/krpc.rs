@@ -7,18 +7,54 @@
 //!
 //! Queries are marked read-only (BEP 43), so DHT nodes never add the call socket to their
 //! routing tables or send it queries of their own.
+//!
+//! They are written the way the `mainline` crate (which runs our own DHT client) writes its
+//! queries: the same keys in the same order, its version string `v`, and four-byte
+//! transaction IDs that count up per socket ([`TxIds`]), so that our queries cannot be told
+//! from that library's by their form.
 
 use std::net::{IpAddr, SocketAddr};
+
+/// The version the `mainline` crate puts in every message (`v`): "RS", version 0.5.
+pub const VERSION: [u8; 4] = *b"RS\x00\x05";
+
+/// Transaction IDs of one socket: a counter, as the `mainline` crate keeps, but starting at a
+/// random value (a long-running node's counter is anywhere; a fresh one starting at zero would
+/// also let an off-path forger guess the next answer's ID).
+#[derive(Clone, Debug)]
+pub struct TxIds(u32);
+
+impl TxIds {
+    /// A counter starting at `start` (random bytes).
+    pub fn new(start: [u8; 4]) -> Self {
+        Self(u32::from_be_bytes(start))
+    }
+
+    /// The next transaction ID.
+    pub fn next_id(&mut self) -> [u8; 4] {
+        let id = self.0.to_be_bytes();
+        self.0 = self.0.wrapping_add(1);
+        id
+    }
+}
+
+/// The end of every query: read-only, transaction ID, version, type.
+fn tail(out: &mut Vec<u8>, txid: [u8; 4]) {
+    out.extend_from_slice(b"2:roi1e1:t4:");
+    out.extend_from_slice(&txid);
+    out.extend_from_slice(b"1:v4:");
+    out.extend_from_slice(&VERSION);
+    out.extend_from_slice(b"1:y1:qe");
+}
 
 /// A `ping` query with transaction ID `txid` and a node ID of our choosing (random, never our
 /// identity). Four-byte transaction IDs: some implementations accept no other length.
 pub fn ping_query(txid: [u8; 4], node_id: [u8; 20]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(72);
     out.extend_from_slice(b"d1:ad2:id20:");
     out.extend_from_slice(&node_id);
-    out.extend_from_slice(b"e1:q4:ping2:roi1e1:t4:");
-    out.extend_from_slice(&txid);
-    out.extend_from_slice(b"1:y1:qe");
+    out.extend_from_slice(b"e1:q4:ping");
+    tail(&mut out, txid);
     out
 }
 
@@ -38,9 +74,8 @@ pub fn get_query(txid: [u8; 4], node_id: [u8; 20], target: [u8; 20], seq: Option
     }
     out.extend_from_slice(b"6:target20:");
     out.extend_from_slice(&target);
-    out.extend_from_slice(b"e1:q3:get2:roi1e1:t4:");
-    out.extend_from_slice(&txid);
-    out.extend_from_slice(b"1:y1:qe");
+    out.extend_from_slice(b"e1:q3:get");
+    tail(&mut out, txid);
     out
 }
 
@@ -213,6 +248,11 @@ mod tests {
         assert_eq!(p.i, q.len());
         assert!(q.windows(4).any(|w| w == b"ping"));
         assert!(q.windows(7).any(|w| w == b"2:roi1e"));
+        assert!(q.windows(9).any(|w| w == b"1:v4:RS\x00\x05"));
+        let mut ids = TxIds::new([0xff, 0xff, 0xff, 0xfe]);
+        assert_eq!(ids.next_id(), [0xff, 0xff, 0xff, 0xfe]);
+        assert_eq!(ids.next_id(), [0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(ids.next_id(), [0, 0, 0, 0]);
     }
 
     #[test]

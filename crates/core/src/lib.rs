@@ -25,6 +25,7 @@ pub mod keyfile;
 pub mod krpc;
 pub mod lan;
 pub mod media;
+pub mod observe;
 pub mod punch;
 pub mod rendezvous;
 pub mod sas;

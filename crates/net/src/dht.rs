@@ -5,7 +5,7 @@
 //! callee's record, publishes its intent, and both punch.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -203,16 +203,6 @@ impl Rendezvous {
             .clone()
     }
 
-    /// Our public IPv4 address as DHT nodes saw it, once they have.
-    pub async fn public_ip(&self) -> Option<Ipv4Addr> {
-        self.dht
-            .info()
-            .await
-            .public_address()
-            .map(|a| *a.ip())
-            .filter(|ip| is_public(IpAddr::V4(*ip)))
-    }
-
     /// Waits until the DHT node has found others (up to `limit`); false if it has not.
     pub async fn bootstrapped(&self, limit: Duration) -> bool {
         tokio::time::timeout(limit, self.dht.bootstrapped())
@@ -376,11 +366,12 @@ impl Rendezvous {
         };
         let socket = tokio::net::UdpSocket::bind((self.bind, 0)).await.ok()?;
         let mut asked = Vec::new();
+        let (mut start, mut id) = ([0u8; 4], [0u8; 20]);
+        getrandom::fill(&mut start).expect("the OS random source works");
+        getrandom::fill(&mut id).expect("the OS random source works");
+        let mut txids = krpc::TxIds::new(start);
         for node in &nodes {
-            let mut txid = [0u8; 4];
-            let mut id = [0u8; 20];
-            getrandom::fill(&mut txid).expect("the OS random source works");
-            getrandom::fill(&mut id).expect("the OS random source works");
+            let txid = txids.next_id();
             let query = krpc::get_query(txid, id, *target.as_bytes(), after.map(|a| a as i64));
             if socket.send_to(&query, node).await.is_ok() {
                 asked.push((*node, txid));
@@ -525,23 +516,22 @@ async fn measure(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     let observed = node
         .observe(&dht_nodes, &rendezvous.stun, Duration::from_secs(2))
         .await;
-    debug!(asked = ?&dht_nodes[..dht_nodes.len().min(3)], ?observed, "call socket's address as DHT nodes see it");
+    debug!(?observed, "call socket's address as DHT nodes see it");
     let mut out = Vec::new();
-    match observed.reflexive() {
-        Some(a) if is_public(a.ip()) => out.push(a),
-        _ => {
-            if let Some(ip) = rendezvous.public_ip().await {
-                out.push(SocketAddr::new(IpAddr::V4(ip), bound.port()));
-            }
-        }
+    // Only an address observers in several networks agree on: a single DHT node could
+    // otherwise choose where our contacts' probes go, and learn who calls us and when
+    // (`core::observe`). With no agreement we publish no public address; our contacts then
+    // find us by our host addresses, a forwarded port, or the address their probes come from.
+    if let Some(a) = observed.reflexive().filter(|a| is_public(a.ip())) {
+        out.push(a);
     }
-    // What the last peer saw, told inside our authenticated session: only a port the DHT
-    // nodes (or STUN servers) did not see on an IP they did see. A contact could otherwise
-    // plant an address of its own in the records all our contacts read, and learn who calls
-    // us when their probes arrive there.
+    // What the last peer saw, told inside our authenticated session: only a port the
+    // observers did not see on the IP they agreed on. A contact could otherwise plant an
+    // address of its own in the records all our contacts read, and learn who calls us when
+    // their probes arrive there.
     if let Some(a) = node
         .observed_by_peer()
-        .filter(|a| is_public(a.ip()) && observed.seen.iter().any(|s| s.ip() == a.ip()))
+        .filter(|a| is_public(a.ip()) && observed.verdict.ip() == Some(a.ip()))
     {
         if !out.contains(&a) {
             out.push(a);
@@ -556,7 +546,7 @@ async fn measure(node: &Node, rendezvous: &Rendezvous) -> Reachability {
     out.truncate(MAX_CANDIDATES);
     let r = Reachability {
         candidates: out,
-        nat: observed.mapping,
+        nat: observed.verdict.mapping,
         mapped: None,
     };
     *rendezvous

@@ -1,29 +1,30 @@
 //! Our call socket's public address, as DHT nodes (`core::krpc`) or STUN servers the user
 //! configured (`core::stun`) see it, and whether our NAT keeps it for every destination.
+//! Answers are votes counted by `core::observe`: no single observer decides.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use extrasafe_core::punch::NatMapping;
+use extrasafe_core::observe::{pick_observers, Sighting, Tally, Verdict};
 use extrasafe_core::{krpc, stun};
 use tokio::task::JoinSet;
 
 use crate::node::Node;
 
 /// What outside observers saw of the call socket.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
-    /// The address each answering DHT node saw.
-    pub seen: Vec<SocketAddr>,
-    /// Whether those agree.
-    pub mapping: NatMapping,
+    /// Each counted answer (one per observer network), in the order they came.
+    pub sightings: Vec<Sighting>,
+    /// What they agree on: our public address only if observers in several networks saw it.
+    pub verdict: Verdict,
 }
 
 impl Observation {
-    /// Our public address (for a symmetric NAT only its IP is right, which still lets an
-    /// address-filtering NAT on the other side open up to us).
+    /// Our public address, if enough observers agree on it (for a symmetric NAT only its IP
+    /// is right, which still lets an address-filtering NAT on the other side open up to us).
     pub fn reflexive(&self) -> Option<SocketAddr> {
-        self.seen.first().copied()
+        self.verdict.reflexive
     }
 }
 
@@ -46,14 +47,11 @@ impl Observer {
         }
     }
 
-    /// A fresh query, and how to read its answer.
-    fn query(self) -> (Vec<u8>, ReadAnswer) {
+    /// A fresh query from `socket`, and how to read its answer.
+    fn query(self, socket: &crate::probe_socket::ProbeSocket) -> (Vec<u8>, ReadAnswer) {
         match self {
             Observer::Dht(_) => {
-                let mut txid = [0u8; 4];
-                let mut id = [0u8; 20];
-                getrandom::fill(&mut txid).expect("the OS random source works");
-                getrandom::fill(&mut id).expect("the OS random source works");
+                let (txid, id) = socket.krpc_ids();
                 (
                     krpc::ping_query(txid, id),
                     Box::new(move |d| krpc::observed_address(d, txid)),
@@ -72,9 +70,10 @@ impl Observer {
 }
 
 impl Node {
-    /// Asks up to three of `dht_nodes` and the STUN servers `stun` (all at once, a few tries
-    /// each within `limit`) which address our call socket's packets arrive from; two answers
-    /// are enough.
+    /// Asks up to [`MAX_DHT_OBSERVERS`] of `dht_nodes` (picked at random, one per network)
+    /// and the STUN servers `stun` (all at once, a few tries each within `limit`) which
+    /// address our call socket's packets arrive from, until the answers still to come could
+    /// no longer change what the votes say.
     pub async fn observe(
         &self,
         dht_nodes: &[SocketAddr],
@@ -90,12 +89,19 @@ impl Node {
             .take(MAX_STUN)
             .map(Observer::Stun)
             .collect();
+        let mut dht: Vec<SocketAddr> = dht_nodes.iter().copied().filter(|a| a.is_ipv4()).collect();
+        shuffle(&mut dht);
+        // One question per network: a second observer there could not vote.
+        let taken: Vec<SocketAddr> = asked.iter().map(|o| o.addr()).collect();
+        dht.retain(|d| {
+            !taken.iter().any(|t| {
+                extrasafe_core::observe::network_of(t.ip())
+                    == extrasafe_core::observe::network_of(d.ip())
+            })
+        });
         asked.extend(
-            dht_nodes
-                .iter()
-                .copied()
-                .filter(|a| a.is_ipv4())
-                .take(3)
+            pick_observers(&dht, MAX_DHT_OBSERVERS)
+                .into_iter()
                 .map(Observer::Dht),
         );
         // Whatever happens to this future (it may be dropped when another path wins), the
@@ -110,7 +116,7 @@ impl Node {
             asks.spawn(async move {
                 let node = observer.addr();
                 let mut answers = socket.expect_answer(node);
-                let (query, read) = observer.query();
+                let (query, read) = observer.query(&socket);
                 tokio::time::timeout(limit, async {
                     loop {
                         socket.send_to(node, &query);
@@ -120,7 +126,7 @@ impl Node {
                             tokio::select! {
                                 a = answers.recv() => match a {
                                     Some(d) => if let Some(seen) = read(&d) {
-                                        return seen;
+                                        return (node, seen);
                                     },
                                     // Replaced by another ask of the same node: give up.
                                     None => std::future::pending::<()>().await,
@@ -134,25 +140,43 @@ impl Node {
                 .ok()
             });
         }
-        let mut seen = Vec::new();
+        let mut tally = Tally::new();
+        let mut outstanding = asked.len();
         while let Some(r) = asks.join_next().await {
-            if let Ok(Some(a)) = r {
-                seen.push(crate::probe_socket::canonical(a));
-                if seen.len() == 2 {
-                    break;
-                }
+            outstanding -= 1;
+            if let Ok(Some((observer, seen))) = r {
+                tally.add(Sighting {
+                    observer,
+                    seen: crate::probe_socket::canonical(seen),
+                });
+            }
+            if tally.settled(outstanding) {
+                break;
             }
         }
         asks.abort_all();
         Observation {
-            mapping: NatMapping::from_observations(&seen),
-            seen,
+            sightings: tally.votes().to_vec(),
+            verdict: tally.verdict(),
         }
     }
 }
 
 /// STUN servers asked at most (each learns our address and when we are online).
 pub const MAX_STUN: usize = 4;
+
+/// DHT nodes asked at most for one measurement (each in its own network).
+pub const MAX_DHT_OBSERVERS: usize = 5;
+
+/// Fisher-Yates with the OS's randomness: which observers we ask is not for a liar to arrange.
+fn shuffle<T>(v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).expect("the OS random source works");
+        let j = (u32::from_le_bytes(b) as usize) % (i + 1);
+        v.swap(i, j);
+    }
+}
 
 /// Removes the socket's waiters for DHT answers when dropped.
 struct Forget {

@@ -33,6 +33,8 @@ pub(crate) struct ProbeSocket {
     answers: Mutex<Vec<(SocketAddr, mpsc::Sender<Vec<u8>>)>>,
     /// Who QUIC may hear.
     pub(crate) gate: Mutex<Gate>,
+    /// This socket's KRPC transaction IDs and DHT node ID, as one `mainline` node keeps them.
+    krpc: Mutex<(extrasafe_core::krpc::TxIds, [u8; 20])>,
     ipv6: bool,
 }
 
@@ -72,8 +74,15 @@ impl ProbeSocket {
             listeners: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
             gate: Mutex::new(gate),
+            krpc: Mutex::new((extrasafe_core::krpc::TxIds::new(random()), random())),
             ipv6,
         }
+    }
+
+    /// The next KRPC transaction ID of this socket, and its node ID.
+    pub(crate) fn krpc_ids(&self) -> ([u8; 4], [u8; 20]) {
+        let mut k = self.krpc.lock().expect("krpc lock poisoned");
+        (k.0.next_id(), k.1)
     }
 
     /// Routes KRPC datagrams from `from` to the returned receiver until `unexpect`.
@@ -269,4 +278,10 @@ impl AsyncUdpSocket for ProbeSocket {
     fn may_fragment(&self) -> bool {
         self.inner.may_fragment()
     }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b
 }

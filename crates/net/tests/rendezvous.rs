@@ -110,16 +110,14 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
     assert_eq!(inc.info().peer, alice.peer_id());
 
     // DHT nodes answer a ping from the call socket with the address they saw: here, the
-    // socket itself, the same for every node.
+    // socket itself. All of this testnet's nodes are on 127.0.0.1, one network: one vote,
+    // which is not enough to believe it (tests/observe.rs has observers in several).
     let seen = alice
         .observe(&alice_rv.dht_nodes().await, &[], Duration::from_secs(2))
         .await;
-    assert!(seen.seen.len() >= 2, "{seen:?}");
-    assert!(
-        seen.seen.iter().all(|a| *a == alice.local_addr()),
-        "{seen:?}"
-    );
-    assert_eq!(seen.mapping, extrasafe_net::core::punch::NatMapping::Stable);
+    assert_eq!(seen.sightings.len(), 1, "{seen:?}");
+    assert_eq!(seen.sightings[0].seen, alice.local_addr());
+    assert_eq!(seen.reflexive(), None);
 
     assert!(carol_rv.lookup(&bob.peer_id(), None).await.is_none());
     assert!(matches!(

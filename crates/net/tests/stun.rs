@@ -51,7 +51,10 @@ async fn a_configured_stun_server_reports_the_call_sockets_address() {
         .unwrap();
     let (server, task) = stun_server().await;
     let seen = alice.observe(&[], &[server], Duration::from_secs(2)).await;
-    assert_eq!(seen.seen, vec![alice.local_addr()], "{seen:?}");
+    let saw: Vec<_> = seen.sightings.iter().map(|s| s.seen).collect();
+    assert_eq!(saw, vec![alice.local_addr()], "{seen:?}");
+    // One observer alone is not believed (`core::observe`).
+    assert_eq!(seen.reflexive(), None);
     assert_eq!(task.await.unwrap(), 1, "one request, answered once");
 
     // A silent server costs the time limit and nothing else.
@@ -64,7 +67,7 @@ async fn a_configured_stun_server_reports_the_call_sockets_address() {
             Duration::from_millis(300),
         )
         .await;
-    assert!(none.seen.is_empty());
+    assert!(none.sightings.is_empty());
     assert!(started.elapsed() < Duration::from_secs(1));
 
     // The socket still carries calls.

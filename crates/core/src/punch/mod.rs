@@ -114,15 +114,6 @@ impl NatMapping {
             _ => Self::Unknown,
         }
     }
-
-    /// From the addresses several outside observers saw for one socket.
-    pub fn from_observations(seen: &[SocketAddr]) -> Self {
-        match seen {
-            [] | [_] => Self::Unknown,
-            [first, rest @ ..] if rest.iter().all(|a| a == first) => Self::Stable,
-            _ => Self::Varies,
-        }
-    }
 }
 
 /// A remote address to try.
