@@ -750,8 +750,15 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 }
             }
             debug!(took = ?polled.elapsed(), "contacts' records polled");
+            // Not a fixed cadence, which would mark our queries among others': anywhere
+            // between half and one and a half poll intervals.
+            let mut r = [0u8; 2];
+            getrandom::fill(&mut r).expect("the OS random source works");
+            let gap = config
+                .poll
+                .mul_f64(0.5 + f64::from(u16::from_le_bytes(r)) / 65535.0);
             tokio::select! {
-                _ = tokio::time::sleep(config.poll) => {}
+                _ = tokio::time::sleep(gap) => {}
                 _ = tx.closed() => return,
             }
         }

@@ -116,16 +116,20 @@ impl Node {
             asks.spawn(async move {
                 let node = observer.addr();
                 let mut answers = socket.expect_answer(node);
-                let (query, read) = observer.query(&socket);
+                // Each try is a new query with the socket's next transaction ID (as the DHT
+                // library never re-sends one); an answer to any of them counts.
+                let mut reads: Vec<ReadAnswer> = Vec::new();
                 tokio::time::timeout(limit, async {
                     loop {
+                        let (query, read) = observer.query(&socket);
+                        reads.push(read);
                         socket.send_to(node, &query);
                         let wait = tokio::time::sleep(limit / 3);
                         tokio::pin!(wait);
                         loop {
                             tokio::select! {
                                 a = answers.recv() => match a {
-                                    Some(d) => if let Some(seen) = read(&d) {
+                                    Some(d) => if let Some(seen) = reads.iter().find_map(|r| r(&d)) {
                                         return (node, seen);
                                     },
                                     // Replaced by another ask of the same node: give up.

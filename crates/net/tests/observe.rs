@@ -130,3 +130,91 @@ async fn the_lie_is_never_published() {
     assert_eq!(us.candidates.first(), Some(&US.parse().unwrap()), "{us:?}");
     assert!(lies.load(Ordering::SeqCst) >= 1, "the liar was asked");
 }
+
+/// The top-level keys of a bencoded dictionary, with the values of the short ones.
+fn top_level(msg: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn skip(b: &[u8], mut i: usize) -> usize {
+        match b[i] {
+            b'i' => b[i..].iter().position(|c| *c == b'e').unwrap() + i + 1,
+            b'l' | b'd' => {
+                i += 1;
+                while b[i] != b'e' {
+                    i = skip(b, i);
+                }
+                i + 1
+            }
+            _ => {
+                let colon = b[i..].iter().position(|c| *c == b':').unwrap() + i;
+                let n: usize = std::str::from_utf8(&b[i..colon]).unwrap().parse().unwrap();
+                colon + 1 + n
+            }
+        }
+    }
+    assert_eq!(msg[0], b'd');
+    let mut out = Vec::new();
+    let mut i = 1;
+    while msg[i] != b'e' {
+        let k_end = skip(msg, i);
+        let colon = msg[i..].iter().position(|c| *c == b':').unwrap() + i;
+        let key = msg[colon + 1..k_end].to_vec();
+        let v_end = skip(msg, k_end);
+        out.push((key, msg[k_end..v_end].to_vec()));
+        i = v_end;
+    }
+    assert_eq!(i + 1, msg.len());
+    out
+}
+
+/// Our own KRPC queries have the form of the `mainline` crate's: the same keys in the same
+/// order, its version, read-only, four-byte transaction IDs that count up per socket.
+#[tokio::test]
+async fn our_queries_look_like_the_dht_librarys_own() {
+    let (_, node) = node(AcceptPolicy::Anyone).await;
+    let fake = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let at = fake.local_addr().unwrap();
+    // The library's first query, sent to its bootstrap node.
+    let mut builder = mainline::Dht::builder();
+    builder
+        .bootstrap(&[at.to_string()])
+        .bind_address(std::net::Ipv4Addr::LOCALHOST);
+    let dht = builder.build().unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), fake.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs = top_level(&buf[..n]);
+    drop(dht);
+    // Ours: two pings from the call socket.
+    let asked = [at];
+    let observe = node.observe(&asked, &[], Duration::from_millis(900));
+    let read = async {
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let (n, from) = fake.recv_from(&mut buf).await.unwrap();
+            if from.port() == node.local_addr().port() {
+                got.push(top_level(&buf[..n]));
+            }
+        }
+        got
+    };
+    let (_, ours) = tokio::join!(observe, read);
+    let keys = |m: &[(Vec<u8>, Vec<u8>)]| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let value = |m: &[(Vec<u8>, Vec<u8>)], k: &[u8]| {
+        m.iter()
+            .find(|(key, _)| key.as_slice() == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    for msg in &ours {
+        assert_eq!(keys(msg), keys(&theirs), "same keys, same order");
+        for k in [&b"v"[..], b"ro", b"y"] {
+            assert_eq!(value(msg, k), value(&theirs, k));
+        }
+        assert_eq!(value(msg, b"t").len(), value(&theirs, b"t").len());
+    }
+    // Transaction IDs count up on one socket, as the library's do.
+    let t0 = u32::from_be_bytes(value(&ours[0], b"t")[2..6].try_into().unwrap());
+    let t1 = u32::from_be_bytes(value(&ours[1], b"t")[2..6].try_into().unwrap());
+    assert_eq!(t1, t0.wrapping_add(1));
+}
