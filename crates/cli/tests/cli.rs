@@ -861,7 +861,10 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     lev.until("listening");
     let reachable = lev.until("reachable");
     assert_eq!(reachable["contacts"], 1);
-    assert_eq!(reachable["nat"], "stable");
+    // Every testnet node is on 127.0.0.1, one network: one vote, which does not decide our
+    // address or mapping (`core::observe`; tests/observe.rs in the net crate has observers
+    // in several networks).
+    assert_eq!(reachable["nat"], "unknown");
     // Bob's record is stored, but not every DHT node may have it yet: a caller who finds
     // none is told so (exit 3), and tries again.
     let started = std::time::Instant::now();

@@ -21,6 +21,7 @@
 pub mod access;
 pub mod contacts;
 pub mod identity;
+pub mod inbox;
 pub mod keyfile;
 pub mod krpc;
 pub mod lan;

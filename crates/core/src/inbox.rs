@@ -1,0 +1,196 @@
+//! Building blocks of the next rendezvous (issue 17; not used by the node yet): the secrets
+//! that change over time so that a disk taken today cannot compute where we were before.
+//!
+//! * [`InboxChain`]: a listener's one-way chain of per-epoch inbox secrets. The listener
+//!   tells its current value to a contact inside each authenticated session; both step it
+//!   forward as epochs pass and erase the older values. From a value one can compute every
+//!   later epoch's inbox, never an earlier one.
+//! * [`ratchet_pair`]: the pair secret replaced in every call, mixed with the session's TLS
+//!   exporter (fresh, forward-secret key exchange per session), so that the old pair
+//!   secret, once erased, cannot be computed from the new one or from the identity keys.
+
+use zeroize::Zeroizing;
+
+/// Length of one inbox epoch: targets change this often.
+pub const INBOX_EPOCH_MS: u64 = 10 * 60 * 1000;
+
+/// Most epochs a chain is stepped forward in one go (about 20 years of 10-minute epochs):
+/// a value that old is refused rather than hashed a million times over.
+pub const MAX_STEPS: u64 = 1 << 20;
+
+/// The epoch a Unix time in milliseconds falls in.
+pub fn inbox_epoch_of(unix_ms: u64) -> u64 {
+    unix_ms / INBOX_EPOCH_MS
+}
+
+/// One value of a listener's inbox chain and the epoch it belongs to. Wiped on drop; never
+/// printed.
+#[derive(Clone)]
+pub struct InboxChain {
+    value: Zeroizing<[u8; 32]>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for InboxChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxChain")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a chain value could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The epoch asked for is before the value's: the chain only goes forward.
+    #[error("that epoch is in the chain's past")]
+    Past,
+    /// The epoch asked for is more than [`MAX_STEPS`] ahead.
+    #[error("that epoch is too far ahead")]
+    TooFar,
+}
+
+fn step(value: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("EXTRA SAFE 2026 inbox chain step v1", value)
+}
+
+impl InboxChain {
+    /// A chain starting at `epoch` from `seed` (32 random bytes).
+    pub fn new(seed: [u8; 32], epoch: u64) -> Self {
+        Self {
+            value: Zeroizing::new(seed),
+            epoch,
+        }
+    }
+
+    /// The epoch this value belongs to.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The value for `epoch`, computed forward from this one.
+    pub fn at(&self, epoch: u64) -> Result<InboxChain, ChainError> {
+        let steps = epoch.checked_sub(self.epoch).ok_or(ChainError::Past)?;
+        if steps > MAX_STEPS {
+            return Err(ChainError::TooFar);
+        }
+        let mut value = self.value.clone();
+        for _ in 0..steps {
+            *value = step(&value);
+        }
+        Ok(InboxChain { value, epoch })
+    }
+
+    /// Steps this value forward to `epoch`, erasing the older one (what is stored after an
+    /// epoch has passed, so that the disk holds nothing of the past).
+    pub fn advance_to(&mut self, epoch: u64) -> Result<(), ChainError> {
+        *self = self.at(epoch)?;
+        Ok(())
+    }
+
+    /// The Ed25519 seed of this epoch's inbox on the DHT (BEP 44 mutable item): every
+    /// contact who holds the chain can derive it and write an intent there.
+    pub fn inbox_signing_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 inbox signing v1",
+            &self.value[..],
+        ))
+    }
+
+    /// The key that seals this epoch's presence record (the listener's addresses) for every
+    /// contact who holds the chain.
+    pub fn presence_seal_key(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 presence seal v1",
+            &self.value[..],
+        ))
+    }
+
+    /// The raw value, to hand to a contact inside an authenticated session.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        self.value.clone()
+    }
+}
+
+/// The pair secret that replaces `old` after a session whose TLS exporter (for this use) is
+/// `exporter`. Both sides compute the same; without the exporter (which only the two
+/// endpoints of that session ever had) the new secret cannot be computed from the old one,
+/// and without erasing it the old one cannot be found from the new one.
+pub fn ratchet_pair(old: &[u8; 32], exporter: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut input = Zeroizing::new([0u8; 64]);
+    input[..32].copy_from_slice(old);
+    input[32..].copy_from_slice(exporter);
+    Zeroizing::new(blake3::derive_key(
+        "EXTRA SAFE 2026 pair ratchet v1",
+        &input[..],
+    ))
+}
+
+/// A short check value of a pair secret, to send so that two sides that fell out of step (one
+/// stored the new secret, the other crashed first) can find the secret both still hold.
+/// Reveals nothing of the secret.
+pub fn pair_check(secret: &[u8; 32]) -> [u8; 8] {
+    let full = blake3::derive_key("EXTRA SAFE 2026 pair check v1", secret);
+    full[..8].try_into().expect("8 of 32 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_goes_forward_only() {
+        let start = InboxChain::new([7; 32], 100);
+        let later = start.at(105).unwrap();
+        // A contact told the value at 103 computes the same for 105.
+        let told = start.at(103).unwrap();
+        assert_eq!(*told.at(105).unwrap().to_bytes(), *later.to_bytes());
+        assert_eq!(
+            *told.at(105).unwrap().inbox_signing_seed(),
+            *later.inbox_signing_seed()
+        );
+        // Nothing before the value held.
+        assert_eq!(later.at(104).unwrap_err(), ChainError::Past);
+        let mut held = told.clone();
+        held.advance_to(104).unwrap();
+        assert_eq!(held.epoch(), 104);
+        assert_eq!(held.at(103).unwrap_err(), ChainError::Past);
+        // Every epoch's inbox and presence keys differ, and from each other.
+        let mut seen = std::collections::HashSet::new();
+        for e in 100..120 {
+            let v = start.at(e).unwrap();
+            assert!(seen.insert(*v.inbox_signing_seed()));
+            assert!(seen.insert(*v.presence_seal_key()));
+            assert!(seen.insert(*v.to_bytes()));
+        }
+        assert_eq!(
+            start.at(100 + MAX_STEPS + 1).unwrap_err(),
+            ChainError::TooFar
+        );
+    }
+
+    #[test]
+    fn the_ratchet_needs_the_sessions_secret() {
+        let old = [1u8; 32];
+        let a = ratchet_pair(&old, &[2; 32]);
+        let b = ratchet_pair(&old, &[2; 32]);
+        assert_eq!(*a, *b, "both sides of one session agree");
+        assert_ne!(
+            *a,
+            *ratchet_pair(&old, &[3; 32]),
+            "another session, another secret"
+        );
+        assert_ne!(*a, old);
+        assert_ne!(pair_check(&a), pair_check(&old));
+        assert_eq!(pair_check(&a), pair_check(&b));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let c = InboxChain::new([0xab; 32], 5);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
+        assert!(shown.contains("epoch: 5"));
+    }
+}
