@@ -92,6 +92,9 @@ pub struct Rendezvous {
     /// For each record key polled: the few nodes closest to it, found once by a full lookup,
     /// so a poll is a handful of datagrams instead of a walk across the DHT.
     closest: std::sync::Mutex<HashMap<[u8; 32], ClosestNodes>>,
+    /// The socket each record key is polled from: one per key (so one per pair, direction
+    /// and hour), kept while it is in use, never shared with another key.
+    poll_sockets: std::sync::Mutex<HashMap<[u8; 32], Arc<PollSocket>>>,
     bind: Ipv4Addr,
     /// Our addresses as last measured, reused for a minute (a caller that stays up need not
     /// ask DHT nodes again for every call).
@@ -183,6 +186,7 @@ impl Rendezvous {
             pairs,
             bootstrap,
             closest: Default::default(),
+            poll_sockets: Default::default(),
             bind: config.bind,
             measured: Default::default(),
             port_map: Default::default(),
@@ -364,15 +368,15 @@ impl Rendezvous {
                 found
             }
         };
-        let socket = tokio::net::UdpSocket::bind((self.bind, 0)).await.ok()?;
+        let poller = self.poll_socket(&dht_key).await?;
+        // One poll at a time per socket: a caller's read and the listener's poll of the same
+        // key would otherwise take each other's answers.
+        let mut state = poller.state.lock().await;
+        let socket = &poller.socket;
         let mut asked = Vec::new();
-        let (mut start, mut id) = ([0u8; 4], [0u8; 20]);
-        getrandom::fill(&mut start).expect("the OS random source works");
-        getrandom::fill(&mut id).expect("the OS random source works");
-        let mut txids = krpc::TxIds::new(start);
         for node in &nodes {
-            let txid = txids.next_id();
-            let query = krpc::get_query(txid, id, *target.as_bytes(), after.map(|a| a as i64));
+            let txid = state.0.next_id();
+            let query = krpc::get_query(txid, state.1, *target.as_bytes(), after.map(|a| a as i64));
             if socket.send_to(&query, node).await.is_ok() {
                 asked.push((*node, txid));
             }
@@ -425,6 +429,40 @@ impl Rendezvous {
             return None;
         }
         Some(best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)))
+    }
+
+    /// The socket `dht_key` is polled from, opened on first use (with its own node ID and
+    /// transaction counter, as one DHT client would have); sockets of keys not polled for
+    /// two minutes (last hour's, a former contact's) are closed.
+    async fn poll_socket(&self, dht_key: &[u8; 32]) -> Option<Arc<PollSocket>> {
+        let now = std::time::Instant::now();
+        if let Some(p) = self
+            .poll_sockets
+            .lock()
+            .expect("poll socket lock poisoned")
+            .get(dht_key)
+        {
+            *p.used.lock().expect("poll socket lock poisoned") = now;
+            return Some(p.clone());
+        }
+        let socket = tokio::net::UdpSocket::bind((self.bind, 0)).await.ok()?;
+        let (mut start, mut id) = ([0u8; 4], [0u8; 20]);
+        getrandom::fill(&mut start).expect("the OS random source works");
+        getrandom::fill(&mut id).expect("the OS random source works");
+        let fresh = Arc::new(PollSocket {
+            socket,
+            state: tokio::sync::Mutex::new((krpc::TxIds::new(start), id)),
+            used: std::sync::Mutex::new(now),
+        });
+        let mut all = self.poll_sockets.lock().expect("poll socket lock poisoned");
+        all.retain(|_, p| {
+            p.used
+                .lock()
+                .map(|u| u.elapsed() < POLL_SOCKET_IDLE)
+                .unwrap_or(false)
+        });
+        // Another poll of the same key may have opened one meanwhile: keep the first.
+        Some(all.entry(*dht_key).or_insert(fresh).clone())
     }
 
     /// The key that lets us into `peer`'s node (and them into ours).
@@ -615,6 +653,17 @@ impl Node {
         .await
     }
 }
+
+/// One record key's polling socket.
+struct PollSocket {
+    socket: tokio::net::UdpSocket,
+    /// Transaction IDs and node ID; locked for the length of a poll.
+    state: tokio::sync::Mutex<(krpc::TxIds, [u8; 20])>,
+    used: std::sync::Mutex<std::time::Instant>,
+}
+
+/// A polling socket unused this long is closed.
+const POLL_SOCKET_IDLE: Duration = Duration::from_secs(120);
 
 /// How long a poll waits for the nodes' answers.
 const POLL_WAIT: Duration = Duration::from_millis(1000);
