@@ -79,9 +79,80 @@ pub fn get_query(txid: [u8; 4], node_id: [u8; 20], target: [u8; 20], seq: Option
     out
 }
 
+/// A BEP 44 `put` of a mutable item (no salt), written as the `mainline` crate writes it: its
+/// arguments in key order, with the `target` that library adds.
+pub struct Put<'a> {
+    /// Node ID of the socket that sends it.
+    pub node_id: [u8; 20],
+    /// SHA-1 of `key`: where the item lives.
+    pub target: [u8; 20],
+    /// The write token the node gave us in its answer to our `get`.
+    pub token: &'a [u8],
+    /// The item's Ed25519 public key.
+    pub key: [u8; 32],
+    /// Sequence number (higher replaces lower).
+    pub seq: i64,
+    /// Signature over [`signable`]`(seq, value)`.
+    pub sig: [u8; 64],
+    /// The value (at most 1000 bytes).
+    pub value: &'a [u8],
+}
+
+/// A `put` query for `put` with transaction ID `txid`.
+pub fn put_query(txid: [u8; 4], put: &Put<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + put.token.len() + put.value.len());
+    out.extend_from_slice(b"d1:ad2:id20:");
+    out.extend_from_slice(&put.node_id);
+    out.extend_from_slice(b"1:k32:");
+    out.extend_from_slice(&put.key);
+    out.extend_from_slice(format!("3:seqi{}e3:sig64:", put.seq).as_bytes());
+    out.extend_from_slice(&put.sig);
+    out.extend_from_slice(b"6:target20:");
+    out.extend_from_slice(&put.target);
+    out.extend_from_slice(format!("5:token{}:", put.token.len()).as_bytes());
+    out.extend_from_slice(put.token);
+    out.extend_from_slice(format!("1:v{}:", put.value.len()).as_bytes());
+    out.extend_from_slice(put.value);
+    out.extend_from_slice(b"e1:q3:put");
+    tail(&mut out, txid);
+    out
+}
+
+/// What a mutable item's signature covers (BEP 44, no salt): `3:seqi<seq>e1:v<len>:<value>`.
+pub fn signable(seq: i64, value: &[u8]) -> Vec<u8> {
+    let mut out = format!("3:seqi{seq}e1:v{}:", value.len()).into_bytes();
+    out.extend_from_slice(value);
+    out
+}
+
+/// Most bytes of a value a node may store (BEP 44).
+pub const MAX_VALUE_LEN: usize = 1000;
+
+/// The nodes of a compact node list (BEP 5: 20-byte ID, IPv4 address, port; 26 bytes each),
+/// leaving out addresses nobody can be sent to. A list of the wrong length gives nothing.
+pub fn compact_nodes(list: &[u8]) -> impl Iterator<Item = ([u8; 20], SocketAddr)> + '_ {
+    let whole = list.len() % 26 == 0;
+    list.chunks_exact(26)
+        .filter(move |_| whole)
+        .filter_map(|c| {
+            let id: [u8; 20] = c[..20].try_into().expect("26-byte chunk");
+            let ip = std::net::Ipv4Addr::new(c[20], c[21], c[22], c[23]);
+            let port = u16::from_be_bytes([c[24], c[25]]);
+            let routable =
+                port != 0 && !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast();
+            routable.then_some((id, SocketAddr::from((ip, port))))
+        })
+}
+
 /// What a response to one of our queries says.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Response<'a> {
+    /// The answering node's ID.
+    pub id: Option<[u8; 20]>,
+    /// Nodes it knows closer to the target (compact list, see [`compact_nodes`]).
+    pub nodes: Option<&'a [u8]>,
+    /// The token that lets us `put` at this node.
+    pub token: Option<&'a [u8]>,
     /// Where the node saw our query come from.
     pub observed: Option<SocketAddr>,
     /// For a `get`: the stored item's sequence number, if it sent the item.
@@ -91,9 +162,16 @@ pub struct Response<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// The response to our query `txid`, if `datagram` is one. Anything else (other messages,
-/// malformed input) gives `None`.
+/// The response to our query `txid`, if `datagram` is one. Anything else (other messages, an
+/// error reply, malformed input) gives `None`.
 pub fn response(datagram: &[u8], txid: [u8; 4]) -> Option<Response<'_>> {
+    reply(datagram, txid)?.ok()
+}
+
+/// The reply to our query `txid`: a response, or an error reply with its code (for example 302
+/// when a `put` carries a sequence number lower than the one stored). Anything else gives
+/// `None`.
+pub fn reply(datagram: &[u8], txid: [u8; 4]) -> Option<Result<Response<'_>, i64>> {
     if datagram.len() > 1500 {
         return None;
     }
@@ -101,7 +179,7 @@ pub fn response(datagram: &[u8], txid: [u8; 4]) -> Option<Response<'_>> {
     if p.next()? != b'd' {
         return None;
     }
-    let (mut t, mut y, mut ip) = (None, None, None);
+    let (mut t, mut y, mut ip, mut code) = (None, None, None, None);
     let mut out = Response::default();
     while p.peek()? != b'e' {
         let key = p.bytes()?;
@@ -115,8 +193,20 @@ pub fn response(datagram: &[u8], txid: [u8; 4]) -> Option<Response<'_>> {
                     match p.bytes()? {
                         b"seq" => out.seq = Some(p.int()?),
                         b"v" => out.value = Some(p.bytes()?),
+                        b"id" => out.id = Some(p.bytes()?.try_into().ok()?),
+                        b"nodes" => out.nodes = Some(p.bytes()?),
+                        b"token" => out.token = Some(p.bytes()?),
                         _ => p.skip(1)?,
                     }
+                }
+                p.i += 1;
+            }
+            // An error: `l<code><message>e`.
+            b"e" if p.peek()? == b'l' => {
+                p.i += 1;
+                code = Some(p.int()?);
+                while p.peek()? != b'e' {
+                    p.skip(1)?;
                 }
                 p.i += 1;
             }
@@ -124,11 +214,17 @@ pub fn response(datagram: &[u8], txid: [u8; 4]) -> Option<Response<'_>> {
         }
     }
     p.next()?;
-    if p.i != datagram.len() || t? != txid || y? != b"r" {
+    if p.i != datagram.len() || t? != txid {
         return None;
     }
-    out.observed = ip.and_then(compact_addr);
-    Some(out)
+    match y? {
+        b"r" => {
+            out.observed = ip.and_then(compact_addr);
+            Some(Ok(out))
+        }
+        b"e" => Some(Err(code?)),
+        _ => None,
+    }
 }
 
 /// The address a response to our query `txid` says it saw us at.
@@ -294,6 +390,61 @@ mod tests {
         assert_eq!(got.seq, Some(1_795_000_000_000));
         assert_eq!(got.value, Some(&b"hello"[..]));
         assert_eq!(got.observed, None);
+    }
+
+    #[test]
+    fn a_put_is_valid_bencode_with_sorted_keys_and_errors_are_read() {
+        let put = Put {
+            node_id: [1; 20],
+            target: [2; 20],
+            token: b"tok",
+            key: [3; 32],
+            seq: 7,
+            sig: [4; 64],
+            value: b"value",
+        };
+        let q = put_query(*b"abcd", &put);
+        let mut p = Parser { b: &q, i: 0 };
+        p.skip(0).unwrap();
+        assert_eq!(p.i, q.len());
+        // The arguments' keys in bencode order.
+        let order: Vec<usize> = [
+            &b"2:id20:"[..],
+            b"1:k32:",
+            b"3:seqi7e",
+            b"3:sig64:",
+            b"6:target20:",
+            b"5:token3:tok",
+            b"1:v5:value",
+        ]
+        .iter()
+        .map(|k| q.windows(k.len()).position(|w| w == *k).unwrap())
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert_eq!(signable(7, b"value"), b"3:seqi7e1:v5:value");
+        // An error reply: its code, and no response.
+        let e = b"d1:eli302e14:sequence lowere1:t4:abcd1:y1:ee";
+        assert_eq!(reply(e, *b"abcd"), Some(Err(302)));
+        assert_eq!(response(e, *b"abcd"), None);
+        assert_eq!(reply(e, *b"zzzz"), None);
+    }
+
+    #[test]
+    fn compact_node_lists_are_read_and_bad_entries_left_out() {
+        let mut list = Vec::new();
+        list.extend_from_slice(&[1; 20]);
+        list.extend_from_slice(&[192, 0, 2, 1, 0x1a, 0xe1]);
+        list.extend_from_slice(&[2; 20]);
+        list.extend_from_slice(&[0, 0, 0, 0, 0x1a, 0xe1]); // unspecified
+        list.extend_from_slice(&[3; 20]);
+        list.extend_from_slice(&[192, 0, 2, 3, 0, 0]); // no port
+        list.extend_from_slice(&[4; 20]);
+        list.extend_from_slice(&[224, 0, 0, 1, 0x1a, 0xe1]); // multicast
+        let nodes: Vec<_> = compact_nodes(&list).collect();
+        assert_eq!(nodes, vec![([1; 20], "192.0.2.1:6881".parse().unwrap())]);
+        // A list whose length is not a whole number of entries is not trusted at all.
+        list.push(0);
+        assert_eq!(compact_nodes(&list).count(), 0);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod text;
 pub mod ticket;
 pub mod transfer;
 pub mod video;
+pub mod walk;
 pub mod wire;
 
 pub use identity::{Identity, PeerId, PeerIdError};

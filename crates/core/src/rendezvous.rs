@@ -1,13 +1,13 @@
 //! Private rendezvous records (design: docs/REACH.md). Two contacts share a secret that nobody
-//! else can compute (X25519 between their identity keys), and from it, per hour and per
+//! else can compute (X25519 between their identity keys), and from it, per ten-minute epoch and per
 //! direction, the key pair that signs the record on the public DHT and the key that seals it.
-//! A stranger sees a fresh public key every hour for every pair and direction, and a
+//! A stranger sees a fresh public key every ten minutes for every pair and direction, and a
 //! ciphertext of one fixed size: nothing links two records, names their owners, or tells how
 //! many contacts anyone has.
 //!
 //! ```text
 //! pair     = X25519(my Ed25519 scalar, their Ed25519 key in Montgomery form)
-//! inputs   = pair | publisher peer ID | reader peer ID | epoch (u64 BE), epoch = hour of Unix time
+//! inputs   = pair | publisher peer ID | reader peer ID | epoch (u64 BE), epoch = Unix ms / 600 000
 //! signing  = derive_key("EXTRA SAFE 2026 rendezvous signing v1", inputs)  (an Ed25519 seed)
 //! seal     = derive_key("EXTRA SAFE 2026 rendezvous seal v1", inputs)
 //! value    = nonce: 24 | XChaCha20-Poly1305(seal, nonce, aad = epoch (u64 BE),
@@ -23,8 +23,8 @@ use zeroize::Zeroizing;
 use crate::identity::{Identity, PeerId};
 use crate::sealed;
 
-/// Length of an epoch: records and their keys change every hour.
-pub const EPOCH_MS: u64 = 3_600_000;
+/// Length of an epoch: records and their keys change every ten minutes.
+pub const EPOCH_MS: u64 = 10 * 60 * 1000;
 /// At most this many candidate addresses in a record.
 pub const MAX_CANDIDATES: usize = 6;
 /// Size of every sealed value (BEP 44 allows 1000 bytes).
@@ -47,13 +47,13 @@ pub enum RendezvousError {
     /// Not a value of the right size.
     #[error("not a rendezvous record (wrong size)")]
     Size,
-    /// Sealed with another key (a stranger's, another pair's or another hour's), or altered.
-    #[error("the record is not from this contact for this hour, or it was altered")]
+    /// Sealed with another key (a stranger's, another pair's or another epoch's), or altered.
+    #[error("the record is not from this contact for this epoch, or it was altered")]
     NotOurs,
     /// Opened, but its content breaks the rules.
     #[error("the record is malformed: {0}")]
     Malformed(&'static str),
-    /// Its time is outside its hour, or too far from ours.
+    /// Its time is outside its epoch, or too far from ours.
     #[error("the record is stale or from the future")]
     Stale,
 }
@@ -152,7 +152,7 @@ impl std::fmt::Debug for PairSecret {
     }
 }
 
-/// The keys of one record: who publishes, for whom, which hour.
+/// The keys of one record: who publishes, for whom, which epoch.
 pub struct RecordKeys {
     signing: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
@@ -167,7 +167,7 @@ impl std::fmt::Debug for RecordKeys {
     }
 }
 
-/// The epoch (hour) a Unix time in milliseconds falls in.
+/// The epoch (ten minutes) a Unix time in milliseconds falls in.
 pub fn epoch_of(unix_ms: u64) -> u64 {
     unix_ms / EPOCH_MS
 }

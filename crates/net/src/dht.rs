@@ -1,8 +1,9 @@
 //! Rendezvous on the Mainline DHT (BEP 44 mutable items): the I/O shell around
-//! `core::rendezvous`. Each contact pair has its own per-hour, per-direction DHT key; values
-//! are sealed and of one size (docs/REACH.md). A listening node publishes its candidates for
-//! every contact and polls each contact's record for a call intent; a caller reads the
-//! callee's record, publishes its intent, and both punch.
+//! `core::rendezvous` and `core::walk`. Each contact pair has its own per-epoch (ten-minute),
+//! per-direction DHT key; values are sealed and of one size (docs/REACH.md). A listening node
+//! publishes its candidates for every contact and polls each contact's record for a call
+//! intent; a caller reads the callee's record, publishes its intent, and both punch. Every
+//! lookup and store is a walk of our own from a socket and node ID used for one target only.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,9 +16,9 @@ use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, Pun
 use extrasafe_core::rendezvous::{
     epoch_of, CallIntent, PairSecret, Record, RecordKeys, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
 };
+use extrasafe_core::walk::{self, Found, Item, Limits, Walk};
 use extrasafe_core::{Identity, PeerId};
-use futures_lite::StreamExt;
-use mainline::{Dht, MutableItem, SigningKey};
+use mainline::{MutableItem, SigningKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
@@ -31,14 +32,14 @@ use crate::punch::PunchPlan;
 pub struct DhtConfig {
     /// Bootstrap nodes (`host:port`). Empty means Mainline's public bootstrap nodes.
     pub bootstrap: Vec<String>,
-    /// Local address for the DHT socket (IPv4: Mainline is IPv4 only).
+    /// Local address for the DHT sockets (IPv4: Mainline is IPv4 only).
     pub bind: Ipv4Addr,
     /// How often a listening node reads each contact's record.
     pub poll: Duration,
-    /// Republish our records this often within an hour (DHT nodes drop old items).
+    /// Republish our records this often within an epoch (DHT nodes drop old items).
     pub republish: Duration,
-    /// How long a DHT request may go unanswered. A lookup or store finishes only when its
-    /// last request answered or timed out, so this bounds how long a call takes to ring.
+    /// How long a DHT request may go unanswered before it has failed (a walk stops waiting
+    /// for it after a quarter of this, at most 400 ms: see `core::walk`).
     pub request_timeout: Duration,
     /// STUN servers the user chose, also asked for our public address (none by default:
     /// DHT nodes already tell us; see `observe`).
@@ -73,29 +74,22 @@ pub enum DhtError {
     Publish(String),
 }
 
-/// Answers no DHT request: we use the DHT, we do not serve it.
-#[derive(Debug, Clone)]
-struct RefuseAll;
-
-impl mainline::RequestFilter for RefuseAll {
-    fn allow_request(&self, _: &mainline::RequestSpecific, _: std::net::SocketAddrV4) -> bool {
-        false
-    }
-}
-
-/// Our side of the DHT: one node, and the pair secrets of our contacts.
+/// Our side of the DHT: the pair secrets of our contacts, and the nodes we know. We run no DHT
+/// node of our own: every lookup is a [`Walk`] from a socket and node ID of its own (see
+/// [`TargetSocket`]), so that nothing a DHT node or an observer sees joins two targets.
 pub struct Rendezvous {
-    dht: mainline::async_dht::AsyncDht,
     pairs: HashMap<PeerId, PairSecret>,
-    /// Bootstrap nodes given as addresses (also asked what address they see).
-    bootstrap: Vec<SocketAddr>,
-    /// For each record key polled: the few nodes closest to it, found once by a full lookup,
-    /// so a poll is a handful of datagrams instead of a walk across the DHT.
-    closest: std::sync::Mutex<HashMap<[u8; 32], ClosestNodes>>,
-    /// The socket each record key is polled from: one per key (so one per pair, direction
-    /// and hour), kept while it is in use, never shared with another key.
-    poll_sockets: std::sync::Mutex<HashMap<[u8; 32], Arc<PollSocket>>>,
+    /// Bootstrap nodes as given (`host:port`).
+    bootstrap: Vec<String>,
+    /// The bootstrap nodes' addresses, once resolved.
+    resolved: tokio::sync::Mutex<Option<Vec<SocketAddr>>>,
+    /// Nodes that answered our walks: where later walks start.
+    pool: std::sync::Mutex<NodePool>,
+    /// The socket each record target is polled from: one per target (so one per pair,
+    /// direction and epoch), kept while it is in use, never shared with another target.
+    polls: std::sync::Mutex<HashMap<[u8; 20], Arc<TargetSocket>>>,
     bind: Ipv4Addr,
+    limits: Limits,
     /// Our addresses as last measured, reused for a minute (a caller that stays up need not
     /// ask DHT nodes again for every call).
     measured: std::sync::Mutex<Option<(Reachability, std::time::Instant)>>,
@@ -105,14 +99,37 @@ pub struct Rendezvous {
     port_map: std::sync::Mutex<Option<watch::Receiver<MapState>>>,
 }
 
-/// The nodes closest to one record key, and when they were found.
-type ClosestNodes = (Vec<SocketAddr>, std::time::Instant);
+/// Nodes that answered our walks, newest last.
+#[derive(Debug, Default)]
+struct NodePool(Vec<(SocketAddr, [u8; 20])>);
+
+/// Most nodes remembered.
+const POOL_SIZE: usize = 512;
+
+impl NodePool {
+    fn add(&mut self, nodes: impl IntoIterator<Item = (SocketAddr, [u8; 20])>) {
+        for (addr, id) in nodes {
+            self.0.retain(|(a, _)| *a != addr);
+            self.0.push((addr, id));
+        }
+        let over = self.0.len().saturating_sub(POOL_SIZE);
+        self.0.drain(..over);
+    }
+
+    /// The `n` nodes closest to `target`.
+    fn closest(&self, target: &[u8; 20], n: usize) -> Vec<(SocketAddr, [u8; 20])> {
+        let mut all = self.0.clone();
+        all.sort_by_key(|(_, id)| walk::distance(id, target));
+        all.truncate(n);
+        all
+    }
+}
 
 /// Nodes asked directly on each poll.
 const POLL_NODES: usize = 3;
-/// How long the closest nodes found for a record key are trusted before looking again (nodes
-/// join and leave; a record's key changes every hour anyway).
-const CLOSEST_FOR: Duration = Duration::from_secs(10 * 60);
+/// How long the closest nodes found for a target are trusted before walking again (nodes join
+/// and leave; a target changes every epoch anyway).
+const CLOSEST_FOR: Duration = Duration::from_secs(5 * 60);
 
 impl std::fmt::Debug for Rendezvous {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +144,12 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).expect("the OS random source works");
+    out
 }
 
 /// The secrets `identity` shares with each of `contacts` (computed once, so the identity key
@@ -154,40 +177,53 @@ pub fn as_candidates(addrs: &[SocketAddr]) -> Vec<Candidate> {
         .collect()
 }
 
+/// The DHT target of a record: SHA-1 of its public key (BEP 44, no salt).
+fn target_of(keys: &RecordKeys) -> [u8; 20] {
+    *MutableItem::target_from_key(&keys.dht_key(), None).as_bytes()
+}
+
+/// A record found under `keys`, if `found` opens as one: the signed sequence number must be
+/// the sealed time, or a node could replay an old value under a higher number.
+fn open_found(keys: &RecordKeys, found: &Found) -> Option<Record> {
+    match keys.open(&found.value, now_ms()) {
+        Ok(r) if r.sent_at_ms as i64 == found.seq => Some(r),
+        Ok(_) => {
+            debug!("rendezvous record with a mismatched sequence ignored");
+            None
+        }
+        Err(e) => {
+            debug!(error = %e, "rendezvous record ignored");
+            None
+        }
+    }
+}
+
 impl Rendezvous {
-    /// Joins the DHT as a client (it stores nothing for others), knowing the secrets `pairs`
-    /// it shares with contacts (see [`pair_secrets`]).
+    /// Our side of the DHT, knowing the secrets `pairs` we share with contacts (see
+    /// [`pair_secrets`]). Opens nothing yet: each walk opens its own socket.
     pub fn start(pairs: Vec<PairSecret>, config: &DhtConfig) -> Result<Self, DhtError> {
         let pairs = pairs.into_iter().map(|p| (p.peer(), p)).collect();
-        let mut builder = Dht::builder();
-        builder
-            .bind_address(config.bind)
-            .request_timeout(config.request_timeout)
-            // Mainline turns a reachable client into a server after a while; we never store
-            // or answer anything for others.
-            .server_settings(mainline::ServerSettings {
-                max_info_hashes: 0,
-                max_peers_per_info_hash: 0,
-                max_immutable_values: 0,
-                max_mutable_values: 0,
-                filter: Box::new(RefuseAll),
-            });
-        if !config.bootstrap.is_empty() {
-            builder.bootstrap(&config.bootstrap);
-        }
-        let dht = builder.build()?.as_async();
-        let bootstrap = config
-            .bootstrap
-            .iter()
-            .filter_map(|b| b.parse().ok())
-            .collect();
+        let bootstrap = if config.bootstrap.is_empty() {
+            mainline::DEFAULT_BOOTSTRAP_NODES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            config.bootstrap.clone()
+        };
+        let timeout_ms = config.request_timeout.as_millis().clamp(100, 10_000) as u64;
         Ok(Self {
-            dht,
             pairs,
             bootstrap,
-            closest: Default::default(),
-            poll_sockets: Default::default(),
+            resolved: Default::default(),
+            pool: Default::default(),
+            polls: Default::default(),
             bind: config.bind,
+            limits: Limits {
+                timeout_ms,
+                straggle_ms: (timeout_ms / 4).clamp(50, 400),
+                ..Limits::default()
+            },
             measured: Default::default(),
             port_map: Default::default(),
             stun: config.stun.clone(),
@@ -207,11 +243,83 @@ impl Rendezvous {
             .clone()
     }
 
-    /// Waits until the DHT node has found others (up to `limit`); false if it has not.
+    /// The bootstrap nodes' addresses (resolved once; names that do not resolve are left out).
+    async fn bootstrap_addrs(&self) -> Vec<SocketAddr> {
+        let mut resolved = self.resolved.lock().await;
+        if let Some(r) = resolved.as_ref().filter(|r| !r.is_empty()) {
+            return r.clone();
+        }
+        let mut out = Vec::new();
+        for b in &self.bootstrap {
+            if let Ok(a) = b.parse::<SocketAddr>() {
+                out.push(a);
+                continue;
+            }
+            if let Ok(Ok(addrs)) =
+                tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(b)).await
+            {
+                out.extend(addrs.filter(SocketAddr::is_ipv4));
+            }
+        }
+        // Mainline is IPv4 only.
+        out.retain(SocketAddr::is_ipv4);
+        *resolved = Some(out.clone());
+        out
+    }
+
+    /// Where a walk to `target` starts: the nodes we know closest to it, or, knowing too few,
+    /// the bootstrap nodes.
+    async fn seeds(&self, target: &[u8; 20]) -> Vec<(SocketAddr, Option<[u8; 20]>)> {
+        let known = self
+            .pool
+            .lock()
+            .expect("node pool lock poisoned")
+            .closest(target, self.limits.k);
+        let mut seeds: Vec<_> = known.into_iter().map(|(a, id)| (a, Some(id))).collect();
+        if seeds.len() < self.limits.k {
+            for b in self.bootstrap_addrs().await {
+                if !seeds.iter().any(|(a, _)| *a == b) {
+                    seeds.push((b, None));
+                }
+            }
+        }
+        seeds
+    }
+
+    /// Waits until we know DHT nodes (up to `limit`), walking towards a random target once if
+    /// we know none; false if nobody answered.
     pub async fn bootstrapped(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.dht.bootstrapped())
-            .await
-            .unwrap_or(false)
+        if !self
+            .pool
+            .lock()
+            .expect("node pool lock poisoned")
+            .0
+            .is_empty()
+        {
+            return true;
+        }
+        let target = random::<20>();
+        let _ = tokio::time::timeout(limit, async {
+            let seeds = self.seeds(&target).await;
+            let socket = TargetSocket::open(self.bind).await.ok()?;
+            let walk = socket.walk(target, None, &seeds, self.limits).await;
+            self.learn(&walk);
+            Some(())
+        })
+        .await;
+        !self
+            .pool
+            .lock()
+            .expect("node pool lock poisoned")
+            .0
+            .is_empty()
+    }
+
+    fn learn(&self, walk: &Walk) {
+        self.pool
+            .lock()
+            .expect("node pool lock poisoned")
+            .add(walk.answered());
     }
 
     fn pair(&self, peer: &PeerId) -> Option<&PairSecret> {
@@ -219,24 +327,28 @@ impl Rendezvous {
     }
 
     /// Addresses of DHT nodes we know (to ask what address they see for the call socket):
-    /// our routing table's, then the bootstrap nodes given as addresses.
+    /// those that answered our walks, newest first, then the bootstrap nodes.
     pub async fn dht_nodes(&self) -> Vec<SocketAddr> {
         let mut nodes: Vec<SocketAddr> = self
-            .dht
-            .to_bootstrap()
-            .await
+            .pool
+            .lock()
+            .expect("node pool lock poisoned")
+            .0
             .iter()
-            .filter_map(|s| s.parse().ok())
+            .rev()
+            .map(|(a, _)| *a)
             .collect();
-        for b in &self.bootstrap {
-            if !nodes.contains(b) {
-                nodes.push(*b);
+        for b in self.bootstrap_addrs().await {
+            if !nodes.contains(&b) {
+                nodes.push(b);
             }
         }
         nodes
     }
 
-    /// Publishes our record for `peer`: where we are, and a call intent if we call.
+    /// Publishes our record for `peer`: where we are, and a call intent if we call. Walks to
+    /// the record's target from a socket of its own and stores the record at the closest
+    /// nodes that answer.
     pub async fn publish(
         &self,
         peer: &PeerId,
@@ -254,215 +366,128 @@ impl Rendezvous {
             nat: us.nat,
             intent,
         };
-        let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce).expect("the OS random source works");
-        let value = keys.seal(&record, nonce)?;
+        let value = keys.seal(&record, random())?;
         let signer = SigningKey::from_bytes(&keys.signing_seed());
         let item = MutableItem::new(signer, &value, sent_at_ms as i64, None);
-        self.dht
-            .put_mutable(item, None)
-            .await
-            .map(|_| ())
-            .map_err(|e| DhtError::Publish(e.to_string()))
-    }
-
-    /// The newest record `peer` published for us this hour (or, early in the hour, the last
-    /// one), newer than `after` (a `sent_at_ms`) if given: asks the nodes closest to it, and
-    /// walks the DHT if they have nothing.
-    pub async fn lookup(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
-        self.read(peer, after, true).await
-    }
-
-    /// Like [`Self::lookup`], but trusts the closest nodes when they answer (a poll every few
-    /// seconds must cost a handful of datagrams, not a walk across the DHT).
-    pub async fn poll(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
-        self.read(peer, after, false).await
-    }
-
-    async fn read(&self, peer: &PeerId, after: Option<u64>, thorough: bool) -> Option<Record> {
-        let pair = self.pair(peer)?;
-        let now = now_ms();
-        let mut epochs = vec![epoch_of(now)];
-        if now % EPOCH_MS < 60_000 {
-            epochs.push(epoch_of(now) - 1);
-        }
-        let mut best: Option<Record> = None;
-        for epoch in epochs {
-            let keys = pair.incoming(epoch);
-            if let Some(found) = self.poll_closest(&keys, after).await {
-                if found.is_some() {
-                    best = found;
-                    break;
-                }
-                if !thorough {
-                    continue;
-                }
-            }
-            let more_recent = after.map(|a| a as i64);
-            let mut items = self.dht.get_mutable(&keys.dht_key(), None, more_recent);
-            // Nodes answer as the lookup proceeds; the first valid answer is usually the
-            // newest (a record changes seldom), so stop at the first that opens and wait only
-            // briefly for a newer one.
-            let deadline = tokio::time::sleep(Duration::from_millis(1500));
-            tokio::pin!(deadline);
-            loop {
-                let item = tokio::select! {
-                    item = items.next() => item,
-                    _ = &mut deadline => None,
-                };
-                let Some(item) = item else { break };
-                match keys.open(item.value(), now_ms()) {
-                    // The signed sequence number must be the sealed time, or a node replays
-                    // an old value under a higher number.
-                    Ok(r) if r.sent_at_ms as i64 == item.seq() => {
-                        if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
-                            best = Some(r);
-                        }
-                        break;
-                    }
-                    Ok(_) => debug!("rendezvous record with a mismatched sequence ignored"),
-                    Err(e) => debug!(error = %e, "rendezvous record ignored"),
-                }
-            }
-            if best.is_some() {
-                break;
-            }
-        }
-        best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a))
-    }
-
-    /// Reads a record straight from the nodes closest to it (learned once per record key):
-    /// `None` if none of them answered (the caller then does a full lookup), else what they
-    /// hold that is newer than `after`.
-    async fn poll_closest(&self, keys: &RecordKeys, after: Option<u64>) -> Option<Option<Record>> {
-        let dht_key = keys.dht_key();
-        let target = MutableItem::target_from_key(&dht_key, None);
-        let known = self
-            .closest
-            .lock()
-            .expect("closest-nodes lock poisoned")
-            .get(&dht_key)
-            .filter(|(_, at)| at.elapsed() < CLOSEST_FOR)
-            .map(|(n, _)| n.clone());
-        let nodes = match known {
-            Some(n) => n,
-            None => {
-                let found: Vec<SocketAddr> = self
-                    .dht
-                    .get_closest_nodes(target)
-                    .await
-                    .iter()
-                    .take(POLL_NODES)
-                    .map(|n| SocketAddr::V4(n.address()))
-                    .collect();
-                // Too few: our routing table is still filling up; walk the DHT this time.
-                if found.len() < POLL_NODES {
-                    return None;
-                }
-                let mut cache = self.closest.lock().expect("closest-nodes lock poisoned");
-                // One entry per contact and hour is all a poller needs.
-                if cache.len() > 4 * self.pairs.len() + 8 {
-                    cache.clear();
-                }
-                cache.insert(dht_key, (found.clone(), std::time::Instant::now()));
-                found
-            }
-        };
-        let poller = self.poll_socket(&dht_key).await?;
-        // One poll at a time per socket: a caller's read and the listener's poll of the same
-        // key would otherwise take each other's answers.
-        let mut state = poller.state.lock().await;
-        let socket = &poller.socket;
-        let mut asked = Vec::new();
-        for node in &nodes {
-            let txid = state.0.next_id();
-            let query = krpc::get_query(txid, state.1, *target.as_bytes(), after.map(|a| a as i64));
-            if socket.send_to(&query, node).await.is_ok() {
-                asked.push((*node, txid));
-            }
-        }
-        let mut answered = 0;
-        let mut best: Option<Record> = None;
-        let mut buf = [0u8; 1500];
-        let deadline = tokio::time::Instant::now() + POLL_WAIT;
-        while answered < asked.len() {
-            let Ok(Ok((n, from))) =
-                tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
-            else {
-                break;
-            };
-            let from = crate::probe_socket::canonical(from);
-            let Some((_, txid)) = asked.iter().find(|(a, _)| *a == from) else {
-                continue;
-            };
-            let Some(answer) = krpc::response(&buf[..n], *txid) else {
-                continue;
-            };
-            answered += 1;
-            let (Some(seq), Some(value)) = (answer.seq, answer.value) else {
-                continue;
-            };
-            match keys.open(value, now_ms()) {
-                // The signed sequence number must be the sealed time, or a node replays an
-                // old value under a higher number.
-                Ok(r) if r.sent_at_ms as i64 == seq => {
-                    if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
-                        best = Some(r);
-                    }
-                }
-                Ok(_) => debug!("rendezvous record with a mismatched sequence ignored"),
-                Err(e) => debug!(error = %e, "rendezvous record ignored"),
-            }
-        }
+        let target = target_of(&keys);
+        let seeds = self.seeds(&target).await;
+        let socket = TargetSocket::open(self.bind).await?;
+        let stored = socket
+            .store(
+                target,
+                &seeds,
+                self.limits,
+                Item {
+                    key: *item.key(),
+                    seq: item.seq(),
+                    sig: *item.signature(),
+                    value,
+                },
+            )
+            .await;
+        self.learn(&stored);
         debug!(
-            asked = asked.len(),
-            answered,
-            found = best.is_some(),
-            "polled the closest nodes"
+            stored = stored.stored(),
+            queries = stored.queries(),
+            "record stored"
         );
-        if answered == 0 {
-            // The nodes went away: find the closest ones again next time.
-            self.closest
-                .lock()
-                .expect("closest-nodes lock poisoned")
-                .remove(&dht_key);
-            return None;
+        if stored.stored() == 0 {
+            return Err(DhtError::Publish("no DHT node stored the record".into()));
         }
-        Some(best.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)))
+        Ok(())
     }
 
-    /// The socket `dht_key` is polled from, opened on first use (with its own node ID and
-    /// transaction counter, as one DHT client would have); sockets of keys not polled for
-    /// two minutes (last hour's, a former contact's) are closed.
-    async fn poll_socket(&self, dht_key: &[u8; 32]) -> Option<Arc<PollSocket>> {
-        let now = std::time::Instant::now();
+    /// The newest record `peer` published for us this epoch (or, early in the epoch, the last
+    /// one), newer than `after` (a `sent_at_ms`) if given: a walk across the DHT from a socket
+    /// of its own, ending at the first record that opens.
+    pub async fn lookup(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
+        let pair = self.pair(peer)?;
+        for epoch in epochs_to_read(now_ms()) {
+            let keys = pair.incoming(epoch);
+            let target = target_of(&keys);
+            let seeds = self.seeds(&target).await;
+            let Ok(socket) = TargetSocket::open(self.bind).await else {
+                continue;
+            };
+            let (walk, found) = socket.read(target, after, &seeds, self.limits, &keys).await;
+            self.learn(&walk);
+            if let Some(r) = found.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Like [`Self::lookup`], but from the socket this target is polled from, asking the few
+    /// nodes closest to it (found by a walk on the first poll): a poll every few seconds costs
+    /// a handful of datagrams, not a walk across the DHT.
+    pub async fn poll(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
+        let pair = self.pair(peer)?;
+        for epoch in epochs_to_read(now_ms()) {
+            let keys = pair.incoming(epoch);
+            let target = target_of(&keys);
+            let Some(poller) = self.poll_socket(&target).await else {
+                continue;
+            };
+            // One poll at a time per socket: two would take each other's answers.
+            let mut state = poller.state.lock().await;
+            let closest = state
+                .closest
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < CLOSEST_FOR)
+                .map(|(c, _)| c.clone());
+            let (seeds, limits) = match closest {
+                Some(c) => (
+                    c.into_iter().map(|(a, id)| (a, Some(id))).collect(),
+                    Limits {
+                        k: POLL_NODES,
+                        max_queries: 2 * POLL_NODES,
+                        ..self.limits
+                    },
+                ),
+                None => (self.seeds(&target).await, self.limits),
+            };
+            let (walk, found) = poller
+                .read_with(&mut state, target, after, &seeds, limits, &keys)
+                .await;
+            self.learn(&walk);
+            let closest = walk.closest();
+            state.closest = (!closest.is_empty()).then(|| {
+                (
+                    closest.into_iter().take(POLL_NODES).collect(),
+                    std::time::Instant::now(),
+                )
+            });
+            if let Some(r) = found.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// The socket `target` is polled from, opened on first use (with its own node ID and
+    /// transaction counter, as one DHT client would have); sockets of targets not polled for
+    /// two minutes (the last epoch's, a former contact's) are closed.
+    async fn poll_socket(&self, target: &[u8; 20]) -> Option<Arc<TargetSocket>> {
         if let Some(p) = self
-            .poll_sockets
+            .polls
             .lock()
             .expect("poll socket lock poisoned")
-            .get(dht_key)
+            .get(target)
         {
-            *p.used.lock().expect("poll socket lock poisoned") = now;
+            p.touch();
             return Some(p.clone());
         }
-        let socket = tokio::net::UdpSocket::bind((self.bind, 0)).await.ok()?;
-        let (mut start, mut id) = ([0u8; 4], [0u8; 20]);
-        getrandom::fill(&mut start).expect("the OS random source works");
-        getrandom::fill(&mut id).expect("the OS random source works");
-        let fresh = Arc::new(PollSocket {
-            socket,
-            state: tokio::sync::Mutex::new((krpc::TxIds::new(start), id)),
-            used: std::sync::Mutex::new(now),
-        });
-        let mut all = self.poll_sockets.lock().expect("poll socket lock poisoned");
-        all.retain(|_, p| {
-            p.used
-                .lock()
-                .map(|u| u.elapsed() < POLL_SOCKET_IDLE)
-                .unwrap_or(false)
-        });
-        // Another poll of the same key may have opened one meanwhile: keep the first.
-        Some(all.entry(*dht_key).or_insert(fresh).clone())
+        let fresh = Arc::new(TargetSocket::open(self.bind).await.ok()?);
+        let mut all = self.polls.lock().expect("poll socket lock poisoned");
+        all.retain(|_, p| p.idle() < POLL_SOCKET_IDLE);
+        // Another poll of the same target may have opened one meanwhile: keep the first.
+        Some(all.entry(*target).or_insert(fresh).clone())
+    }
+
+    /// How many polling sockets are open (one per target polled lately).
+    pub fn polling_sockets(&self) -> usize {
+        self.polls.lock().expect("poll socket lock poisoned").len()
     }
 
     /// The key that lets us into `peer`'s node (and them into ours).
@@ -475,6 +500,205 @@ impl Rendezvous {
         self.pair(peer).map(|p| p.punch_key(call_id))
     }
 }
+
+/// The epochs whose records a reader asks for at `now`: this one, and early in it the last
+/// one too (the publisher's clock may be behind, or its new record not yet stored).
+fn epochs_to_read(now: u64) -> Vec<u64> {
+    let mut epochs = vec![epoch_of(now)];
+    if now % EPOCH_MS < 60_000 {
+        epochs.push(epoch_of(now).saturating_sub(1));
+    }
+    epochs
+}
+
+/// A UDP socket with a node ID and transaction counter of its own, used for one target (and
+/// so one epoch) only: what one DHT node sees of it never joins two targets.
+struct TargetSocket {
+    socket: tokio::net::UdpSocket,
+    state: tokio::sync::Mutex<TargetState>,
+    used: std::sync::Mutex<std::time::Instant>,
+}
+
+struct TargetState {
+    node_id: [u8; 20],
+    txids: krpc::TxIds,
+    /// The nodes closest to the target, and when they were found.
+    closest: Option<(Vec<NodeRef>, std::time::Instant)>,
+}
+
+/// A DHT node: its address and ID.
+type NodeRef = (SocketAddr, [u8; 20]);
+
+impl TargetSocket {
+    async fn open(bind: Ipv4Addr) -> std::io::Result<Self> {
+        Ok(Self {
+            socket: tokio::net::UdpSocket::bind((bind, 0)).await?,
+            state: tokio::sync::Mutex::new(TargetState {
+                node_id: random(),
+                txids: krpc::TxIds::new(random()),
+                closest: None,
+            }),
+            used: std::sync::Mutex::new(std::time::Instant::now()),
+        })
+    }
+
+    fn touch(&self) {
+        *self.used.lock().expect("socket lock poisoned") = std::time::Instant::now();
+    }
+
+    fn idle(&self) -> Duration {
+        self.used.lock().expect("socket lock poisoned").elapsed()
+    }
+
+    /// A walk to `target` that stores nothing.
+    async fn walk(
+        &self,
+        target: [u8; 20],
+        seq: Option<i64>,
+        seeds: &[(SocketAddr, Option<[u8; 20]>)],
+        limits: Limits,
+    ) -> Walk {
+        let mut state = self.state.lock().await;
+        let mut walk = Walk::new(
+            target,
+            state.node_id,
+            state.txids.clone(),
+            seq,
+            seeds,
+            limits,
+        );
+        self.drive(&mut walk, |_| false).await;
+        state.txids = walk.txids();
+        walk
+    }
+
+    /// A walk to `target` that stores `item` at the closest nodes.
+    async fn store(
+        &self,
+        target: [u8; 20],
+        seeds: &[(SocketAddr, Option<[u8; 20]>)],
+        limits: Limits,
+        item: Item,
+    ) -> Walk {
+        let mut state = self.state.lock().await;
+        let walk = Walk::new(
+            target,
+            state.node_id,
+            state.txids.clone(),
+            None,
+            seeds,
+            limits,
+        );
+        let Ok(mut walk) = walk.store(item) else {
+            return Walk::new(
+                target,
+                state.node_id,
+                state.txids.clone(),
+                None,
+                &[],
+                limits,
+            );
+        };
+        self.drive(&mut walk, |_| false).await;
+        state.txids = walk.txids();
+        walk
+    }
+
+    /// A walk to `target` that ends at the first value that opens under `keys`.
+    async fn read(
+        &self,
+        target: [u8; 20],
+        after: Option<u64>,
+        seeds: &[(SocketAddr, Option<[u8; 20]>)],
+        limits: Limits,
+        keys: &RecordKeys,
+    ) -> (Walk, Option<Record>) {
+        let mut state = self.state.lock().await;
+        self.read_with(&mut state, target, after, seeds, limits, keys)
+            .await
+    }
+
+    async fn read_with(
+        &self,
+        state: &mut TargetState,
+        target: [u8; 20],
+        after: Option<u64>,
+        seeds: &[(SocketAddr, Option<[u8; 20]>)],
+        limits: Limits,
+        keys: &RecordKeys,
+    ) -> (Walk, Option<Record>) {
+        let seq = after.map(|a| a as i64);
+        let mut walk = Walk::new(
+            target,
+            state.node_id,
+            state.txids.clone(),
+            seq,
+            seeds,
+            limits,
+        );
+        let mut best: Option<Record> = None;
+        self.drive(&mut walk, |found| {
+            for f in found {
+                if let Some(r) = open_found(keys, f) {
+                    if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
+                        best = Some(r);
+                    }
+                }
+            }
+            best.is_some()
+        })
+        .await;
+        state.txids = walk.txids();
+        (walk, best)
+    }
+
+    /// Runs `walk` on this socket until it ends or `enough` says the values found so far are
+    /// enough.
+    async fn drive(&self, walk: &mut Walk, mut enough: impl FnMut(&[Found]) -> bool) {
+        self.touch();
+        let start = tokio::time::Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut buf = [0u8; 1500];
+        // However the nodes behave, a walk ends.
+        let give_up = start + WALK_LIMIT;
+        loop {
+            while let Some((to, query)) = walk.poll_transmit(now()) {
+                if let Err(e) = self.socket.send_to(&query, to).await {
+                    debug!(error = %e, "a DHT query could not be sent");
+                }
+            }
+            let found = walk.take_found();
+            if !found.is_empty() && enough(&found) {
+                break;
+            }
+            if walk.is_done() {
+                break;
+            }
+            let wake = walk
+                .poll_timeout(now())
+                .map(|t| start + Duration::from_millis(t))
+                .unwrap_or(give_up)
+                .min(give_up);
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        walk.handle(now(), crate::probe_socket::canonical(from), &buf[..n]);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= give_up {
+                        break;
+                    }
+                    walk.handle_timeout(now());
+                }
+            }
+        }
+        self.touch();
+    }
+}
+
+/// The longest one walk may take, whatever the nodes do.
+const WALK_LIMIT: Duration = Duration::from_secs(15);
 
 /// Where we can be reached, as published.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -654,19 +878,8 @@ impl Node {
     }
 }
 
-/// One record key's polling socket.
-struct PollSocket {
-    socket: tokio::net::UdpSocket,
-    /// Transaction IDs and node ID; locked for the length of a poll.
-    state: tokio::sync::Mutex<(krpc::TxIds, [u8; 20])>,
-    used: std::sync::Mutex<std::time::Instant>,
-}
-
 /// A polling socket unused this long is closed.
 const POLL_SOCKET_IDLE: Duration = Duration::from_secs(120);
-
-/// How long a poll waits for the nodes' answers.
-const POLL_WAIT: Duration = Duration::from_millis(1000);
 
 /// How long a caller behind a symmetric NAT waits for the router's answer about a port
 /// mapping after measuring its addresses (a router that speaks PCP or NAT-PMP answers within

@@ -1,0 +1,333 @@
+//! What DHT nodes see of a listener with three contacts and of a caller, captured by the
+//! nodes themselves: a small DHT of our own on loopback whose nodes store what they are given
+//! and write down every query (source socket, node ID, target). No socket and no node ID ever
+//! asks about two targets (so none joins two pairs, two directions or two epochs), and a
+//! call still connects through it.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use extrasafe_net::core::rendezvous::{epoch_of, PairSecret};
+use extrasafe_net::core::{Identity, PeerId};
+use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+use extrasafe_net::{AcceptPolicy, Node};
+
+/// A bencoded value.
+#[derive(Clone, Debug)]
+enum B {
+    Int(i64),
+    Bytes(Vec<u8>),
+    /// Parsed to stay in step; no query we read has one.
+    #[allow(dead_code)]
+    List(Vec<B>),
+    Dict(Vec<(Vec<u8>, B)>),
+}
+
+impl B {
+    fn parse(b: &[u8], i: &mut usize) -> Option<B> {
+        match *b.get(*i)? {
+            b'i' => {
+                let end = *i + b[*i..].iter().position(|c| *c == b'e')?;
+                let n = std::str::from_utf8(&b[*i + 1..end]).ok()?.parse().ok()?;
+                *i = end + 1;
+                Some(B::Int(n))
+            }
+            c @ (b'l' | b'd') => {
+                *i += 1;
+                let mut items = Vec::new();
+                while *b.get(*i)? != b'e' {
+                    items.push(B::parse(b, i)?);
+                }
+                *i += 1;
+                if c == b'l' {
+                    return Some(B::List(items));
+                }
+                let mut pairs = Vec::new();
+                let mut it = items.into_iter();
+                while let (Some(B::Bytes(k)), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((k, v));
+                }
+                Some(B::Dict(pairs))
+            }
+            _ => {
+                let colon = *i + b[*i..].iter().position(|c| *c == b':')?;
+                let n: usize = std::str::from_utf8(&b[*i..colon]).ok()?.parse().ok()?;
+                let s = b.get(colon + 1..colon + 1 + n)?.to_vec();
+                *i = colon + 1 + n;
+                Some(B::Bytes(s))
+            }
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&B> {
+        match self {
+            B::Dict(d) => d.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn bytes(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.get(key)? {
+            B::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn int(&self, key: &[u8]) -> Option<i64> {
+        match self.get(key)? {
+            B::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+fn string(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.extend_from_slice(format!("{}:{key}{}:", key.len(), value.len()).as_bytes());
+    out.extend_from_slice(value);
+}
+
+/// One query as a node saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    from: SocketAddr,
+    node_id: Vec<u8>,
+    /// `None` for a ping.
+    target: Option<[u8; 20]>,
+    put: bool,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+type Stored = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+
+/// Starts `n` DHT nodes on 127.0.0.1 that know each other, store mutable items and log every
+/// query.
+async fn small_dht(n: usize, log: Log) -> Vec<String> {
+    let mut sockets = Vec::new();
+    let mut table = Vec::new();
+    for _ in 0..n {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut id = [0u8; 20];
+        getrandom::fill(&mut id).unwrap();
+        let SocketAddr::V4(a) = s.local_addr().unwrap() else {
+            unreachable!()
+        };
+        table.extend_from_slice(&id);
+        table.extend_from_slice(&a.ip().octets());
+        table.extend_from_slice(&a.port().to_be_bytes());
+        sockets.push((s, id));
+    }
+    let mut bootstrap = Vec::new();
+    for (socket, id) in sockets {
+        bootstrap.push(socket.local_addr().unwrap().to_string());
+        let (log, table) = (log.clone(), table.clone());
+        tokio::spawn(async move {
+            let mut store: HashMap<[u8; 20], Stored> = HashMap::new();
+            let mut buf = [0u8; 1500];
+            loop {
+                let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Some(q) = B::parse(&buf[..len], &mut 0) else {
+                    continue;
+                };
+                let (Some(t), Some(kind), Some(args)) = (q.bytes(b"t"), q.bytes(b"q"), q.get(b"a"))
+                else {
+                    continue;
+                };
+                let target: Option<[u8; 20]> =
+                    args.bytes(b"target").and_then(|t| t.try_into().ok());
+                log.lock().unwrap().push(Seen {
+                    from,
+                    node_id: args.bytes(b"id").unwrap_or_default().to_vec(),
+                    target,
+                    put: kind == b"put",
+                });
+                let mut r = b"d".to_vec();
+                let SocketAddr::V4(f) = from else { continue };
+                let mut ip = f.ip().octets().to_vec();
+                ip.extend_from_slice(&f.port().to_be_bytes());
+                string(&mut r, "ip", &ip);
+                r.extend_from_slice(b"1:rd");
+                string(&mut r, "id", &id);
+                match (kind, target) {
+                    (b"get", Some(target)) => {
+                        if let Some((k, seq, sig, v)) = store.get(&target) {
+                            string(&mut r, "k", k);
+                            string(&mut r, "nodes", &table);
+                            r.extend_from_slice(format!("3:seqi{seq}e").as_bytes());
+                            string(&mut r, "sig", sig);
+                            string(&mut r, "token", b"tk");
+                            string(&mut r, "v", v);
+                        } else {
+                            string(&mut r, "nodes", &table);
+                            string(&mut r, "token", b"tk");
+                        }
+                    }
+                    (b"put", Some(target)) => {
+                        let item = (
+                            args.bytes(b"k").unwrap_or_default().to_vec(),
+                            args.int(b"seq").unwrap_or_default(),
+                            args.bytes(b"sig").unwrap_or_default().to_vec(),
+                            args.bytes(b"v").unwrap_or_default().to_vec(),
+                        );
+                        if store.get(&target).is_none_or(|old| old.1 <= item.1) {
+                            store.insert(target, item);
+                        }
+                    }
+                    _ => {}
+                }
+                r.push(b'e');
+                string(&mut r, "t", t);
+                string(&mut r, "y", b"r");
+                r.push(b'e');
+                let _ = socket.send_to(&r, from).await;
+            }
+        });
+    }
+    bootstrap
+}
+
+fn target(secret: &PairSecret, outgoing: bool, epoch: u64) -> [u8; 20] {
+    let keys = if outgoing {
+        secret.outgoing(epoch)
+    } else {
+        secret.incoming(epoch)
+    };
+    *mainline::MutableItem::target_from_key(&keys.dht_key(), None).as_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_socket_or_node_id_asks_about_two_targets() {
+    let log: Log = Default::default();
+    let bootstrap = small_dht(10, log.clone()).await;
+    let config = DhtConfig {
+        bootstrap,
+        bind: std::net::Ipv4Addr::LOCALHOST,
+        poll: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(500),
+        ..DhtConfig::default()
+    };
+    let bob_id = Identity::generate();
+    let contacts: Vec<Identity> = (0..3).map(|_| Identity::generate()).collect();
+    let peers: Vec<PeerId> = contacts.iter().map(Identity::peer_id).collect();
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &peers),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let bob_rv =
+        Arc::new(Rendezvous::start(dht::pair_secrets(&bob_id, &peers).unwrap(), &config).unwrap());
+    let served = dht::serve(bob.clone(), bob_rv.clone(), config.clone());
+    let (mut intents, mut published) = (served.intents, served.published);
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's records were never stored")
+        .unwrap();
+
+    // The first contact calls.
+    let alice = Node::bind(&contacts[0], common::config(AcceptPolicy::Anyone))
+        .await
+        .unwrap();
+    let alice_rv = Rendezvous::start(
+        dht::pair_secrets(&contacts[0], &[bob.peer_id()]).unwrap(),
+        &config,
+    )
+    .unwrap();
+    let answer = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let intent = intents.recv().await.expect("an intent");
+            bob.answer_punch(intent).await
+        })
+    };
+    let mut call = alice.call_contact(&alice_rv, bob.peer_id()).await.unwrap();
+    let mut inc = incoming(&bob).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    answer.await.unwrap().unwrap();
+    // A few more polls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let seen = log.lock().unwrap().clone();
+    let mut by_socket: HashMap<SocketAddr, HashSet<Option<[u8; 20]>>> = HashMap::new();
+    let mut by_id: HashMap<Vec<u8>, HashSet<Option<[u8; 20]>>> = HashMap::new();
+    for s in &seen {
+        by_socket.entry(s.from).or_default().insert(s.target);
+        by_id.entry(s.node_id.clone()).or_default().insert(s.target);
+    }
+    for (socket, targets) in &by_socket {
+        assert_eq!(targets.len(), 1, "{socket} asked about {targets:?}");
+    }
+    for (id, targets) in &by_id {
+        assert_eq!(
+            targets.len(),
+            1,
+            "node ID {id:02x?} asked about {targets:?}"
+        );
+    }
+    // Every target asked about is one of the pairs' records, in this epoch or the last.
+    let now = epoch_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let mut known = HashMap::new();
+    for (i, c) in contacts.iter().enumerate() {
+        let bobs = PairSecret::new(&bob_id, &c.peer_id()).unwrap();
+        for epoch in [now - 1, now] {
+            known.insert(target(&bobs, true, epoch), format!("bob→{i}"));
+            known.insert(target(&bobs, false, epoch), format!("{i}→bob"));
+        }
+    }
+    let gets: Vec<&Seen> = seen.iter().filter(|s| s.target.is_some()).collect();
+    for s in &gets {
+        assert!(
+            known.contains_key(&s.target.unwrap()),
+            "a walk to a target that is no pair's record"
+        );
+    }
+    let puts: HashSet<&String> = gets
+        .iter()
+        .filter(|s| s.put)
+        .map(|s| &known[&s.target.unwrap()])
+        .collect();
+    let read: HashSet<&String> = gets
+        .iter()
+        .filter(|s| !s.put)
+        .map(|s| &known[&s.target.unwrap()])
+        .collect();
+    // Bob stored a record for each contact and polled each contact's; Alice stored hers.
+    for i in 0..3 {
+        assert!(puts.contains(&format!("bob→{i}")), "{puts:?}");
+        assert!(read.contains(&format!("{i}→bob")), "{read:?}");
+    }
+    assert!(puts.contains(&"0→bob".to_string()));
+    // Bob polled each contact's record from one socket, poll after poll (two if an epoch
+    // began meanwhile: a new epoch's record has a new target).
+    let putters: HashSet<SocketAddr> = gets.iter().filter(|s| s.put).map(|s| s.from).collect();
+    for i in 0..3 {
+        let label = format!("{i}→bob");
+        let polls: Vec<&&Seen> = gets
+            .iter()
+            .filter(|s| known[&s.target.unwrap()] == label && !putters.contains(&s.from))
+            .collect();
+        let sockets: HashSet<SocketAddr> = polls.iter().map(|s| s.from).collect();
+        assert!(
+            (1..=2).contains(&sockets.len()) && polls.len() >= 3 * sockets.len(),
+            "{label}: {} gets from {sockets:?}",
+            polls.len()
+        );
+    }
+}
