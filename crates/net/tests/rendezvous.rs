@@ -17,8 +17,8 @@ fn dht_config(testnet: &mainline::Testnet) -> DhtConfig {
         bootstrap: testnet.bootstrap.clone(),
         bind: std::net::Ipv4Addr::LOCALHOST,
         poll: Duration::from_millis(500),
-        // Every lookup and store waits for its slowest request; on a loopback testnet all
-        // answer at once, so a short timeout only makes the test quicker.
+        // On a loopback testnet every node answers at once; a short timeout only makes a
+        // walk give up sooner on a node that has gone.
         request_timeout: Duration::from_millis(500),
         ..DhtConfig::default()
     }
