@@ -84,7 +84,7 @@ impl From<CallError> for Failure {
             CallError::NoDirectPath(report) => Failure::new(NO_DIRECT_PATH, report.explain()),
             CallError::NotPublished => Failure::new(
                 UNREACHABLE,
-                "They have published no address this hour: they are offline, not running \
+                "They have published no address in the last ten minutes: they are offline, not running \
                  `extrasafe listen`, or it runs with --no-dht. Try again later, or ask for a \
                  fresh ticket.",
             ),

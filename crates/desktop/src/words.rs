@@ -212,8 +212,8 @@ fn call_failed(who: &str, e: &CallError) -> String {
             report.explain().trim_start_matches("No direct path: ")
         ),
         CallError::NotPublished => format!(
-            "{who} is not online: they have not been on the internet with EXTRA SAFE open this \
-             hour. Try again later."
+            "{who} is not online: they have not been on the internet with EXTRA SAFE open in the \
+             last ten minutes. Try again later."
         ),
         CallError::Rendezvous(why) => format!(
             "Could not look {who} up over the internet ({why}). Check your internet connection."

@@ -60,8 +60,8 @@ pub enum CallError {
     /// would help).
     #[error("{}", .0.explain())]
     NoDirectPath(extrasafe_core::punch::PunchReport),
-    /// The contact published no rendezvous record this hour.
-    #[error("the contact has no rendezvous record this hour: it is offline, or its app is not listening with the DHT on")]
+    /// The contact published no rendezvous record this epoch (ten minutes).
+    #[error("the contact has no rendezvous record in the last ten minutes: it is offline, or its app is not listening with the DHT on")]
     NotPublished,
     /// The DHT could not be used.
     #[error("the DHT could not be used: {0}")]
