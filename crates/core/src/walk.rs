@@ -207,21 +207,20 @@ impl Walk {
 
     /// The closest nodes that answered, closest first (at most `k`): where to ask next time.
     pub fn closest(&self) -> Vec<(SocketAddr, [u8; 20])> {
-        self.candidates
-            .iter()
-            .filter(|c| matches!(c.state, State::Answered { .. }))
-            .filter_map(|c| Some((c.addr, c.id?)))
-            .take(self.limits.k)
-            .collect()
+        self.answered_nodes().take(self.limits.k).collect()
     }
 
     /// Every node that answered (to remember as a place to start later walks).
     pub fn answered(&self) -> Vec<(SocketAddr, [u8; 20])> {
+        self.answered_nodes().collect()
+    }
+
+    /// Nodes that answered and told their ID, closest first.
+    fn answered_nodes(&self) -> impl Iterator<Item = (SocketAddr, [u8; 20])> + '_ {
         self.candidates
             .iter()
             .filter(|c| matches!(c.state, State::Answered { .. }))
             .filter_map(|c| Some((c.addr, c.id?)))
-            .collect()
     }
 
     fn key(&self, c: &Candidate) -> (bool, [u8; 20]) {

@@ -384,7 +384,8 @@ impl Rendezvous {
                     value,
                 },
             )
-            .await;
+            .await
+            .map_err(|e| DhtError::Publish(e.to_string()))?;
         self.learn(&stored);
         debug!(
             stored = stored.stored(),
@@ -579,29 +580,20 @@ impl TargetSocket {
         seeds: &[(SocketAddr, Option<[u8; 20]>)],
         limits: Limits,
         item: Item,
-    ) -> Walk {
+    ) -> Result<Walk, walk::ItemError> {
         let mut state = self.state.lock().await;
-        let walk = Walk::new(
+        let mut walk = Walk::new(
             target,
             state.node_id,
             state.txids.clone(),
             None,
             seeds,
             limits,
-        );
-        let Ok(mut walk) = walk.store(item) else {
-            return Walk::new(
-                target,
-                state.node_id,
-                state.txids.clone(),
-                None,
-                &[],
-                limits,
-            );
-        };
+        )
+        .store(item)?;
         self.drive(&mut walk, |_| false).await;
         state.txids = walk.txids();
-        walk
+        Ok(walk)
     }
 
     /// A walk to `target` that ends at the first value that opens under `keys`.
