@@ -40,6 +40,16 @@ fn main() {
     // A call is light work at a steady pace: one thread keeps its wake-ups cheap (0.75 % of
     // a core less per side than two workers). Bulk transfers want both cores: QUIC's
     // crypto on one, disk and hashing on the other.
+    // A call's audio, its network and the sound client run on this thread and on threads it
+    // starts: raise its priority now, where the system allows it, so that a busy machine does
+    // not cut holes in the sound. Bulk transfers and the rest keep the default.
+    if matches!(
+        cli.command,
+        Command::Listen(_) | Command::Call(_) | Command::Demo(_)
+    ) {
+        let boost = extrasafe_devices::priority::raise_for_audio();
+        tracing::debug!(?boost, "call priority");
+    }
     let runtime = match &cli.command {
         Command::Send(_) | Command::Receive(_) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

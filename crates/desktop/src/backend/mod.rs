@@ -82,6 +82,11 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("backend".into())
         .spawn(move || {
+            // Calls' audio, the network and the sound client run on threads this one starts:
+            // they inherit a raised priority where the system allows it (the window's own
+            // drawing keeps the default).
+            let boost = extrasafe_devices::priority::raise_for_audio();
+            tracing::debug!(?boost, "backend priority");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
