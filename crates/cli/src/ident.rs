@@ -30,6 +30,18 @@ impl Loaded {
         }
     }
 
+    /// Our contacts' rendezvous roots, kept in the contact list (none for an ephemeral
+    /// identity): calls with a contact replace them.
+    pub fn roots(&self) -> Result<Option<std::sync::Arc<extrasafe_net::roots::Roots>>, Failure> {
+        match &self.store {
+            Some(store) => Ok(Some(extrasafe_net::roots::Roots::stored(
+                store,
+                &self.identity,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     /// The keys that let these peers in (and us into their nodes).
     pub fn contact_keys(
         &self,

@@ -900,10 +900,35 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     assert_eq!(connected["peer_id"], alice_id.as_str());
     writeln!(c.stdin.as_mut().unwrap(), "found you").unwrap();
     assert_eq!(lev.until("chat")["text"], "found you");
+    // During the call both replace the root of their records (forward secrecy): each
+    // contact file holds the same new root, which is not the pair's key-exchange secret.
+    let open = |data: &str| {
+        let store = extrasafe_net::IdentityStore::at(data);
+        let me = store.load(None).unwrap();
+        let book = store.load_contacts(&me).unwrap();
+        (me, book)
+    };
+    let root_of = |data: &str| {
+        let (me, book) = open(data);
+        let c = book.list()[0].clone();
+        (me, c.peer, c.roots)
+    };
+    let mut waited = 0;
+    while root_of(&bob_data).2.is_none() || root_of(&alice_data).2.is_none() {
+        assert!(waited < 200, "the roots were never replaced");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
     writeln!(l.stdin.as_mut().unwrap(), "/hangup").unwrap();
     assert_eq!(wait(l), 0);
     drop(c.stdin.take());
     assert_eq!(wait(c), 0);
+    let (alice_me, bob_peer, alice_roots) = root_of(&alice_data);
+    let (_, _, bob_roots) = root_of(&bob_data);
+    let (alice_roots, bob_roots) = (alice_roots.unwrap(), bob_roots.unwrap());
+    assert_eq!(alice_roots.current(), bob_roots.current());
+    let first = extrasafe_net::core::rendezvous::PairSecret::new(&alice_me, &bob_peer).unwrap();
+    assert_ne!(alice_roots.current(), first.initial_root());
     let _ = std::fs::remove_dir_all(&alice_dir);
     let _ = std::fs::remove_dir_all(&bob_dir);
 }

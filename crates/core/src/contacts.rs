@@ -1,25 +1,31 @@
 //! The contact list: names the user gave to peer IDs, where each was last reachable, and
 //! whether the safety code was compared with them. Kept on the device only, encrypted at rest
 //! under a key derived from the identity, so the file alone tells nobody whom the user knows.
-//! It holds no call history: nothing is recorded about calls, only what the user entered.
+//! It holds no call history; the one thing a call changes is the contact's rendezvous root
+//! (replaced in every call, for forward secrecy: see `crate::inbox::RootState`).
 //!
 //! ```text
-//! file = "ESC" 0x01 | nonce: 24 | XChaCha20-Poly1305(key, nonce, aad = the 4 magic bytes,
+//! file = "ESC" 0x02 | nonce: 24 | XChaCha20-Poly1305(key, nonce, aad = the 4 magic bytes,
 //!                                                  postcard(list of contacts))
+//! (version 0x01, without roots, is still read)
 //! key  = BLAKE3 derive_key("EXTRA SAFE 2026 contacts at rest v1", identity seed)
 //! ```
 //! A contact's addresses are stored as its ticket text and read back with the ticket parser,
 //! so one hostile-input-tested parser covers both.
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::identity::{Identity, PeerId};
+use crate::inbox::RootState;
 use crate::sealed;
 use crate::text::is_invisible_or_control;
 use crate::ticket::Ticket;
 
-const MAGIC: [u8; 4] = *b"ESC\x01";
+/// The file's first bytes: version 2 keeps each contact's rendezvous roots.
+const MAGIC: [u8; 4] = *b"ESC\x02";
+/// Version 1 (no roots) is still read.
+const MAGIC_V1: [u8; 4] = *b"ESC\x01";
 const NONCE_LEN: usize = 24;
 /// At most this many contacts (a file claiming more is refused).
 pub const MAX_CONTACTS: usize = 10_000;
@@ -67,6 +73,9 @@ pub struct Contact {
     pub secret: Option<crate::access::TicketSecret>,
     /// The safety code was compared with them and matched.
     pub verified: bool,
+    /// The root our rendezvous records with them come from, as the last call left it; `None`
+    /// until the first call (the pair's key-exchange secret is the root then).
+    pub roots: Option<RootState>,
 }
 
 impl Contact {
@@ -96,6 +105,25 @@ struct Stored {
     /// The ticket text, or empty when no address is known.
     ticket: String,
     verified: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredV2 {
+    name: String,
+    peer: [u8; 32],
+    /// The ticket text, or empty when no address is known.
+    ticket: String,
+    verified: bool,
+    /// The current rendezvous root and, until the peer confirmed it, the previous one.
+    root: Option<[u8; 32]>,
+    previous: Option<[u8; 32]>,
+}
+
+impl Drop for StoredV2 {
+    fn drop(&mut self) {
+        self.root.zeroize();
+        self.previous.zeroize();
+    }
 }
 
 /// The key the contact list is sealed with.
@@ -219,6 +247,7 @@ impl ContactBook {
             addrs,
             secret: None,
             verified: false,
+            roots: None,
         });
         Ok(Added::New)
     }
@@ -251,16 +280,30 @@ impl ContactBook {
         Ok(&self.contacts[i])
     }
 
+    /// Replaces what is kept of the rendezvous roots with `peer`; `false` if `peer` is not a
+    /// contact.
+    pub fn set_roots(&mut self, peer: &PeerId, roots: Option<RootState>) -> bool {
+        match self.contacts.iter_mut().find(|c| c.peer == *peer) {
+            Some(c) => {
+                c.roots = roots;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The sealed file. `nonce` must be fresh random bytes for every write.
     pub fn encode(&self, key: &ContactsKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
-        let stored: Vec<Stored> = self
+        let stored: Vec<StoredV2> = self
             .contacts
             .iter()
-            .map(|c| Stored {
+            .map(|c| StoredV2 {
                 name: c.name.clone(),
                 peer: *c.peer.as_bytes(),
                 ticket: c.stored_ticket().map(|t| t.to_string()).unwrap_or_default(),
                 verified: c.verified,
+                root: c.roots.as_ref().map(|r| *r.current()),
+                previous: c.roots.as_ref().and_then(|r| r.previous().copied()),
             })
             .collect();
         let plain = Zeroizing::new(postcard::to_allocvec(&stored).expect("contacts serialize"));
@@ -280,19 +323,39 @@ impl ContactBook {
         if bytes.len() < MAGIC.len() + NONCE_LEN + 16 {
             return Err(ContactsError::Malformed("too short"));
         }
-        if bytes[..4] != MAGIC {
+        let magic: [u8; 4] = bytes[..4].try_into().expect("length checked");
+        if magic != MAGIC && magic != MAGIC_V1 {
             return Err(ContactsError::Malformed("not a contacts file"));
         }
         let nonce: &[u8; NONCE_LEN] = bytes[4..4 + NONCE_LEN].try_into().expect("length checked");
-        let plain = sealed::open(&key.0, nonce, &MAGIC, &bytes[4 + NONCE_LEN..])
+        let plain = sealed::open(&key.0, nonce, &magic, &bytes[4 + NONCE_LEN..])
             .ok_or(ContactsError::WrongKey)?;
+        if magic == MAGIC_V1 {
+            let stored: Vec<Stored> =
+                postcard::from_bytes(&plain).map_err(|_| ContactsError::Malformed("entries"))?;
+            return Self::from_entries(stored.into_iter().map(|s| StoredV2 {
+                name: s.name,
+                peer: s.peer,
+                ticket: s.ticket,
+                verified: s.verified,
+                root: None,
+                previous: None,
+            }));
+        }
         Self::from_plaintext(&plain)
     }
 
-    /// The list from the decrypted entries, each checked as if it came from a stranger.
+    /// The list from the decrypted entries (version 2), each checked as if it came from a
+    /// stranger.
     pub fn from_plaintext(plain: &[u8]) -> Result<Self, ContactsError> {
-        let stored: Vec<Stored> =
+        let stored: Vec<StoredV2> =
             postcard::from_bytes(plain).map_err(|_| ContactsError::Malformed("entries"))?;
+        Self::from_entries(stored.into_iter())
+    }
+
+    fn from_entries(
+        stored: impl ExactSizeIterator<Item = StoredV2>,
+    ) -> Result<Self, ContactsError> {
         if stored.len() > MAX_CONTACTS {
             return Err(ContactsError::TooMany);
         }
@@ -320,9 +383,17 @@ impl ContactBook {
                 return Err(ContactsError::Malformed("the same peer twice"));
             }
             book.add_ticket(&s.name, &ticket)?;
-            if s.verified {
-                book.contacts.last_mut().expect("just added").verified = true;
-            }
+            let added = book.contacts.last_mut().expect("just added");
+            added.verified = s.verified;
+            added.roots = match (s.root, s.previous) {
+                (Some(root), previous) => Some(RootState::new(root, previous)),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(ContactsError::Malformed(
+                        "a previous root without a current one",
+                    ))
+                }
+            };
         }
         Ok(book)
     }
@@ -366,6 +437,63 @@ mod tests {
         assert!(c.verified);
         assert_eq!(c.ticket().unwrap().addrs, vec![addr]);
         assert!(book.find("bob").unwrap().ticket().is_none());
+    }
+
+    #[test]
+    fn roots_are_kept_sealed_and_version_one_files_still_open() {
+        let me = Identity::generate();
+        let key = ContactsKey::of(&me);
+        let mut book = ContactBook::default();
+        let (alice, bob) = (peer(), peer());
+        book.add("alice", alice, vec![]).unwrap();
+        book.add("bob", bob, vec![]).unwrap();
+        let roots = RootState::new([0x5a; 32], Some([0xa5; 32]));
+        assert!(book.set_roots(&alice, Some(roots.clone())));
+        assert!(
+            !book.set_roots(&peer(), Some(roots.clone())),
+            "not a contact"
+        );
+        let sealed = book.encode(&key, [3; 24]);
+        assert_eq!(&sealed[..4], b"ESC\x02");
+        assert!(!sealed.windows(8).any(|w| w == [0x5a; 8] || w == [0xa5; 8]));
+        let back = ContactBook::decode(&sealed, &key).unwrap();
+        assert_eq!(back, book);
+        assert_eq!(back.by_peer(&alice).unwrap().roots.as_ref(), Some(&roots));
+        assert_eq!(back.by_peer(&bob).unwrap().roots, None);
+        // The confirmed state drops the previous root from the file too.
+        let mut confirmed = book.clone();
+        confirmed.set_roots(&alice, Some(RootState::new([0x5a; 32], None)));
+        let back = ContactBook::decode(&confirmed.encode(&key, [4; 24]), &key).unwrap();
+        assert_eq!(
+            back.by_peer(&alice)
+                .unwrap()
+                .roots
+                .as_ref()
+                .unwrap()
+                .previous(),
+            None
+        );
+
+        // A file written before roots existed.
+        let v1 = vec![Stored {
+            name: "carol".into(),
+            peer: *alice.as_bytes(),
+            ticket: String::new(),
+            verified: true,
+        }];
+        let plain = postcard::to_allocvec(&v1).unwrap();
+        let mut file = MAGIC_V1.to_vec();
+        file.extend_from_slice(&[9; 24]);
+        file.extend_from_slice(&sealed::seal(&key.0, &[9; 24], &MAGIC_V1, &plain));
+        let old = ContactBook::decode(&file, &key).unwrap();
+        let carol = old.find("carol").unwrap();
+        assert!(carol.verified && carol.roots.is_none());
+        // Its bytes under the other version's magic do not open (the magic is authenticated).
+        file[3] = 2;
+        assert_eq!(
+            ContactBook::decode(&file, &key),
+            Err(ContactsError::WrongKey)
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Building blocks of the next rendezvous (issue 17; not used by the node yet): the secrets
-//! that change over time so that a disk taken today cannot compute where we were before.
+//! The secrets of the rendezvous that change over time, so that a disk taken today cannot
+//! compute where we were before.
 //!
 //! * [`InboxChain`]: a listener's one-way chain of per-epoch inbox secrets. The listener
 //!   tells its current value to a contact inside each authenticated session; both step it
 //!   forward as epochs pass and erase the older values. From a value one can compute every
-//!   later epoch's inbox, never an earlier one.
-//! * [`ratchet_pair`]: the pair secret replaced in every call, mixed with the session's TLS
-//!   exporter (fresh, forward-secret key exchange per session), so that the old pair
-//!   secret, once erased, cannot be computed from the new one or from the identity keys.
+//!   later epoch's inbox, never an earlier one. (Not used by the node yet.)
+//! * [`ratchet_pair`] and [`RootState`]: the root of a pair's rendezvous records, replaced in
+//!   every call by mixing it with the session's TLS exporter (fresh, forward-secret key
+//!   exchange per session), so that the old root, once erased, cannot be computed from the
+//!   new one or from the identity keys.
 
 use zeroize::Zeroizing;
 
@@ -135,9 +136,151 @@ pub fn pair_check(secret: &[u8; 32]) -> [u8; 8] {
     full[..8].try_into().expect("8 of 32 bytes")
 }
 
+/// Most check values a peer sends: its current root and the one before it.
+pub const MAX_CHECKS: usize = 2;
+
+/// What one side holds of the root its rendezvous records with one contact are derived from.
+///
+/// The first root is the pair's key-exchange secret (both can compute it from their identity
+/// keys). Each call that both sides admitted replaces it: each side sends the checks of what
+/// it holds ([`RootState::checks`]), both ratchet from the newest root they share, store the
+/// result and say so ([`pair_check`] of the new root); a side erases the older root only
+/// once the other has said it stored the new one. So a crash between the two writes leaves
+/// both able to find a root in common at the next call. Wiped on drop; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootState {
+    current: Zeroizing<[u8; 32]>,
+    previous: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for RootState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootState")
+            .field("previous", &self.previous.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootState {
+    /// A state holding `current` and, until the peer confirms it, `previous`.
+    pub fn new(current: [u8; 32], previous: Option<[u8; 32]>) -> Self {
+        Self {
+            current: Zeroizing::new(current),
+            previous: previous.map(Zeroizing::new),
+        }
+    }
+
+    /// The root records are derived from now.
+    pub fn current(&self) -> &[u8; 32] {
+        &self.current
+    }
+
+    /// The root before it, kept until the peer said it stored the current one.
+    pub fn previous(&self) -> Option<&[u8; 32]> {
+        self.previous.as_deref()
+    }
+
+    /// The checks to send the peer: the current root's, then the previous one's.
+    pub fn checks(&self) -> Vec<[u8; 8]> {
+        std::iter::once(&*self.current)
+            .chain(self.previous.as_deref())
+            .map(pair_check)
+            .collect()
+    }
+
+    /// The state after a session whose ratchet exporter is `exporter`, given the checks the
+    /// peer sent. The base is the newest root of ours whose check the peer sent, else the
+    /// pair's first root `initial` (which both can compute). The base stays as the previous
+    /// root until [`Self::confirm`].
+    pub fn ratchet(&self, initial: &[u8; 32], theirs: &[[u8; 8]], exporter: &[u8; 32]) -> Self {
+        let theirs = &theirs[..theirs.len().min(MAX_CHECKS)];
+        let base = std::iter::once(&*self.current)
+            .chain(self.previous.as_deref())
+            .find(|root| theirs.contains(&pair_check(root)))
+            .unwrap_or(initial);
+        Self {
+            current: ratchet_pair(base, exporter),
+            previous: Some(Zeroizing::new(*base)),
+        }
+    }
+
+    /// The peer said it stored the root with check `check`: if that is our current root, the
+    /// previous one is erased and `true` returned (the state must be saved again).
+    pub fn confirm(&mut self, check: &[u8; 8]) -> bool {
+        if self.previous.is_some() && pair_check(&self.current) == *check {
+            self.previous = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both sides' states after one session, with the given writes lost.
+    fn session(
+        a: &RootState,
+        b: &RootState,
+        initial: &[u8; 32],
+        exporter: &[u8; 32],
+        a_stores: bool,
+        b_stores: bool,
+    ) -> (RootState, RootState) {
+        let (ca, cb) = (a.checks(), b.checks());
+        let (mut na, mut nb) = (
+            a.ratchet(initial, &cb, exporter),
+            b.ratchet(initial, &ca, exporter),
+        );
+        assert_eq!(na.current(), nb.current(), "both sides derive one root");
+        let (sa, sb) = (pair_check(na.current()), pair_check(nb.current()));
+        // Each says it stored only once it did; the other erases its previous root on that.
+        if a_stores && b_stores {
+            assert!(na.confirm(&sb) && nb.confirm(&sa));
+        }
+        (
+            if a_stores { na } else { a.clone() },
+            if b_stores { nb } else { b.clone() },
+        )
+    }
+
+    #[test]
+    fn roots_ratchet_every_session_and_survive_a_lost_write() {
+        let initial = [9u8; 32];
+        let start = RootState::new(initial, None);
+        // A normal session: both hold the new root and nothing older.
+        let (a, b) = session(&start, &start, &initial, &[1; 32], true, true);
+        assert_eq!(a, b);
+        assert!(a.previous().is_none());
+        assert_ne!(a.current(), &initial);
+        // Bob crashes before he stores: Alice keeps the old root beside the new one.
+        let (a2, b2) = session(&a, &b, &initial, &[2; 32], true, false);
+        assert_eq!(b2, b);
+        assert_eq!(a2.previous(), Some(a.current()));
+        // The next session finds the root both still hold and they agree again.
+        let (a3, b3) = session(&a2, &b2, &initial, &[3; 32], true, true);
+        assert_eq!(a3, b3);
+        assert_eq!(a3.current(), &*ratchet_pair(a.current(), &[3; 32]));
+        // Both lost everything but the first root (a restore from an old backup): they fall
+        // back to it rather than failing.
+        let lost = RootState::new([7; 32], None);
+        let (a4, b4) = session(&a3, &lost, &initial, &[4; 32], true, true);
+        assert_eq!(a4.current(), &*ratchet_pair(&initial, &[4; 32]));
+        assert_eq!(a4, b4);
+        // A check that is not ours erases nothing.
+        let mut a5 = a2.clone();
+        assert!(!a5.confirm(&pair_check(&initial)));
+        assert_eq!(a5, a2);
+        // More checks than allowed are not looked at.
+        let many = [[0u8; 8], [1; 8], pair_check(a.current())];
+        assert_eq!(
+            a.ratchet(&initial, &many, &[5; 32]).current(),
+            &*ratchet_pair(&initial, &[5; 32])
+        );
+        assert_eq!(format!("{a2:?}"), "RootState { previous: true, .. }");
+    }
 
     #[test]
     fn the_chain_goes_forward_only() {

@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! pair     = X25519(my Ed25519 scalar, their Ed25519 key in Montgomery form)
-//! inputs   = pair | publisher peer ID | reader peer ID | epoch (u64 BE), epoch = Unix ms / 600 000
+//! root     = pair at first; after each call both admitted, root' = ratchet(root, exporter)
+//!            (crate::inbox::RootState; the old root is erased)
+//! inputs   = root | publisher peer ID | reader peer ID | epoch (u64 BE), epoch = Unix ms / 600 000
 //! signing  = derive_key("EXTRA SAFE 2026 rendezvous signing v1", inputs)  (an Ed25519 seed)
 //! seal     = derive_key("EXTRA SAFE 2026 rendezvous seal v1", inputs)
 //! value    = nonce: 24 | XChaCha20-Poly1305(seal, nonce, aad = epoch (u64 BE),
@@ -140,8 +142,13 @@ pub struct Record {
 }
 
 /// The secret two contacts share. Wiped on drop; never printed.
+///
+/// Records are derived from the pair's *root*: at first the key-exchange secret itself, then
+/// whatever the last call ratcheted it to ([`crate::inbox::RootState`]). Access, LAN and punch
+/// keys stay derived from the key-exchange secret.
 pub struct PairSecret {
     secret: Zeroizing<[u8; 32]>,
+    root: Zeroizing<[u8; 32]>,
     me: PeerId,
     them: PeerId,
 }
@@ -186,10 +193,31 @@ impl PairSecret {
             return Err(RendezvousError::WeakKey);
         }
         Ok(Self {
+            root: shared.clone(),
             secret: shared,
             me: me.peer_id(),
             them: *them,
         })
+    }
+
+    /// The same pair, its records derived from `root` (what the last call ratcheted to).
+    pub fn with_root(&self, root: &[u8; 32]) -> Self {
+        Self {
+            secret: self.secret.clone(),
+            root: Zeroizing::new(*root),
+            me: self.me,
+            them: self.them,
+        }
+    }
+
+    /// The pair's first root: the key-exchange secret, which both sides can always compute.
+    pub fn initial_root(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The root records are derived from now.
+    pub fn root(&self) -> &[u8; 32] {
+        &self.root
     }
 
     /// The other side of the pair.
@@ -200,7 +228,7 @@ impl PairSecret {
     /// Keys of the record `publisher` writes for `reader` in `epoch`.
     fn keys(&self, publisher: &PeerId, reader: &PeerId, epoch: u64) -> RecordKeys {
         let mut inputs = Zeroizing::new(Vec::with_capacity(32 * 3 + 8));
-        inputs.extend_from_slice(&self.secret[..]);
+        inputs.extend_from_slice(&self.root[..]);
         inputs.extend_from_slice(publisher.as_bytes());
         inputs.extend_from_slice(reader.as_bytes());
         inputs.extend_from_slice(&epoch.to_be_bytes());

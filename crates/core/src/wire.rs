@@ -55,6 +55,8 @@ mod kind {
     pub(super) const SAS_REVEAL: u8 = 0x0D;
     pub(super) const FIRST_OPTIONAL: u8 = 0x80;
     pub(super) const OBSERVED: u8 = 0x81;
+    pub(super) const PAIR_CHECKS: u8 = 0x82;
+    pub(super) const PAIR_STORED: u8 = 0x83;
 }
 
 /// Why a call ended, as carried on the wire.
@@ -167,6 +169,17 @@ pub enum Message {
         /// As the sender saw it.
         addr: SocketAddr,
     },
+    /// Once the call is up between contacts (optional type): the checks of the rendezvous
+    /// roots the sender holds for this pair, newest first (`crate::inbox::RootState`).
+    PairChecks {
+        /// At most [`crate::inbox::MAX_CHECKS`].
+        checks: Vec<[u8; 8]>,
+    },
+    /// The sender stored the pair's new root, whose check this is (optional type).
+    PairStored {
+        /// `pair_check` of the new root.
+        check: [u8; 8],
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -187,6 +200,10 @@ struct ObservedBody {
     ip: [u8; 16],
     port: u16,
 }
+#[derive(Serialize, Deserialize)]
+struct PairChecksBody(Vec<[u8; 8]>);
+#[derive(Serialize, Deserialize)]
+struct Bytes8([u8; 8]);
 #[derive(Serialize, Deserialize)]
 struct ChatBody {
     id: u64,
@@ -301,6 +318,19 @@ impl Message {
                     }),
                 )
             }
+            Message::PairChecks { checks } => {
+                let n = checks.len().min(crate::inbox::MAX_CHECKS);
+                ser(
+                    out,
+                    kind::PAIR_CHECKS,
+                    postcard::to_allocvec(&PairChecksBody(checks[..n].to_vec())),
+                )
+            }
+            Message::PairStored { check } => ser(
+                out,
+                kind::PAIR_STORED,
+                postcard::to_allocvec(&Bytes8(*check)),
+            ),
         }
         let len = out.len() - start - 2;
         debug_assert!(len <= MAX_FRAME);
@@ -376,6 +406,23 @@ impl Message {
                 Message::Observed {
                     addr: SocketAddr::new(ip, b.port),
                 }
+            }
+            kind::PAIR_CHECKS => {
+                // A count is read before any entry, so a claimed million costs nothing; more
+                // than allowed is skipped like any unusable optional message.
+                let Ok(b) = take::<PairChecksBody>(k, body) else {
+                    return Ok(Decoded::Skipped(k));
+                };
+                if b.0.is_empty() || b.0.len() > crate::inbox::MAX_CHECKS {
+                    return Ok(Decoded::Skipped(k));
+                }
+                Message::PairChecks { checks: b.0 }
+            }
+            kind::PAIR_STORED => {
+                let Ok(b) = take::<Bytes8>(k, body) else {
+                    return Ok(Decoded::Skipped(k));
+                };
+                Message::PairStored { check: b.0 }
             }
             k if k >= kind::FIRST_OPTIONAL => return Ok(Decoded::Skipped(k)),
             k => return Err(WireError::UnknownCritical(k)),
@@ -471,7 +518,46 @@ mod tests {
             Message::Observed {
                 addr: "[2001:db8::7]:1".parse().unwrap(),
             },
+            Message::PairChecks {
+                checks: vec![[4; 8]],
+            },
+            Message::PairChecks {
+                checks: vec![[5; 8], [6; 8]],
+            },
+            Message::PairStored { check: [7; 8] },
         ]
+    }
+
+    #[test]
+    fn pair_checks_out_of_bounds_are_skipped() {
+        // Three checks, or none, are not a message we act on.
+        for n in [0usize, 3] {
+            let body = postcard::to_allocvec(&PairChecksBody(vec![[1; 8]; n])).unwrap();
+            let mut frame = vec![kind::PAIR_CHECKS];
+            frame.extend_from_slice(&body);
+            assert_eq!(
+                Message::decode(&frame),
+                Ok(Decoded::Skipped(kind::PAIR_CHECKS))
+            );
+        }
+        // A count of a billion with no entries behind it allocates nothing and is skipped.
+        assert_eq!(
+            Message::decode(&[kind::PAIR_CHECKS, 0x80, 0x94, 0xeb, 0xdc, 0x03]),
+            Ok(Decoded::Skipped(kind::PAIR_CHECKS))
+        );
+        // Encoding never sends more than allowed.
+        let mut f = Vec::new();
+        Message::PairChecks {
+            checks: vec![[1; 8]; 5],
+        }
+        .encode(&mut f)
+        .unwrap();
+        assert_eq!(
+            Message::decode(&f[2..]),
+            Ok(Decoded::Message(Message::PairChecks {
+                checks: vec![[1; 8]; 2]
+            }))
+        );
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct Rendezvous {
     stun: Vec<SocketAddr>,
     /// The router's port mapping for the call socket, when a mapper runs.
     port_map: std::sync::Mutex<Option<watch::Receiver<MapState>>>,
+    /// Where the pairs' current roots are kept (replaced in every call); without it records
+    /// come from the pairs' first roots.
+    roots: std::sync::Mutex<Option<Arc<crate::roots::Roots>>>,
 }
 
 /// Nodes that answered our walks, newest last.
@@ -227,7 +230,27 @@ impl Rendezvous {
             measured: Default::default(),
             port_map: Default::default(),
             stun: config.stun.clone(),
+            roots: Default::default(),
         })
+    }
+
+    /// Derives records from the roots `roots` holds (as calls replace them) instead of the
+    /// pairs' first roots.
+    pub fn use_roots(&self, roots: Arc<crate::roots::Roots>) {
+        *self.roots.lock().expect("roots lock poisoned") = Some(roots);
+    }
+
+    /// The pair with `peer` as its records are derived now: under the current root and, while
+    /// the peer has not confirmed it, the previous one too. Empty if not a contact.
+    fn record_pairs(&self, peer: &PeerId) -> Vec<PairSecret> {
+        let Some(pair) = self.pair(peer) else {
+            return Vec::new();
+        };
+        let roots = self.roots.lock().expect("roots lock poisoned").clone();
+        match roots {
+            Some(r) => r.pairs(pair),
+            None => vec![pair.with_root(pair.root())],
+        }
     }
 
     /// Publishes the port the router forwards to us (see [`crate::portmap`]) as our best
@@ -355,9 +378,25 @@ impl Rendezvous {
         us: &Reachability,
         intent: Option<CallIntent>,
     ) -> Result<(), DhtError> {
-        let pair = self
-            .pair(peer)
-            .ok_or(DhtError::Publish("not a contact".into()))?;
+        // Normally one root; two while the peer has not confirmed the last call's. Stored
+        // under either is enough for the peer to find.
+        let mut result = Err(DhtError::Publish("not a contact".into()));
+        for pair in self.record_pairs(peer) {
+            match self.publish_under(&pair, us, intent).await {
+                Ok(()) => result = Ok(()),
+                Err(e) if result.is_err() => result = Err(e),
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn publish_under(
+        &self,
+        pair: &PairSecret,
+        us: &Reachability,
+        intent: Option<CallIntent>,
+    ) -> Result<(), DhtError> {
         let sent_at_ms = now_ms();
         let keys = pair.outgoing(epoch_of(sent_at_ms));
         let record = Record {
@@ -402,7 +441,15 @@ impl Rendezvous {
     /// one), newer than `after` (a `sent_at_ms`) if given: a walk across the DHT from a socket
     /// of its own, ending at the first record that opens.
     pub async fn lookup(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
-        let pair = self.pair(peer)?;
+        for pair in self.record_pairs(peer) {
+            if let Some(r) = self.lookup_under(&pair, after).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    async fn lookup_under(&self, pair: &PairSecret, after: Option<u64>) -> Option<Record> {
         for epoch in epochs_to_read(now_ms()) {
             let keys = pair.incoming(epoch);
             let target = target_of(&keys);
@@ -423,7 +470,15 @@ impl Rendezvous {
     /// nodes closest to it (found by a walk on the first poll): a poll every few seconds costs
     /// a handful of datagrams, not a walk across the DHT.
     pub async fn poll(&self, peer: &PeerId, after: Option<u64>) -> Option<Record> {
-        let pair = self.pair(peer)?;
+        for pair in self.record_pairs(peer) {
+            if let Some(r) = self.poll_under(&pair, after).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    async fn poll_under(&self, pair: &PairSecret, after: Option<u64>) -> Option<Record> {
         for epoch in epochs_to_read(now_ms()) {
             let keys = pair.incoming(epoch);
             let target = target_of(&keys);
@@ -900,6 +955,10 @@ pub struct Served {
 pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) -> Served {
     let (tx, rx) = mpsc::channel(8);
     let (stored_tx, stored_rx) = watch::channel(None);
+    // Records come from the roots the node's calls keep replacing.
+    if let Some(r) = node.roots() {
+        rendezvous.use_roots(r);
+    }
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
@@ -909,6 +968,12 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         let mut retry_at = tokio::time::Instant::now();
         // Long enough for a router to answer, or for us to give up on PCP, NAT-PMP and UPnP.
         let mut settle = Duration::from_secs(4);
+        // The root each contact's records were last published under.
+        let roots = node.roots();
+        let mut published_roots = roots
+            .as_ref()
+            .map(|r| r.current_checks())
+            .unwrap_or_default();
         loop {
             // Dropping `Served` (its intents) stops the service.
             if tx.is_closed() {
@@ -923,13 +988,24 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             });
             // A contact whose record could not be stored is tried again within half a
             // minute, not at the next republish.
-            let due: Vec<PeerId> = if stale {
+            let mut due: Vec<PeerId> = if stale {
                 peers.clone()
             } else if retry_at <= tokio::time::Instant::now() {
                 unstored.iter().copied().collect()
             } else {
                 Vec::new()
             };
+            // A call replaced a contact's root: the records it reads are now under the new
+            // one, so ours must be too, at once.
+            if let Some(r) = &roots {
+                let now = r.current_checks();
+                for peer in &peers {
+                    if now.get(peer) != published_roots.get(peer) && !due.contains(peer) {
+                        due.push(*peer);
+                    }
+                }
+                published_roots = now;
+            }
             if !due.is_empty() {
                 retry_at = tokio::time::Instant::now() + UNSTORED_RETRY;
             }
@@ -1011,8 +1087,17 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             let gap = config
                 .poll
                 .mul_f64(0.5 + f64::from(u16::from_le_bytes(r)) / 65535.0);
+            let replaced = async {
+                match &roots {
+                    Some(r) => r.replaced().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(gap) => {}
+                // A call just replaced a root: publish under the new one now, not a poll
+                // later (the contact may call back at once).
+                _ = replaced => {}
                 _ = tx.closed() => return,
             }
         }

@@ -97,6 +97,9 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
             if let Some(m) = port_map {
                 rendezvous.use_port_mapping(m);
             }
+            if let Some(r) = node.roots() {
+                rendezvous.use_roots(r);
+            }
             node.call_contact(&rendezvous, peer).await
         }
     };

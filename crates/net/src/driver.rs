@@ -61,6 +61,58 @@ pub(crate) struct Driver {
     pub(crate) held_observation: Option<std::net::SocketAddr>,
     /// The application still holds the call handle.
     pub(crate) commands_open: bool,
+    /// Who the peer is (authenticated by the handshake).
+    pub(crate) peer: extrasafe_core::PeerId,
+    /// Replacing the pair's rendezvous root with a contact.
+    pub(crate) pair: PairExchange,
+}
+
+/// The TLS exporter label the rendezvous root ratchet takes its secret from.
+const RATCHET_EXPORTER_LABEL: &[u8] = b"EXTRA SAFE rendezvous ratchet v1";
+
+/// What a disk task of the root exchange reports back.
+pub(crate) enum PairDone {
+    /// The checks of what we hold (`None`: the peer is not a contact).
+    Checks(Option<Vec<[u8; 8]>>),
+    /// The new root is stored; its check (`None`: nothing was stored).
+    Stored(Option<[u8; 8]>),
+    /// The previous root was erased (or there was nothing to erase).
+    Confirmed,
+}
+
+/// One call's replacement of the pair's rendezvous root (see `extrasafe_core::inbox::RootState`):
+/// both send the checks of what they hold once the call is up, ratchet from the newest root
+/// they share with this session's exporter, store it (off the call's thread), and say so;
+/// the older root is erased once the peer said it stored the new one.
+pub(crate) struct PairExchange {
+    tx: mpsc::UnboundedSender<PairDone>,
+    rx: mpsc::UnboundedReceiver<PairDone>,
+    /// We told the peer our checks (it is a contact of ours).
+    sent: bool,
+    /// The peer's checks, held until ours are sent.
+    theirs: Option<Vec<[u8; 8]>>,
+    /// The check of the root we stored.
+    stored: Option<[u8; 8]>,
+    /// The peer's word that it stored, held until we did.
+    their_stored: Option<[u8; 8]>,
+    /// Disk tasks not finished yet: the call's end waits for them (briefly), so that a
+    /// program exiting right after a call does not cut a write short.
+    in_flight: usize,
+}
+
+impl PairExchange {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx,
+            sent: false,
+            theirs: None,
+            stored: None,
+            their_stored: None,
+            in_flight: 0,
+        }
+    }
 }
 
 /// Counts a running driver until dropped.
@@ -174,11 +226,13 @@ impl Driver {
                     _ => self.violation("opened an extra stream"),
                 },
                 _ = self.conn.accept_uni() => self.violation("opened an extra stream"),
+                Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
                 _ = sleep => self.session.handle_timeout(Instant::now()),
             }
         }
         // The node is free for the next call as soon as this one is over.
         drop(self.slot.take());
+        self.finish_pair_writes().await;
         self.linger().await;
         // Whatever the application has not read yet (at least `Ended`) is still its due.
         for ev in backlog {
@@ -233,6 +287,7 @@ impl Driver {
                     .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
                 self.conn
                     .set_send_window(u64::from(crate::node::CALL_WINDOW));
+                self.start_pair_exchange();
                 CallEvent::Connected {
                     after: now.saturating_duration_since(self.started),
                 }
@@ -244,6 +299,16 @@ impl Driver {
                 } else {
                     self.held_observation = Some(addr);
                 }
+                return None;
+            }
+            Event::PairChecks(theirs) => {
+                self.pair.theirs = Some(theirs);
+                self.maybe_ratchet();
+                return None;
+            }
+            Event::PairStored(check) => {
+                self.pair.their_stored = Some(check);
+                self.maybe_confirm();
                 return None;
             }
             Event::VerificationCode(code) => {
@@ -261,6 +326,107 @@ impl Driver {
             }
             _ => return None,
         })
+    }
+
+    /// The call is up: look up (off this thread) what we hold for the peer.
+    fn start_pair_exchange(&mut self) {
+        let Some(roots) = self.shared.config.roots.clone() else {
+            return;
+        };
+        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        self.pair.in_flight += 1;
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(PairDone::Checks(roots.checks(&peer)));
+        });
+    }
+
+    fn on_pair_done(&mut self, done: PairDone) {
+        self.pair.in_flight = self.pair.in_flight.saturating_sub(1);
+        let now = Instant::now();
+        match done {
+            PairDone::Checks(Some(checks)) => {
+                if self.session.send_pair_checks(now, checks).is_ok() {
+                    self.pair.sent = true;
+                    self.maybe_ratchet();
+                }
+            }
+            PairDone::Checks(None) | PairDone::Stored(None) | PairDone::Confirmed => {}
+            PairDone::Stored(Some(check)) => {
+                if self.session.send_pair_stored(now, check).is_ok() {
+                    self.pair.stored = Some(check);
+                    self.maybe_confirm();
+                }
+            }
+        }
+    }
+
+    /// Both checks are known: ratchet and store (off this thread), once.
+    fn maybe_ratchet(&mut self) {
+        let Some(roots) = self.shared.config.roots.clone() else {
+            return;
+        };
+        if !self.pair.sent {
+            return;
+        }
+        let Some(theirs) = self.pair.theirs.take() else {
+            return;
+        };
+        let mut exporter = zeroize::Zeroizing::new([0u8; 32]);
+        if self
+            .conn
+            .export_keying_material(&mut exporter[..], RATCHET_EXPORTER_LABEL, b"")
+            .is_err()
+        {
+            return;
+        }
+        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        self.pair.in_flight += 1;
+        tokio::task::spawn_blocking(move || {
+            let stored = match roots.ratchet(&peer, &theirs, &exporter) {
+                Ok(check) => check,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the new rendezvous root could not be stored");
+                    None
+                }
+            };
+            let _ = tx.send(PairDone::Stored(stored));
+        });
+    }
+
+    /// We stored and the peer said it stored: erase the previous root (off this thread).
+    fn maybe_confirm(&mut self) {
+        let Some(roots) = self.shared.config.roots.clone() else {
+            return;
+        };
+        if self.pair.stored.is_none() {
+            return;
+        }
+        let Some(check) = self.pair.their_stored.take() else {
+            return;
+        };
+        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        self.pair.in_flight += 1;
+        tokio::task::spawn_blocking(move || {
+            match roots.confirm(&peer, &check) {
+                Ok(erased) => debug!(erased, "peer confirmed the new rendezvous root"),
+                Err(e) => tracing::warn!(error = %e, "the old rendezvous root could not be erased"),
+            }
+            let _ = tx.send(PairDone::Confirmed);
+        });
+    }
+
+    /// Waits (up to two seconds) for the root exchange's disk writes still under way.
+    async fn finish_pair_writes(&mut self) {
+        let deadline = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(deadline);
+        while self.pair.in_flight > 0 {
+            tokio::select! {
+                Some(_) = self.pair.rx.recv() => {
+                    self.pair.in_flight = self.pair.in_flight.saturating_sub(1);
+                }
+                _ = &mut deadline => break,
+            }
+        }
     }
 
     fn note_observed(&self, addr: std::net::SocketAddr) {

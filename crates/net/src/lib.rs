@@ -21,6 +21,7 @@ pub mod observe;
 pub mod portmap;
 mod probe_socket;
 pub mod punch;
+pub mod roots;
 pub mod store;
 pub mod tls;
 pub mod transfer;

@@ -76,6 +76,9 @@ pub struct NodeConfig {
     pub ring_burst: u32,
     /// One more ring per source this often.
     pub ring_refill: Duration,
+    /// Our contacts' rendezvous roots: in each call with a contact both sides replace the
+    /// pair's root (forward secrecy for the records). `None`: roots are left alone.
+    pub roots: Option<Arc<crate::roots::Roots>>,
 }
 
 /// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
@@ -122,6 +125,7 @@ impl Default for NodeConfig {
             contacts: Vec::new(),
             ring_burst: extrasafe_core::access::RING_BURST,
             ring_refill: extrasafe_core::access::RING_REFILL,
+            roots: None,
         }
     }
 }
@@ -406,6 +410,12 @@ impl Node {
             .expect("ticket lock poisoned") = secret;
     }
 
+    /// Our contacts' rendezvous roots, which this node's calls replace (see
+    /// [`NodeConfig::roots`]).
+    pub fn roots(&self) -> Option<Arc<crate::roots::Roots>> {
+        self.shared.config.roots.clone()
+    }
+
     /// From now on these contacts are answered (the list replaces the previous one).
     pub fn set_contacts(&self, contacts: Vec<(PeerId, AccessKey)>) {
         self.socket
@@ -675,6 +685,7 @@ fn assemble(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let started = info.started;
+    let peer = info.peer;
     let transfers = Arc::new(crate::transfer::TransferBook::default());
     let call = Call {
         info,
@@ -700,6 +711,8 @@ fn assemble(
         sas,
         held_observation: None,
         commands_open: true,
+        peer,
+        pair: crate::driver::PairExchange::new(),
     };
     (call, driver)
 }

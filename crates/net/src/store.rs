@@ -20,6 +20,9 @@ const KEY_FILE: &str = "identity.key";
 /// 16 random bytes that, with the identity key, make the secret of our current ticket.
 const TICKET_SALT_FILE: &str = "ticket.salt";
 const CONTACTS_FILE: &str = "contacts.bin";
+/// Held (an exclusive lock on it) while the contact list is read, changed and written, so two
+/// processes (a listener and a caller) never lose each other's changes.
+const CONTACTS_LOCK: &str = ".contacts.lock";
 
 /// Why the identity could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +188,11 @@ impl IdentityStore {
 
     /// The contact list sealed under `identity` (empty if there is none yet).
     pub fn load_contacts(&self, identity: &Identity) -> Result<ContactBook, StoreError> {
+        self.load_contacts_with(&ContactsKey::of(identity))
+    }
+
+    /// The contact list sealed under `key` (empty if there is none yet).
+    pub fn load_contacts_with(&self, key: &ContactsKey) -> Result<ContactBook, StoreError> {
         let path = self.contacts_path();
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ContactBook::default()),
@@ -203,21 +211,73 @@ impl IdentityStore {
                 )
             })
             .map_err(|e| io("reading", &path, e))?;
-        Ok(ContactBook::decode(&bytes, &ContactsKey::of(identity))?)
+        Ok(ContactBook::decode(&bytes, key)?)
     }
 
-    /// Seals and writes the contact list, replacing the old one in one step.
+    /// The contents of the contact list file, a cheap stamp that changes whenever it is
+    /// replaced (its inode, size and time), or `None` if there is none.
+    pub fn contacts_stamp(&self) -> Option<(u64, u64, std::time::SystemTime)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(self.contacts_path()).ok()?;
+        Some((m.ino(), m.len(), m.modified().ok()?))
+    }
+
+    /// Seals and writes the contact list, replacing the old one in one step. The names,
+    /// tickets and verification marks come from `book`; each contact's rendezvous roots are
+    /// kept as the file has them (calls replace them, possibly in another process, and a list
+    /// loaded before that call must not put the old ones back).
     pub fn save_contacts(&self, identity: &Identity, book: &ContactBook) -> Result<(), StoreError> {
+        let key = ContactsKey::of(identity);
+        let _lock = self.lock_contacts()?;
+        let on_disk = self.load_contacts_with(&key).unwrap_or_default();
+        let mut out = book.clone();
+        for c in book.list() {
+            let roots = on_disk.by_peer(&c.peer).and_then(|d| d.roots.clone());
+            out.set_roots(&c.peer, roots);
+        }
+        self.write_contacts(&key, &out)
+    }
+
+    /// Changes the contact list on disk: reads it, lets `change` edit it, and writes it back
+    /// if `change` says so, all under the contacts lock.
+    pub fn update_contacts<R>(
+        &self,
+        key: &ContactsKey,
+        change: impl FnOnce(&mut ContactBook) -> (bool, R),
+    ) -> Result<R, StoreError> {
+        let _lock = self.lock_contacts()?;
+        let mut book = self.load_contacts_with(key)?;
+        let (write, out) = change(&mut book);
+        if write {
+            self.write_contacts(key, &book)?;
+        }
+        Ok(out)
+    }
+
+    fn write_contacts(&self, key: &ContactsKey, book: &ContactBook) -> Result<(), StoreError> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).expect("the OS random number generator failed");
-        self.write_private(
-            CONTACTS_FILE,
-            &book.encode(&ContactsKey::of(identity), nonce),
-        )
+        self.write_private(CONTACTS_FILE, &book.encode(key, nonce))
     }
 
-    /// Writes `name` in the store (mode 0600) through a synced temporary file and a rename.
-    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Waits for, and holds until dropped, the exclusive lock on the contact list.
+    fn lock_contacts(&self) -> Result<fs::File, StoreError> {
+        self.make_dir()?;
+        let path = self.dir.join(CONTACTS_LOCK);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io("locking", &path, e))?;
+        // (std's `File::lock` would do, from Rust 1.89.)
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("locking", &path, e.into()))?;
+        Ok(f)
+    }
+
+    fn make_dir(&self) -> Result<(), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -228,6 +288,12 @@ impl IdentityStore {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| io("securing", &self.dir, e))?;
         }
+        Ok(())
+    }
+
+    /// Writes `name` in the store (mode 0600) through a synced temporary file and a rename.
+    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.make_dir()?;
         // A name of its own, so two processes saving at once never write into each other's file.
         let mut tag = [0u8; 8];
         getrandom::fill(&mut tag).expect("the OS random number generator failed");

@@ -75,6 +75,7 @@ pub async fn run(
         congestion: global.congestion.parse().unwrap_or_default(),
         ticket_secret: None,
         contacts: loaded.contact_keys(&[target.peer]),
+        roots: loaded.roots()?,
         session: extrasafe_core::SessionConfig {
             ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
             ..Default::default()

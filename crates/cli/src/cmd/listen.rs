@@ -82,6 +82,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         congestion: global.congestion.parse().unwrap_or_default(),
         ticket_secret: Some(loaded.ticket_secret.clone()),
         contacts: loaded.contact_keys(&peers),
+        roots: loaded.roots()?,
         ..NodeConfig::default()
     };
     let port = args

@@ -133,6 +133,12 @@ pub enum Event {
     },
     /// The peer told us the address our packets reach it from (once per session).
     Observed(std::net::SocketAddr),
+    /// While the call is up: the checks of the rendezvous roots the peer holds for this pair
+    /// (once per session; see `crate::inbox::RootState`).
+    PairChecks(Vec<[u8; 8]>),
+    /// While the call is up: the peer stored the pair's new root, whose check this is (once
+    /// per session).
+    PairStored([u8; 8]),
     /// The session is over; nothing more will happen.
     Ended(EndReason),
 }
@@ -219,6 +225,8 @@ pub struct Session {
     last_peer_chat_id: Option<u64>,
     /// The peer's observed-address message was heard.
     observed_heard: bool,
+    pair_checks_heard: bool,
+    pair_stored_heard: bool,
     ping: Option<(u64, Instant)>,
     next_ping_nonce: u64,
     rtt: Option<Duration>,
@@ -247,6 +255,8 @@ impl Session {
             next_chat_id: 0,
             last_peer_chat_id: None,
             observed_heard: false,
+            pair_checks_heard: false,
+            pair_stored_heard: false,
             ping: None,
             next_ping_nonce: 1,
             rtt: None,
@@ -523,6 +533,28 @@ impl Session {
         }
     }
 
+    /// While the call is up: tells the peer the checks of the rendezvous roots we hold.
+    pub fn send_pair_checks(
+        &mut self,
+        now: Instant,
+        checks: Vec<[u8; 8]>,
+    ) -> Result<(), SessionError> {
+        if self.state != State::Active {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        self.send(now, Message::PairChecks { checks });
+        Ok(())
+    }
+
+    /// While the call is up: tells the peer we stored the pair's new root.
+    pub fn send_pair_stored(&mut self, now: Instant, check: [u8; 8]) -> Result<(), SessionError> {
+        if self.state != State::Active {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        self.send(now, Message::PairStored { check });
+        Ok(())
+    }
+
     /// Sends a chat line; returns its sequence number.
     pub fn send_chat(&mut self, now: Instant, text: &str) -> Result<u64, SessionError> {
         if self.state != State::Active {
@@ -671,6 +703,20 @@ impl Session {
                 if !self.observed_heard {
                     self.observed_heard = true;
                     self.events.push_back(Event::Observed(addr));
+                }
+            }
+            // Only from a peer both sides admitted into a call, and once: before that, or a
+            // second time, it is ignored (it could only make us churn the disk).
+            Message::PairChecks { checks } => {
+                if self.state == State::Active && !self.pair_checks_heard {
+                    self.pair_checks_heard = true;
+                    self.events.push_back(Event::PairChecks(checks));
+                }
+            }
+            Message::PairStored { check } => {
+                if self.state == State::Active && !self.pair_stored_heard {
+                    self.pair_stored_heard = true;
+                    self.events.push_back(Event::PairStored(check));
                 }
             }
             Message::Pong { nonce } => {

@@ -180,6 +180,52 @@ fn call_chat_and_hangup_by_caller() {
 }
 
 #[test]
+fn pair_roots_are_exchanged_only_in_a_call_and_once() {
+    let mut p = Pair::new(SessionConfig::default());
+    // Before the call is up, sending is refused, and what a caller pushes while it rings is
+    // ignored (connecting checks the callee saw nothing but the ring).
+    assert!(p.caller.send_pair_checks(p.now, vec![[1; 8]]).is_err());
+    p.advance(Duration::from_millis(100));
+    p.callee.handle_stream_data(
+        p.now,
+        &frame(Message::PairChecks {
+            checks: vec![[9; 8]],
+        }),
+    );
+    p.connect_after(Duration::ZERO);
+    let now = p.now;
+    p.caller
+        .send_pair_checks(now, vec![[1; 8], [2; 8]])
+        .unwrap();
+    p.callee.send_pair_checks(now, vec![[3; 8]]).unwrap();
+    // A second round is not acted on: one exchange per session.
+    p.caller.send_pair_checks(now, vec![[4; 8]]).unwrap();
+    p.advance(Duration::from_millis(100));
+    p.caller.send_pair_stored(p.now, [5; 8]).unwrap();
+    p.callee.send_pair_stored(p.now, [6; 8]).unwrap();
+    p.caller.send_pair_stored(p.now, [7; 8]).unwrap();
+    p.advance(Duration::from_millis(100));
+    let pair_events = |events: &[(Duration, Event)]| -> Vec<Event> {
+        Pair::kinds(events)
+            .into_iter()
+            .filter(|e| matches!(e, Event::PairChecks(_) | Event::PairStored(_)))
+            .collect()
+    };
+    assert_eq!(
+        pair_events(&p.callee_events),
+        vec![
+            Event::PairChecks(vec![[1; 8], [2; 8]]),
+            Event::PairStored([5; 8])
+        ]
+    );
+    assert_eq!(
+        pair_events(&p.caller_events),
+        vec![Event::PairChecks(vec![[3; 8]]), Event::PairStored([6; 8])]
+    );
+    assert!(p.caller.is_active() && p.callee.is_active());
+}
+
+#[test]
 fn hangup_by_callee() {
     let mut p = Pair::new(SessionConfig::default());
     p.connect();

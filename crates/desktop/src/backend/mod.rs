@@ -527,6 +527,9 @@ impl Backend {
             policy: AcceptPolicy::Ask,
             ticket_secret: Some(ticket_secret),
             contacts: extrasafe_net::gate::contact_keys(identity, &peers),
+            // Calls with these contacts replace the roots of their rendezvous records (a
+            // contact added while the app runs joins at its next start).
+            roots: extrasafe_net::roots::Roots::stored(store, identity).ok(),
             session: extrasafe_core::SessionConfig {
                 ring_timeout: self.opts.ring_timeout,
                 ..Default::default()
