@@ -8,7 +8,11 @@
 //!
 //! * warm caller: Alice's node and DHT client stay up between calls (the desktop app);
 //! * cold caller: a new node and DHT client per call (the `extrasafe call` command);
-//! * baseline, same run: the same call by ticket (address known), no DHT.
+//! * baseline, same run: the same call by ticket (address known), no DHT;
+//! * through the inbox (issue 17): the two have swapped inbox chains in an earlier call, so
+//!   Bob publishes one presence record and polls one inbox (every 4 s on average, one of its
+//!   2 closest nodes in turn) instead of a record per contact; Alice reads his presence and
+//!   writes her intent into his inbox. Warm and cold caller again.
 //!
 //! Polling cost: UDP datagrams and bytes in this network namespace while Bob idles with 1 and
 //! with 10 contacts, minus the testnet's own idle traffic; run it in a namespace of its own so
@@ -21,8 +25,10 @@ mod stats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use extrasafe_core::inbox::{inbox_epoch_of, InboxChain};
 use extrasafe_core::{Identity, PeerId, SessionConfig};
 use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+use extrasafe_net::roots::Roots;
 use extrasafe_net::{AcceptPolicy, Node, NodeConfig};
 use stats::{median, pct};
 use tokio::sync::mpsc;
@@ -70,17 +76,41 @@ fn counters() -> (u64, u64) {
     (out, bytes)
 }
 
-/// Bob: listens, answers intents, reports when each call rings, hangs up.
+/// A fresh inbox chain starting now.
+fn new_chain() -> InboxChain {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    InboxChain::new(seed, inbox_epoch_of(now))
+}
+
+/// In-memory roots for `me`'s contact `them`, holding `their` inbox chain.
+fn roots_holding(me: &Identity, them: PeerId, their: &InboxChain) -> Arc<Roots> {
+    let roots = Roots::in_memory(me, &[them]);
+    assert!(roots.store_inbox(&them, their.clone()).unwrap());
+    roots
+}
+
+/// Bob: listens, answers intents, reports when each call rings, hangs up. With `inbox`
+/// (his chain, and the roots holding his contacts' chains), his contacts find him through
+/// his presence and inbox.
 async fn bob(
     identity: &Identity,
     contacts: &[PeerId],
     dht_config: &DhtConfig,
-) -> (Arc<Node>, mpsc::UnboundedReceiver<Instant>) {
+    inbox: Option<(InboxChain, Arc<Roots>)>,
+) -> (Arc<Node>, mpsc::UnboundedReceiver<Instant>, Stop) {
+    let (inbox, roots) = inbox.unzip();
     let node = Arc::new(
         Node::bind(
             identity,
             NodeConfig {
                 contacts: extrasafe_net::gate::contact_keys(identity, contacts),
+                inbox,
+                roots,
                 ..cfg()
             },
         )
@@ -93,25 +123,37 @@ async fn bob(
         served.published.changed().await.unwrap();
     }
     let (rang_tx, rang_rx) = mpsc::unbounded_channel();
-    {
+    let intents = {
         let node = node.clone();
         tokio::spawn(async move {
             while let Some(plan) = served.intents.recv().await {
                 let node = node.clone();
                 tokio::spawn(async move { node.answer_punch(plan).await });
             }
-        });
-    }
-    {
+        })
+    };
+    let incoming = {
         let node = node.clone();
         tokio::spawn(async move {
             while let Some(call) = node.incoming().await {
                 let _ = rang_tx.send(Instant::now());
                 call.hangup();
             }
-        });
+        })
+    };
+    (node, rang_rx, Stop(vec![intents, incoming]))
+}
+
+/// Stops a Bob when dropped: his DHT service (which would otherwise go on polling and
+/// skew the next section's figures) and his call handling.
+struct Stop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
-    (node, rang_rx)
 }
 
 async fn until_idle(node: &Node) {
@@ -122,6 +164,18 @@ async fn until_idle(node: &Node) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // RUST_LOG=extrasafe_net=debug shows each poll, put and punch (to stderr).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    // EXTRASAFE_RING_CALLS=N: fewer (or more) calls per kind than 20.
+    let calls: usize = std::env::var("EXTRASAFE_RING_CALLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CALLS);
     let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(20).build().unwrap())
         .await
         .unwrap();
@@ -142,13 +196,13 @@ async fn main() {
     let base_rate = ((p1 - p0) as f64 / 20.0, (b1 - b0) as f64 / 20.0);
 
     let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
-    let (bob_node, mut rang) = bob(&bob_id, &[alice_id.peer_id()], &dht_config).await;
+    let (bob_node, mut rang, stop) = bob(&bob_id, &[alice_id.peer_id()], &dht_config, None).await;
     let bob_peer = bob_id.peer_id();
 
     // Baseline: by ticket.
     let direct_caller = Node::bind(&alice_id, cfg()).await.unwrap();
     let mut direct = Vec::new();
-    for _ in 0..CALLS {
+    for _ in 0..calls {
         let t0 = Instant::now();
         let call = direct_caller.call(&bob_node.ticket()).await.unwrap();
         let at = rang.recv().await.unwrap();
@@ -168,7 +222,7 @@ async fn main() {
     .unwrap();
     let mut warm = Vec::new();
     let mut failures = 0;
-    for _ in 0..CALLS {
+    for _ in 0..calls {
         let t0 = Instant::now();
         match alice.call_contact(&alice_rv, bob_peer).await {
             Ok(call) => {
@@ -178,7 +232,7 @@ async fn main() {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("warm call failed: {e}");
+                eprintln!("warm call failed after {}: {e}", s(t0.elapsed()));
             }
         }
         until_idle(&alice).await;
@@ -189,7 +243,7 @@ async fn main() {
 
     // Cold caller: everything new per call.
     let mut cold = Vec::new();
-    for _ in 0..CALLS {
+    for _ in 0..calls {
         let t0 = Instant::now();
         let alice = Node::bind(&alice_id, cfg()).await.unwrap();
         let rv = Rendezvous::start(
@@ -205,12 +259,81 @@ async fn main() {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("cold call failed: {e}");
+                eprintln!("cold call failed after {}: {e}", s(t0.elapsed()));
             }
         }
         until_idle(&alice).await;
         until_idle(&bob_node).await;
     }
+    drop(stop);
+    drop(bob_node);
+
+    // Through the inbox: the two hold each other's chains (as after a first call).
+    let (alice_chain, bob_chain) = (new_chain(), new_chain());
+    let (bob_node, mut rang, stop) = bob(
+        &bob_id,
+        &[alice_id.peer_id()],
+        &dht_config,
+        Some((
+            bob_chain.clone(),
+            roots_holding(&bob_id, alice_id.peer_id(), &alice_chain),
+        )),
+    )
+    .await;
+    let alice_cfg = || NodeConfig {
+        roots: Some(roots_holding(&alice_id, bob_peer, &bob_chain)),
+        inbox: Some(alice_chain.clone()),
+        ..cfg()
+    };
+    let alice = Node::bind(&alice_id, alice_cfg()).await.unwrap();
+    let alice_rv = Rendezvous::start(
+        dht::pair_secrets(&alice_id, &[bob_peer]).unwrap(),
+        &dht_config,
+    )
+    .unwrap();
+    let mut inbox_warm = Vec::new();
+    for _ in 0..calls {
+        let t0 = Instant::now();
+        match alice.call_contact(&alice_rv, bob_peer).await {
+            Ok(call) => {
+                let at = rang.recv().await.unwrap();
+                inbox_warm.push(at - t0);
+                drop(call);
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("warm call through the inbox failed: {e}");
+            }
+        }
+        until_idle(&alice).await;
+        until_idle(&bob_node).await;
+    }
+    drop(alice_rv);
+    drop(alice);
+    let mut inbox_cold = Vec::new();
+    for _ in 0..calls {
+        let t0 = Instant::now();
+        let alice = Node::bind(&alice_id, alice_cfg()).await.unwrap();
+        let rv = Rendezvous::start(
+            dht::pair_secrets(&alice_id, &[bob_peer]).unwrap(),
+            &dht_config,
+        )
+        .unwrap();
+        match alice.call_contact(&rv, bob_peer).await {
+            Ok(call) => {
+                let at = rang.recv().await.unwrap();
+                inbox_cold.push(at - t0);
+                drop(call);
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("cold call through the inbox failed: {e}");
+            }
+        }
+        until_idle(&alice).await;
+        until_idle(&bob_node).await;
+    }
+    drop(stop);
     drop(bob_node);
 
     println!();
@@ -221,6 +344,8 @@ async fn main() {
         ("by ticket (baseline, no DHT)", &direct),
         ("by peer ID, warm caller", &warm),
         ("by peer ID, cold caller", &cold),
+        ("through the inbox, warm caller", &inbox_warm),
+        ("through the inbox, cold caller", &inbox_cold),
     ] {
         if v.is_empty() {
             continue;
@@ -260,7 +385,7 @@ async fn main() {
         alice_rv.publish(&bob_peer, &us, None).await.unwrap();
         drop(alice_rv);
         drop(alice);
-        let (node, _rang) = bob(&Identity::generate(), &contacts, &dht_config).await;
+        let (node, _rang, stop) = bob(&Identity::generate(), &contacts, &dht_config, None).await;
         // Let the first (cold) lookups settle, then count.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (p0, b0) = counters();
@@ -276,6 +401,7 @@ async fn main() {
             pkts / n as f64,
             bytes / 1000.0 / n as f64
         );
+        drop(stop);
         drop(node);
     }
     println!("(datagrams count both directions: Bob's requests and the nodes' answers)");

@@ -42,6 +42,22 @@ impl Loaded {
         }
     }
 
+    /// Our inbox chain at this epoch, told to contacts in calls (none for an ephemeral
+    /// identity; none, with a warning, if its file cannot be used).
+    pub fn inbox(&self, out: crate::output::Output) -> Option<extrasafe_core::inbox::InboxChain> {
+        let store = self.store.as_ref()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match store.inbox_chain(&self.identity, extrasafe_core::inbox::inbox_epoch_of(now)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                out.warn(&format!("{e}. Contacts will find you as before."));
+                None
+            }
+        }
+    }
+
     /// The keys that let these peers in (and us into their nodes).
     pub fn contact_keys(
         &self,

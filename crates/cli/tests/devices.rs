@@ -356,39 +356,14 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     // previous second was found, and take the median. What this test asks is that the
     // speech itself came through.
     let second = 48_000;
-    let slack = 9_600;
-    let mut corrs: Vec<f64> = Vec::new();
-    let mut starts: Vec<usize> = Vec::new();
-    let mut at = lag;
-    for w in 0..voice.len() / second {
-        let reference = &voice[w * second..(w + 1) * second];
-        let from = at.saturating_sub(slack);
-        let Some(got) = heard.get(from..(from + second + 2 * slack).min(heard.len())) else {
-            break;
-        };
-        if got.len() < second {
-            break;
-        }
-        let (l, c) = extrasafe_net::media::pipeline::align(reference, got, got.len() - second);
-        // A second of near silence tells nothing about where the next one is.
-        if c > 0.5 {
-            at = from + l;
-        }
-        if at + second > heard.len() {
-            break;
-        }
-        starts.push(at);
-        corrs.push(c);
-        at += second;
-    }
+    let (corrs, starts) = follow(&voice, &heard, lag, second, 9_600);
     let shifts: Vec<i64> = starts
         .iter()
         .enumerate()
         .map(|(w, &s)| s as i64 - (lag + w * second) as i64)
         .collect();
     eprintln!("windows: {corrs:.2?}; each found this many samples off the first: {shifts:?}");
-    corrs.sort_by(|a, b| a.total_cmp(b));
-    let corr = corrs[corrs.len() / 2];
+    let corr = median(&corrs);
     eprintln!(
         "device call: correlation {corr:.3} (median of {} one-second windows; {whole:.3} with \
          one alignment for all) at {:.3} s into the recording",

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::identity::{Identity, PeerId};
-use crate::inbox::RootState;
+use crate::inbox::{InboxChain, RootState};
 use crate::sealed;
 use crate::text::is_invisible_or_control;
 use crate::ticket::Ticket;
@@ -76,6 +76,8 @@ pub struct Contact {
     /// The root our rendezvous records with them come from, as the last call left it; `None`
     /// until the first call (the pair's key-exchange secret is the root then).
     pub roots: Option<RootState>,
+    /// Their inbox chain, as they last told it in a call (`crate::inbox::InboxChain`).
+    pub inbox: Option<InboxChain>,
 }
 
 impl Contact {
@@ -117,12 +119,17 @@ struct StoredV2 {
     /// The current rendezvous root and, until the peer confirmed it, the previous one.
     root: Option<[u8; 32]>,
     previous: Option<[u8; 32]>,
+    /// Their inbox chain: a value and its epoch.
+    inbox: Option<([u8; 32], u64)>,
 }
 
 impl Drop for StoredV2 {
     fn drop(&mut self) {
         self.root.zeroize();
         self.previous.zeroize();
+        if let Some((v, _)) = &mut self.inbox {
+            v.zeroize();
+        }
     }
 }
 
@@ -248,6 +255,7 @@ impl ContactBook {
             secret: None,
             verified: false,
             roots: None,
+            inbox: None,
         });
         Ok(Added::New)
     }
@@ -292,6 +300,22 @@ impl ContactBook {
         }
     }
 
+    /// Keeps `chain` as `peer`'s inbox chain if it is not older than the one kept; returns
+    /// whether it was kept (`false` too if `peer` is not a contact).
+    pub fn set_inbox(&mut self, peer: &PeerId, chain: InboxChain) -> bool {
+        match self.contacts.iter_mut().find(|c| c.peer == *peer) {
+            Some(c)
+                if c.inbox
+                    .as_ref()
+                    .is_none_or(|old| old.epoch() <= chain.epoch()) =>
+            {
+                c.inbox = Some(chain);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The sealed file. `nonce` must be fresh random bytes for every write.
     pub fn encode(&self, key: &ContactsKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
         let stored: Vec<StoredV2> = self
@@ -304,6 +328,7 @@ impl ContactBook {
                 verified: c.verified,
                 root: c.roots.as_ref().map(|r| *r.current()),
                 previous: c.roots.as_ref().and_then(|r| r.previous().copied()),
+                inbox: c.inbox.as_ref().map(|i| (*i.to_bytes(), i.epoch())),
             })
             .collect();
         let plain = Zeroizing::new(postcard::to_allocvec(&stored).expect("contacts serialize"));
@@ -340,6 +365,7 @@ impl ContactBook {
                 verified: s.verified,
                 root: None,
                 previous: None,
+                inbox: None,
             }));
         }
         Self::from_plaintext(&plain)
@@ -394,6 +420,7 @@ impl ContactBook {
                     ))
                 }
             };
+            added.inbox = s.inbox.map(|(v, e)| InboxChain::new(v, e));
         }
         Ok(book)
     }
@@ -449,17 +476,29 @@ mod tests {
         book.add("bob", bob, vec![]).unwrap();
         let roots = RootState::new([0x5a; 32], Some([0xa5; 32]));
         assert!(book.set_roots(&alice, Some(roots.clone())));
+        assert!(book.set_inbox(&alice, InboxChain::new([0x3c; 32], 500)));
+        assert!(
+            !book.set_inbox(&alice, InboxChain::new([0x3d; 32], 499)),
+            "older"
+        );
+        assert!(book.set_inbox(&bob, InboxChain::new([0x3e; 32], 7)));
         assert!(
             !book.set_roots(&peer(), Some(roots.clone())),
             "not a contact"
         );
         let sealed = book.encode(&key, [3; 24]);
         assert_eq!(&sealed[..4], b"ESC\x02");
-        assert!(!sealed.windows(8).any(|w| w == [0x5a; 8] || w == [0xa5; 8]));
+        assert!(!sealed
+            .windows(8)
+            .any(|w| w == [0x5a; 8] || w == [0xa5; 8] || w == [0x3c; 8]));
         let back = ContactBook::decode(&sealed, &key).unwrap();
         assert_eq!(back, book);
         assert_eq!(back.by_peer(&alice).unwrap().roots.as_ref(), Some(&roots));
         assert_eq!(back.by_peer(&bob).unwrap().roots, None);
+        assert_eq!(
+            back.by_peer(&alice).unwrap().inbox,
+            Some(InboxChain::new([0x3c; 32], 500))
+        );
         // The confirmed state drops the previous root from the file too.
         let mut confirmed = book.clone();
         confirmed.set_roots(&alice, Some(RootState::new([0x5a; 32], None)));

@@ -26,7 +26,7 @@ pub fn inbox_epoch_of(unix_ms: u64) -> u64 {
 
 /// One value of a listener's inbox chain and the epoch it belongs to. Wiped on drop; never
 /// printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InboxChain {
     value: Zeroizing<[u8; 32]>,
     epoch: u64,
@@ -50,6 +50,28 @@ pub enum ChainError {
     /// The epoch asked for is more than [`MAX_STEPS`] ahead.
     #[error("that epoch is too far ahead")]
     TooFar,
+    /// The chain file is not one, was sealed under another identity, or was altered.
+    #[error("the inbox chain file cannot be read (another identity's, or altered)")]
+    Unreadable,
+}
+
+/// The first bytes of our chain's file (`inbox.bin`): the file is the magic, a nonce and
+/// XChaCha20-Poly1305(key, nonce, aad = magic, value: 32 | epoch: u64 BE).
+const FILE_MAGIC: [u8; 4] = *b"ESI\x01";
+/// Size of the chain's file.
+pub const FILE_LEN: usize = 4 + 24 + 40 + 16;
+
+/// The key our own chain is sealed with on disk, derived from the identity.
+pub struct ChainFileKey(Zeroizing<[u8; 32]>);
+
+impl ChainFileKey {
+    /// The key belonging to `identity`.
+    pub fn of(identity: &crate::Identity) -> Self {
+        Self(Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 inbox chain at rest v1",
+            &identity.seed()[..],
+        )))
+    }
 }
 
 fn step(value: &[u8; 32]) -> [u8; 32] {
@@ -99,6 +121,14 @@ impl InboxChain {
         ))
     }
 
+    /// The Ed25519 seed of this epoch's presence record on the DHT (BEP 44 mutable item).
+    pub fn presence_signing_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(
+            "EXTRA SAFE 2026 presence signing v1",
+            &self.value[..],
+        ))
+    }
+
     /// The key that seals this epoch's presence record (the listener's addresses) for every
     /// contact who holds the chain.
     pub fn presence_seal_key(&self) -> Zeroizing<[u8; 32]> {
@@ -106,6 +136,35 @@ impl InboxChain {
             "EXTRA SAFE 2026 presence seal v1",
             &self.value[..],
         ))
+    }
+
+    /// The file that keeps this value (`nonce`: fresh random bytes for every write).
+    pub fn encode(&self, key: &ChainFileKey, nonce: [u8; 24]) -> Vec<u8> {
+        let mut plain = Zeroizing::new([0u8; 40]);
+        plain[..32].copy_from_slice(&self.value[..]);
+        plain[32..].copy_from_slice(&self.epoch.to_be_bytes());
+        let mut out = FILE_MAGIC.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&crate::sealed::seal(
+            &key.0,
+            &nonce,
+            &FILE_MAGIC,
+            &plain[..],
+        ));
+        out
+    }
+
+    /// The value kept in a chain file.
+    pub fn decode(bytes: &[u8], key: &ChainFileKey) -> Result<Self, ChainError> {
+        if bytes.len() != FILE_LEN || bytes[..4] != FILE_MAGIC {
+            return Err(ChainError::Unreadable);
+        }
+        let nonce: &[u8; 24] = bytes[4..28].try_into().expect("length checked");
+        let plain = crate::sealed::open(&key.0, nonce, &FILE_MAGIC, &bytes[28..])
+            .ok_or(ChainError::Unreadable)?;
+        let value: [u8; 32] = plain[..32].try_into().expect("40 bytes sealed");
+        let epoch = u64::from_be_bytes(plain[32..40].try_into().expect("40 bytes sealed"));
+        Ok(Self::new(value, epoch))
     }
 
     /// The raw value, to hand to a contact inside an authenticated session.
@@ -310,6 +369,29 @@ mod tests {
         assert_eq!(
             start.at(100 + MAX_STEPS + 1).unwrap_err(),
             ChainError::TooFar
+        );
+    }
+
+    #[test]
+    fn the_chain_file_opens_only_with_its_identity() {
+        let me = crate::Identity::generate();
+        let key = ChainFileKey::of(&me);
+        let chain = InboxChain::new([0x44; 32], 1234);
+        let file = chain.encode(&key, [1; 24]);
+        assert_eq!(file.len(), FILE_LEN);
+        assert!(!file.windows(8).any(|w| w == [0x44; 8]));
+        assert_eq!(InboxChain::decode(&file, &key).unwrap(), chain);
+        let other = ChainFileKey::of(&crate::Identity::generate());
+        assert_eq!(
+            InboxChain::decode(&file, &other),
+            Err(ChainError::Unreadable)
+        );
+        let mut bad = file.clone();
+        bad[40] ^= 1;
+        assert_eq!(InboxChain::decode(&bad, &key), Err(ChainError::Unreadable));
+        assert_eq!(
+            InboxChain::decode(&file[1..], &key),
+            Err(ChainError::Unreadable)
         );
     }
 

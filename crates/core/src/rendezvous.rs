@@ -31,6 +31,10 @@ pub const EPOCH_MS: u64 = 10 * 60 * 1000;
 pub const MAX_CANDIDATES: usize = 6;
 /// Size of every sealed value (BEP 44 allows 1000 bytes).
 pub const VALUE_LEN: usize = NONCE_LEN + PADDED_LEN + 16;
+/// Size of a presence value: a record and the listener's signature, sealed.
+pub const PRESENCE_LEN: usize = NONCE_LEN + PADDED_LEN + 64 + 16;
+/// What the listener's identity signs in a presence record (with the epoch and the record).
+const PRESENCE_CONTEXT: &[u8] = b"EXTRA SAFE 2026 presence v1";
 const NONCE_LEN: usize = 24;
 const PADDED_LEN: usize = 320;
 const RECORD_VERSION: u8 = 1;
@@ -298,6 +302,27 @@ impl PairSecret {
 }
 
 impl RecordKeys {
+    /// The keys of a listener's presence record in the chain value's epoch: readable by every
+    /// contact who holds the chain, signed inside by the listener's identity.
+    pub fn presence(chain: &crate::inbox::InboxChain) -> Self {
+        Self {
+            signing: chain.presence_signing_seed(),
+            seal: chain.presence_seal_key(),
+            epoch: chain.epoch(),
+        }
+    }
+
+    /// The keys of a listener's inbox in the chain value's epoch: every contact who holds the
+    /// chain signs the item (a call intent sealed under its pair's keys, see
+    /// [`PairSecret::outgoing`]); only the seal of the value says who wrote it.
+    pub fn inbox(chain: &crate::inbox::InboxChain) -> Self {
+        Self {
+            signing: chain.inbox_signing_seed(),
+            seal: Zeroizing::new([0; 32]),
+            epoch: chain.epoch(),
+        }
+    }
+
     /// The Ed25519 seed that signs the record on the DHT (BEP 44 mutable item).
     pub fn signing_seed(&self) -> Zeroizing<[u8; 32]> {
         self.signing.clone()
@@ -316,23 +341,7 @@ impl RecordKeys {
         record: &Record,
         nonce: [u8; NONCE_LEN],
     ) -> Result<Vec<u8>, RendezvousError> {
-        if record.candidates.len() > MAX_CANDIDATES {
-            return Err(RendezvousError::Malformed("too many candidates"));
-        }
-        let wire = WireRecord {
-            version: RECORD_VERSION,
-            sent_at_ms: record.sent_at_ms,
-            candidates: record
-                .candidates
-                .iter()
-                .map(|a| WireAddr::from(*a))
-                .collect(),
-            nat: record.nat.to_byte(),
-            intent: record.intent.map(|i| (i.call_id, i.until_ms)),
-        };
-        let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
-        postcard::to_slice(&wire, &mut plain[..])
-            .map_err(|_| RendezvousError::Malformed("too large"))?;
+        let plain = pad(record)?;
         let sealed = sealed::seal(&self.seal, &nonce, &self.epoch.to_be_bytes(), &plain[..]);
         let mut out = Vec::with_capacity(VALUE_LEN);
         out.extend_from_slice(&nonce);
@@ -340,6 +349,91 @@ impl RecordKeys {
         Ok(out)
     }
 
+    /// Seals `record` as a presence record, signed inside by `me` (so that a contact, who
+    /// can seal too, cannot plant addresses). `nonce` must be fresh random bytes.
+    pub fn seal_presence(
+        &self,
+        record: &Record,
+        me: &Identity,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Vec<u8>, RendezvousError> {
+        use ed25519_dalek::Signer;
+        let padded = pad(record)?;
+        let signer = SigningKey::from_bytes(&me.seed());
+        let sig = signer.sign(&self.presence_message(&padded[..]));
+        let mut plain = Zeroizing::new([0u8; PADDED_LEN + 64]);
+        plain[..PADDED_LEN].copy_from_slice(&padded[..]);
+        plain[PADDED_LEN..].copy_from_slice(&sig.to_bytes());
+        let sealed = sealed::seal(&self.seal, &nonce, &self.presence_aad(), &plain[..]);
+        let mut out = Vec::with_capacity(PRESENCE_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens a presence record of `publisher`, at local time `now_ms`: it must be sealed
+    /// under these keys and signed by `publisher`'s identity.
+    pub fn open_presence(
+        &self,
+        value: &[u8],
+        publisher: &PeerId,
+        now_ms: u64,
+    ) -> Result<Record, RendezvousError> {
+        if value.len() != PRESENCE_LEN {
+            return Err(RendezvousError::Size);
+        }
+        let nonce: &[u8; NONCE_LEN] = value[..NONCE_LEN].try_into().expect("length checked");
+        let plain = sealed::open(&self.seal, nonce, &self.presence_aad(), &value[NONCE_LEN..])
+            .ok_or(RendezvousError::NotOurs)?;
+        let (padded, sig) = plain.split_at(PADDED_LEN);
+        let key =
+            VerifyingKey::from_bytes(publisher.as_bytes()).map_err(|_| RendezvousError::WeakKey)?;
+        let sig = ed25519_dalek::Signature::from_slice(sig)
+            .map_err(|_| RendezvousError::Malformed("signature"))?;
+        key.verify_strict(&self.presence_message(padded), &sig)
+            .map_err(|_| RendezvousError::NotOurs)?;
+        self.parse(padded, now_ms)
+    }
+
+    fn presence_aad(&self) -> [u8; 16] {
+        let mut aad = [0u8; 16];
+        aad[..8].copy_from_slice(&self.epoch.to_be_bytes());
+        aad[8..].copy_from_slice(b"presence");
+        aad
+    }
+
+    fn presence_message(&self, padded: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(PRESENCE_CONTEXT.len() + 8 + padded.len());
+        m.extend_from_slice(PRESENCE_CONTEXT);
+        m.extend_from_slice(&self.epoch.to_be_bytes());
+        m.extend_from_slice(padded);
+        m
+    }
+}
+
+/// `record` in its wire form, zero-padded to its fixed size.
+fn pad(record: &Record) -> Result<Zeroizing<[u8; PADDED_LEN]>, RendezvousError> {
+    if record.candidates.len() > MAX_CANDIDATES {
+        return Err(RendezvousError::Malformed("too many candidates"));
+    }
+    let wire = WireRecord {
+        version: RECORD_VERSION,
+        sent_at_ms: record.sent_at_ms,
+        candidates: record
+            .candidates
+            .iter()
+            .map(|a| WireAddr::from(*a))
+            .collect(),
+        nat: record.nat.to_byte(),
+        intent: record.intent.map(|i| (i.call_id, i.until_ms)),
+    };
+    let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
+    postcard::to_slice(&wire, &mut plain[..])
+        .map_err(|_| RendezvousError::Malformed("too large"))?;
+    Ok(plain)
+}
+
+impl RecordKeys {
     /// Opens a value found under [`Self::dht_key`], at local time `now_ms`.
     pub fn open(&self, value: &[u8], now_ms: u64) -> Result<Record, RendezvousError> {
         if value.len() != VALUE_LEN {
@@ -353,8 +447,13 @@ impl RecordKeys {
             &value[NONCE_LEN..],
         )
         .ok_or(RendezvousError::NotOurs)?;
+        self.parse(&plain, now_ms)
+    }
+
+    /// The record in a padded plaintext, checked against this epoch and `now_ms`.
+    fn parse(&self, plain: &[u8], now_ms: u64) -> Result<Record, RendezvousError> {
         let (wire, padding): (WireRecord, &[u8]) =
-            postcard::take_from_bytes(&plain).map_err(|_| RendezvousError::Malformed("content"))?;
+            postcard::take_from_bytes(plain).map_err(|_| RendezvousError::Malformed("content"))?;
         if padding.iter().any(|b| *b != 0) {
             return Err(RendezvousError::Malformed("padding"));
         }
@@ -418,6 +517,50 @@ mod tests {
         let ab = PairSecret::new(&alice, &bob.peer_id()).unwrap();
         let ba = PairSecret::new(&bob, &alice.peer_id()).unwrap();
         (alice, bob, ab, ba)
+    }
+
+    #[test]
+    fn a_presence_record_opens_only_as_its_listeners() {
+        let (alice, bob, _, _) = contacts();
+        let epoch = epoch_of(NOW);
+        let chain = crate::inbox::InboxChain::new([5; 32], epoch);
+        let keys = RecordKeys::presence(&chain);
+        let mut r = record();
+        r.intent = None;
+        let value = keys.seal_presence(&r, &bob, [3; 24]).unwrap();
+        assert_eq!(value.len(), PRESENCE_LEN);
+        // A contact who holds Bob's chain reads it, signed by Bob.
+        let reader = RecordKeys::presence(&chain);
+        assert_eq!(
+            reader.open_presence(&value, &bob.peer_id(), NOW).unwrap(),
+            r
+        );
+        // Claimed for someone else, it does not open.
+        assert_eq!(
+            reader.open_presence(&value, &alice.peer_id(), NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        // Alice holds the chain too and can seal, but not as Bob: she cannot plant addresses.
+        let forged = keys.seal_presence(&r, &alice, [4; 24]).unwrap();
+        assert_eq!(
+            reader.open_presence(&forged, &bob.peer_id(), NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        // Another epoch's keys, and a per-pair record's size, do not open it.
+        let next = RecordKeys::presence(&chain.at(epoch + 1).unwrap());
+        assert_ne!(next.dht_key(), keys.dht_key());
+        assert_eq!(
+            next.open_presence(&value, &bob.peer_id(), NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        assert_eq!(
+            reader.open_presence(&value[..VALUE_LEN], &bob.peer_id(), NOW),
+            Err(RendezvousError::Size)
+        );
+        // The inbox is another item of the same epoch.
+        assert_ne!(RecordKeys::inbox(&chain).dht_key(), keys.dht_key());
+        // Nothing in the value shows Bob's key.
+        assert!(!value.windows(32).any(|w| w == bob.peer_id().as_bytes()));
     }
 
     #[test]

@@ -231,7 +231,22 @@ impl Walk {
     }
 
     fn add(&mut self, addr: SocketAddr, id: Option<[u8; 20]>) {
-        if self.candidates.iter().any(|c| c.addr == addr) || id == Some(self.node_id) {
+        if id == Some(self.node_id) {
+            return;
+        }
+        if let Some(i) = self.candidates.iter().position(|c| c.addr == addr) {
+            // A seed known by address only, not asked yet, that a node now names with its
+            // ID: from the end of the list (where IDs unknown wait) to its place, or the
+            // walk could end without asking the very closest nodes (a bootstrap list that
+            // holds them, as a small network's does).
+            let c = &self.candidates[i];
+            if let (None, Some(_), State::New) = (c.id, id, &c.state) {
+                let mut moved = self.candidates.remove(i);
+                moved.id = id;
+                let key = self.key(&moved);
+                let at = self.candidates.partition_point(|c| self.key(c) <= key);
+                self.candidates.insert(at, moved);
+            }
             return;
         }
         let fresh = Candidate {

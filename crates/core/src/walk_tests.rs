@@ -422,3 +422,22 @@ fn a_walk_with_no_seeds_ends_at_once_and_an_oversized_item_is_refused() {
         ItemError::TooLarge
     );
 }
+
+#[test]
+fn a_seed_given_by_address_only_is_placed_by_its_id_once_another_node_names_it() {
+    // A bootstrap list that holds every node (as a private testnet's does): the nodes
+    // closest to the target are among the seeds, known only by address, and must still be
+    // found (once an answer names them with their IDs) rather than left at the end.
+    for seed in 0..10 {
+        let mut sim = Sim::new(60, 40 + seed, 0.0, 0);
+        let target = sim.rng.id();
+        let mut all = sim.seed_addrs(60);
+        // The closest last, so that the walk reaches them only by their IDs.
+        let closest = sim.truly_closest(&target, 8);
+        all.sort_by_key(|(a, _)| closest.contains(a));
+        let mut walk = walk_to(target, 3, &all);
+        run(&mut sim, &mut walk, 0);
+        let found: Vec<SocketAddr> = walk.closest().iter().map(|c| c.0).collect();
+        assert_eq!(found, closest, "seed {seed}");
+    }
+}

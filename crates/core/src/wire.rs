@@ -57,6 +57,7 @@ mod kind {
     pub(super) const OBSERVED: u8 = 0x81;
     pub(super) const PAIR_CHECKS: u8 = 0x82;
     pub(super) const PAIR_STORED: u8 = 0x83;
+    pub(super) const INBOX_CHAIN: u8 = 0x84;
 }
 
 /// Why a call ended, as carried on the wire.
@@ -180,6 +181,14 @@ pub enum Message {
         /// `pair_check` of the new root.
         check: [u8; 8],
     },
+    /// Once the call is up between contacts (optional type): the sender's inbox chain at the
+    /// current epoch (`crate::inbox::InboxChain`), so the peer can find its inbox later.
+    InboxChain {
+        /// The chain's value for `epoch`.
+        value: [u8; 32],
+        /// Its epoch.
+        epoch: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -204,6 +213,11 @@ struct ObservedBody {
 struct PairChecksBody(Vec<[u8; 8]>);
 #[derive(Serialize, Deserialize)]
 struct Bytes8([u8; 8]);
+#[derive(Serialize, Deserialize)]
+struct InboxChainBody {
+    value: [u8; 32],
+    epoch: u64,
+}
 #[derive(Serialize, Deserialize)]
 struct ChatBody {
     id: u64,
@@ -331,6 +345,14 @@ impl Message {
                 kind::PAIR_STORED,
                 postcard::to_allocvec(&Bytes8(*check)),
             ),
+            Message::InboxChain { value, epoch } => ser(
+                out,
+                kind::INBOX_CHAIN,
+                postcard::to_allocvec(&InboxChainBody {
+                    value: *value,
+                    epoch: *epoch,
+                }),
+            ),
         }
         let len = out.len() - start - 2;
         debug_assert!(len <= MAX_FRAME);
@@ -423,6 +445,15 @@ impl Message {
                     return Ok(Decoded::Skipped(k));
                 };
                 Message::PairStored { check: b.0 }
+            }
+            kind::INBOX_CHAIN => {
+                let Ok(b) = take::<InboxChainBody>(k, body) else {
+                    return Ok(Decoded::Skipped(k));
+                };
+                Message::InboxChain {
+                    value: b.value,
+                    epoch: b.epoch,
+                }
             }
             k if k >= kind::FIRST_OPTIONAL => return Ok(Decoded::Skipped(k)),
             k => return Err(WireError::UnknownCritical(k)),
@@ -525,6 +556,10 @@ mod tests {
                 checks: vec![[5; 8], [6; 8]],
             },
             Message::PairStored { check: [7; 8] },
+            Message::InboxChain {
+                value: [8; 32],
+                epoch: 2_960_000,
+            },
         ]
     }
 

@@ -383,7 +383,9 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(s["call"]["phase"]["why"], "Alice closed EXTRA SAFE.");
     assert_eq!(s["call"]["controls"]["close"], true);
 
-    // Nothing of the call was written: Alice's folder holds her key and contacts only.
+    // Nothing of the call was written: Alice's folder holds her key, her contacts (with the
+    // rendezvous roots and inbox chains, PROTOCOL.md §12), her own inbox chain and the
+    // ticket's salt; the contacts' lock file stays empty.
     let mut kept: Vec<String> = std::fs::read_dir(da.join("identity"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -391,9 +393,17 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     kept.sort();
     assert_eq!(
         kept,
-        ["contacts.bin", "identity.key", "ticket.salt"],
-        "only the key, the contacts and the ticket's salt"
+        [
+            ".contacts.lock",
+            "contacts.bin",
+            "identity.key",
+            "inbox.bin",
+            "ticket.salt"
+        ],
+        "only the key, the contacts, the inbox chain and the ticket's salt"
     );
+    let lock = std::fs::metadata(da.join("identity").join(".contacts.lock")).unwrap();
+    assert_eq!(lock.len(), 0, "the lock file holds nothing");
     assert!(std::fs::read_dir(da.join("received"))
         .unwrap()
         .next()

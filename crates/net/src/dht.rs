@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::portmap::MapState;
+use extrasafe_core::inbox::InboxChain;
 use extrasafe_core::krpc;
 use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
@@ -128,8 +129,12 @@ impl NodePool {
     }
 }
 
-/// Nodes asked directly on each poll.
+/// Nodes asked directly on each poll of a pair's record.
 const POLL_NODES: usize = 3;
+/// Nodes closest to our inbox that are polled, one per poll in turn (a caller stores its
+/// intent at the 8 closest, so each of them has it; taking turns halves the gets of asking
+/// both every time, and a node that lost the value delays the intent by one poll only).
+const INBOX_POLL_NODES: usize = 2;
 /// How long the closest nodes found for a target are trusted before walking again (nodes join
 /// and leave; a target changes every epoch anyway).
 const CLOSEST_FOR: Duration = Duration::from_secs(5 * 60);
@@ -406,9 +411,20 @@ impl Rendezvous {
             intent,
         };
         let value = keys.seal(&record, random())?;
+        self.store_value(&keys, value, sent_at_ms).await
+    }
+
+    /// Stores `value` under `keys`' item (signed with its key, sequence `seq`) at the nodes
+    /// closest to its target, walking there from a socket of its own.
+    async fn store_value(
+        &self,
+        keys: &RecordKeys,
+        value: Vec<u8>,
+        seq: u64,
+    ) -> Result<(), DhtError> {
         let signer = SigningKey::from_bytes(&keys.signing_seed());
-        let item = MutableItem::new(signer, &value, sent_at_ms as i64, None);
-        let target = target_of(&keys);
+        let item = MutableItem::new(signer, &value, seq as i64, None);
+        let target = target_of(keys);
         let seeds = self.seeds(&target).await;
         let socket = TargetSocket::open(self.bind).await?;
         let stored = socket
@@ -431,6 +447,7 @@ impl Rendezvous {
             queries = stored.queries(),
             "record stored"
         );
+        tracing::trace!(target = ?&target[..3], at = ?stored.closest(), "stored at");
         if stored.stored() == 0 {
             return Err(DhtError::Publish("no DHT node stored the record".into()));
         }
@@ -452,14 +469,135 @@ impl Rendezvous {
     async fn lookup_under(&self, pair: &PairSecret, after: Option<u64>) -> Option<Record> {
         for epoch in epochs_to_read(now_ms()) {
             let keys = pair.incoming(epoch);
-            let target = target_of(&keys);
-            let seeds = self.seeds(&target).await;
-            let Ok(socket) = TargetSocket::open(self.bind).await else {
+            let open = |f: &Found| open_found(&keys, f).map(|r| (r.sent_at_ms, r));
+            if let Some(r) = self.lookup_target(target_of(&keys), after, open).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// A walk to `target` from a socket of its own, ending at the first value `open` accepts
+    /// (it gives the value's time and what it means) that is newer than `after`.
+    async fn lookup_target<T>(
+        &self,
+        target: [u8; 20],
+        after: Option<u64>,
+        open: impl FnMut(&Found) -> Option<(u64, T)>,
+    ) -> Option<T> {
+        let seeds = self.seeds(&target).await;
+        let socket = TargetSocket::open(self.bind).await.ok()?;
+        let mut state = socket.state.lock().await;
+        let (walk, found) = socket
+            .read_with(&mut state, target, after, &seeds, self.limits, open)
+            .await;
+        self.learn(&walk);
+        found
+            .filter(|(at, _)| after.is_none_or(|a| *at > a))
+            .map(|(_, t)| t)
+    }
+
+    /// Publishes our presence with this epoch's value of our inbox chain: our addresses,
+    /// signed by `me`, sealed for every contact who holds the chain. One record for all of
+    /// them.
+    pub async fn publish_presence(
+        &self,
+        chain: &InboxChain,
+        me: &Identity,
+        us: &Reachability,
+    ) -> Result<(), DhtError> {
+        let sent_at_ms = now_ms();
+        let chain = chain
+            .at(epoch_of(sent_at_ms).max(chain.epoch()))
+            .map_err(|e| DhtError::Publish(e.to_string()))?;
+        let keys = RecordKeys::presence(&chain);
+        let record = Record {
+            sent_at_ms,
+            candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
+            nat: us.nat,
+            intent: None,
+        };
+        let value = keys.seal_presence(&record, me, random())?;
+        self.store_value(&keys, value, sent_at_ms).await
+    }
+
+    /// `peer`'s presence, read with the inbox chain it told us: where it is, signed by it.
+    pub async fn lookup_presence(&self, peer: &PeerId, chain: &InboxChain) -> Option<Record> {
+        for epoch in epochs_to_read(now_ms()) {
+            let Ok(at) = chain.at(epoch) else {
                 continue;
             };
-            let (walk, found) = socket.read(target, after, &seeds, self.limits, &keys).await;
-            self.learn(&walk);
-            if let Some(r) = found.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)) {
+            let keys = RecordKeys::presence(&at);
+            let open = |f: &Found| match keys.open_presence(&f.value, peer, now_ms()) {
+                Ok(r) if r.sent_at_ms as i64 == f.seq => Some((r.sent_at_ms, r)),
+                _ => None,
+            };
+            if let Some(r) = self.lookup_target(target_of(&keys), None, open).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Writes a call intent into `peer`'s inbox (found with the chain it told us), sealed
+    /// under our pair's keys, so that only `peer` can read it and tell it is ours.
+    pub async fn write_inbox(
+        &self,
+        peer: &PeerId,
+        chain: &InboxChain,
+        us: &Reachability,
+        intent: CallIntent,
+    ) -> Result<(), DhtError> {
+        let sent_at_ms = now_ms();
+        let epoch = epoch_of(sent_at_ms);
+        let inbox = chain
+            .at(epoch)
+            .map_err(|e| DhtError::Publish(e.to_string()))?;
+        // While the last call's root is not confirmed, the older one is what both hold.
+        let pair = self
+            .record_pairs(peer)
+            .pop()
+            .ok_or(DhtError::Publish("not a contact".into()))?;
+        let record = Record {
+            sent_at_ms,
+            candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
+            nat: us.nat,
+            intent: Some(intent),
+        };
+        let value = pair.outgoing(epoch).seal(&record, random())?;
+        self.store_value(&RecordKeys::inbox(&inbox), value, sent_at_ms)
+            .await
+    }
+
+    /// Polls our inbox (this epoch's value of our chain) from the few nodes closest to it:
+    /// the newest intent in it, newer than `after`, that opens under one of `contacts`'
+    /// pairs, and whose it is. Whoever holds our chain can write there; only a contact's
+    /// pair keys make a value we act on.
+    pub async fn poll_inbox(
+        &self,
+        chain: &InboxChain,
+        contacts: &[PeerId],
+        after: Option<u64>,
+    ) -> Option<(PeerId, Record)> {
+        let pairs: Vec<(PeerId, PairSecret)> = contacts
+            .iter()
+            .flat_map(|p| self.record_pairs(p).into_iter().map(move |s| (*p, s)))
+            .collect();
+        for epoch in epochs_to_read(now_ms()) {
+            let Ok(at) = chain.at(epoch) else {
+                continue;
+            };
+            let target = target_of(&RecordKeys::inbox(&at));
+            let open = |f: &Found| {
+                pairs.iter().find_map(|(peer, pair)| {
+                    let r = open_found(&pair.incoming(epoch), f)?;
+                    Some((r.sent_at_ms, (*peer, r)))
+                })
+            };
+            if let Some(r) = self
+                .poll_target(target, after, INBOX_POLL_NODES, 1, open)
+                .await
+            {
                 return Some(r);
             }
         }
@@ -481,44 +619,98 @@ impl Rendezvous {
     async fn poll_under(&self, pair: &PairSecret, after: Option<u64>) -> Option<Record> {
         for epoch in epochs_to_read(now_ms()) {
             let keys = pair.incoming(epoch);
-            let target = target_of(&keys);
-            let Some(poller) = self.poll_socket(&target).await else {
-                continue;
-            };
-            // One poll at a time per socket: two would take each other's answers.
-            let mut state = poller.state.lock().await;
-            let closest = state
-                .closest
-                .as_ref()
-                .filter(|(_, at)| at.elapsed() < CLOSEST_FOR)
-                .map(|(c, _)| c.clone());
-            let (seeds, limits) = match closest {
-                Some(c) => (
-                    c.into_iter().map(|(a, id)| (a, Some(id))).collect(),
-                    Limits {
-                        k: POLL_NODES,
-                        max_queries: 2 * POLL_NODES,
-                        ..self.limits
-                    },
-                ),
-                None => (self.seeds(&target).await, self.limits),
-            };
-            let (walk, found) = poller
-                .read_with(&mut state, target, after, &seeds, limits, &keys)
-                .await;
-            self.learn(&walk);
-            let closest = walk.closest();
-            state.closest = (!closest.is_empty()).then(|| {
-                (
-                    closest.into_iter().take(POLL_NODES).collect(),
-                    std::time::Instant::now(),
-                )
-            });
-            if let Some(r) = found.filter(|r| after.is_none_or(|a| r.sent_at_ms > a)) {
+            let open = |f: &Found| open_found(&keys, f).map(|r| (r.sent_at_ms, r));
+            if let Some(r) = self
+                .poll_target(target_of(&keys), after, POLL_NODES, POLL_NODES, open)
+                .await
+            {
                 return Some(r);
             }
         }
         None
+    }
+
+    /// Polls `target` from the socket it is polled from: `per_poll` of the `nodes` nodes
+    /// closest to it (found by a walk on the first poll). With `per_poll < nodes` the kept
+    /// nodes take turns, each poll is exactly `per_poll` gets, and the list is walked for
+    /// again every few minutes, or at once when the nodes asked did not answer; otherwise the poll may go on to closer nodes it hears of, and keeps the
+    /// closest that answered. Returns the newest value `open` accepts that is newer than
+    /// `after`.
+    async fn poll_target<T>(
+        &self,
+        target: [u8; 20],
+        after: Option<u64>,
+        nodes: usize,
+        per_poll: usize,
+        open: impl FnMut(&Found) -> Option<(u64, T)>,
+    ) -> Option<T> {
+        let poller = self.poll_socket(&target).await?;
+        // One poll at a time per socket: two would take each other's answers.
+        let mut state = poller.state.lock().await;
+        let kept = state
+            .closest
+            .as_ref()
+            .filter(|(c, at)| !c.is_empty() && at.elapsed() < CLOSEST_FOR)
+            .map(|(c, _)| c.clone());
+        let turns = per_poll < nodes;
+        let (seeds, limits) = match &kept {
+            Some(c) if turns => {
+                let ask = per_poll.clamp(1, c.len());
+                let first = state.turn % c.len();
+                state.turn = state.turn.wrapping_add(ask);
+                (
+                    (0..ask)
+                        .map(|i| c[(first + i) % c.len()])
+                        .map(|(a, id)| (a, Some(id)))
+                        .collect(),
+                    Limits {
+                        k: ask,
+                        max_queries: ask,
+                        ..self.limits
+                    },
+                )
+            }
+            Some(c) => (
+                c.iter()
+                    .take(nodes)
+                    .map(|(a, id)| (*a, Some(*id)))
+                    .collect(),
+                Limits {
+                    k: nodes,
+                    max_queries: 2 * nodes,
+                    ..self.limits
+                },
+            ),
+            None => (self.seeds(&target).await, self.limits),
+        };
+        let (walk, found) = poller
+            .read_with(&mut state, target, after, &seeds, limits, open)
+            .await;
+        self.learn(&walk);
+        let closest = walk.closest();
+        tracing::trace!(target = ?&target[..3], asked = ?seeds, found = found.is_some(),
+            answered = ?closest, "polled");
+        match kept {
+            Some(_) if turns => {
+                // Not "a node asked named a closer one": routing tables name departed nodes
+                // often enough that this would walk again at nearly every poll (measured: the
+                // cold caller's ring time doubled).
+                if closest.is_empty() {
+                    state.closest = None;
+                }
+            }
+            _ => {
+                state.closest = (!closest.is_empty()).then(|| {
+                    (
+                        closest.into_iter().take(nodes).collect(),
+                        std::time::Instant::now(),
+                    )
+                });
+            }
+        }
+        found
+            .filter(|(at, _)| after.is_none_or(|a| *at > a))
+            .map(|(_, t)| t)
     }
 
     /// The socket `target` is polled from, opened on first use (with its own node ID and
@@ -580,6 +772,8 @@ struct TargetState {
     txids: krpc::TxIds,
     /// The nodes closest to the target, and when they were found.
     closest: Option<(Vec<NodeRef>, std::time::Instant)>,
+    /// Whose turn it is among `closest`, when polls ask only some of them.
+    turn: usize,
 }
 
 /// A DHT node: its address and ID.
@@ -593,6 +787,7 @@ impl TargetSocket {
                 node_id: random(),
                 txids: krpc::TxIds::new(random()),
                 closest: None,
+                turn: 0,
             }),
             used: std::sync::Mutex::new(std::time::Instant::now()),
         })
@@ -651,29 +846,17 @@ impl TargetSocket {
         Ok(walk)
     }
 
-    /// A walk to `target` that ends at the first value that opens under `keys`.
-    async fn read(
-        &self,
-        target: [u8; 20],
-        after: Option<u64>,
-        seeds: &[(SocketAddr, Option<[u8; 20]>)],
-        limits: Limits,
-        keys: &RecordKeys,
-    ) -> (Walk, Option<Record>) {
-        let mut state = self.state.lock().await;
-        self.read_with(&mut state, target, after, seeds, limits, keys)
-            .await
-    }
-
-    async fn read_with(
+    /// A walk to `target` that ends at the first value `open` accepts (giving its time and
+    /// meaning); the newest of those found at once is kept.
+    async fn read_with<T>(
         &self,
         state: &mut TargetState,
         target: [u8; 20],
         after: Option<u64>,
         seeds: &[(SocketAddr, Option<[u8; 20]>)],
         limits: Limits,
-        keys: &RecordKeys,
-    ) -> (Walk, Option<Record>) {
+        mut open: impl FnMut(&Found) -> Option<(u64, T)>,
+    ) -> (Walk, Option<(u64, T)>) {
         let seq = after.map(|a| a as i64);
         let mut walk = Walk::new(
             target,
@@ -683,12 +866,12 @@ impl TargetSocket {
             seeds,
             limits,
         );
-        let mut best: Option<Record> = None;
+        let mut best: Option<(u64, T)> = None;
         self.drive(&mut walk, |found| {
             for f in found {
-                if let Some(r) = open_found(keys, f) {
-                    if best.as_ref().is_none_or(|b| r.sent_at_ms > b.sent_at_ms) {
-                        best = Some(r);
+                if let Some((at, t)) = open(f) {
+                    if best.as_ref().is_none_or(|(b, _)| at > *b) {
+                        best = Some((at, t));
                     }
                 }
             }
@@ -895,13 +1078,38 @@ impl Node {
         };
         // Storing the intent and reading their record each take a DHT lookup: at once. An
         // intent published for someone who turns out to be offline tells nobody anything.
-        let (theirs, published) = tokio::join!(
-            rendezvous.lookup(&peer, None),
-            rendezvous.publish(&peer, &us, Some(intent))
-        );
-        debug!(took = ?started.elapsed(), "intent published and their record read");
-        let theirs = theirs.ok_or(CallError::NotPublished)?;
-        published.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+        // With the inbox chain they told us: their presence, and our intent into their inbox.
+        let chain = self.roots().and_then(|r| r.inbox_of(&peer));
+        let via_inbox = match &chain {
+            Some(chain) => {
+                let (theirs, written) = tokio::join!(
+                    rendezvous.lookup_presence(&peer, chain),
+                    rendezvous.write_inbox(&peer, chain, &us, intent)
+                );
+                debug!(took = ?started.elapsed(), found = theirs.is_some(), "intent written to their inbox and their presence read");
+                match (theirs, written) {
+                    (Some(t), Ok(())) => Some(t),
+                    (Some(_), Err(e)) => return Err(CallError::Rendezvous(e.to_string())),
+                    // No presence under the chain (they lost ours, or run an older version):
+                    // their records of their own, as before.
+                    (None, _) => None,
+                }
+            }
+            None => None,
+        };
+        let theirs = match via_inbox {
+            Some(t) => t,
+            None => {
+                let (theirs, published) = tokio::join!(
+                    rendezvous.lookup(&peer, None),
+                    rendezvous.publish(&peer, &us, Some(intent))
+                );
+                debug!(took = ?started.elapsed(), "intent published and their record read");
+                let theirs = theirs.ok_or(CallError::NotPublished)?;
+                published.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                theirs
+            }
+        };
         let key = rendezvous
             .punch_key(&peer, &call_id)
             .ok_or(CallError::NotPublished)?;
@@ -937,6 +1145,18 @@ const CALLER_SETTLE: Duration = Duration::from_millis(1500);
 /// How soon a record that could not be stored is tried again.
 const UNSTORED_RETRY: Duration = Duration::from_secs(30);
 
+/// Our inbox is polled this many times less often than a pair's record: with the 2 s default,
+/// every 4 s on average (2–6 s), one of its 2 closest nodes in turn: 15 gets a minute,
+/// whatever the number of contacts.
+const INBOX_POLL_FACTOR: f64 = 2.0;
+
+/// `d` scaled by a random factor between 0.5 and 1.5.
+fn jittered(d: Duration) -> Duration {
+    let mut r = [0u8; 2];
+    getrandom::fill(&mut r).expect("the OS random source works");
+    d.mul_f64(0.5 + f64::from(u16::from_le_bytes(r)) / 65535.0)
+}
+
 /// How often a listening node measures its addresses again.
 const REGATHER: Duration = Duration::from_secs(60);
 
@@ -961,11 +1181,20 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
     }
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
+        // Our inbox: one presence record and one inbox per epoch for every contact who holds
+        // our chain, however many they are.
+        let own = node
+            .own_inbox()
+            .map(|(chain, me)| (chain, Identity::from_seed(&me.seed())));
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
+        let mut presence: Option<(u64, Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
+        let mut inbox_seen: Option<u64> = None;
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         let mut unstored: HashSet<PeerId> = HashSet::new();
         let mut retry_at = tokio::time::Instant::now();
+        let mut next_inbox = tokio::time::Instant::now();
+        let mut presence_retry_at = tokio::time::Instant::now();
         // Long enough for a router to answer, or for us to give up on PCP, NAT-PMP and UPnP.
         let mut settle = Duration::from_secs(4);
         // The root each contact's records were last published under.
@@ -983,31 +1212,67 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             let ours = reachability_within(&node, &rendezvous, settle).await;
             settle = Duration::ZERO;
             let epoch = epoch_of(now_ms());
+            // Contacts who hold our chain (they told us theirs in the same call) find us
+            // through our presence and inbox; the others through records of their own.
+            let held = match (&own, &roots) {
+                (Some(_), Some(r)) => r.inbox_chains(),
+                _ => HashMap::new(),
+            };
+            let (synced, unsynced): (Vec<PeerId>, Vec<PeerId>) =
+                peers.iter().partition(|p| held.contains_key(p));
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
             // A contact whose record could not be stored is tried again within half a
             // minute, not at the next republish.
             let mut due: Vec<PeerId> = if stale {
-                peers.clone()
+                unsynced.clone()
             } else if retry_at <= tokio::time::Instant::now() {
                 unstored.iter().copied().collect()
             } else {
                 Vec::new()
             };
+            due.retain(|p| unsynced.contains(p));
+            unstored.retain(|p| unsynced.contains(p));
             // A call replaced a contact's root: the records it reads are now under the new
             // one, so ours must be too, at once.
             if let Some(r) = &roots {
                 let now = r.current_checks();
-                for peer in &peers {
+                for peer in &unsynced {
                     if now.get(peer) != published_roots.get(peer) && !due.contains(peer) {
                         due.push(*peer);
                     }
                 }
                 published_roots = now;
             }
+            let presence_due = own.is_some()
+                && presence_retry_at <= tokio::time::Instant::now()
+                && presence.as_ref().is_none_or(|(e, c, at)| {
+                    *e != epoch || *c != ours || at.elapsed() >= config.republish
+                });
             if !due.is_empty() {
                 retry_at = tokio::time::Instant::now() + UNSTORED_RETRY;
+            }
+            let mut stored_any = false;
+            if presence_due {
+                if let Some((chain, me)) = &own {
+                    match rendezvous.publish_presence(chain, me, &ours).await {
+                        Ok(()) => {
+                            stored_any = true;
+                            presence = Some((epoch, ours.clone(), tokio::time::Instant::now()));
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "publishing our presence failed");
+                            // Never stored yet (no DHT nodes answered): on the next round.
+                            presence_retry_at = tokio::time::Instant::now()
+                                + if presence.is_none() {
+                                    Duration::ZERO
+                                } else {
+                                    UNSTORED_RETRY
+                                };
+                        }
+                    }
+                }
             }
             if !due.is_empty() {
                 let mut puts = JoinSet::new();
@@ -1031,23 +1296,51 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 }
                 // Nothing stored (no DHT nodes yet): try again on the next round.
                 if stored > 0 {
+                    stored_any = true;
                     if stale {
                         published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
                     }
-                    let _ = stored_tx.send(Some((ours.clone(), peers.len() - unstored.len())));
                 }
+            } else if stale && unsynced.is_empty() {
+                published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
+            }
+            if stored_any {
+                let reachable = peers.len()
+                    - unstored.len()
+                    - if presence.is_none() { synced.len() } else { 0 };
+                let _ = stored_tx.send(Some((ours.clone(), reachable)));
             }
             let polled = std::time::Instant::now();
             let mut reads = JoinSet::new();
-            for peer in peers.iter().copied() {
+            for peer in unsynced.iter().copied() {
                 let (rv, after) = (rendezvous.clone(), last_seen.get(&peer).copied());
-                reads.spawn(async move { (peer, rv.poll(&peer, after).await) });
+                reads.spawn(async move { rv.poll(&peer, after).await.map(|r| (peer, r, false)) });
+            }
+            // Our inbox, on its own slower clock: whatever the number of contacts, the same
+            // few queries.
+            if let Some((chain, _)) = own
+                .as_ref()
+                .filter(|_| next_inbox <= tokio::time::Instant::now())
+            {
+                let (rv, chain, synced) = (rendezvous.clone(), chain.clone(), synced.clone());
+                let after = inbox_seen;
+                reads.spawn(async move {
+                    rv.poll_inbox(&chain, &synced, after)
+                        .await
+                        .map(|(peer, r)| (peer, r, true))
+                });
+                next_inbox =
+                    tokio::time::Instant::now() + jittered(config.poll.mul_f64(INBOX_POLL_FACTOR));
             }
             while let Some(r) = reads.join_next().await {
-                let Ok((peer, Some(record))) = r else {
+                let Ok(Some((peer, record, via_inbox))) = r else {
                     continue;
                 };
-                last_seen.insert(peer, record.sent_at_ms);
+                if via_inbox {
+                    inbox_seen = inbox_seen.max(Some(record.sent_at_ms));
+                } else {
+                    last_seen.insert(peer, record.sent_at_ms);
+                }
                 let Some(intent) = record.intent else {
                     continue;
                 };
@@ -1081,12 +1374,12 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             }
             debug!(took = ?polled.elapsed(), "contacts' records polled");
             // Not a fixed cadence, which would mark our queries among others': anywhere
-            // between half and one and a half poll intervals.
-            let mut r = [0u8; 2];
-            getrandom::fill(&mut r).expect("the OS random source works");
-            let gap = config
-                .poll
-                .mul_f64(0.5 + f64::from(u16::from_le_bytes(r)) / 65535.0);
+            // between half and one and a half poll intervals. With every contact on our
+            // inbox, the next inbox poll is the only thing to wake for.
+            let mut wake = tokio::time::Instant::now() + jittered(config.poll);
+            if unsynced.is_empty() && own.is_some() {
+                wake = next_inbox;
+            }
             let replaced = async {
                 match &roots {
                     Some(r) => r.replaced().await,
@@ -1094,7 +1387,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(gap) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 // A call just replaced a root: publish under the new one now, not a poll
                 // later (the contact may call back at once).
                 _ = replaced => {}

@@ -76,8 +76,9 @@ pub(crate) enum PairDone {
     Checks(Option<Vec<[u8; 8]>>),
     /// The new root is stored; its check (`None`: nothing was stored).
     Stored(Option<[u8; 8]>),
-    /// The previous root was erased (or there was nothing to erase).
-    Confirmed,
+    /// A write finished (the previous root erased, a contact's inbox chain kept), or found
+    /// nothing to do.
+    Written,
 }
 
 /// One call's replacement of the pair's rendezvous root (see `extrasafe_core::inbox::RootState`):
@@ -95,6 +96,8 @@ pub(crate) struct PairExchange {
     stored: Option<[u8; 8]>,
     /// The peer's word that it stored, held until we did.
     their_stored: Option<[u8; 8]>,
+    /// The peer's inbox chain, held until we know it is a contact of ours.
+    their_inbox: Option<extrasafe_core::inbox::InboxChain>,
     /// Disk tasks not finished yet: the call's end waits for them (briefly), so that a
     /// program exiting right after a call does not cut a write short.
     in_flight: usize,
@@ -110,6 +113,7 @@ impl PairExchange {
             theirs: None,
             stored: None,
             their_stored: None,
+            their_inbox: None,
             in_flight: 0,
         }
     }
@@ -311,6 +315,11 @@ impl Driver {
                 self.maybe_confirm();
                 return None;
             }
+            Event::InboxChain(chain) => {
+                self.pair.their_inbox = Some(chain);
+                self.maybe_keep_inbox();
+                return None;
+            }
             Event::VerificationCode(code) => {
                 let _ = self.sas.set(code.clone());
                 CallEvent::VerificationCode(code)
@@ -347,10 +356,18 @@ impl Driver {
             PairDone::Checks(Some(checks)) => {
                 if self.session.send_pair_checks(now, checks).is_ok() {
                     self.pair.sent = true;
+                    // Our inbox, as it is this epoch: from it they can compute the later ones.
+                    if let Some(chain) = &self.shared.config.inbox {
+                        let epoch = extrasafe_core::inbox::inbox_epoch_of(unix_ms());
+                        if let Ok(now_chain) = chain.at(epoch.max(chain.epoch())) {
+                            let _ = self.session.send_inbox_chain(now, &now_chain);
+                        }
+                    }
                     self.maybe_ratchet();
+                    self.maybe_keep_inbox();
                 }
             }
-            PairDone::Checks(None) | PairDone::Stored(None) | PairDone::Confirmed => {}
+            PairDone::Checks(None) | PairDone::Stored(None) | PairDone::Written => {}
             PairDone::Stored(Some(check)) => {
                 if self.session.send_pair_stored(now, check).is_ok() {
                     self.pair.stored = Some(check);
@@ -411,7 +428,28 @@ impl Driver {
                 Ok(erased) => debug!(erased, "peer confirmed the new rendezvous root"),
                 Err(e) => tracing::warn!(error = %e, "the old rendezvous root could not be erased"),
             }
-            let _ = tx.send(PairDone::Confirmed);
+            let _ = tx.send(PairDone::Written);
+        });
+    }
+
+    /// The peer told its inbox chain and is a contact of ours: keep it (off this thread).
+    fn maybe_keep_inbox(&mut self) {
+        let Some(roots) = self.shared.config.roots.clone() else {
+            return;
+        };
+        if !self.pair.sent {
+            return;
+        }
+        let Some(chain) = self.pair.their_inbox.take() else {
+            return;
+        };
+        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        self.pair.in_flight += 1;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = roots.store_inbox(&peer, chain) {
+                tracing::warn!(error = %e, "a contact's inbox chain could not be stored");
+            }
+            let _ = tx.send(PairDone::Written);
         });
     }
 
@@ -492,6 +530,12 @@ impl Driver {
         let (code, why) = self.close_code;
         self.conn.close(code, why);
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn close_code(reason: &EndReason) -> (VarInt, &'static [u8]) {

@@ -79,6 +79,9 @@ pub struct NodeConfig {
     /// Our contacts' rendezvous roots: in each call with a contact both sides replace the
     /// pair's root (forward secrecy for the records). `None`: roots are left alone.
     pub roots: Option<Arc<crate::roots::Roots>>,
+    /// Our inbox chain (`extrasafe_core::inbox`), told to contacts in calls with them (with
+    /// [`Self::roots`], which says who is a contact).
+    pub inbox: Option<extrasafe_core::inbox::InboxChain>,
 }
 
 /// QUIC congestion controllers (see bench/RESULTS.md for how they fare on a lossy link).
@@ -126,12 +129,16 @@ impl Default for NodeConfig {
             ring_burst: extrasafe_core::access::RING_BURST,
             ring_refill: extrasafe_core::access::RING_REFILL,
             roots: None,
+            inbox: None,
         }
     }
 }
 
 pub(crate) struct Shared {
     peer_id: PeerId,
+    /// Signs our presence records, when we have an inbox chain (a copy of the identity:
+    /// the TLS key above is the same secret).
+    presence_signer: Option<Identity>,
     key: Arc<CertifiedKey>,
     provider: Arc<CryptoProvider>,
     /// Peers whose connection to us was just secured (ends an answering punch).
@@ -325,6 +332,10 @@ impl Node {
         let config_rings = (config.ring_burst, config.ring_refill);
         let shared = Arc::new(Shared {
             peer_id: identity.peer_id(),
+            presence_signer: config
+                .inbox
+                .as_ref()
+                .map(|_| Identity::from_seed(&identity.seed())),
             key,
             provider,
             secured: tokio::sync::broadcast::channel(4).0,
@@ -408,6 +419,12 @@ impl Node {
             .ticket_secret
             .lock()
             .expect("ticket lock poisoned") = secret;
+    }
+
+    /// Our inbox chain and the identity that signs our presence, if we have one.
+    pub(crate) fn own_inbox(&self) -> Option<(extrasafe_core::inbox::InboxChain, &Identity)> {
+        let chain = self.shared.config.inbox.clone()?;
+        Some((chain, self.shared.presence_signer.as_ref()?))
     }
 
     /// Our contacts' rendezvous roots, which this node's calls replace (see

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use extrasafe_core::contacts::{ContactBook, ContactsKey};
-use extrasafe_core::inbox::{pair_check, RootState};
+use extrasafe_core::inbox::{pair_check, InboxChain, RootState};
 use extrasafe_core::rendezvous::PairSecret;
 use extrasafe_core::{Identity, PeerId};
 use zeroize::Zeroizing;
@@ -38,6 +38,8 @@ struct Cache {
     states: HashMap<PeerId, RootState>,
     /// The first root of each contact (the key-exchange secret), computed once.
     initial: HashMap<PeerId, Zeroizing<[u8; 32]>>,
+    /// The inbox chains contacts told us.
+    inboxes: HashMap<PeerId, InboxChain>,
 }
 
 impl std::fmt::Debug for Roots {
@@ -78,6 +80,7 @@ impl Roots {
                 loaded: true,
                 states,
                 initial,
+                inboxes: HashMap::new(),
             }),
             replaced: tokio::sync::Notify::new(),
         })
@@ -105,6 +108,11 @@ impl Roots {
 
     fn absorb(&self, cache: &mut Cache, book: &ContactBook) {
         cache.states.clear();
+        cache.inboxes = book
+            .list()
+            .iter()
+            .filter_map(|c| Some((c.peer, c.inbox.clone()?)))
+            .collect();
         for c in book.list() {
             let state = match &c.roots {
                 Some(r) => Some(r.clone()),
@@ -152,6 +160,21 @@ impl Roots {
             .iter()
             .map(|(p, s)| (*p, pair_check(s.current())))
             .collect()
+    }
+
+    /// The inbox chains our contacts told us, by contact (one read of the list if it
+    /// changed). A contact whose chain we hold was told ours in the same call.
+    pub fn inbox_chains(&self) -> HashMap<PeerId, InboxChain> {
+        let mut cache = self.cache.lock().expect("roots lock poisoned");
+        if let Err(e) = self.refresh(&mut cache) {
+            tracing::warn!(error = %e, "the contact list could not be read for inbox chains");
+        }
+        cache.inboxes.clone()
+    }
+
+    /// The inbox chain `peer` told us, if any.
+    pub fn inbox_of(&self, peer: &PeerId) -> Option<InboxChain> {
+        self.inbox_chains().remove(peer)
     }
 
     /// Returns once a call in this process has replaced a root (after it was stored).
@@ -210,6 +233,36 @@ impl Roots {
         drop(cache);
         self.replaced.notify_waiters();
         Ok(Some(check))
+    }
+
+    /// Keeps the inbox chain `peer` told us in a call (unless an older one than kept); returns
+    /// whether it was kept. Blocks on the disk: run it off the call's thread.
+    pub fn store_inbox(&self, peer: &PeerId, chain: InboxChain) -> Result<bool, StoreError> {
+        let cache = self.cache.lock().expect("roots lock poisoned");
+        if !cache.initial.contains_key(peer) {
+            return Ok(false);
+        }
+        let mut cache = cache;
+        match &self.store {
+            None => {
+                let newer = cache
+                    .inboxes
+                    .get(peer)
+                    .is_none_or(|old| old.epoch() <= chain.epoch());
+                if newer {
+                    cache.inboxes.insert(*peer, chain);
+                }
+                Ok(newer)
+            }
+            Some((store, key)) => {
+                let kept = store.update_contacts(key, |book| {
+                    let kept = book.set_inbox(peer, chain);
+                    (kept, kept)
+                })?;
+                cache.loaded = false;
+                Ok(kept)
+            }
+        }
     }
 
     /// `peer` said it stored the root whose check is `check`: if that is our current root,

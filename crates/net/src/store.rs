@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use extrasafe_core::access::TicketSecret;
 use extrasafe_core::contacts::{ContactBook, ContactsError, ContactsKey, MAX_FILE_LEN};
+use extrasafe_core::inbox::{self, ChainError, ChainFileKey, InboxChain};
 use extrasafe_core::keyfile::{self, KeyFileError};
 use extrasafe_core::Identity;
 
@@ -23,6 +24,8 @@ const CONTACTS_FILE: &str = "contacts.bin";
 /// Held (an exclusive lock on it) while the contact list is read, changed and written, so two
 /// processes (a listener and a caller) never lose each other's changes.
 const CONTACTS_LOCK: &str = ".contacts.lock";
+/// Our inbox chain (`core::inbox`), sealed under a key derived from the identity.
+const INBOX_FILE: &str = "inbox.bin";
 
 /// Why the identity could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,9 @@ pub enum StoreError {
     /// The contact list could not be opened.
     #[error(transparent)]
     Contacts(#[from] ContactsError),
+    /// Our inbox chain's file could not be used.
+    #[error(transparent)]
+    Inbox(ChainError),
 }
 
 /// Where the identity lives.
@@ -222,9 +228,49 @@ impl IdentityStore {
         Some((m.ino(), m.len(), m.modified().ok()?))
     }
 
+    /// Our inbox chain at `epoch`: read and stepped forward (the older value is erased from
+    /// the disk, so a disk taken later cannot compute our earlier inboxes), or made on first
+    /// use. Under the contacts lock, so two processes starting at once make one chain.
+    pub fn inbox_chain(&self, identity: &Identity, epoch: u64) -> Result<InboxChain, StoreError> {
+        let key = ChainFileKey::of(identity);
+        let _lock = self.lock_contacts()?;
+        let path = self.dir.join(INBOX_FILE);
+        let mut bytes = Vec::new();
+        let found = match fs::File::open(&path) {
+            Ok(f) => {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, inbox::FILE_LEN as u64 + 1),
+                    &mut bytes,
+                )
+                .map_err(|e| io("reading", &path, e))?;
+                Some(InboxChain::decode(&bytes, &key).map_err(StoreError::Inbox)?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", &path, e)),
+        };
+        let (chain, write) = match found {
+            Some(c) if c.epoch() >= epoch => (c, false),
+            Some(mut c) => {
+                c.advance_to(epoch).map_err(StoreError::Inbox)?;
+                (c, true)
+            }
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).expect("the OS random number generator failed");
+                (InboxChain::new(seed, epoch), true)
+            }
+        };
+        if write {
+            let mut nonce = [0u8; 24];
+            getrandom::fill(&mut nonce).expect("the OS random number generator failed");
+            self.write_private(INBOX_FILE, &chain.encode(&key, nonce))?;
+        }
+        Ok(chain)
+    }
+
     /// Seals and writes the contact list, replacing the old one in one step. The names,
-    /// tickets and verification marks come from `book`; each contact's rendezvous roots are
-    /// kept as the file has them (calls replace them, possibly in another process, and a list
+    /// tickets and verification marks come from `book`; each contact's rendezvous roots (and
+    /// inbox chain, unless `book` has a newer one) are kept as the file has them (calls replace them, possibly in another process, and a list
     /// loaded before that call must not put the old ones back).
     pub fn save_contacts(&self, identity: &Identity, book: &ContactBook) -> Result<(), StoreError> {
         let key = ContactsKey::of(identity);
@@ -232,8 +278,11 @@ impl IdentityStore {
         let on_disk = self.load_contacts_with(&key).unwrap_or_default();
         let mut out = book.clone();
         for c in book.list() {
-            let roots = on_disk.by_peer(&c.peer).and_then(|d| d.roots.clone());
-            out.set_roots(&c.peer, roots);
+            let disk = on_disk.by_peer(&c.peer);
+            out.set_roots(&c.peer, disk.and_then(|d| d.roots.clone()));
+            if let Some(chain) = disk.and_then(|d| d.inbox.clone()) {
+                out.set_inbox(&c.peer, chain);
+            }
         }
         self.write_contacts(&key, &out)
     }
@@ -351,6 +400,44 @@ mod tests {
         let d = std::env::temp_dir().join(format!("es-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn the_inbox_chain_is_made_once_and_steps_forward_erasing_the_past() {
+        let d = tmpdir("inbox");
+        let store = IdentityStore::at(&d);
+        let me = Identity::generate();
+        let first = store.inbox_chain(&me, 100).unwrap();
+        assert_eq!(first.epoch(), 100);
+        // The same chain next time, not a new one.
+        assert_eq!(store.inbox_chain(&me, 100).unwrap(), first);
+        let mode = fs::metadata(d.join(INBOX_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // Later: stepped forward, and the file holds only the new value.
+        let later = store.inbox_chain(&me, 103).unwrap();
+        assert_eq!(later, first.at(103).unwrap());
+        let kept = InboxChain::decode(
+            &fs::read(d.join(INBOX_FILE)).unwrap(),
+            &ChainFileKey::of(&me),
+        )
+        .unwrap();
+        assert_eq!(kept, later);
+        assert!(
+            kept.at(100).is_err(),
+            "the past cannot be computed from the file"
+        );
+        // A clock gone back keeps what is there.
+        assert_eq!(store.inbox_chain(&me, 101).unwrap(), later);
+        // Another identity cannot open it, and says so.
+        assert!(matches!(
+            store.inbox_chain(&Identity::generate(), 104),
+            Err(StoreError::Inbox(ChainError::Unreadable))
+        ));
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use extrasafe_net::core::rendezvous::{epoch_of, PairSecret};
+use extrasafe_net::core::inbox::{inbox_epoch_of, InboxChain};
+use extrasafe_net::core::rendezvous::{epoch_of, PairSecret, RecordKeys};
 use extrasafe_net::core::{Identity, PeerId};
 use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+use extrasafe_net::roots::Roots;
 use extrasafe_net::{AcceptPolicy, Node};
 
 /// A bencoded value.
@@ -365,4 +367,203 @@ fn bobs_polls(
     }
     let most = asked.values().copied().max().unwrap_or(0);
     (most, polls.iter().map(|s| s.from).collect())
+}
+
+/// A listener whose `n` contacts all hold its inbox chain (and it theirs), serving on a fresh
+/// capture DHT until its inbox has been polled `polls` times from one socket at one node.
+/// Returns what the nodes saw of it and its presence and inbox targets.
+async fn synced_listener(n: usize, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]>) {
+    let log: Log = Default::default();
+    let bootstrap = small_dht(10, log.clone()).await;
+    let config = DhtConfig {
+        bootstrap,
+        bind: std::net::Ipv4Addr::LOCALHOST,
+        poll: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(500),
+        ..DhtConfig::default()
+    };
+    let bob_id = Identity::generate();
+    let contacts: Vec<PeerId> = (0..n).map(|_| Identity::generate().peer_id()).collect();
+    let now = inbox_epoch_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    let chain = InboxChain::new(seed, now - 1);
+    let roots = Roots::in_memory(&bob_id, &contacts);
+    for c in &contacts {
+        getrandom::fill(&mut seed).unwrap();
+        assert!(roots.store_inbox(c, InboxChain::new(seed, now)).unwrap());
+    }
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &contacts),
+                roots: Some(roots),
+                inbox: Some(chain.clone()),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let bob_rv = Arc::new(
+        Rendezvous::start(dht::pair_secrets(&bob_id, &contacts).unwrap(), &config).unwrap(),
+    );
+    let served = dht::serve(bob.clone(), bob_rv, config);
+    let mut ours = HashSet::new();
+    for epoch in [now - 1, now, now + 1] {
+        let at = chain.at(epoch).unwrap();
+        for keys in [RecordKeys::presence(&at), RecordKeys::inbox(&at)] {
+            ours.insert(*mainline::MutableItem::target_from_key(&keys.dht_key(), None).as_bytes());
+        }
+    }
+    let inbox_polls = |seen: &[Seen]| {
+        let putters: HashSet<SocketAddr> = seen.iter().filter(|s| s.put).map(|s| s.from).collect();
+        let mut asked: HashMap<(SocketAddr, SocketAddr), usize> = HashMap::new();
+        for s in seen
+            .iter()
+            .filter(|s| !putters.contains(&s.from) && s.target.is_some())
+        {
+            *asked.entry((s.from, s.to)).or_default() += 1;
+        }
+        asked.values().copied().max().unwrap_or(0)
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while inbox_polls(&log.lock().unwrap()) < polls {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the listener stopped polling its inbox");
+    drop(served);
+    let seen = log.lock().unwrap().clone();
+    (seen, ours)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listeners_queries_do_not_depend_on_how_many_contacts_it_has() {
+    let mut shapes = Vec::new();
+    for n in [1, 50] {
+        let (seen, ours) = synced_listener(n, 8).await;
+        let gets: Vec<&Seen> = seen.iter().filter(|s| s.target.is_some()).collect();
+        // Every get and put is about the listener's own presence or inbox: no target per
+        // contact.
+        for s in &gets {
+            assert!(
+                ours.contains(&s.target.unwrap()),
+                "{n} contacts: a query about a target that is neither presence nor inbox"
+            );
+        }
+        let targets: HashSet<[u8; 20]> = gets.iter().map(|s| s.target.unwrap()).collect();
+        let sockets: HashSet<SocketAddr> = gets.iter().map(|s| s.from).collect();
+        let puts = gets.iter().filter(|s| s.put).count();
+        eprintln!(
+            "{n} contacts: {} targets, {} sockets, {puts} puts, {} queries",
+            targets.len(),
+            sockets.len(),
+            gets.len()
+        );
+        shapes.push((targets.len(), sockets.len()));
+    }
+    // One presence and one inbox (two of each if an epoch began meanwhile), from one socket
+    // each, with 1 contact as with 50.
+    assert_eq!(shapes[0], shapes[1]);
+    assert!(shapes[0].0 <= 4, "{shapes:?}");
+}
+
+/// For the benchmark (`bash bench/dht_budget.sh`): a listener at the default settings with
+/// 1 and then 200 contacts who all hold its chain, on the capture DHT for
+/// `EXTRASAFE_BUDGET_SECS` seconds each (default 120): every query it sends, per minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes of wall-clock time"]
+async fn budget_per_minute() {
+    let secs: u64 = std::env::var("EXTRASAFE_BUDGET_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    for n in [1usize, 200] {
+        let log: Log = Default::default();
+        let bootstrap = small_dht(20, log.clone()).await;
+        let config = DhtConfig {
+            bootstrap,
+            bind: std::net::Ipv4Addr::LOCALHOST,
+            ..DhtConfig::default()
+        };
+        let bob_id = Identity::generate();
+        let contacts: Vec<PeerId> = (0..n).map(|_| Identity::generate().peer_id()).collect();
+        let now = inbox_epoch_of(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        );
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
+        let chain = InboxChain::new(seed, now);
+        let roots = Roots::in_memory(&bob_id, &contacts);
+        for c in &contacts {
+            getrandom::fill(&mut seed).unwrap();
+            roots.store_inbox(c, InboxChain::new(seed, now)).unwrap();
+        }
+        let bob = Arc::new(
+            Node::bind(
+                &bob_id,
+                extrasafe_net::NodeConfig {
+                    contacts: extrasafe_net::gate::contact_keys(&bob_id, &contacts),
+                    roots: Some(roots),
+                    inbox: Some(chain),
+                    ..common::config(AcceptPolicy::Anyone)
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let bob_rv = Arc::new(
+            Rendezvous::start(dht::pair_secrets(&bob_id, &contacts).unwrap(), &config).unwrap(),
+        );
+        let served = dht::serve(bob.clone(), bob_rv, config);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        drop(served);
+        let seen = log.lock().unwrap().clone();
+        let minutes = secs as f64 / 60.0;
+        let gets = seen.iter().filter(|s| s.target.is_some() && !s.put).count();
+        let puts = seen.iter().filter(|s| s.put).count();
+        let pings = seen.iter().filter(|s| s.target.is_none()).count();
+        let targets: HashSet<[u8; 20]> = seen.iter().filter_map(|s| s.target).collect();
+        // Gets per target and minute (presence and inbox of each epoch seen), most first.
+        let mut per_target: Vec<f64> = targets
+            .iter()
+            .map(|t| {
+                seen.iter()
+                    .filter(|s| s.target == Some(*t) && !s.put)
+                    .count() as f64
+                    / minutes
+            })
+            .collect();
+        per_target.sort_by(|a, b| b.total_cmp(a));
+        if std::env::var_os("EXTRASAFE_BUDGET_NODES").is_some() {
+            for t in &targets {
+                let mut by_node: std::collections::BTreeMap<SocketAddr, usize> = Default::default();
+                for s in seen.iter().filter(|s| s.target == Some(*t) && !s.put) {
+                    *by_node.entry(s.to).or_default() += 1;
+                }
+                println!("target {:02x?}: gets by node {by_node:?}", &t[..4]);
+            }
+        }
+        println!(
+            "BUDGET contacts={n} secs={secs} queries_per_min={:.1} gets_per_min={:.1} \
+             puts_per_min={:.1} pings_per_min={:.1} targets={} gets_per_target_per_min={:.1?}",
+            seen.len() as f64 / minutes,
+            gets as f64 / minutes,
+            puts as f64 / minutes,
+            pings as f64 / minutes,
+            targets.len(),
+            per_target
+        );
+    }
 }

@@ -119,12 +119,21 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
     let bob_store = store_with(&dir, "bob", &bob_id, &a);
     let first = *PairSecret::new(&alice_id, &b).unwrap().initial_root();
 
+    let now_epoch = extrasafe_net::core::inbox::inbox_epoch_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let alice_inbox = alice_store.inbox_chain(&alice_id, now_epoch).unwrap();
+    let bob_inbox = bob_store.inbox_chain(&bob_id, now_epoch).unwrap();
     let alice_roots = Roots::stored(&alice_store, &alice_id).unwrap();
     let alice = Node::bind(
         &alice_id,
         extrasafe_net::NodeConfig {
             contacts: extrasafe_net::gate::contact_keys(&alice_id, &[b]),
             roots: Some(alice_roots.clone()),
+            inbox: Some(alice_inbox.clone()),
             ..common::config(AcceptPolicy::Anyone)
         },
     )
@@ -136,6 +145,7 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
             extrasafe_net::NodeConfig {
                 contacts: extrasafe_net::gate::contact_keys(&bob_id, &[a]),
                 roots: Some(Roots::stored(&bob_store, &bob_id).unwrap()),
+                inbox: Some(bob_inbox.clone()),
                 ..common::config(AcceptPolicy::Anyone)
             },
         )
@@ -154,7 +164,6 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
         .unwrap();
 
     // First call: the root moves on from the key-exchange secret, on both sides.
-    published.borrow_and_update();
     let (call, inc) = call_through_the_dht(&alice, &alice_rv, &bob, &mut intents).await;
     let r1 = settled(
         (&alice_store, &alice_id, &b),
@@ -163,17 +172,43 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
     )
     .await;
     assert_ne!(r1, first);
+    // In the same call each told the other its inbox chain, which each keeps.
+    let inbox_of = |store: &IdentityStore, me: &Identity, them: &PeerId| {
+        store
+            .load_contacts(me)
+            .unwrap()
+            .by_peer(them)
+            .unwrap()
+            .inbox
+            .clone()
+    };
+    let mut told = (None, None);
+    for _ in 0..200 {
+        told = (
+            inbox_of(&alice_store, &alice_id, &b),
+            inbox_of(&bob_store, &bob_id, &a),
+        );
+        if told.0.is_some() && told.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (bobs_at_alice, alices_at_bob) = (
+        told.0.expect("Alice kept Bob's chain"),
+        told.1.expect("Bob kept Alice's chain"),
+    );
+    assert_eq!(bobs_at_alice, bob_inbox.at(bobs_at_alice.epoch()).unwrap());
+    assert_eq!(
+        alices_at_bob,
+        alice_inbox.at(alices_at_bob.epoch()).unwrap()
+    );
     call.hangup();
     drop((call, inc));
     until_idle(&bob).await;
-    // Bob's records are now under the new root, published again at once (the record he
-    // published before the call is under the old one, which Alice erased).
-    tokio::time::timeout(Duration::from_secs(20), published.changed())
-        .await
-        .expect("Bob never published under the new root")
-        .unwrap();
-
-    // The next call by name finds him, and replaces the root again.
+    // The next call by name finds him, and replaces the root again. It can only go through
+    // his presence and inbox (the chains they swapped): the record of his own he published
+    // for Alice before the call is under the old root, which Alice erased, and he publishes
+    // no more records for a contact who holds his chain.
     let (call, inc) = call_through_the_dht(&alice, &alice_rv, &bob, &mut intents).await;
     let r2 = settled(
         (&alice_store, &alice_id, &b),

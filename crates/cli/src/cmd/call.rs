@@ -76,6 +76,7 @@ pub async fn run(
         ticket_secret: None,
         contacts: loaded.contact_keys(&[target.peer]),
         roots: loaded.roots()?,
+        inbox: loaded.inbox(out),
         session: extrasafe_core::SessionConfig {
             ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
             ..Default::default()

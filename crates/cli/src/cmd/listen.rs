@@ -83,6 +83,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         ticket_secret: Some(loaded.ticket_secret.clone()),
         contacts: loaded.contact_keys(&peers),
         roots: loaded.roots()?,
+        inbox: loaded.inbox(out),
         ..NodeConfig::default()
     };
     let port = args

@@ -104,3 +104,48 @@ pub fn wait(mut p: Proc) -> i32 {
     let _ = child.kill();
     panic!("process did not exit within 10 s");
 }
+
+/// Follows `voice` through `heard` window by window (`window` samples each), starting at
+/// `lag` and letting each window be found within `slack` samples of where the previous one
+/// ended: a stalled process may lose or insert a little time, which shifts what follows but
+/// is not what a test of the content is about. Returns each window's correlation and start.
+pub fn follow(
+    voice: &[i16],
+    heard: &[i16],
+    lag: usize,
+    window: usize,
+    slack: usize,
+) -> (Vec<f64>, Vec<usize>) {
+    let mut corrs = Vec::new();
+    let mut starts = Vec::new();
+    let mut at = lag;
+    for w in 0..voice.len() / window {
+        let reference = &voice[w * window..(w + 1) * window];
+        let from = at.saturating_sub(slack);
+        let Some(got) = heard.get(from..(from + window + 2 * slack).min(heard.len())) else {
+            break;
+        };
+        if got.len() < window {
+            break;
+        }
+        let (l, c) = extrasafe_net::media::pipeline::align(reference, got, got.len() - window);
+        // A window of near silence tells nothing about where the next one is.
+        if c > 0.5 {
+            at = from + l;
+        }
+        if at + window > heard.len() {
+            break;
+        }
+        starts.push(at);
+        corrs.push(c);
+        at += window;
+    }
+    (corrs, starts)
+}
+
+/// The median of `values` (NaN if empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}

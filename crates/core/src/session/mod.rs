@@ -139,6 +139,8 @@ pub enum Event {
     /// While the call is up: the peer stored the pair's new root, whose check this is (once
     /// per session).
     PairStored([u8; 8]),
+    /// While the call is up: the peer's inbox chain (once per session).
+    InboxChain(crate::inbox::InboxChain),
     /// The session is over; nothing more will happen.
     Ended(EndReason),
 }
@@ -227,6 +229,7 @@ pub struct Session {
     observed_heard: bool,
     pair_checks_heard: bool,
     pair_stored_heard: bool,
+    inbox_heard: bool,
     ping: Option<(u64, Instant)>,
     next_ping_nonce: u64,
     rtt: Option<Duration>,
@@ -257,6 +260,7 @@ impl Session {
             observed_heard: false,
             pair_checks_heard: false,
             pair_stored_heard: false,
+            inbox_heard: false,
             ping: None,
             next_ping_nonce: 1,
             rtt: None,
@@ -555,6 +559,25 @@ impl Session {
         Ok(())
     }
 
+    /// While the call is up: tells the peer our inbox chain.
+    pub fn send_inbox_chain(
+        &mut self,
+        now: Instant,
+        chain: &crate::inbox::InboxChain,
+    ) -> Result<(), SessionError> {
+        if self.state != State::Active {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        self.send(
+            now,
+            Message::InboxChain {
+                value: *chain.to_bytes(),
+                epoch: chain.epoch(),
+            },
+        );
+        Ok(())
+    }
+
     /// Sends a chat line; returns its sequence number.
     pub fn send_chat(&mut self, now: Instant, text: &str) -> Result<u64, SessionError> {
         if self.state != State::Active {
@@ -717,6 +740,15 @@ impl Session {
                 if self.state == State::Active && !self.pair_stored_heard {
                     self.pair_stored_heard = true;
                     self.events.push_back(Event::PairStored(check));
+                }
+            }
+            Message::InboxChain { value, epoch } => {
+                if self.state == State::Active && !self.inbox_heard {
+                    self.inbox_heard = true;
+                    self.events
+                        .push_back(Event::InboxChain(crate::inbox::InboxChain::new(
+                            value, epoch,
+                        )));
                 }
             }
             Message::Pong { nonce } => {

@@ -204,7 +204,20 @@ fn pair_roots_are_exchanged_only_in_a_call_and_once() {
     p.caller.send_pair_stored(p.now, [5; 8]).unwrap();
     p.callee.send_pair_stored(p.now, [6; 8]).unwrap();
     p.caller.send_pair_stored(p.now, [7; 8]).unwrap();
+    let chain = crate::inbox::InboxChain::new([9; 32], 40);
+    p.callee.send_inbox_chain(p.now, &chain).unwrap();
+    p.callee
+        .send_inbox_chain(p.now, &crate::inbox::InboxChain::new([10; 32], 41))
+        .unwrap();
     p.advance(Duration::from_millis(100));
+    let chains: Vec<_> = Pair::kinds(&p.caller_events)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::InboxChain(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chains, vec![chain], "one chain per session, the first");
     let pair_events = |events: &[(Duration, Event)]| -> Vec<Event> {
         Pair::kinds(events)
             .into_iter()

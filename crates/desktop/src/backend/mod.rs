@@ -530,6 +530,16 @@ impl Backend {
             // Calls with these contacts replace the roots of their rendezvous records (a
             // contact added while the app runs joins at its next start).
             roots: extrasafe_net::roots::Roots::stored(store, identity).ok(),
+            inbox: store
+                .inbox_chain(
+                    identity,
+                    extrasafe_core::inbox::inbox_epoch_of(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                    ),
+                )
+                .ok(),
             session: extrasafe_core::SessionConfig {
                 ring_timeout: self.opts.ring_timeout,
                 ..Default::default()
