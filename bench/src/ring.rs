@@ -90,7 +90,8 @@ fn new_chain() -> InboxChain {
 /// In-memory roots for `me`'s contact `them`, holding `their` inbox chain.
 fn roots_holding(me: &Identity, them: PeerId, their: &InboxChain) -> Arc<Roots> {
     let roots = Roots::in_memory(me, &[them]);
-    assert!(roots.store_inbox(&them, their.clone()).unwrap());
+    // Bob's chain is the configured one (made at time 0): `them` holds it.
+    assert!(roots.store_inbox(&them, their.clone(), Some(0)).unwrap());
     roots
 }
 

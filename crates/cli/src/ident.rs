@@ -49,8 +49,8 @@ impl Loaded {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        match store.inbox_chain(&self.identity, extrasafe_core::inbox::inbox_epoch_of(now)) {
-            Ok(c) => Some(c),
+        match store.own_inbox(&self.identity, extrasafe_core::inbox::inbox_epoch_of(now)) {
+            Ok(o) => Some(o.chain),
             Err(e) => {
                 out.warn(&format!("{e}. Contacts will find you as before."));
                 None

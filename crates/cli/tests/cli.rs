@@ -795,7 +795,27 @@ fn contacts_are_kept_sealed_and_called_by_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No address is known for bob"));
-    assert_eq!(contact(&["remove", "alice"]).status.code(), Some(0));
+    // Removing a contact renews our inbox chain (the removed one holds the old).
+    let store = extrasafe_net::IdentityStore::at(&dir);
+    let me = store.load(None).unwrap();
+    let key = extrasafe_core::inbox::ChainFileKey::of(&me);
+    let before = store
+        .read_own_inbox(&key)
+        .unwrap()
+        .expect("made by listen and call");
+    let out = contact(&["remove", "alice"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("contact_removed"));
+    let after = store.read_own_inbox(&key).unwrap().unwrap();
+    assert!(after.since_ms > before.since_ms);
+    assert_ne!(
+        after
+            .chain
+            .at(before.chain.epoch().max(after.chain.epoch())),
+        before
+            .chain
+            .at(before.chain.epoch().max(after.chain.epoch()))
+    );
     let out = bin()
         .args(["--data-dir", &data, "call", "alice"])
         .output()

@@ -78,6 +78,10 @@ pub struct Contact {
     pub roots: Option<RootState>,
     /// Their inbox chain, as they last told it in a call (`crate::inbox::InboxChain`).
     pub inbox: Option<InboxChain>,
+    /// Which chain of ours they hold: the time it was made (`crate::inbox::OwnInbox`'s
+    /// `since_ms`), as told them in the call in which they told us theirs. Not the time of
+    /// that call: the file keeps no call times.
+    pub holds_ours: Option<u64>,
 }
 
 impl Contact {
@@ -119,15 +123,15 @@ struct StoredV2 {
     /// The current rendezvous root and, until the peer confirmed it, the previous one.
     root: Option<[u8; 32]>,
     previous: Option<[u8; 32]>,
-    /// Their inbox chain: a value and its epoch.
-    inbox: Option<([u8; 32], u64)>,
+    /// Their inbox chain (a value and its epoch) and which chain of ours they hold.
+    inbox: Option<([u8; 32], u64, Option<u64>)>,
 }
 
 impl Drop for StoredV2 {
     fn drop(&mut self) {
         self.root.zeroize();
         self.previous.zeroize();
-        if let Some((v, _)) = &mut self.inbox {
+        if let Some((v, _, _)) = &mut self.inbox {
             v.zeroize();
         }
     }
@@ -256,6 +260,7 @@ impl ContactBook {
             verified: false,
             roots: None,
             inbox: None,
+            holds_ours: None,
         });
         Ok(Added::New)
     }
@@ -300,9 +305,10 @@ impl ContactBook {
         }
     }
 
-    /// Keeps `chain` as `peer`'s inbox chain if it is not older than the one kept; returns
-    /// whether it was kept (`false` too if `peer` is not a contact).
-    pub fn set_inbox(&mut self, peer: &PeerId, chain: InboxChain) -> bool {
+    /// Keeps `chain` as `peer`'s inbox chain, told in a call in which we told ours (made at
+    /// `holds_ours`, if we told one), if it is not older than the one kept; returns whether
+    /// it was kept (`false` too if `peer` is not a contact).
+    pub fn set_inbox(&mut self, peer: &PeerId, chain: InboxChain, holds_ours: Option<u64>) -> bool {
         match self.contacts.iter_mut().find(|c| c.peer == *peer) {
             Some(c)
                 if c.inbox
@@ -310,6 +316,9 @@ impl ContactBook {
                     .is_none_or(|old| old.epoch() <= chain.epoch()) =>
             {
                 c.inbox = Some(chain);
+                if holds_ours.is_some() {
+                    c.holds_ours = holds_ours;
+                }
                 true
             }
             _ => false,
@@ -328,7 +337,10 @@ impl ContactBook {
                 verified: c.verified,
                 root: c.roots.as_ref().map(|r| *r.current()),
                 previous: c.roots.as_ref().and_then(|r| r.previous().copied()),
-                inbox: c.inbox.as_ref().map(|i| (*i.to_bytes(), i.epoch())),
+                inbox: c
+                    .inbox
+                    .as_ref()
+                    .map(|i| (*i.to_bytes(), i.epoch(), c.holds_ours)),
             })
             .collect();
         let plain = Zeroizing::new(postcard::to_allocvec(&stored).expect("contacts serialize"));
@@ -420,7 +432,10 @@ impl ContactBook {
                     ))
                 }
             };
-            added.inbox = s.inbox.map(|(v, e)| InboxChain::new(v, e));
+            if let Some((v, e, at)) = s.inbox {
+                added.inbox = Some(InboxChain::new(v, e));
+                added.holds_ours = at;
+            }
         }
         Ok(book)
     }
@@ -476,12 +491,13 @@ mod tests {
         book.add("bob", bob, vec![]).unwrap();
         let roots = RootState::new([0x5a; 32], Some([0xa5; 32]));
         assert!(book.set_roots(&alice, Some(roots.clone())));
-        assert!(book.set_inbox(&alice, InboxChain::new([0x3c; 32], 500)));
+        assert!(book.set_inbox(&alice, InboxChain::new([0x3c; 32], 500), Some(9_000)));
         assert!(
-            !book.set_inbox(&alice, InboxChain::new([0x3d; 32], 499)),
+            !book.set_inbox(&alice, InboxChain::new([0x3d; 32], 499), Some(9_500)),
             "older"
         );
-        assert!(book.set_inbox(&bob, InboxChain::new([0x3e; 32], 7)));
+        assert_eq!(book.by_peer(&alice).unwrap().holds_ours, Some(9_000));
+        assert!(book.set_inbox(&bob, InboxChain::new([0x3e; 32], 7), None));
         assert!(
             !book.set_roots(&peer(), Some(roots.clone())),
             "not a contact"
@@ -499,6 +515,8 @@ mod tests {
             back.by_peer(&alice).unwrap().inbox,
             Some(InboxChain::new([0x3c; 32], 500))
         );
+        assert_eq!(back.by_peer(&alice).unwrap().holds_ours, Some(9_000));
+        assert_eq!(back.by_peer(&bob).unwrap().holds_ours, None);
         // The confirmed state drops the previous root from the file too.
         let mut confirmed = book.clone();
         confirmed.set_roots(&alice, Some(RootState::new([0x5a; 32], None)));

@@ -4,7 +4,9 @@
 //! * [`InboxChain`]: a listener's one-way chain of per-epoch inbox secrets. The listener
 //!   tells its current value to a contact inside each authenticated session; both step it
 //!   forward as epochs pass and erase the older values. From a value one can compute every
-//!   later epoch's inbox, never an earlier one. (Not used by the node yet.)
+//!   later epoch's inbox, never an earlier one. [`OwnInbox`] is our own chain as kept on
+//!   disk, with the time it was made: a new chain (when a contact is removed) cuts off
+//!   everyone holding the old one.
 //! * [`ratchet_pair`] and [`RootState`]: the root of a pair's rendezvous records, replaced in
 //!   every call by mixing it with the session's TLS exporter (fresh, forward-secret key
 //!   exchange per session), so that the old root, once erased, cannot be computed from the
@@ -56,10 +58,10 @@ pub enum ChainError {
 }
 
 /// The first bytes of our chain's file (`inbox.bin`): the file is the magic, a nonce and
-/// XChaCha20-Poly1305(key, nonce, aad = magic, value: 32 | epoch: u64 BE).
+/// XChaCha20-Poly1305(key, nonce, aad = magic, value: 32 | epoch: u64 BE | since_ms: u64 BE).
 const FILE_MAGIC: [u8; 4] = *b"ESI\x01";
 /// Size of the chain's file.
-pub const FILE_LEN: usize = 4 + 24 + 40 + 16;
+pub const FILE_LEN: usize = 4 + 24 + 48 + 16;
 
 /// The key our own chain is sealed with on disk, derived from the identity.
 pub struct ChainFileKey(Zeroizing<[u8; 32]>);
@@ -138,11 +140,29 @@ impl InboxChain {
         ))
     }
 
-    /// The file that keeps this value (`nonce`: fresh random bytes for every write).
+    /// The raw value, to hand to a contact inside an authenticated session.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        self.value.clone()
+    }
+}
+
+/// Our own inbox chain and when it was made (Unix ms): contacts who stored a chain of ours
+/// before then hold an old one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnInbox {
+    /// The chain, at the epoch it was last stepped to.
+    pub chain: InboxChain,
+    /// When the chain was made.
+    pub since_ms: u64,
+}
+
+impl OwnInbox {
+    /// The file that keeps it (`nonce`: fresh random bytes for every write).
     pub fn encode(&self, key: &ChainFileKey, nonce: [u8; 24]) -> Vec<u8> {
-        let mut plain = Zeroizing::new([0u8; 40]);
-        plain[..32].copy_from_slice(&self.value[..]);
-        plain[32..].copy_from_slice(&self.epoch.to_be_bytes());
+        let mut plain = Zeroizing::new([0u8; 48]);
+        plain[..32].copy_from_slice(&self.chain.value[..]);
+        plain[32..40].copy_from_slice(&self.chain.epoch.to_be_bytes());
+        plain[40..].copy_from_slice(&self.since_ms.to_be_bytes());
         let mut out = FILE_MAGIC.to_vec();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&crate::sealed::seal(
@@ -154,7 +174,7 @@ impl InboxChain {
         out
     }
 
-    /// The value kept in a chain file.
+    /// What a chain file keeps.
     pub fn decode(bytes: &[u8], key: &ChainFileKey) -> Result<Self, ChainError> {
         if bytes.len() != FILE_LEN || bytes[..4] != FILE_MAGIC {
             return Err(ChainError::Unreadable);
@@ -162,14 +182,16 @@ impl InboxChain {
         let nonce: &[u8; 24] = bytes[4..28].try_into().expect("length checked");
         let plain = crate::sealed::open(&key.0, nonce, &FILE_MAGIC, &bytes[28..])
             .ok_or(ChainError::Unreadable)?;
-        let value: [u8; 32] = plain[..32].try_into().expect("40 bytes sealed");
-        let epoch = u64::from_be_bytes(plain[32..40].try_into().expect("40 bytes sealed"));
-        Ok(Self::new(value, epoch))
-    }
-
-    /// The raw value, to hand to a contact inside an authenticated session.
-    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        self.value.clone()
+        if plain.len() != 48 {
+            return Err(ChainError::Unreadable);
+        }
+        let value: [u8; 32] = plain[..32].try_into().expect("48 bytes");
+        let epoch = u64::from_be_bytes(plain[32..40].try_into().expect("48 bytes"));
+        let since_ms = u64::from_be_bytes(plain[40..48].try_into().expect("48 bytes"));
+        Ok(Self {
+            chain: InboxChain::new(value, epoch),
+            since_ms,
+        })
     }
 }
 
@@ -376,21 +398,21 @@ mod tests {
     fn the_chain_file_opens_only_with_its_identity() {
         let me = crate::Identity::generate();
         let key = ChainFileKey::of(&me);
-        let chain = InboxChain::new([0x44; 32], 1234);
-        let file = chain.encode(&key, [1; 24]);
+        let own = OwnInbox {
+            chain: InboxChain::new([0x44; 32], 1234),
+            since_ms: 1_700_000_000_123,
+        };
+        let file = own.encode(&key, [1; 24]);
         assert_eq!(file.len(), FILE_LEN);
         assert!(!file.windows(8).any(|w| w == [0x44; 8]));
-        assert_eq!(InboxChain::decode(&file, &key).unwrap(), chain);
+        assert_eq!(OwnInbox::decode(&file, &key).unwrap(), own);
         let other = ChainFileKey::of(&crate::Identity::generate());
-        assert_eq!(
-            InboxChain::decode(&file, &other),
-            Err(ChainError::Unreadable)
-        );
+        assert_eq!(OwnInbox::decode(&file, &other), Err(ChainError::Unreadable));
         let mut bad = file.clone();
         bad[40] ^= 1;
-        assert_eq!(InboxChain::decode(&bad, &key), Err(ChainError::Unreadable));
+        assert_eq!(OwnInbox::decode(&bad, &key), Err(ChainError::Unreadable));
         assert_eq!(
-            InboxChain::decode(&file[1..], &key),
+            OwnInbox::decode(&file[1..], &key),
             Err(ChainError::Unreadable)
         );
     }

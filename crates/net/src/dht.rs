@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::portmap::MapState;
-use extrasafe_core::inbox::InboxChain;
+use extrasafe_core::inbox::{InboxChain, OwnInbox};
 use extrasafe_core::krpc;
 use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
@@ -1088,11 +1088,14 @@ impl Node {
                 );
                 debug!(took = ?started.elapsed(), found = theirs.is_some(), "intent written to their inbox and their presence read");
                 match (theirs, written) {
-                    (Some(t), Ok(())) => Some(t),
-                    (Some(_), Err(e)) => return Err(CallError::Rendezvous(e.to_string())),
-                    // No presence under the chain (they lost ours, or run an older version):
-                    // their records of their own, as before.
-                    (None, _) => None,
+                    (Some(t), Ok(())) if !t.candidates.is_empty() => Some(t),
+                    (Some(t), Err(e)) if !t.candidates.is_empty() => {
+                        return Err(CallError::Rendezvous(e.to_string()))
+                    }
+                    // No presence under the chain (they lost ours, or run an older version),
+                    // or one with no address (they made a new chain since): their records
+                    // of their own, as before.
+                    _ => None,
                 }
             }
             None => None,
@@ -1182,16 +1185,20 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
         // Our inbox: one presence record and one inbox per epoch for every contact who holds
-        // our chain, however many they are.
-        let own = node
+        // our chain, however many they are. The chain is read again every round: removing a
+        // contact renews it (possibly in another process).
+        let signer = node
             .own_inbox()
-            .map(|(chain, me)| (chain, Identity::from_seed(&me.seed())));
+            .map(|(_, me)| Identity::from_seed(&me.seed()));
+        let mut own: Option<OwnInbox> = None;
         let mut published: Option<(u64, Reachability, tokio::time::Instant)> = None;
         let mut presence: Option<(u64, Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
         let mut inbox_seen: Option<u64> = None;
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         let mut unstored: HashSet<PeerId> = HashSet::new();
+        // Contacts with a record of their own stored since `published` was last stale.
+        let mut recorded: HashSet<PeerId> = HashSet::new();
         let mut retry_at = tokio::time::Instant::now();
         let mut next_inbox = tokio::time::Instant::now();
         let mut presence_retry_at = tokio::time::Instant::now();
@@ -1212,20 +1219,49 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             let ours = reachability_within(&node, &rendezvous, settle).await;
             settle = Duration::ZERO;
             let epoch = epoch_of(now_ms());
-            // Contacts who hold our chain (they told us theirs in the same call) find us
-            // through our presence and inbox; the others through records of their own.
-            let held = match (&own, &roots) {
-                (Some(_), Some(r)) => r.inbox_chains(),
-                _ => HashMap::new(),
+            let now_own = node.own_inbox().map(|(o, _)| o);
+            if now_own.as_ref().map(|o| o.since_ms) != own.as_ref().map(|o| o.since_ms) {
+                // A new chain (a contact was removed): whoever holds the old one finds a
+                // presence with no address there from now on (and falls back to records
+                // of its own), and nothing more of ours.
+                if let (Some(old), Some(me)) = (&own, &signer) {
+                    if let Err(e) = rendezvous
+                        .publish_presence(&old.chain, me, &Reachability::default())
+                        .await
+                    {
+                        debug!(error = %e, "clearing our presence under the old chain failed");
+                    }
+                }
+                presence = None;
+                inbox_seen = None;
+                presence_retry_at = tokio::time::Instant::now();
+                next_inbox = tokio::time::Instant::now();
+            }
+            own = now_own;
+            // Contacts who hold our chain (they told us theirs in a call since it was made,
+            // and were told ours) find us through our presence and inbox; the others through
+            // records of their own.
+            let held: HashSet<PeerId> = match (&own, &roots) {
+                (Some(o), Some(r)) => r.holding_ours(o.since_ms).into_iter().collect(),
+                _ => HashSet::new(),
+            };
+            // A contact removed while we run gets nothing more from us.
+            let current: Vec<PeerId> = match &roots {
+                Some(r) => {
+                    let now = r.contacts();
+                    peers.iter().filter(|p| now.contains(p)).copied().collect()
+                }
+                None => peers.clone(),
             };
             let (synced, unsynced): (Vec<PeerId>, Vec<PeerId>) =
-                peers.iter().partition(|p| held.contains_key(p));
+                current.iter().partition(|p| held.contains(p));
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
             // A contact whose record could not be stored is tried again within half a
             // minute, not at the next republish.
             let mut due: Vec<PeerId> = if stale {
+                recorded.clear();
                 unsynced.clone()
             } else if retry_at <= tokio::time::Instant::now() {
                 unstored.iter().copied().collect()
@@ -1234,6 +1270,14 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             };
             due.retain(|p| unsynced.contains(p));
             unstored.retain(|p| unsynced.contains(p));
+            recorded.retain(|p| unsynced.contains(p));
+            // A contact who no longer holds our chain (we made a new one) needs a record of
+            // its own at once, not at the next republish.
+            for p in &unsynced {
+                if !recorded.contains(p) && !unstored.contains(p) && !due.contains(p) {
+                    due.push(*p);
+                }
+            }
             // A call replaced a contact's root: the records it reads are now under the new
             // one, so ours must be too, at once.
             if let Some(r) = &roots {
@@ -1255,8 +1299,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             }
             let mut stored_any = false;
             if presence_due {
-                if let Some((chain, me)) = &own {
-                    match rendezvous.publish_presence(chain, me, &ours).await {
+                if let (Some(o), Some(me)) = (&own, &signer) {
+                    match rendezvous.publish_presence(&o.chain, me, &ours).await {
                         Ok(()) => {
                             stored_any = true;
                             presence = Some((epoch, ours.clone(), tokio::time::Instant::now()));
@@ -1286,6 +1330,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                         Ok((peer, Ok(()))) => {
                             stored += 1;
                             unstored.remove(&peer);
+                            recorded.insert(peer);
                         }
                         Ok((peer, Err(e))) => {
                             debug!(error = %e, "publishing a rendezvous record failed");
@@ -1305,9 +1350,10 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
             }
             if stored_any {
-                let reachable = peers.len()
-                    - unstored.len()
-                    - if presence.is_none() { synced.len() } else { 0 };
+                let reachable = current
+                    .len()
+                    .saturating_sub(unstored.len())
+                    .saturating_sub(if presence.is_none() { synced.len() } else { 0 });
                 let _ = stored_tx.send(Some((ours.clone(), reachable)));
             }
             let polled = std::time::Instant::now();
@@ -1318,11 +1364,11 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             }
             // Our inbox, on its own slower clock: whatever the number of contacts, the same
             // few queries.
-            if let Some((chain, _)) = own
+            if let Some(o) = own
                 .as_ref()
                 .filter(|_| next_inbox <= tokio::time::Instant::now())
             {
-                let (rv, chain, synced) = (rendezvous.clone(), chain.clone(), synced.clone());
+                let (rv, chain, synced) = (rendezvous.clone(), o.chain.clone(), synced.clone());
                 let after = inbox_seen;
                 reads.spawn(async move {
                     rv.poll_inbox(&chain, &synced, after)

@@ -72,8 +72,12 @@ const RATCHET_EXPORTER_LABEL: &[u8] = b"EXTRA SAFE rendezvous ratchet v1";
 
 /// What a disk task of the root exchange reports back.
 pub(crate) enum PairDone {
-    /// The checks of what we hold (`None`: the peer is not a contact).
-    Checks(Option<Vec<[u8; 8]>>),
+    /// The checks of what we hold (`None`: the peer is not a contact), and our inbox chain
+    /// as it is now (read off the call's thread too: it lives on disk).
+    Checks(
+        Option<Vec<[u8; 8]>>,
+        Option<extrasafe_core::inbox::OwnInbox>,
+    ),
     /// The new root is stored; its check (`None`: nothing was stored).
     Stored(Option<[u8; 8]>),
     /// A write finished (the previous root erased, a contact's inbox chain kept), or found
@@ -98,6 +102,8 @@ pub(crate) struct PairExchange {
     their_stored: Option<[u8; 8]>,
     /// The peer's inbox chain, held until we know it is a contact of ours.
     their_inbox: Option<extrasafe_core::inbox::InboxChain>,
+    /// We told the peer our chain: the one made then (its `since_ms`).
+    told_ours: Option<u64>,
     /// Disk tasks not finished yet: the call's end waits for them (briefly), so that a
     /// program exiting right after a call does not cut a write short.
     in_flight: usize,
@@ -114,6 +120,7 @@ impl PairExchange {
             stored: None,
             their_stored: None,
             their_inbox: None,
+            told_ours: None,
             in_flight: 0,
         }
     }
@@ -342,10 +349,12 @@ impl Driver {
         let Some(roots) = self.shared.config.roots.clone() else {
             return;
         };
-        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        let (peer, tx, shared) = (self.peer, self.pair.tx.clone(), self.shared.clone());
         self.pair.in_flight += 1;
         tokio::task::spawn_blocking(move || {
-            let _ = tx.send(PairDone::Checks(roots.checks(&peer)));
+            let checks = roots.checks(&peer);
+            let own = checks.is_some().then(|| shared.own_inbox()).flatten();
+            let _ = tx.send(PairDone::Checks(checks, own));
         });
     }
 
@@ -353,21 +362,23 @@ impl Driver {
         self.pair.in_flight = self.pair.in_flight.saturating_sub(1);
         let now = Instant::now();
         match done {
-            PairDone::Checks(Some(checks)) => {
+            PairDone::Checks(Some(checks), own) => {
                 if self.session.send_pair_checks(now, checks).is_ok() {
                     self.pair.sent = true;
                     // Our inbox, as it is this epoch: from it they can compute the later ones.
-                    if let Some(chain) = &self.shared.config.inbox {
+                    if let Some(own) = own {
                         let epoch = extrasafe_core::inbox::inbox_epoch_of(unix_ms());
-                        if let Ok(now_chain) = chain.at(epoch.max(chain.epoch())) {
-                            let _ = self.session.send_inbox_chain(now, &now_chain);
+                        if let Ok(now_chain) = own.chain.at(epoch.max(own.chain.epoch())) {
+                            if self.session.send_inbox_chain(now, &now_chain).is_ok() {
+                                self.pair.told_ours = Some(own.since_ms);
+                            }
                         }
                     }
                     self.maybe_ratchet();
                     self.maybe_keep_inbox();
                 }
             }
-            PairDone::Checks(None) | PairDone::Stored(None) | PairDone::Written => {}
+            PairDone::Checks(None, _) | PairDone::Stored(None) | PairDone::Written => {}
             PairDone::Stored(Some(check)) => {
                 if self.session.send_pair_stored(now, check).is_ok() {
                     self.pair.stored = Some(check);
@@ -443,10 +454,10 @@ impl Driver {
         let Some(chain) = self.pair.their_inbox.take() else {
             return;
         };
-        let (peer, tx) = (self.peer, self.pair.tx.clone());
+        let (peer, tx, told) = (self.peer, self.pair.tx.clone(), self.pair.told_ours);
         self.pair.in_flight += 1;
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = roots.store_inbox(&peer, chain) {
+            if let Err(e) = roots.store_inbox(&peer, chain, told) {
                 tracing::warn!(error = %e, "a contact's inbox chain could not be stored");
             }
             let _ = tx.send(PairDone::Written);

@@ -172,6 +172,22 @@ impl Drop for SlotGuard {
 }
 
 impl Shared {
+    /// Our inbox chain as it is now: the one on disk (a removed contact renews it, possibly
+    /// in another process), else the one configured (made at time 0: every contact who told
+    /// us theirs holds it).
+    pub(crate) fn own_inbox(&self) -> Option<extrasafe_core::inbox::OwnInbox> {
+        self.config
+            .roots
+            .as_ref()
+            .and_then(|r| r.own_inbox())
+            .or_else(|| {
+                self.config
+                    .inbox
+                    .clone()
+                    .map(|chain| extrasafe_core::inbox::OwnInbox { chain, since_ms: 0 })
+            })
+    }
+
     pub(crate) fn decide(&self, peer: &PeerId) -> Decision {
         match &self.config.policy {
             AcceptPolicy::Anyone => Decision::Accept,
@@ -332,10 +348,12 @@ impl Node {
         let config_rings = (config.ring_burst, config.ring_refill);
         let shared = Arc::new(Shared {
             peer_id: identity.peer_id(),
-            presence_signer: config
-                .inbox
-                .as_ref()
-                .map(|_| Identity::from_seed(&identity.seed())),
+            presence_signer: (config.inbox.is_some()
+                || config
+                    .roots
+                    .as_ref()
+                    .is_some_and(|r| r.own_inbox().is_some()))
+            .then(|| Identity::from_seed(&identity.seed())),
             key,
             provider,
             secured: tokio::sync::broadcast::channel(4).0,
@@ -422,9 +440,11 @@ impl Node {
     }
 
     /// Our inbox chain and the identity that signs our presence, if we have one.
-    pub(crate) fn own_inbox(&self) -> Option<(extrasafe_core::inbox::InboxChain, &Identity)> {
-        let chain = self.shared.config.inbox.clone()?;
-        Some((chain, self.shared.presence_signer.as_ref()?))
+    pub(crate) fn own_inbox(&self) -> Option<(extrasafe_core::inbox::OwnInbox, &Identity)> {
+        Some((
+            self.shared.own_inbox()?,
+            self.shared.presence_signer.as_ref()?,
+        ))
     }
 
     /// Our contacts' rendezvous roots, which this node's calls replace (see

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use extrasafe_core::contacts::{ContactBook, ContactsKey};
-use extrasafe_core::inbox::{pair_check, InboxChain, RootState};
+use extrasafe_core::inbox::{pair_check, ChainFileKey, InboxChain, OwnInbox, RootState};
 use extrasafe_core::rendezvous::PairSecret;
 use extrasafe_core::{Identity, PeerId};
 use zeroize::Zeroizing;
@@ -25,6 +25,8 @@ type Stamp = Option<(u64, u64, std::time::SystemTime)>;
 /// was made (the identity key is not kept to compute more).
 pub struct Roots {
     store: Option<(IdentityStore, ContactsKey)>,
+    /// The key our own inbox chain is sealed with on disk (with `store`).
+    chain_key: Option<ChainFileKey>,
     cache: Mutex<Cache>,
     /// Woken when this process replaced a root.
     replaced: tokio::sync::Notify,
@@ -38,8 +40,11 @@ struct Cache {
     states: HashMap<PeerId, RootState>,
     /// The first root of each contact (the key-exchange secret), computed once.
     initial: HashMap<PeerId, Zeroizing<[u8; 32]>>,
-    /// The inbox chains contacts told us.
-    inboxes: HashMap<PeerId, InboxChain>,
+    /// The inbox chains contacts told us, and which chain of ours each holds (its
+    /// `since_ms`).
+    inboxes: HashMap<PeerId, (InboxChain, Option<u64>)>,
+    /// Our own inbox chain (read again with the contact list: removing a contact renews it).
+    own: Option<OwnInbox>,
 }
 
 impl std::fmt::Debug for Roots {
@@ -57,6 +62,7 @@ impl Roots {
         let peers: Vec<PeerId> = book.list().iter().map(|c| c.peer).collect();
         let roots = Self {
             store: Some((store.clone(), ContactsKey::of(identity))),
+            chain_key: Some(ChainFileKey::of(identity)),
             cache: Mutex::new(Cache {
                 initial: initial_roots(identity, &peers),
                 ..Cache::default()
@@ -75,12 +81,14 @@ impl Roots {
             .collect();
         Arc::new(Self {
             store: None,
+            chain_key: None,
             cache: Mutex::new(Cache {
                 stamp: None,
                 loaded: true,
                 states,
                 initial,
                 inboxes: HashMap::new(),
+                own: None,
             }),
             replaced: tokio::sync::Notify::new(),
         })
@@ -101,6 +109,12 @@ impl Roots {
         }
         let book = store.load_contacts_with(key)?;
         self.absorb(cache, &book);
+        if let Some(chain_key) = &self.chain_key {
+            match store.read_own_inbox(chain_key) {
+                Ok(own) => cache.own = own,
+                Err(e) => tracing::warn!(error = %e, "our inbox chain could not be read"),
+            }
+        }
         cache.stamp = stamp;
         cache.loaded = true;
         Ok(())
@@ -111,7 +125,7 @@ impl Roots {
         cache.inboxes = book
             .list()
             .iter()
-            .filter_map(|c| Some((c.peer, c.inbox.clone()?)))
+            .filter_map(|c| Some((c.peer, (c.inbox.clone()?, c.holds_ours))))
             .collect();
         for c in book.list() {
             let state = match &c.roots {
@@ -169,7 +183,51 @@ impl Roots {
         if let Err(e) = self.refresh(&mut cache) {
             tracing::warn!(error = %e, "the contact list could not be read for inbox chains");
         }
-        cache.inboxes.clone()
+        cache
+            .inboxes
+            .iter()
+            .map(|(p, (c, _))| (*p, c.clone()))
+            .collect()
+    }
+
+    /// Our contacts now (one read of the list if it changed): a contact removed since this
+    /// process started is no longer among them.
+    pub fn contacts(&self) -> std::collections::HashSet<PeerId> {
+        let mut cache = self.cache.lock().expect("roots lock poisoned");
+        if let Err(e) = self.refresh(&mut cache) {
+            tracing::warn!(error = %e, "the contact list could not be read for rendezvous roots");
+        }
+        cache.states.keys().copied().collect()
+    }
+
+    /// Our own inbox chain, as the disk has it now (one read if the contact list changed),
+    /// or as set by [`Self::set_own_inbox`]; `None` if there is none.
+    pub fn own_inbox(&self) -> Option<OwnInbox> {
+        let mut cache = self.cache.lock().expect("roots lock poisoned");
+        if let Err(e) = self.refresh(&mut cache) {
+            tracing::warn!(error = %e, "the contact list could not be read for inbox chains");
+        }
+        cache.own.clone()
+    }
+
+    /// Sets our own inbox chain (roots kept in memory only; on disk it is read from the
+    /// store).
+    pub fn set_own_inbox(&self, own: OwnInbox) {
+        self.cache.lock().expect("roots lock poisoned").own = Some(own);
+    }
+
+    /// The contacts who hold our chain made at `since_ms` (told it in a call since).
+    pub fn holding_ours(&self, since_ms: u64) -> Vec<PeerId> {
+        let mut cache = self.cache.lock().expect("roots lock poisoned");
+        if let Err(e) = self.refresh(&mut cache) {
+            tracing::warn!(error = %e, "the contact list could not be read for inbox chains");
+        }
+        cache
+            .inboxes
+            .iter()
+            .filter(|(_, (_, holds))| *holds == Some(since_ms))
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// The inbox chain `peer` told us, if any.
@@ -235,9 +293,15 @@ impl Roots {
         Ok(Some(check))
     }
 
-    /// Keeps the inbox chain `peer` told us in a call (unless an older one than kept); returns
-    /// whether it was kept. Blocks on the disk: run it off the call's thread.
-    pub fn store_inbox(&self, peer: &PeerId, chain: InboxChain) -> Result<bool, StoreError> {
+    /// Keeps the inbox chain `peer` told us in a call (unless an older one than kept), in
+    /// which we told ours, made at `holds_ours` (if we told one); returns whether it was
+    /// kept. Blocks on the disk: run it off the call's thread.
+    pub fn store_inbox(
+        &self,
+        peer: &PeerId,
+        chain: InboxChain,
+        holds_ours: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let cache = self.cache.lock().expect("roots lock poisoned");
         if !cache.initial.contains_key(peer) {
             return Ok(false);
@@ -248,15 +312,16 @@ impl Roots {
                 let newer = cache
                     .inboxes
                     .get(peer)
-                    .is_none_or(|old| old.epoch() <= chain.epoch());
+                    .is_none_or(|(old, _)| old.epoch() <= chain.epoch());
                 if newer {
-                    cache.inboxes.insert(*peer, chain);
+                    let held = cache.inboxes.get(peer).and_then(|(_, h)| *h);
+                    cache.inboxes.insert(*peer, (chain, holds_ours.or(held)));
                 }
                 Ok(newer)
             }
             Some((store, key)) => {
                 let kept = store.update_contacts(key, |book| {
-                    let kept = book.set_inbox(peer, chain);
+                    let kept = book.set_inbox(peer, chain, holds_ours);
                     (kept, kept)
                 })?;
                 cache.loaded = false;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use extrasafe_core::access::TicketSecret;
 use extrasafe_core::contacts::{ContactBook, ContactsError, ContactsKey, MAX_FILE_LEN};
-use extrasafe_core::inbox::{self, ChainError, ChainFileKey, InboxChain};
+use extrasafe_core::inbox::{self, ChainError, ChainFileKey, InboxChain, OwnInbox};
 use extrasafe_core::keyfile::{self, KeyFileError};
 use extrasafe_core::Identity;
 
@@ -231,47 +231,66 @@ impl IdentityStore {
     /// Our inbox chain at `epoch`: read and stepped forward (the older value is erased from
     /// the disk, so a disk taken later cannot compute our earlier inboxes), or made on first
     /// use. Under the contacts lock, so two processes starting at once make one chain.
-    pub fn inbox_chain(&self, identity: &Identity, epoch: u64) -> Result<InboxChain, StoreError> {
+    pub fn own_inbox(&self, identity: &Identity, epoch: u64) -> Result<OwnInbox, StoreError> {
         let key = ChainFileKey::of(identity);
         let _lock = self.lock_contacts()?;
+        let (own, write) = match self.read_own_inbox(&key)? {
+            Some(o) if o.chain.epoch() >= epoch => (o, false),
+            Some(mut o) => {
+                o.chain.advance_to(epoch).map_err(StoreError::Inbox)?;
+                (o, true)
+            }
+            None => (fresh_inbox(epoch), true),
+        };
+        if write {
+            self.write_own_inbox(&key, &own)?;
+        }
+        Ok(own)
+    }
+
+    /// Replaces our inbox chain by a new one from `epoch` on (when a contact is removed:
+    /// whoever holds the old chain can no longer follow our presence). Contacts reach us
+    /// through records of their own until their next call with us, which tells them the new
+    /// one.
+    pub fn renew_inbox(&self, identity: &Identity, epoch: u64) -> Result<OwnInbox, StoreError> {
+        let key = ChainFileKey::of(identity);
+        let _lock = self.lock_contacts()?;
+        let own = fresh_inbox(epoch);
+        self.write_own_inbox(&key, &own)?;
+        Ok(own)
+    }
+
+    /// Our inbox chain as the file has it, if there is one.
+    pub fn read_own_inbox(&self, key: &ChainFileKey) -> Result<Option<OwnInbox>, StoreError> {
         let path = self.dir.join(INBOX_FILE);
         let mut bytes = Vec::new();
-        let found = match fs::File::open(&path) {
+        match fs::File::open(&path) {
             Ok(f) => {
                 std::io::Read::read_to_end(
                     &mut std::io::Read::take(f, inbox::FILE_LEN as u64 + 1),
                     &mut bytes,
                 )
                 .map_err(|e| io("reading", &path, e))?;
-                Some(InboxChain::decode(&bytes, &key).map_err(StoreError::Inbox)?)
+                Ok(Some(
+                    OwnInbox::decode(&bytes, key).map_err(StoreError::Inbox)?,
+                ))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io("reading", &path, e)),
-        };
-        let (chain, write) = match found {
-            Some(c) if c.epoch() >= epoch => (c, false),
-            Some(mut c) => {
-                c.advance_to(epoch).map_err(StoreError::Inbox)?;
-                (c, true)
-            }
-            None => {
-                let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).expect("the OS random number generator failed");
-                (InboxChain::new(seed, epoch), true)
-            }
-        };
-        if write {
-            let mut nonce = [0u8; 24];
-            getrandom::fill(&mut nonce).expect("the OS random number generator failed");
-            self.write_private(INBOX_FILE, &chain.encode(&key, nonce))?;
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path, e)),
         }
-        Ok(chain)
+    }
+
+    fn write_own_inbox(&self, key: &ChainFileKey, own: &OwnInbox) -> Result<(), StoreError> {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the OS random number generator failed");
+        self.write_private(INBOX_FILE, &own.encode(key, nonce))
     }
 
     /// Seals and writes the contact list, replacing the old one in one step. The names,
     /// tickets and verification marks come from `book`; each contact's rendezvous roots (and
-    /// inbox chain, unless `book` has a newer one) are kept as the file has them (calls replace them, possibly in another process, and a list
-    /// loaded before that call must not put the old ones back).
+    /// inbox chain, unless `book` has a newer one) are kept as the file has them (calls
+    /// replace them, possibly in another process, and a list loaded before that call must not
+    /// put the old ones back).
     pub fn save_contacts(&self, identity: &Identity, book: &ContactBook) -> Result<(), StoreError> {
         let key = ContactsKey::of(identity);
         let _lock = self.lock_contacts()?;
@@ -280,8 +299,10 @@ impl IdentityStore {
         for c in book.list() {
             let disk = on_disk.by_peer(&c.peer);
             out.set_roots(&c.peer, disk.and_then(|d| d.roots.clone()));
-            if let Some(chain) = disk.and_then(|d| d.inbox.clone()) {
-                out.set_inbox(&c.peer, chain);
+            if let Some(d) = disk {
+                if let Some(chain) = d.inbox.clone() {
+                    out.set_inbox(&c.peer, chain, d.holds_ours);
+                }
             }
         }
         self.write_contacts(&key, &out)
@@ -392,6 +413,20 @@ fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
+/// A new inbox chain from `epoch` on, made now.
+fn fresh_inbox(epoch: u64) -> OwnInbox {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the OS random number generator failed");
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    OwnInbox {
+        chain: InboxChain::new(seed, epoch),
+        since_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,10 +442,10 @@ mod tests {
         let d = tmpdir("inbox");
         let store = IdentityStore::at(&d);
         let me = Identity::generate();
-        let first = store.inbox_chain(&me, 100).unwrap();
-        assert_eq!(first.epoch(), 100);
+        let first = store.own_inbox(&me, 100).unwrap();
+        assert_eq!(first.chain.epoch(), 100);
         // The same chain next time, not a new one.
-        assert_eq!(store.inbox_chain(&me, 100).unwrap(), first);
+        assert_eq!(store.own_inbox(&me, 100).unwrap(), first);
         let mode = fs::metadata(d.join(INBOX_FILE))
             .unwrap()
             .permissions()
@@ -418,23 +453,38 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         // Later: stepped forward, and the file holds only the new value.
-        let later = store.inbox_chain(&me, 103).unwrap();
-        assert_eq!(later, first.at(103).unwrap());
-        let kept = InboxChain::decode(
+        let later = store.own_inbox(&me, 103).unwrap();
+        assert_eq!(later.chain, first.chain.at(103).unwrap());
+        assert_eq!(later.since_ms, first.since_ms);
+        let kept = OwnInbox::decode(
             &fs::read(d.join(INBOX_FILE)).unwrap(),
             &ChainFileKey::of(&me),
         )
         .unwrap();
         assert_eq!(kept, later);
         assert!(
-            kept.at(100).is_err(),
+            kept.chain.at(100).is_err(),
             "the past cannot be computed from the file"
         );
         // A clock gone back keeps what is there.
-        assert_eq!(store.inbox_chain(&me, 101).unwrap(), later);
+        assert_eq!(store.own_inbox(&me, 101).unwrap(), later);
+        // Renewed (a contact was removed): another chain, made later, that nothing of the
+        // old one computes; the file holds it.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let renewed = store.renew_inbox(&me, 103).unwrap();
+        assert_ne!(renewed.chain, later.chain);
+        assert!(renewed.since_ms > later.since_ms);
+        assert_eq!(
+            store
+                .read_own_inbox(&ChainFileKey::of(&me))
+                .unwrap()
+                .unwrap(),
+            renewed
+        );
+        assert_eq!(store.own_inbox(&me, 103).unwrap(), renewed);
         // Another identity cannot open it, and says so.
         assert!(matches!(
-            store.inbox_chain(&Identity::generate(), 104),
+            store.own_inbox(&Identity::generate(), 104),
             Err(StoreError::Inbox(ChainError::Unreadable))
         ));
         fs::remove_dir_all(&d).unwrap();

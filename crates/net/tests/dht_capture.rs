@@ -396,7 +396,9 @@ async fn synced_listener(n: usize, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]
     let roots = Roots::in_memory(&bob_id, &contacts);
     for c in &contacts {
         getrandom::fill(&mut seed).unwrap();
-        assert!(roots.store_inbox(c, InboxChain::new(seed, now)).unwrap());
+        assert!(roots
+            .store_inbox(c, InboxChain::new(seed, now), Some(0))
+            .unwrap());
     }
     let bob = Arc::new(
         Node::bind(
@@ -508,7 +510,9 @@ async fn budget_per_minute() {
         let roots = Roots::in_memory(&bob_id, &contacts);
         for c in &contacts {
             getrandom::fill(&mut seed).unwrap();
-            roots.store_inbox(c, InboxChain::new(seed, now)).unwrap();
+            roots
+                .store_inbox(c, InboxChain::new(seed, now), Some(0))
+                .unwrap();
         }
         let bob = Arc::new(
             Node::bind(

@@ -125,8 +125,8 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
             .unwrap()
             .as_millis() as u64,
     );
-    let alice_inbox = alice_store.inbox_chain(&alice_id, now_epoch).unwrap();
-    let bob_inbox = bob_store.inbox_chain(&bob_id, now_epoch).unwrap();
+    let alice_inbox = alice_store.own_inbox(&alice_id, now_epoch).unwrap().chain;
+    let bob_inbox = bob_store.own_inbox(&bob_id, now_epoch).unwrap().chain;
     let alice_roots = Roots::stored(&alice_store, &alice_id).unwrap();
     let alice = Node::bind(
         &alice_id,

@@ -108,9 +108,19 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
         }
         ContactAction::Remove { name } => {
             let c = book.remove(name).map_err(usage)?;
+            // A new inbox chain: the removed contact holds the old one, with which it could
+            // go on reading our presence (addresses, when online) on the DHT.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            store.renew_inbox(&loaded.identity, extrasafe_core::inbox::inbox_epoch_of(now))?;
             store.save_contacts(&loaded.identity, &book)?;
             out.emit(
-                format!("Removed {}. Nothing else about them was kept.", c.name),
+                format!(
+                    "Removed {}. Nothing else about them was kept, and they can no longer \
+                     find you on the DHT.",
+                    c.name
+                ),
                 serde_json::json!({"event": "contact_removed", "name": c.name,
                     "peer_id": c.peer.to_string()}),
             );

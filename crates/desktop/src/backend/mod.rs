@@ -531,7 +531,7 @@ impl Backend {
             // contact added while the app runs joins at its next start).
             roots: extrasafe_net::roots::Roots::stored(store, identity).ok(),
             inbox: store
-                .inbox_chain(
+                .own_inbox(
                     identity,
                     extrasafe_core::inbox::inbox_epoch_of(
                         std::time::SystemTime::now()
@@ -539,7 +539,8 @@ impl Backend {
                             .map_or(0, |d| d.as_millis() as u64),
                     ),
                 )
-                .ok(),
+                .ok()
+                .map(|o| o.chain),
             session: extrasafe_core::SessionConfig {
                 ring_timeout: self.opts.ring_timeout,
                 ..Default::default()
@@ -641,6 +642,23 @@ impl Backend {
                 has_address: !c.addrs.is_empty(),
             })
             .collect()
+    }
+
+    /// A new inbox chain, so that a removed contact cannot follow our presence any longer
+    /// (the others get the new one in their next call with us).
+    fn renew_inbox(&self) {
+        let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Err(e) = store.renew_inbox(identity, extrasafe_core::inbox::inbox_epoch_of(now)) {
+            self.out.error(format!(
+                "Your inbox could not be renewed ({e}): the contact you removed can still \
+                 see on the DHT when you are online and where."
+            ));
+        }
     }
 
     fn save_contacts(&self) -> bool {
@@ -816,6 +834,7 @@ impl Backend {
 
     async fn remove_contact(&mut self, peer_id: &str) {
         if let Ok(c) = self.book.remove(peer_id) {
+            self.renew_inbox();
             if self.save_contacts() {
                 self.out
                     .info(format!("Removed {} from your contacts.", c.name));

@@ -1,0 +1,234 @@
+//! Removing a contact renews the listener's inbox chain, while it listens: the removed
+//! contact, who holds the old chain, finds a presence with no address under it from then on
+//! (and no record of its own), while a contact who stays, holding the old chain too, still
+//! reaches the listener (through records of its own) and gets the new chain in that call.
+//! A local testnet on 127.0.0.1; the listener's contact list and chain are files, changed
+//! beside it as `extrasafe contact remove` does.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use extrasafe_net::core::contacts::ContactBook;
+use extrasafe_net::core::inbox::{inbox_epoch_of, InboxChain};
+use extrasafe_net::core::{Identity, PeerId};
+use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+use extrasafe_net::roots::Roots;
+use extrasafe_net::{AcceptPolicy, IdentityStore, Node};
+
+fn dht_config(testnet: &mainline::Testnet) -> DhtConfig {
+    DhtConfig {
+        bootstrap: testnet.bootstrap.clone(),
+        bind: std::net::Ipv4Addr::LOCALHOST,
+        poll: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(500),
+        ..DhtConfig::default()
+    }
+}
+
+struct Dir(PathBuf);
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn chain() -> InboxChain {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    InboxChain::new(seed, inbox_epoch_of(now_ms()))
+}
+
+/// A contact's view: its own roots in memory, holding `bob_chain`.
+fn contact(me: &Identity, bob: PeerId, bob_chain: &InboxChain) -> Arc<Roots> {
+    let roots = Roots::in_memory(me, &[bob]);
+    assert!(roots.store_inbox(&bob, bob_chain.clone(), None).unwrap());
+    roots
+}
+
+/// Polls (up to 20 s) until `check` accepts Bob's presence as read with `chain`.
+async fn presence_until(
+    rv: &Rendezvous,
+    bob: &PeerId,
+    chain: &InboxChain,
+    what: &str,
+    check: impl Fn(&extrasafe_net::core::rendezvous::Record) -> bool,
+) {
+    for _ in 0..80 {
+        if rv
+            .lookup_presence(bob, chain)
+            .await
+            .is_some_and(|r| check(&r))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what}: not within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = Dir(std::env::temp_dir().join(format!("es-renew-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let config = dht_config(&testnet);
+    let (alice_id, bob_id, carol_id) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    let (a, b, c) = (alice_id.peer_id(), bob_id.peer_id(), carol_id.peer_id());
+
+    // Bob's folder: his chain, then his two contacts as a call with each left them (each
+    // told him theirs, and was told his).
+    let bob_store = IdentityStore::at(dir.0.join("bob"));
+    let old = bob_store
+        .own_inbox(&bob_id, inbox_epoch_of(now_ms()))
+        .unwrap();
+    let mut book = ContactBook::default();
+    book.add("alice", a, vec![]).unwrap();
+    book.add("carol", c, vec![]).unwrap();
+    book.set_inbox(&a, chain(), Some(old.since_ms));
+    book.set_inbox(&c, chain(), Some(old.since_ms));
+    bob_store.save_contacts(&bob_id, &book).unwrap();
+
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &[a, c]),
+                roots: Some(Roots::stored(&bob_store, &bob_id).unwrap()),
+                inbox: Some(old.chain.clone()),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let bob_rv =
+        Arc::new(Rendezvous::start(dht::pair_secrets(&bob_id, &[a, c]).unwrap(), &config).unwrap());
+    let served = dht::serve(bob.clone(), bob_rv, config.clone());
+    let mut intents = served.intents;
+
+    // Carol, holding his chain, sees where he is.
+    let carol_rv = Rendezvous::start(dht::pair_secrets(&carol_id, &[b]).unwrap(), &config).unwrap();
+    carol_rv.use_roots(contact(&carol_id, b, &old.chain));
+    presence_until(
+        &carol_rv,
+        &b,
+        &old.chain,
+        "Carol reads Bob's presence",
+        |r| !r.candidates.is_empty(),
+    )
+    .await;
+
+    // Bob removes Carol, as `extrasafe contact remove carol` does beside his listener.
+    let mut book = bob_store.load_contacts(&bob_id).unwrap();
+    book.remove("carol").unwrap();
+    let renewed = bob_store
+        .renew_inbox(&bob_id, inbox_epoch_of(now_ms()))
+        .unwrap();
+    bob_store.save_contacts(&bob_id, &book).unwrap();
+    assert_ne!(renewed.chain, old.chain);
+
+    // Under the old chain his presence now names no address: what Carol reads from then on.
+    presence_until(
+        &carol_rv,
+        &b,
+        &old.chain,
+        "Bob's presence under the old chain cleared",
+        |r| r.candidates.is_empty(),
+    )
+    .await;
+    // His presence goes on under the new chain, which Carol does not have.
+    presence_until(
+        &carol_rv,
+        &b,
+        &renewed.chain,
+        "presence under the new chain",
+        |r| !r.candidates.is_empty(),
+    )
+    .await;
+
+    // Alice, who stays, holds the old chain too: she calls him by name, finds the cleared
+    // presence, and reaches him through records of her own, which he now publishes and
+    // polls for her (she does not hold his new chain).
+    let alice_roots = contact(&alice_id, b, &old.chain);
+    let alice = Node::bind(
+        &alice_id,
+        extrasafe_net::NodeConfig {
+            roots: Some(alice_roots.clone()),
+            inbox: Some(chain()),
+            ..common::config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let alice_rv = Rendezvous::start(dht::pair_secrets(&alice_id, &[b]).unwrap(), &config).unwrap();
+    alice_rv.use_roots(alice_roots.clone());
+    let answer = {
+        let bob = bob.clone();
+        async move {
+            let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
+                .await
+                .expect("no intent in 20 s")
+                .expect("an intent");
+            assert_eq!(intent.peer, a, "the intent is Alice's");
+            bob.answer_punch(intent).await
+        }
+    };
+    let (call, answered) = tokio::join!(alice.call_contact(&alice_rv, b), answer);
+    let mut call = call.expect("Alice reaches Bob after Carol's removal");
+    answered.unwrap();
+    let mut inc = incoming(&bob).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    // In that call he told her his new chain.
+    let mut told = None;
+    for _ in 0..200 {
+        told = alice_roots.inbox_of(&b);
+        if told.as_ref().is_some_and(|t| {
+            t.epoch() >= renewed.chain.epoch() && renewed.chain.at(t.epoch()).as_ref() == Ok(t)
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let told = told.unwrap();
+    assert_eq!(
+        Ok(told.clone()),
+        renewed.chain.at(told.epoch()),
+        "Alice holds the new chain"
+    );
+    call.hangup();
+    drop((call, inc));
+
+    // Carol gets no record of her own from him either: he publishes nothing for her now.
+    assert!(
+        carol_rv.lookup(&b, None).await.is_none(),
+        "a removed contact finds no record"
+    );
+    // And nothing in his folder holds Carol any more.
+    assert!(bob_store
+        .load_contacts(&bob_id)
+        .unwrap()
+        .by_peer(&c)
+        .is_none());
+}
