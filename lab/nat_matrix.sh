@@ -179,8 +179,8 @@ identities() {
   rm -rf "$OUT/alice" "$OUT/bob"
   alice_id=$("$BIN" --data-dir "$OUT/alice" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
   bob_id=$("$BIN" --data-dir "$OUT/bob" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
-  "$BIN" --data-dir "$OUT/alice" contact add "$bob_id" --name bob >/dev/null
-  "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alice >/dev/null
+  "$BIN" --data-dir "$OUT/alice" contact add "$bob_id" --name bobhollis >/dev/null
+  "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alicewren >/dev/null
 }
 
 # cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle]: one call through the two routers. With
@@ -234,7 +234,7 @@ cell() {
   # none (exit 3, "no rendezvous record") tries again, up to three times.
   while :; do
     tries=$((tries + 1))
-    ns a env RUST_LOG=${ALICE_LOG:-warn} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bob --no-audio \
+    ns a env RUST_LOG=${ALICE_LOG:-warn} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis --no-audio \
       <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
     PIDS+=($!)
     local apid=$!
@@ -335,7 +335,7 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 fi
 
 # lan_cell: Alice and Bob on one LAN segment with no router, no DHT and no internet; Alice
-# calls `bob` (no address known): the blinded mDNS announcement must find him.
+# calls `bobhollis` (no address known): the blinded mDNS announcement must find him.
 lan_cell() {
   mkns la; mkns lb
   link la eth0 10.9.0.1 lb eth0 10.9.0.2
@@ -353,7 +353,7 @@ lan_cell() {
   for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
   local start end
   start=$(ms)
-  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bob --no-audio \
+  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bobhollis --no-audio \
     <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
   PIDS+=($!)
   local apid=$!
@@ -374,7 +374,7 @@ lan_cell() {
   printf '| LAN, no internet | %s s | to %s\n' \
     "$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1000}')" \
     "$(field connected remote "$log.alice")" | tee -a "$OUT/matrix.md"
-  python3 lab/wire_check.py --lan "$log.pcap" "$log.pcap" "$alice_id" "$bob_id" alice bob
+  python3 lab/wire_check.py --lan "$log.pcap" "$log.pcap" "$alice_id" "$bob_id" alicewren bobhollis
 }
 
 if [ -z "${SKIP_LIAR:-}" ]; then
@@ -394,6 +394,6 @@ if [ -z "${SKIP_CAPTURE:-}" ]; then
   cell port port ok capture || failed=1
   cleanup
   python3 lab/wire_check.py "$OUT/port-port.a.pcap" "$OUT/port-port.b.pcap" \
-    "$alice_id" "$bob_id" alice bob 10.0.1.2 10.0.2.2 || failed=1
+    "$alice_id" "$bob_id" alicewren bobhollis 10.0.1.2 10.0.2.2 || failed=1
 fi
 exit $failed

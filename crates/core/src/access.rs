@@ -358,6 +358,13 @@ impl Gate {
         self.contacts = contacts;
     }
 
+    /// Contacts for whom `keep` says no may no longer call (the others stay); how many went.
+    pub fn retain_contacts(&mut self, mut keep: impl FnMut(&PeerId) -> bool) -> usize {
+        let before = self.contacts.len();
+        self.contacts.retain(|(p, _)| keep(p));
+        before - self.contacts.len()
+    }
+
     /// The pair key of a contact, for calling them.
     pub fn contact_key(&self, peer: &PeerId) -> Option<&AccessKey> {
         self.contacts

@@ -58,10 +58,19 @@ pub enum ChainError {
 }
 
 /// The first bytes of our chain's file (`inbox.bin`): the file is the magic, a nonce and
-/// XChaCha20-Poly1305(key, nonce, aad = magic, value: 32 | epoch: u64 BE | since_ms: u64 BE).
-const FILE_MAGIC: [u8; 4] = *b"ESI\x01";
+/// XChaCha20-Poly1305(key, nonce, aad = magic, chain | has_previous: u8 | previous chain (or
+/// zeros)), each chain value: 32 | epoch: u64 BE | since_ms: u64 BE.
+const FILE_MAGIC: [u8; 4] = *b"ESI\x02";
+/// The first version's magic (no previous chain, 92 bytes): still read.
+const FILE_MAGIC_V1: [u8; 4] = *b"ESI\x01";
+/// One chain in the file.
+const CHAIN_LEN: usize = 48;
+/// What the file seals.
+const PLAIN_LEN: usize = CHAIN_LEN + 1 + CHAIN_LEN;
 /// Size of the chain's file.
-pub const FILE_LEN: usize = 4 + 24 + 48 + 16;
+pub const FILE_LEN: usize = 4 + 24 + PLAIN_LEN + 16;
+/// Size of a first-version file.
+const FILE_LEN_V1: usize = 4 + 24 + CHAIN_LEN + 16;
 
 /// The key our own chain is sealed with on disk, derived from the identity.
 pub struct ChainFileKey(Zeroizing<[u8; 32]>);
@@ -154,15 +163,34 @@ pub struct OwnInbox {
     pub chain: InboxChain,
     /// When the chain was made.
     pub since_ms: u64,
+    /// The chain this one replaced, and when that was made: contacts who hold it (all who
+    /// stayed when one was removed) still write their intents into its inbox until a call
+    /// tells them the new chain. Its presence is never published again.
+    pub previous: Option<(InboxChain, u64)>,
+}
+
+fn put_chain(out: &mut [u8], chain: &InboxChain, since_ms: u64) {
+    out[..32].copy_from_slice(&chain.value[..]);
+    out[32..40].copy_from_slice(&chain.epoch.to_be_bytes());
+    out[40..48].copy_from_slice(&since_ms.to_be_bytes());
+}
+
+fn get_chain(b: &[u8]) -> (InboxChain, u64) {
+    let value: [u8; 32] = b[..32].try_into().expect("a chain's bytes");
+    let epoch = u64::from_be_bytes(b[32..40].try_into().expect("a chain's bytes"));
+    let since_ms = u64::from_be_bytes(b[40..48].try_into().expect("a chain's bytes"));
+    (InboxChain::new(value, epoch), since_ms)
 }
 
 impl OwnInbox {
     /// The file that keeps it (`nonce`: fresh random bytes for every write).
     pub fn encode(&self, key: &ChainFileKey, nonce: [u8; 24]) -> Vec<u8> {
-        let mut plain = Zeroizing::new([0u8; 48]);
-        plain[..32].copy_from_slice(&self.chain.value[..]);
-        plain[32..40].copy_from_slice(&self.chain.epoch.to_be_bytes());
-        plain[40..].copy_from_slice(&self.since_ms.to_be_bytes());
+        let mut plain = Zeroizing::new([0u8; PLAIN_LEN]);
+        put_chain(&mut plain[..CHAIN_LEN], &self.chain, self.since_ms);
+        if let Some((chain, since_ms)) = &self.previous {
+            plain[CHAIN_LEN] = 1;
+            put_chain(&mut plain[CHAIN_LEN + 1..], chain, *since_ms);
+        }
         let mut out = FILE_MAGIC.to_vec();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&crate::sealed::seal(
@@ -176,22 +204,52 @@ impl OwnInbox {
 
     /// What a chain file keeps.
     pub fn decode(bytes: &[u8], key: &ChainFileKey) -> Result<Self, ChainError> {
-        if bytes.len() != FILE_LEN || bytes[..4] != FILE_MAGIC {
+        let (magic, plain_len) = match bytes.len() {
+            FILE_LEN => (FILE_MAGIC, PLAIN_LEN),
+            FILE_LEN_V1 => (FILE_MAGIC_V1, CHAIN_LEN),
+            _ => return Err(ChainError::Unreadable),
+        };
+        if bytes[..4] != magic {
             return Err(ChainError::Unreadable);
         }
         let nonce: &[u8; 24] = bytes[4..28].try_into().expect("length checked");
-        let plain = crate::sealed::open(&key.0, nonce, &FILE_MAGIC, &bytes[28..])
-            .ok_or(ChainError::Unreadable)?;
-        if plain.len() != 48 {
+        let plain = Zeroizing::new(
+            crate::sealed::open(&key.0, nonce, &magic, &bytes[28..])
+                .ok_or(ChainError::Unreadable)?,
+        );
+        if plain.len() != plain_len {
             return Err(ChainError::Unreadable);
         }
-        let value: [u8; 32] = plain[..32].try_into().expect("48 bytes");
-        let epoch = u64::from_be_bytes(plain[32..40].try_into().expect("48 bytes"));
-        let since_ms = u64::from_be_bytes(plain[40..48].try_into().expect("48 bytes"));
+        let (chain, since_ms) = get_chain(&plain[..CHAIN_LEN]);
+        let previous = match plain.get(CHAIN_LEN) {
+            None | Some(0) => None,
+            Some(1) => Some(get_chain(&plain[CHAIN_LEN + 1..])),
+            Some(_) => return Err(ChainError::Unreadable),
+        };
         Ok(Self {
-            chain: InboxChain::new(value, epoch),
+            chain,
             since_ms,
+            previous,
         })
+    }
+
+    /// Both chains stepped forward to `epoch` (the older values are gone from memory).
+    pub fn advance_to(&mut self, epoch: u64) -> Result<(), ChainError> {
+        self.chain.advance_to(epoch)?;
+        if let Some((c, _)) = &mut self.previous {
+            c.advance_to(epoch)?;
+        }
+        Ok(())
+    }
+
+    /// `fresh` in place of this chain, which becomes its previous one (the one before is
+    /// dropped: whoever still holds it falls back to records of their own).
+    pub fn replaced_by(self, fresh: InboxChain, since_ms: u64) -> Self {
+        Self {
+            chain: fresh,
+            since_ms,
+            previous: Some((self.chain, self.since_ms)),
+        }
     }
 }
 
@@ -401,11 +459,41 @@ mod tests {
         let own = OwnInbox {
             chain: InboxChain::new([0x44; 32], 1234),
             since_ms: 1_700_000_000_123,
+            previous: None,
         };
         let file = own.encode(&key, [1; 24]);
         assert_eq!(file.len(), FILE_LEN);
         assert!(!file.windows(8).any(|w| w == [0x44; 8]));
         assert_eq!(OwnInbox::decode(&file, &key).unwrap(), own);
+        // With the chain it replaced: the same size.
+        let renewed = own
+            .clone()
+            .replaced_by(InboxChain::new([0x55; 32], 1240), 1_700_000_500_000);
+        let file2 = renewed.encode(&key, [2; 24]);
+        assert_eq!(file2.len(), FILE_LEN);
+        let back = OwnInbox::decode(&file2, &key).unwrap();
+        assert_eq!(back, renewed);
+        assert_eq!(back.previous, Some((own.chain.clone(), own.since_ms)));
+        // A first-version file (one chain, 92 bytes) still opens.
+        let mut plain = [0u8; 48];
+        put_chain(&mut plain, &own.chain, own.since_ms);
+        let mut v1 = FILE_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&[3; 24]);
+        v1.extend_from_slice(&crate::sealed::seal(
+            &key.0,
+            &[3; 24],
+            &FILE_MAGIC_V1,
+            &plain,
+        ));
+        assert_eq!(v1.len(), FILE_LEN_V1);
+        assert_eq!(OwnInbox::decode(&v1, &key).unwrap(), own);
+        // Neither version's bytes open as the other's.
+        let mut relabelled = file.clone();
+        relabelled[..4].copy_from_slice(&FILE_MAGIC_V1);
+        assert_eq!(
+            OwnInbox::decode(&relabelled, &key),
+            Err(ChainError::Unreadable)
+        );
         let other = ChainFileKey::of(&crate::Identity::generate());
         assert_eq!(OwnInbox::decode(&file, &other), Err(ChainError::Unreadable));
         let mut bad = file.clone();

@@ -1163,6 +1163,17 @@ fn jittered(d: Duration) -> Duration {
 /// How often a listening node measures its addresses again.
 const REGATHER: Duration = Duration::from_secs(60);
 
+/// Where a contact's intent was read.
+#[derive(Clone, Copy)]
+enum Via {
+    /// A record of the pair's own.
+    Pair,
+    /// Our inbox.
+    Inbox,
+    /// The inbox of the chain ours replaced.
+    Previous,
+}
+
 /// A listening node's presence on the DHT.
 #[derive(Debug)]
 pub struct Served {
@@ -1170,6 +1181,9 @@ pub struct Served {
     pub intents: mpsc::Receiver<PunchPlan>,
     /// What we last published, and for how many contacts it was stored.
     pub published: watch::Receiver<Option<(Reachability, usize)>>,
+    /// How many contacts' own records the last round polled (the others are read in our
+    /// inbox, or the previous chain's): what the query count grows with.
+    pub polled_per_pair: watch::Receiver<usize>,
 }
 
 /// Keeps our records published and watches our contacts' records for call intents, until
@@ -1178,6 +1192,7 @@ pub struct Served {
 pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) -> Served {
     let (tx, rx) = mpsc::channel(8);
     let (stored_tx, stored_rx) = watch::channel(None);
+    let (pairs_tx, pairs_rx) = watch::channel(0);
     // Records come from the roots the node's calls keep replacing.
     if let Some(r) = node.roots() {
         rendezvous.use_roots(r);
@@ -1195,6 +1210,10 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         let mut presence: Option<(u64, Reachability, tokio::time::Instant)> = None;
         let mut last_seen: HashMap<PeerId, u64> = HashMap::new();
         let mut inbox_seen: Option<u64> = None;
+        let mut previous_seen: Option<u64> = None;
+        // Inbox polls alternate between our chain's and the previous one's while contacts
+        // hold that: the same number of polls either way.
+        let mut poll_previous = false;
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         let mut unstored: HashSet<PeerId> = HashSet::new();
         // Contacts with a record of their own stored since `published` was last stale.
@@ -1233,7 +1252,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     }
                 }
                 presence = None;
-                inbox_seen = None;
+                previous_seen = inbox_seen.take();
                 presence_retry_at = tokio::time::Instant::now();
                 next_inbox = tokio::time::Instant::now();
             }
@@ -1243,6 +1262,19 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             // records of their own.
             let held: HashSet<PeerId> = match (&own, &roots) {
                 (Some(o), Some(r)) => r.holding_ours(o.since_ms).into_iter().collect(),
+                _ => HashSet::new(),
+            };
+            // Contacts who hold the chain ours replaced (those who stayed when one was
+            // removed) write their intents into its inbox, which we still poll; for our
+            // addresses they read records of their own, which we publish but do not poll.
+            let held_previous: HashSet<PeerId> = match (&own, &roots) {
+                (
+                    Some(OwnInbox {
+                        previous: Some((_, since)),
+                        ..
+                    }),
+                    Some(r),
+                ) => r.holding_ours(*since).into_iter().collect(),
                 _ => HashSet::new(),
             };
             // A contact removed while we run gets nothing more from us.
@@ -1255,6 +1287,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             };
             let (synced, unsynced): (Vec<PeerId>, Vec<PeerId>) =
                 current.iter().partition(|p| held.contains(p));
+            let (on_previous, polled_pairs): (Vec<PeerId>, Vec<PeerId>) =
+                unsynced.iter().partition(|p| held_previous.contains(p));
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
@@ -1357,35 +1391,49 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 let _ = stored_tx.send(Some((ours.clone(), reachable)));
             }
             let polled = std::time::Instant::now();
+            pairs_tx.send_replace(polled_pairs.len());
             let mut reads = JoinSet::new();
-            for peer in unsynced.iter().copied() {
+            for peer in polled_pairs.iter().copied() {
                 let (rv, after) = (rendezvous.clone(), last_seen.get(&peer).copied());
-                reads.spawn(async move { rv.poll(&peer, after).await.map(|r| (peer, r, false)) });
+                reads.spawn(
+                    async move { rv.poll(&peer, after).await.map(|r| (peer, r, Via::Pair)) },
+                );
             }
             // Our inbox, on its own slower clock: whatever the number of contacts, the same
-            // few queries.
+            // few queries (taking turns with the previous chain's while anyone holds that).
             if let Some(o) = own
                 .as_ref()
                 .filter(|_| next_inbox <= tokio::time::Instant::now())
             {
-                let (rv, chain, synced) = (rendezvous.clone(), o.chain.clone(), synced.clone());
-                let after = inbox_seen;
+                poll_previous = !poll_previous && !on_previous.is_empty();
+                let (chain, writers, after, via) = match (&o.previous, poll_previous) {
+                    (Some((chain, _)), true) => (
+                        chain.clone(),
+                        on_previous.clone(),
+                        previous_seen,
+                        Via::Previous,
+                    ),
+                    _ => (o.chain.clone(), synced.clone(), inbox_seen, Via::Inbox),
+                };
+                let rv = rendezvous.clone();
                 reads.spawn(async move {
-                    rv.poll_inbox(&chain, &synced, after)
+                    rv.poll_inbox(&chain, &writers, after)
                         .await
-                        .map(|(peer, r)| (peer, r, true))
+                        .map(|(peer, r)| (peer, r, via))
                 });
                 next_inbox =
                     tokio::time::Instant::now() + jittered(config.poll.mul_f64(INBOX_POLL_FACTOR));
             }
             while let Some(r) = reads.join_next().await {
-                let Ok(Some((peer, record, via_inbox))) = r else {
+                let Ok(Some((peer, record, via))) = r else {
                     continue;
                 };
-                if via_inbox {
-                    inbox_seen = inbox_seen.max(Some(record.sent_at_ms));
-                } else {
-                    last_seen.insert(peer, record.sent_at_ms);
+                match via {
+                    Via::Inbox => inbox_seen = inbox_seen.max(Some(record.sent_at_ms)),
+                    Via::Previous => previous_seen = previous_seen.max(Some(record.sent_at_ms)),
+                    Via::Pair => {
+                        last_seen.insert(peer, record.sent_at_ms);
+                    }
                 }
                 let Some(intent) = record.intent else {
                     continue;
@@ -1423,7 +1471,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             // between half and one and a half poll intervals. With every contact on our
             // inbox, the next inbox poll is the only thing to wake for.
             let mut wake = tokio::time::Instant::now() + jittered(config.poll);
-            if unsynced.is_empty() && own.is_some() {
+            if polled_pairs.is_empty() && own.is_some() {
                 wake = next_inbox;
             }
             let replaced = async {
@@ -1444,5 +1492,6 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
     Served {
         intents: rx,
         published: stored_rx,
+        polled_per_pair: pairs_rx,
     }
 }

@@ -184,7 +184,11 @@ impl Shared {
                 self.config
                     .inbox
                     .clone()
-                    .map(|chain| extrasafe_core::inbox::OwnInbox { chain, since_ms: 0 })
+                    .map(|chain| extrasafe_core::inbox::OwnInbox {
+                        chain,
+                        since_ms: 0,
+                        previous: None,
+                    })
             })
     }
 
@@ -232,6 +236,8 @@ pub struct Node {
     pub(crate) shared: Arc<Shared>,
     incoming: Mutex<mpsc::Receiver<Call>>,
     accept_task: tokio::task::JoinHandle<()>,
+    /// Follows the contact list on disk (see [`follow_removals`]).
+    removals: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -376,6 +382,14 @@ impl Node {
         } else {
             tokio::spawn(async {})
         };
+        // A contact removed from the list on disk (by `contact remove` beside a listener)
+        // is no longer answered as a contact.
+        let removals = match (&shared.config.roots, shared.config.listen) {
+            (Some(roots), true) => {
+                Some(tokio::spawn(follow_removals(roots.clone(), socket.clone())))
+            }
+            _ => None,
+        };
         let _ = warm.await;
         Ok(Self {
             endpoint,
@@ -383,6 +397,7 @@ impl Node {
             shared,
             incoming: Mutex::new(rx),
             accept_task,
+            removals,
         })
     }
 
@@ -460,6 +475,17 @@ impl Node {
             .lock()
             .expect("gate lock poisoned")
             .set_contacts(contacts);
+    }
+
+    /// Whether a first flight proving `peer`'s pair key is let in now.
+    #[doc(hidden)]
+    pub fn answers_contact(&self, peer: &PeerId) -> bool {
+        self.socket
+            .gate
+            .lock()
+            .expect("gate lock poisoned")
+            .contact_key(peer)
+            .is_some()
     }
 
     /// Answers first flights that prove `key` as a ticket key instead of our own ticket's:
@@ -661,6 +687,9 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
         self.accept_task.abort();
+        if let Some(t) = &self.removals {
+            t.abort();
+        }
         // Give drivers time to send their hang-up and linger: closing the endpoint first
         // would throw away a hang-up still waiting to be sent.
         let _ = tokio::time::timeout(Duration::from_millis(1500), async {
@@ -677,6 +706,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.accept_task.abort();
+        if let Some(t) = &self.removals {
+            t.abort();
+        }
     }
 }
 
@@ -890,4 +922,43 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
     driver.pending = Some(call);
     driver.run().await;
+}
+
+/// How often a listener looks whether its contact list on disk changed (one `stat`).
+const CONTACTS_CHECK: Duration = Duration::from_secs(2);
+
+/// Drops from the gate each contact that leaves the list on disk: another process (the CLI's
+/// `contact remove` beside a running listener) changed it. Contacts added are let in by
+/// whoever adds them ([`Node::set_contacts`]), so a list read before an addition was saved
+/// never takes a new contact out.
+async fn follow_removals(
+    roots: Arc<crate::roots::Roots>,
+    socket: Arc<crate::probe_socket::ProbeSocket>,
+) {
+    let mut known: Option<std::collections::HashSet<PeerId>> = None;
+    let mut tick = tokio::time::interval(CONTACTS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let r = roots.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || r.contacts()).await else {
+            continue;
+        };
+        if let Some(before) = &known {
+            let gone: std::collections::HashSet<PeerId> =
+                before.difference(&now).copied().collect();
+            if !gone.is_empty() {
+                let dropped = socket
+                    .gate
+                    .lock()
+                    .expect("gate lock poisoned")
+                    .retain_contacts(|p| !gone.contains(p));
+                debug!(
+                    dropped,
+                    "contacts removed from the list are no longer answered"
+                );
+            }
+        }
+        known = Some(now);
+    }
 }

@@ -7,7 +7,7 @@
 //! and write it under its lock. Without a store (an ephemeral identity) they are kept in
 //! memory only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use extrasafe_core::contacts::{ContactBook, ContactsKey};
@@ -45,6 +45,8 @@ struct Cache {
     inboxes: HashMap<PeerId, (InboxChain, Option<u64>)>,
     /// Our own inbox chain (read again with the contact list: removing a contact renews it).
     own: Option<OwnInbox>,
+    /// Who is on the contact list now.
+    peers: HashSet<PeerId>,
 }
 
 impl std::fmt::Debug for Roots {
@@ -89,6 +91,7 @@ impl Roots {
                 initial,
                 inboxes: HashMap::new(),
                 own: None,
+                peers: contacts.iter().copied().collect(),
             }),
             replaced: tokio::sync::Notify::new(),
         })
@@ -122,6 +125,7 @@ impl Roots {
 
     fn absorb(&self, cache: &mut Cache, book: &ContactBook) {
         cache.states.clear();
+        cache.peers = book.list().iter().map(|c| c.peer).collect();
         cache.inboxes = book
             .list()
             .iter()
@@ -192,12 +196,12 @@ impl Roots {
 
     /// Our contacts now (one read of the list if it changed): a contact removed since this
     /// process started is no longer among them.
-    pub fn contacts(&self) -> std::collections::HashSet<PeerId> {
+    pub fn contacts(&self) -> HashSet<PeerId> {
         let mut cache = self.cache.lock().expect("roots lock poisoned");
         if let Err(e) = self.refresh(&mut cache) {
             tracing::warn!(error = %e, "the contact list could not be read for rendezvous roots");
         }
-        cache.states.keys().copied().collect()
+        cache.peers.clone()
     }
 
     /// Our own inbox chain, as the disk has it now (one read if the contact list changed),

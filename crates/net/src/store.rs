@@ -237,7 +237,7 @@ impl IdentityStore {
         let (own, write) = match self.read_own_inbox(&key)? {
             Some(o) if o.chain.epoch() >= epoch => (o, false),
             Some(mut o) => {
-                o.chain.advance_to(epoch).map_err(StoreError::Inbox)?;
+                o.advance_to(epoch).map_err(StoreError::Inbox)?;
                 (o, true)
             }
             None => (fresh_inbox(epoch), true),
@@ -249,13 +249,24 @@ impl IdentityStore {
     }
 
     /// Replaces our inbox chain by a new one from `epoch` on (when a contact is removed:
-    /// whoever holds the old chain can no longer follow our presence). Contacts reach us
-    /// through records of their own until their next call with us, which tells them the new
-    /// one.
+    /// whoever holds the old chain can no longer follow our presence). The old chain is kept
+    /// as the previous one: contacts who hold it still write their intents into its inbox
+    /// (and read records of their own for our addresses) until their next call with us,
+    /// which tells them the new one.
     pub fn renew_inbox(&self, identity: &Identity, epoch: u64) -> Result<OwnInbox, StoreError> {
         let key = ChainFileKey::of(identity);
         let _lock = self.lock_contacts()?;
-        let own = fresh_inbox(epoch);
+        let fresh = fresh_inbox(epoch);
+        let own = match self.read_own_inbox(&key)? {
+            Some(mut old) => {
+                // Stepped forward first, so the file never holds an older value than before.
+                if old.chain.epoch() < epoch {
+                    old.advance_to(epoch).map_err(StoreError::Inbox)?;
+                }
+                old.replaced_by(fresh.chain, fresh.since_ms)
+            }
+            None => fresh,
+        };
         self.write_own_inbox(&key, &own)?;
         Ok(own)
     }
@@ -424,6 +435,7 @@ fn fresh_inbox(epoch: u64) -> OwnInbox {
     OwnInbox {
         chain: InboxChain::new(seed, epoch),
         since_ms,
+        previous: None,
     }
 }
 
@@ -482,6 +494,23 @@ mod tests {
             renewed
         );
         assert_eq!(store.own_inbox(&me, 103).unwrap(), renewed);
+        // The old chain is kept as the previous one (contacts still hold it), and steps
+        // forward with the new one; a second renewal drops it.
+        assert_eq!(
+            renewed.previous,
+            Some((later.chain.clone(), later.since_ms))
+        );
+        let stepped = store.own_inbox(&me, 105).unwrap();
+        assert_eq!(
+            stepped.previous.as_ref().map(|(c, _)| c.clone()),
+            Some(later.chain.at(105).unwrap())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let again = store.renew_inbox(&me, 105).unwrap();
+        assert_eq!(
+            again.previous,
+            Some((stepped.chain.clone(), stepped.since_ms))
+        );
         // Another identity cannot open it, and says so.
         assert!(matches!(
             store.own_inbox(&Identity::generate(), 104),

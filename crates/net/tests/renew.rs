@@ -2,6 +2,7 @@
 //! contact, who holds the old chain, finds a presence with no address under it from then on
 //! (and no record of its own), while a contact who stays, holding the old chain too, still
 //! reaches the listener (through records of its own) and gets the new chain in that call.
+//! The running listener stops letting the removed contact in as a contact.
 //! A local testnet on 127.0.0.1; the listener's contact list and chain are files, changed
 //! beside it as `extrasafe contact remove` does.
 
@@ -167,9 +168,24 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
     )
     .await;
 
-    // Alice, who stays, holds the old chain too: she calls him by name, finds the cleared
-    // presence, and reaches him through records of her own, which he now publishes and
-    // polls for her (she does not hold his new chain).
+    // Alice, who stays, holds the old chain too. He publishes a record of her own for her
+    // addresses, but polls no record of hers: he reads the old chain's inbox in turn with
+    // the new one's, so that removing one contact does not make every other contact cost
+    // polls of their own.
+    // (A round that starts after the new presence was read.)
+    let mut polled = served.polled_per_pair.clone();
+    polled.borrow_and_update();
+    tokio::time::timeout(Duration::from_secs(20), polled.changed())
+        .await
+        .expect("no round in 20 s")
+        .expect("the service runs");
+    assert_eq!(
+        *polled.borrow(),
+        0,
+        "contacts polled per pair after the renewal"
+    );
+    // She calls him by name, finds the cleared presence, reads her own record for his
+    // addresses, and writes her intent into the old chain's inbox.
     let alice_roots = contact(&alice_id, b, &old.chain);
     let alice = Node::bind(
         &alice_id,
@@ -219,6 +235,11 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
     );
     call.hangup();
     drop((call, inc));
+    assert_eq!(
+        *served.polled_per_pair.borrow(),
+        0,
+        "Alice's call made him poll her records"
+    );
 
     // Carol gets no record of her own from him either: he publishes nothing for her now.
     assert!(
@@ -231,4 +252,39 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
         .unwrap()
         .by_peer(&c)
         .is_none());
+
+    // His running listener no longer lets her in as a contact (it follows the list on
+    // disk), while Alice still is one.
+    let mut dropped = false;
+    for _ in 0..200 {
+        if !bob.answers_contact(&c) {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        dropped,
+        "Bob's gate still lets Carol in as a contact after 20 s"
+    );
+    assert!(bob.answers_contact(&a), "Alice is still let in");
+    // Carol calls his address proving only that she was his contact: no answer.
+    let carol = Node::bind(
+        &carol_id,
+        extrasafe_net::NodeConfig {
+            contacts: extrasafe_net::gate::contact_keys(&carol_id, &[b]),
+            ..common::config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let bare = extrasafe_net::core::Ticket {
+        secret: None,
+        ..ticket(&bob)
+    };
+    match carol.call(&bare).await {
+        Err(extrasafe_net::CallError::Unreachable { .. }) => {}
+        Ok(_) => panic!("a removed contact was answered"),
+        Err(e) => panic!("unexpected failure: {e:?}"),
+    }
 }

@@ -118,7 +118,8 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
             out.emit(
                 format!(
                     "Removed {}. Nothing else about them was kept, and they can no longer \
-                     find you on the DHT.",
+                     find you on the DHT. If they have your ticket, it still lets them call \
+                     you: `extrasafe id --new-ticket` ends it (your contacts keep reaching you).",
                     c.name
                 ),
                 serde_json::json!({"event": "contact_removed", "name": c.name,
