@@ -25,6 +25,7 @@ pub const TAG_LEN: usize = 8;
 pub const NONCE_LEN: usize = 16;
 
 /// The key two contacts share for LAN tags. Wiped on drop; never printed.
+#[derive(Clone)]
 pub struct LanKey(pub(crate) Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for LanKey {

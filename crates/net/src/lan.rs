@@ -5,8 +5,9 @@
 //! first announcement that carries its tag. The address then still has to prove the
 //! contact's key in the TLS handshake, so a replayed announcement only costs a failed try.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use extrasafe_core::lan::{self, LanKey};
@@ -18,6 +19,8 @@ use tracing::debug;
 const SERVICE: &str = "_extrasafe._udp.local.";
 /// A fresh nonce, instance and host name this often.
 const ROTATE: Duration = Duration::from_secs(10 * 60);
+/// How often a running announcement looks at the contact list for removed contacts.
+pub const CONTACTS_CHECK: Duration = Duration::from_secs(2);
 
 /// Why the LAN could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +36,13 @@ impl From<mdns_sd::Error> for LanError {
 /// Our side of the LAN: an mDNS responder and the tag keys of our contacts.
 pub struct Lan {
     daemon: ServiceDaemon,
-    keys: HashMap<PeerId, LanKey>,
+    keys: Mutex<HashMap<PeerId, LanKey>>,
 }
 
 impl std::fmt::Debug for Lan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lan")
-            .field("contacts", &self.keys.len())
+            .field("contacts", &self.keys.lock().map(|k| k.len()).unwrap_or(0))
             .finish_non_exhaustive()
     }
 }
@@ -69,23 +72,36 @@ impl Lan {
         // every five, so a node is announced (and re-announced after a change) promptly.
         daemon.set_ip_check_interval(1)?;
         let keys = pairs.iter().map(|p| (p.peer(), p.lan_key())).collect();
-        Ok(Self { daemon, keys })
+        Ok(Self {
+            daemon,
+            keys: Mutex::new(keys),
+        })
     }
 
     /// Announces a listening node's call `port` (returning once the first announcement went
     /// out, or after 5 s), then keeps announcing until the returned [`Announcement`] is
     /// stopped, with a new nonce, instance and host name every ten minutes (a rotating subset
-    /// of contacts when there are more than fit in one announcement).
-    pub async fn announce(self: std::sync::Arc<Self>, port: u16) -> Announcement {
+    /// of contacts when there are more than fit in one announcement). With `roots` (our
+    /// contact list on disk), a contact removed from the list loses its tag within
+    /// [`CONTACTS_CHECK`]: the announcement is replaced at once by one without it.
+    pub async fn announce(
+        self: Arc<Self>,
+        port: u16,
+        roots: Option<Arc<crate::roots::Roots>>,
+    ) -> Announcement {
         let lan = self.clone();
-        let task = self.announce_task(port).await;
+        let task = self.announce_task(port, roots).await;
         Announcement {
             task,
             lan: Some(lan),
         }
     }
 
-    async fn announce_task(self: std::sync::Arc<Self>, port: u16) -> tokio::task::JoinHandle<()> {
+    async fn announce_task(
+        self: Arc<Self>,
+        port: u16,
+        roots: Option<Arc<crate::roots::Roots>>,
+    ) -> tokio::task::JoinHandle<()> {
         let monitor = self.daemon.monitor().ok();
         let mut current = self.register_fresh(port, None);
         if let Some(events) = monitor {
@@ -99,21 +115,61 @@ impl Lan {
             .await;
         }
         tokio::spawn(async move {
+            let mut rotate_at = tokio::time::Instant::now() + ROTATE;
             loop {
-                tokio::time::sleep(ROTATE).await;
-                current = self.register_fresh(port, current.take());
+                let wake = match &roots {
+                    Some(_) => rotate_at.min(tokio::time::Instant::now() + CONTACTS_CHECK),
+                    None => rotate_at,
+                };
+                tokio::time::sleep_until(wake).await;
+                let mut removed = false;
+                if let Some(r) = &roots {
+                    let r = r.clone();
+                    if let Ok(now) = tokio::task::spawn_blocking(move || r.contacts()).await {
+                        removed = self.keep_only(&now) > 0;
+                    }
+                }
+                if removed || tokio::time::Instant::now() >= rotate_at {
+                    current = self.register_fresh(port, current.take());
+                    rotate_at = tokio::time::Instant::now() + ROTATE;
+                }
             }
         })
+    }
+
+    /// Drops the tag keys of everyone not in `contacts`; how many were dropped. An empty
+    /// set (a list that could not be read yet) drops nothing.
+    pub fn keep_only(&self, contacts: &HashSet<PeerId>) -> usize {
+        if contacts.is_empty() {
+            return 0;
+        }
+        let mut keys = self.keys.lock().expect("lan keys lock poisoned");
+        let before = keys.len();
+        keys.retain(|p, _| contacts.contains(p));
+        before - keys.len()
+    }
+
+    /// The contacts whose tags the next announcement can carry.
+    pub fn tagged(&self) -> HashSet<PeerId> {
+        self.keys
+            .lock()
+            .expect("lan keys lock poisoned")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Registers a new announcement (replacing `old`); its full name.
     fn register_fresh(&self, port: u16, old: Option<String>) -> Option<String> {
         let r = random::<32>();
-        let mut keys: Vec<&LanKey> = self.keys.values().collect();
+        let held = self.keys.lock().expect("lan keys lock poisoned");
+        let mut keys: Vec<&LanKey> = held.values().collect();
         // Rotate which contacts get a tag when they do not all fit.
         let shift = usize::from(r[31]) % keys.len().max(1);
         keys.rotate_left(shift);
         let (n, t) = lan::announcement(&keys, &r, lan::slot_of(unix_secs()));
+        drop(keys);
+        drop(held);
         let name = hex(&random::<8>());
         let host = format!("{}.local.", hex(&random::<8>()));
         let props = [("n", n.as_str()), ("t", t.as_str())];
@@ -140,7 +196,12 @@ impl Lan {
     /// Browses the LAN for up to `limit` for an announcement of `peer`; its addresses with
     /// the announced port.
     pub async fn find(&self, peer: &PeerId, limit: Duration) -> Option<Vec<SocketAddr>> {
-        let key = self.keys.get(peer)?;
+        let key = self
+            .keys
+            .lock()
+            .expect("lan keys lock poisoned")
+            .get(peer)?
+            .clone();
         let events = self.daemon.browse(SERVICE).ok()?;
         let found = tokio::time::timeout(limit, async {
             while let Ok(event) = events.recv_async().await {
@@ -153,7 +214,7 @@ impl Lan {
                 ) else {
                     continue;
                 };
-                if !lan::matches(n, t, key, lan::slot_of(unix_secs())) {
+                if !lan::matches(n, t, &key, lan::slot_of(unix_secs())) {
                     continue;
                 }
                 let mut addrs: Vec<SocketAddr> = info

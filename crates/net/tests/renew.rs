@@ -2,7 +2,8 @@
 //! contact, who holds the old chain, finds a presence with no address under it from then on
 //! (and no record of its own), while a contact who stays, holding the old chain too, still
 //! reaches the listener (through records of its own) and gets the new chain in that call.
-//! The running listener stops letting the removed contact in as a contact.
+//! The running listener stops letting the removed contact in as a contact, and its LAN
+//! announcement stops carrying a tag for it.
 //! A local testnet on 127.0.0.1; the listener's contact list and chain are files, changed
 //! beside it as `extrasafe contact remove` does.
 
@@ -245,6 +246,22 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
     assert!(
         carol_rv.lookup(&b, None).await.is_none(),
         "a removed contact finds no record"
+    );
+    // His LAN announcement, following the same list, drops her tag (no packet is sent
+    // here: the responder announces nothing until asked to, and the lab's LAN cell drives
+    // announcements; this checks what the next one carries).
+    let lan = extrasafe_net::lan::Lan::start(&dht::pair_secrets(&bob_id, &[a, c]).unwrap())
+        .expect("an mDNS responder");
+    let bob_roots = bob.roots().unwrap();
+    assert_eq!(
+        lan.keep_only(&bob_roots.contacts()),
+        1,
+        "Carol's tag dropped"
+    );
+    assert_eq!(
+        lan.tagged(),
+        [a].into_iter().collect(),
+        "the announcement tags Alice only"
     );
     // And nothing in his folder holds Carol any more.
     assert!(bob_store

@@ -115,7 +115,9 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     let announcing = match &pairs {
         Some(pairs) if !global.no_lan => match lan::Lan::start(pairs) {
             Ok(lan) => {
-                let announcement = Arc::new(lan).announce(node.local_addr().port()).await;
+                let announcement = Arc::new(lan)
+                    .announce(node.local_addr().port(), node.roots())
+                    .await;
                 out.emit(
                     "Announced on this network; only your contacts can tell it is you.",
                     serde_json::json!({"event": "lan_announced", "contacts": names.len()}),

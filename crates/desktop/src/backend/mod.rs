@@ -711,7 +711,11 @@ impl Backend {
             match lan::Lan::start(&lan_pairs) {
                 Ok(l) => {
                     said.push("on this network");
-                    Some(Arc::new(l).announce(node.local_addr().port()).await)
+                    Some(
+                        Arc::new(l)
+                            .announce(node.local_addr().port(), node.roots())
+                            .await,
+                    )
                 }
                 Err(e) => {
                     self.out.info(format!(
