@@ -383,7 +383,7 @@ async fn main() {
             .unwrap(),
         );
         let us = dht::reachability(&alice, &alice_rv).await;
-        alice_rv.publish(&bob_peer, &us, None).await.unwrap();
+        alice_rv.publish(&bob_peer, &us, None, None).await.unwrap();
         drop(alice_rv);
         drop(alice);
         let (node, _rang, stop) = bob(&Identity::generate(), &contacts, &dht_config, None).await;

@@ -15,6 +15,10 @@
 //! value    = nonce: 24 | XChaCha20-Poly1305(seal, nonce, aad = epoch (u64 BE),
 //!                                           postcard(Record) zero-padded to 320 bytes)
 //! ```
+//!
+//! A pair's record may carry the publisher's inbox chain (version 2): a contact who never
+//! called the publisher learns it there, and writes its call intent into that one inbox
+//! instead of a record the publisher would have to poll for each such contact.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -37,7 +41,10 @@ pub const PRESENCE_LEN: usize = NONCE_LEN + PADDED_LEN + 64 + 16;
 const PRESENCE_CONTEXT: &[u8] = b"EXTRA SAFE 2026 presence v1";
 const NONCE_LEN: usize = 24;
 const PADDED_LEN: usize = 320;
-const RECORD_VERSION: u8 = 1;
+/// Records now written: version 2 may carry the publisher's inbox chain.
+const RECORD_VERSION: u8 = 2;
+/// The first version (no chain): still read. Its zero padding reads as "no chain".
+const RECORD_VERSION_V1: u8 = 1;
 /// How far a record's clock may be off ours.
 const CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
 /// A call intent lasts at most this long.
@@ -120,6 +127,8 @@ struct WireRecord {
     candidates: Vec<WireAddr>,
     nat: u8,
     intent: Option<([u8; 16], u64)>,
+    /// The publisher's inbox chain: value and epoch (version 2 only).
+    inbox: Option<([u8; 32], u64)>,
 }
 
 /// A call being placed: the callee starts punching towards the candidates.
@@ -143,6 +152,9 @@ pub struct Record {
     pub nat: crate::punch::NatMapping,
     /// Set while the publisher is calling the reader.
     pub intent: Option<CallIntent>,
+    /// The publisher's inbox chain, told to a contact who may not hold it yet: what to
+    /// write a call intent into (only in a pair's own record, sealed for that contact).
+    pub inbox: Option<crate::inbox::InboxChain>,
 }
 
 /// The secret two contacts share. Wiped on drop; never printed.
@@ -416,7 +428,7 @@ fn pad(record: &Record) -> Result<Zeroizing<[u8; PADDED_LEN]>, RendezvousError> 
     if record.candidates.len() > MAX_CANDIDATES {
         return Err(RendezvousError::Malformed("too many candidates"));
     }
-    let wire = WireRecord {
+    let mut wire = WireRecord {
         version: RECORD_VERSION,
         sent_at_ms: record.sent_at_ms,
         candidates: record
@@ -426,10 +438,14 @@ fn pad(record: &Record) -> Result<Zeroizing<[u8; PADDED_LEN]>, RendezvousError> 
             .collect(),
         nat: record.nat.to_byte(),
         intent: record.intent.map(|i| (i.call_id, i.until_ms)),
+        inbox: record.inbox.as_ref().map(|c| (*c.to_bytes(), c.epoch())),
     };
     let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
-    postcard::to_slice(&wire, &mut plain[..])
-        .map_err(|_| RendezvousError::Malformed("too large"))?;
+    let written = postcard::to_slice(&wire, &mut plain[..]).map(|_| ());
+    if let Some((value, _)) = wire.inbox.as_mut() {
+        zeroize::Zeroize::zeroize(value);
+    }
+    written.map_err(|_| RendezvousError::Malformed("too large"))?;
     Ok(plain)
 }
 
@@ -457,8 +473,11 @@ impl RecordKeys {
         if padding.iter().any(|b| *b != 0) {
             return Err(RendezvousError::Malformed("padding"));
         }
-        if wire.version != RECORD_VERSION {
-            return Err(RendezvousError::Malformed("unknown version"));
+        match wire.version {
+            RECORD_VERSION => {}
+            RECORD_VERSION_V1 if wire.inbox.is_none() => {}
+            RECORD_VERSION_V1 => return Err(RendezvousError::Malformed("padding")),
+            _ => return Err(RendezvousError::Malformed("unknown version")),
         }
         if wire.candidates.len() > MAX_CANDIDATES {
             return Err(RendezvousError::Malformed("too many candidates"));
@@ -481,11 +500,19 @@ impl RecordKeys {
             }
             _ => None,
         };
+        let inbox = wire.inbox.map(|(value, epoch)| {
+            let chain = crate::inbox::InboxChain::new(value, epoch);
+            // The wire form's copy of the secret is wiped here.
+            let mut value = value;
+            zeroize::Zeroize::zeroize(&mut value);
+            chain
+        });
         Ok(Record {
             sent_at_ms: wire.sent_at_ms,
             candidates,
             nat: crate::punch::NatMapping::from_byte(wire.nat),
             intent,
+            inbox,
         })
     }
 }
@@ -508,6 +535,73 @@ mod tests {
                 call_id: [9; 16],
                 until_ms: NOW + 30_000,
             }),
+            inbox: None,
+        }
+    }
+
+    #[test]
+    fn a_record_can_tell_the_publishers_inbox_chain_and_old_records_still_open() {
+        let (_, _, ab, ba) = contacts();
+        let e = epoch_of(NOW);
+        // The largest record there is: every candidate IPv6, an intent and a chain.
+        let full = Record {
+            candidates: (0..MAX_CANDIDATES as u16)
+                .map(|i| SocketAddr::new("2001:db8::5".parse().unwrap(), 40_000 + i))
+                .collect(),
+            inbox: Some(crate::inbox::InboxChain::new([7; 32], e)),
+            ..record()
+        };
+        let value = ab.outgoing(e).seal(&full, [4; 24]).unwrap();
+        assert_eq!(value.len(), VALUE_LEN);
+        let opened = ba.incoming(e).open(&value, NOW).unwrap();
+        assert_eq!(opened, full);
+        assert_eq!(
+            opened.inbox.unwrap().at(e + 3),
+            crate::inbox::InboxChain::new([7; 32], e).at(e + 3)
+        );
+        // A first-version record (no chain) still opens, as one without a chain.
+        let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
+        let v1 = (
+            RECORD_VERSION_V1,
+            NOW,
+            Vec::<WireAddr>::new(),
+            0u8,
+            None::<([u8; 16], u64)>,
+        );
+        postcard::to_slice(&v1, &mut plain[..]).unwrap();
+        let mut value = vec![1u8; NONCE_LEN];
+        value.extend(sealed::seal(
+            &ab.outgoing(e).seal,
+            &[1; NONCE_LEN],
+            &e.to_be_bytes(),
+            &plain[..],
+        ));
+        let old = ba.incoming(e).open(&value, NOW).unwrap();
+        assert_eq!(old.inbox, None);
+        assert!(old.candidates.is_empty());
+        // A first-version record cannot carry a chain, and no unknown version opens.
+        for (version, inbox) in [(RECORD_VERSION_V1, Some(([7u8; 32], e))), (3, None)] {
+            let wire = WireRecord {
+                version,
+                sent_at_ms: NOW,
+                candidates: Vec::new(),
+                nat: 0,
+                intent: None,
+                inbox,
+            };
+            let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
+            postcard::to_slice(&wire, &mut plain[..]).unwrap();
+            let mut value = vec![1u8; NONCE_LEN];
+            value.extend(sealed::seal(
+                &ab.outgoing(e).seal,
+                &[1; NONCE_LEN],
+                &e.to_be_bytes(),
+                &plain[..],
+            ));
+            assert!(matches!(
+                ba.incoming(e).open(&value, NOW),
+                Err(RendezvousError::Malformed(_))
+            ));
         }
     }
 

@@ -374,20 +374,22 @@ impl Rendezvous {
         nodes
     }
 
-    /// Publishes our record for `peer`: where we are, and a call intent if we call. Walks to
-    /// the record's target from a socket of its own and stores the record at the closest
-    /// nodes that answer.
+    /// Publishes our record for `peer`: where we are, a call intent if we call, and our inbox
+    /// chain if given (so that a contact who does not hold it yet writes its intents there).
+    /// Walks to the record's target from a socket of its own and stores the record at the
+    /// closest nodes that answer.
     pub async fn publish(
         &self,
         peer: &PeerId,
         us: &Reachability,
         intent: Option<CallIntent>,
+        inbox: Option<&InboxChain>,
     ) -> Result<(), DhtError> {
         // Normally one root; two while the peer has not confirmed the last call's. Stored
         // under either is enough for the peer to find.
         let mut result = Err(DhtError::Publish("not a contact".into()));
         for pair in self.record_pairs(peer) {
-            match self.publish_under(&pair, us, intent).await {
+            match self.publish_under(&pair, us, intent, inbox).await {
                 Ok(()) => result = Ok(()),
                 Err(e) if result.is_err() => result = Err(e),
                 Err(_) => {}
@@ -401,17 +403,34 @@ impl Rendezvous {
         pair: &PairSecret,
         us: &Reachability,
         intent: Option<CallIntent>,
+        inbox: Option<&InboxChain>,
     ) -> Result<(), DhtError> {
         let sent_at_ms = now_ms();
-        let keys = pair.outgoing(epoch_of(sent_at_ms));
+        let epoch = epoch_of(sent_at_ms);
+        let keys = pair.outgoing(epoch);
         let record = Record {
             sent_at_ms,
             candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
             nat: us.nat,
             intent,
+            // This epoch's value: the reader can step it forward, never back.
+            inbox: inbox.and_then(|c| c.at(epoch.max(c.epoch())).ok()),
         };
         let value = keys.seal(&record, random())?;
         self.store_value(&keys, value, sent_at_ms).await
+    }
+
+    /// Stores a record nobody will read: a fresh key, a value of the size of a pair's
+    /// record that is random bytes (as a sealed one looks), from a socket of its own. Pads
+    /// the records we store per epoch to a number that does not depend on how many contacts
+    /// we have.
+    pub async fn publish_cover(&self) -> Result<(), DhtError> {
+        let signer = SigningKey::from_bytes(&random());
+        let mut value = vec![0u8; extrasafe_core::rendezvous::VALUE_LEN];
+        getrandom::fill(&mut value).expect("the OS random source works");
+        let target =
+            *MutableItem::target_from_key(&signer.verifying_key().to_bytes(), None).as_bytes();
+        self.store_signed(signer, target, value, now_ms()).await
     }
 
     /// Stores `value` under `keys`' item (signed with its key, sequence `seq`) at the nodes
@@ -423,8 +442,17 @@ impl Rendezvous {
         seq: u64,
     ) -> Result<(), DhtError> {
         let signer = SigningKey::from_bytes(&keys.signing_seed());
+        self.store_signed(signer, target_of(keys), value, seq).await
+    }
+
+    async fn store_signed(
+        &self,
+        signer: SigningKey,
+        target: [u8; 20],
+        value: Vec<u8>,
+        seq: u64,
+    ) -> Result<(), DhtError> {
         let item = MutableItem::new(signer, &value, seq as i64, None);
-        let target = target_of(keys);
         let seeds = self.seeds(&target).await;
         let socket = TargetSocket::open(self.bind).await?;
         let stored = socket
@@ -516,6 +544,7 @@ impl Rendezvous {
             candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
             nat: us.nat,
             intent: None,
+            inbox: None,
         };
         let value = keys.seal_presence(&record, me, random())?;
         self.store_value(&keys, value, sent_at_ms).await
@@ -563,6 +592,7 @@ impl Rendezvous {
             candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
             nat: us.nat,
             intent: Some(intent),
+            inbox: None,
         };
         let value = pair.outgoing(epoch).seal(&record, random())?;
         self.store_value(&RecordKeys::inbox(&inbox), value, sent_at_ms)
@@ -1103,13 +1133,39 @@ impl Node {
         let theirs = match via_inbox {
             Some(t) => t,
             None => {
-                let (theirs, published) = tokio::join!(
-                    rendezvous.lookup(&peer, None),
-                    rendezvous.publish(&peer, &us, Some(intent))
-                );
-                debug!(took = ?started.elapsed(), "intent published and their record read");
-                let theirs = theirs.ok_or(CallError::NotPublished)?;
-                published.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                // Their record for us: where they are, and the inbox chain they publish
+                // there for contacts who do not hold it yet (they poll no record per
+                // contact): our intent goes into that inbox.
+                let mut theirs = rendezvous
+                    .lookup(&peer, None)
+                    .await
+                    .ok_or(CallError::NotPublished)?;
+                debug!(took = ?started.elapsed(), chain = theirs.inbox.is_some(), "their record read");
+                match theirs.inbox.take() {
+                    Some(chain) => {
+                        rendezvous
+                            .write_inbox(&peer, &chain, &us, intent)
+                            .await
+                            .map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                        // Kept, so that the next call reads their presence at once (the
+                        // call itself tells it again, with ours).
+                        if let Some(roots) = self.roots() {
+                            let kept = tokio::task::spawn_blocking(move || {
+                                roots.store_inbox(&peer, chain, None)
+                            })
+                            .await;
+                            if let Ok(Err(e)) = kept {
+                                debug!(error = %e, "keeping a contact's inbox chain failed");
+                            }
+                        }
+                    }
+                    // A listener with no chain of its own: a record of ours, which it polls.
+                    None => rendezvous
+                        .publish(&peer, &us, Some(intent), None)
+                        .await
+                        .map_err(|e| CallError::Rendezvous(e.to_string()))?,
+                }
+                debug!(took = ?started.elapsed(), "intent written");
                 theirs
             }
         };
@@ -1144,6 +1200,10 @@ const POLL_SOCKET_IDLE: Duration = Duration::from_secs(120);
 /// milliseconds; one that speaks none of them would hold the call for the seconds it takes
 /// to give up on each).
 const CALLER_SETTLE: Duration = Duration::from_millis(1500);
+
+/// Records of contacts' own a listener stores per epoch at least (the rest are covers): up
+/// to this many contacts who do not hold our chain yet, nobody can tell how many there are.
+const MIN_PAIR_PUTS: usize = 4;
 
 /// How soon a record that could not be stored is tried again.
 const UNSTORED_RETRY: Duration = Duration::from_secs(30);
@@ -1181,8 +1241,9 @@ pub struct Served {
     pub intents: mpsc::Receiver<PunchPlan>,
     /// What we last published, and for how many contacts it was stored.
     pub published: watch::Receiver<Option<(Reachability, usize)>>,
-    /// How many contacts' own records the last round polled (the others are read in our
-    /// inbox, or the previous chain's): what the query count grows with.
+    /// How many contacts' own records the last round polled: none with an inbox chain of our
+    /// own (every contact's intent is read in our inbox, or the previous chain's); every
+    /// contact without one.
     pub polled_per_pair: watch::Receiver<usize>,
 }
 
@@ -1216,6 +1277,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         let mut poll_previous = false;
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         let mut unstored: HashSet<PeerId> = HashSet::new();
+        // The epoch and addresses cover records were last stored for.
+        let mut covered: Option<(u64, Reachability)> = None;
         // Contacts with a record of their own stored since `published` was last stale.
         let mut recorded: HashSet<PeerId> = HashSet::new();
         let mut retry_at = tokio::time::Instant::now();
@@ -1287,8 +1350,23 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             };
             let (synced, unsynced): (Vec<PeerId>, Vec<PeerId>) =
                 current.iter().partition(|p| held.contains(p));
-            let (on_previous, polled_pairs): (Vec<PeerId>, Vec<PeerId>) =
-                unsynced.iter().partition(|p| held_previous.contains(p));
+            // With a chain of our own, every contact's intent comes through an inbox: those
+            // who do not hold the chain read it in the record we publish for them. Only a
+            // listener with no chain (an older contact list) polls a record per contact.
+            let polled_pairs: Vec<PeerId> = if own.is_some() {
+                Vec::new()
+            } else {
+                unsynced
+                    .iter()
+                    .filter(|p| !held_previous.contains(p))
+                    .copied()
+                    .collect()
+            };
+            let on_previous: Vec<PeerId> = unsynced
+                .iter()
+                .filter(|p| held_previous.contains(p))
+                .copied()
+                .collect();
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
@@ -1352,21 +1430,48 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     }
                 }
             }
-            if !due.is_empty() {
+            // Records nobody reads, so that an epoch's puts number at least
+            // `MIN_PAIR_PUTS` however few contacts need a record of their own.
+            // Once per epoch and set of addresses, whether or not the real ones could be
+            // stored (they are tried again; the covers are not).
+            let covers =
+                if stale && own.is_some() && covered.as_ref() != Some(&(epoch, ours.clone())) {
+                    covered = Some((epoch, ours.clone()));
+                    MIN_PAIR_PUTS.saturating_sub(due.len())
+                } else {
+                    0
+                };
+            let real = due.len();
+            if !due.is_empty() || covers > 0 {
                 let mut puts = JoinSet::new();
+                let chain = own.as_ref().map(|o| o.chain.clone());
                 for peer in due {
-                    let (rv, ours) = (rendezvous.clone(), ours.clone());
-                    puts.spawn(async move { (peer, rv.publish(&peer, &ours, None).await) });
+                    let (rv, ours, chain) = (rendezvous.clone(), ours.clone(), chain.clone());
+                    puts.spawn(async move {
+                        (
+                            Some(peer),
+                            rv.publish(&peer, &ours, None, chain.as_ref()).await,
+                        )
+                    });
+                }
+                for _ in 0..covers {
+                    let rv = rendezvous.clone();
+                    puts.spawn(async move { (None, rv.publish_cover().await) });
                 }
                 let mut stored = 0;
                 while let Some(r) = puts.join_next().await {
                     match r {
-                        Ok((peer, Ok(()))) => {
+                        Ok((None, r)) => {
+                            if let Err(e) = r {
+                                debug!(error = %e, "storing a cover record failed");
+                            }
+                        }
+                        Ok((Some(peer), Ok(()))) => {
                             stored += 1;
                             unstored.remove(&peer);
                             recorded.insert(peer);
                         }
-                        Ok((peer, Err(e))) => {
+                        Ok((Some(peer), Err(e))) => {
                             debug!(error = %e, "publishing a rendezvous record failed");
                             unstored.insert(peer);
                         }
@@ -1376,9 +1481,9 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 // Nothing stored (no DHT nodes yet): try again on the next round.
                 if stored > 0 {
                     stored_any = true;
-                    if stale {
-                        published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
-                    }
+                }
+                if stale && (stored > 0 || real == 0) {
+                    published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
                 }
             } else if stale && unsynced.is_empty() {
                 published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
@@ -1413,7 +1518,9 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                         previous_seen,
                         Via::Previous,
                     ),
-                    _ => (o.chain.clone(), synced.clone(), inbox_seen, Via::Inbox),
+                    // Any contact may write here: those who do not hold our chain read it
+                    // in the record we publish for them.
+                    _ => (o.chain.clone(), current.clone(), inbox_seen, Via::Inbox),
                 };
                 let rv = rendezvous.clone();
                 reads.spawn(async move {

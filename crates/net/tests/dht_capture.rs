@@ -369,10 +369,11 @@ fn bobs_polls(
     (most, polls.iter().map(|s| s.from).collect())
 }
 
-/// A listener whose `n` contacts all hold its inbox chain (and it theirs), serving on a fresh
-/// capture DHT until its inbox has been polled `polls` times from one socket at one node.
-/// Returns what the nodes saw of it and its presence and inbox targets.
-async fn synced_listener(n: usize, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]>) {
+/// A listener whose `n` contacts all hold its inbox chain (and it theirs) if `synced`, or
+/// none of them (they never called it), serving on a fresh capture DHT until its inbox has
+/// been polled `polls` times from one socket at one node. Returns what the nodes saw of it
+/// and its presence and inbox targets.
+async fn listener(n: usize, synced: bool, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]>) {
     let log: Log = Default::default();
     let bootstrap = small_dht(10, log.clone()).await;
     let config = DhtConfig {
@@ -394,7 +395,7 @@ async fn synced_listener(n: usize, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]
     getrandom::fill(&mut seed).unwrap();
     let chain = InboxChain::new(seed, now - 1);
     let roots = Roots::in_memory(&bob_id, &contacts);
-    for c in &contacts {
+    for c in contacts.iter().filter(|_| synced) {
         getrandom::fill(&mut seed).unwrap();
         assert!(roots
             .store_inbox(c, InboxChain::new(seed, now), Some(0))
@@ -451,31 +452,93 @@ async fn synced_listener(n: usize, polls: usize) -> (Vec<Seen>, HashSet<[u8; 20]
 async fn a_listeners_queries_do_not_depend_on_how_many_contacts_it_has() {
     let mut shapes = Vec::new();
     for n in [1, 50] {
-        let (seen, ours) = synced_listener(n, 8).await;
+        let (seen, ours) = listener(n, true, 8).await;
         let gets: Vec<&Seen> = seen.iter().filter(|s| s.target.is_some()).collect();
-        // Every get and put is about the listener's own presence or inbox: no target per
-        // contact.
+        // Every query is about the listener's own presence or inbox, or about a cover record
+        // (stored, and walked to, only by the socket that stores it): no target per contact.
+        let put_by: HashSet<(SocketAddr, [u8; 20])> = gets
+            .iter()
+            .filter(|s| s.put)
+            .map(|s| (s.from, s.target.unwrap()))
+            .collect();
         for s in &gets {
+            let t = s.target.unwrap();
             assert!(
-                ours.contains(&s.target.unwrap()),
-                "{n} contacts: a query about a target that is neither presence nor inbox"
+                ours.contains(&t) || put_by.contains(&(s.from, t)),
+                "{n} contacts: a query about a target that is neither presence, inbox nor cover"
             );
         }
-        let targets: HashSet<[u8; 20]> = gets.iter().map(|s| s.target.unwrap()).collect();
-        let sockets: HashSet<SocketAddr> = gets.iter().map(|s| s.from).collect();
-        let puts = gets.iter().filter(|s| s.put).count();
+        let targets: HashSet<[u8; 20]> = gets
+            .iter()
+            .map(|s| s.target.unwrap())
+            .filter(|t| ours.contains(t))
+            .collect();
+        let covers: HashSet<[u8; 20]> = put_by
+            .iter()
+            .map(|(_, t)| *t)
+            .filter(|t| !ours.contains(t))
+            .collect();
+        let sockets: HashSet<SocketAddr> = gets
+            .iter()
+            .filter(|s| ours.contains(&s.target.unwrap()))
+            .map(|s| s.from)
+            .collect();
         eprintln!(
-            "{n} contacts: {} targets, {} sockets, {puts} puts, {} queries",
+            "{n} contacts: {} targets, {} sockets, {} covers, {} queries",
             targets.len(),
             sockets.len(),
+            covers.len(),
             gets.len()
         );
-        shapes.push((targets.len(), sockets.len()));
+        shapes.push((targets.len(), sockets.len(), covers.len()));
     }
     // One presence and one inbox (two of each if an epoch began meanwhile), from one socket
-    // each, with 1 contact as with 50.
+    // each, and 4 cover records per epoch, with 1 contact as with 50.
     assert_eq!(shapes[0], shapes[1]);
     assert!(shapes[0].0 <= 4, "{shapes:?}");
+    assert!([4, 8].contains(&shapes[0].2), "{shapes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_who_never_called_cost_no_polls_and_hide_among_cover_records() {
+    let mut shapes = Vec::new();
+    // Up to 4 contacts who do not hold the chain: 4 records of their own per epoch, padded
+    // with records nobody reads.
+    for n in [1, 4] {
+        let (seen, ours) = listener(n, false, 8).await;
+        let putters: HashSet<SocketAddr> = seen.iter().filter(|s| s.put).map(|s| s.from).collect();
+        // Every get from a socket that stores nothing (a poll, a lookup) is about the
+        // listener's presence or inbox: no record of a contact's is polled.
+        for s in seen
+            .iter()
+            .filter(|s| s.target.is_some() && !putters.contains(&s.from))
+        {
+            assert!(
+                ours.contains(&s.target.unwrap()),
+                "{n} contacts: a get about a target that is neither presence nor inbox"
+            );
+        }
+        let stored: HashSet<[u8; 20]> = seen
+            .iter()
+            .filter(|s| s.put && !ours.contains(&s.target.unwrap()))
+            .map(|s| s.target.unwrap())
+            .collect();
+        let polled: HashSet<[u8; 20]> = seen
+            .iter()
+            .filter(|s| !s.put && !putters.contains(&s.from))
+            .filter_map(|s| s.target)
+            .collect();
+        eprintln!(
+            "{n} never-called contacts: {} records stored besides the presence, {} targets polled",
+            stored.len(),
+            polled.len()
+        );
+        shapes.push((stored.len(), polled.len()));
+    }
+    // As many records stored (4, or 8 if an epoch began meanwhile) and the same targets
+    // polled, with 1 such contact as with 4.
+    assert_eq!(shapes[0], shapes[1], "{shapes:?}");
+    assert!([4, 8].contains(&shapes[0].0), "{shapes:?}");
 }
 
 /// For the benchmark (`bash bench/dht_budget.sh`): a listener at the default settings with

@@ -125,3 +125,97 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
         Err(CallError::NotPublished)
     ));
 }
+
+/// A listener with an inbox chain polls no record per contact: a contact who never called
+/// (and so does not hold the chain) reads it in the record the listener publishes for her,
+/// and writes her intent into the one inbox. She keeps the chain: her next call reads the
+/// listener's presence directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_who_never_called_learns_the_inbox_from_her_record() {
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let config = dht_config(&testnet);
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (a, b) = (alice_id.peer_id(), bob_id.peer_id());
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    let now = extrasafe_net::core::inbox::inbox_epoch_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let bob_chain = extrasafe_net::core::inbox::InboxChain::new(seed, now);
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &[a]),
+                roots: Some(extrasafe_net::roots::Roots::in_memory(&bob_id, &[a])),
+                inbox: Some(bob_chain.clone()),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let bob_rv =
+        Arc::new(Rendezvous::start(dht::pair_secrets(&bob_id, &[a]).unwrap(), &config).unwrap());
+    let served = dht::serve(bob.clone(), bob_rv, config.clone());
+    let (mut intents, mut published, mut polled) =
+        (served.intents, served.published, served.polled_per_pair);
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's records were never stored")
+        .unwrap();
+
+    // Alice holds no chain of Bob's.
+    let alice_roots = extrasafe_net::roots::Roots::in_memory(&alice_id, &[b]);
+    let alice = Node::bind(
+        &alice_id,
+        extrasafe_net::NodeConfig {
+            roots: Some(alice_roots.clone()),
+            ..common::config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let alice_rv = Rendezvous::start(dht::pair_secrets(&alice_id, &[b]).unwrap(), &config).unwrap();
+    alice_rv.use_roots(alice_roots.clone());
+    assert!(alice_roots.inbox_of(&b).is_none());
+
+    for call_no in 0..2 {
+        let answer = {
+            let bob = bob.clone();
+            let intents = &mut intents;
+            async move {
+                let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
+                    .await
+                    .expect("no intent in 20 s")
+                    .expect("an intent");
+                assert_eq!(intent.peer, a, "the intent is Alice's");
+                bob.answer_punch(intent).await
+            }
+        };
+        let (call, answered) = tokio::join!(alice.call_contact(&alice_rv, b), answer);
+        let mut call = call.unwrap_or_else(|e| panic!("call {call_no}: {e}"));
+        answered.unwrap();
+        let mut inc = incoming(&bob).await;
+        until_connected(&mut call).await;
+        until_connected(&mut inc).await;
+        assert_eq!(inc.info().peer, a);
+        // After the first call's rendezvous she holds his chain (from the record, before the
+        // call told it again).
+        let held = alice_roots.inbox_of(&b).expect("Alice keeps Bob's chain");
+        assert_eq!(
+            Ok(held.clone()),
+            bob_chain.at(held.epoch()),
+            "call {call_no}"
+        );
+        call.hangup();
+        drop((call, inc));
+        // Not one record per contact was polled, in any round.
+        assert_eq!(*polled.borrow_and_update(), 0, "call {call_no}");
+    }
+}

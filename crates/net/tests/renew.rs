@@ -1,7 +1,8 @@
 //! Removing a contact renews the listener's inbox chain, while it listens: the removed
 //! contact, who holds the old chain, finds a presence with no address under it from then on
 //! (and no record of its own), while a contact who stays, holding the old chain too, still
-//! reaches the listener (through records of its own) and gets the new chain in that call.
+//! reaches the listener: the record of her own he publishes tells her the new chain, and
+//! her intent goes into the new inbox.
 //! The running listener stops letting the removed contact in as a contact, and its LAN
 //! announcement stops carrying a tag for it.
 //! A local testnet on 127.0.0.1; the listener's contact list and chain are files, changed
@@ -186,7 +187,7 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
         "contacts polled per pair after the renewal"
     );
     // She calls him by name, finds the cleared presence, reads her own record for his
-    // addresses, and writes her intent into the old chain's inbox.
+    // addresses and new chain, and writes her intent into the new chain's inbox.
     let alice_roots = contact(&alice_id, b, &old.chain);
     let alice = Node::bind(
         &alice_id,
@@ -217,7 +218,7 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
     let mut inc = incoming(&bob).await;
     until_connected(&mut call).await;
     until_connected(&mut inc).await;
-    // In that call he told her his new chain.
+    // She keeps his new chain (read in her record; the call tells it again).
     let mut told = None;
     for _ in 0..200 {
         told = alice_roots.inbox_of(&b);
