@@ -113,3 +113,109 @@ async fn datagrams_keep_one_size_and_pace_whatever_is_said() {
     }
     out.hangup();
 }
+
+/// Counts reads, and holds the thread up now and then as a busy machine would.
+struct Stalling {
+    inner: SamplesSource,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl extrasafe_net::media::io::AudioSource for Stalling {
+    fn read_frame(&mut self, out: &mut [i16]) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.reads.fetch_add(1, Relaxed) + 1;
+        if n % 40 == 0 {
+            // The audio task's thread is not scheduled for 120 ms: six frames' time.
+            std::thread::sleep(Duration::from_millis(120));
+            self.stalls.fetch_add(1, Relaxed);
+        }
+        self.inner.read_frame(out)
+    }
+}
+
+/// Counts the frames written.
+#[derive(Clone, Default)]
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl extrasafe_net::media::io::AudioSink for Counting {
+    fn write_frame(&mut self, _: &[i16]) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A task held up does the frames it owes when it runs again: the microphone is read, a
+/// datagram sent and a frame played for every 20 ms that passed, and the far end still hears
+/// all that was said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_up_audio_task_catches_up_instead_of_losing_time() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (_a_id, a) = node(AcceptPolicy::Ask).await;
+    let (_b_id, b) = node(AcceptPolicy::Anyone).await;
+    let (out, inc) = connected(&a, &b).await;
+    let voice = speech::sample(3.0);
+    let heard = RecordingSink::memory();
+    let config = AudioConfig::default();
+    let (reads, stalls, played) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Counting::default(),
+    );
+    let alice = AudioCall::start(
+        out.media(),
+        config.clone(),
+        Box::new(Stalling {
+            inner: SamplesSource::new(voice.clone(), false),
+            reads: reads.clone(),
+            stalls: stalls.clone(),
+        }),
+        Box::new(played.clone()),
+    )
+    .unwrap();
+    let bob = AudioCall::start(
+        inc.media(),
+        config.clone(),
+        Box::new(Silence),
+        Box::new(heard.clone()),
+    )
+    .unwrap();
+    // Until the speech has gone out and the far end had time to play it.
+    while reads.load(Relaxed) < 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (a_stats, _) = alice.stop().await;
+    let (b_stats, written) = bob.stop().await;
+    written.unwrap();
+    let (reads, stalls, played) = (
+        reads.load(Relaxed),
+        stalls.load(Relaxed),
+        played.0.load(Relaxed),
+    );
+    eprintln!(
+        "{stalls} stalls, {reads} frames read, {played} played, {} caught up, {} dropped, {} sent",
+        a_stats.frames_caught_up, a_stats.frames_dropped, a_stats.sent
+    );
+    assert!(stalls >= 5, "{stalls}");
+    // Every stall of 120 ms left at least 5 frames to do late; they were done, not skipped.
+    assert!(a_stats.frames_caught_up >= 4 * stalls, "{a_stats:?}");
+    assert_eq!(a_stats.frames_dropped, 0, "{a_stats:?}");
+    // As many frames read and played as fell due, and one datagram made per frame (the
+    // last may not have left).
+    assert_eq!(reads, a_stats.frames_due, "{a_stats:?}");
+    assert_eq!(played, reads);
+    let made = a_stats.sent + a_stats.send_errors;
+    assert!(
+        made + 1 >= reads && made <= reads,
+        "{made} datagrams for {reads} frames"
+    );
+    // The far end heard the speech through the bursts.
+    let (lag, corr) = align(&voice, &heard.samples(), 48_000 / 2);
+    eprintln!(
+        "lag {:.1} ms, correlation {corr:.3}, far end lost {} frames",
+        lag as f64 / 48.0,
+        b_stats.jitter.lost
+    );
+    assert!(corr > 0.6, "correlation {corr}");
+    out.hangup();
+}
