@@ -406,6 +406,16 @@ impl Batch {
     }
 }
 
+/// Files are written on the file writer's thread (`run::receive`), never on a thread of the
+/// async runtime, which also carries the call's audio: checked in every debug build, so every
+/// test that receives a file checks it.
+fn off_runtime() {
+    debug_assert!(
+        tokio::runtime::Handle::try_current().is_err(),
+        "a file write on the async runtime"
+    );
+}
+
 /// Reads back the first `len` bytes of a partial file and checks them chunk by chunk; returns
 /// how much of it verified.
 fn verified_prefix(file: &mut File, len: u64, chunks: &[Hash]) -> io::Result<u64> {
@@ -435,6 +445,7 @@ impl FileSink for DiskSink {
         resumed: u64,
         chunks: &[Hash],
     ) -> Result<(), String> {
+        off_runtime();
         self.rules
             .check(&file.path)
             .map_err(|why| format!("{}: {why}", file.path))?;
@@ -485,6 +496,7 @@ impl FileSink for DiskSink {
     }
 
     fn write(&mut self, _index: usize, data: &[u8]) -> Result<(), String> {
+        off_runtime();
         let open = self.open.as_mut().ok_or("no file open")?;
         self.verified += data.len() as u64;
         let Some(f) = open.file.as_mut() else {

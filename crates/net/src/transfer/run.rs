@@ -257,6 +257,14 @@ async fn answer(recv: &mut RecvStream, tx: &mut Sender) -> Result<SendEvent, Tra
 }
 
 /// Receives an accepted offer into `dir`.
+///
+/// The stream is read here, on the runtime; everything that touches the disk (creating and
+/// writing files, re-reading a partial file to resume, syncing and naming what is complete)
+/// and the hashing that checks the data run on a thread of their own, the file writer, so
+/// that a slow disk or a resume that re-reads gigabytes never holds up the runtime that also
+/// carries the call's audio. Received pieces reach the writer through a short queue: when
+/// the disk is slower than the network, the queue fills, the stream is no longer read, and
+/// QUIC's flow control slows the sender.
 pub(crate) async fn receive(
     mut pending: PendingOffer,
     dir: PathBuf,
@@ -266,7 +274,7 @@ pub(crate) async fn receive(
 ) -> TransferOutcome {
     let offer: ValidOffer = pending.offer.clone();
     // Every file is created through this handle of the folder, never by path again.
-    let mut disk = match DiskSink::open(&dir, pending.rules) {
+    let disk = match DiskSink::open(&dir, pending.rules) {
         Ok(d) => d,
         Err(e) => {
             stop_both(&mut pending.send, &mut pending.recv, CANCEL_CODE);
@@ -284,59 +292,159 @@ pub(crate) async fn receive(
     let PendingOffer {
         mut send,
         mut recv,
-        mut rx,
+        rx,
         ..
     } = pending;
-    // A cancel stops the waiting on the stream, never a commit under way (that would leave
-    // its batch half named, and race the clean-up below).
-    let work = async {
+    let progress = Arc::new(progress);
+    let (pieces_tx, pieces_rx) = mpsc::channel::<Vec<bytes::Bytes>>(WRITER_QUEUE);
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Written>();
+    {
+        let (offer, progress) = (offer.clone(), progress.clone());
+        let spawned = std::thread::Builder::new()
+            .name("extrasafe-file-writer".into())
+            .spawn(move || {
+                let written = write_files(rx, disk, &offer, pieces_rx, &progress, resumed);
+                let _ = done_tx.send(written);
+            });
+        if let Err(e) = spawned {
+            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            return TransferOutcome::Failed(format!("cannot start writing files: {e}"));
+        }
+    }
+    // A cancel stops the waiting on the stream, never the writer (a commit under way would
+    // leave its batch half named): the writer finishes what it holds, then stops.
+    let mut early: Option<Written> = None;
+    let read = async {
         tokio::select! {
-            r = send.write_all(&accept) => r.map_err(write_failed)?,
-            _ = cancel.wait_for(|c| *c) => return Err(ReceiveFailure::Cancelled),
+            r = send.write_all(&accept) => r.map_err(|e| ReadEnd::Outcome(write_failed(e)))?,
+            _ = cancel.wait_for(|c| *c) => return Err(ReadEnd::Cancelled),
         }
         // Many received pieces per call, without copying them out of QUIC's buffers.
         let mut pieces: Vec<bytes::Bytes> = vec![bytes::Bytes::new(); 64];
         loop {
             let read = tokio::select! {
                 r = recv.read_chunks(&mut pieces) => r,
-                _ = cancel.wait_for(|c| *c) => return Err(ReceiveFailure::Cancelled),
-            };
-            let got = match read {
-                Ok(Some(n)) => &pieces[..n],
-                Ok(None) => {
-                    // The sender finished its side: fine only after the last byte.
-                    rx.finish()?;
-                    return Err(ReceiveFailure::Outcome(TransferOutcome::Failed(
-                        "the transfer ended early".into(),
-                    )));
+                _ = cancel.wait_for(|c| *c) => return Err(ReadEnd::Cancelled),
+                // The writer stopped (all received, or the data did not verify, or the disk
+                // failed): nothing more to read.
+                w = &mut done_rx => {
+                    early = w.ok();
+                    return Ok(());
                 }
-                Err(e) => return Err(read_failed(e).into()),
             };
+            match read {
+                Ok(Some(n)) => {
+                    let batch = pieces[..n].to_vec();
+                    tokio::select! {
+                        r = pieces_tx.send(batch) => if r.is_err() {
+                            // The writer is done: its result says how.
+                            return Ok(());
+                        },
+                        _ = cancel.wait_for(|c| *c) => return Err(ReadEnd::Cancelled),
+                    }
+                }
+                // The sender finished its side: the writer tells whether that was after the
+                // last byte.
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(ReadEnd::Outcome(read_failed(e))),
+            }
+        }
+    };
+    let read: Result<(), ReadEnd> = read.await;
+    // No more pieces: the writer finishes the queue and stops.
+    drop(pieces_tx);
+    let written = match early {
+        Some(w) => Some(w),
+        None => done_rx.await.ok(),
+    };
+    let Some(Written { mut disk, result }) = written else {
+        stop_both(&mut send, &mut recv, CANCEL_CODE);
+        return TransferOutcome::Failed("saving the files stopped unexpectedly".into());
+    };
+    // Only verified data was ever written: what is complete is saved, the partial file keeps
+    // its verified chunks for a later resume (unless cancelled), nothing else appears.
+    let (outcome, discard) = match (read, result) {
+        (Err(ReadEnd::Cancelled), _) => {
+            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            (TransferOutcome::Cancelled { by_peer: false }, true)
+        }
+        // All of it arrived and is saved: the answer that says so.
+        (_, Ok(answer)) => {
+            let told = send.write_all(&answer).await.map_err(write_failed);
+            let _ = send.finish();
+            progress.send_modify(|p| {
+                p.bytes = p.total;
+                p.files_done = p.files;
+                p.current = None;
+            });
+            let saved = std::mem::take(&mut disk.saved);
+            return match told {
+                Ok(()) => TransferOutcome::Done { saved },
+                Err(o) => o,
+            };
+        }
+        (Err(ReadEnd::Outcome(o)), _) => {
+            let discard = matches!(o, TransferOutcome::Cancelled { by_peer: true });
+            (o, discard)
+        }
+        (Ok(()), Err(ReceiveFailure::Bad(e))) => {
+            stop_both(&mut send, &mut recv, BAD_DATA_CODE);
+            (TransferOutcome::Failed(e.to_string()), false)
+        }
+        (Ok(()), Err(ReceiveFailure::Outcome(o))) => {
+            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            (o, false)
+        }
+    };
+    let _ = tokio::task::spawn_blocking(move || disk.stop(discard)).await;
+    outcome
+}
+
+/// Batches of received pieces waiting for the file writer (each up to 64 QUIC chunks).
+const WRITER_QUEUE: usize = 16;
+
+/// How the reading of a transfer's stream ended, when not with the stream's end.
+enum ReadEnd {
+    Cancelled,
+    Outcome(TransferOutcome),
+}
+
+/// What the file writer hands back: the disk (to stop it: commit, leave or remove the
+/// partial file) and, once everything arrived and is saved, the answer that says so.
+struct Written {
+    disk: DiskSink,
+    result: Result<Vec<u8>, ReceiveFailure>,
+}
+
+/// The file writer: checks and writes the pieces as they come, commits what is complete,
+/// and keeps `progress` up to date. Runs on its own thread (it blocks on the disk).
+fn write_files(
+    mut rx: Receiver,
+    mut disk: DiskSink,
+    offer: &ValidOffer,
+    mut pieces: mpsc::Receiver<Vec<bytes::Bytes>>,
+    progress: &watch::Sender<Progress>,
+    resumed: u64,
+) -> Written {
+    let mut run = || -> Result<Vec<u8>, ReceiveFailure> {
+        while let Some(batch) = pieces.blocking_recv() {
             let mut sink = NamedSink {
                 disk: &mut disk,
-                offer: &offer,
+                offer,
             };
             let mut complete = false;
-            for piece in got {
+            for piece in &batch {
                 if let Some(ReceiveEvent::Complete) = rx.feed(piece, &mut sink)? {
                     complete = true;
                 }
             }
             if complete || disk.should_commit() {
-                // Syncing may take seconds: not on the runtime that also carries the call.
-                commit_off_runtime(&mut disk).await?;
+                let (saved, result) = disk.take_batch().commit();
+                disk.saved.extend(saved);
+                result.map_err(TransferOutcome::Failed)?;
             }
             if complete {
-                send.write_all(&rx.received()).await.map_err(write_failed)?;
-                let _ = send.finish();
-                progress.send_modify(|p| {
-                    p.bytes = p.total;
-                    p.files_done = p.files;
-                    p.current = None;
-                });
-                return Ok(TransferOutcome::Done {
-                    saved: std::mem::take(&mut disk.saved),
-                });
+                return Ok(rx.received());
             }
             let (done, verified) = (disk.completed, disk.verified);
             progress.send_modify(|p| {
@@ -345,41 +453,17 @@ pub(crate) async fn receive(
                 p.files_done = done;
             });
         }
+        // The stream ended (or was given up) before the last byte.
+        rx.finish()?;
+        Err(ReceiveFailure::Outcome(TransferOutcome::Failed(
+            "the transfer ended early".into(),
+        )))
     };
-    let outcome: Result<TransferOutcome, ReceiveFailure> = work.await;
-    // Only verified data was ever written: what is complete is saved, the partial file keeps
-    // its verified chunks for a later resume (unless cancelled), nothing else appears.
-    let (outcome, discard) = match outcome {
-        Ok(done) => return done,
-        Err(ReceiveFailure::Cancelled) => {
-            stop_both(&mut send, &mut recv, CANCEL_CODE);
-            (TransferOutcome::Cancelled { by_peer: false }, true)
-        }
-        Err(ReceiveFailure::Bad(e)) => {
-            stop_both(&mut send, &mut recv, BAD_DATA_CODE);
-            (TransferOutcome::Failed(e.to_string()), false)
-        }
-        Err(ReceiveFailure::Outcome(o)) => {
-            let discard = matches!(o, TransferOutcome::Cancelled { by_peer: true });
-            (o, discard)
-        }
-    };
-    let _ = tokio::task::spawn_blocking(move || disk.stop(discard)).await;
-    outcome
-}
-
-/// Commits what is complete on a blocking thread.
-async fn commit_off_runtime(disk: &mut DiskSink) -> Result<(), TransferOutcome> {
-    let batch = disk.take_batch();
-    let (saved, result) = tokio::task::spawn_blocking(move || batch.commit())
-        .await
-        .map_err(|_| TransferOutcome::Failed("saving the files stopped unexpectedly".into()))?;
-    disk.saved.extend(saved);
-    result.map_err(TransferOutcome::Failed)
+    let result = run();
+    Written { disk, result }
 }
 
 enum ReceiveFailure {
-    Cancelled,
     Bad(ReceiveError),
     Outcome(TransferOutcome),
 }
