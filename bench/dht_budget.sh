@@ -4,6 +4,8 @@
 # The default run is one 10-minute epoch per case (a new epoch means new targets, so new
 # walks: a shorter run overweights the first walks). Set EXTRASAFE_BUDGET_NODES=1 to also
 # see, per target, how many gets each node received.
+# Set EXTRASAFE_BUDGET_SKIP=S to leave the first S seconds (first walks and stores) out of the
+# count, and EXTRASAFE_BUDGET_CONTACTS=1,200 to choose the cases.
 # Usage: bash bench/dht_budget.sh [seconds per case, default 600]
 set -euo pipefail
 cd "$(dirname "$0")/.."

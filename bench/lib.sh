@@ -42,6 +42,7 @@ lossy_link_down() {
 # arriving packets go through an NFQUEUE that `netdelay` (target/release) holds for half of it.
 lossy_link() {
   local A=$1 B=$2 rate=$3 loss=$4 rtt=$5
+  command -v ethtool >/dev/null || { apt-get update -qq && apt-get install -y -qq ethtool >/dev/null; }
   ip netns add $A; ip netns add $B
   ip link add es-va type veth peer name es-vb
   ip link set es-va netns $A; ip link set es-vb netns $B

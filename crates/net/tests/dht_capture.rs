@@ -551,7 +551,18 @@ async fn budget_per_minute() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
-    for n in [1usize, 200] {
+    // Queries in the first seconds (the first walks, the first stores) are left out of the
+    // count when asked, to see the steady state.
+    let skip: u64 = std::env::var("EXTRASAFE_BUDGET_SKIP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+        .min(secs.saturating_sub(60));
+    let cases: Vec<usize> = std::env::var("EXTRASAFE_BUDGET_CONTACTS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 200]);
+    for n in cases {
         let log: Log = Default::default();
         let bootstrap = small_dht(20, log.clone()).await;
         let config = DhtConfig {
@@ -594,10 +605,12 @@ async fn budget_per_minute() {
             Rendezvous::start(dht::pair_secrets(&bob_id, &contacts).unwrap(), &config).unwrap(),
         );
         let served = dht::serve(bob.clone(), bob_rv, config);
-        tokio::time::sleep(Duration::from_secs(secs)).await;
+        tokio::time::sleep(Duration::from_secs(skip)).await;
+        let before = log.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_secs(secs - skip)).await;
         drop(served);
-        let seen = log.lock().unwrap().clone();
-        let minutes = secs as f64 / 60.0;
+        let seen = log.lock().unwrap()[before..].to_vec();
+        let minutes = (secs - skip) as f64 / 60.0;
         let gets = seen.iter().filter(|s| s.target.is_some() && !s.put).count();
         let puts = seen.iter().filter(|s| s.put).count();
         let pings = seen.iter().filter(|s| s.target.is_none()).count();
@@ -623,7 +636,7 @@ async fn budget_per_minute() {
             }
         }
         println!(
-            "BUDGET contacts={n} secs={secs} queries_per_min={:.1} gets_per_min={:.1} \
+            "BUDGET contacts={n} secs={secs} skipped={skip} queries_per_min={:.1} gets_per_min={:.1} \
              puts_per_min={:.1} pings_per_min={:.1} targets={} gets_per_target_per_min={:.1?}",
             seen.len() as f64 / minutes,
             gets as f64 / minutes,
