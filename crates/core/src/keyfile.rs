@@ -106,15 +106,6 @@ pub fn encode_sealed(
     Ok(out)
 }
 
-/// Seals with fresh randomness and the default cost.
-pub fn seal(identity: &Identity, passphrase: &[u8]) -> Result<Vec<u8>, KeyFileError> {
-    let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 24];
-    getrandom::fill(&mut salt).expect("the OS random number generator failed");
-    getrandom::fill(&mut nonce).expect("the OS random number generator failed");
-    encode_sealed(identity, passphrase, KdfCost::default(), salt, nonce)
-}
-
 /// Reads a key file. A sealed file needs `passphrase`; a plain one is refused when a
 /// passphrase is given (the caller saw a sealed file: a plain key in its place was planted).
 pub fn decode(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<Identity, KeyFileError> {

@@ -41,5 +41,5 @@ pub mod walk;
 pub mod wire;
 
 pub use identity::{Identity, PeerId, PeerIdError};
-pub use session::{EndReason, Event, Role, Session, SessionConfig};
+pub use session::{EndReason, Event, Role, Session, SessionConfig, Violation};
 pub use ticket::{Ticket, TicketError};

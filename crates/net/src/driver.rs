@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use extrasafe_core::session::{Event, Session};
+use extrasafe_core::session::{Event, Session, Violation};
 use extrasafe_core::wire::MAX_FRAME;
 use extrasafe_core::EndReason;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -165,7 +165,7 @@ impl Driver {
                         self.session.handle_connection_lost(now);
                     } else {
                         self.session
-                            .handle_protocol_violation(now, "stopped reading the control stream");
+                            .handle_protocol_violation(now, Violation::StoppedReading);
                     }
                 }
             }
@@ -234,9 +234,9 @@ impl Driver {
                             recv,
                         ));
                     }
-                    _ => self.violation("opened an extra stream"),
+                    _ => self.violation(Violation::ExtraStream),
                 },
-                _ = self.conn.accept_uni() => self.violation("opened an extra stream"),
+                _ = self.conn.accept_uni() => self.violation(Violation::ExtraStream),
                 Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
                 _ = sleep => self.session.handle_timeout(Instant::now()),
             }
@@ -253,7 +253,7 @@ impl Driver {
         }
     }
 
-    fn violation(&mut self, what: &str) {
+    fn violation(&mut self, what: Violation) {
         self.session.handle_protocol_violation(Instant::now(), what);
     }
 
@@ -551,13 +551,35 @@ fn unix_ms() -> u64 {
 
 fn close_code(reason: &EndReason) -> (VarInt, &'static [u8]) {
     match reason {
-        EndReason::ProtocolError(m) if m.contains("extra stream") => {
-            (close::STREAM, b"unexpected stream")
-        }
-        EndReason::ProtocolError(m) if m.contains("in time") => (close::SILENT, b"silent"),
+        EndReason::ProtocolError(Violation::ExtraStream) => (close::STREAM, b"unexpected stream"),
+        EndReason::ProtocolError(Violation::Silent) => (close::SILENT, b"silent"),
         EndReason::ProtocolError(_) | EndReason::IncompatibleVersion { .. } => {
             (close::PROTOCOL, b"protocol error")
         }
         _ => (close::DONE, b"bye"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_close_code_follows_the_kind_of_violation_not_its_wording() {
+        let code = |v: Violation| close_code(&EndReason::ProtocolError(v)).0;
+        assert_eq!(code(Violation::ExtraStream), close::STREAM);
+        assert_eq!(code(Violation::Silent), close::SILENT);
+        for v in [
+            Violation::Malformed("opened an extra stream; in time".into()),
+            Violation::Commitment,
+            Violation::StoppedReading,
+            Violation::Unexpected {
+                what: "ring",
+                state: "in a call",
+            },
+        ] {
+            assert_eq!(code(v.clone()), close::PROTOCOL, "{v:?}");
+        }
+        assert_eq!(close_code(&EndReason::RemoteHangup).0, close::DONE);
     }
 }

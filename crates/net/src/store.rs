@@ -181,7 +181,18 @@ impl IdentityStore {
     /// Writes `identity`, sealed under `passphrase` if one is given, replacing any old file.
     pub fn save(&self, identity: &Identity, passphrase: Option<&[u8]>) -> Result<(), StoreError> {
         let bytes = match passphrase {
-            Some(p) => zeroize::Zeroizing::new(keyfile::seal(identity, p)?),
+            Some(p) => {
+                let (mut salt, mut nonce) = ([0u8; 16], [0u8; 24]);
+                getrandom::fill(&mut salt).expect("the OS random source works");
+                getrandom::fill(&mut nonce).expect("the OS random source works");
+                zeroize::Zeroizing::new(keyfile::encode_sealed(
+                    identity,
+                    p,
+                    keyfile::KdfCost::default(),
+                    salt,
+                    nonce,
+                )?)
+            }
             None => keyfile::encode_plain(identity),
         };
         self.write_private(KEY_FILE, &bytes)

@@ -74,6 +74,43 @@ impl Default for SessionConfig {
     }
 }
 
+/// How the peer broke the protocol: what the transport's close code is chosen from, and
+/// what a front end words for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The control stream did not decode (the text says how).
+    Malformed(String),
+    /// A message the call's state does not allow.
+    Unexpected {
+        /// Which message.
+        what: &'static str,
+        /// The state the call was in.
+        state: &'static str,
+    },
+    /// The verification nonce did not open the commitment the peer sent before it.
+    Commitment,
+    /// The peer opened a stream it may not open.
+    ExtraStream,
+    /// The peer stopped reading the control stream while the connection stayed up.
+    StoppedReading,
+    /// The peer did not start the call in time (a connection that stays silent).
+    Silent,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(why) => f.write_str(why),
+            Self::Unexpected { what, state } => write!(f, "unexpected {what} while {state}"),
+            Self::Commitment => f.write_str("the verification nonce does not open its commitment"),
+            Self::ExtraStream => f.write_str("opened an extra stream"),
+            Self::StoppedReading => f.write_str("stopped reading the control stream"),
+            Self::Silent => f.write_str("the peer did not start the call in time"),
+        }
+    }
+}
+
 /// Why a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -94,8 +131,8 @@ pub enum EndReason {
     NoAnswer,
     /// Nothing heard from the peer within the idle timeout, or the connection vanished.
     PeerVanished,
-    /// The peer broke the protocol; the text says how.
-    ProtocolError(String),
+    /// The peer broke the protocol, in this way.
+    ProtocolError(Violation),
     /// The peer ended the call because of an error on its side.
     RemoteError(HangupReason),
     /// No protocol version in common.
@@ -377,7 +414,7 @@ impl Session {
             }
         }
         if let Err(e) = result {
-            self.protocol_error(now, e.to_string());
+            self.protocol_error(now, Violation::Malformed(e.to_string()));
         }
     }
 
@@ -390,9 +427,9 @@ impl Session {
 
     /// The transport saw the peer break the rules outside the control stream (for example by
     /// opening a stream it may not open).
-    pub fn handle_protocol_violation(&mut self, now: Instant, what: &str) {
+    pub fn handle_protocol_violation(&mut self, now: Instant, what: Violation) {
         if self.state != State::Ended {
-            self.protocol_error(now, what.to_owned());
+            self.protocol_error(now, what);
         }
     }
 
@@ -407,7 +444,7 @@ impl Session {
         }
         let setup = matches!(self.state, State::Handshake | State::AwaitRing);
         if setup && now >= self.started + self.config.hello_timeout {
-            self.protocol_error(now, "the peer did not start the call in time".into());
+            self.protocol_error(now, Violation::Silent);
             return;
         }
         if let Some(deadline) = self.ring_deadline {
@@ -648,7 +685,7 @@ impl Session {
         }
     }
 
-    fn protocol_error(&mut self, now: Instant, what: String) {
+    fn protocol_error(&mut self, now: Instant, what: Violation) {
         self.close(
             now,
             HangupReason::ProtocolError,
@@ -656,9 +693,9 @@ impl Session {
         );
     }
 
-    fn unexpected(&mut self, now: Instant, what: &str) {
-        let msg = format!("unexpected {what} while {}", self.state.name());
-        self.protocol_error(now, msg);
+    fn unexpected(&mut self, now: Instant, what: &'static str) {
+        let state = self.state.name();
+        self.protocol_error(now, Violation::Unexpected { what, state });
     }
 
     fn handle_message(&mut self, now: Instant, msg: Message) {
@@ -710,10 +747,7 @@ impl Session {
                     Role::Callee,
                 ) => {
                     if crate::sas::sas_commit(exporter, &theirs) != *commit {
-                        return self.protocol_error(
-                            now,
-                            "the verification nonce does not open its commitment".into(),
-                        );
+                        return self.protocol_error(now, Violation::Commitment);
                     }
                     let code =
                         crate::sas::sas_digits(crate::sas::sas_number(exporter, &theirs, nonce));

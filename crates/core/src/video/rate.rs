@@ -129,12 +129,6 @@ impl RateController {
         } else {
             0.0
         };
-        if std::env::var_os("RATE_DEBUG").is_some() {
-            eprintln!(
-                "fb q {} loss {loss:.3} lost {} recv {} target {}",
-                fb.queue_delay_ms, fb.lost, fb.received, self.target
-            );
-        }
         let queue = fb.queue_delay_ms;
         let growing = queue > self.last_queue_ms + 5;
         self.last_queue_ms = queue;
