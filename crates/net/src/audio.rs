@@ -3,9 +3,9 @@
 //! `AudioReceiver`, jitter buffer and `MediaClock`; this is only their driver.
 //!
 //! Woken late (a busy machine did not schedule the task for a while), the driver does every
-//! frame it owes at once, as the clock says, while the source has them (a microphone whose
-//! own thread stalled too has not): each frame read, encoded and sent, and one played, so
-//! that no time is lost on either side. The datagrams of the frames caught up leave together: an observer of the path
+//! frame it owes at once, as the clock says: the microphone's queue is read empty, each frame
+//! encoded and sent, and as many frames played as time passed, so that no time is lost on
+//! either side. The datagrams of the frames caught up leave together: an observer of the path
 //! can tell that the sender's machine stalled, which tells nothing of what was said.
 
 use std::net::SocketAddr;
@@ -62,8 +62,7 @@ pub struct AudioStats {
     pub frames_due: u64,
     /// Frames done late, after the task was held up, and so not lost.
     pub frames_caught_up: u64,
-    /// Frames given up: after a gap too long to replay (a suspend), or that a device source
-    /// stalled with us could not give. Time lost.
+    /// Frames given up after a gap too long to replay (a suspend): time lost.
     pub frames_dropped: u64,
 }
 
@@ -106,8 +105,6 @@ impl AudioCall {
                 Vec::new(),
             );
             let mut frames = 0u64;
-            // Frames the clock owed that the source could not give (see below).
-            let mut skipped = 0u64;
             // The encoded datagram waits in `dg` until its send time.
             let send_timer = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(send_timer);
@@ -140,12 +137,6 @@ impl AudioCall {
                             }
                         }
                         for i in 0..due.frames {
-                            // A device that stalled with us has nothing to catch up with:
-                            // the frames it never captured are given up, not made of silence.
-                            if i > 0 && !source.ready() {
-                                skipped += u64::from(due.frames - i);
-                                break;
-                            }
                             // A datagram still waiting for its send time is late now: it
                             // leaves before the next one is made.
                             if pending {
@@ -173,7 +164,7 @@ impl AudioCall {
                             frames += 1;
                             if frames % 25 == 0 {
                                 stats.device_fault = source.fault().or_else(|| sink.fault());
-                                fill(&mut stats, &receiver, &link, &clock, skipped, started, udp_at_start);
+                                fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
                                 let _ = stats_tx.send(stats.clone());
                             }
                         }
@@ -186,15 +177,7 @@ impl AudioCall {
                     },
                 }
             }
-            fill(
-                &mut stats,
-                &receiver,
-                &link,
-                &clock,
-                skipped,
-                started,
-                udp_at_start,
-            );
+            fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
             let _ = stats_tx.send(stats.clone());
             (stats, sink.finish())
         });
@@ -233,14 +216,13 @@ fn fill(
     rx: &AudioReceiver,
     link: &MediaLink,
     clock: &MediaClock,
-    skipped: u64,
     started: Instant,
     udp0: u64,
 ) {
     stats.elapsed = started.elapsed();
     stats.frames_due = clock.frames();
-    stats.frames_caught_up = clock.caught_up().saturating_sub(skipped);
-    stats.frames_dropped = clock.dropped() + skipped;
+    stats.frames_caught_up = clock.caught_up();
+    stats.frames_dropped = clock.dropped();
     stats.received = rx.stats();
     stats.jitter = rx.jitter().stats();
     stats.target_delay = rx.jitter().target_delay();

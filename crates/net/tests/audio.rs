@@ -119,8 +119,6 @@ struct Stalling {
     inner: SamplesSource,
     reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Like a microphone whose own thread stalled too: nothing more to read after a stall.
-    stalled_device: bool,
 }
 
 impl extrasafe_net::media::io::AudioSource for Stalling {
@@ -133,9 +131,6 @@ impl extrasafe_net::media::io::AudioSource for Stalling {
             self.stalls.fetch_add(1, Relaxed);
         }
         self.inner.read_frame(out)
-    }
-    fn ready(&self) -> bool {
-        !self.stalled_device
     }
 }
 
@@ -154,39 +149,6 @@ impl extrasafe_net::media::io::AudioSink for Counting {
 /// all that was said.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_up_audio_task_catches_up_instead_of_losing_time() {
-    let (a_stats, reads, stalls, played) = held_up_call(false).await;
-    // Every stall of 120 ms left at least 5 frames to do late; they were done, not skipped.
-    assert!(a_stats.frames_caught_up >= 4 * stalls, "{a_stats:?}");
-    assert_eq!(a_stats.frames_dropped, 0, "{a_stats:?}");
-    // As many frames read and played as fell due, and one datagram made per frame (the
-    // last may not have left).
-    assert_eq!(reads, a_stats.frames_due, "{a_stats:?}");
-    assert_eq!(played, reads);
-    let made = a_stats.sent + a_stats.send_errors;
-    assert!(
-        made + 1 >= reads && made <= reads,
-        "{made} datagrams for {reads} frames"
-    );
-}
-
-/// A source that has nothing more after a stall (a microphone whose own thread stalled too)
-/// is not read ahead of itself: the frames it could not give are counted as dropped, never
-/// made of silence.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_that_stalled_too_is_not_read_ahead() {
-    let (a_stats, reads, stalls, played) = held_up_call(true).await;
-    assert!(a_stats.frames_dropped >= 4 * stalls, "{a_stats:?}");
-    assert_eq!(
-        reads + a_stats.frames_dropped,
-        a_stats.frames_due,
-        "{a_stats:?}"
-    );
-    assert_eq!(played, reads);
-}
-
-/// Alice's audio task is held up 120 ms every 40 frames; returns her stats, the frames read,
-/// the stalls and the frames played, once Bob heard (and the test checked) the speech.
-async fn held_up_call(stalled_device: bool) -> (extrasafe_net::audio::AudioStats, u64, u64, u64) {
     use std::sync::atomic::Ordering::Relaxed;
     let (_a_id, a) = node(AcceptPolicy::Ask).await;
     let (_b_id, b) = node(AcceptPolicy::Anyone).await;
@@ -206,7 +168,6 @@ async fn held_up_call(stalled_device: bool) -> (extrasafe_net::audio::AudioStats
             inner: SamplesSource::new(voice.clone(), false),
             reads: reads.clone(),
             stalls: stalls.clone(),
-            stalled_device,
         }),
         Box::new(played.clone()),
     )
@@ -236,18 +197,25 @@ async fn held_up_call(stalled_device: bool) -> (extrasafe_net::audio::AudioStats
         a_stats.frames_caught_up, a_stats.frames_dropped, a_stats.sent
     );
     assert!(stalls >= 5, "{stalls}");
-    // Caught up, the far end heard the speech through the bursts, in one piece. (With the
-    // frames given up the far end conceals each gap, which shifts what follows: no single
-    // alignment fits.)
+    // Every stall of 120 ms left at least 5 frames to do late; they were done, not skipped.
+    assert!(a_stats.frames_caught_up >= 4 * stalls, "{a_stats:?}");
+    assert_eq!(a_stats.frames_dropped, 0, "{a_stats:?}");
+    // As many frames read and played as fell due, and one datagram made per frame (the
+    // last may not have left).
+    assert_eq!(reads, a_stats.frames_due, "{a_stats:?}");
+    assert_eq!(played, reads);
+    let made = a_stats.sent + a_stats.send_errors;
+    assert!(
+        made + 1 >= reads && made <= reads,
+        "{made} datagrams for {reads} frames"
+    );
+    // The far end heard the speech through the bursts.
     let (lag, corr) = align(&voice, &heard.samples(), 48_000 / 2);
     eprintln!(
         "lag {:.1} ms, correlation {corr:.3}, far end lost {} frames",
         lag as f64 / 48.0,
         b_stats.jitter.lost
     );
-    if !stalled_device {
-        assert!(corr > 0.6, "correlation {corr}");
-    }
+    assert!(corr > 0.6, "correlation {corr}");
     out.hangup();
-    (a_stats, reads, stalls, played)
 }
