@@ -1,17 +1,11 @@
 //! Runs a call's audio: one task paces the sender and the playout on a 20 ms clock and feeds
 //! arriving datagrams to the receiver. The decisions live in the sans-IO `AudioSender`,
-//! `AudioReceiver`, jitter buffer and `MediaClock`; this is only their driver.
-//!
-//! Woken late (a busy machine did not schedule the task for a while), the driver does every
-//! frame it owes at once, as the clock says: the microphone's queue is read empty, each frame
-//! encoded and sent, and as many frames played as time passed, so that no time is lost on
-//! either side. The datagrams of the frames caught up leave together: an observer of the path
-//! can tell that the sender's machine stalled, which tells nothing of what was said.
+//! `AudioReceiver` and jitter buffer; this is only their driver.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use extrasafe_core::media::{JitterStats, MediaClock};
+use extrasafe_core::media::JitterStats;
 use extrasafe_media::codec::{opus_pair, CodecError};
 use extrasafe_media::io::{AudioSink, AudioSource};
 use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
@@ -57,13 +51,6 @@ pub struct AudioStats {
     pub source_done: bool,
     /// A device problem to tell the person about (the microphone or speaker went away).
     pub device_fault: Option<String>,
-    /// Frames that fell due since audio started (each read from the source, encoded, sent
-    /// and one played), counting those dropped.
-    pub frames_due: u64,
-    /// Frames done late, after the task was held up, and so not lost.
-    pub frames_caught_up: u64,
-    /// Frames given up after a gap too long to replay (a suspend): time lost.
-    pub frames_dropped: u64,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures.
@@ -92,9 +79,10 @@ impl AudioCall {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let udp_at_start = link.udp_tx_bytes();
-            let mut clock = MediaClock::new(started, FRAME);
-            let wake = tokio::time::sleep_until(clock.next_deadline().into());
-            tokio::pin!(wake);
+            let mut tick = tokio::time::interval(FRAME);
+            // After a stall the missed frames are not sent in a burst: a burst would tell an
+            // observer the clock slipped, and the receiver treats the gap like any delay spike.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut stats = AudioStats {
                 remote: Some(link.remote()),
                 ..AudioStats::default()
@@ -104,18 +92,11 @@ impl AudioCall {
                 vec![0i16; FRAME_SAMPLES],
                 Vec::new(),
             );
-            let mut frames = 0u64;
+            let mut ticks = 0u64;
             // The encoded datagram waits in `dg` until its send time.
             let send_timer = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(send_timer);
             let mut pending = false;
-            let send = |dg: &[u8], stats: &mut AudioStats| match link.send(dg) {
-                Ok(()) => {
-                    stats.sent += 1;
-                    stats.sent_bytes += dg.len() as u64;
-                }
-                Err(_) => stats.send_errors += 1,
-            };
             loop {
                 tokio::select! {
                     // The clock comes before arriving datagrams, so a flood of them cannot
@@ -124,51 +105,37 @@ impl AudioCall {
                     _ = &mut stop_rx => break,
                     _ = &mut send_timer, if pending => {
                         pending = false;
-                        send(&dg, &mut stats);
+                        match link.send(&dg) {
+                            Ok(()) => {
+                                stats.sent += 1;
+                                stats.sent_bytes += dg.len() as u64;
+                            }
+                            Err(_) => stats.send_errors += 1,
+                        }
                     }
-                    _ = &mut wake => {
+                    at = tick.tick() => {
                         let now = Instant::now();
-                        let due = clock.due(now);
-                        if due.frames > 1 {
-                            // Held up: what arrived meanwhile goes into the jitter buffer
-                            // before the frames it holds are played.
-                            while let Some(d) = link.try_recv() {
-                                receiver.handle_datagram(now, &d);
-                            }
+                        if !source.read_frame(&mut pcm) {
+                            stats.source_done = true;
                         }
-                        for i in 0..due.frames {
-                            // A datagram still waiting for its send time is late now: it
-                            // leaves before the next one is made.
-                            if pending {
-                                pending = false;
-                                send(&dg, &mut stats);
-                            }
-                            if !source.read_frame(&mut pcm) {
-                                stats.source_done = true;
-                            }
-                            // An encoder error still yields a datagram of the usual size.
-                            let _ = sender.send_frame(&pcm, &mut dg);
-                            receiver.play(now, &mut out);
-                            sink.write_frame(&out);
-                            if i + 1 < due.frames {
-                                send(&dg, &mut stats);
-                            } else {
-                                // Leave at a fixed offset from the frame's deadline, not when
-                                // encoding finished: how long a frame took to encode (speech or
-                                // silence) must not show in the packet timing. Meanwhile
-                                // arriving datagrams are taken in (and timed) as usual.
-                                let deadline = clock.next_deadline() - FRAME;
-                                send_timer.as_mut().reset((deadline + SEND_OFFSET).into());
-                                pending = true;
-                            }
-                            frames += 1;
-                            if frames % 25 == 0 {
-                                stats.device_fault = source.fault().or_else(|| sink.fault());
-                                fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
-                                let _ = stats_tx.send(stats.clone());
-                            }
+                        // An encoder error still yields a datagram of the usual size.
+                        let _ = sender.send_frame(&pcm, &mut dg);
+                        receiver.play(now, &mut out);
+                        sink.write_frame(&out);
+                        // Leave at a fixed offset from the tick, not when encoding finished:
+                        // how long a frame took to encode (speech or silence) must not show
+                        // in the packet timing. Meanwhile arriving datagrams are taken in
+                        // (and timed) as usual.
+                        // (Were the previous datagram still waiting, after a stall, this
+                        // one replaces it: the stale one is not worth sending.)
+                        send_timer.as_mut().reset(at + SEND_OFFSET);
+                        pending = true;
+                        ticks += 1;
+                        if ticks % 25 == 0 {
+                            stats.device_fault = source.fault().or_else(|| sink.fault());
+                            fill(&mut stats, &receiver, &link, started, udp_at_start);
+                            let _ = stats_tx.send(stats.clone());
                         }
-                        wake.as_mut().reset(clock.next_deadline().into());
                     }
                     _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
                     d = link.recv() => match d {
@@ -177,7 +144,7 @@ impl AudioCall {
                     },
                 }
             }
-            fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
+            fill(&mut stats, &receiver, &link, started, udp_at_start);
             let _ = stats_tx.send(stats.clone());
             (stats, sink.finish())
         });
@@ -211,18 +178,8 @@ impl AudioCall {
     }
 }
 
-fn fill(
-    stats: &mut AudioStats,
-    rx: &AudioReceiver,
-    link: &MediaLink,
-    clock: &MediaClock,
-    started: Instant,
-    udp0: u64,
-) {
+fn fill(stats: &mut AudioStats, rx: &AudioReceiver, link: &MediaLink, started: Instant, udp0: u64) {
     stats.elapsed = started.elapsed();
-    stats.frames_due = clock.frames();
-    stats.frames_caught_up = clock.caught_up();
-    stats.frames_dropped = clock.dropped();
     stats.received = rx.stats();
     stats.jitter = rx.jitter().stats();
     stats.target_delay = rx.jitter().target_delay();

@@ -1,5 +1,5 @@
-//! Media transport logic, free of I/O: the fixed-size media datagram with redundancy, the
-//! adaptive jitter buffer, and the clock that tells the driver which frames are due.
+//! Media transport logic, free of I/O: the fixed-size media datagram with redundancy, and the
+//! adaptive jitter buffer.
 //!
 //! ```text
 //!  sender:   frames ──► Packetizer (fixed size, previous frames in the padding) ──► datagram
@@ -7,10 +7,8 @@
 //!            device clock ──► JitterBuffer::pop every frame ──► decode / conceal ──► speaker
 //! ```
 
-pub mod clock;
 pub mod jitter;
 pub mod packet;
 
-pub use clock::{Due, MediaClock};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{MediaPacket, PacketError, Packetizer};
