@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A call while the machine's cores are taken by other processes: audio time lost and PESQ-WB
 # of what the callee played, quiet and loaded, for
-#   extrasafe         this tree (the audio clock catches up after a stall),
-#   extrasafe-before  the tree before that change (BEFORE, default 2713506^: missed 20 ms
-#                     ticks were skipped),
+#   extrasafe         this tree (a missed 20 ms tick is skipped),
+#   extrasafe-other   another tree (OTHER, default 8884a5c: the audio clock that caught up
+#                     after a stall, measured on 2026-12-06 and then reverted),
 #   baresip           Debian's baresip 1.0, Opus 32 kb/s over SRTP, the named peer.
 # Each call: two processes on 127.0.0.1, the caller sending a voice from a WAV file, the
 # callee recording what its player took (extrasafe: --audio-out; baresip: its aubridge player
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 load=${LOAD:-10}
-before=${BEFORE:-2713506^}
+other=${OTHER:-8884a5c}
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v baresip >/dev/null || need+=(baresip)
@@ -34,16 +34,16 @@ fi
 cargo build --release -q -p extrasafe
 now_bin=$PWD/target/release/extrasafe
 work=$(mktemp -d)
-# The tree before the change, built once into its own target folder (kept between runs).
-git worktree add -q --detach "$work/before" "$before"
-cargo build --release -q -p extrasafe --manifest-path "$work/before/Cargo.toml" \
-  --target-dir "$PWD/target/before-catchup"
-before_bin=$PWD/target/before-catchup/release/extrasafe
+# The other tree, built once into its own target folder (kept between runs).
+git worktree add -q --detach "$work/other" "$other"
+cargo build --release -q -p extrasafe --manifest-path "$work/other/Cargo.toml" \
+  --target-dir "$PWD/target/starved-other"
+other_bin=$PWD/target/starved-other/release/extrasafe
 loaders=()
 cleanup() {
   for p in "${loaders[@]}"; do kill "$p" 2>/dev/null || true; done
   pkill -f "$work" 2>/dev/null || true
-  git worktree remove --force "$work/before" 2>/dev/null || true
+  git worktree remove --force "$work/other" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -140,13 +140,13 @@ echo "voice: $((secs - 3)) s; load: $load busy processes; $rounds rounds; $(upti
 : >"$work/pairs"
 for r in $(seq "$rounds"); do
   for cond in quiet loaded; do
-    for impl in extrasafe extrasafe-before baresip; do
+    for impl in extrasafe extrasafe-other baresip; do
       rec="$work/$impl-$cond-$r.wav"
       [ "$cond" = loaded ] && start_load
       la=$(cut -d' ' -f1 /proc/loadavg)
       case $impl in
         extrasafe) extrasafe_call "$now_bin" "$rec" ;;
-        extrasafe-before) extrasafe_call "$before_bin" "$rec" ;;
+        extrasafe-other) extrasafe_call "$other_bin" "$rec" ;;
         baresip) baresip_call "$rec" ;;
       esac
       [ "$cond" = loaded ] && stop_load
@@ -161,7 +161,7 @@ paste -d' ' "$work/pairs" "$work/scores" >"$work/all"
 echo
 echo "| peer | condition | time lost (+) or stretched (−) over the voice, ms (median; rounds) | PESQ-WB (median; rounds) |"
 echo "|---|---|---|---|"
-for impl in extrasafe extrasafe-before baresip; do
+for impl in extrasafe extrasafe-other baresip; do
   for cond in quiet loaded; do
     lost=$(awk -v i="$impl" -v c="$cond" '$1==i && $2==c {print $7}' "$work/all")
     mos=$(awk -v i="$impl" -v c="$cond" '$1==i && $2==c {print $8}' "$work/all")

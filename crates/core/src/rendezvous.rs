@@ -523,6 +523,20 @@ mod tests {
 
     const NOW: u64 = 1_795_000_000_000;
 
+    /// `wire` in its padded form, sealed as `ab`'s record for its peer in epoch `e`.
+    fn sealed_as_record<T: Serialize>(ab: &PairSecret, e: u64, wire: &T) -> Vec<u8> {
+        let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
+        postcard::to_slice(wire, &mut plain[..]).expect("fits the padded size");
+        let mut value = vec![1u8; NONCE_LEN];
+        value.extend(sealed::seal(
+            &ab.outgoing(e).seal,
+            &[1; NONCE_LEN],
+            &e.to_be_bytes(),
+            &plain[..],
+        ));
+        value
+    }
+
     fn record() -> Record {
         Record {
             sent_at_ms: NOW,
@@ -560,7 +574,6 @@ mod tests {
             crate::inbox::InboxChain::new([7; 32], e).at(e + 3)
         );
         // A first-version record (no chain) still opens, as one without a chain.
-        let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
         let v1 = (
             RECORD_VERSION_V1,
             NOW,
@@ -568,15 +581,10 @@ mod tests {
             0u8,
             None::<([u8; 16], u64)>,
         );
-        postcard::to_slice(&v1, &mut plain[..]).unwrap();
-        let mut value = vec![1u8; NONCE_LEN];
-        value.extend(sealed::seal(
-            &ab.outgoing(e).seal,
-            &[1; NONCE_LEN],
-            &e.to_be_bytes(),
-            &plain[..],
-        ));
-        let old = ba.incoming(e).open(&value, NOW).unwrap();
+        let old = ba
+            .incoming(e)
+            .open(&sealed_as_record(&ab, e, &v1), NOW)
+            .unwrap();
         assert_eq!(old.inbox, None);
         assert!(old.candidates.is_empty());
         // A first-version record cannot carry a chain, and no unknown version opens.
@@ -589,17 +597,8 @@ mod tests {
                 intent: None,
                 inbox,
             };
-            let mut plain = Zeroizing::new([0u8; PADDED_LEN]);
-            postcard::to_slice(&wire, &mut plain[..]).unwrap();
-            let mut value = vec![1u8; NONCE_LEN];
-            value.extend(sealed::seal(
-                &ab.outgoing(e).seal,
-                &[1; NONCE_LEN],
-                &e.to_be_bytes(),
-                &plain[..],
-            ));
             assert!(matches!(
-                ba.incoming(e).open(&value, NOW),
+                ba.incoming(e).open(&sealed_as_record(&ab, e, &wire), NOW),
                 Err(RendezvousError::Malformed(_))
             ));
         }

@@ -1148,15 +1148,14 @@ impl Node {
                             .await
                             .map_err(|e| CallError::Rendezvous(e.to_string()))?;
                         // Kept, so that the next call reads their presence at once (the
-                        // call itself tells it again, with ours).
+                        // call itself tells it again, with ours). Written beside the call,
+                        // not before it: the punch does not wait for the disk.
                         if let Some(roots) = self.roots() {
-                            let kept = tokio::task::spawn_blocking(move || {
-                                roots.store_inbox(&peer, chain, None)
-                            })
-                            .await;
-                            if let Ok(Err(e)) = kept {
-                                debug!(error = %e, "keeping a contact's inbox chain failed");
-                            }
+                            tokio::task::spawn_blocking(move || {
+                                if let Err(e) = roots.store_inbox(&peer, chain, None) {
+                                    debug!(error = %e, "keeping a contact's inbox chain failed");
+                                }
+                            });
                         }
                     }
                     // A listener with no chain of its own: a record of ours, which it polls.

@@ -207,7 +207,16 @@ async fn a_contact_who_never_called_learns_the_inbox_from_her_record() {
         assert_eq!(inc.info().peer, a);
         // After the first call's rendezvous she holds his chain (from the record, before the
         // call told it again).
-        let held = alice_roots.inbox_of(&b).expect("Alice keeps Bob's chain");
+        // (Kept beside the call, on a blocking thread: it may land just after the connect.)
+        let mut held = alice_roots.inbox_of(&b);
+        for _ in 0..100 {
+            if held.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            held = alice_roots.inbox_of(&b);
+        }
+        let held = held.expect("Alice keeps Bob's chain");
         assert_eq!(
             Ok(held.clone()),
             bob_chain.at(held.epoch()),
