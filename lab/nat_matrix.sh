@@ -9,6 +9,7 @@
 #   bash lab/nat_matrix.sh            # the whole matrix (a few minutes), then the privacy check
 #   CELLS="port:port sym:sym" bash lab/nat_matrix.sh
 #   NO_INPUT_DROP=1 ...               # routers without the "drop inbound to the router" rule
+#   SKIP_DESKTOP=1 / SKIP_IDLE / SKIP_LIAR / SKIP_LAN / SKIP_CAPTURE  # leave out a part
 #
 # Topology (documentation address ranges, except where noted):
 #   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${EXTRASAFE_BIN:-target/debug/extrasafe}
 DHTNET=${DHTNET_BIN:-target/debug/dhtnet}
+DESKTOP=${DESKTOP_BIN:-target/debug/extrasafe-desktop}
 OUT=${LAB_OUT:-target/lab}
 mkdir -p "$OUT"
 P="es$$"   # namespace prefix, unique per run
@@ -334,6 +336,136 @@ if [ -z "${SKIP_IDLE:-}" ]; then
   cleanup
 fi
 
+# xvfb NS: a private X screen started inside namespace NS (its number, picked by Xvfb, in DISP).
+xvfb() {
+  local f="$OUT/$1.display"
+  rm -f "$f"
+  ns "$1" Xvfb -displayfd 1 -screen 0 1280x800x24 -nolisten tcp >"$f" 2>/dev/null &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$f" ] && break; sleep 0.05; done
+  DISP=":$(head -n1 "$f")"
+}
+
+# wait_for PATTERN FILE TICKS: until PATTERN is in FILE (TICKS x 50 ms at most).
+wait_for() {
+  for _ in $(seq "$3"); do grep -q "$1" "$2" && return 0; sleep 0.05; done
+  return 1
+}
+
+# desktop_cell TYPE_A TYPE_B WHO: one call through the two routers, as in `cell`, with the
+# desktop app (on a private X screen in its namespace, driven by --automation) as WHO:
+# `alice` places the call from the window, `bob` takes it in the window; the other side is
+# the command line. The app's reachability (DHT records, port mapping, punching) is the
+# same library the command line uses; a cell behind a `map` router shows the app asked it
+# to forward a port.
+desktop_cell() {
+  local ta=$1 tb=$2 who=$3
+  topology "$ta" "$tb"
+  local log="$OUT/desktop-$who-$ta-$tb"
+  rm -f "$log".*
+  ns dht "$DHTNET" 192.0.2.2 8 65536 >"$log.dht" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$log.dht" ] && break; sleep 0.05; done
+  local bs; bs=$(head -n1 "$log.dht")
+  local side=a; [ "$who" = bob ] && side=b
+  xvfb "$side"
+  local desk=(env DISPLAY="$DISP" RUST_LOG="${DESK_LOG:-warn}" "$DESKTOP" --automation --no-sound --video none
+              --dht-bootstrap "$bs" --files-dir "$OUT/files-$who")
+  mkfifo "$log.bin" "$log.ain"
+  local start end result=fail tries=0 mapped
+  if [ "$who" = bob ]; then
+    ns b "${desk[@]}" --data-dir "$OUT/bob" <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+    PIDS+=($!)
+    exec 7<>"$log.bin"
+    # Behind the forwarding router, the records must name the forwarded port (as the window
+    # says) before they are worth calling; elsewhere any stored records do.
+    local stored='"records":{'; [ "$tb" = map ] && stored='"forwarded":true'
+    if ! wait_for "$stored" "$log.bob" 400; then
+      echo "desktop Bob never stored his records"; tail -c 3000 "$log.bob"; cat "$log.bob.err"
+      exec 7>&-; cleanup; return 1
+    fi
+    # The window rings; the person answers.
+    ( wait_for '"name":"incoming"' "$log.bob" 600 && echo '{"action":"accept"}' >"$log.bin" ) &
+    PIDS+=($!)
+    start=$(ms)
+    local code=0
+    while :; do
+      tries=$((tries + 1))
+      ns a env RUST_LOG="${ALICE_LOG:-warn}" "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis \
+        --no-audio <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
+      PIDS+=($!)
+      local apid=$!
+      exec 8<>"$log.ain"
+      until_connected "$log.alice" "$apid" 400
+      end=$(ms)
+      if grep -q '"event":"connected"' "$log.alice"; then
+        wait_for '"name":"connected"' "$log.bob" 100 && result=ok
+        exec 8>&-; wait "$apid" || true; forget "$apid"; break
+      fi
+      exec 8>&-; wait "$apid" || code=$?; forget "$apid"
+      if [ "$code" = 3 ] && grep -q "no address this hour" "$log.alice.err" && [ $tries -lt 3 ]; then
+        code=0; sleep 1; continue
+      fi
+      break
+    done
+    exec 7>&-
+    mapped=$(grep -o '"port_mapped":"[^"]*"' "$log.bob" | tail -n1 | cut -d'"' -f4)
+  else
+    ns b env RUST_LOG="${BOB_LOG:-warn}" "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
+      listen --once --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+    PIDS+=($!)
+    exec 7<>"$log.bin"
+    if ! wait_for '"event":"reachable"' "$log.bob" 400; then
+      echo "Bob never stored his records"; cat "$log.bob" "$log.bob.err"; exec 7>&-; cleanup; return 1
+    fi
+    ns a "${desk[@]}" --data-dir "$OUT/alice" <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
+    PIDS+=($!)
+    exec 8<>"$log.ain"
+    # Behind the forwarding router, the person sees the forwarded port before calling.
+    local ready='"me":{'; [ "$ta" = map ] && ready='"port_mapped":"'
+    if ! wait_for "$ready" "$log.alice" 200; then
+      echo "desktop Alice did not start"; cat "$log.alice.err"; exec 7>&- 8>&-; cleanup; return 1
+    fi
+    start=$(ms)
+    while :; do
+      tries=$((tries + 1))
+      local seen; seen=$(wc -l <"$log.alice")   # only what the window shows from now on
+      echo "{\"action\":\"call\",\"peer_id\":\"$bob_id\"}" >&8
+      for _ in $(seq 600); do
+        tail -n +$((seen + 1)) "$log.alice" | grep -q '"name":"connected"\|"name":"ended"' && break
+        sleep 0.05
+      done
+      end=$(ms)
+      if tail -n +$((seen + 1)) "$log.alice" | grep -q '"name":"connected"'; then
+        wait_for '"event":"connected"' "$log.bob" 100 && result=ok
+        break
+      fi
+      # Bob's records may not have reached the nodes asked first: the person calls again.
+      if tail -n +$((seen + 1)) "$log.alice" | grep -q "is not online" && [ $tries -lt 3 ]; then
+        echo '{"action":"close_call"}' >&8; sleep 1; continue
+      fi
+      break
+    done
+    mapped=$(grep -o '"port_mapped":"[^"]*"' "$log.alice" | tail -n1 | cut -d'"' -f4)
+    exec 7>&- 8>&-
+  fi
+  local secs; secs=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1000}')
+  printf '| desktop as %-5s | %-6s | %-6s | %-4s | %5s s | %s\n' "$who" "$ta" "$tb" "$result" "$secs" \
+    "${mapped:+forwarded by the router of the window, $mapped}" | tee -a "$OUT/matrix.md"
+  cleanup
+  if [ "$result" != ok ]; then
+    echo "desktop cell $ta -> $tb ($who in the window): no call"
+    tail -c 3000 "$log.alice"; cat "$log.alice.err"; tail -c 3000 "$log.bob"; cat "$log.bob.err"
+    return 1
+  fi
+  # Behind a forwarding router, the window must have asked for (and shown) the mapping.
+  local mine=$ta; [ "$who" = bob ] && mine=$tb
+  if [ "$mine" = map ] && [ -z "$mapped" ]; then
+    echo "desktop cell $ta -> $tb: the window's router forwards ports but no mapping was shown"
+    return 1
+  fi
+}
+
 # lan_cell: Alice and Bob on one LAN segment with no router, no DHT and no internet; Alice
 # calls `bobhollis` (no address known): the blinded mDNS announcement must find him.
 lan_cell() {
@@ -376,6 +508,17 @@ lan_cell() {
     "$(field connected remote "$log.alice")" | tee -a "$OUT/matrix.md"
   python3 lab/wire_check.py --lan "$log.pcap" "$log.pcap" "$alice_id" "$bob_id" alicewren bobhollis
 }
+
+if [ -z "${SKIP_DESKTOP:-}" ]; then
+  # The window must get through where the command line does: each cell below needs the
+  # window's own port mapping (a symmetric NAT meets a port-restricted one only through it).
+  echo "the desktop app through the NAT lab (its side behind the forwarding router)"
+  [ -x "$DESKTOP" ] || cargo build --locked -q -p extrasafe-desktop --bin extrasafe-desktop
+  desktop_cell sym map bob || failed=1
+  cleanup
+  desktop_cell map port alice || failed=1
+  cleanup
+fi
 
 if [ -z "${SKIP_LIAR:-}" ]; then
   echo "a lying DHT node names 192.9.2.77:4444 as the address it saw; 3 honest nodes do not"

@@ -98,39 +98,38 @@ impl From<CallError> for Failure {
     }
 }
 
-/// How a call's end maps to an exit code and a sentence.
+/// How a call's end maps to an exit code (from the ending's kind, shared with the desktop
+/// app) and a sentence.
 pub fn describe_end(reason: &EndReason) -> (i32, String) {
+    use extrasafe_app::ending::{ending, Ending};
     use extrasafe_core::wire::HangupReason;
-    match reason {
-        EndReason::LocalHangup => (0, "You hung up.".into()),
-        EndReason::RemoteHangup => (0, "They hung up.".into()),
-        EndReason::Declined => (NOT_ANSWERED, "The call was declined.".into()),
-        EndReason::DeclinedLocally => (
-            0,
-            "You declined the call; the caller sees no answer.".into(),
+    let code = match ending(reason) {
+        Ending::Finished => 0,
+        Ending::NotAnswered => NOT_ANSWERED,
+        Ending::Failed(_) => BROKEN,
+    };
+    let text = match reason {
+        EndReason::LocalHangup => "You hung up.".into(),
+        EndReason::RemoteHangup => "They hung up.".into(),
+        EndReason::Declined => "The call was declined.".into(),
+        EndReason::DeclinedLocally => "You declined the call; the caller sees no answer.".into(),
+        EndReason::Busy => "They are in another call. Try again later.".into(),
+        EndReason::RejectedBusy => {
+            "Refused the call (you were in another one); the caller sees no answer.".into()
+        }
+        EndReason::NoAnswer => "Nobody answered.".into(),
+        EndReason::PeerVanished => "The connection was lost (nothing heard from the other side).".into(),
+        EndReason::ProtocolError(what) => format!("The other side broke the protocol: {what}."),
+        EndReason::IncompatibleVersion { peer_max, .. } => format!(
+            "Their EXTRA SAFE speaks protocol version {peer_max}, which this one cannot. One of you should update."
         ),
-        EndReason::Busy => (NOT_ANSWERED, "They are in another call. Try again later.".into()),
-        EndReason::RejectedBusy => (
-            0,
-            "Refused the call (you were in another one); the caller sees no answer.".into(),
-        ),
-        EndReason::NoAnswer => (NOT_ANSWERED, "Nobody answered.".into()),
-        EndReason::PeerVanished => (
-            BROKEN,
-            "The connection was lost (nothing heard from the other side).".into(),
-        ),
-        EndReason::ProtocolError(what) => (BROKEN, format!("The other side broke the protocol: {what}.")),
-        EndReason::IncompatibleVersion { peer_max, .. } => (
-            BROKEN,
-            format!("Their EXTRA SAFE speaks protocol version {peer_max}, which this one cannot. One of you should update."),
-        ),
-        EndReason::RemoteError(HangupReason::Shutdown) => (0, "They closed EXTRA SAFE.".into()),
-        EndReason::RemoteError(HangupReason::IncompatibleVersion) => (
-            BROKEN,
-            "Their EXTRA SAFE cannot speak this version's protocol. One of you should update.".into(),
-        ),
-        EndReason::RemoteError(r) => (BROKEN, format!("They ended the call because of an error ({r:?}).")),
-        EndReason::Shutdown => (0, "Closed.".into()),
-        other => (BROKEN, format!("The call ended: {other:?}.")),
-    }
+        EndReason::RemoteError(HangupReason::Shutdown) => "They closed EXTRA SAFE.".into(),
+        EndReason::RemoteError(HangupReason::IncompatibleVersion) => {
+            "Their EXTRA SAFE cannot speak this version's protocol. One of you should update.".into()
+        }
+        EndReason::RemoteError(r) => format!("They ended the call because of an error ({r:?})."),
+        EndReason::Shutdown => "Closed.".into(),
+        other => format!("The call ended: {other:?}."),
+    };
+    (code, text)
 }

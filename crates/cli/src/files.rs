@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use extrasafe_core::text::for_display;
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_core::PeerId;
 use extrasafe_net::transfer::{self, TransferHandle, TransferId, TransferOutcome};
 use extrasafe_net::Call;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,76 +14,18 @@ use serde_json::json;
 use crate::exit::{Failure, USAGE};
 use crate::output::Output;
 
-/// Who may send files without being asked, and how much.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FilesPolicy {
-    /// Ask for every offer.
-    Ask,
-    /// Decline every offer.
-    Nobody,
-    /// Accept from these senders (any sender if `None`) up to a total size each offer.
-    From(Vec<(Option<PeerId>, Option<u64>)>),
-}
+pub use extrasafe_app::policy::{FilesDecision, FilesPolicy};
 
-/// "500M", "2G", "1200" (bytes).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()?.to_ascii_uppercase() {
-        'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' => (&s[..s.len() - 1], 1 << 20),
-        'G' => (&s[..s.len() - 1], 1 << 30),
-        'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
-impl FilesPolicy {
-    /// `ask`, `none`, or entries `anyone[:SIZE]` / `PEER-ID[:SIZE]`.
-    pub fn parse(words: &[String]) -> Result<Self, Failure> {
-        match words {
-            [] => Ok(Self::Ask),
-            [w] if w == "ask" => Ok(Self::Ask),
-            [w] if w == "none" => Ok(Self::Nobody),
-            entries => entries
-                .iter()
-                .map(|e| {
-                    let (who, size) = match e.split_once(':') {
-                        Some((w, s)) => (w, Some(s)),
-                        None => (e.as_str(), None),
-                    };
-                    let bad = |why: String| {
-                        Failure::new(
-                            USAGE,
-                            format!("--accept-files takes `ask`, `none`, `anyone[:SIZE]` or `PEER-ID[:SIZE]`; `{e}`: {why}."),
-                        )
-                    };
-                    let size = match size {
-                        Some(s) => Some(parse_size(s).ok_or_else(|| bad("the size is not like 500M or 2G".into()))?),
-                        None => None,
-                    };
-                    let who = if who == "anyone" {
-                        None
-                    } else {
-                        Some(who.parse::<PeerId>().map_err(|e| bad(e.to_string()))?)
-                    };
-                    Ok((who, size))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Self::From),
-        }
-    }
-
-    /// What to do with an offer: `Some(true)` accept, `Some(false)` decline, `None` ask.
-    pub fn decide(&self, from: &PeerId, total: u64) -> Option<bool> {
-        match self {
-            Self::Ask => None,
-            Self::Nobody => Some(false),
-            Self::From(rules) => Some(rules.iter().any(|(who, max)| {
-                who.as_ref().is_none_or(|w| w == from) && max.is_none_or(|m| total <= m)
-            })),
-        }
-    }
+/// `--accept-files`: `ask`, `none`, or entries `anyone[:SIZE]` / `PEER-ID[:SIZE]`.
+pub fn parse_policy(words: &[String]) -> Result<FilesPolicy, Failure> {
+    FilesPolicy::parse(words).map_err(|e| {
+        Failure::new(
+            USAGE,
+            format!(
+                "--accept-files takes `ask`, `none`, `anyone[:SIZE]` or `PEER-ID[:SIZE]`; {e}."
+            ),
+        )
+    })
 }
 
 /// The download folder when `--dir` is not given: `~/Downloads/EXTRA SAFE`, created (0700)
@@ -299,11 +240,11 @@ impl Files {
                    "names": offer.files.iter().take(100).map(|f| f.path.to_string()).collect::<Vec<_>>()}),
         );
         match self.policy.decide(&peer, offer.total) {
-            Some(yes) => {
+            decided @ (FilesDecision::Accept | FilesDecision::Decline) => {
                 self.pending.push((id, offer));
-                Some((id, yes))
+                Some((id, decided == FilesDecision::Accept))
             }
-            None => {
+            FilesDecision::Ask => {
                 self.out.hint(match self.folder() {
                     Ok(d) => format!(
                         "Type /accept to save into {} (or /accept FOLDER), /decline to refuse.",
@@ -493,31 +434,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn policies_and_sizes_parse() {
-        assert_eq!(parse_size("500M"), Some(500 << 20));
-        assert_eq!(parse_size("2g"), Some(2 << 30));
-        assert_eq!(parse_size("1200"), Some(1200));
-        assert_eq!(parse_size("lots"), None);
-        let peer = extrasafe_core::Identity::generate().peer_id();
-        let other = extrasafe_core::Identity::generate().peer_id();
-        let p = FilesPolicy::parse(&[format!("{peer}:1M")]).unwrap();
-        assert_eq!(p.decide(&peer, 1 << 20), Some(true));
-        assert_eq!(p.decide(&peer, (1 << 20) + 1), Some(false));
-        assert_eq!(p.decide(&other, 10), Some(false));
-        let any = FilesPolicy::parse(&["anyone".into()]).unwrap();
-        assert_eq!(any.decide(&other, u64::MAX), Some(true));
-        assert_eq!(
-            FilesPolicy::parse(&["ask".into()])
-                .unwrap()
-                .decide(&peer, 1),
-            None
-        );
-        assert_eq!(
-            FilesPolicy::parse(&["none".into()])
-                .unwrap()
-                .decide(&peer, 1),
-            Some(false)
-        );
-        assert!(FilesPolicy::parse(&["es1nonsense".into()]).is_err());
+    fn a_bad_policy_is_a_usage_error_naming_the_entry() {
+        let f = parse_policy(&["anyone:lots".into()]).unwrap_err();
+        assert_eq!(f.code, USAGE);
+        assert!(f.message.contains("`anyone:lots`"), "{}", f.message);
+        assert!(parse_policy(&["es1nonsense".into()]).is_err());
     }
 }

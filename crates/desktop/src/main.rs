@@ -38,7 +38,8 @@ Examples:
   extrasafe-desktop
   extrasafe-desktop --scale 2                  # everything twice as large
   extrasafe-desktop --data-dir ~/.work-identity --port 47471
-  extrasafe-desktop --no-dht                   # only this network and tickets";
+  extrasafe-desktop --no-dht                   # only this network and tickets
+  extrasafe-desktop --accept-files anyone:100M # save files up to 100 MB without asking";
 
 /// Private peer-to-peer calls, video, chat and files in a window.
 #[derive(Parser, Debug)]
@@ -62,9 +63,24 @@ struct Args {
     /// Stay off the public DHT: contacts elsewhere then need your current ticket.
     #[arg(long)]
     no_dht: bool,
-    /// DHT node to join through (host:port) [default: Mainline's public bootstrap nodes].
-    #[arg(long, value_name = "HOST:PORT")]
+    /// DHT node to join through (host:port, repeatable or comma-separated) [default:
+    /// Mainline's public bootstrap nodes].
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
     dht_bootstrap: Vec<String>,
+    /// Do not ask your home router to forward a port to you (UPnP IGD, NAT-PMP, PCP). With a
+    /// forwarded port, contacts behind any router reach you directly; the router learns only
+    /// that a UDP port is wanted, and the mapping lasts 10 minutes unless renewed.
+    #[arg(long)]
+    no_port_mapping: bool,
+    /// Also ask this STUN server (HOST:PORT, repeatable) for your public address. None by
+    /// default: DHT nodes already tell you. A STUN server learns your public address and when
+    /// you are online, not whom you call.
+    #[arg(long = "stun", value_name = "HOST:PORT")]
+    stun: Vec<String>,
+    /// Which file offers to save without asking: `ask` (default), `none`, or entries
+    /// `anyone[:SIZE]` / `PEER-ID[:SIZE]` (e.g. `es1abc...:500M`); others are declined.
+    #[arg(long, num_args = 1.., value_name = "POLICY", value_parser = files_entry)]
+    accept_files: Vec<String>,
     /// How long a call you place may ring unanswered, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(1..=600))]
     ring_timeout: u64,
@@ -84,6 +100,16 @@ struct Args {
     /// For tests: read actions as JSON lines on stdin, print the shown state as JSON lines.
     #[arg(long, hide = true)]
     automation: bool,
+}
+
+/// One `--accept-files` entry, checked on its own (the whole list is read in `main`).
+fn files_entry(s: &str) -> Result<String, String> {
+    match s {
+        "ask" | "none" => Ok(s.into()),
+        _ => extrasafe_app::FilesPolicy::parse(&[s.to_string()])
+            .map(|_| s.to_string())
+            .map_err(|e| format!("give `ask`, `none`, `anyone[:SIZE]` or `PEER-ID[:SIZE]`; {e}")),
+    }
 }
 
 fn scale(s: &str) -> Result<f32, String> {
@@ -161,9 +187,24 @@ fn main() {
         bind: args.bind,
         port: args.port,
         ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
-        lan: !args.no_lan,
-        dht: !args.no_dht,
-        dht_bootstrap: args.dht_bootstrap.clone(),
+        reach: extrasafe_app::ReachConfig {
+            lan: !args.no_lan,
+            dht: !args.no_dht,
+            dht_bootstrap: args.dht_bootstrap.clone(),
+            stun: args.stun.clone(),
+            port_mapping: !args.no_port_mapping,
+            ..extrasafe_app::ReachConfig::default()
+        },
+        accept_files: match extrasafe_app::FilesPolicy::parse(&args.accept_files) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "--accept-files takes `ask`, `none`, or entries `anyone[:SIZE]` / \
+                     `PEER-ID[:SIZE]`; {e}."
+                );
+                std::process::exit(2)
+            }
+        },
         sound: !args.no_sound,
     };
     let options = eframe::NativeOptions {

@@ -256,6 +256,28 @@ pub struct Model {
     pub settings: Settings,
     /// What the LAN and DHT presence is doing, in a sentence.
     pub reach: Option<String>,
+    /// What the reachability services have achieved so far.
+    pub online: Online,
+}
+
+/// Our records as last stored on the DHT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Records {
+    /// Stored for this many contacts.
+    pub contacts: usize,
+    /// How our NAT maps ports (`stable`, `varies`, `unknown`).
+    pub nat: String,
+    /// They name the port the router forwards to us.
+    pub forwarded: bool,
+}
+
+/// Our records on the DHT and the router's port forwarding, as reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Online {
+    /// Our records as last stored.
+    pub records: Option<Records>,
+    /// The router forwards a port to us, by this protocol.
+    pub port_mapped: Option<String>,
 }
 
 /// What the backend tells the window.
@@ -269,6 +291,10 @@ pub enum Update {
     Contacts(Vec<ContactRow>),
     Devices(Devices),
     Reach(String),
+    /// The services started anew (nothing achieved yet).
+    Online(Online),
+    Reachable(Records),
+    PortMapped(String),
     Dialling {
         peer_id: String,
         contact: Option<String>,
@@ -405,6 +431,7 @@ impl Model {
             devices: Devices::default(),
             settings,
             reach: None,
+            online: Online::default(),
         }
     }
 
@@ -456,6 +483,9 @@ impl Model {
             }
             Update::Devices(d) => self.devices = d,
             Update::Reach(s) => self.reach = Some(s),
+            Update::Online(o) => self.online = o,
+            Update::Reachable(r) => self.online.records = Some(r),
+            Update::PortMapped(p) => self.online.port_mapped = Some(p),
             Update::Dialling {
                 peer_id,
                 contact,
@@ -696,6 +726,11 @@ impl Model {
             "call": call,
             "notices": self.notices.iter().map(|n| n.text.clone()).collect::<Vec<_>>(),
             "reach": self.reach,
+            "online": {
+                "records": self.online.records.as_ref().map(|r| json!({
+                    "contacts": r.contacts, "nat": r.nat, "forwarded": r.forwarded})),
+                "port_mapped": self.online.port_mapped,
+            },
         })
     }
 }
@@ -1056,6 +1091,32 @@ mod tests {
         assert_eq!(c.title(), "Bob is calling");
         assert_eq!(c.phase, Phase::Incoming);
         assert!(c.chat.is_empty() && c.verified);
+    }
+
+    #[test]
+    fn reachability_shows_what_was_achieved_and_starts_over_with_the_services() {
+        let mut m = model();
+        assert_eq!(crate::words::online(&m.online), None);
+        m.apply(Update::PortMapped("PCP".into()));
+        m.apply(Update::Reachable(Records {
+            contacts: 3,
+            nat: "varies".into(),
+            forwarded: true,
+        }));
+        let snap = m.snapshot();
+        assert_eq!(snap["online"]["port_mapped"], "PCP");
+        assert_eq!(snap["online"]["records"]["contacts"], 3);
+        assert_eq!(snap["online"]["records"]["forwarded"], true);
+        let line = crate::words::online(&m.online).unwrap();
+        assert!(
+            line.contains("for 3 contact(s)") && line.contains("(PCP)"),
+            "{line}"
+        );
+        // Forwarded: the warning about strict routers does not apply.
+        assert!(!line.contains("may not get through"), "{line}");
+        m.apply(Update::Online(Online::default()));
+        assert_eq!(crate::words::online(&m.online), None);
+        assert!(m.snapshot()["online"]["records"].is_null());
     }
 
     #[test]

@@ -227,41 +227,41 @@ fn call_failed(who: &str, e: &CallError) -> String {
     }
 }
 
-/// How a call ended, for `who`; true if it went wrong.
+/// How a call ended, for `who`; true if it went wrong (the ending's kind is shared with the
+/// command line: [`extrasafe_app::ending`]).
 pub fn ended(who: &str, reason: &EndReason) -> (String, bool) {
-    let ok = |s: String| (s, false);
-    let bad = |s: String| (s, true);
-    match reason {
-        EndReason::LocalHangup => ok("You hung up.".into()),
-        EndReason::RemoteHangup => ok(format!("{who} hung up.")),
-        EndReason::Declined => ok(format!("{who} declined the call.")),
-        EndReason::DeclinedLocally => ok(format!(
-            "You declined the call. {who} is not told: to them it rang unanswered."
-        )),
-        EndReason::Busy => ok(format!("{who} is in another call. Try again later.")),
-        EndReason::RejectedBusy => ok(format!(
-            "You were in another call; {who} is not told: to them it rang unanswered."
-        )),
-        EndReason::NoAnswer => ok(format!("{who} did not answer.")),
-        EndReason::PeerVanished => bad(format!(
+    use extrasafe_app::ending::{ending, Ending};
+    let failed = matches!(ending(reason), Ending::Failed(_));
+    let text: String = match reason {
+        EndReason::LocalHangup => "You hung up.".into(),
+        EndReason::RemoteHangup => format!("{who} hung up."),
+        EndReason::Declined => format!("{who} declined the call."),
+        EndReason::DeclinedLocally => {
+            format!("You declined the call. {who} is not told: to them it rang unanswered.")
+        }
+        EndReason::Busy => format!("{who} is in another call. Try again later."),
+        EndReason::RejectedBusy => {
+            format!("You were in another call; {who} is not told: to them it rang unanswered.")
+        }
+        EndReason::NoAnswer => format!("{who} did not answer."),
+        EndReason::PeerVanished => format!(
             "The connection to {who} was lost: nothing was heard from them for a while. Their \
              network may have gone down. Call again when it is back."
-        )),
-        EndReason::ProtocolError(what) => bad(format!(
+        ),
+        EndReason::ProtocolError(what) => format!(
             "{who}'s app sent something this one does not understand ({what}). One of you may \
              need to update EXTRA SAFE."
-        )),
+        ),
         EndReason::IncompatibleVersion { .. }
-        | EndReason::RemoteError(HangupReason::IncompatibleVersion) => bad(format!(
+        | EndReason::RemoteError(HangupReason::IncompatibleVersion) => format!(
             "{who}'s EXTRA SAFE speaks another version of the protocol. One of you should update."
-        )),
-        EndReason::RemoteError(HangupReason::Shutdown) => ok(format!("{who} closed EXTRA SAFE.")),
-        EndReason::RemoteError(r) => bad(format!(
-            "{who}'s app ended the call after an error ({r:?})."
-        )),
-        EndReason::Shutdown => ok("EXTRA SAFE closed the call.".into()),
-        other => bad(format!("The call ended: {other:?}.")),
-    }
+        ),
+        EndReason::RemoteError(HangupReason::Shutdown) => format!("{who} closed EXTRA SAFE."),
+        EndReason::RemoteError(r) => format!("{who}'s app ended the call after an error ({r:?})."),
+        EndReason::Shutdown => "EXTRA SAFE closed the call.".into(),
+        other => format!("The call ended: {other:?}."),
+    };
+    (text, failed)
 }
 
 #[cfg(test)]
@@ -328,4 +328,96 @@ mod fonts {
         // And a check that can fail: a character no bundled font has.
         assert!(!ctx.fonts_mut(|f| f.has_glyph(&egui::FontId::proportional(15.0), '\u{10FFFD}')));
     }
+}
+
+/// How contacts can find us, after the reachability services started.
+pub fn reach(
+    contacts: usize,
+    config: &extrasafe_app::ReachConfig,
+    presence: &extrasafe_app::Presence,
+) -> String {
+    if contacts == 0 {
+        return "Contacts reach you with your ticket.".into();
+    }
+    if !(config.lan || config.dht) {
+        return "Contacts reach you only with your ticket (LAN and DHT are off).".into();
+    }
+    let mut said = Vec::new();
+    if presence.lan_on {
+        said.push("on this network");
+    }
+    if presence.dht_on {
+        said.push("over the internet (sealed records on the DHT)");
+    }
+    if said.is_empty() {
+        return "Contacts reach you only with your ticket for now.".into();
+    }
+    format!(
+        "Your {contacts} contact(s) can find you {}; nobody else can tell it is you.",
+        said.join(" and ")
+    )
+}
+
+/// A reachability problem worth a notice (the rest is shown as state).
+pub fn reach_trouble(e: &extrasafe_app::ReachEvent) -> Option<String> {
+    use extrasafe_app::ReachEvent as E;
+    Some(match e {
+        E::StunUnresolved { server, error } => format!(
+            "The STUN server {server} could not be found ({error}); it is left out. Give it as \
+             HOST:PORT (3478 is the usual port)."
+        ),
+        E::LanUnavailable(e) => format!(
+            "Contacts on this network cannot find you by themselves ({e}); they need your \
+             ticket."
+        ),
+        E::DhtUnavailable(e) => {
+            format!("Contacts elsewhere cannot look you up ({e}); they need your ticket.")
+        }
+        E::ContactsUnusable(e) => format!(
+            "Your contacts cannot find you by themselves ({e}); they need your ticket until the \
+             contact list is repaired."
+        ),
+        E::LanAnnounced { .. }
+        | E::DhtJoining { .. }
+        | E::Reachable { .. }
+        | E::PortMapped(_)
+        | E::NoPath { .. } => return None,
+    })
+}
+
+/// A contact tried to call us without our address, and no path could be made back.
+pub fn no_path_back(who: &str, e: &DialError) -> String {
+    format!("{who} tried to call you. {}", dial_failed(who, e))
+}
+
+/// An offer the file policy (--accept-files) answered by itself.
+pub fn files_auto(label: &str, accepted: bool) -> String {
+    if accepted {
+        format!("Receiving {label}: your file settings accept it without asking.")
+    } else {
+        format!("Declined {label}: your file settings refuse it.")
+    }
+}
+
+/// What the reachability services achieved, in a line (nothing before the first success).
+pub fn online(o: &crate::model::Online) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(r) = &o.records {
+        parts.push(format!(
+            "Reachable now: your sealed records for {} contact(s) are on the DHT{}.",
+            r.contacts,
+            if r.nat == "varies" && !r.forwarded {
+                " (your router changes ports per destination: contacts behind strict routers \
+                 may not get through)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(p) = &o.port_mapped {
+        parts.push(format!(
+            "Your router forwards a port to you ({p}), so contacts behind any router get through."
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }

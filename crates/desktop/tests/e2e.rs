@@ -69,7 +69,12 @@ struct App {
 
 impl App {
     fn start(name: &'static str, x: &Xvfb, dir: &Path) -> Self {
+        Self::start_with(name, x, dir, &[])
+    }
+
+    fn start_with(name: &'static str, x: &Xvfb, dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_extrasafe-desktop"))
+            .args(extra)
             .args(["--automation", "--bind", "127.0.0.1", "--port", "0"])
             .args(["--ring-timeout", "5"])
             .args(["--no-dht", "--no-lan", "--no-sound", "--video", "test"])
@@ -214,7 +219,8 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
         std::fs::create_dir_all(d.join("received")).unwrap();
     }
     let (xa, xb) = (Xvfb::start(), Xvfb::start());
-    let mut alice = App::start("alice", &xa, &da);
+    // Alice's file settings take small files from anyone without asking, and refuse others.
+    let mut alice = App::start_with("alice", &xa, &da, &["--accept-files", "anyone:64K"]);
     let mut bob = App::start("bob", &xb, &db);
 
     // First run: no identity yet; every label's characters are in the bundled fonts.
@@ -374,6 +380,37 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(std::fs::read(db.join("received/report.bin")).unwrap(), data);
     bob.screenshot("6-file-received.png");
 
+    // Bob sends Alice a note: her file settings take it, nobody is asked.
+    let note = tmp.join("note.txt");
+    std::fs::write(&note, b"the small one").unwrap();
+    bob.send(json!({"action": "send_files", "paths": [note]}));
+    let s = alice.wait("the note taken by the file settings", 30, |s| {
+        s["call"]["transfers"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|t| t["outgoing"] == false && t["state"] == "done")
+        })
+    });
+    assert!(
+        s["call"]["offers"].as_array().is_some_and(|o| o.is_empty()),
+        "nobody was asked: {s:#}"
+    );
+    assert_eq!(
+        std::fs::read(da.join("received/note.txt")).unwrap(),
+        b"the small one"
+    );
+    // A larger file is refused by the same settings, and Bob hears no.
+    bob.send(json!({"action": "send_files", "paths": [file]}));
+    let s = alice.wait("the large file refused", 30, |s| {
+        s["notices"].as_array().is_some_and(|n| {
+            n.iter().any(|n| {
+                n.as_str()
+                    .is_some_and(|t| t.starts_with("Declined report.bin"))
+            })
+        })
+    });
+    assert!(s["call"]["offers"].as_array().is_some_and(|o| o.is_empty()));
+    assert!(!da.join("received/report.bin").exists());
+
     // Alice closes her window: the call ends cleanly on both sides.
     alice.send(json!({"action": "close_window"}));
     let status = alice.exited(10);
@@ -404,10 +441,13 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     );
     let lock = std::fs::metadata(da.join("identity").join(".contacts.lock")).unwrap();
     assert_eq!(lock.len(), 0, "the lock file holds nothing");
-    assert!(std::fs::read_dir(da.join("received"))
+    // Her download folder holds the one file her settings accepted, and nothing else (no
+    // partial file of the one refused).
+    let received: Vec<String> = std::fs::read_dir(da.join("received"))
         .unwrap()
-        .next()
-        .is_none());
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(received, ["note.txt"]);
 
     // Alice starts again: her sealed identity asks for the passphrase, a wrong one is
     // refused with a sentence, and her verified contact is still there.

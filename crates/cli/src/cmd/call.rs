@@ -1,12 +1,12 @@
 //! `extrasafe call`
 
-use extrasafe_net::{dht, dial, NodeConfig};
+use extrasafe_net::{dial, NodeConfig};
 
 use crate::args::{CallArgs, Global};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
 use crate::exit::{Failure, OTHER, UNREACHABLE, USAGE};
-use crate::files::{Files, FilesPolicy};
+use crate::files::{self, Files};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
@@ -27,19 +27,18 @@ pub async fn run(
         )),
     })?;
     // A contact can be looked up on the DHT (if its ticket's addresses fail, or it has
-    // none). The pair secret is computed now: the identity key is dropped once bound.
-    let search = target.name.is_some() && !(global.no_dht && global.no_lan);
-    // Pair secrets for the LAN and the DHT (looked at at once), and for a second DHT try.
-    let secrets = || {
-        dht::pair_secrets(&loaded.identity, &[target.peer])
-            .map_err(|e| Failure::new(OTHER, format!("{e}.")))
-    };
-    let pairs = if search {
-        Some((secrets()?, secrets()?, secrets()?))
+    // none). The pair secrets are made now: the identity key is dropped once bound.
+    let reach_config = reach::config(global);
+    let search = target.name.is_some() && (reach_config.lan || reach_config.dht);
+    let secrets = if search {
+        Some(
+            extrasafe_app::dial::search_secrets(&loaded.identity, target.peer)
+                .map_err(|e| Failure::new(OTHER, format!("{e}.")))?,
+        )
     } else {
         None
     };
-    if target.ticket.is_none() && pairs.is_none() {
+    if target.ticket.is_none() && secrets.is_none() {
         return Err(Failure::new(
             USAGE,
             format!(
@@ -55,7 +54,7 @@ pub async fn run(
     let vplan = VideoPlan::from_args(&args.video)?;
     let mut files = Files::new(
         out,
-        FilesPolicy::parse(&args.files.accept_files)?,
+        files::parse_policy(&args.files.accept_files)?,
         args.files.files_dir.clone(),
     );
     files.allow_hidden = args.files.allow_hidden_files;
@@ -85,13 +84,6 @@ pub async fn run(
     };
     let node = super::bind_node(&loaded.identity, config, args.bind, 0).await?;
     drop(loaded.identity);
-    // Asked for at once (while the ticket's addresses are tried): a contact found on the DHT
-    // is given the forwarded port with our call intent.
-    let mapper = if pairs.is_some() && !global.no_dht {
-        reach::port_mapping(global, node.local_addr().port(), out)
-    } else {
-        None
-    };
     let who = match &target.name {
         Some(name) => format!("{name} ({})", target.peer),
         None => target.peer.to_string(),
@@ -107,13 +99,9 @@ pub async fn run(
                            "addrs": addrs}),
     );
     let mut intr = Interrupts::new();
+    // Port mappings and STUN trouble are shown as they come.
+    let (events, showing) = reach::show(out, Default::default());
     let placing = async {
-        let search = pairs.map(|(lan_pairs, dht_pairs, again)| dial::Search {
-            secrets: [lan_pairs, dht_pairs, again],
-            lan: !global.no_lan,
-            dht: (!global.no_dht).then(|| reach::dht_config(global, out)),
-            port_map: mapper.as_ref().map(|m| m.watch()),
-        });
         let peer = target.peer.to_string();
         let step = |s: dial::DialStep| match s {
             dial::DialStep::TicketSilent => {
@@ -130,19 +118,26 @@ pub async fn run(
             ),
             _ => {}
         };
-        dial::dial(&node, target.peer, target.ticket.as_ref(), search, step)
-            .await
-            .map_err(|e| match e {
-                dial::DialError::Call(e) => Failure::from(e),
-                dial::DialError::NowhereToLook => {
-                    Failure::from(extrasafe_net::CallError::NoAddress)
-                }
-                dial::DialError::NotFound => Failure::new(
-                    UNREACHABLE,
-                    "They are not on this network, and --no-dht keeps us off the DHT. Try again \
-                     without --no-dht, or ask for a fresh ticket.",
-                ),
-            })
+        extrasafe_app::dial::place(
+            &node,
+            target.peer,
+            target.ticket.as_ref(),
+            secrets,
+            &reach_config,
+            &events,
+            None,
+            step,
+        )
+        .await
+        .map_err(|e| match e {
+            dial::DialError::Call(e) => Failure::from(e),
+            dial::DialError::NowhereToLook => Failure::from(extrasafe_net::CallError::NoAddress),
+            dial::DialError::NotFound => Failure::new(
+                UNREACHABLE,
+                "They are not on this network, and --no-dht keeps us off the DHT. Try again \
+                 without --no-dht, or ask for a fresh ticket.",
+            ),
+        })
     };
     let placed = tokio::select! {
         c = placing => c.map(Some),
@@ -151,13 +146,12 @@ pub async fn run(
             Ok(None)
         }
     };
-    let call = match placed {
-        Ok(Some(call)) => call,
+    let (call, outgoing) = match placed {
+        Ok(Some(placed)) => placed,
+        // A failed dial has deleted its port mapping; a cancelled one is dropped here (the
+        // router forgets a mapping that is not renewed).
         other => {
-            // The router forgets a mapping we do not renew, but sooner is better.
-            if let Some(m) = mapper {
-                m.stop().await;
-            }
+            showing.abort();
             return other.map(|_| crate::exit::INTERRUPTED);
         }
     };
@@ -176,9 +170,8 @@ pub async fn run(
         &auto,
     )
     .await;
-    if let Some(m) = mapper {
-        m.stop().await;
-    }
+    outgoing.stop().await;
+    showing.abort();
     node.shutdown().await;
     if auto.send.is_empty() {
         return Ok(code);

@@ -3,19 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use extrasafe_core::punch::NatMapping;
+use extrasafe_app::Presence;
 use extrasafe_core::PeerId;
-use extrasafe_net::dht::{self, Reachability};
-use extrasafe_net::lan;
-use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::{AcceptPolicy, NodeConfig};
-use tokio::sync::{mpsc, watch};
 
 use crate::args::{Global, ListenArgs};
 use crate::audioplan::AudioPlan;
 use crate::callui::{self, Input, Interrupts};
-use crate::exit::{Failure, OTHER, USAGE};
-use crate::files::{self, Files, FilesPolicy};
+use crate::exit::{Failure, USAGE};
+use crate::files::{self, Files};
 use crate::ident;
 use crate::output::Output;
 use crate::reach;
@@ -44,7 +40,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     let policy = policy(&args.accept)?;
     let plan = AudioPlan::from_args(&args.audio, out).await?;
     let vplan = VideoPlan::from_args(&args.video)?;
-    let policy_files = FilesPolicy::parse(&args.files.accept_files)?;
+    let policy_files = files::parse_policy(&args.files.accept_files)?;
     // A receiver's folder is settled (and made, if it is the default) before anything else.
     let dir = match args.files.files_dir.clone() {
         Some(d) => d,
@@ -69,14 +65,6 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         .map(|c| (c.peer, c.name.clone()))
         .collect();
     let peers: Vec<PeerId> = names.keys().copied().collect();
-    let pairs = if peers.is_empty() || (global.no_dht && global.no_lan) {
-        None
-    } else {
-        Some(
-            dht::pair_secrets(&loaded.identity, &peers)
-                .map_err(|e| Failure::new(OTHER, format!("{e}.")))?,
-        )
-    };
     let config = NodeConfig {
         policy: policy.clone(),
         congestion: global.congestion.parse().unwrap_or_default(),
@@ -90,7 +78,6 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         .port
         .unwrap_or_else(|| extrasafe_core::access::listening_port(&loaded.identity));
     let node = Arc::new(super::bind_node(&loaded.identity, config, args.bind, port).await?);
-    drop(loaded.identity);
     let ticket = node.ticket();
     out.identity(
         &ticket.peer,
@@ -110,59 +97,19 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
             ids.len()
         ),
     });
-    // Contacts on this network find us by a blinded mDNS announcement (kept running while
-    // listening; dropped at the end).
-    let announcing = match &pairs {
-        Some(pairs) if !global.no_lan => match lan::Lan::start(pairs) {
-            Ok(lan) => {
-                let announcement = Arc::new(lan)
-                    .announce(node.local_addr().port(), node.roots())
-                    .await;
-                out.emit(
-                    "Announced on this network; only your contacts can tell it is you.",
-                    serde_json::json!({"event": "lan_announced", "contacts": names.len()}),
-                );
-                Some(announcement)
-            }
-            Err(e) => {
-                out.warn(&format!("{e}. Contacts on this network need your ticket."));
-                None
-            }
-        },
-        _ => None,
-    };
-    let mut mapper = None;
-    let served = match pairs {
-        Some(pairs) if !global.no_dht => {
-            let dht_config = reach::dht_config(global, out).await;
-            match dht::Rendezvous::start(pairs, &dht_config) {
-                Ok(rendezvous) => {
-                    mapper = reach::port_mapping(global, node.local_addr().port(), out);
-                    if let Some(m) = &mapper {
-                        rendezvous.use_port_mapping(m.watch());
-                    }
-                    out.hint(format!(
-                        "Joining the DHT so your {} contact(s) can reach you without an \
-                         address (its nodes see your IP address, not who you are).",
-                        names.len()
-                    ));
-                    Some(dht::serve(node.clone(), Arc::new(rendezvous), dht_config))
-                }
-                // No internet is no reason to stop listening: the LAN and tickets still work.
-                Err(e) => {
-                    out.warn(&format!(
-                        "{e}. Contacts off this network need your ticket until it works."
-                    ));
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    let (mut intents, mut stored) = match served {
-        Some(s) => (Some(s.intents), Some(s.published)),
-        None => (None, None),
-    };
+    // Contacts on this network find us by a blinded mDNS announcement, elsewhere by sealed
+    // records on the DHT; their call intents are answered with a punch, and the call itself
+    // then arrives below.
+    let (events, showing) = reach::show(out, names);
+    let presence = Presence::start(
+        node.clone(),
+        &loaded.identity,
+        &peers,
+        &reach::config(global),
+        events,
+    )
+    .await;
+    drop(loaded.identity);
     let mut input = Input::spawn();
     let mut intr = Interrupts::new();
     // A listener stopped with Ctrl-C did its job; with --once the call's outcome counts.
@@ -193,71 +140,13 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                 }
                 out.hint("Listening again.");
             }
-            stored = published(&mut stored) => {
-                let (us, contacts) = stored;
-                out.emit(
-                    format!(
-                        "Reachable: sealed records for {contacts} contact(s) are on the DHT{}.",
-                        match us.nat {
-                            NatMapping::Varies => " (your NAT changes ports per destination: \
-                                                   contacts behind strict NATs may not get through)",
-                            _ => "",
-                        }
-                    ),
-                    serde_json::json!({"event": "reachable", "contacts": contacts,
-                                       "nat": format!("{:?}", us.nat).to_lowercase(),
-                                       "candidates": us.candidates.len()}),
-                );
-            }
-            intent = next_intent(&mut intents) => {
-                // A contact is calling without our address: punch back, so its connection
-                // can come in; the call itself then arrives above.
-                let node = node.clone();
-                let name = names.get(&intent.peer).cloned().unwrap_or_default();
-                tokio::spawn(async move {
-                    if let Err(e) = node.answer_punch(intent).await {
-                        out.emit(
-                            format!("{name} tried to call, but no direct path could be made. {}", Failure::from(e).message),
-                            serde_json::json!({"event": "no_path", "contact": name}),
-                        );
-                    }
-                });
-            }
             _ = intr.next() => break,
         }
     }
-    if let Some(m) = mapper {
-        m.stop().await;
-    }
-    // Withdrawn from the LAN with goodbye records, before the process ends.
-    if let Some(a) = announcing {
-        a.stop().await;
-    }
+    // Withdrawn from the LAN with goodbye records and the router's mapping deleted, before
+    // the process ends.
+    presence.stop().await;
+    showing.abort();
     node.shutdown().await;
     Ok(code)
-}
-
-/// The next call intent from a contact; never, with the DHT off.
-async fn next_intent(intents: &mut Option<mpsc::Receiver<PunchPlan>>) -> PunchPlan {
-    match intents {
-        Some(rx) => match rx.recv().await {
-            Some(i) => i,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
-}
-
-/// Our records as stored anew on the DHT, and for how many contacts.
-async fn published(
-    stored: &mut Option<watch::Receiver<Option<(Reachability, usize)>>>,
-) -> (Reachability, usize) {
-    if let Some(rx) = stored {
-        if rx.changed().await.is_ok() {
-            if let Some(p) = rx.borrow_and_update().clone() {
-                return p;
-            }
-        }
-    }
-    std::future::pending().await
 }

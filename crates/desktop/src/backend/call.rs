@@ -4,19 +4,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use extrasafe_app::dial::{place, search_secrets, Outgoing};
+use extrasafe_app::policy::FilesDecision;
 use extrasafe_core::PeerId;
 use extrasafe_net::audio::AudioCall;
-use extrasafe_net::dht;
-use extrasafe_net::dial::{self, DialError, DialStep};
+use extrasafe_net::dial::{DialError, DialStep};
 use extrasafe_net::media::io::{AudioSink, AudioSource, Discard, Silence};
 use extrasafe_net::media::AudioConfig;
-use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::transfer::{self, TransferOutcome};
 use extrasafe_net::video::{VideoCall, VideoConfig};
 use extrasafe_net::video_media::{Screen, TestPattern, VideoSource};
 use extrasafe_net::{Call, CallEvent, Node};
 
-use super::{AbortOnDrop, Backend, Dialling, Live, Presence, Running};
+use super::{AbortOnDrop, Backend, Dialling, Live, Running};
 use crate::model::{Offer, PathStats, TransferState, Update, VideoChoice};
 use crate::preview::{Preview, Waking};
 
@@ -52,27 +52,30 @@ impl Backend {
             return;
         };
         let peer = contact.peer;
-        let search = match (&self.identity, self.opts.lan || self.opts.dht) {
-            (Some(identity), true) => {
-                let s = || dht::pair_secrets(identity, &[peer]).ok();
-                match (s(), s(), s()) {
-                    (Some(a), Some(b), Some(c)) => Some(dial::Search {
-                        secrets: [a, b, c],
-                        lan: self.opts.lan,
-                        dht: self.opts.dht.then(|| std::future::ready(self.dht_config())),
-                        port_map: None,
-                    }),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
+        let secrets = self
+            .identity
+            .as_ref()
+            .and_then(|identity| search_secrets(identity, peer).ok());
         let ticket = contact.ticket();
         let steps = self.steps_tx.clone();
+        let reach = self.opts.reach.clone();
+        let events = self.reach_tx.clone();
+        // The node's socket is the one our presence keeps mapped, if it does.
+        let mapping = self.presence.as_ref().and_then(|p| p.port_mapping());
+        // Aborting the task (hanging up while it dials) drops its port mapping.
         let task = tokio::spawn(async move {
-            dial::dial(&node, peer, ticket.as_ref(), search, |s| {
-                let _ = steps.send((peer, s));
-            })
+            place(
+                &node,
+                peer,
+                ticket.as_ref(),
+                secrets,
+                &reach,
+                &events,
+                mapping,
+                |s| {
+                    let _ = steps.send((peer, s));
+                },
+            )
             .await
         });
         self.dialling = Some(Dialling {
@@ -122,7 +125,7 @@ impl Backend {
         });
     }
 
-    pub(super) fn dialled(&mut self, r: Result<Call, DialError>) {
+    pub(super) fn dialled(&mut self, r: Result<(Call, Outgoing), DialError>) {
         let Some(Dialling {
             peer, who, video, ..
         }) = self.dialling.take()
@@ -130,8 +133,10 @@ impl Backend {
             return;
         };
         match r {
-            Ok(call) => {
-                self.live = Some(Live::new(call, peer, who, video));
+            Ok((call, outgoing)) => {
+                let mut live = Live::new(call, peer, who, video);
+                live.outgoing = Some(outgoing);
+                self.live = Some(live);
             }
             Err(e) => self
                 .out
@@ -193,7 +198,22 @@ impl Backend {
                     [one] => extrasafe_core::text::for_display(one.path.as_str()),
                     many => format!("{} files", many.len()),
                 };
-                live.offers.insert(id, label);
+                live.offers.insert(id, label.clone());
+                // The file policy (--accept-files) answers before anyone is asked.
+                match self.opts.accept_files.decide(&peer, offer.total) {
+                    FilesDecision::Accept => {
+                        self.out.info(words::files_auto(&label, true));
+                        self.accept_offer(id);
+                        return;
+                    }
+                    FilesDecision::Decline => {
+                        let _ = live.call.decline_files(id).await;
+                        live.offers.remove(&id);
+                        self.out.info(words::files_auto(&label, false));
+                        return;
+                    }
+                    FilesDecision::Ask => {}
+                }
                 self.out.send(Update::Offer(Offer {
                     id,
                     files: offer
@@ -340,6 +360,9 @@ impl Backend {
         let Some(mut live) = self.live.take() else {
             return;
         };
+        if let Some(o) = live.outgoing.take() {
+            o.stop().await;
+        }
         if let Some(v) = live.video.take() {
             let _ = v.stop().await;
         }
@@ -710,7 +733,9 @@ impl Backend {
                 let _ = a.stop().await;
             }
         }
-        self.presence = None;
+        if let Some(p) = self.presence.take() {
+            p.stop().await;
+        }
         // The node tells every call's peer "closed" and waits for that to be sent.
         if let Some(node) = self.node.take() {
             let _ = tokio::time::timeout(Duration::from_secs(3), node.shutdown()).await;
@@ -735,6 +760,7 @@ impl Live {
             connected: false,
             ringer: None,
             offers: Default::default(),
+            outgoing: None,
         }
     }
 }
@@ -803,21 +829,11 @@ pub(super) async fn incoming(node: &Option<Arc<Node>>) -> Option<Call> {
     }
 }
 
-pub(super) async fn dialled(d: &mut Option<Dialling>) -> Result<Call, DialError> {
+pub(super) async fn dialled(d: &mut Option<Dialling>) -> Result<(Call, Outgoing), DialError> {
     match d {
         Some(d) => match (&mut d.task).await {
             Ok(r) => r,
             Err(_) => Err(DialError::Call(extrasafe_net::CallError::Closed)),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-pub(super) async fn next_intent(p: &mut Option<Presence>) -> PunchPlan {
-    match p.as_mut().and_then(|p| p.intents.as_mut()) {
-        Some(rx) => match rx.recv().await {
-            Some(i) => i,
-            None => std::future::pending().await,
         },
         None => std::future::pending().await,
     }

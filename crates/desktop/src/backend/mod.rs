@@ -10,20 +10,23 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use extrasafe_app::dial::Outgoing;
+use extrasafe_app::{FilesPolicy, Presence, ReachConfig, ReachEvent};
 use extrasafe_core::contacts::ContactBook;
 use extrasafe_core::{Identity, PeerId, Ticket};
 use extrasafe_devices::{DeviceList, SoundServer};
 use extrasafe_net::audio::AudioCall;
-use extrasafe_net::dht::{self, DhtConfig};
 use extrasafe_net::dial::{DialError, DialStep};
-use extrasafe_net::punch::PunchPlan;
 use extrasafe_net::transfer::TransferHandle;
 use extrasafe_net::video::VideoCall;
 use extrasafe_net::video_media::LatestFrame;
-use extrasafe_net::{lan, AcceptPolicy, Call, CallEvent, IdentityStore, Node, NodeConfig};
+use extrasafe_net::{AcceptPolicy, Call, CallEvent, IdentityStore, Node, NodeConfig};
 use tokio::sync::mpsc;
 
-use crate::model::{Action, ContactRow, Devices, Me, NoticeKind, Passphrase, Settings, Update};
+use crate::model::{
+    Action, ContactRow, Devices, Me, NoticeKind, Online, Passphrase, Settings, Update,
+};
+use crate::words;
 
 /// How the backend is set up (from the command line).
 #[derive(Clone, Debug)]
@@ -35,9 +38,10 @@ pub struct Options {
     pub port: Option<u16>,
     /// How long our calls ring before we give up.
     pub ring_timeout: Duration,
-    pub lan: bool,
-    pub dht: bool,
-    pub dht_bootstrap: Vec<String>,
+    /// LAN, DHT, STUN and port mapping: how contacts find us and we them.
+    pub reach: ReachConfig,
+    /// Which offered files are saved without asking.
+    pub accept_files: FilesPolicy,
     /// Connect to the sound server (off in tests that run without one).
     pub sound: bool,
 }
@@ -154,13 +158,8 @@ struct Live {
     offers: std::collections::HashMap<u64, String>,
     /// The ring of an incoming call, until it is answered or over.
     ringer: Option<AbortOnDrop>,
-}
-
-/// Our LAN announcement and DHT records (stopped when dropped).
-struct Presence {
-    /// Withdrawn (with mDNS goodbye records) when dropped.
-    _lan: Option<lan::Announcement>,
-    intents: Option<mpsc::Receiver<PunchPlan>>,
+    /// A call we placed: the router's port mapping, kept for the call.
+    outgoing: Option<Outgoing>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -173,7 +172,7 @@ impl Drop for AbortOnDrop {
 
 /// A call being placed.
 struct Dialling {
-    task: tokio::task::JoinHandle<Result<Call, DialError>>,
+    task: tokio::task::JoinHandle<Result<(Call, Outgoing), DialError>>,
     peer: PeerId,
     who: String,
     video: bool,
@@ -199,6 +198,9 @@ struct Backend {
     dialling: Option<Dialling>,
     steps: mpsc::UnboundedReceiver<(PeerId, DialStep)>,
     steps_tx: mpsc::UnboundedSender<(PeerId, DialStep)>,
+    /// What the reachability services report.
+    reach: mpsc::UnboundedReceiver<ReachEvent>,
+    reach_tx: mpsc::UnboundedSender<ReachEvent>,
     /// Files hashed for sending, back from their task.
     prepared: mpsc::UnboundedReceiver<Prepared>,
     prepared_tx: mpsc::UnboundedSender<Prepared>,
@@ -210,10 +212,10 @@ enum Input {
     Action(Option<Action>),
     Event(Option<CallEvent>),
     Incoming(Option<Call>),
-    Dialled(Result<Call, DialError>),
+    Dialled(Result<(Call, Outgoing), DialError>),
     Prepared(Prepared),
     Step(PeerId, DialStep),
-    Intent(PunchPlan),
+    Reach(ReachEvent),
     Tick,
 }
 
@@ -227,6 +229,7 @@ impl Backend {
     ) -> Self {
         let (steps_tx, steps) = mpsc::unbounded_channel();
         let (prepared_tx, prepared) = mpsc::unbounded_channel();
+        let (reach_tx, reach) = mpsc::unbounded_channel();
         Self {
             opts,
             settings,
@@ -247,6 +250,8 @@ impl Backend {
             steps_tx,
             prepared,
             prepared_tx,
+            reach,
+            reach_tx,
         }
     }
 
@@ -266,7 +271,7 @@ impl Backend {
                 r = call::dialled(&mut self.dialling) => Input::Dialled(r),
                 Some((p, s)) = self.steps.recv() => Input::Step(p, s),
                 Some(p) = self.prepared.recv() => Input::Prepared(p),
-                i = call::next_intent(&mut self.presence) => Input::Intent(i),
+                Some(e) = self.reach.recv() => Input::Reach(e),
                 _ = tick.tick() => Input::Tick,
             };
             match input {
@@ -278,14 +283,7 @@ impl Backend {
                 Input::Dialled(r) => self.dialled(r),
                 Input::Prepared(p) => self.offer(p).await,
                 Input::Step(peer, step) => self.step(peer, step),
-                Input::Intent(plan) => {
-                    if let Some(node) = self.node.clone() {
-                        // The contact's connection then arrives as an incoming call.
-                        tokio::spawn(async move {
-                            let _ = node.answer_punch(plan).await;
-                        });
-                    }
-                }
+                Input::Reach(e) => self.reach_event(e),
                 Input::Tick => {
                     ticks += 1;
                     self.transfers().await;
@@ -687,78 +685,56 @@ impl Backend {
     /// Shows the list and announces us anew to the contacts we now have.
     async fn contacts_changed(&mut self) {
         self.out.send(Update::Contacts(self.contact_rows()));
-        self.presence = None;
+        // Withdrawn politely (mDNS goodbye, the port mapping deleted) before starting anew.
+        if let Some(p) = self.presence.take() {
+            p.stop().await;
+        }
+        self.out.send(Update::Online(Online::default()));
         let (Some(node), Some(identity)) = (self.node.clone(), &self.identity) else {
             return;
         };
         let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
         // Contacts are let in by the key we share with each; a removed one no longer is.
         node.set_contacts(extrasafe_net::gate::contact_keys(identity, &peers));
-        if peers.is_empty() || !(self.opts.lan || self.opts.dht) {
-            self.out.send(Update::Reach(if peers.is_empty() {
-                "Contacts reach you with your ticket.".into()
-            } else {
-                "Contacts reach you only with your ticket (LAN and DHT are off).".into()
-            }));
-            return;
-        }
-        let secrets = || dht::pair_secrets(identity, &peers);
-        let (Ok(lan_pairs), Ok(dht_pairs)) = (secrets(), secrets()) else {
-            return;
-        };
-        let mut said = Vec::new();
-        let lan_task = if self.opts.lan {
-            match lan::Lan::start(&lan_pairs) {
-                Ok(l) => {
-                    said.push("on this network");
-                    Some(
-                        Arc::new(l)
-                            .announce(node.local_addr().port(), node.roots())
-                            .await,
-                    )
-                }
-                Err(e) => {
-                    self.out.info(format!(
-                        "Contacts on this network cannot find you by themselves ({e}); they need \
-                         your ticket."
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let intents = if self.opts.dht {
-            match dht::Rendezvous::start(dht_pairs, &self.dht_config()) {
-                Ok(r) => {
-                    said.push("over the internet (sealed records on the DHT)");
-                    Some(dht::serve(node, Arc::new(r), self.dht_config()).intents)
-                }
-                Err(e) => {
-                    self.out.info(format!(
-                        "Contacts elsewhere cannot look you up ({e}); they need your ticket."
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        self.out.send(Update::Reach(format!(
-            "Your {} contact(s) can find you {}; nobody else can tell it is you.",
+        let presence = Presence::start(
+            node,
+            identity,
+            &peers,
+            &self.opts.reach,
+            self.reach_tx.clone(),
+        )
+        .await;
+        self.out.send(Update::Reach(words::reach(
             peers.len(),
-            said.join(" and ")
+            &self.opts.reach,
+            &presence,
         )));
-        self.presence = Some(Presence {
-            _lan: lan_task,
-            intents,
-        });
+        self.presence = Some(presence);
     }
 
-    fn dht_config(&self) -> DhtConfig {
-        DhtConfig {
-            bootstrap: self.opts.dht_bootstrap.clone(),
-            ..DhtConfig::default()
+    /// What the reachability services report: shown as the state it is, or as a notice.
+    fn reach_event(&mut self, e: ReachEvent) {
+        match e {
+            ReachEvent::Reachable { us, contacts } => {
+                self.out.send(Update::Reachable(crate::model::Records {
+                    contacts,
+                    nat: format!("{:?}", us.nat).to_lowercase(),
+                    forwarded: us.mapped.is_some(),
+                }))
+            }
+            ReachEvent::PortMapped(m) => self
+                .out
+                .send(Update::PortMapped(m.protocol.name().to_string())),
+            ReachEvent::NoPath { peer, error } => {
+                let who = self.who(&peer);
+                self.out
+                    .info(words::no_path_back(&who, &DialError::Call(error)));
+            }
+            other => {
+                if let Some(text) = words::reach_trouble(&other) {
+                    self.out.info(text);
+                }
+            }
         }
     }
 

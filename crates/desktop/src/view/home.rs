@@ -157,6 +157,9 @@ fn me(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     if let Some(reach) = &app.model.reach {
         ui.label(RichText::new(reach).weak());
     }
+    if let Some(online) = words::online(&app.model.online) {
+        ui.label(RichText::new(online).weak());
+    }
     ui.add_space(8.0);
     if app
         .textures
