@@ -4,20 +4,20 @@
 
 use extrasafe_core::transfer::hash::Hash;
 use extrasafe_core::transfer::offer::ValidFile;
-use extrasafe_core::transfer::receive::{FileSink, ReceiveEvent, Receiver};
+use extrasafe_core::transfer::receive::{FileSink, ReceiveEvent, Receiver, SinkError};
 use libfuzzer_sys::fuzz_target;
 
 struct Count(u64);
 
 impl FileSink for Count {
-    fn begin(&mut self, _: usize, _: &ValidFile, _: u64, _: &[Hash]) -> Result<(), String> {
+    fn begin(&mut self, _: usize, _: &ValidFile, _: u64, _: &[Hash]) -> Result<(), SinkError> {
         Ok(())
     }
-    fn write(&mut self, _: usize, data: &[u8]) -> Result<(), String> {
+    fn write(&mut self, _: usize, data: &[u8]) -> Result<(), SinkError> {
         self.0 += data.len() as u64;
         Ok(())
     }
-    fn end(&mut self, _: usize) -> Result<(), String> {
+    fn end(&mut self, _: usize) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use extrasafe_core::text::for_display;
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_net::transfer::{self, TransferHandle, TransferId, TransferOutcome};
+use extrasafe_net::transfer::{
+    self, FailureBlame, TransferFailure, TransferHandle, TransferId, TransferOutcome,
+};
 use extrasafe_net::Call;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -399,9 +401,17 @@ impl Files {
                 }
                 TransferOutcome::Cancelled { by_peer: false } => format!("{}: cancelled.", r.label),
                 TransferOutcome::Failed(why) => format!(
-                    "{}: failed: {}. Nothing incomplete was saved under a real name; sending the same files again resumes.",
+                    "{}: failed: {}. Nothing incomplete was saved under a real name; {}",
                     r.label,
-                    for_display(why)
+                    for_display(&why.to_string()),
+                    match (why, why.blame()) {
+                        (TransferFailure::Storage(_), _) => "free some space or choose another folder with --dir; sending the same files again resumes.",
+                        (TransferFailure::PeerCannotSave, _) => "they can free some space and ask you to send again; it resumes.",
+                        (TransferFailure::Source { .. }, _) => "check that the file is still there and readable, then send again.",
+                        (_, FailureBlame::Network) => "sending the same files again resumes.",
+                        (_, FailureBlame::Peer) => "nothing unverified was kept.",
+                        (_, FailureBlame::Local) => "this is a fault in this program; sending again may work.",
+                    }
                 ),
             };
             let (kind, detail) = match &outcome {
@@ -416,7 +426,10 @@ impl Files {
                 TransferOutcome::Cancelled { by_peer } => {
                     ("cancelled", json!({"by_peer": by_peer}))
                 }
-                TransferOutcome::Failed(why) => ("failed", json!(why)),
+                TransferOutcome::Failed(why) => (
+                    "failed",
+                    json!({"why": for_display(&why.to_string()), "blame": format!("{:?}", why.blame()).to_lowercase()}),
+                ),
             };
             self.out.emit(
                 human,

@@ -421,3 +421,24 @@ pub fn online(o: &crate::model::Online) -> Option<String> {
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
+
+/// Why a transfer failed, with what can be done (the detail may quote the sender's file
+/// names, so it is made safe to show).
+pub fn transfer_failed(f: &extrasafe_net::transfer::TransferFailure) -> String {
+    use extrasafe_net::transfer::{FailureBlame, TransferFailure as F};
+    let detail = extrasafe_core::text::for_display(&f.to_string());
+    match (f, f.blame()) {
+        (F::Storage(_), _) => format!(
+            "Could not save: {detail}. Free some space or pick another folder in Settings; \
+             sending again resumes where it stopped."
+        ),
+        (F::PeerCannotSave, _) => {
+            format!("Failed: {detail}. They can free space and ask you to send again.")
+        }
+        (_, FailureBlame::Network) => {
+            format!("Failed: {detail}. Sending again resumes where it stopped.")
+        }
+        (_, FailureBlame::Peer) => format!("Failed: {detail}. Nothing unverified was saved."),
+        (_, FailureBlame::Local) => format!("Failed: {detail}."),
+    }
+}

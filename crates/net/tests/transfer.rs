@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use extrasafe_net::transfer::{self, TransferOutcome};
+use extrasafe_core::transfer::receive::StorageProblem;
+use extrasafe_net::transfer::{self, FailureBlame, TransferFailure, TransferOutcome};
 use extrasafe_net::{AcceptPolicy, Call, CallEvent};
 
 fn scratch(name: &str) -> PathBuf {
@@ -225,9 +226,11 @@ async fn altered_or_short_data_never_appears_under_the_final_name() {
             panic!("{case}: {got:?}")
         };
         eprintln!("{case}: receiver says: {why}; sender: {sent:?}");
-        assert!(why.contains("doc.bin"), "{case}: {why}");
+        assert!(why.to_string().contains("doc.bin"), "{case}: {why}");
+        // The data is the sender's fault, and the sender is told its data was refused.
+        assert_eq!(why.blame(), FailureBlame::Peer, "{case}: {why:?}");
         assert!(
-            matches!(sent, TransferOutcome::Failed(_)),
+            matches!(sent, TransferOutcome::Failed(TransferFailure::DataRefused)),
             "{case}: {sent:?}"
         );
         assert!(!dest.join("doc.bin").exists(), "{case}");
@@ -402,6 +405,53 @@ async fn hidden_and_reserved_names_are_declined_before_anything_is_created() {
     alice.hangup();
 }
 
+/// The receiver's disk cannot take the file (here a folder sits where its partial file goes):
+/// the receiver's failure is typed as its own storage's, and the sender is told the receiver
+/// could not save, not that its data was refused. Nothing appears under the final name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_cannot_save_is_not_reported_as_bad_data() {
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (alice, mut bob) = connected(&a, &b).await;
+    let src = scratch("src10");
+    let dest = scratch("dest10");
+    let _gone = Gone(vec![src.clone(), dest.clone()]);
+    std::fs::write(src.join("x.bin"), content(50_000, 10)).unwrap();
+    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let blocker = dest.join(partial_name(&files[0].prepared.root));
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("mine"), b"the person's own").unwrap();
+    let sending = alice.send_files(files).await.unwrap();
+    let (id, _) = offer(&mut bob).await;
+    let receiving = bob.accept_files(id, dest.clone()).unwrap();
+    let (sent, got) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(sending.finished(), receiving.finished())
+    })
+    .await
+    .expect("the transfer never ended");
+    eprintln!("receiver: {got:?}; sender: {sent:?}");
+    let TransferOutcome::Failed(TransferFailure::Storage(why)) = &got else {
+        panic!("not a storage failure: {got:?}")
+    };
+    assert_eq!(why.problem, StorageProblem::InTheWay, "{why:?}");
+    assert_eq!(
+        TransferFailure::Storage(why.clone()).blame(),
+        FailureBlame::Local
+    );
+    assert_eq!(
+        sent,
+        TransferOutcome::Failed(TransferFailure::PeerCannotSave)
+    );
+    assert_eq!(TransferFailure::PeerCannotSave.blame(), FailureBlame::Peer);
+    assert!(!dest.join("x.bin").exists());
+    // What was in the way is untouched.
+    assert_eq!(
+        std::fs::read(blocker.join("mine")).unwrap(),
+        b"the person's own"
+    );
+    alice.hangup();
+}
+
 /// A receiver that allows hidden names gets them (private like any file); its own partial
 /// names stay refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,9 +577,23 @@ async fn a_link_swapped_in_during_a_transfer_leaves_everything_outside_untouched
         } else {
             "not a folder"
         };
-        assert!(why.contains(want), "{case}: {why}");
+        assert!(why.to_string().contains(want), "{case}: {why}");
+        let TransferFailure::Storage(storage) = why else {
+            panic!("{case}: not a storage failure: {why:?}")
+        };
+        let kind = if case == "partial" {
+            StorageProblem::Changed
+        } else {
+            StorageProblem::InTheWay
+        };
+        assert_eq!(storage.problem, kind, "{case}: {storage:?}");
+        assert_eq!(why.blame(), FailureBlame::Local, "{case}");
+        // The sender learns the receiver could not save, not that its data was bad.
         assert!(
-            !matches!(sent, TransferOutcome::Done { .. }),
+            matches!(
+                sent,
+                TransferOutcome::Failed(TransferFailure::PeerCannotSave)
+            ),
             "{case}: {sent:?}"
         );
         assert_eq!(

@@ -16,11 +16,61 @@ pub trait FileSink {
         file: &ValidFile,
         resumed: u64,
         chunks: &[Hash],
-    ) -> Result<(), String>;
+    ) -> Result<(), SinkError>;
     /// Verified bytes of file `index`, in order.
-    fn write(&mut self, index: usize, data: &[u8]) -> Result<(), String>;
+    fn write(&mut self, index: usize, data: &[u8]) -> Result<(), SinkError>;
     /// File `index` is complete and verified.
-    fn end(&mut self, index: usize) -> Result<(), String>;
+    fn end(&mut self, index: usize) -> Result<(), SinkError>;
+}
+
+/// What went wrong with local storage, sorted by what the person can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageProblem {
+    /// The disk (or the quota) is full: make room.
+    Full,
+    /// Not allowed to write there (permissions, a read-only file system): pick another folder.
+    Denied,
+    /// Something that is not a folder stands where a folder must be made.
+    InTheWay,
+    /// Files we were writing were changed or replaced by something else meanwhile, or the data
+    /// kept from an earlier attempt no longer verifies: nothing of it was saved.
+    Changed,
+    /// Anything else (the message says what).
+    Other,
+}
+
+/// Why the sink could not take verified data. The detail names the file and the system's
+/// reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct SinkError {
+    /// The kind of trouble.
+    pub problem: StorageProblem,
+    /// What happened, for logs and people.
+    pub detail: String,
+}
+
+impl SinkError {
+    /// A problem of this kind.
+    pub fn new(problem: StorageProblem, detail: impl Into<String>) -> Self {
+        Self {
+            problem,
+            detail: detail.into(),
+        }
+    }
+
+    /// A system error while doing `what`, sorted by its kind.
+    pub fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let problem = match e.kind() {
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => StorageProblem::Full,
+            K::PermissionDenied | K::ReadOnlyFilesystem => StorageProblem::Denied,
+            K::NotADirectory | K::IsADirectory | K::AlreadyExists => StorageProblem::InTheWay,
+            _ => StorageProblem::Other,
+        };
+        Self::new(problem, format!("{what}: {e}"))
+    }
 }
 
 /// Why a transfer failed on the receiving side.
@@ -52,7 +102,7 @@ pub enum ReceiveError {
         /// The file's path.
         file: String,
         /// The error.
-        why: String,
+        why: SinkError,
     },
 }
 
@@ -346,13 +396,13 @@ mod tests {
     struct Untouched;
 
     impl FileSink for Untouched {
-        fn begin(&mut self, _: usize, _: &ValidFile, _: u64, _: &[Hash]) -> Result<(), String> {
+        fn begin(&mut self, _: usize, _: &ValidFile, _: u64, _: &[Hash]) -> Result<(), SinkError> {
             panic!("nothing may be created for a refused offer")
         }
-        fn write(&mut self, _: usize, _: &[u8]) -> Result<(), String> {
+        fn write(&mut self, _: usize, _: &[u8]) -> Result<(), SinkError> {
             panic!("nothing may be written for a refused offer")
         }
-        fn end(&mut self, _: usize) -> Result<(), String> {
+        fn end(&mut self, _: usize) -> Result<(), SinkError> {
             panic!("nothing may be ended for a refused offer")
         }
     }

@@ -140,7 +140,9 @@ impl Sender {
 mod tests {
     use super::super::hash::FileHasher;
     use super::super::offer::ValidFile;
-    use super::super::receive::{FileSink, ReceiveError, ReceiveEvent, Receiver};
+    use super::super::receive::{
+        FileSink, ReceiveError, ReceiveEvent, Receiver, SinkError, StorageProblem,
+    };
     use super::*;
 
     fn prepare(path: &str, data: &[u8]) -> PreparedFile {
@@ -171,7 +173,7 @@ mod tests {
             _: &ValidFile,
             resumed: u64,
             _: &[Hash],
-        ) -> Result<(), String> {
+        ) -> Result<(), SinkError> {
             if self.files.len() <= index {
                 self.files.resize(index + 1, Vec::new());
             }
@@ -179,18 +181,21 @@ mod tests {
             self.resumed.push(resumed);
             Ok(())
         }
-        fn write(&mut self, index: usize, data: &[u8]) -> Result<(), String> {
+        fn write(&mut self, index: usize, data: &[u8]) -> Result<(), SinkError> {
             let total: usize = self.files.iter().map(|f| f.len()).sum();
             if self
                 .full_after
                 .is_some_and(|limit| total + data.len() > limit)
             {
-                return Err("no space left on device".into());
+                return Err(SinkError::new(
+                    StorageProblem::Full,
+                    "a.bin: no space left on device",
+                ));
             }
             self.files[index].extend_from_slice(data);
             Ok(())
         }
-        fn end(&mut self, index: usize) -> Result<(), String> {
+        fn end(&mut self, index: usize) -> Result<(), SinkError> {
             self.ended.push(index);
             Ok(())
         }
@@ -331,7 +336,7 @@ mod tests {
         };
         let err = run(&files, &mut sink, &[], 100_000, |_| {}).unwrap_err();
         assert!(
-            matches!(err, ReceiveError::Sink { ref why, .. } if why.contains("no space")),
+            matches!(err, ReceiveError::Sink { ref why, .. } if why.problem == StorageProblem::Full),
             "{err}"
         );
         assert!(sink.ended.is_empty());

@@ -11,7 +11,8 @@
 //! receiver → sender   Received (every file verified and in place)
 //! ```
 //! A cancel from either side is a QUIC stream reset / stop-sending with [`CANCEL_CODE`]; a
-//! receiver that finds bad data stops the stream with [`BAD_DATA_CODE`].
+//! receiver that finds bad data stops the stream with [`BAD_DATA_CODE`], one that cannot save
+//! with [`SAVE_FAILED_CODE`].
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,10 @@ pub const MAX_FILES: usize = 100_000;
 pub const CANCEL_CODE: u32 = 1;
 /// QUIC application error code on the transfer stream: the data did not verify.
 pub const BAD_DATA_CODE: u32 = 2;
+/// QUIC application error code on the transfer stream: the receiver could not save the files
+/// (its disk is full, its folder is not writable …); nothing was wrong with the data. A
+/// receiver of an older version reads it as "stopped".
+pub const SAVE_FAILED_CODE: u32 = 3;
 
 /// One file offered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

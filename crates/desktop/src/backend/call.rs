@@ -641,7 +641,7 @@ impl Backend {
             },
             // The sentence may quote the sender's file names.
             TransferOutcome::Failed(why) => TransferState::Stopped {
-                why: extrasafe_core::text::for_display(&why),
+                why: words::transfer_failed(&why),
             },
         };
         self.out.send(Update::TransferEnded {

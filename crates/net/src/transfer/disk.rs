@@ -27,7 +27,7 @@ use cap_std::fs::{
 use extrasafe_core::transfer::hash::{chunk_hash, Hash, CHUNK};
 use extrasafe_core::transfer::names::{numbered, NameRules, PARTIAL_PREFIX};
 use extrasafe_core::transfer::offer::{ValidFile, ValidOffer};
-use extrasafe_core::transfer::receive::FileSink;
+use extrasafe_core::transfer::receive::{FileSink, SinkError, StorageProblem};
 
 /// Permissions of a received file: read and write for us only.
 pub(crate) const FILE_MODE: u32 = 0o600;
@@ -128,15 +128,23 @@ fn create_partial(dir: &Dir, name: &str) -> io::Result<File> {
 
 /// The partial file `name` from an earlier attempt, to resume: opened without following a
 /// link, and only if it is a plain file with no other name.
-fn reopen_partial(dir: &Dir, name: &str) -> Result<File, String> {
+fn reopen_partial(dir: &Dir, name: &str) -> Result<File, SinkError> {
     let mut o = OpenOptions::new();
     o.read(true).write(true).follow(FollowSymlinks::No);
-    let f = dir
-        .open_with(name, &o)
-        .map_err(|e| format!("the partial data from an earlier attempt cannot be reused: {e}"))?;
-    let m = f.metadata().map_err(|e| e.to_string())?;
+    let f = dir.open_with(name, &o).map_err(|e| {
+        SinkError::io(
+            "the partial data from an earlier attempt cannot be reused",
+            &e,
+        )
+    })?;
+    let m = f
+        .metadata()
+        .map_err(|e| SinkError::io(format_args!("{name}"), &e))?;
     if !reusable(&m) {
-        return Err("the partial data from an earlier attempt cannot be reused".into());
+        return Err(SinkError::new(
+            StorageProblem::Changed,
+            "the partial data from an earlier attempt cannot be reused",
+        ));
     }
     Ok(f)
 }
@@ -219,8 +227,8 @@ impl DiskSink {
 
     /// File `file` (the one open) is complete and verified: it joins the next commit (which
     /// the caller runs, off the async runtime, when [`Self::should_commit`] says so).
-    pub(crate) fn complete(&mut self, file: &ValidFile) -> Result<(), String> {
-        let o = self.open.take().ok_or("no file open")?;
+    pub(crate) fn complete(&mut self, file: &ValidFile) -> Result<(), SinkError> {
+        let o = self.open.take().ok_or_else(no_file_open)?;
         drop(o.file);
         self.ready_bytes += file.size;
         self.completed += 1;
@@ -234,7 +242,7 @@ impl DiskSink {
 
     /// Makes every completed file durable and gives it its name, never replacing anything
     /// (`name (1).ext` if the name is taken).
-    pub(crate) fn commit(&mut self) -> Result<(), String> {
+    pub(crate) fn commit(&mut self) -> Result<(), SinkError> {
         let (saved, result) = self.take_batch().commit();
         self.saved.extend(saved);
         result
@@ -261,7 +269,7 @@ impl DiskSink {
     /// file being written, for a later resume (`discard`: not even that). A second copy of
     /// complete content never leaves its partial file behind: that one is linked to a saved
     /// file by then, and resuming into it would change the saved file.
-    pub(crate) fn stop(&mut self, discard: bool) -> Result<(), String> {
+    pub(crate) fn stop(&mut self, discard: bool) -> Result<(), SinkError> {
         let twin = match self.open.as_ref() {
             Some(o) if o.file.is_none() => Some((o.partial.clone(), o.inode)),
             Some(o) if discard => {
@@ -292,19 +300,24 @@ impl Batch {
     /// Makes every completed file durable and gives it its name, never replacing anything
     /// (`name (1).ext` if the name is taken).
     /// Returns where each file went, also when a later one failed.
-    pub(crate) fn commit(self) -> (Vec<PathBuf>, Result<(), String>) {
+    pub(crate) fn commit(self) -> (Vec<PathBuf>, Result<(), SinkError>) {
         let mut saved = Vec::with_capacity(self.ready.len());
         let result = self.commit_into(&mut saved);
         (saved, result)
     }
 
-    fn commit_into(&self, saved: &mut Vec<PathBuf>) -> Result<(), String> {
+    fn commit_into(&self, saved: &mut Vec<PathBuf>) -> Result<(), SinkError> {
         if self.ready.is_empty() {
             return Ok(());
         }
         // The folder's handle is for lookups only (`O_PATH`): the sync needs the folder
         // opened for reading, which `.` relative to the handle is.
-        let syncing = |e: rustix::io::Errno| format!("syncing {}: {e}", self.path.display());
+        let syncing = |e: rustix::io::Errno| {
+            SinkError::io(
+                format_args!("syncing {}", self.path.display()),
+                &io::Error::from(e),
+            )
+        };
         let readable = rustix::fs::openat(
             &*self.dir,
             ".",
@@ -332,13 +345,16 @@ impl Batch {
     }
 
     /// Gives the partial file of `r` its name (in its folder, created as needed).
-    fn link(&self, r: &Ready) -> Result<PathBuf, String> {
+    fn link(&self, r: &Ready) -> Result<PathBuf, SinkError> {
         let (folder, rel) = self.make_parents(&r.file)?;
         let parent: &Dir = folder.as_ref().unwrap_or(&*self.dir);
         let replaced = || {
-            format!(
-                "{}: its partial file ({}) was replaced during the transfer; nothing was saved",
-                r.file.path, r.partial
+            SinkError::new(
+                StorageProblem::Changed,
+                format!(
+                    "{}: its partial file ({}) was replaced during the transfer; nothing was saved",
+                    r.file.path, r.partial
+                ),
             )
         };
         // The partial file's name must still lead to the file we wrote…
@@ -370,17 +386,20 @@ impl Batch {
                     };
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("{}: {e}", rel.join(&candidate).display())),
+                Err(e) => return Err(SinkError::io(rel.join(&candidate).display(), &e)),
             }
         }
-        Err(format!("no free name for {}", r.file.path))
+        Err(SinkError::new(
+            StorageProblem::InTheWay,
+            format!("no free name for {}", r.file.path),
+        ))
     }
 
     /// Creates and opens the folders of `file`'s path, one level at a time, each opened
     /// without following a link: a link (or a file) where a folder must be stops the file,
     /// wherever it points. Returns the innermost folder (`None`: the download folder itself)
     /// and its path relative to the download folder.
-    fn make_parents(&self, file: &ValidFile) -> Result<(Option<Dir>, PathBuf), String> {
+    fn make_parents(&self, file: &ValidFile) -> Result<(Option<Dir>, PathBuf), SinkError> {
         let mut at: Option<Dir> = None;
         let mut rel = PathBuf::new();
         let comps: Vec<&str> = file.path.components().collect();
@@ -392,13 +411,16 @@ impl Batch {
             match here.create_dir_with(c, &builder) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("{}: {e}", rel.display())),
+                Err(e) => return Err(SinkError::io(rel.display(), &e)),
             }
             let next = here
                 .open_dir_nofollow(c)
                 .map_err(|e| match here.symlink_metadata(c) {
-                    Ok(m) if !m.is_dir() => format!("{} exists and is not a folder", rel.display()),
-                    _ => format!("{}: {e}", rel.display()),
+                    Ok(m) if !m.is_dir() => SinkError::new(
+                        StorageProblem::InTheWay,
+                        format!("{} exists and is not a folder", rel.display()),
+                    ),
+                    _ => SinkError::io(rel.display(), &e),
                 })?;
             at = Some(next);
         }
@@ -414,6 +436,11 @@ fn off_runtime() {
         tokio::runtime::Handle::try_current().is_err(),
         "a file write on the async runtime"
     );
+}
+
+/// A write with no file begun: the receiver's order guarantees it never happens.
+fn no_file_open() -> SinkError {
+    SinkError::new(StorageProblem::Other, "no file open")
 }
 
 /// Reads back the first `len` bytes of a partial file and checks them chunk by chunk; returns
@@ -444,11 +471,11 @@ impl FileSink for DiskSink {
         file: &ValidFile,
         resumed: u64,
         chunks: &[Hash],
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         off_runtime();
-        self.rules
-            .check(&file.path)
-            .map_err(|why| format!("{}: {why}", file.path))?;
+        self.rules.check(&file.path).map_err(|why| {
+            SinkError::new(StorageProblem::Other, format!("{}: {why}", file.path))
+        })?;
         let partial = partial_name(&file.root);
         if let Some(r) = self.ready.iter().find(|r| r.partial == partial) {
             // Identical content already complete in this batch: that partial is kept as it
@@ -465,26 +492,30 @@ impl FileSink for DiskSink {
         let mut f = if resumed > 0 {
             reopen_partial(&self.dir, &partial)?
         } else {
-            create_partial(&self.dir, &partial).map_err(|e| e.to_string())?
+            create_partial(&self.dir, &partial).map_err(|e| SinkError::io(&partial, &e))?
         };
+        let here = || self.path.join(&partial);
+        let failed = |e: io::Error| SinkError::io(here().display(), &e);
         // Also a partial file left by an older version, or made under a lax umask.
         f.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(|e| e.to_string())?;
-        let ino = inode(&f.metadata().map_err(|e| e.to_string())?);
+            .map_err(failed)?;
+        let ino = inode(&f.metadata().map_err(failed)?);
         if resumed > 0 {
             // Only whole chunks that still match their hashes are kept.
-            let good = verified_prefix(&mut f, resumed, chunks).map_err(|e| e.to_string())?;
+            let good = verified_prefix(&mut f, resumed, chunks).map_err(failed)?;
             if good != resumed {
-                return Err(format!(
-                    "the partial data of {} from an earlier attempt no longer verifies; remove {} and try again",
-                    file.path,
-                    self.path.join(&partial).display()
+                return Err(SinkError::new(
+                    StorageProblem::Changed,
+                    format!(
+                        "the partial data of {} from an earlier attempt no longer verifies; remove {} and try again",
+                        file.path,
+                        here().display()
+                    ),
                 ));
             }
         }
-        f.set_len(resumed).map_err(|e| e.to_string())?;
-        f.seek(SeekFrom::Start(resumed))
-            .map_err(|e| e.to_string())?;
+        f.set_len(resumed).map_err(failed)?;
+        f.seek(SeekFrom::Start(resumed)).map_err(failed)?;
         self.open = Some(Open {
             file: Some(f),
             partial,
@@ -495,14 +526,15 @@ impl FileSink for DiskSink {
         Ok(())
     }
 
-    fn write(&mut self, _index: usize, data: &[u8]) -> Result<(), String> {
+    fn write(&mut self, _index: usize, data: &[u8]) -> Result<(), SinkError> {
         off_runtime();
-        let open = self.open.as_mut().ok_or("no file open")?;
+        let open = self.open.as_mut().ok_or_else(no_file_open)?;
         self.verified += data.len() as u64;
         let Some(f) = open.file.as_mut() else {
             return Ok(());
         };
-        f.write_all(data).map_err(|e| e.to_string())?;
+        f.write_all(data)
+            .map_err(|e| SinkError::io(self.path.join(&open.partial).display(), &e))?;
         open.end += data.len() as u64;
         if open.end - open.flushed >= WRITEBACK_STEP {
             // Starts writing that range out without waiting for it (Linux writes dirty pages
@@ -514,9 +546,12 @@ impl FileSink for DiskSink {
         Ok(())
     }
 
-    fn end(&mut self, _index: usize) -> Result<(), String> {
+    fn end(&mut self, _index: usize) -> Result<(), SinkError> {
         // `end` needs the file's name: wrap the sink in a `NamedSink`.
-        Err("DiskSink::end without a name".into())
+        Err(SinkError::new(
+            StorageProblem::Other,
+            "DiskSink::end without a name",
+        ))
     }
 }
 
@@ -533,13 +568,13 @@ impl FileSink for NamedSink<'_> {
         f: &ValidFile,
         resumed: u64,
         chunks: &[Hash],
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         self.disk.begin(i, f, resumed, chunks)
     }
-    fn write(&mut self, i: usize, data: &[u8]) -> Result<(), String> {
+    fn write(&mut self, i: usize, data: &[u8]) -> Result<(), SinkError> {
         self.disk.write(i, data)
     }
-    fn end(&mut self, i: usize) -> Result<(), String> {
+    fn end(&mut self, i: usize) -> Result<(), SinkError> {
         self.disk.complete(&self.offer.files[i])
     }
 }
@@ -710,7 +745,7 @@ mod tests {
         // An offer checked under lenient rules, written by a strict sink: refused at `begin`.
         let mut disk = sink(&dir);
         let err = disk.begin(0, &offer.files[0], 0, &hashes[0]).unwrap_err();
-        assert!(err.contains("hidden"), "{err}");
+        assert!(err.detail.contains("hidden"), "{err}");
         assert!(snapshot(&dir).is_empty(), "{:?}", snapshot(&dir));
         // The receiver that allows them gets them, private like any other.
         let disk = DiskSink::open(&dir, allow).unwrap();
@@ -733,7 +768,8 @@ mod tests {
         disk.write(0, b"x").unwrap();
         disk.complete(&offer.files[0]).unwrap();
         let err = disk.commit().unwrap_err();
-        assert!(err.contains("not a folder"), "{err}");
+        assert!(err.detail.contains("not a folder"), "{err}");
+        assert_eq!(err.problem, StorageProblem::InTheWay);
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&outside);
@@ -763,7 +799,8 @@ mod tests {
             disk.write(0, b"all of it").unwrap();
             disk.complete(&offer.files[0]).unwrap();
             let err = disk.commit().unwrap_err();
-            assert!(err.contains("replaced"), "{case}: {err}");
+            assert!(err.detail.contains("replaced"), "{case}: {err}");
+            assert_eq!(err.problem, StorageProblem::Changed, "{case}");
             assert_eq!(snapshot(&outside), before, "{case}");
             assert!(
                 std::fs::symlink_metadata(dir.join("report.txt")).is_err(),
@@ -808,7 +845,8 @@ mod tests {
             disk.complete(&offer.files[1]).unwrap();
             let err = disk.commit().unwrap_err();
             assert!(
-                err.contains("sub exists and is not a folder"),
+                err.detail.contains("sub exists and is not a folder")
+                    && err.problem == StorageProblem::InTheWay,
                 "{case}: {err}"
             );
             assert_eq!(snapshot(&outside), before, "{case}");

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use extrasafe_core::transfer::names::NameRules;
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_core::transfer::receive::Receiver;
+use extrasafe_core::transfer::receive::{Receiver, SinkError};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -132,8 +132,87 @@ pub enum TransferOutcome {
         /// The other side did.
         by_peer: bool,
     },
-    /// It failed; the message says why, for a person.
-    Failed(String),
+    /// It failed: why, typed (see [`TransferFailure::blame`]).
+    Failed(TransferFailure),
+}
+
+/// Why a transfer failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferFailure {
+    /// The receiver refused our data: it did not match what was offered.
+    #[error("the other side refused the data (it did not match what was offered)")]
+    DataRefused,
+    /// The receiver could not save the files (its disk, its folder): nothing was wrong with
+    /// the data.
+    #[error("the other side could not save the files (its disk is full or its folder cannot be written)")]
+    PeerCannotSave,
+    /// The other side stopped the transfer's stream for a reason it did not give.
+    #[error("the other side stopped the transfer")]
+    StoppedByPeer,
+    /// The connection went away.
+    #[error("the connection was lost")]
+    ConnectionLost,
+    /// The other side broke the transfer protocol (a message out of order or malformed, no
+    /// answer).
+    #[error("the other side broke the transfer protocol: {0}")]
+    Protocol(String),
+    /// Data we received was refused: it failed verification, or its messages were bad.
+    #[error(transparent)]
+    Received(extrasafe_core::transfer::receive::ReceiveError),
+    /// Saving what we received failed.
+    #[error(transparent)]
+    Storage(SinkError),
+    /// A file we send could not be read.
+    #[error("{path}: {why}")]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        why: String,
+    },
+    /// Something in this program failed (a task or thread ended unexpectedly).
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+/// Who can act on a failed transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureBlame {
+    /// The other side's app (bad data, a broken protocol, or its own disk).
+    Peer,
+    /// The path between the two.
+    Network,
+    /// This device: its disk, its files, or this program.
+    Local,
+}
+
+impl TransferFailure {
+    /// Who can act on it.
+    pub fn blame(&self) -> FailureBlame {
+        use extrasafe_core::transfer::receive::ReceiveError;
+        match self {
+            Self::Received(ReceiveError::Sink { .. }) => FailureBlame::Local,
+            Self::DataRefused
+            | Self::PeerCannotSave
+            | Self::StoppedByPeer
+            | Self::Protocol(_)
+            | Self::Received(_) => FailureBlame::Peer,
+            Self::ConnectionLost => FailureBlame::Network,
+            Self::Storage(_) | Self::Source { .. } | Self::Internal(_) => FailureBlame::Local,
+        }
+    }
+}
+
+impl From<extrasafe_core::transfer::receive::ReceiveError> for TransferFailure {
+    /// A sink error is our own storage's; anything else is the data's.
+    fn from(e: extrasafe_core::transfer::receive::ReceiveError) -> Self {
+        use extrasafe_core::transfer::receive::ReceiveError;
+        match e {
+            ReceiveError::Sink { why, .. } => Self::Storage(why),
+            other => Self::Received(other),
+        }
+    }
 }
 
 /// A running transfer.
@@ -179,7 +258,9 @@ impl TransferHandle {
     pub async fn finished(self) -> TransferOutcome {
         self.task
             .await
-            .unwrap_or_else(|_| TransferOutcome::Failed("the transfer task failed".into()))
+            .unwrap_or(TransferOutcome::Failed(TransferFailure::Internal(
+                "the transfer task failed",
+            )))
     }
 }
 

@@ -6,14 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_core::transfer::receive::{FileSink, ReceiveError, ReceiveEvent, Receiver};
+use extrasafe_core::transfer::receive::{
+    FileSink, ReceiveError, ReceiveEvent, Receiver, SinkError, StorageProblem,
+};
 use extrasafe_core::transfer::send::{SendEvent, Sender};
-use extrasafe_core::transfer::wire::{BAD_DATA_CODE, CANCEL_CODE};
+use extrasafe_core::transfer::wire::{BAD_DATA_CODE, CANCEL_CODE, SAVE_FAILED_CODE};
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
 use tokio::sync::{mpsc, watch};
 
 use super::disk::{DiskSink, NamedSink};
-use super::{LocalFile, PendingOffer, Progress, TransferBook, TransferOutcome};
+use super::{
+    LocalFile, PendingOffer, Progress, TransferBook, TransferFailure as F, TransferOutcome,
+};
 use crate::call::CallEvent;
 
 /// An offer must arrive this soon after its stream opens.
@@ -31,15 +35,22 @@ impl FileSink for NoData {
         _: &extrasafe_core::transfer::offer::ValidFile,
         _: u64,
         _: &[extrasafe_core::transfer::hash::Hash],
-    ) -> Result<(), String> {
-        Err("file data before the offer was accepted".into())
+    ) -> Result<(), SinkError> {
+        Err(early_data())
     }
-    fn write(&mut self, _: usize, _: &[u8]) -> Result<(), String> {
-        Err("file data before the offer was accepted".into())
+    fn write(&mut self, _: usize, _: &[u8]) -> Result<(), SinkError> {
+        Err(early_data())
     }
-    fn end(&mut self, _: usize) -> Result<(), String> {
-        Err("file data before the offer was accepted".into())
+    fn end(&mut self, _: usize) -> Result<(), SinkError> {
+        Err(early_data())
     }
+}
+
+fn early_data() -> SinkError {
+    SinkError::new(
+        StorageProblem::Other,
+        "file data before the offer was accepted",
+    )
 }
 
 /// Reads the offer on a stream the peer opened and hands it to the application.
@@ -103,25 +114,25 @@ fn peer_stop(code: VarInt) -> TransferOutcome {
     if code == VarInt::from_u32(CANCEL_CODE) {
         TransferOutcome::Cancelled { by_peer: true }
     } else if code == VarInt::from_u32(BAD_DATA_CODE) {
-        TransferOutcome::Failed(
-            "the other side refused the data (it did not match what was offered)".into(),
-        )
+        TransferOutcome::Failed(F::DataRefused)
+    } else if code == VarInt::from_u32(SAVE_FAILED_CODE) {
+        TransferOutcome::Failed(F::PeerCannotSave)
     } else {
-        TransferOutcome::Failed("the other side stopped the transfer".into())
+        TransferOutcome::Failed(F::StoppedByPeer)
     }
 }
 
 fn write_failed(e: WriteError) -> TransferOutcome {
     match e {
         WriteError::Stopped(code) => peer_stop(code),
-        _ => TransferOutcome::Failed("the connection was lost".into()),
+        _ => TransferOutcome::Failed(F::ConnectionLost),
     }
 }
 
 fn read_failed(e: ReadError) -> TransferOutcome {
     match e {
         ReadError::Reset(code) => peer_stop(code),
-        _ => TransferOutcome::Failed("the connection was lost".into()),
+        _ => TransferOutcome::Failed(F::ConnectionLost),
     }
 }
 
@@ -149,7 +160,11 @@ pub(crate) async fn send(
         let starts = match answer(&mut recv, &mut tx).await? {
             SendEvent::Accepted { starts } => starts,
             SendEvent::Declined => return Ok(TransferOutcome::Declined),
-            SendEvent::Received => return Err(TransferOutcome::Failed("out of order".into())),
+            SendEvent::Received => {
+                return Err(TransferOutcome::Failed(F::Protocol(
+                    "\"received\" before any data".into(),
+                )))
+            }
         };
         let resumed: u64 = starts.iter().sum();
         progress.send_modify(|p| {
@@ -161,8 +176,12 @@ pub(crate) async fn send(
             let mut blocks = read_blocks(f.source.clone(), starts[i], f.prepared.size);
             let mut sent = starts[i];
             while let Some(block) = blocks.recv().await {
-                let block = block
-                    .map_err(|e| TransferOutcome::Failed(format!("{}: {e}", f.source.display())))?;
+                let block = block.map_err(|e| {
+                    TransferOutcome::Failed(F::Source {
+                        path: f.source.clone(),
+                        why: e.to_string(),
+                    })
+                })?;
                 let n = block.len();
                 send.write_chunk(block).await.map_err(write_failed)?;
                 sent += n as u64;
@@ -176,7 +195,9 @@ pub(crate) async fn send(
         let _ = send.finish();
         match answer(&mut recv, &mut tx).await? {
             SendEvent::Received => Ok(TransferOutcome::Done { saved: Vec::new() }),
-            _ => Err(TransferOutcome::Failed("out of order".into())),
+            _ => Err(TransferOutcome::Failed(F::Protocol(
+                "an answer after the data that is not \"received\"".into(),
+            ))),
         }
     };
     tokio::select! {
@@ -244,12 +265,12 @@ async fn answer(recv: &mut RecvStream, tx: &mut Sender) -> Result<SendEvent, Tra
             Ok(Some(c)) => match tx.feed(&c.bytes) {
                 Ok(Some(ev)) => return Ok(ev),
                 Ok(None) => continue,
-                Err(e) => return Err(TransferOutcome::Failed(e.to_string())),
+                Err(e) => return Err(TransferOutcome::Failed(F::Protocol(e.to_string()))),
             },
             Ok(None) => {
-                return Err(TransferOutcome::Failed(
-                    "the other side closed the transfer without an answer".into(),
-                ))
+                return Err(TransferOutcome::Failed(F::Protocol(
+                    "the stream closed without an answer".into(),
+                )))
             }
             Err(e) => return Err(read_failed(e)),
         }
@@ -278,7 +299,10 @@ pub(crate) async fn receive(
         Ok(d) => d,
         Err(e) => {
             stop_both(&mut pending.send, &mut pending.recv, CANCEL_CODE);
-            return TransferOutcome::Failed(format!("cannot save into {}: {e}", dir.display()));
+            return TransferOutcome::Failed(F::Storage(SinkError::io(
+                format_args!("cannot save into {}", dir.display()),
+                &e,
+            )));
         }
     };
     let accept = pending.rx.accept(&resume);
@@ -308,7 +332,8 @@ pub(crate) async fn receive(
             });
         if let Err(e) = spawned {
             stop_both(&mut send, &mut recv, CANCEL_CODE);
-            return TransferOutcome::Failed(format!("cannot start writing files: {e}"));
+            tracing::warn!(error = %e, "the file writer thread could not start");
+            return TransferOutcome::Failed(F::Internal("the file writer could not start"));
         }
     }
     // A cancel stops the waiting on the stream, never the writer (a commit under way would
@@ -359,7 +384,7 @@ pub(crate) async fn receive(
     };
     let Some(Written { mut disk, result }) = written else {
         stop_both(&mut send, &mut recv, CANCEL_CODE);
-        return TransferOutcome::Failed("saving the files stopped unexpectedly".into());
+        return TransferOutcome::Failed(F::Internal("saving the files stopped unexpectedly"));
     };
     // Only verified data was ever written: what is complete is saved, the partial file keeps
     // its verified chunks for a later resume (unless cancelled), nothing else appears.
@@ -387,12 +412,21 @@ pub(crate) async fn receive(
             let discard = matches!(o, TransferOutcome::Cancelled { by_peer: true });
             (o, discard)
         }
+        // Our own disk failed: the sender hears that, not that its data was bad.
+        (Ok(()), Err(ReceiveFailure::Bad(e @ ReceiveError::Sink { .. }))) => {
+            stop_both(&mut send, &mut recv, SAVE_FAILED_CODE);
+            (TransferOutcome::Failed(e.into()), false)
+        }
         (Ok(()), Err(ReceiveFailure::Bad(e))) => {
             stop_both(&mut send, &mut recv, BAD_DATA_CODE);
-            (TransferOutcome::Failed(e.to_string()), false)
+            (TransferOutcome::Failed(e.into()), false)
         }
         (Ok(()), Err(ReceiveFailure::Outcome(o))) => {
-            stop_both(&mut send, &mut recv, CANCEL_CODE);
+            let code = match o {
+                TransferOutcome::Failed(F::Storage(_)) => SAVE_FAILED_CODE,
+                _ => CANCEL_CODE,
+            };
+            stop_both(&mut send, &mut recv, code);
             (o, false)
         }
     };
@@ -441,7 +475,7 @@ fn write_files(
             if complete || disk.should_commit() {
                 let (saved, result) = disk.take_batch().commit();
                 disk.saved.extend(saved);
-                result.map_err(TransferOutcome::Failed)?;
+                result.map_err(|e| TransferOutcome::Failed(F::Storage(e)))?;
             }
             if complete {
                 return Ok(rx.received());
@@ -456,7 +490,7 @@ fn write_files(
         // The stream ended (or was given up) before the last byte.
         rx.finish()?;
         Err(ReceiveFailure::Outcome(TransferOutcome::Failed(
-            "the transfer ended early".into(),
+            F::Protocol("the stream ended before the last byte".into()),
         )))
     };
     let result = run();
