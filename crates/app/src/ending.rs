@@ -5,16 +5,7 @@
 use extrasafe_core::wire::HangupReason;
 use extrasafe_core::EndReason;
 
-/// Who can do something about a failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blame {
-    /// The other side's app misbehaved (a protocol violation, an error on their side).
-    Peer,
-    /// The two apps speak no common protocol version: one of the people should update.
-    Incompatible,
-    /// The path between the two went away.
-    Network,
-}
+pub use extrasafe_net::Blame;
 
 /// The kind of ending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

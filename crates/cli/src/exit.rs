@@ -93,6 +93,30 @@ impl From<CallError> for Failure {
                 format!("The DHT could not be used ({e}). Check your internet connection, or \
                          give --dht-bootstrap a node you can reach."),
             ),
+            CallError::Handshake(h) => {
+                use extrasafe_net::{Blame, HandshakeFailure};
+                let what = match (&h, h.blame()) {
+                    (_, Blame::Incompatible) => {
+                        "They run a version of EXTRA SAFE that shares no protocol with this one: \
+                         one of you should update."
+                    }
+                    (HandshakeFailure::Closed(_), _) => {
+                        "Their app closed the connection before the call began: it may be \
+                         shutting down. Try again."
+                    }
+                    (_, Blame::Network) => "The network dropped the connection. Try again.",
+                    (_, Blame::Local) => "This is a fault on this device, not theirs.",
+                    _ => {
+                        "Their app broke the secure handshake: it may not be EXTRA SAFE. Do not \
+                         trust this address; ask for a fresh ticket over a channel you trust."
+                    }
+                };
+                let code = match h.blame() {
+                    Blame::Network => UNREACHABLE,
+                    _ => BROKEN,
+                };
+                Failure::new(code, format!("The connection could not be secured ({h}). {what}"))
+            }
             e => Failure::new(OTHER, format!("The call failed: {e}.")),
         }
     }

@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use extrasafe_core::text::for_display;
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_net::transfer::{
-    self, FailureBlame, TransferFailure, TransferHandle, TransferId, TransferOutcome,
-};
-use extrasafe_net::Call;
+use extrasafe_net::transfer::{self, TransferFailure, TransferHandle, TransferId, TransferOutcome};
+use extrasafe_net::{Blame, Call};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -408,9 +406,9 @@ impl Files {
                         (TransferFailure::Storage(_), _) => "free some space or choose another folder with --dir; sending the same files again resumes.",
                         (TransferFailure::PeerCannotSave, _) => "they can free some space and ask you to send again; it resumes.",
                         (TransferFailure::Source { .. }, _) => "check that the file is still there and readable, then send again.",
-                        (_, FailureBlame::Network) => "sending the same files again resumes.",
-                        (_, FailureBlame::Peer) => "nothing unverified was kept.",
-                        (_, FailureBlame::Local) => "this is a fault in this program; sending again may work.",
+                        (_, Blame::Network) => "sending the same files again resumes.",
+                        (_, Blame::Peer | Blame::Incompatible) => "nothing unverified was kept.",
+                        (_, Blame::Local | Blame::Policy) => "this is a fault in this program; sending again may work.",
                     }
                 ),
             };

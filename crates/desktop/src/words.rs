@@ -218,10 +218,24 @@ fn call_failed(who: &str, e: &CallError) -> String {
         CallError::Rendezvous(why) => format!(
             "Could not look {who} up over the internet ({why}). Check your internet connection."
         ),
-        CallError::Handshake(why) => format!(
-            "The connection to {who} could not be secured ({why}). One of you may need to \
-             update EXTRA SAFE."
-        ),
+        CallError::Handshake(why) => {
+            use extrasafe_net::{Blame, HandshakeFailure};
+            let what = match (why, why.blame()) {
+                (_, Blame::Incompatible) => {
+                    format!("{who}'s EXTRA SAFE shares no protocol with yours: one of you should update.")
+                }
+                (HandshakeFailure::Closed(_), _) => {
+                    format!("{who}'s app closed the connection before the call began. Try again.")
+                }
+                (_, Blame::Network) => "The network dropped the connection. Try again.".into(),
+                (_, Blame::Local) => "This is a fault on this computer, not theirs.".into(),
+                _ => format!(
+                    "What answered broke the secure handshake: it may not be {who}'s EXTRA SAFE. \
+                     Ask {who} for a fresh ticket over a channel you trust."
+                ),
+            };
+            format!("The connection to {who} could not be secured ({why}). {what}")
+        }
         CallError::Closed => "EXTRA SAFE is closing.".into(),
         other => format!("The call to {who} failed: {other}."),
     }
@@ -425,7 +439,8 @@ pub fn online(o: &crate::model::Online) -> Option<String> {
 /// Why a transfer failed, with what can be done (the detail may quote the sender's file
 /// names, so it is made safe to show).
 pub fn transfer_failed(f: &extrasafe_net::transfer::TransferFailure) -> String {
-    use extrasafe_net::transfer::{FailureBlame, TransferFailure as F};
+    use extrasafe_net::transfer::TransferFailure as F;
+    use extrasafe_net::Blame;
     let detail = extrasafe_core::text::for_display(&f.to_string());
     match (f, f.blame()) {
         (F::Storage(_), _) => format!(
@@ -435,10 +450,12 @@ pub fn transfer_failed(f: &extrasafe_net::transfer::TransferFailure) -> String {
         (F::PeerCannotSave, _) => {
             format!("Failed: {detail}. They can free space and ask you to send again.")
         }
-        (_, FailureBlame::Network) => {
+        (_, Blame::Network) => {
             format!("Failed: {detail}. Sending again resumes where it stopped.")
         }
-        (_, FailureBlame::Peer) => format!("Failed: {detail}. Nothing unverified was saved."),
-        (_, FailureBlame::Local) => format!("Failed: {detail}."),
+        (_, Blame::Peer | Blame::Incompatible) => {
+            format!("Failed: {detail}. Nothing unverified was saved.")
+        }
+        (_, Blame::Local | Blame::Policy) => format!("Failed: {detail}."),
     }
 }

@@ -29,7 +29,7 @@ pub mod video;
 
 pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};
-pub use error::{CallError, NodeError};
+pub use error::{Blame, CallError, HandshakeFailure, NodeError};
 pub use node::{AcceptPolicy, Congestion, Node, NodeConfig};
 pub use store::{IdentityStore, StoreError};
 

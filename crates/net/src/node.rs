@@ -19,7 +19,7 @@ use tracing::{debug, info};
 
 use crate::call::{Call, CallInfo};
 use crate::driver::{close, Driver};
-use crate::error::{CallError, NodeError};
+use crate::error::{CallError, HandshakeFailure, NodeError};
 use crate::probe_socket::canonical;
 use crate::tls::{self, PinObservation};
 
@@ -558,10 +558,10 @@ impl Node {
         let started = Instant::now();
         let conn = self.connect(ticket, contact).await?;
         let handshake = started.elapsed();
-        let (send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| CallError::Handshake(e.to_string()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| {
+            HandshakeFailure::from_connection(&e)
+                .unwrap_or_else(|| HandshakeFailure::Lost(e.to_string()))
+        })?;
         let info = call_info(
             &conn,
             ticket.peer,
@@ -595,9 +595,9 @@ impl Node {
             ticket.peer,
             observation.clone(),
         )
-        .map_err(|e| CallError::Handshake(e.to_string()))?;
+        .map_err(HandshakeFailure::from)?;
         let quic =
-            QuicClientConfig::try_from(tls).map_err(|e| CallError::Handshake(e.to_string()))?;
+            QuicClientConfig::try_from(tls).map_err(|e| HandshakeFailure::Local(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         client.transport_config(self.shared.transport.clone());
         // The first flight proves what we hold: their ticket's secret, our pair key.
@@ -637,14 +637,14 @@ impl Node {
                 }
                 let connecting = endpoint
                     .connect_with(client, addr, "extrasafe")
-                    .map_err(|e| (false, e.to_string()))?;
+                    .map_err(|e| {
+                        debug!(error = %e, "connection attempt not started");
+                        None
+                    })?;
+                // Only an answer from the other side says more than "unreachable".
                 connecting.await.map_err(|e| {
-                    // Only an answer from the other side says more than "unreachable".
-                    let answered = !matches!(
-                        e,
-                        quinn::ConnectionError::TimedOut | quinn::ConnectionError::LocallyClosed
-                    );
-                    (answered, e.to_string())
+                    debug!(error = %e, "connection attempt failed");
+                    HandshakeFailure::from_connection(&e)
                 })
             });
         }
@@ -655,10 +655,9 @@ impl Node {
             tokio::select! {
                 next = attempts.join_next() => match next {
                     Some(Ok(Ok(conn))) => return Ok(conn),
-                    Some(Ok(Err((answered, e)))) => {
-                        debug!(error = %e, "connection attempt failed");
-                        if answered {
-                            refusal = Some(e);
+                    Some(Ok(Err(answer))) => {
+                        if answer.is_some() {
+                            refusal = answer;
                         }
                     }
                     Some(Err(_)) => {}

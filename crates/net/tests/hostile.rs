@@ -89,6 +89,45 @@ async fn wrong_or_missing_alpn_is_refused() {
     still_serves(&target).await;
 }
 
+/// Our node calls something that answers with the right key but another application
+/// protocol (a later, incompatible EXTRA SAFE): the failure is typed as "incompatible", from
+/// the TLS alert, so the front ends can say "update" and not "impostor" or "unreachable".
+#[tokio::test]
+async fn an_answer_in_another_protocol_is_typed_incompatible() {
+    use extrasafe_net::{Blame, CallError, HandshakeFailure};
+    let them = Identity::generate();
+    let key = extrasafe_net::tls::certified_key(&them).unwrap();
+    let mut cfg = extrasafe_net::tls::server_config(key, extrasafe_net::tls::provider()).unwrap();
+    cfg.alpn_protocols = vec![b"extrasafe/99".to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(cfg).unwrap();
+    let server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(std::sync::Arc::new(quic)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let at = server.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let _ = incoming.await;
+        }
+    });
+    let (_me, caller) = node(AcceptPolicy::Ask).await;
+    let to = extrasafe_net::core::Ticket {
+        peer: them.peer_id(),
+        secret: None,
+        addrs: vec![at],
+    };
+    match caller.call(&to).await {
+        Err(CallError::Handshake(h)) => {
+            assert!(matches!(h, HandshakeFailure::Incompatible(_)), "{h:?}");
+            assert_eq!(h.blame(), Blame::Incompatible);
+            assert_eq!(CallError::Handshake(h).blame(), Blame::Incompatible);
+        }
+        other => panic!("expected an incompatible handshake, got {other:?}"),
+    }
+    serving.abort();
+}
+
 #[derive(Debug)]
 struct AcceptAnything;
 impl rustls::client::danger::ServerCertVerifier for AcceptAnything {

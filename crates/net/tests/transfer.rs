@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use extrasafe_core::transfer::receive::StorageProblem;
-use extrasafe_net::transfer::{self, FailureBlame, TransferFailure, TransferOutcome};
-use extrasafe_net::{AcceptPolicy, Call, CallEvent};
+use extrasafe_net::transfer::{self, TransferFailure, TransferOutcome};
+use extrasafe_net::{AcceptPolicy, Blame, Call, CallEvent};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("es-xfer-{name}-{}", std::process::id()));
@@ -228,7 +228,7 @@ async fn altered_or_short_data_never_appears_under_the_final_name() {
         eprintln!("{case}: receiver says: {why}; sender: {sent:?}");
         assert!(why.to_string().contains("doc.bin"), "{case}: {why}");
         // The data is the sender's fault, and the sender is told its data was refused.
-        assert_eq!(why.blame(), FailureBlame::Peer, "{case}: {why:?}");
+        assert_eq!(why.blame(), Blame::Peer, "{case}: {why:?}");
         assert!(
             matches!(sent, TransferOutcome::Failed(TransferFailure::DataRefused)),
             "{case}: {sent:?}"
@@ -434,15 +434,12 @@ async fn a_receiver_that_cannot_save_is_not_reported_as_bad_data() {
         panic!("not a storage failure: {got:?}")
     };
     assert_eq!(why.problem, StorageProblem::InTheWay, "{why:?}");
-    assert_eq!(
-        TransferFailure::Storage(why.clone()).blame(),
-        FailureBlame::Local
-    );
+    assert_eq!(TransferFailure::Storage(why.clone()).blame(), Blame::Local);
     assert_eq!(
         sent,
         TransferOutcome::Failed(TransferFailure::PeerCannotSave)
     );
-    assert_eq!(TransferFailure::PeerCannotSave.blame(), FailureBlame::Peer);
+    assert_eq!(TransferFailure::PeerCannotSave.blame(), Blame::Peer);
     assert!(!dest.join("x.bin").exists());
     // What was in the way is untouched.
     assert_eq!(
@@ -587,7 +584,7 @@ async fn a_link_swapped_in_during_a_transfer_leaves_everything_outside_untouched
             StorageProblem::InTheWay
         };
         assert_eq!(storage.problem, kind, "{case}: {storage:?}");
-        assert_eq!(why.blame(), FailureBlame::Local, "{case}");
+        assert_eq!(why.blame(), Blame::Local, "{case}");
         // The sender learns the receiver could not save, not that its data was bad.
         assert!(
             matches!(

@@ -176,30 +176,19 @@ pub enum TransferFailure {
     Internal(&'static str),
 }
 
-/// Who can act on a failed transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureBlame {
-    /// The other side's app (bad data, a broken protocol, or its own disk).
-    Peer,
-    /// The path between the two.
-    Network,
-    /// This device: its disk, its files, or this program.
-    Local,
-}
-
 impl TransferFailure {
     /// Who can act on it.
-    pub fn blame(&self) -> FailureBlame {
+    pub fn blame(&self) -> crate::Blame {
         use extrasafe_core::transfer::receive::ReceiveError;
         match self {
-            Self::Received(ReceiveError::Sink { .. }) => FailureBlame::Local,
+            Self::Received(ReceiveError::Sink { .. }) => crate::Blame::Local,
             Self::DataRefused
             | Self::PeerCannotSave
             | Self::StoppedByPeer
             | Self::Protocol(_)
-            | Self::Received(_) => FailureBlame::Peer,
-            Self::ConnectionLost => FailureBlame::Network,
-            Self::Storage(_) | Self::Source { .. } | Self::Internal(_) => FailureBlame::Local,
+            | Self::Received(_) => crate::Blame::Peer,
+            Self::ConnectionLost => crate::Blame::Network,
+            Self::Storage(_) | Self::Source { .. } | Self::Internal(_) => crate::Blame::Local,
         }
     }
 }
