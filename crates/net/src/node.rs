@@ -655,12 +655,9 @@ impl Node {
             tokio::select! {
                 next = attempts.join_next() => match next {
                     Some(Ok(Ok(conn))) => return Ok(conn),
-                    Some(Ok(Err(answer))) => {
-                        if answer.is_some() {
-                            refusal = answer;
-                        }
-                    }
-                    Some(Err(_)) => {}
+                    // An answer that refused us; silence or a panicked attempt says nothing.
+                    Some(Ok(Err(Some(h)))) => refusal = Some(h),
+                    Some(Ok(Err(None))) | Some(Err(_)) => {}
                     None => break,
                 },
                 _ = &mut deadline => break,
