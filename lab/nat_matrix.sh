@@ -26,6 +26,9 @@ BIN=${EXTRASAFE_BIN:-target/debug/extrasafe}
 DHTNET=${DHTNET_BIN:-target/debug/dhtnet}
 DESKTOP=${DESKTOP_BIN:-target/debug/extrasafe-desktop}
 OUT=${LAB_OUT:-target/lab}
+# What the peers log (to files, shown when a cell fails): when intents were written and read,
+# records stored, and punches, so that a failure says which side stopped where.
+LOGS="warn,extrasafe_net::dht=debug,extrasafe_net::punch=debug"
 mkdir -p "$OUT"
 P="es$$"   # namespace prefix, unique per run
 NS=()
@@ -220,7 +223,7 @@ cell() {
     sleep 0.5
   fi
   mkfifo "$log.bin"
-  ns b env RUST_LOG=${BOB_LOG:-warn} "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
+  ns b env RUST_LOG=${BOB_LOG:-$LOGS} "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
     listen --once --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
   PIDS+=($!)
   exec 7<>"$log.bin"   # read-write: never blocks, even if the reader died
@@ -236,7 +239,7 @@ cell() {
   # none (exit 3, "no rendezvous record") tries again, up to three times.
   while :; do
     tries=$((tries + 1))
-    ns a env RUST_LOG=${ALICE_LOG:-warn} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis --no-audio \
+    ns a env RUST_LOG=${ALICE_LOG:-$LOGS} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis --no-audio \
       <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
     PIDS+=($!)
     local apid=$!
@@ -297,6 +300,7 @@ cell() {
   cleanup
   if [ "$result" != "$expect" ] && ! { [ "$expect" = ok ] && [ "$result" = ok-caller-only ]; }; then
     echo "cell $ta -> $tb: expected $expect, got $result"; cat "$log.alice" "$log.alice.err"
+    echo "Bob's log:"; tail -n 40 "$log.bob.err"
     return 1
   fi
   if [ "$result" = fail ] && ! grep -q "symmetric" <<<"$reason"; then
@@ -309,6 +313,13 @@ cell() {
 }
 
 [ "$(id -u)" -eq 0 ] || { echo "the NAT lab needs root (network namespaces)"; exit 2; }
+# Without iptables every router would forward unfiltered and un-NATed, and every cell "pass".
+need="ip iptables nft miniupnpd python3"
+[ -n "${SKIP_CAPTURE:-}" ] && [ -n "${SKIP_LAN:-}" ] || need="$need tcpdump"
+[ -n "${SKIP_DESKTOP:-}" ] || need="$need Xvfb"
+for tool in $need; do
+  command -v "$tool" >/dev/null || { echo "the NAT lab needs $tool (.ci/run installs it)"; exit 2; }
+done
 [ -x "$BIN" ] && [ -x "$DHTNET" ] || cargo build --locked -q -p extrasafe --bin extrasafe -p extrasafe-bench --bin dhtnet
 identities
 # Which pairs a plain UDP punch can cross (lab recipe, measured here with netfilter):
@@ -391,7 +402,7 @@ desktop_cell() {
     local code=0
     while :; do
       tries=$((tries + 1))
-      ns a env RUST_LOG="${ALICE_LOG:-warn}" "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis \
+      ns a env RUST_LOG="${ALICE_LOG:-$LOGS}" "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis \
         --no-audio <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
       PIDS+=($!)
       local apid=$!
@@ -411,7 +422,7 @@ desktop_cell() {
     exec 7>&-
     mapped=$(grep -o '"port_mapped":"[^"]*"' "$log.bob" | tail -n1 | cut -d'"' -f4)
   else
-    ns b env RUST_LOG="${BOB_LOG:-warn}" "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
+    ns b env RUST_LOG="${BOB_LOG:-$LOGS}" "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
       listen --once --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
     PIDS+=($!)
     exec 7<>"$log.bin"
@@ -455,7 +466,7 @@ desktop_cell() {
   cleanup
   if [ "$result" != ok ]; then
     echo "desktop cell $ta -> $tb ($who in the window): no call"
-    tail -c 3000 "$log.alice"; cat "$log.alice.err"; tail -c 3000 "$log.bob"; cat "$log.bob.err"
+    tail -c 3000 "$log.alice"; tail -n 60 "$log.alice.err"; tail -c 3000 "$log.bob"; tail -n 60 "$log.bob.err"
     return 1
   fi
   # Behind a forwarding router, the window must have asked for (and shown) the mapping.

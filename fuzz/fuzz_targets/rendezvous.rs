@@ -1,9 +1,9 @@
-//! Hostile bytes as a rendezvous record value (a pair's record, or a listener's presence
-//! record): never panic; what opens seals again to a value that opens to the same record.
+//! Hostile bytes as a rendezvous record value (a pair's record, an inbox value, or a
+//! listener's presence record): never panic; what opens seals again to a value that opens to the same record.
 #![no_main]
 
 use extrasafe_core::inbox::InboxChain;
-use extrasafe_core::rendezvous::{epoch_of, PairSecret, RecordKeys};
+use extrasafe_core::rendezvous::{epoch_of, seal_inbox, PairSecret, RecordKeys, VALUE_LEN};
 use extrasafe_core::Identity;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,6 +18,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(record) = keys.open(data, NOW) {
         let again = keys.seal(&record, [5; 24]).unwrap();
         assert_eq!(keys.open(&again, NOW).unwrap(), record);
+    }
+    if let Ok(record) = keys.open_inbox(data, NOW) {
+        let again = seal_inbox(&keys, None, &record, [[5; 24], [6; 24]], [7; VALUE_LEN]).unwrap();
+        assert_eq!(keys.open_inbox(&again, NOW).unwrap(), record);
     }
     let presence = RecordKeys::presence(&InboxChain::new([3; 32], 7));
     if let Ok(record) = presence.open_presence(data, &a.peer_id(), NOW) {

@@ -35,6 +35,10 @@ pub const EPOCH_MS: u64 = 10 * 60 * 1000;
 pub const MAX_CANDIDATES: usize = 6;
 /// Size of every sealed value (BEP 44 allows 1000 bytes).
 pub const VALUE_LEN: usize = NONCE_LEN + PADDED_LEN + 16;
+/// Size of an inbox value: the caller's record sealed under each root it holds for the pair
+/// (two while the last call's root is unconfirmed; else one and random bytes), so that the
+/// listener opens it whichever of the two it kept.
+pub const INBOX_VALUE_LEN: usize = 2 * VALUE_LEN;
 /// Size of a presence value: a record and the listener's signature, sealed.
 pub const PRESENCE_LEN: usize = NONCE_LEN + PADDED_LEN + 64 + 16;
 /// What the listener's identity signs in a presence record (with the epoch and the record).
@@ -449,7 +453,45 @@ fn pad(record: &Record) -> Result<Zeroizing<[u8; PADDED_LEN]>, RendezvousError> 
     Ok(plain)
 }
 
+/// An inbox value: `record` sealed under `newer` and, if given, `older` (the pair's keys under
+/// the current and the previous root), in two slots; a slot with no keys holds `filler`,
+/// which must be fresh random bytes (as a sealed slot looks). `nonces` must be fresh random
+/// bytes.
+pub fn seal_inbox(
+    newer: &RecordKeys,
+    older: Option<&RecordKeys>,
+    record: &Record,
+    nonces: [[u8; NONCE_LEN]; 2],
+    filler: [u8; VALUE_LEN],
+) -> Result<Vec<u8>, RendezvousError> {
+    let mut out = newer.seal(record, nonces[0])?;
+    match older {
+        Some(keys) => out.extend_from_slice(&keys.seal(record, nonces[1])?),
+        None => out.extend_from_slice(&filler),
+    }
+    Ok(out)
+}
+
 impl RecordKeys {
+    /// Opens an inbox value (see [`seal_inbox`]) with these keys: whichever slot opens. A
+    /// single record (an intent written before inbox values had two slots) is read too.
+    pub fn open_inbox(&self, value: &[u8], now_ms: u64) -> Result<Record, RendezvousError> {
+        match value.len() {
+            VALUE_LEN => self.open(value, now_ms),
+            INBOX_VALUE_LEN => {
+                let (first, second) = value.split_at(VALUE_LEN);
+                match self.open(first, now_ms) {
+                    Ok(r) => Ok(r),
+                    // Sealed under the other root (or filler): the second slot tells.
+                    Err(RendezvousError::NotOurs) => self.open(second, now_ms),
+                    // Ours, but stale or malformed: the second slot holds the same record.
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(RendezvousError::Size),
+        }
+    }
+
     /// Opens a value found under [`Self::dht_key`], at local time `now_ms`.
     pub fn open(&self, value: &[u8], now_ms: u64) -> Result<Record, RendezvousError> {
         if value.len() != VALUE_LEN {
@@ -551,6 +593,67 @@ mod tests {
             }),
             inbox: None,
         }
+    }
+
+    #[test]
+    fn an_inbox_value_opens_under_whichever_root_the_listener_kept() {
+        let (_, _, ab, ba) = contacts();
+        let e = epoch_of(NOW);
+        let (old_root, new_root) = ([3u8; 32], [4u8; 32]);
+        let writer = |root: &[u8; 32]| ab.with_root(root).outgoing(e);
+        let reader = |root: &[u8; 32]| ba.with_root(root).incoming(e);
+        // The caller holds both roots (the last call's is unconfirmed): either opens it.
+        let both = seal_inbox(
+            &writer(&new_root),
+            Some(&writer(&old_root)),
+            &record(),
+            [[1; 24], [2; 24]],
+            [0; VALUE_LEN],
+        )
+        .unwrap();
+        assert_eq!(both.len(), INBOX_VALUE_LEN);
+        assert!(both.len() <= crate::krpc::MAX_VALUE_LEN);
+        for root in [&old_root, &new_root] {
+            assert_eq!(reader(root).open_inbox(&both, NOW).unwrap(), record());
+        }
+        assert_eq!(
+            reader(&[5; 32]).open_inbox(&both, NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        // One root: the other slot is filler, and only that root opens it.
+        let one = seal_inbox(
+            &writer(&new_root),
+            None,
+            &record(),
+            [[1; 24], [2; 24]],
+            [0xA5; VALUE_LEN],
+        )
+        .unwrap();
+        assert_eq!(one.len(), INBOX_VALUE_LEN);
+        assert_eq!(reader(&new_root).open_inbox(&one, NOW).unwrap(), record());
+        assert_eq!(
+            reader(&old_root).open_inbox(&one, NOW),
+            Err(RendezvousError::NotOurs)
+        );
+        // A single record (written before inbox values had two slots) still opens; other
+        // sizes are refused before any decryption.
+        let single = writer(&new_root).seal(&record(), [1; 24]).unwrap();
+        assert_eq!(
+            reader(&new_root).open_inbox(&single, NOW).unwrap(),
+            record()
+        );
+        for len in [0, VALUE_LEN - 1, VALUE_LEN + 1, INBOX_VALUE_LEN + 1] {
+            assert_eq!(
+                reader(&new_root).open_inbox(&vec![0; len], NOW),
+                Err(RendezvousError::Size)
+            );
+        }
+        // A record from too far in the future is refused as such, not as somebody else's.
+        let early = NOW - CLOCK_SLACK_MS - 1;
+        assert_eq!(
+            reader(&new_root).open_inbox(&both, early),
+            Err(RendezvousError::Stale)
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use extrasafe_core::inbox::{InboxChain, OwnInbox};
 use extrasafe_core::krpc;
 use extrasafe_core::punch::{is_public, Candidate, CandidateKind, NatMapping, PunchKey};
 use extrasafe_core::rendezvous::{
-    epoch_of, CallIntent, PairSecret, Record, RecordKeys, RendezvousError, EPOCH_MS, MAX_CANDIDATES,
+    epoch_of, seal_inbox, CallIntent, PairSecret, Record, RecordKeys, RendezvousError, EPOCH_MS,
+    MAX_CANDIDATES,
 };
 use extrasafe_core::walk::{self, Found, Item, Limits, Walk};
 use extrasafe_core::{Identity, PeerId};
@@ -193,7 +194,12 @@ fn target_of(keys: &RecordKeys) -> [u8; 20] {
 /// A record found under `keys`, if `found` opens as one: the signed sequence number must be
 /// the sealed time, or a node could replay an old value under a higher number.
 fn open_found(keys: &RecordKeys, found: &Found) -> Option<Record> {
-    match keys.open(&found.value, now_ms()) {
+    checked(keys.open(&found.value, now_ms()), found)
+}
+
+/// What `found` opened as, if its sequence number is the sealed time.
+fn checked(opened: Result<Record, RendezvousError>, found: &Found) -> Option<Record> {
+    match opened {
         Ok(r) if r.sent_at_ms as i64 == found.seq => Some(r),
         Ok(_) => {
             debug!("rendezvous record with a mismatched sequence ignored");
@@ -582,11 +588,15 @@ impl Rendezvous {
         let inbox = chain
             .at(epoch)
             .map_err(|e| DhtError::Publish(e.to_string()))?;
-        // While the last call's root is not confirmed, the older one is what both hold.
-        let pair = self
-            .record_pairs(peer)
-            .pop()
-            .ok_or(DhtError::Publish("not a contact".into()))?;
+        // While the last call's root is not confirmed we cannot tell which of the two the
+        // peer kept (it erased the older one if it heard we stored the newer; it holds only
+        // the older one if its own write was lost): sealed under both.
+        let pairs = self.record_pairs(peer);
+        let (newer, older) = match pairs.as_slice() {
+            [] => return Err(DhtError::Publish("not a contact".into())),
+            [one] => (one, None),
+            [newer, older, ..] => (newer, Some(older)),
+        };
         let record = Record {
             sent_at_ms,
             candidates: us.candidates.iter().copied().take(MAX_CANDIDATES).collect(),
@@ -594,7 +604,13 @@ impl Rendezvous {
             intent: Some(intent),
             inbox: None,
         };
-        let value = pair.outgoing(epoch).seal(&record, random())?;
+        let value = seal_inbox(
+            &newer.outgoing(epoch),
+            older.map(|p| p.outgoing(epoch)).as_ref(),
+            &record,
+            [random(), random()],
+            random(),
+        )?;
         self.store_value(&RecordKeys::inbox(&inbox), value, sent_at_ms)
             .await
     }
@@ -620,7 +636,8 @@ impl Rendezvous {
             let target = target_of(&RecordKeys::inbox(&at));
             let open = |f: &Found| {
                 pairs.iter().find_map(|(peer, pair)| {
-                    let r = open_found(&pair.incoming(epoch), f)?;
+                    let keys = pair.incoming(epoch);
+                    let r = checked(keys.open_inbox(&f.value, now_ms()), f)?;
                     Some((r.sent_at_ms, (*peer, r)))
                 })
             };

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use extrasafe_net::core::contacts::ContactBook;
-use extrasafe_net::core::inbox::RootState;
+use extrasafe_net::core::inbox::{ratchet_pair, RootState};
 use extrasafe_net::core::rendezvous::{epoch_of, PairSecret};
 use extrasafe_net::core::{Identity, PeerId};
 use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
@@ -251,6 +251,37 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
     for entry in std::fs::read_dir(dir.0.join("bob")).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         assert!(!bytes.windows(32).any(|w| w == r1));
+    }
+
+    // Out of step: a call ended before one side heard that the other had stored the new root.
+    // (a) Both stored it and only Bob heard Alice say so: he erased the old root, she still
+    // holds it beside the new one. (b) Bob's write was lost: he holds only the old root, she
+    // both. Either way her next intent must be one he can read (the lab's quick hang-ups
+    // left the pair in state (a), and every later call by name failed).
+    let set = |store: &IdentityStore, me: &Identity, them: &PeerId, state: RootState| {
+        let key = extrasafe_net::core::contacts::ContactsKey::of(me);
+        let set = store.update_contacts(&key, |book| {
+            let set = book.set_roots(them, Some(state));
+            (set, set)
+        });
+        assert!(set.unwrap());
+    };
+    let mut old = r2;
+    for bob_has_new in [true, false] {
+        let new = *ratchet_pair(&old, &[7; 32]);
+        set(&alice_store, &alice_id, &b, RootState::new(new, Some(old)));
+        let bobs = if bob_has_new { new } else { old };
+        set(&bob_store, &bob_id, &a, RootState::new(bobs, None));
+        let (call, inc) = call_through_the_dht(&alice, &alice_rv, &bob, &mut intents).await;
+        old = settled(
+            (&alice_store, &alice_id, &b),
+            (&bob_store, &bob_id, &a),
+            &new,
+        )
+        .await;
+        call.hangup();
+        drop((call, inc));
+        until_idle(&bob).await;
     }
     drop(published);
 }
