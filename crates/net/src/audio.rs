@@ -12,7 +12,40 @@ use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FR
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::call::MediaLink;
+use crate::call::{MediaLink, MediaSendError};
+
+/// What the audio task needs of a connection: a call's [`MediaLink`], or (in tests) a link in
+/// memory, on tokio's virtual clock.
+pub trait AudioLink: Send + Sync + 'static {
+    /// Sends one datagram (never retransmitted).
+    fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError>;
+    /// The next arriving audio datagram; `None` once the link is closed.
+    fn recv(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send;
+    /// Where the peer is, if the link goes over the network.
+    fn remote(&self) -> Option<SocketAddr>;
+    /// The path's round trip.
+    fn rtt(&self) -> Duration;
+    /// UDP bytes sent so far, all headers included.
+    fn udp_tx_bytes(&self) -> u64;
+}
+
+impl AudioLink for MediaLink {
+    fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError> {
+        MediaLink::send(self, datagram)
+    }
+    fn recv(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send {
+        MediaLink::recv(self)
+    }
+    fn remote(&self) -> Option<SocketAddr> {
+        Some(MediaLink::remote(self))
+    }
+    fn rtt(&self) -> Duration {
+        MediaLink::rtt(self)
+    }
+    fn udp_tx_bytes(&self) -> u64 {
+        MediaLink::udp_tx_bytes(self)
+    }
+}
 
 /// One frame of audio, and the pace datagrams leave at.
 const FRAME: Duration = Duration::from_millis(20);
@@ -65,7 +98,7 @@ pub struct AudioCall {
 impl AudioCall {
     /// Starts sending `source` and playing into `sink` over `link`.
     pub fn start(
-        link: MediaLink,
+        link: impl AudioLink,
         config: AudioConfig,
         mut source: Box<dyn AudioSource>,
         mut sink: Box<dyn AudioSink>,
@@ -84,7 +117,7 @@ impl AudioCall {
             // observer the clock slipped, and the receiver treats the gap like any delay spike.
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut stats = AudioStats {
-                remote: Some(link.remote()),
+                remote: link.remote(),
                 ..AudioStats::default()
             };
             let (mut pcm, mut out, mut dg) = (
@@ -178,7 +211,13 @@ impl AudioCall {
     }
 }
 
-fn fill(stats: &mut AudioStats, rx: &AudioReceiver, link: &MediaLink, started: Instant, udp0: u64) {
+fn fill(
+    stats: &mut AudioStats,
+    rx: &AudioReceiver,
+    link: &impl AudioLink,
+    started: Instant,
+    udp0: u64,
+) {
     stats.elapsed = started.elapsed();
     stats.received = rx.stats();
     stats.jitter = rx.jitter().stats();
