@@ -7,12 +7,14 @@
 //! * [`dial`]: the dial strategy for placing a call (ticket addresses, then LAN and DHT at
 //!   once), with the port mapping a caller behind a strict NAT needs;
 //! * [`policy`]: which offered files are taken without asking;
-//! * [`ending`]: how a call ended (finished, not answered, failed and whose to fix).
+//! * [`ending`]: how a call ended (finished, not answered, failed and whose to fix);
+//! * [`contacts`]: contacts added to the list on disk while running.
 //!
 //! Nothing here makes a sentence for people: events and errors are typed, and each front end
 //! words them.
 #![forbid(unsafe_code)]
 
+pub mod contacts;
 pub mod dial;
 pub mod ending;
 pub mod policy;

@@ -831,6 +831,118 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A contact added in another terminal while `listen` runs can call by name at once: the
+/// listener notices the list changed, lets the new contact in and publishes records for it.
+#[test]
+fn a_contact_added_while_listening_can_call_by_name_at_once() {
+    let testnet = mainline::Testnet::builder(8).build().unwrap();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (alice_dir, bob_dir) = (tmp("added-alice"), tmp("added-bob"));
+    let (alice_data, bob_data) = (
+        alice_dir.to_str().unwrap().to_string(),
+        bob_dir.to_str().unwrap().to_string(),
+    );
+    let id = |data: &str| -> String {
+        let out = bin()
+            .args(["--data-dir", data, "--json", "id"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["peer_id"].as_str().unwrap().to_string()
+    };
+    let add = |data: &str, other: &str, name: &str| {
+        let out = bin()
+            .args(["--data-dir", data, "contact", "add", other, "--name", name])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    let (alice_id, bob_id) = (id(&alice_data), id(&bob_data));
+    add(&alice_data, &bob_id, "bob");
+    // Bob listens with no contacts at all: nothing is announced or published yet.
+    let mut l = bin()
+        .args([
+            "--data-dir",
+            &bob_data,
+            "--json",
+            "--no-lan",
+            "--dht-bootstrap",
+            &bootstrap,
+        ])
+        .args([
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+            "--accept",
+            "anyone",
+        ])
+        .args(["--no-audio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lev = Events::new(l.stdout.take().unwrap());
+    let mut l = Proc(Some(l));
+    lev.until("listening");
+    // Then he adds Alice from another terminal.
+    add(&bob_data, &alice_id, "alice");
+    assert_eq!(lev.until("contacts_changed")["contacts"], 1);
+    assert_eq!(lev.until("reachable")["contacts"], 1);
+    // Not every DHT node may hold Bob's record yet: a caller who finds none tries again.
+    let started = std::time::Instant::now();
+    let (mut c, cev) = loop {
+        let (c, cev) = caller(
+            "bob",
+            &[
+                "--data-dir",
+                &alice_data,
+                "--no-lan",
+                "--dht-bootstrap",
+                &bootstrap,
+            ],
+            &["--no-audio", "--bind", "127.0.0.1:0"],
+        );
+        cev.until("dht_lookup");
+        match cev.0.recv_timeout(Duration::from_secs(20)) {
+            Ok(v) if v["event"] == "secured" => break (c, cev),
+            other => {
+                assert_eq!(wait(c), 3, "{other:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "never reached Bob"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    cev.until("connected");
+    assert_eq!(lev.until("connected")["peer_id"], alice_id.as_str());
+    // A call with the new contact replaces the pair's root on both sides, as with any
+    // contact (the listener learned its first root when it was added).
+    let root_of = |data: &str| {
+        let store = extrasafe_net::IdentityStore::at(data);
+        let me = store.load(None).unwrap();
+        store.load_contacts(&me).unwrap().list()[0].roots.clone()
+    };
+    let mut waited = 0;
+    while root_of(&bob_data).is_none() || root_of(&alice_data).is_none() {
+        assert!(waited < 200, "the roots were never replaced");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    assert_eq!(
+        root_of(&bob_data).unwrap().current(),
+        root_of(&alice_data).unwrap().current()
+    );
+    writeln!(l.stdin.as_mut().unwrap(), "/hangup").unwrap();
+    assert_eq!(wait(l), 0);
+    drop(c.stdin.take());
+    assert_eq!(wait(c), 0);
+    let _ = std::fs::remove_dir_all(&alice_dir);
+    let _ = std::fs::remove_dir_all(&bob_dir);
+}
+
 #[test]
 fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     // A Mainline testnet on 127.0.0.1: nothing goes to the public DHT.

@@ -490,6 +490,47 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
 
 /// The same binary opens its window on Wayland (a headless Weston; no X server at all):
 /// first run, identity, ready, closed by the compositor's close request.
+/// A contact added to the list on disk by another process (the command line's `contact add`
+/// beside the open window) shows in the window without a restart.
+#[test]
+fn a_contact_added_beside_the_window_shows_without_a_restart() {
+    if !have("Xvfb") {
+        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
+            panic!("Xvfb is missing (apt install xvfb)");
+        }
+        eprintln!("skipped: Xvfb is not installed");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("es-desktop-added-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("received")).unwrap();
+    let x = Xvfb::start();
+    let mut bob = App::start("bob", &x, &tmp);
+    bob.wait("first run", 60, |s| s["stage"] == "firstrun");
+    bob.send(json!({"action": "create_identity"}));
+    bob.wait("identity", 60, |s| s["stage"] == "ready");
+    // Another process adds Alice to Bob's list, as `extrasafe contact add` would.
+    let store = extrasafe_net::IdentityStore::at(tmp.join("identity"));
+    let me = store.load(None).unwrap();
+    let alice = extrasafe_core::Identity::generate().peer_id();
+    let key = extrasafe_core::contacts::ContactsKey::of(&me);
+    store
+        .update_contacts(&key, |book| {
+            book.add("alicewren", alice, vec![]).unwrap();
+            (true, ())
+        })
+        .unwrap();
+    let s = bob.wait("the contact added beside the window", 30, |s| {
+        s["contacts"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "alicewren"))
+    });
+    assert_eq!(s["contacts"][0]["peer_id"], alice.to_string());
+    bob.send(json!({"action": "close_window"}));
+    assert!(bob.exited(10).success());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn the_window_opens_on_wayland_too() {
     if !have("weston") {

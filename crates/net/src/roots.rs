@@ -144,6 +144,32 @@ impl Roots {
         }
     }
 
+    /// Learns the first roots of contacts added to the list since this was made (computing
+    /// one needs the identity key, which this does not keep). Without it a new contact's
+    /// records are derived from its first root, but no call with it can replace that root.
+    pub fn add_contacts(&self, identity: &Identity, peers: &[PeerId]) {
+        let mut cache = self.cache.lock().expect("roots lock poisoned");
+        let new: Vec<PeerId> = peers
+            .iter()
+            .filter(|p| !cache.initial.contains_key(*p))
+            .copied()
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let initial = initial_roots(identity, &new);
+        if self.store.is_none() {
+            // Kept in memory only: they start from their first roots here.
+            for (p, r) in &initial {
+                cache.states.insert(*p, RootState::new(**r, None));
+                cache.peers.insert(*p);
+            }
+        }
+        cache.initial.extend(initial);
+        // With a list on disk, their states come from it on the next read.
+        cache.loaded = false;
+    }
+
     /// What we hold for `peer` now, or `None` if `peer` is not a contact (or the list could
     /// not be read).
     pub fn state(&self, peer: &PeerId) -> Option<RootState> {

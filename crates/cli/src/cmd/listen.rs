@@ -100,16 +100,21 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
     // Contacts on this network find us by a blinded mDNS announcement, elsewhere by sealed
     // records on the DHT; their call intents are answered with a punch, and the call itself
     // then arrives below.
-    let (events, showing) = reach::show(out, names);
-    let presence = Presence::start(
+    let reach_config = reach::config(global);
+    let (events, mut showing) = reach::show(out, names);
+    let mut presence = Presence::start(
         node.clone(),
         &loaded.identity,
         &peers,
-        &reach::config(global),
+        &reach_config,
         events,
     )
     .await;
-    drop(loaded.identity);
+    // Contacts added beside us (`extrasafe contact add` in another terminal) can reach us at
+    // once. (The identity key stays in memory for it; the node holds it anyway, for TLS.)
+    let mut added = node
+        .roots()
+        .map(|r| extrasafe_app::contacts::additions(r, &peers));
     let mut input = Input::spawn();
     let mut intr = Interrupts::new();
     // A listener stopped with Ctrl-C did its job; with --once the call's outcome counts.
@@ -139,6 +144,46 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                     break;
                 }
                 out.hint("Listening again.");
+            }
+            Some(now) = async {
+                match added.as_mut() {
+                    Some((rx, _)) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let book = match loaded.contacts() {
+                    Ok(b) => b,
+                    Err(f) => {
+                        out.warn(&f.message);
+                        continue;
+                    }
+                };
+                let names: HashMap<PeerId, String> = book
+                    .list()
+                    .iter()
+                    .filter(|c| now.contains(&c.peer))
+                    .map(|c| (c.peer, c.name.clone()))
+                    .collect();
+                let peers: Vec<PeerId> = names.keys().copied().collect();
+                node.set_contacts(loaded.contact_keys(&peers));
+                if let Some(r) = node.roots() {
+                    r.add_contacts(&loaded.identity, &peers);
+                }
+                // Withdrawn politely (mDNS goodbye) and started anew for everyone.
+                presence.stop().await;
+                showing.abort();
+                out.emit(
+                    format!(
+                        "Your contact list changed: {} contact(s) can reach you now.",
+                        peers.len()
+                    ),
+                    serde_json::json!({"event": "contacts_changed", "contacts": peers.len()}),
+                );
+                let (events, show) = reach::show(out, names);
+                showing = show;
+                presence =
+                    Presence::start(node.clone(), &loaded.identity, &peers, &reach_config, events)
+                        .await;
             }
             _ = intr.next() => break,
         }

@@ -191,6 +191,9 @@ struct Backend {
     contacts_unreadable: bool,
     node: Option<Arc<Node>>,
     presence: Option<Presence>,
+    /// Contacts added to the list on disk by another process (the command line's
+    /// `contact add`) while the app runs.
+    added: Option<(mpsc::Receiver<Vec<PeerId>>, extrasafe_app::AbortOnDrop)>,
     sound: Option<SoundServer>,
     devices: Option<DeviceList>,
     live: Option<Live>,
@@ -206,6 +209,16 @@ struct Backend {
     prepared_tx: mpsc::UnboundedSender<Prepared>,
 }
 
+/// The next report of contacts added on disk; never, without a follower.
+async fn added(
+    follower: &mut Option<(mpsc::Receiver<Vec<PeerId>>, extrasafe_app::AbortOnDrop)>,
+) -> Option<Vec<PeerId>> {
+    match follower {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 type Prepared = Result<(Vec<extrasafe_net::transfer::LocalFile>, Vec<PathBuf>), String>;
 
 enum Input {
@@ -216,6 +229,7 @@ enum Input {
     Prepared(Prepared),
     Step(PeerId, DialStep),
     Reach(ReachEvent),
+    ContactsOnDisk,
     Tick,
 }
 
@@ -242,6 +256,7 @@ impl Backend {
             contacts_unreadable: false,
             node: None,
             presence: None,
+            added: None,
             sound: None,
             devices: None,
             live: None,
@@ -272,6 +287,7 @@ impl Backend {
                 Some((p, s)) = self.steps.recv() => Input::Step(p, s),
                 Some(p) = self.prepared.recv() => Input::Prepared(p),
                 Some(e) = self.reach.recv() => Input::Reach(e),
+                Some(_) = added(&mut self.added) => Input::ContactsOnDisk,
                 _ = tick.tick() => Input::Tick,
             };
             match input {
@@ -284,6 +300,7 @@ impl Backend {
                 Input::Prepared(p) => self.offer(p).await,
                 Input::Step(peer, step) => self.step(peer, step),
                 Input::Reach(e) => self.reach_event(e),
+                Input::ContactsOnDisk => self.contacts_on_disk().await,
                 Input::Tick => {
                     ticks += 1;
                     self.transfers().await;
@@ -526,7 +543,7 @@ impl Backend {
             ticket_secret: Some(ticket_secret),
             contacts: extrasafe_net::gate::contact_keys(identity, &peers),
             // Calls with these contacts replace the roots of their rendezvous records (a
-            // contact added while the app runs joins at its next start).
+            // contact added while the app runs is given its first root when added).
             roots: extrasafe_net::roots::Roots::stored(store, identity).ok(),
             inbox: store
                 .own_inbox(
@@ -573,6 +590,9 @@ impl Backend {
         if let Some(problem) = contacts_problem {
             self.out.error(problem);
         }
+        self.added = node
+            .roots()
+            .map(|r| extrasafe_app::contacts::additions(r, &peers));
         self.node = Some(node);
         self.contacts_changed().await;
         if self.opts.sound {
@@ -682,6 +702,30 @@ impl Backend {
         }
     }
 
+    /// Someone added contacts to the list on disk (the command line, beside the window): the
+    /// list is read again and they can reach us at once.
+    async fn contacts_on_disk(&mut self) {
+        if self.contacts_unreadable {
+            return;
+        }
+        let (Some(store), Some(identity)) = (&self.store, &self.identity) else {
+            return;
+        };
+        match store.load_contacts(identity) {
+            // Our own additions were announced when made.
+            Ok(book)
+                if book
+                    .list()
+                    .iter()
+                    .all(|c| self.book.by_peer(&c.peer).is_some()) => {}
+            Ok(book) => {
+                self.book = book;
+                self.contacts_changed().await;
+            }
+            Err(e) => tracing::debug!(error = %e, "the contact list could not be read again"),
+        }
+    }
+
     /// Shows the list and announces us anew to the contacts we now have.
     async fn contacts_changed(&mut self) {
         self.out.send(Update::Contacts(self.contact_rows()));
@@ -696,6 +740,10 @@ impl Backend {
         let peers: Vec<PeerId> = self.book.list().iter().map(|c| c.peer).collect();
         // Contacts are let in by the key we share with each; a removed one no longer is.
         node.set_contacts(extrasafe_net::gate::contact_keys(identity, &peers));
+        // A new contact's first root, so that calls with it replace the root of its records.
+        if let Some(roots) = node.roots() {
+            roots.add_contacts(identity, &peers);
+        }
         let presence = Presence::start(
             node,
             identity,
