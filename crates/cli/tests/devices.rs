@@ -376,19 +376,41 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     );
 
     if let Some(python) = python {
-        let deg_path = lab.dir.join("deg.wav");
-        // The seconds as they were found, so that time a stalled task lost or inserted
-        // between them does not count as distortion.
-        let mut found: Vec<i16> = Vec::with_capacity(voice.len());
-        for &s in &starts {
-            found.extend_from_slice(&heard[s..s + second]);
+        let (kept_ref, deg_path) = (lab.dir.join("ref-kept.wav"), lab.dir.join("deg.wav"));
+        // A second found shifted against the one before holds a slip: time a stalled task
+        // lost or inserted on a loaded machine (a CI run saw one of 20 ms cost PESQ 0.6).
+        // Slips are counted here and measured by the starvation benchmark; PESQ scores the
+        // speech of the seconds around none, each against the same second of the reference.
+        let mut near_slip = vec![false; starts.len()];
+        let mut slips = 0;
+        for w in 1..starts.len() {
+            // (Within a millisecond is the alignment's own wobble, not lost time.)
+            if (shifts[w] - shifts[w - 1]).abs() > 48 {
+                slips += 1;
+                near_slip[w - 1] = true;
+                near_slip[w] = true;
+            }
         }
-        let rest = voice.len() - found.len();
-        let tail = starts.last().map_or(lag, |&s| s + second);
-        found.extend_from_slice(&heard[tail.min(heard.len())..(tail + rest).min(heard.len())]);
-        found.resize(voice.len(), 0);
+        let kept: Vec<usize> = (0..starts.len()).filter(|&w| !near_slip[w]).collect();
+        eprintln!(
+            "device call: {slips} slip(s) of time; PESQ over the {} of {} seconds around none",
+            kept.len(),
+            starts.len()
+        );
+        assert!(
+            kept.len() * 2 >= starts.len(),
+            "{slips} slips left only {} clean seconds of {}",
+            kept.len(),
+            starts.len()
+        );
+        let (mut reference, mut found) = (Vec::new(), Vec::new());
+        for &w in &kept {
+            reference.extend_from_slice(&voice[w * second..(w + 1) * second]);
+            found.extend_from_slice(&heard[starts[w]..starts[w] + second]);
+        }
+        extrasafe_net::media::wav::write(&kept_ref, &reference).unwrap();
         extrasafe_net::media::wav::write(&deg_path, &found).unwrap();
-        let mos = pesq(&python, &ref_path, &deg_path);
+        let mos = pesq(&python, &kept_ref, &deg_path);
         eprintln!("device call: PESQ (wideband) {mos:.2}");
         assert!(mos >= 3.5, "PESQ {mos:.2} is below the floor of 3.5");
     } else {
