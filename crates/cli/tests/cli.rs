@@ -831,44 +831,31 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A contact added in another terminal while `listen` runs can call by name at once: the
-/// listener notices the list changed, lets the new contact in and publishes records for it.
-#[test]
-fn a_contact_added_while_listening_can_call_by_name_at_once() {
-    let testnet = mainline::Testnet::builder(8).build().unwrap();
-    let bootstrap = testnet.bootstrap.join(",");
-    let (alice_dir, bob_dir) = (tmp("added-alice"), tmp("added-bob"));
-    let (alice_data, bob_data) = (
-        alice_dir.to_str().unwrap().to_string(),
-        bob_dir.to_str().unwrap().to_string(),
-    );
-    let id = |data: &str| -> String {
-        let out = bin()
-            .args(["--data-dir", data, "--json", "id"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["peer_id"].as_str().unwrap().to_string()
-    };
-    let add = |data: &str, other: &str, name: &str| {
-        let out = bin()
-            .args(["--data-dir", data, "contact", "add", other, "--name", name])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-    };
-    let (alice_id, bob_id) = (id(&alice_data), id(&bob_data));
-    add(&alice_data, &bob_id, "bob");
-    // Bob listens with no contacts at all: nothing is announced or published yet.
+/// The peer ID of the identity in `data` (made if there is none).
+fn peer_id_in(data: &str) -> String {
+    let out = bin()
+        .args(["--data-dir", data, "--json", "id"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["peer_id"].as_str().unwrap().to_string()
+}
+
+/// Adds `other` (a peer ID) to the contact list in `data` as `name`.
+fn add_contact(data: &str, other: &str, name: &str) {
+    let out = bin()
+        .args(["--data-dir", data, "contact", "add", other, "--name", name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// `listen --once --accept anyone` for `data` on 127.0.0.1, found through the DHT at
+/// `bootstrap` only (`--no-lan`: mDNS would multicast on the host's own network).
+fn dht_listener(data: &str, bootstrap: &str) -> (Proc, Events) {
     let mut l = bin()
-        .args([
-            "--data-dir",
-            &bob_data,
-            "--json",
-            "--no-lan",
-            "--dht-bootstrap",
-            &bootstrap,
-        ])
+        .args(["--data-dir", data, "--json", "--no-lan"])
+        .args(["--dht-bootstrap", bootstrap])
         .args([
             "listen",
             "--bind",
@@ -882,40 +869,58 @@ fn a_contact_added_while_listening_can_call_by_name_at_once() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let lev = Events::new(l.stdout.take().unwrap());
-    let mut l = Proc(Some(l));
-    lev.until("listening");
-    // Then he adds Alice from another terminal.
-    add(&bob_data, &alice_id, "alice");
-    assert_eq!(lev.until("contacts_changed")["contacts"], 1);
-    assert_eq!(lev.until("reachable")["contacts"], 1);
-    // Not every DHT node may hold Bob's record yet: a caller who finds none tries again.
+    let ev = Events::new(l.stdout.take().unwrap());
+    (Proc(Some(l)), ev)
+}
+
+/// Calls the contact `name` from `data` through the DHT at `bootstrap` until the call is
+/// secured. Not every DHT node may hold the listener's record yet: a caller who finds none
+/// is told so (exit 3) and tries again, for up to 30 s.
+fn call_by_name(data: &str, bootstrap: &str, name: &str) -> (Proc, Events) {
     let started = std::time::Instant::now();
-    let (mut c, cev) = loop {
+    loop {
         let (c, cev) = caller(
-            "bob",
-            &[
-                "--data-dir",
-                &alice_data,
-                "--no-lan",
-                "--dht-bootstrap",
-                &bootstrap,
-            ],
+            name,
+            &["--data-dir", data, "--no-lan", "--dht-bootstrap", bootstrap],
             &["--no-audio", "--bind", "127.0.0.1:0"],
         );
+        assert_eq!(cev.until("calling")["contact"], name);
         cev.until("dht_lookup");
         match cev.0.recv_timeout(Duration::from_secs(20)) {
-            Ok(v) if v["event"] == "secured" => break (c, cev),
+            Ok(v) if v["event"] == "secured" => return (c, cev),
             other => {
                 assert_eq!(wait(c), 3, "{other:?}");
                 assert!(
                     started.elapsed() < Duration::from_secs(30),
-                    "never reached Bob"
+                    "never reached {name}"
                 );
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
-    };
+    }
+}
+
+/// A contact added in another terminal while `listen` runs can call by name at once: the
+/// listener notices the list changed, lets the new contact in and publishes records for it.
+#[test]
+fn a_contact_added_while_listening_can_call_by_name_at_once() {
+    let testnet = mainline::Testnet::builder(8).build().unwrap();
+    let bootstrap = testnet.bootstrap.join(",");
+    let (alice_dir, bob_dir) = (tmp("added-alice"), tmp("added-bob"));
+    let (alice_data, bob_data) = (
+        alice_dir.to_str().unwrap().to_string(),
+        bob_dir.to_str().unwrap().to_string(),
+    );
+    let (alice_id, bob_id) = (peer_id_in(&alice_data), peer_id_in(&bob_data));
+    add_contact(&alice_data, &bob_id, "bob");
+    // Bob listens with no contacts at all: nothing is announced or published yet.
+    let (mut l, lev) = dht_listener(&bob_data, &bootstrap);
+    lev.until("listening");
+    // Then he adds Alice from another terminal.
+    add_contact(&bob_data, &alice_id, "alice");
+    assert_eq!(lev.until("contacts_changed")["contacts"], 1);
+    assert_eq!(lev.until("reachable")["contacts"], 1);
+    let (mut c, cev) = call_by_name(&alice_data, &bootstrap, "bob");
     cev.until("connected");
     assert_eq!(lev.until("connected")["peer_id"], alice_id.as_str());
     // A call with the new contact replaces the pair's root on both sides, as with any
@@ -953,51 +958,11 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
         alice_dir.to_str().unwrap().to_string(),
         bob_dir.to_str().unwrap().to_string(),
     );
-    let id = |data: &str| -> String {
-        let out = bin()
-            .args(["--data-dir", data, "--json", "id"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["peer_id"].as_str().unwrap().to_string()
-    };
-    let (alice_id, bob_id) = (id(&alice_data), id(&bob_data));
+    let (alice_id, bob_id) = (peer_id_in(&alice_data), peer_id_in(&bob_data));
     // Each knows only the other's peer ID: no ticket, no address.
-    for (data, other, name) in [
-        (&alice_data, &bob_id, "bob"),
-        (&bob_data, &alice_id, "alice"),
-    ] {
-        let out = bin()
-            .args(["--data-dir", data, "contact", "add", other, "--name", name])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-    }
-    // --no-lan everywhere: mDNS would multicast on the host's own network.
-    let mut l = bin()
-        .args([
-            "--data-dir",
-            &bob_data,
-            "--json",
-            "--no-lan",
-            "--dht-bootstrap",
-            &bootstrap,
-        ])
-        .args([
-            "listen",
-            "--bind",
-            "127.0.0.1:0",
-            "--once",
-            "--accept",
-            "anyone",
-        ])
-        .args(["--no-audio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lev = Events::new(l.stdout.take().unwrap());
-    let mut l = Proc(Some(l));
+    add_contact(&alice_data, &bob_id, "bob");
+    add_contact(&bob_data, &alice_id, "alice");
+    let (mut l, lev) = dht_listener(&bob_data, &bootstrap);
     lev.until("listening");
     let reachable = lev.until("reachable");
     assert_eq!(reachable["contacts"], 1);
@@ -1005,36 +970,7 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     // address or mapping (`core::observe`; tests/observe.rs in the net crate has observers
     // in several networks).
     assert_eq!(reachable["nat"], "unknown");
-    // Bob's record is stored, but not every DHT node may have it yet: a caller who finds
-    // none is told so (exit 3), and tries again.
-    let started = std::time::Instant::now();
-    let (mut c, cev) = loop {
-        let (c, cev) = caller(
-            "bob",
-            &[
-                "--data-dir",
-                &alice_data,
-                "--no-lan",
-                "--dht-bootstrap",
-                &bootstrap,
-            ],
-            &["--no-audio", "--bind", "127.0.0.1:0"],
-        );
-        assert_eq!(cev.until("calling")["contact"], "bob");
-        cev.until("dht_lookup");
-        match cev.0.recv_timeout(Duration::from_secs(20)) {
-            Ok(v) if v["event"] == "secured" => break (c, cev),
-            other => {
-                let code = wait(c);
-                assert_eq!(code, 3, "{other:?}");
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "never reached Bob"
-                );
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    };
+    let (mut c, cev) = call_by_name(&alice_data, &bootstrap, "bob");
     cev.until("connected");
     let connected = lev.until("connected");
     assert_eq!(connected["peer_id"], alice_id.as_str());
