@@ -46,6 +46,9 @@ pub struct DhtConfig {
     /// STUN servers the user chose, also asked for our public address (none by default:
     /// DHT nodes already tell us; see `observe`).
     pub stun: Vec<SocketAddr>,
+    /// Records a listener stores per epoch for contacts who do not hold its inbox chain,
+    /// covers included ([`PAIR_RECORDS`]): the same number whatever the number of contacts.
+    pub pair_records: usize,
 }
 
 impl Default for DhtConfig {
@@ -57,6 +60,7 @@ impl Default for DhtConfig {
             republish: Duration::from_secs(20 * 60),
             request_timeout: mainline::DEFAULT_REQUEST_TIMEOUT,
             stun: Vec::new(),
+            pair_records: PAIR_RECORDS,
         }
     }
 }
@@ -393,9 +397,26 @@ impl Rendezvous {
     ) -> Result<(), DhtError> {
         // Normally one root; two while the peer has not confirmed the last call's. Stored
         // under either is enough for the peer to find.
+        self.publish_as_of(peer, us, intent, inbox, now_ms()).await
+    }
+
+    /// [`Self::publish`] as if it were `sent_at_ms` (for tests: a record of an earlier
+    /// epoch, as a listener with many contacts leaves for most of them).
+    #[doc(hidden)]
+    pub async fn publish_as_of(
+        &self,
+        peer: &PeerId,
+        us: &Reachability,
+        intent: Option<CallIntent>,
+        inbox: Option<&InboxChain>,
+        sent_at_ms: u64,
+    ) -> Result<(), DhtError> {
         let mut result = Err(DhtError::Publish("not a contact".into()));
         for pair in self.record_pairs(peer) {
-            match self.publish_under(&pair, us, intent, inbox).await {
+            match self
+                .publish_under(&pair, us, intent, inbox, sent_at_ms)
+                .await
+            {
                 Ok(()) => result = Ok(()),
                 Err(e) if result.is_err() => result = Err(e),
                 Err(_) => {}
@@ -410,8 +431,8 @@ impl Rendezvous {
         us: &Reachability,
         intent: Option<CallIntent>,
         inbox: Option<&InboxChain>,
+        sent_at_ms: u64,
     ) -> Result<(), DhtError> {
-        let sent_at_ms = now_ms();
         let epoch = epoch_of(sent_at_ms);
         let keys = pair.outgoing(epoch);
         let record = Record {
@@ -509,6 +530,33 @@ impl Rendezvous {
             }
         }
         None
+    }
+
+    /// The newest record `peer` published for us: this epoch's (as [`Self::lookup`]), or if
+    /// there is none, the newest of the last `RECORD_LOOKBACK` epochs, all read at once. A
+    /// listener with more contacts without its chain than `PAIR_RECORDS` gives each a
+    /// record only every few epochs; what a caller needs from it is the chain (which steps
+    /// forward to this epoch) and, if the presence under that chain is gone, the addresses.
+    pub async fn lookup_recent(&self, peer: &PeerId) -> Option<Record> {
+        if let Some(r) = self.lookup(peer, None).await {
+            return Some(r);
+        }
+        let now = epoch_of(now_ms());
+        let mut reads = Vec::new();
+        for pair in self.record_pairs(peer) {
+            for back in 1..=RECORD_LOOKBACK.min(now) {
+                let keys = pair.incoming(now - back);
+                reads.push(async move {
+                    let open = |f: &Found| open_found(&keys, f).map(|r| (r.sent_at_ms, r));
+                    self.lookup_target(target_of(&keys), None, open).await
+                });
+            }
+        }
+        join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .max_by_key(|r| r.sent_at_ms)
     }
 
     /// A walk to `target` from a socket of its own, ending at the first value `open` accepts
@@ -794,6 +842,33 @@ impl Rendezvous {
     pub fn punch_key(&self, peer: &PeerId, call_id: &[u8; 16]) -> Option<PunchKey> {
         self.pair(peer).map(|p| p.punch_key(call_id))
     }
+}
+
+/// Runs `futures` together on this task; their outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, done) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *done = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// The epochs whose records a reader asks for at `now`: this one, and early in it the last
@@ -1152,18 +1227,26 @@ impl Node {
             None => {
                 // Their record for us: where they are, and the inbox chain they publish
                 // there for contacts who do not hold it yet (they poll no record per
-                // contact): our intent goes into that inbox.
+                // contact): our intent goes into that inbox. With many such contacts a
+                // listener gives each a record only every few epochs: the newest one.
                 let mut theirs = rendezvous
-                    .lookup(&peer, None)
+                    .lookup_recent(&peer)
                     .await
                     .ok_or(CallError::NotPublished)?;
                 debug!(took = ?started.elapsed(), chain = theirs.inbox.is_some(), "their record read");
                 match theirs.inbox.take() {
                     Some(chain) => {
-                        rendezvous
-                            .write_inbox(&peer, &chain, &us, intent)
-                            .await
-                            .map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                        // Where they are now: their presence under that chain (the record
+                        // may be from an earlier epoch), else the record's addresses.
+                        let (presence, written) = tokio::join!(
+                            rendezvous.lookup_presence(&peer, &chain),
+                            rendezvous.write_inbox(&peer, &chain, &us, intent)
+                        );
+                        written.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                        if let Some(p) = presence.filter(|p| !p.candidates.is_empty()) {
+                            theirs.candidates = p.candidates;
+                            theirs.nat = p.nat;
+                        }
                         // Kept, so that the next call reads their presence at once (the
                         // call itself tells it again, with ours). Written beside the call,
                         // not before it: the punch does not wait for the disk.
@@ -1217,9 +1300,41 @@ const POLL_SOCKET_IDLE: Duration = Duration::from_secs(120);
 /// to give up on each).
 const CALLER_SETTLE: Duration = Duration::from_millis(1500);
 
-/// Records of contacts' own a listener stores per epoch at least (the rest are covers): up
-/// to this many contacts who do not hold our chain yet, nobody can tell how many there are.
-const MIN_PAIR_PUTS: usize = 4;
+/// Records a listener stores per epoch besides its presence, whatever the number of contacts
+/// who do not hold its chain yet: up to this many of them get a record of their own (those
+/// whose last one is oldest), and covers fill the rest. With more such contacts each gets
+/// one every few epochs, and a caller looks back for it (`RECORD_LOOKBACK`).
+pub const PAIR_RECORDS: usize = 4;
+
+/// How many epochs back a caller looks for a record of its own when this epoch has none: two
+/// hours, about as long as Mainline nodes keep an item. So up to `PAIR_RECORDS` × 12 = 48
+/// contacts without our chain always find one; beyond that some wait for their turn.
+pub const RECORD_LOOKBACK: u64 = 12;
+
+/// An epoch and the start of our inbox chain then (records are picked again for each).
+type Slot = (u64, Option<u64>);
+
+/// Which of the contacts without our chain get a record of their own in `epoch`: at most
+/// `k`, first those never given one (by this process), then those whose last one is oldest;
+/// ties in an order that changes with the epoch.
+fn pick_records(
+    unsynced: &[PeerId],
+    last: &HashMap<PeerId, u64>,
+    epoch: u64,
+    k: usize,
+) -> Vec<PeerId> {
+    use std::hash::{Hash, Hasher};
+    let mut order: Vec<(Option<u64>, u64, PeerId)> = unsynced
+        .iter()
+        .map(|p| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (epoch, p.as_bytes()).hash(&mut h);
+            (last.get(p).copied(), h.finish(), *p)
+        })
+        .collect();
+    order.sort_by_key(|a| (a.0, a.1));
+    order.into_iter().take(k).map(|(_, _, p)| p).collect()
+}
 
 /// How soon a record that could not be stored is tried again.
 const UNSTORED_RETRY: Duration = Duration::from_secs(30);
@@ -1293,8 +1408,12 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         let mut poll_previous = false;
         let mut answered: HashSet<[u8; 16]> = HashSet::new();
         let mut unstored: HashSet<PeerId> = HashSet::new();
-        // The epoch and addresses cover records were last stored for.
-        let mut covered: Option<(u64, Reachability)> = None;
+        // The epoch, chain and addresses cover records were last stored for.
+        let mut covered: Option<(Slot, Reachability)> = None;
+        // The contacts without our chain given a record of their own for an epoch and chain,
+        // and the epoch each was last given one.
+        let mut picked: Option<(Slot, Vec<PeerId>)> = None;
+        let mut last_record: HashMap<PeerId, u64> = HashMap::new();
         // Contacts with a record of their own stored since `published` was last stale.
         let mut recorded: HashSet<PeerId> = HashSet::new();
         let mut retry_at = tokio::time::Instant::now();
@@ -1383,6 +1502,25 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 .filter(|p| held_previous.contains(p))
                 .copied()
                 .collect();
+            // With a chain of our own, the same number of records per epoch whatever the
+            // number of contacts without it: `PAIR_RECORDS` of them at most, picked once per
+            // epoch (and again when the chain is renewed), the rest covers.
+            let slot = (epoch, own.as_ref().map(|o| o.since_ms));
+            if own.is_some() && picked.as_ref().map(|(k, _)| *k) != Some(slot) {
+                let chosen = pick_records(&unsynced, &last_record, epoch, config.pair_records);
+                for p in &chosen {
+                    last_record.insert(*p, epoch);
+                }
+                picked = Some((slot, chosen));
+            }
+            let recordable: Vec<PeerId> = match (&own, &picked) {
+                (Some(_), Some((_, chosen))) => unsynced
+                    .iter()
+                    .filter(|p| chosen.contains(p))
+                    .copied()
+                    .collect(),
+                _ => unsynced.clone(),
+            };
             let stale = published.as_ref().is_none_or(|(e, c, at)| {
                 *e != epoch || *c != ours || at.elapsed() >= config.republish
             });
@@ -1390,18 +1528,18 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             // minute, not at the next republish.
             let mut due: Vec<PeerId> = if stale {
                 recorded.clear();
-                unsynced.clone()
+                recordable.clone()
             } else if retry_at <= tokio::time::Instant::now() {
                 unstored.iter().copied().collect()
             } else {
                 Vec::new()
             };
-            due.retain(|p| unsynced.contains(p));
-            unstored.retain(|p| unsynced.contains(p));
-            recorded.retain(|p| unsynced.contains(p));
+            due.retain(|p| recordable.contains(p));
+            unstored.retain(|p| recordable.contains(p));
+            recorded.retain(|p| recordable.contains(p));
             // A contact who no longer holds our chain (we made a new one) needs a record of
             // its own at once, not at the next republish.
-            for p in &unsynced {
+            for p in &recordable {
                 if !recorded.contains(p) && !unstored.contains(p) && !due.contains(p) {
                     due.push(*p);
                 }
@@ -1410,7 +1548,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             // one, so ours must be too, at once.
             if let Some(r) = &roots {
                 let now = r.current_checks();
-                for peer in &unsynced {
+                for peer in &recordable {
                     if now.get(peer) != published_roots.get(peer) && !due.contains(peer) {
                         due.push(*peer);
                     }
@@ -1446,17 +1584,19 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                     }
                 }
             }
-            // Records nobody reads, so that an epoch's puts number at least
-            // `MIN_PAIR_PUTS` however few contacts need a record of their own.
-            // Once per epoch and set of addresses, whether or not the real ones could be
-            // stored (they are tried again; the covers are not).
-            let covers =
-                if stale && own.is_some() && covered.as_ref() != Some(&(epoch, ours.clone())) {
-                    covered = Some((epoch, ours.clone()));
-                    MIN_PAIR_PUTS.saturating_sub(due.len())
-                } else {
-                    0
-                };
+            // Records nobody reads, so that an epoch's puts number `PAIR_RECORDS` however
+            // few contacts need a record of their own. Once per epoch, chain and set of
+            // addresses, whether or not the real ones could be stored (they are tried
+            // again; the covers are not).
+            let covers = match &picked {
+                Some((_, chosen))
+                    if own.is_some() && covered.as_ref() != Some(&(slot, ours.clone())) =>
+                {
+                    covered = Some((slot, ours.clone()));
+                    config.pair_records.saturating_sub(chosen.len())
+                }
+                _ => 0,
+            };
             let real = due.len();
             if !due.is_empty() || covers > 0 {
                 let mut puts = JoinSet::new();
@@ -1501,7 +1641,7 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 if stale && (stored > 0 || real == 0) {
                     published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
                 }
-            } else if stale && unsynced.is_empty() {
+            } else if stale && recordable.is_empty() {
                 published = Some((epoch, ours.clone(), tokio::time::Instant::now()));
             }
             if stored_any {
@@ -1616,5 +1756,56 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
         intents: rx,
         published: stored_rx,
         polled_per_pair: pairs_rx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(n: usize) -> Vec<PeerId> {
+        (0..n)
+            .map(|_| Identity::from_seed(&random()).peer_id())
+            .collect()
+    }
+
+    /// However many contacts lack our chain, an epoch gives records to at most `k` of them,
+    /// and each gets its turn within ⌈n / k⌉ epochs.
+    #[test]
+    fn records_per_epoch_are_capped_and_every_contact_gets_a_turn() {
+        for n in [0, 1, 3, 4, 5, 20, 49] {
+            let unsynced = peers(n);
+            let mut last = HashMap::new();
+            let mut turns: HashMap<PeerId, usize> = HashMap::new();
+            let rounds = n.div_ceil(PAIR_RECORDS).max(1);
+            for e in 0..rounds as u64 {
+                let chosen = pick_records(&unsynced, &last, 1000 + e, PAIR_RECORDS);
+                assert_eq!(chosen.len(), n.min(PAIR_RECORDS), "{n} contacts");
+                // Nobody has a second turn while another waits for its first.
+                if chosen.iter().any(|p| turns.contains_key(p)) {
+                    assert!(
+                        unsynced
+                            .iter()
+                            .all(|p| chosen.contains(p) || turns.contains_key(p)),
+                        "{n} contacts, epoch {e}"
+                    );
+                }
+                for p in chosen {
+                    last.insert(p, 1000 + e);
+                    *turns.entry(p).or_default() += 1;
+                }
+            }
+            assert_eq!(turns.len(), n, "{n} contacts: every one had a turn");
+        }
+    }
+
+    /// A contact added later (never given a record) comes before those who had one.
+    #[test]
+    fn a_contact_never_given_a_record_comes_first() {
+        let mut unsynced = peers(8);
+        let last: HashMap<PeerId, u64> = unsynced.iter().map(|p| (*p, 7)).collect();
+        let new = peers(1)[0];
+        unsynced.push(new);
+        assert!(pick_records(&unsynced, &last, 8, 1).contains(&new));
     }
 }

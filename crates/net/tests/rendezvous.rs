@@ -228,3 +228,116 @@ async fn a_contact_who_never_called_learns_the_inbox_from_her_record() {
         assert_eq!(*polled.borrow_and_update(), 0, "call {call_no}");
     }
 }
+
+/// A listener with more contacts who lack its chain than it gives records per epoch
+/// (`dht::PAIR_RECORDS`) leaves most of them a record of an earlier epoch. A caller finds
+/// that one (none of this epoch), steps the chain in it forward, reads the listener's
+/// presence for where it is now (the old record's address is stale: nothing listens there),
+/// and rings it through the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_from_an_earlier_epoch_is_enough_to_call() {
+    use extrasafe_net::core::inbox::{inbox_epoch_of, InboxChain};
+    use extrasafe_net::core::rendezvous::EPOCH_MS;
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let config = dht_config(&testnet);
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (a, b) = (alice_id.peer_id(), bob_id.peer_id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let then = now - 3 * EPOCH_MS;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    let bob_chain = InboxChain::new(seed, inbox_epoch_of(then));
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &[a]),
+                roots: Some(extrasafe_net::roots::Roots::in_memory(&bob_id, &[a])),
+                inbox: Some(bob_chain.clone()),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    // This epoch Bob gives no contact a record of its own (its slots went to others): only
+    // his presence is stored.
+    let bob_config = DhtConfig {
+        pair_records: 0,
+        ..config.clone()
+    };
+    let bob_rv = Arc::new(
+        Rendezvous::start(dht::pair_secrets(&bob_id, &[a]).unwrap(), &bob_config).unwrap(),
+    );
+    let served = dht::serve(bob.clone(), bob_rv, bob_config);
+    let (mut intents, mut published) = (served.intents, served.published);
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's presence was never stored")
+        .unwrap();
+    // The record he left her three epochs ago, with an address where nothing listens now.
+    let gone = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let old_rv = Rendezvous::start(dht::pair_secrets(&bob_id, &[a]).unwrap(), &config).unwrap();
+    old_rv
+        .publish_as_of(
+            &a,
+            &dht::Reachability {
+                candidates: vec![gone],
+                ..Default::default()
+            },
+            None,
+            Some(&bob_chain),
+            then,
+        )
+        .await
+        .unwrap();
+
+    let alice_roots = extrasafe_net::roots::Roots::in_memory(&alice_id, &[b]);
+    let alice = Node::bind(
+        &alice_id,
+        extrasafe_net::NodeConfig {
+            roots: Some(alice_roots.clone()),
+            ..common::config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let alice_rv = Rendezvous::start(dht::pair_secrets(&alice_id, &[b]).unwrap(), &config).unwrap();
+    alice_rv.use_roots(alice_roots.clone());
+    assert!(alice_roots.inbox_of(&b).is_none());
+    // Nothing of this epoch for her.
+    assert!(alice_rv.lookup(&b, None).await.is_none());
+
+    let answer = {
+        let bob = bob.clone();
+        async move {
+            let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
+                .await
+                .expect("no intent in 20 s")
+                .expect("an intent");
+            assert_eq!(intent.peer, a, "the intent is Alice's");
+            // Bob's own probes go nowhere: only Alice's, sent to the addresses she found,
+            // can make the call. With the old record's address alone it fails.
+            let mut intent = intent;
+            intent.candidates = dht::as_candidates(&[gone]);
+            bob.answer_punch(intent).await
+        }
+    };
+    let (call, answered) = tokio::join!(alice.call_contact(&alice_rv, b), answer);
+    let mut call = call.unwrap_or_else(|e| panic!("{e}"));
+    answered.unwrap();
+    let mut inc = incoming(&bob).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    assert_eq!(inc.info().peer, a);
+    assert_eq!(call.info().peer, b);
+    call.hangup();
+}

@@ -68,7 +68,7 @@ async fn a_configured_stun_server_reports_the_call_sockets_address() {
         )
         .await;
     assert!(none.sightings.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // The socket still carries calls.
     let call = alice.call(&bob.ticket()).await.unwrap();
