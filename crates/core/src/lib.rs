@@ -19,6 +19,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;
+pub mod bep42;
 pub mod contacts;
 pub mod identity;
 pub mod inbox;

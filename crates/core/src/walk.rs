@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 
+use crate::bep42;
 use crate::krpc::{self, TxIds};
 
 /// How a walk goes.
@@ -96,7 +97,25 @@ struct Candidate {
     addr: SocketAddr,
     /// Unknown for a seed given by address only (a bootstrap node) until it answers.
     id: Option<[u8; 20]>,
+    /// The ID fits the address by BEP 42 (`crate::bep42`; unknown IDs do not).
+    fits: bool,
     state: State,
+}
+
+impl Candidate {
+    fn new(addr: SocketAddr, id: Option<[u8; 20]>) -> Self {
+        Self {
+            addr,
+            id,
+            fits: id.is_some_and(|id| bep42::fits(addr.ip(), &id)),
+            state: State::New,
+        }
+    }
+
+    fn learn_id(&mut self, id: [u8; 20]) {
+        self.id = Some(id);
+        self.fits = bep42::fits(self.addr.ip(), &id);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +141,8 @@ pub struct Walk {
     txids: TxIds,
     seq: Option<i64>,
     limits: Limits,
-    /// Closest first; nodes of unknown ID last.
+    /// Nodes whose ID fits their address (BEP 42) first, then those whose ID does not, then
+    /// those of unknown ID; closest first within each.
     candidates: Vec<Candidate>,
     queries: usize,
     item: Option<Item>,
@@ -223,10 +243,13 @@ impl Walk {
             .filter_map(|c| Some((c.addr, c.id?)))
     }
 
-    fn key(&self, c: &Candidate) -> (bool, [u8; 20]) {
+    /// Where a node ranks: a node whose ID fits its address (BEP 42) before any whose ID
+    /// does not, so that a node that chose its ID next to the target is asked and stored at
+    /// only when too few others are known; by distance within each.
+    fn key(&self, c: &Candidate) -> (bool, bool, [u8; 20]) {
         match c.id {
-            Some(id) => (false, distance(&id, &self.target)),
-            None => (true, [0xff; 20]),
+            Some(id) => (false, !c.fits, distance(&id, &self.target)),
+            None => (true, true, [0xff; 20]),
         }
     }
 
@@ -240,20 +263,16 @@ impl Walk {
             // walk could end without asking the very closest nodes (a bootstrap list that
             // holds them, as a small network's does).
             let c = &self.candidates[i];
-            if let (None, Some(_), State::New) = (c.id, id, &c.state) {
+            if let (None, Some(id), State::New) = (c.id, id, &c.state) {
                 let mut moved = self.candidates.remove(i);
-                moved.id = id;
+                moved.learn_id(id);
                 let key = self.key(&moved);
                 let at = self.candidates.partition_point(|c| self.key(c) <= key);
                 self.candidates.insert(at, moved);
             }
             return;
         }
-        let fresh = Candidate {
-            addr,
-            id,
-            state: State::New,
-        };
+        let fresh = Candidate::new(addr, id);
         let key = self.key(&fresh);
         let at = self.candidates.partition_point(|c| self.key(c) <= key);
         self.candidates.insert(at, fresh);
@@ -408,8 +427,8 @@ impl Walk {
                     .unwrap_or_default();
                 let mut answered = self.candidates.remove(i);
                 answered.state = State::Answered { token };
-                if answered.id.is_none() {
-                    answered.id = answer.id;
+                if let (None, Some(id)) = (answered.id, answer.id) {
+                    answered.learn_id(id);
                 }
                 let key = self.key(&answered);
                 let at = self.candidates.partition_point(|c| self.key(c) <= key);

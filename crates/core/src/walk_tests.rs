@@ -109,10 +109,60 @@ impl Sim {
                 }
             })
             .collect();
+        Self::with_tables(&mut nodes, &mut rng);
+        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
+        Self {
+            nodes,
+            by_addr,
+            rng,
+        }
+    }
+
+    /// `n` honest nodes at public addresses, each with an ID that fits its address by
+    /// BEP 42, and `close` more right next to `target` whose IDs do not fit theirs (chosen,
+    /// not derived): they answer and store like the others.
+    fn public(n: usize, seed: u64, target: [u8; 20], close: usize) -> Self {
+        let mut rng = Rng(seed);
+        let mut nodes: Vec<SimNode> = (0..n + close)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::new(45 + (i % 7) as u8, (i >> 8) as u8, i as u8, 9);
+                let rest = rng.id();
+                let id = if i < n {
+                    crate::bep42::id_for_v4(ip, rest[19], rest)
+                } else {
+                    let mut id = target;
+                    id[19] ^= 1 + i as u8;
+                    id
+                };
+                SimNode {
+                    id,
+                    addr: SocketAddr::from((ip, 6881)),
+                    latency: 10 + rng.next() % 60,
+                    kind: Kind::Honest,
+                    known: Vec::new(),
+                    store: HashMap::new(),
+                }
+            })
+            .collect();
+        Self::with_tables(&mut nodes, &mut rng);
+        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
+        Self {
+            nodes,
+            by_addr,
+            rng,
+        }
+    }
+
+    /// Gives each node a Kademlia routing table: up to 8 others per bucket, those whose IDs
+    /// fit their addresses (BEP 42) first, as Mainline's own tables keep them.
+    fn with_tables(nodes: &mut [SimNode], rng: &mut Rng) {
+        let n = nodes.len();
         for i in 0..n {
             let mut per_bucket: HashMap<u32, usize> = HashMap::new();
             let start = (rng.next() % n as u64) as usize;
-            for j in (0..n).map(|j| (j + start) % n) {
+            let mut order: Vec<usize> = (0..n).map(|j| (j + start) % n).collect();
+            order.sort_by_key(|j| !crate::bep42::fits(nodes[*j].addr.ip(), &nodes[*j].id));
+            for j in order {
                 if j == i {
                     continue;
                 }
@@ -123,12 +173,6 @@ impl Sim {
                     nodes[i].known.push(j);
                 }
             }
-        }
-        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
-        Self {
-            nodes,
-            by_addr,
-            rng,
         }
     }
 
@@ -439,5 +483,67 @@ fn a_seed_given_by_address_only_is_placed_by_its_id_once_another_node_names_it()
         run(&mut sim, &mut walk, 0);
         let found: Vec<SocketAddr> = walk.closest().iter().map(|c| c.0).collect();
         assert_eq!(found, closest, "seed {seed}");
+    }
+}
+
+/// Nodes that chose IDs right next to the target (closer than any other) but whose IDs do
+/// not fit their addresses (BEP 42) are neither stored at nor among the closest a later poll
+/// asks: the item goes to the 8 closest nodes whose IDs fit. A reader finds it there.
+#[test]
+fn nodes_whose_ids_do_not_fit_their_addresses_are_not_where_items_go() {
+    for seed in 0..10u64 {
+        let target = Rng(seed ^ 0xb42).id();
+        let mut sim = Sim::public(400, seed, target, 4);
+        let liars: Vec<SocketAddr> = sim.nodes[400..].iter().map(|n| n.addr).collect();
+        // They are the very closest by distance, and their IDs do not fit.
+        let farthest_liar = sim.nodes[400..]
+            .iter()
+            .map(|n| distance(&n.id, &target))
+            .max()
+            .unwrap();
+        assert!(sim.nodes[..400]
+            .iter()
+            .all(|n| distance(&n.id, &target) > farthest_liar));
+        assert!(sim.nodes[400..]
+            .iter()
+            .all(|n| !crate::bep42::fits(n.addr.ip(), &n.id)));
+        let seeds: Vec<_> = sim.nodes[..2].iter().map(|n| (n.addr, None)).collect();
+        let item = Item {
+            key: [1; 32],
+            seq: 5,
+            sig: [2; 64],
+            value: b"sealed".to_vec(),
+        };
+        let mut put = walk_to(target, 1, &seeds).store(item).unwrap();
+        let (now, sent) = run(&mut sim, &mut put, 0);
+        let stored_at: Vec<SocketAddr> = sent
+            .iter()
+            .filter(|(_, q)| q.windows(8).any(|w| w == b"1:q3:put"))
+            .map(|(a, _)| *a)
+            .collect();
+        let mut fitting: Vec<&SimNode> = sim.nodes[..400].iter().collect();
+        fitting.sort_by_key(|n| distance(&n.id, &target));
+        let best: Vec<SocketAddr> = fitting.iter().take(8).map(|n| n.addr).collect();
+        assert!(
+            stored_at.iter().all(|a| !liars.contains(a)),
+            "seed {seed}: stored at a node whose ID does not fit"
+        );
+        // (Liars named in answers take places honest neighbours would have had: a walk
+        // may miss one or two of the 8 closest; the reader below still finds the item.)
+        assert!(
+            best.iter().filter(|a| stored_at.contains(a)).count() >= 6,
+            "seed {seed}: {stored_at:?} against {best:?}"
+        );
+        assert!(put.closest().iter().all(|(a, _)| !liars.contains(a)));
+        // A reader from elsewhere finds it among the nodes whose IDs fit.
+        let seeds: Vec<_> = sim.nodes[200..202].iter().map(|n| (n.addr, None)).collect();
+        let mut get = walk_to(target, 2, &seeds);
+        run(&mut sim, &mut get, now);
+        let found = get.take_found();
+        assert!(
+            found.iter().any(|f| f.value == b"sealed"),
+            "seed {seed}: not found"
+        );
+        assert!(get.closest().iter().all(|(a, _)| !liars.contains(a)));
     }
 }
