@@ -387,6 +387,9 @@ impl AudioSource for Mic {
         // A microphone never runs out, even while it is still starting.
         true
     }
+    fn ready(&self) -> bool {
+        self.queue.lock().map(|q| q.ready()).unwrap_or(false)
+    }
     fn fault(&self) -> Option<String> {
         self.lost
             .load(Ordering::Relaxed)

@@ -137,6 +137,17 @@ impl CaptureQueue {
         self.buf.len()
     }
 
+    /// Whether [`Self::read_frame`] would give captured audio now (not silence while the
+    /// queue fills, nor an underrun).
+    pub fn ready(&self) -> bool {
+        let need = if self.primed {
+            FRAME_SAMPLES
+        } else {
+            Self::PRIME
+        };
+        self.buf.len() >= need
+    }
+
     /// Counters.
     pub fn stats(&self) -> QueueStats {
         self.stats
@@ -238,6 +249,24 @@ mod tests {
     /// A ramp, so any skipped or repeated sample shows.
     fn ramp(from: usize, n: usize) -> Vec<i16> {
         (from..from + n).map(|i| (i % 30000) as i16).collect()
+    }
+
+    #[test]
+    fn capture_is_ready_exactly_when_a_read_gives_audio() {
+        let mut q = CaptureQueue::new();
+        let mut out = vec![0i16; FRAME_SAMPLES];
+        let mut pushed = 0;
+        // Blocks of 7 ms against 20 ms frames, with reads in bursts as after a stall.
+        for step in 0..400 {
+            q.push(&ramp(pushed, 336));
+            pushed += 336;
+            let reads = if step % 9 == 0 { 3 } else { 1 };
+            for _ in 0..reads {
+                let ready = q.ready();
+                assert_eq!(ready, q.read_frame(&mut out), "step {step}");
+            }
+        }
+        assert!(q.stats().underruns > 0, "the bursts never ran it dry");
     }
 
     #[test]

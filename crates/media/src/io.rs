@@ -11,6 +11,13 @@ pub trait AudioSource: Send {
     /// Fills `out` (`FRAME_SAMPLES` samples); false once the source has nothing more (the
     /// frame is then silence).
     fn read_frame(&mut self, out: &mut [i16]) -> bool;
+    /// Whether a whole frame is there to read now. A file always has one; a microphone only
+    /// once the sound card delivered it. After a stall the call's clock catches up only
+    /// while the source is ready: a device whose own thread stalled too has nothing to
+    /// catch up with, and reading ahead of it would insert silence.
+    fn ready(&self) -> bool {
+        true
+    }
     /// Something went wrong that the person should hear about (a device went away).
     fn fault(&self) -> Option<String> {
         None

@@ -1,11 +1,22 @@
 //! Runs a call's audio: one task paces the sender and the playout on a 20 ms clock and feeds
 //! arriving datagrams to the receiver. The decisions live in the sans-IO `AudioSender`,
-//! `AudioReceiver` and jitter buffer; this is only their driver.
+//! `AudioReceiver`, jitter buffer and `MediaClock`; this is only their driver.
+//!
+//! Woken late (a busy machine did not schedule the task for a while), the driver does every
+//! frame the clock says it owes, at once (up to 400 ms of them): it takes in what arrived
+//! meanwhile, plays every owed frame into the sink (a recording keeps the call's length; a
+//! speaker's queue keeps only what it has room for, its own clock having gone on), and
+//! reads, encodes and sends a frame for each owed one **while the source has it**: a file
+//! always does; a microphone whose sound server stalled with us has not captured those frames,
+//! and reading ahead of it would make silence out of nothing and unprime its queue, so they
+//! are not sent (the far end conceals them) and are counted. The datagrams of the frames
+//! caught up leave together: an observer of the path can tell that the sender's machine
+//! stalled (as it could from the gap), which says nothing of what was said.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use extrasafe_core::media::JitterStats;
+use extrasafe_core::media::{JitterStats, MediaClock};
 use extrasafe_media::codec::{opus_pair, CodecError};
 use extrasafe_media::io::{AudioSink, AudioSource};
 use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
@@ -21,6 +32,8 @@ pub trait AudioLink: Send + Sync + 'static {
     fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError>;
     /// The next arriving audio datagram; `None` once the link is closed.
     fn recv(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send;
+    /// An audio datagram that has already arrived, if any (never waits).
+    fn try_recv(&self) -> Option<bytes::Bytes>;
     /// Where the peer is, if the link goes over the network.
     fn remote(&self) -> Option<SocketAddr>;
     /// The path's round trip.
@@ -35,6 +48,9 @@ impl AudioLink for MediaLink {
     }
     fn recv(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send {
         MediaLink::recv(self)
+    }
+    fn try_recv(&self) -> Option<bytes::Bytes> {
+        MediaLink::try_recv(self)
     }
     fn remote(&self) -> Option<SocketAddr> {
         Some(MediaLink::remote(self))
@@ -84,6 +100,16 @@ pub struct AudioStats {
     pub source_done: bool,
     /// A device problem to tell the person about (the microphone or speaker went away).
     pub device_fault: Option<String>,
+    /// Frames that fell due since audio started (each played, and sent unless counted in
+    /// `frames_unsent`), counting those dropped.
+    pub frames_due: u64,
+    /// Frames done late, after the task was held up, and so not lost.
+    pub frames_caught_up: u64,
+    /// Frames given up after a gap too long to replay (a suspended machine): time lost.
+    pub frames_dropped: u64,
+    /// Owed frames a device source had not captured (its sound server stalled with us):
+    /// not sent, concealed by the far end.
+    pub frames_unsent: u64,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures.
@@ -112,10 +138,11 @@ impl AudioCall {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let udp_at_start = link.udp_tx_bytes();
-            let mut tick = tokio::time::interval(FRAME);
-            // After a stall the missed frames are not sent in a burst: a burst would tell an
-            // observer the clock slipped, and the receiver treats the gap like any delay spike.
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // On tokio's clock (virtual in tests), as the timers that wake the task.
+            let t0 = tokio::time::Instant::now();
+            let mut clock = MediaClock::new(t0.into_std(), FRAME);
+            let wake = tokio::time::sleep_until(t0);
+            tokio::pin!(wake);
             let mut stats = AudioStats {
                 remote: link.remote(),
                 ..AudioStats::default()
@@ -125,11 +152,18 @@ impl AudioCall {
                 vec![0i16; FRAME_SAMPLES],
                 Vec::new(),
             );
-            let mut ticks = 0u64;
+            let mut frames = 0u64;
             // The encoded datagram waits in `dg` until its send time.
             let send_timer = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(send_timer);
             let mut pending = false;
+            let send = |dg: &[u8], stats: &mut AudioStats| match link.send(dg) {
+                Ok(()) => {
+                    stats.sent += 1;
+                    stats.sent_bytes += dg.len() as u64;
+                }
+                Err(_) => stats.send_errors += 1,
+            };
             loop {
                 tokio::select! {
                     // The clock comes before arriving datagrams, so a flood of them cannot
@@ -138,37 +172,61 @@ impl AudioCall {
                     _ = &mut stop_rx => break,
                     _ = &mut send_timer, if pending => {
                         pending = false;
-                        match link.send(&dg) {
-                            Ok(()) => {
-                                stats.sent += 1;
-                                stats.sent_bytes += dg.len() as u64;
-                            }
-                            Err(_) => stats.send_errors += 1,
-                        }
+                        send(&dg, &mut stats);
                     }
-                    at = tick.tick() => {
-                        let now = Instant::now();
-                        if !source.read_frame(&mut pcm) {
-                            stats.source_done = true;
+                    _ = &mut wake => {
+                        let due = clock.due(tokio::time::Instant::now().into_std());
+                        if due.frames > 1 {
+                            // Held up: what arrived meanwhile goes into the jitter buffer
+                            // before the frames it holds are played.
+                            while let Some(d) = link.try_recv() {
+                                receiver.handle_datagram(Instant::now(), &d);
+                            }
                         }
-                        // An encoder error still yields a datagram of the usual size.
-                        let _ = sender.send_frame(&pcm, &mut dg);
-                        receiver.play(now, &mut out);
-                        sink.write_frame(&out);
-                        // Leave at a fixed offset from the tick, not when encoding finished:
-                        // how long a frame took to encode (speech or silence) must not show
-                        // in the packet timing. Meanwhile arriving datagrams are taken in
-                        // (and timed) as usual.
-                        // (Were the previous datagram still waiting, after a stall, this
-                        // one replaces it: the stale one is not worth sending.)
-                        send_timer.as_mut().reset(at + SEND_OFFSET);
-                        pending = true;
-                        ticks += 1;
-                        if ticks % 25 == 0 {
-                            stats.device_fault = source.fault().or_else(|| sink.fault());
-                            fill(&mut stats, &receiver, &link, started, udp_at_start);
-                            let _ = stats_tx.send(stats.clone());
+                        for i in 0..due.frames {
+                            let last = i + 1 == due.frames;
+                            // A device that stalled with us has nothing to catch up with:
+                            // the frames it never captured are not sent, not made of silence.
+                            if i == 0 || source.ready() {
+                                // A datagram still waiting for its send time is late now: it
+                                // leaves before the next one is made.
+                                if pending {
+                                    pending = false;
+                                    send(&dg, &mut stats);
+                                }
+                                if !source.read_frame(&mut pcm) {
+                                    stats.source_done = true;
+                                }
+                                // An encoder error still yields a datagram of the usual size.
+                                let _ = sender.send_frame(&pcm, &mut dg);
+                                if last {
+                                    // Leave at a fixed offset from the frame's deadline, not
+                                    // when encoding finished: how long a frame took to encode
+                                    // (speech or silence) must not show in the packet timing.
+                                    // Meanwhile arriving datagrams are taken in as usual.
+                                    let deadline = clock.next_deadline() - FRAME;
+                                    send_timer.as_mut().reset(
+                                        tokio::time::Instant::from_std(deadline + SEND_OFFSET),
+                                    );
+                                    pending = true;
+                                } else {
+                                    send(&dg, &mut stats);
+                                }
+                            } else {
+                                stats.frames_unsent += 1;
+                            }
+                            // Every owed frame is played: a recording keeps the call's length.
+                            receiver.play(Instant::now(), &mut out);
+                            sink.write_frame(&out);
+                            frames += 1;
+                            if frames % 25 == 0 {
+                                stats.device_fault = source.fault().or_else(|| sink.fault());
+                                fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
+                                let _ = stats_tx.send(stats.clone());
+                            }
                         }
+                        wake.as_mut()
+                            .reset(tokio::time::Instant::from_std(clock.next_deadline()));
                     }
                     _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
                     d = link.recv() => match d {
@@ -177,7 +235,7 @@ impl AudioCall {
                     },
                 }
             }
-            fill(&mut stats, &receiver, &link, started, udp_at_start);
+            fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
             let _ = stats_tx.send(stats.clone());
             (stats, sink.finish())
         });
@@ -215,10 +273,14 @@ fn fill(
     stats: &mut AudioStats,
     rx: &AudioReceiver,
     link: &impl AudioLink,
+    clock: &MediaClock,
     started: Instant,
     udp0: u64,
 ) {
     stats.elapsed = started.elapsed();
+    stats.frames_due = clock.frames();
+    stats.frames_caught_up = clock.caught_up();
+    stats.frames_dropped = clock.dropped();
     stats.received = rx.stats();
     stats.jitter = rx.jitter().stats();
     stats.target_delay = rx.jitter().target_delay();

@@ -158,6 +158,10 @@ impl MediaLink {
     pub async fn recv(&self) -> Option<bytes::Bytes> {
         self.audio.lock().await.recv().await
     }
+    /// An audio datagram that has already arrived, if any (never waits).
+    pub fn try_recv(&self) -> Option<bytes::Bytes> {
+        self.audio.try_lock().ok()?.try_recv().ok()
+    }
     /// The next video datagram; `None` once the connection is closed.
     pub async fn recv_video(&self) -> Option<bytes::Bytes> {
         self.video.lock().await.recv().await

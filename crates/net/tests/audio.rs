@@ -124,6 +124,9 @@ impl AudioLink for ClockedLink {
     fn recv(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send {
         std::future::pending()
     }
+    fn try_recv(&self) -> Option<bytes::Bytes> {
+        None
+    }
     fn remote(&self) -> Option<std::net::SocketAddr> {
         None
     }
@@ -166,4 +169,108 @@ async fn the_audio_clock_sends_one_datagram_per_tick_at_a_fixed_offset() {
             "datagram {i}"
         );
     }
+}
+
+/// A source that says it has no frame ready beyond the one each tick reads: a microphone
+/// whose sound server stalled with the call's task.
+struct NeverAhead(SamplesSource);
+
+impl extrasafe_net::media::io::AudioSource for NeverAhead {
+    fn read_frame(&mut self, out: &mut [i16]) -> bool {
+        self.0.read_frame(out)
+    }
+    fn ready(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a call's audio on virtual time for 10 rounds of 400 ms on time and then 120 ms in
+/// which the task is not run (tokio's clock moved at once, as a busy machine that did not
+/// schedule it), then 400 ms more; what was sent (when, how big) and the final figures.
+async fn held_up(
+    source: Box<dyn extrasafe_net::media::io::AudioSource>,
+    heard: RecordingSink,
+) -> (
+    tokio::time::Instant,
+    Vec<(tokio::time::Instant, usize)>,
+    extrasafe_net::audio::AudioStats,
+) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let t0 = tokio::time::Instant::now();
+    let call = AudioCall::start(
+        ClockedLink(sent.clone()),
+        AudioConfig::default(),
+        source,
+        Box::new(heard),
+    )
+    .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::advance(Duration::from_millis(120)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (stats, _) = call.stop().await;
+    let sent = sent.lock().unwrap().clone();
+    (t0, sent, stats)
+}
+
+/// Held up for 120 ms ten times, the task does every frame it owes when it runs again: as
+/// many datagrams sent and frames played as fell due (none lost, none dropped), the owed
+/// datagrams leaving together when it wakes, and then again 3 ms after each tick. (With
+/// missed ticks skipped, 60 frames would be missing from both.)
+#[tokio::test(start_paused = true)]
+async fn a_held_up_audio_task_does_every_frame_it_owes() {
+    let heard = RecordingSink::memory();
+    let (t0, sent, stats) = held_up(
+        Box::new(SamplesSource::new(speech::sample(3.0), true)),
+        heard.clone(),
+    )
+    .await;
+    // 5.6 s of virtual time: frames at 0, 20, ... 5580 ms (the stop comes before the tick
+    // at 5600). Each stall starts as the test's sleep ends, before the task has run the tick
+    // due then: the wake after it does that frame and the 6 of the 120 ms, 6 of them late.
+    assert_eq!(stats.frames_due, 280, "{stats:?}");
+    assert_eq!(stats.frames_dropped, 0);
+    assert_eq!(stats.frames_unsent, 0);
+    assert_eq!(stats.frames_caught_up, 10 * 6);
+    assert_eq!(sent.len(), 280);
+    assert_eq!(stats.sent, 280);
+    assert_eq!(
+        heard.samples().len(),
+        280 * extrasafe_net::media::FRAME_SAMPLES
+    );
+    let config = AudioConfig::default();
+    assert!(sent.iter().all(|(_, len)| *len == config.datagram_size));
+    // Each datagram leaves 3 ms after its tick, or, for frames owed after a stall, at the
+    // wake that ends it: never before its tick, never more than a stall after it.
+    for (i, (at, _)) in sent.iter().enumerate() {
+        let tick = Duration::from_millis(20 * i as u64);
+        let after = at.duration_since(t0) - tick;
+        assert!(
+            after == Duration::from_millis(3) || after <= Duration::from_millis(140),
+            "datagram {i}: {after:?} after its tick"
+        );
+    }
+    // Between stalls, exactly on time.
+    assert_eq!(sent[10].0.duration_since(t0), Duration::from_millis(203));
+}
+
+/// A microphone that stalled with the task has not captured what the task owes: those
+/// frames are not made of silence and sent, but counted, and the far end conceals them;
+/// the playout still gets every owed frame (a recording keeps the call's length).
+#[tokio::test(start_paused = true)]
+async fn owed_frames_a_stalled_microphone_never_captured_are_not_sent() {
+    let heard = RecordingSink::memory();
+    let (_, sent, stats) = held_up(
+        Box::new(NeverAhead(SamplesSource::new(speech::sample(3.0), true))),
+        heard.clone(),
+    )
+    .await;
+    assert_eq!(stats.frames_due, 280, "{stats:?}");
+    assert_eq!(stats.frames_unsent, 10 * 6);
+    assert_eq!(sent.len(), 280 - 10 * 6);
+    assert_eq!(
+        heard.samples().len(),
+        280 * extrasafe_net::media::FRAME_SAMPLES
+    );
 }

@@ -1,5 +1,5 @@
-//! Media transport logic, free of I/O: the fixed-size media datagram with redundancy, and the
-//! adaptive jitter buffer.
+//! Media transport logic, free of I/O: the fixed-size media datagram with redundancy, the
+//! adaptive jitter buffer, and the clock that tells the driver which frames are due.
 //!
 //! ```text
 //!  sender:   frames ──► Packetizer (fixed size, previous frames in the padding) ──► datagram
@@ -7,8 +7,10 @@
 //!            device clock ──► JitterBuffer::pop every frame ──► decode / conceal ──► speaker
 //! ```
 
+pub mod clock;
 pub mod jitter;
 pub mod packet;
 
+pub use clock::{Due, MediaClock};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{MediaPacket, PacketError, Packetizer};
