@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use extrasafe_core::{Identity, SessionConfig, Ticket};
+use extrasafe_core::{SessionConfig, Ticket};
 use extrasafe_net::tls::{self, PinObservation};
 use extrasafe_net::{AcceptPolicy, CallEvent, Node, NodeConfig};
 use stats::{median, pct};
@@ -98,7 +98,7 @@ async fn bare_handshakes(n: usize, delay: Option<Duration>, pq: bool) -> Vec<Dur
             .retain(|s| s.version() == &rustls::version::TLS13);
         Arc::new(classical)
     };
-    let server_id = Identity::generate();
+    let server_id = extrasafe_net::new_identity();
     let server_tls =
         tls::server_config(tls::certified_key(&server_id).unwrap(), provider.clone()).unwrap();
     let server_quic = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).unwrap();
@@ -127,7 +127,7 @@ async fn bare_handshakes(n: usize, delay: Option<Duration>, pq: bool) -> Vec<Dur
             });
         }
     });
-    let client_id = Identity::generate();
+    let client_id = extrasafe_net::new_identity();
     let key = tls::certified_key(&client_id).unwrap();
     let client_ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut out = Vec::new();
@@ -206,7 +206,7 @@ fn cpu_secs(pid: &str) -> f64 {
 
 /// Child mode: a callee that answers anyone, prints its ticket, runs until stdin closes.
 async fn callee_process() {
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let node = Node::bind(&id, cfg(AcceptPolicy::Anyone)).await.unwrap();
     println!("{}", node.ticket_for(node.local_addr()));
     let serve = async {
@@ -241,7 +241,7 @@ async fn cpu_per_call() -> (f64, f64) {
     .unwrap();
     let ticket: Ticket = line.trim().parse().unwrap();
     let pid = child.id().to_string();
-    let me = Identity::generate();
+    let me = extrasafe_net::new_identity();
     let node = Node::bind(&me, cfg(AcceptPolicy::Ask)).await.unwrap();
     // warm up
     for _ in 0..5 {
@@ -282,10 +282,10 @@ async fn main() {
         return callee_process().await;
     }
     println!("EXTRA SAFE connection-setup benchmark ({RUNS} runs per figure, medians)\n");
-    let a = Node::bind(&Identity::generate(), cfg(AcceptPolicy::Ask))
+    let a = Node::bind(&extrasafe_net::new_identity(), cfg(AcceptPolicy::Ask))
         .await
         .unwrap();
-    let b = Node::bind(&Identity::generate(), cfg(AcceptPolicy::Ask))
+    let b = Node::bind(&extrasafe_net::new_identity(), cfg(AcceptPolicy::Ask))
         .await
         .unwrap();
     let direct = b.ticket_for(b.local_addr());

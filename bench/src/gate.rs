@@ -25,7 +25,6 @@ use extrasafe_core::access::{
     first_flight_dcid, AccessKey, Gate, LocalCidKey, TicketSecret, FIRST_FLIGHT_DCID_LEN,
 };
 use extrasafe_core::rendezvous::PairSecret;
-use extrasafe_core::Identity;
 use stats::median;
 
 const N: u32 = 200_000;
@@ -42,14 +41,14 @@ fn per_op(n: u32, f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let listener = Identity::generate();
+    let listener = extrasafe_net::new_identity();
     let secret = TicketSecret::from_bytes([7; 16]);
     let ticket_key = secret.access_key(&listener.peer_id());
     let local = LocalCidKey::new([3; 32]);
     let contacts = |n: usize| -> Vec<(extrasafe_core::PeerId, AccessKey)> {
         (0..n)
             .map(|_| {
-                let p = Identity::generate().peer_id();
+                let p = extrasafe_net::new_identity().peer_id();
                 (p, PairSecret::new(&listener, &p).unwrap().access_key())
             })
             .collect()

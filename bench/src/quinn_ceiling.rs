@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use extrasafe_net::core::{Identity, PeerId};
+use extrasafe_net::core::PeerId;
 use extrasafe_net::tls;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
@@ -61,7 +61,7 @@ fn endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
 }
 
 async fn serve() {
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let provider = tls::provider();
     let key = tls::certified_key(&id).expect("key");
     let server_tls = tls::server_config(key, provider).expect("server TLS");
@@ -87,7 +87,7 @@ async fn serve() {
 }
 
 async fn send(port: u16, peer: PeerId, mib: usize, cc: &str) {
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let provider = tls::provider();
     let key = tls::certified_key(&id).expect("key");
     let client_tls = tls::client_config(key, provider, peer, Default::default()).expect("TLS");

@@ -196,7 +196,7 @@ async fn main() {
     let (p1, b1) = counters();
     let base_rate = ((p1 - p0) as f64 / 20.0, (b1 - b0) as f64 / 20.0);
 
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let (bob_node, mut rang, stop) = bob(&bob_id, &[alice_id.peer_id()], &dht_config, None).await;
     let bob_peer = bob_id.peer_id();
 
@@ -371,7 +371,7 @@ async fn main() {
     for n in [1usize, 10] {
         let mut contacts = vec![alice_id.peer_id()];
         while contacts.len() < n {
-            contacts.push(Identity::generate().peer_id());
+            contacts.push(extrasafe_net::new_identity().peer_id());
         }
         // Alice publishes once so one contact has a record to read.
         let alice = Node::bind(&alice_id, cfg()).await.unwrap();
@@ -386,7 +386,8 @@ async fn main() {
         alice_rv.publish(&bob_peer, &us, None, None).await.unwrap();
         drop(alice_rv);
         drop(alice);
-        let (node, _rang, stop) = bob(&Identity::generate(), &contacts, &dht_config, None).await;
+        let (node, _rang, stop) =
+            bob(&extrasafe_net::new_identity(), &contacts, &dht_config, None).await;
         // Let the first (cold) lookups settle, then count.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (p0, b0) = counters();

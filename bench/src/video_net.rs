@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use extrasafe_core::video::RateConfig;
-use extrasafe_core::Identity;
 use extrasafe_net::video::{VideoCall, VideoConfig, VideoStats};
 use extrasafe_net::video_media::source::wall_ms;
 use extrasafe_net::video_media::y4m::Y4mWriter;
@@ -166,10 +165,10 @@ fn fixed_rate(kbps: u64) -> VideoConfig {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let a = Node::bind(&Identity::generate(), cfg(AcceptPolicy::Ask))
+    let a = Node::bind(&extrasafe_net::new_identity(), cfg(AcceptPolicy::Ask))
         .await
         .unwrap();
-    let b = Node::bind(&Identity::generate(), cfg(AcceptPolicy::Anyone))
+    let b = Node::bind(&extrasafe_net::new_identity(), cfg(AcceptPolicy::Anyone))
         .await
         .unwrap();
     let link = Arc::new(Link::default());

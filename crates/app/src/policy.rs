@@ -104,7 +104,6 @@ impl FilesPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use extrasafe_core::Identity;
 
     fn words(w: &[&str]) -> Vec<String> {
         w.iter().map(|s| s.to_string()).collect()
@@ -112,8 +111,8 @@ mod tests {
 
     #[test]
     fn sizes_and_senders_decide() {
-        let a = Identity::generate().peer_id();
-        let b = Identity::generate().peer_id();
+        let a = extrasafe_net::new_identity().peer_id();
+        let b = extrasafe_net::new_identity().peer_id();
         assert_eq!(FilesPolicy::parse(&[]).unwrap(), FilesPolicy::Ask);
         assert_eq!(
             FilesPolicy::parse(&words(&["none"])).unwrap().decide(&a, 1),

@@ -82,7 +82,7 @@ async fn a_contact_with_no_address_is_found_through_the_presence_and_dial_strate
         .await
         .unwrap();
     let config = reach(&testnet);
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let bob = Arc::new(
         Node::bind(&bob_id, node_config(&bob_id, &[&alice_id], true))
             .await
@@ -141,7 +141,7 @@ async fn a_contact_with_no_address_is_found_through_the_presence_and_dial_strate
 /// With nowhere to look the dial says so, typed, before any packet is sent.
 #[tokio::test]
 async fn nowhere_to_look_is_a_typed_error() {
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let alice = Node::bind(&alice_id, node_config(&alice_id, &[&bob_id], false))
         .await
         .unwrap();
@@ -172,7 +172,7 @@ async fn nowhere_to_look_is_a_typed_error() {
 /// With no contacts (or the LAN and DHT off), no service runs and nothing is reported.
 #[tokio::test]
 async fn no_contacts_no_services() {
-    let bob_id = Identity::generate();
+    let bob_id = extrasafe_net::new_identity();
     let bob = Arc::new(
         Node::bind(&bob_id, node_config(&bob_id, &[], true))
             .await
@@ -193,7 +193,14 @@ async fn no_contacts_no_services() {
         dht: false,
         ..ReachConfig::default()
     };
-    let q = Presence::start(bob, &bob_id, &[Identity::generate().peer_id()], &off, tx).await;
+    let q = Presence::start(
+        bob,
+        &bob_id,
+        &[extrasafe_net::new_identity().peer_id()],
+        &off,
+        tx,
+    )
+    .await;
     assert!(!q.lan_on && !q.dht_on);
     drop((p, q));
     assert!(rx.try_recv().is_err(), "nothing ran, nothing to report");

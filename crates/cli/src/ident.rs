@@ -78,7 +78,7 @@ pub fn store(global: &Global) -> Result<IdentityStore, Failure> {
 pub fn load(global: &Global) -> Result<Loaded, Failure> {
     if global.ephemeral {
         return Ok(Loaded {
-            identity: Identity::generate(),
+            identity: extrasafe_net::new_identity(),
             created: true,
             sealed: false,
             store: None,

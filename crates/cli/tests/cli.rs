@@ -101,7 +101,7 @@ fn a_forged_or_stale_ticket_gets_no_answer_and_learns_nothing() {
     let t: extrasafe_core::Ticket = listening["ticket"].as_str().unwrap().parse().unwrap();
     // A throw-away key and the listener's address (nothing secret): the attack of issue 16.
     let throwaway = extrasafe_core::Ticket {
-        peer: extrasafe_core::Identity::generate().peer_id(),
+        peer: extrasafe_net::new_identity().peer_id(),
         secret: Some(extrasafe_net::gate::random_ticket_secret()),
         addrs: t.addrs.clone(),
     };
@@ -148,7 +148,7 @@ fn a_forged_or_stale_ticket_gets_no_answer_and_learns_nothing() {
 
 #[test]
 fn a_declined_caller_learns_only_no_answer() {
-    let other = extrasafe_core::Identity::generate().peer_id().to_string();
+    let other = extrasafe_net::new_identity().peer_id().to_string();
     let (mut l, lev) = listener(&["--accept", &other]);
     let ticket = lev.until("listening")["ticket"]
         .as_str()

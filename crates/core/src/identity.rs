@@ -136,16 +136,21 @@ pub struct Identity {
     signing: SigningKey,
 }
 
+/// For core's own tests: a new identity from the OS random source (core itself never draws
+/// randomness; `extrasafe_net::new_identity` does for the layers above).
+#[cfg(test)]
 impl Identity {
-    /// Makes a new identity from the operating system's random source.
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut seed = Zeroizing::new([0u8; 32]);
-        // Without randomness no key can be trusted: this is not a recoverable condition.
         getrandom::fill(&mut seed[..]).expect("the OS random number generator failed");
         Self::from_seed(&seed)
     }
+}
 
-    /// Rebuilds an identity from its 32-byte secret seed.
+impl Identity {
+    /// Rebuilds an identity from its 32-byte secret seed; a new identity is made from 32
+    /// bytes of randomness the caller draws (core takes randomness in, never draws it: see
+    /// `extrasafe_net::new_identity`).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         Self {
             signing: SigningKey::from_bytes(seed),

@@ -512,7 +512,7 @@ fn a_contact_added_beside_the_window_shows_without_a_restart() {
     // Another process adds Alice to Bob's list, as `extrasafe contact add` would.
     let store = extrasafe_net::IdentityStore::at(tmp.join("identity"));
     let me = store.load(None).unwrap();
-    let alice = extrasafe_core::Identity::generate().peer_id();
+    let alice = extrasafe_net::new_identity().peer_id();
     let key = extrasafe_core::contacts::ContactsKey::of(&me);
     store
         .update_contacts(&key, |book| {

@@ -34,5 +34,13 @@ pub use node::{AcceptPolicy, Congestion, Node, NodeConfig};
 pub use store::{IdentityStore, StoreError};
 
 pub use extrasafe_core as core;
+
+/// A new identity from the operating system's random source.
+pub fn new_identity() -> core::Identity {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    // Without randomness no key can be trusted: this is not a recoverable condition.
+    getrandom::fill(&mut seed[..]).expect("the OS random number generator failed");
+    core::Identity::from_seed(&seed)
+}
 pub use extrasafe_media as media;
 pub use extrasafe_video as video_media;

@@ -408,7 +408,7 @@ mod tests {
     fn two_sides_ratchet_to_one_root_and_erase_the_old_one_on_disk() {
         let dir = std::env::temp_dir().join(format!("es-roots-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let (alice, bob) = (crate::new_identity(), crate::new_identity());
         let store = IdentityStore::at(dir.join("alice"));
         let mut book = ContactBook::default();
         book.add("bob", bob.peer_id(), vec![]).unwrap();
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(a.state(&bob.peer_id()).unwrap().current(), &first);
         assert_eq!(b.state(&alice.peer_id()).unwrap().current(), &first);
         // A stranger has no roots.
-        let stranger = Identity::generate().peer_id();
+        let stranger = crate::new_identity().peer_id();
         assert!(a.checks(&stranger).is_none());
         assert_eq!(a.ratchet(&stranger, &[], &[1; 32]).unwrap(), None);
 

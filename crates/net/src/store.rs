@@ -418,7 +418,7 @@ impl IdentityStore {
         match self.load(passphrase) {
             Ok(id) => Ok((id, false)),
             Err(StoreError::Missing(_)) => {
-                let id = Identity::generate();
+                let id = crate::new_identity();
                 self.save(&id, passphrase)?;
                 Ok((id, true))
             }
@@ -464,7 +464,7 @@ mod tests {
     fn the_inbox_chain_is_made_once_and_steps_forward_erasing_the_past() {
         let d = tmpdir("inbox");
         let store = IdentityStore::at(&d);
-        let me = Identity::generate();
+        let me = crate::new_identity();
         let first = store.own_inbox(&me, 100).unwrap();
         assert_eq!(first.chain.epoch(), 100);
         // The same chain next time, not a new one.
@@ -524,7 +524,7 @@ mod tests {
         );
         // Another identity cannot open it, and says so.
         assert!(matches!(
-            store.own_inbox(&Identity::generate(), 104),
+            store.own_inbox(&crate::new_identity(), 104),
             Err(StoreError::Inbox(ChainError::Unreadable))
         ));
         fs::remove_dir_all(&d).unwrap();
@@ -538,7 +538,7 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         IdentityStore::at(&d)
-            .save(&Identity::generate(), None)
+            .save(&crate::new_identity(), None)
             .unwrap();
         assert_eq!(
             fs::metadata(&d).unwrap().permissions().mode() & 0o777,
@@ -563,11 +563,11 @@ mod tests {
     fn a_key_file_swapped_for_a_link_or_a_plain_key_is_refused() {
         let d = tmpdir("swap");
         let store = IdentityStore::at(&d);
-        let id = Identity::generate();
+        let id = crate::new_identity();
         store.save(&id, Some(b"hunter22")).unwrap();
         assert!(store.is_sealed().unwrap());
         // Between the check and the load, a plain key of someone else's is put in its place.
-        let planted = Identity::generate();
+        let planted = crate::new_identity();
         store.save(&planted, None).unwrap();
         assert!(matches!(
             store.load(Some(b"hunter22")),
@@ -588,7 +588,7 @@ mod tests {
     fn the_ticket_secret_is_kept_and_renewed() {
         let d = tmpdir("ticket");
         let store = IdentityStore::at(&d);
-        let id = Identity::generate();
+        let id = crate::new_identity();
         let first = store.ticket_secret(&id).unwrap();
         assert_eq!(store.ticket_secret(&id).unwrap(), first);
         let mode = fs::metadata(d.join(TICKET_SALT_FILE))
@@ -603,7 +603,7 @@ mod tests {
         assert_ne!(second, first);
         assert_eq!(store.ticket_secret(&id).unwrap(), second);
         // Another identity with the same salt file has another secret.
-        assert_ne!(store.ticket_secret(&Identity::generate()).unwrap(), second);
+        assert_ne!(store.ticket_secret(&crate::new_identity()).unwrap(), second);
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -611,7 +611,7 @@ mod tests {
     fn group_readable_key_is_refused() {
         let d = tmpdir("perm");
         let store = IdentityStore::at(&d);
-        store.save(&Identity::generate(), None).unwrap();
+        store.save(&crate::new_identity(), None).unwrap();
         fs::set_permissions(store.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(store.load(None), Err(StoreError::Permissions(_))));
         fs::remove_dir_all(&d).unwrap();
@@ -621,7 +621,7 @@ mod tests {
     fn sealed_store_needs_the_passphrase() {
         let d = tmpdir("sealed");
         let store = IdentityStore::at(&d);
-        let id = Identity::generate();
+        let id = crate::new_identity();
         store.save(&id, Some(b"hunter2")).unwrap();
         assert!(store.is_sealed().unwrap());
         assert!(matches!(

@@ -11,7 +11,7 @@ use extrasafe_net::{AcceptPolicy, CallError, CallEvent};
 /// A caller whose ring gives up after 2 s (so "no answer" comes quickly).
 async fn short_ring() -> extrasafe_net::Node {
     extrasafe_net::Node::bind(
-        &extrasafe_net::core::Identity::generate(),
+        &extrasafe_net::new_identity(),
         extrasafe_net::NodeConfig {
             session: extrasafe_net::core::SessionConfig {
                 ring_timeout: Duration::from_secs(2),
@@ -92,8 +92,7 @@ async fn the_negotiated_group_is_hybrid_post_quantum() {
     // A client that offers classical X25519 only cannot connect at all.
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
-    let key =
-        extrasafe_net::tls::certified_key(&extrasafe_net::core::Identity::generate()).unwrap();
+    let key = extrasafe_net::tls::certified_key(&extrasafe_net::new_identity()).unwrap();
     let cfg = extrasafe_net::tls::client_config(
         key,
         std::sync::Arc::new(provider),
@@ -212,7 +211,7 @@ async fn unreachable_address_is_reported() {
     let dead = sock.local_addr().unwrap();
     drop(sock);
     let t = Ticket {
-        peer: extrasafe_net::core::Identity::generate().peer_id(),
+        peer: extrasafe_net::new_identity().peer_id(),
         secret: None,
         addrs: vec![dead],
     };
@@ -393,7 +392,7 @@ async fn a_caller_can_redial_at_once() {
 
 #[tokio::test]
 async fn a_node_that_only_calls_cannot_be_reached() {
-    let id = extrasafe_net::core::Identity::generate();
+    let id = extrasafe_net::new_identity();
     let caller_only = extrasafe_net::Node::bind(
         &id,
         extrasafe_net::NodeConfig {
@@ -413,7 +412,7 @@ async fn a_node_that_only_calls_cannot_be_reached() {
 
 #[tokio::test]
 async fn dual_stack_listener_takes_ipv4_and_ipv6() {
-    let id = extrasafe_net::core::Identity::generate();
+    let id = extrasafe_net::new_identity();
     let b = extrasafe_net::Node::bind(
         &id,
         extrasafe_net::NodeConfig {
@@ -426,7 +425,7 @@ async fn dual_stack_listener_takes_ipv4_and_ipv6() {
     let port = b.local_addr().port();
     for (from, to) in [("127.0.0.1:0", "127.0.0.1"), ("[::]:0", "::1")] {
         let a = extrasafe_net::Node::bind(
-            &extrasafe_net::core::Identity::generate(),
+            &extrasafe_net::new_identity(),
             extrasafe_net::NodeConfig {
                 bind: from.parse().unwrap(),
                 listen: false,

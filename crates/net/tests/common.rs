@@ -29,7 +29,7 @@ pub async fn node(policy: AcceptPolicy) -> (Identity, Node) {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let node = Node::bind(&id, config(policy)).await.unwrap();
     (id, node)
 }

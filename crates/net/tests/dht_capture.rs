@@ -218,8 +218,8 @@ async fn no_socket_or_node_id_asks_about_two_targets() {
         request_timeout: Duration::from_millis(500),
         ..DhtConfig::default()
     };
-    let bob_id = Identity::generate();
-    let contacts: Vec<Identity> = (0..3).map(|_| Identity::generate()).collect();
+    let bob_id = extrasafe_net::new_identity();
+    let contacts: Vec<Identity> = (0..3).map(|_| extrasafe_net::new_identity()).collect();
     let peers: Vec<PeerId> = contacts.iter().map(Identity::peer_id).collect();
     let bob = Arc::new(
         Node::bind(
@@ -383,8 +383,10 @@ async fn listener(n: usize, synced: bool, polls: usize) -> (Vec<Seen>, HashSet<[
         request_timeout: Duration::from_millis(500),
         ..DhtConfig::default()
     };
-    let bob_id = Identity::generate();
-    let contacts: Vec<PeerId> = (0..n).map(|_| Identity::generate().peer_id()).collect();
+    let bob_id = extrasafe_net::new_identity();
+    let contacts: Vec<PeerId> = (0..n)
+        .map(|_| extrasafe_net::new_identity().peer_id())
+        .collect();
     let now = inbox_epoch_of(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -573,8 +575,10 @@ async fn budget_per_minute() {
             bind: std::net::Ipv4Addr::LOCALHOST,
             ..DhtConfig::default()
         };
-        let bob_id = Identity::generate();
-        let contacts: Vec<PeerId> = (0..n).map(|_| Identity::generate().peer_id()).collect();
+        let bob_id = extrasafe_net::new_identity();
+        let contacts: Vec<PeerId> = (0..n)
+            .map(|_| extrasafe_net::new_identity().peer_id())
+            .collect();
         let now = inbox_epoch_of(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use common::*;
 use extrasafe_net::core::wire::Message;
-use extrasafe_net::core::Identity;
 use extrasafe_net::{AcceptPolicy, CallEvent, Node};
 use quinn::{ConnectionError, VarInt};
 
 /// Proves the node still answers an honest caller.
 /// Connects as an authenticated but misbehaving client.
 async fn hostile_conn(target: &Node) -> quinn::Connection {
-    let me = Identity::generate();
+    let me = extrasafe_net::new_identity();
     let (ep, client) = raw_client(&me, &ticket(target));
     ep.connect_with(client, addr(target), "x")
         .unwrap()
@@ -65,7 +64,7 @@ async fn garbage_datagrams_are_ignored() {
 async fn wrong_or_missing_alpn_is_refused() {
     let (_id, target) = node(AcceptPolicy::Anyone).await;
     for alpn in [vec![b"h3".to_vec()], vec![]] {
-        let me = Identity::generate();
+        let me = extrasafe_net::new_identity();
         let key = extrasafe_net::tls::certified_key(&me).unwrap();
         let mut cfg = extrasafe_net::tls::client_config(
             key,
@@ -95,7 +94,7 @@ async fn wrong_or_missing_alpn_is_refused() {
 #[tokio::test]
 async fn an_answer_in_another_protocol_is_typed_incompatible() {
     use extrasafe_net::{Blame, CallError, HandshakeFailure};
-    let them = Identity::generate();
+    let them = extrasafe_net::new_identity();
     let key = extrasafe_net::tls::certified_key(&them).unwrap();
     let mut cfg = extrasafe_net::tls::server_config(key, extrasafe_net::tls::provider()).unwrap();
     cfg.alpn_protocols = vec![b"extrasafe/99".to_vec()];
@@ -271,7 +270,7 @@ async fn a_peer_that_never_says_hello_is_dropped() {
 #[tokio::test]
 async fn silent_peers_holding_slots_do_not_lock_out_callers() {
     let target = Node::bind(
-        &Identity::generate(),
+        &extrasafe_net::new_identity(),
         extrasafe_net::NodeConfig {
             max_connections: 4,
             ..config(AcceptPolicy::Anyone)
@@ -288,7 +287,7 @@ async fn silent_peers_holding_slots_do_not_lock_out_callers() {
 #[tokio::test]
 async fn one_address_cannot_take_every_slot() {
     let target = Node::bind(
-        &Identity::generate(),
+        &extrasafe_net::new_identity(),
         extrasafe_net::NodeConfig {
             max_connections_per_ip: 2,
             // The two held connections stay held for the whole test (they say nothing).
@@ -302,7 +301,7 @@ async fn one_address_cannot_take_every_slot() {
     .await
     .unwrap();
     let _held = [hostile_conn(&target).await, hostile_conn(&target).await];
-    let me = Identity::generate();
+    let me = extrasafe_net::new_identity();
     let (ep, mut client) = raw_client(&me, &ticket(&target));
     // A full node ignores the third instead of refusing it (even a ticket holder learns
     // nothing from a full node): its handshake runs out.

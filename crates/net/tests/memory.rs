@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use extrasafe_net::core::Identity;
 use extrasafe_net::AcceptPolicy;
 use quinn::VarInt;
 
@@ -13,12 +12,12 @@ async fn a_flood_of_bad_connections_keeps_memory_bounded() {
     let (_id, target) = node(AcceptPolicy::Anyone).await;
     let t = ticket(&target);
     let a = addr(&target);
-    let (ep, _) = raw_client(&Identity::generate(), &t);
+    let (ep, _) = raw_client(&extrasafe_net::new_identity(), &t);
     let flood = |n| {
         let (t, ep) = (t.clone(), ep.clone());
         async move {
             for _ in 0..n {
-                let me = Identity::generate();
+                let me = extrasafe_net::new_identity();
                 let client = raw_client_config(&me, &t);
                 let conn = ep.connect_with(client, a, "x").unwrap().await.unwrap();
                 let (mut s, mut r) = conn.open_bi().await.unwrap();

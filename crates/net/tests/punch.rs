@@ -20,7 +20,7 @@ fn host(node: &Node) -> Candidate {
 }
 
 async fn bind(punch_timeout: Duration) -> (Identity, Node) {
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let node = Node::bind(
         &id,
         NodeConfig {

@@ -113,7 +113,7 @@ async fn each_call_replaces_the_root_and_the_next_call_still_finds_the_callee() 
         .await
         .unwrap();
     let config = dht_config(&testnet);
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let (a, b) = (alice_id.peer_id(), bob_id.peer_id());
     let alice_store = store_with(&dir, "alice", &alice_id, &b);
     let bob_store = store_with(&dir, "bob", &bob_id, &a);

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use extrasafe_net::core::Identity;
 use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
 use extrasafe_net::{AcceptPolicy, CallError, Node};
 
@@ -35,9 +34,9 @@ async fn a_contact_is_called_with_no_address_through_the_dht() {
         .unwrap();
     let config = dht_config(&testnet);
     let (alice_id, bob_id, carol_id) = (
-        Identity::generate(),
-        Identity::generate(),
-        Identity::generate(),
+        extrasafe_net::new_identity(),
+        extrasafe_net::new_identity(),
+        extrasafe_net::new_identity(),
     );
     let alice = Node::bind(&alice_id, common::config(AcceptPolicy::Anyone))
         .await
@@ -136,7 +135,7 @@ async fn a_contact_who_never_called_learns_the_inbox_from_her_record() {
         .await
         .unwrap();
     let config = dht_config(&testnet);
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let (a, b) = (alice_id.peer_id(), bob_id.peer_id());
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).unwrap();
@@ -242,7 +241,7 @@ async fn a_record_from_an_earlier_epoch_is_enough_to_call() {
         .await
         .unwrap();
     let config = dht_config(&testnet);
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
     let (a, b) = (alice_id.peer_id(), bob_id.peer_id());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

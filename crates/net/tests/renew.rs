@@ -93,9 +93,9 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
         .unwrap();
     let config = dht_config(&testnet);
     let (alice_id, bob_id, carol_id) = (
-        Identity::generate(),
-        Identity::generate(),
-        Identity::generate(),
+        extrasafe_net::new_identity(),
+        extrasafe_net::new_identity(),
+        extrasafe_net::new_identity(),
     );
     let (a, b, c) = (alice_id.peer_id(), bob_id.peer_id(), carol_id.peer_id());
 

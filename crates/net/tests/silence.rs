@@ -24,7 +24,7 @@ async fn first_flight(
     catcher
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut client = raw_client_config(&Identity::generate(), to);
+    let mut client = raw_client_config(&extrasafe_net::new_identity(), to);
     client.initial_dst_cid_provider(dcid);
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connecting = ep
@@ -84,7 +84,7 @@ async fn strangers_get_not_a_single_byte() {
     let no_proof = first_flight(&t, random_dcid()).await;
     // A forged ticket: a throw-away key and the listener's address, with some secret.
     let throwaway = Ticket {
-        peer: Identity::generate().peer_id(),
+        peer: extrasafe_net::new_identity().peer_id(),
         secret: Some(extrasafe_net::gate::random_ticket_secret()),
         addrs: t.addrs.clone(),
     };
@@ -188,7 +188,7 @@ async fn the_port_dht_nodes_were_pinged_from_stays_silent() {
 
 /// A listener whose ticket secret and contacts are set as the front ends set them.
 async fn listener(contacts: Vec<(extrasafe_net::core::PeerId, AccessKey)>) -> (Identity, Node) {
-    let id = Identity::generate();
+    let id = extrasafe_net::new_identity();
     let node = Node::bind(
         &id,
         NodeConfig {
@@ -233,7 +233,7 @@ async fn reaches(from: &Node, t: &Ticket, to: &Node) -> bool {
 
 #[tokio::test]
 async fn ticket_holders_and_contacts_get_in_and_a_new_ticket_ends_the_old_ones() {
-    let alice_id = Identity::generate();
+    let alice_id = extrasafe_net::new_identity();
     let (bob_id, bob) = listener(Vec::new()).await;
     // Bob has Alice as a contact, and she him.
     bob.set_contacts(extrasafe_net::gate::contact_keys(
@@ -245,7 +245,7 @@ async fn ticket_holders_and_contacts_get_in_and_a_new_ticket_ends_the_old_ones()
         extrasafe_net::gate::contact_keys(&alice_id, &[bob.peer_id()]),
     )
     .await;
-    let carol = caller(&Identity::generate(), Vec::new()).await;
+    let carol = caller(&extrasafe_net::new_identity(), Vec::new()).await;
     let old = ticket(&bob);
     let bare = Ticket {
         secret: None,
@@ -282,7 +282,7 @@ async fn ticket_holders_and_contacts_get_in_and_a_new_ticket_ends_the_old_ones()
 
 #[tokio::test]
 async fn a_caller_changes_nothing_before_it_is_answered() {
-    let a = caller(&Identity::generate(), Vec::new()).await;
+    let a = caller(&extrasafe_net::new_identity(), Vec::new()).await;
     let (_b_id, b) = node(AcceptPolicy::Ask).await;
     let mut out = a.call(&ticket(&b)).await.unwrap();
     let mut inc = incoming(&b).await;
@@ -299,7 +299,7 @@ async fn a_caller_changes_nothing_before_it_is_answered() {
 #[tokio::test]
 async fn ring_spam_from_one_caller_alerts_three_times_then_goes_unheard() {
     let spammer = Node::bind(
-        &Identity::generate(),
+        &extrasafe_net::new_identity(),
         NodeConfig {
             listen: false,
             session: extrasafe_net::core::SessionConfig {
@@ -313,7 +313,7 @@ async fn ring_spam_from_one_caller_alerts_three_times_then_goes_unheard() {
     .unwrap();
     // The listener keeps the default limit.
     let b = Node::bind(
-        &Identity::generate(),
+        &extrasafe_net::new_identity(),
         NodeConfig {
             ring_burst: extrasafe_net::core::access::RING_BURST,
             ..config(AcceptPolicy::Ask)

@@ -7,7 +7,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use extrasafe_net::core::Identity;
 use extrasafe_net::{AcceptPolicy, Node};
 
 /// Answers binding requests with XOR-MAPPED-ADDRESS (IPv4), counting them.
@@ -41,8 +40,8 @@ async fn stun_server() -> (SocketAddr, tokio::task::JoinHandle<usize>) {
 
 #[tokio::test]
 async fn a_configured_stun_server_reports_the_call_sockets_address() {
-    let alice_id = Identity::generate();
-    let bob_id = Identity::generate();
+    let alice_id = extrasafe_net::new_identity();
+    let bob_id = extrasafe_net::new_identity();
     let alice = Node::bind(&alice_id, common::config(AcceptPolicy::Anyone))
         .await
         .unwrap();

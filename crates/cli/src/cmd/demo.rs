@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use extrasafe_core::{EndReason, Identity};
+use extrasafe_core::EndReason;
 use extrasafe_net::audio::AudioCall;
 use extrasafe_net::media::io::{Discard, RecordingSink, SamplesSource, Silence};
 use extrasafe_net::media::pipeline::align;
@@ -71,8 +71,8 @@ pub async fn run(args: &DemoArgs, out: Output) -> Result<i32, Failure> {
         listen,
         ..NodeConfig::default()
     };
-    let alice_id = Identity::generate();
-    let bob_id = Identity::generate();
+    let alice_id = extrasafe_net::new_identity();
+    let bob_id = extrasafe_net::new_identity();
     let alice = Node::bind(&alice_id, loopback(AcceptPolicy::Ask, false)).await?;
     // Bob answers only Alice: the ticket-and-policy path a real user would set up.
     let bob = Node::bind(

@@ -21,7 +21,7 @@ pub fn run(global: &Global, args: &IdArgs, out: Output) -> Result<i32, Failure> 
         let store = ident::store(global)?;
         if !store.exists() {
             let pass = ident::new_passphrase(global)?;
-            store.save(&extrasafe_core::Identity::generate(), Some(pass.as_bytes()))?;
+            store.save(&extrasafe_net::new_identity(), Some(pass.as_bytes()))?;
             out.hint("Created a new identity, encrypted with your passphrase.");
         }
     }

@@ -464,7 +464,7 @@ impl Backend {
             }
         }
         let made = tokio::task::spawn_blocking(move || {
-            let id = Identity::generate();
+            let id = extrasafe_net::new_identity();
             store
                 .save(&id, pass.as_ref().map(|p| p.as_bytes()))
                 .map(|()| id)
