@@ -81,6 +81,17 @@ extrasafe_call() { # $1 = binary, $2 = recording
      --audio-in "$work/voice.wav" >"$work/c.out" 2>/dev/null || true
   # The listener writes its recording as the call ends.
   for _ in $(seq 100); do pgrep -f -- "--audio-out $rec" >/dev/null || break; sleep 0.1; done
+  # Where time went, from each side's last stats line (to stderr, beside the table).
+  for side in c l; do
+    grep '"event":"stats"' "$work/$side.out" 2>/dev/null | tail -1 | "$venv/bin/python" -c '
+import json, sys
+for line in sys.stdin:
+    s = json.loads(line)
+    keys = ["frames_due", "frames_caught_up", "frames_dropped", "frames_unsent", "played",
+            "lost", "late", "concealed", "jitter_dropped", "jitter_inserted"]
+    print("  '"$side"':", " ".join(f"{k}={s[k]}" for k in keys if k in s), file=sys.stderr)
+' || true
+  done
 }
 
 baresip_conf() { # $1 = folder, $2 = device name, $3 = SIP port, $4 = source

@@ -198,7 +198,11 @@ impl Output {
                    "jitter_ms": s.network_jitter.as_secs_f64() * 1e3,
                    "buffer_ms": s.buffered.as_millis() as u64, "target_delay_ms": s.target_delay.as_millis() as u64,
                    "send_kbps": kbps, "remote": remote, "sent": s.sent, "received": s.received.datagrams,
-                   "malformed": s.received.malformed, "concealed": s.jitter.concealed, "lost": s.jitter.lost}),
+                   "malformed": s.received.malformed, "concealed": s.jitter.concealed, "lost": s.jitter.lost,
+                   "played": s.jitter.played, "late": s.jitter.late,
+                   "jitter_dropped": s.jitter.dropped, "jitter_inserted": s.jitter.inserted,
+                   "frames_due": s.frames_due, "frames_caught_up": s.frames_caught_up,
+                   "frames_dropped": s.frames_dropped, "frames_unsent": s.frames_unsent}),
         );
     }
 
