@@ -83,7 +83,7 @@ impl Interrupts {
     }
 }
 
-const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /video turns your video off and on; /screen shares your screen (again: stops sharing).  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).";
+const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /video turns your video off and on; /screen shares your screen (again: stops sharing).  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).  A line that starts with / and is no command is not sent; start a message with // to send one that begins with /.";
 
 /// What the call does by itself (for `extrasafe send`).
 #[derive(Clone, Debug, Default)]
@@ -274,8 +274,27 @@ pub async fn run(
                         let path = std::path::PathBuf::from(l["/send ".len()..].trim());
                         files.send(&call, &[path]).await;
                     }
-                    l if l.starts_with("/send") => out.hint("/send PATH works once the call is connected."),
+                    l if l.starts_with("/send") && l[5..].starts_with(char::is_whitespace) || l == "/send" => {
+                        out.hint("/send PATH offers a file or folder, once the call is connected.")
+                    }
                     "" => {}
+                    // A line that starts with / is a command: a mistyped one (`/sned
+                    // ~/private/...`) must never reach the other person as chat. `//` sends
+                    // a message that starts with /.
+                    l if l.starts_with("//") => {
+                        let text = line.trim_start()[1..].to_string();
+                        if connected {
+                            send(&call, out, text).await
+                        } else {
+                            queued.push_back(text)
+                        }
+                    }
+                    l if l.starts_with('/') => {
+                        let word = l.split_whitespace().next().unwrap_or(l);
+                        out.warn(&format!(
+                            "{word} is not a command; nothing was sent. /help lists the commands; start a message with // to send it beginning with /."
+                        ));
+                    }
                     _ if connected => send(&call, out, line).await,
                     _ => queued.push_back(line),
                 },

@@ -78,6 +78,62 @@ fn a_call_with_chat_between_two_processes() {
     assert_eq!(wait(l), 0);
 }
 
+/// A mistyped command never reaches the other person as chat: it is refused with a hint,
+/// and `//` sends a message that starts with `/`.
+#[test]
+fn an_unknown_command_is_refused_and_never_sent() {
+    let (l, lev) = listener(&["--accept", "anyone"]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut c, cev) = caller(&ticket, &["--ephemeral"], &[]);
+    cev.until("connected");
+    lev.until("connected");
+    let mut cin = c.stdin.take().unwrap();
+    writeln!(cin, "/sned /home/me/private-report.pdf").unwrap();
+    let warned = cev.until("warning");
+    let message = warned["message"].as_str().unwrap();
+    assert!(
+        message.contains("/sned") && message.contains("nothing was sent"),
+        "{warned}"
+    );
+    writeln!(cin, "//shrug").unwrap();
+    writeln!(cin, "after").unwrap();
+    // Everything the listener prints, kept to search afterwards.
+    let mut seen = Vec::new();
+    let mut chats = Vec::new();
+    while chats.len() < 2 {
+        let e = lev.until_any();
+        if e["event"] == "chat" {
+            chats.push(e["text"].as_str().unwrap().to_string());
+        }
+        seen.push(e);
+    }
+    // The first chat the listener gets is the // message, with one slash taken off.
+    assert_eq!(chats, ["/shrug", "after"]);
+    drop(cin);
+    cev.until("ended");
+    loop {
+        let e = lev.until_any();
+        let ended = e["event"] == "ended";
+        seen.push(e);
+        if ended {
+            break;
+        }
+    }
+    assert_eq!(wait(c), 0);
+    assert_eq!(wait(l), 0);
+    seen.extend(lev.0.try_iter());
+    // Nothing of the mistyped line appears anywhere in what the listener printed.
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e.to_string().contains("private-report") || e.to_string().contains("sned")),
+        "the listener saw the mistyped command: {seen:?}"
+    );
+}
+
 /// Calls `ticket` with a throw-away identity; returns the exit code and everything printed.
 fn call_once(ticket: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = bin()

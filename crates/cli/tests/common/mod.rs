@@ -54,12 +54,18 @@ impl Events {
             .expect("no event within 10 s")
     }
 
+    /// The next `event`, skipping others; fails after 10 s without any event, or 30 s in all
+    /// (other events arriving meanwhile, such as stats lines, do not make it wait forever).
     pub fn until(&self, event: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_secs(10));
             let v = self
                 .0
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("no `{event}` event within 10 s"));
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `{event}` event in time"));
             if v["event"] == event {
                 return v;
             }
