@@ -887,6 +887,33 @@ fn contacts_are_kept_sealed_and_called_by_name() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `call bobb` with a contact named bob: the answer names the contact it probably meant,
+/// and says nothing of a damaged ticket (it never was one).
+#[test]
+fn a_mistyped_contact_name_suggests_the_closest_one() {
+    let (a, b) = (tmp("typo-a"), tmp("typo-b"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    add_contact(a, &peer_id_in(b), "bob");
+    let out = bin()
+        .args(["--data-dir", a, "call", "bobb"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Did you mean \"bob\"?"), "{err}");
+    assert!(!err.contains("ticket"), "{err}");
+    // Far from every name: no guess.
+    let out = bin()
+        .args(["--data-dir", a, "call", "zoe"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("Did you mean"), "{err}");
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}
+
 /// The peer ID of the identity in `data` (made if there is none).
 fn peer_id_in(data: &str) -> String {
     let out = bin()

@@ -198,6 +198,21 @@ pub fn check_name(name: &str) -> Result<String, ContactsError> {
     Ok(name.to_string())
 }
 
+/// Levenshtein distance: the fewest insertions, deletions and substitutions from `a` to `b`.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let swap = prev[j] + usize::from(ca != cb);
+            row[j + 1] = swap.min(prev[j + 1] + 1).min(row[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut row);
+    }
+    prev[b.len()]
+}
+
 impl ContactBook {
     /// All contacts.
     pub fn list(&self) -> &[Contact] {
@@ -207,6 +222,35 @@ impl ContactBook {
     /// The contact with this name (any case) or this peer ID.
     pub fn find(&self, query: &str) -> Option<&Contact> {
         self.index(query).map(|i| &self.contacts[i])
+    }
+
+    /// The contact whose name is closest to `query` when none matches it exactly: at most 2
+    /// edits away (a letter typed twice, missed, swapped for another), and at most one edit
+    /// per three letters (so "zoe" is not taken for "bob"). For "did you mean" when a name
+    /// was mistyped; `None` if no name is that close, or two are equally close.
+    pub fn closest(&self, query: &str) -> Option<&Contact> {
+        let q: Vec<char> = query.trim().to_lowercase().chars().collect();
+        if q.is_empty() || q.len() > 64 {
+            return None;
+        }
+        let mut best: Option<(usize, &Contact)> = None;
+        let mut tie = false;
+        for c in &self.contacts {
+            let name: Vec<char> = c.name.to_lowercase().chars().collect();
+            let d = edit_distance(&q, &name);
+            if d == 0 || d > 2 || d * 3 > name.len().max(q.len()) {
+                continue;
+            }
+            match best {
+                Some((b, _)) if d > b => {}
+                Some((b, _)) if d == b => tie = true,
+                _ => {
+                    best = Some((d, c));
+                    tie = false;
+                }
+            }
+        }
+        best.filter(|_| !tie).map(|(_, c)| c)
     }
 
     /// The contact with this identity.
@@ -447,6 +491,28 @@ mod tests {
 
     fn peer() -> PeerId {
         Identity::generate().peer_id()
+    }
+
+    #[test]
+    fn a_mistyped_name_finds_the_closest_contact_and_nothing_far_or_ambiguous() {
+        let mut book = ContactBook::default();
+        for name in ["bob", "Alice", "alicia", "Dmitri"] {
+            book.add(name, peer(), vec![]).unwrap();
+        }
+        let near = |q: &str| book.closest(q).map(|c| c.name.clone());
+        assert_eq!(near("bobb").as_deref(), Some("bob"));
+        assert_eq!(near("BOP").as_deref(), Some("bob"));
+        assert_eq!(near("dimitri").as_deref(), Some("Dmitri"));
+        assert_eq!(near("alise").as_deref(), Some("Alice"));
+        // Equally close to two names: no guess.
+        assert_eq!(near("alici"), None);
+        // An exact name is found by `find`, not suggested; far names are not suggested.
+        assert_eq!(near("bob"), None);
+        assert_eq!(near("carol"), None);
+        assert_eq!(near("zoe"), None);
+        assert_eq!(near("x"), None);
+        assert_eq!(near(""), None);
+        assert_eq!(edit_distance(&['a', 'b'], &['b', 'a']), 2);
     }
 
     #[test]

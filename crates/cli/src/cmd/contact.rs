@@ -190,13 +190,23 @@ pub fn resolve(
             "That peer ID is not one of your contacts, and a peer ID alone has no address: \
              ask for their ticket (est1...).",
         )),
-        None => Err(Failure::new(
-            USAGE,
-            format!(
-                "\"{}\" is not one of your contacts (`extrasafe contact list`), and not a \
-                 ticket either: {ticket_err}.",
-                extrasafe_core::text::for_display(target.trim())
-            ),
-        )),
+        None => {
+            let asked = extrasafe_core::text::for_display(target.trim());
+            Err(Failure::new(
+                USAGE,
+                match book.closest(target) {
+                    // A mistyped name: no word about tickets, which it never was.
+                    Some(c) => format!(
+                        "\"{asked}\" is not one of your contacts. Did you mean \"{}\"? \
+                         (`extrasafe contact list` shows them all.)",
+                        extrasafe_core::text::for_display(&c.name)
+                    ),
+                    None => format!(
+                        "\"{asked}\" is not one of your contacts (`extrasafe contact list`), \
+                         and not a ticket either: {ticket_err}."
+                    ),
+                },
+            ))
+        }
     }
 }
