@@ -127,6 +127,8 @@ pub async fn run(
     stats_tick.tick().await;
     let mut queued: VecDeque<String> = VecDeque::new();
     let mut connected = false;
+    // Ctrl-C before the call connected (while ringing, or asked): exit 130, as documented.
+    let mut interrupted_early = false;
     let mut asking = false;
     let mut input_over = false;
     let mut device_warned = false;
@@ -196,6 +198,11 @@ pub async fn run(
                     }
                     let (code, human) = describe_end(&reason);
                     out.ended(&reason, &human);
+                    let code = if interrupted_early && matches!(reason, EndReason::LocalHangup) {
+                        crate::exit::INTERRUPTED
+                    } else {
+                        code
+                    };
                     return (reason, code);
                 }
                 Some(_) => {}
@@ -299,7 +306,10 @@ pub async fn run(
                     _ => queued.push_back(line),
                 },
             },
-            _ = intr.next() => call.hangup(),
+            _ = intr.next() => {
+                interrupted_early |= !connected;
+                call.hangup();
+            }
             _ = files.next_end(), if files.running() => {
                 files.tick().await;
                 if auto.hangup_when_done && connected && !files.busy() {

@@ -238,6 +238,29 @@ fn ask_policy_prompts_and_takes_the_answer_from_the_terminal_input() {
     assert_eq!(wait(l), 0);
 }
 
+/// Ctrl-C while the call rings ends it and exits 130, as the README says (it exited 0).
+#[test]
+fn ctrl_c_while_ringing_exits_130() {
+    let (l, lev) = listener(&["--accept", "ask"]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (c, cev) = caller(&ticket, &["--ephemeral"], &[]);
+    lev.until("incoming");
+    cev.until("ringing");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &c.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(cev.until("ended")["reason"], "LocalHangup");
+    assert_eq!(wait(c), 130);
+    // The callee, still asking, hears the caller gave up.
+    assert_eq!(lev.until("ended")["reason"], "RemoteHangup");
+    drop(l);
+}
+
 #[test]
 fn identity_is_created_private_and_can_be_sealed() {
     use std::os::unix::fs::PermissionsExt;
