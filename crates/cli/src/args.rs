@@ -219,6 +219,9 @@ pub enum ContactAction {
         /// The name to call them by (unique; any case matches).
         #[arg(long)]
         name: String,
+        /// If they are already a contact under another name, rename them without asking.
+        #[arg(long)]
+        rename: bool,
     },
     /// Show your contacts.
     List,

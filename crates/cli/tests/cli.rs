@@ -937,6 +937,62 @@ fn a_mistyped_contact_name_suggests_the_closest_one() {
     let _ = std::fs::remove_dir_all(b);
 }
 
+/// Adding a peer who is already a contact under another name changes nothing unless asked
+/// to (it renamed them quietly); --rename renames.
+#[test]
+fn re_adding_a_known_peer_under_another_name_asks_first() {
+    let (a, b) = (tmp("readd-a"), tmp("readd-b"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let bob = peer_id_in(b);
+    add_contact(a, &bob, "bob");
+    let again = |extra: &[&str]| {
+        bin()
+            .args([
+                "--data-dir",
+                a,
+                "--json",
+                "contact",
+                "add",
+                &bob,
+                "--name",
+                "alice",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = again(&[]);
+    // With --json the sentence comes as an error event on stdout.
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err["event"], "error");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("already your contact \"bob\"") && message.contains("--rename"),
+        "{err}"
+    );
+    let names = |data: &str| -> Vec<String> {
+        let out = bin()
+            .args(["--data-dir", data, "--json", "contact", "list"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(a), ["bob"]);
+    let out = again(&["--rename"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(names(a), ["alice"]);
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}
+
 /// The peer ID of the identity in `data` (made if there is none).
 fn peer_id_in(data: &str) -> String {
     let out = bin()

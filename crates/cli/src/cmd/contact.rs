@@ -28,7 +28,11 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
         )
     };
     match &args.action {
-        ContactAction::Add { target, name } => {
+        ContactAction::Add {
+            target,
+            name,
+            rename,
+        } => {
             let ticket = match target.trim().parse::<Ticket>() {
                 Ok(t) => t,
                 Err(ticket_err) => match target.trim().parse::<PeerId>() {
@@ -48,6 +52,28 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
             let peer = ticket.peer;
             if peer == loaded.identity.peer_id() {
                 return Err(Failure::new(USAGE, "That is your own identity."));
+            }
+            // A known peer under another name is renamed only when asked to: a ticket pasted
+            // under the wrong name must not quietly turn "alice" into "bob".
+            if let Some(known) = book.by_peer(&peer) {
+                // (A name another contact has is refused below, rename or not.)
+                let free = book.find(name).is_none();
+                if !known.name.eq_ignore_ascii_case(name.trim()) && free && !rename {
+                    let was = extrasafe_core::text::for_display(&known.name);
+                    let asked = extrasafe_core::text::for_display(name.trim());
+                    let question = format!(
+                        "They are already your contact \"{was}\". Rename them \"{asked}\"?"
+                    );
+                    if !confirm(&question) {
+                        return Err(Failure::new(
+                            USAGE,
+                            format!(
+                                "They are already your contact \"{was}\"; nothing was changed. \
+                                 To call them \"{asked}\" from now on, add --rename."
+                            ),
+                        ));
+                    }
+                }
             }
             let known_addrs = ticket.addrs.len();
             let added = book.add_ticket(name, &ticket).map_err(usage)?;
@@ -145,6 +171,22 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
         }
     }
     Ok(0)
+}
+
+/// Asks a yes/no question on the terminal; `false` when the input is not a terminal (a
+/// script gets the refusal and its hint instead).
+fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// Whom `target` names, for `call` and `send`.
