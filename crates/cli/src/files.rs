@@ -71,6 +71,8 @@ pub struct Files {
     dir: Option<PathBuf>,
     /// `--allow-hidden-files`: take offered names with hidden parts.
     pub allow_hidden: bool,
+    /// The contact name of the peer on the other end, if they are a contact.
+    pub peer_name: Option<String>,
     pending: Vec<(TransferId, ValidOffer)>,
     running: Vec<Running>,
     bars: MultiProgress,
@@ -81,11 +83,13 @@ pub struct Files {
 
 impl Files {
     /// Where accepted files go: `--dir`, else the default folder (made now if missing).
+    /// Where received files go, as a full path (so a prompt never says "save into .").
     fn folder(&self) -> Result<PathBuf, Failure> {
-        match &self.dir {
-            Some(d) => Ok(d.clone()),
-            None => try_default_dir(),
-        }
+        let d = match &self.dir {
+            Some(d) => d.clone(),
+            None => try_default_dir()?,
+        };
+        Ok(std::path::absolute(&d).unwrap_or(d))
     }
 
     pub fn new(out: Output, policy: FilesPolicy, dir: Option<PathBuf>) -> Self {
@@ -99,6 +103,7 @@ impl Files {
             policy,
             dir,
             allow_hidden: false,
+            peer_name: None,
             pending: Vec::new(),
             running: Vec::new(),
             bars,
@@ -147,7 +152,7 @@ impl Files {
         let bar = self.bars.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                "{prefix} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}",
             )
             .expect("a valid template")
             .progress_chars("=> "),
@@ -227,15 +232,22 @@ impl Files {
             })
             .collect();
         let verified = "verify the code read aloud to be sure who this is";
+        // A contact by the name you gave it; anyone else by the whole peer ID (a short form
+        // is easy to forge).
+        let who = match &self.peer_name {
+            Some(name) => for_display(name),
+            None => peer.to_string(),
+        };
+        let folder = self.folder().ok();
         self.out.emit(
             format!(
-                "{} offers {} file(s), {} in all: {}\n  from {peer} ({verified})",
-                peer.short(),
+                "{who} offers {} file(s), {} in all: {}\n  from {peer} ({verified})",
                 offer.files.len(),
                 human_bytes(offer.total),
                 tops.join(", ")
             ),
             json!({"event": "files_offered", "id": id, "peer_id": peer.to_string(),
+                   "contact": self.peer_name, "folder": folder.as_ref().map(|f| f.display().to_string()),
                    "files": offer.files.len(), "bytes": offer.total,
                    "names": offer.files.iter().take(100).map(|f| f.path.to_string()).collect::<Vec<_>>()}),
         );

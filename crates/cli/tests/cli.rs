@@ -731,7 +731,24 @@ fn an_offer_is_asked_and_declining_writes_nothing() {
     let dest = dir.join("dest");
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::write(dir.join("secret.txt"), b"x").unwrap();
-    let (mut r, rev) = receiver(&dest, &[]);
+    // Started in the folder with `--dir .`: the offer names the real folder, not ".".
+    let mut r = bin()
+        .current_dir(&dest)
+        .args([
+            "--ephemeral",
+            "--json",
+            "receive",
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+        ])
+        .args(["--dir", "."])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rev = Events::new(r.stdout.take().unwrap());
+    let mut r = Proc(Some(r));
     let ticket = rev.until("listening")["ticket"]
         .as_str()
         .unwrap()
@@ -746,6 +763,9 @@ fn an_offer_is_asked_and_declining_writes_nothing() {
     let s = Proc(Some(s));
     let offered = rev.until("files_offered");
     assert_eq!(offered["names"][0], "secret.txt");
+    assert_eq!(offered["folder"], dest.to_str().unwrap(), "{offered}");
+    // Not a contact: named by the whole peer ID, not a short form.
+    assert_eq!(offered["contact"], Value::Null);
     r.stdin.as_mut().unwrap().write_all(b"/decline\n").unwrap();
     rev.until("files_declined");
     assert_eq!(wait(s), 5, "a declined send exits 5");
@@ -1138,6 +1158,12 @@ fn a_contact_with_no_address_is_called_by_name_through_a_local_dht() {
     assert_eq!(connected["peer_id"], alice_id.as_str());
     writeln!(c.stdin.as_mut().unwrap(), "found you").unwrap();
     assert_eq!(lev.until("chat")["text"], "found you");
+    // A file offered by a contact names the contact.
+    let note = alice_dir.join("note.txt");
+    std::fs::write(&note, b"hello").unwrap();
+    writeln!(c.stdin.as_mut().unwrap(), "/send {}", note.display()).unwrap();
+    let offered = lev.until("files_offered");
+    assert_eq!(offered["contact"], "alice", "{offered}");
     // During the call both replace the root of their records (forward secrecy): each
     // contact file holds the same new root, which is not the pair's key-exchange secret.
     let open = |data: &str| {

@@ -58,6 +58,7 @@ pub async fn run(
         args.files.files_dir.clone(),
     );
     files.allow_hidden = args.files.allow_hidden_files;
+    files.peer_name = target.name.clone();
     for p in &auto.send {
         if std::fs::symlink_metadata(p).is_err() {
             return Err(Failure::new(

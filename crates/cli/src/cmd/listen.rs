@@ -65,6 +65,8 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
         .map(|c| (c.peer, c.name.clone()))
         .collect();
     let peers: Vec<PeerId> = names.keys().copied().collect();
+    // Offers name a contact by its name (kept up to date as the list changes).
+    let mut contact_names = names.clone();
     let config = NodeConfig {
         policy: policy.clone(),
         congestion: global.congestion.parse().unwrap_or_default(),
@@ -126,6 +128,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                 input.discard_typed_ahead();
                 let mut files = Files::new(out, policy_files.clone(), Some(dir.clone()));
                 files.allow_hidden = args.files.allow_hidden_files;
+                files.peer_name = contact_names.get(&call.info().peer).cloned();
                 let (_, c) = callui::run(
                     call,
                     out,
@@ -165,6 +168,7 @@ pub async fn run(global: &Global, args: &ListenArgs, out: Output) -> Result<i32,
                     .map(|c| (c.peer, c.name.clone()))
                     .collect();
                 let peers: Vec<PeerId> = names.keys().copied().collect();
+                contact_names = names.clone();
                 node.set_contacts(loaded.contact_keys(&peers));
                 if let Some(r) = node.roots() {
                     r.add_contacts(&loaded.identity, &peers);
