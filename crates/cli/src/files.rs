@@ -238,7 +238,12 @@ impl Files {
             Some(name) => for_display(name),
             None => peer.to_string(),
         };
-        let folder = self.folder().ok();
+        // The folder given (made absolute); the default one is not looked up (or made) for an
+        // offer the policy may decline.
+        let folder = self
+            .dir
+            .as_ref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
         self.out.emit(
             format!(
                 "{who} offers {} file(s), {} in all: {}\n  from {peer} ({verified})",
@@ -276,7 +281,7 @@ impl Files {
             return self.out.hint("No file offer is waiting.");
         };
         let dir = match dir.map_or_else(|| self.folder(), Ok) {
-            Ok(d) => d,
+            Ok(d) => std::path::absolute(&d).unwrap_or(d),
             Err(f) => return self.out.warn(&f.message),
         };
         let (id, offer) = self.pending.remove(pos);

@@ -97,8 +97,10 @@ struct Candidate {
     addr: SocketAddr,
     /// Unknown for a seed given by address only (a bootstrap node) until it answers.
     id: Option<[u8; 20]>,
-    /// The ID fits the address by BEP 42 (`crate::bep42`; unknown IDs do not).
-    fits: bool,
+    /// Where BEP 42 puts it (`crate::bep42`): 0, a public address the ID fits; 1, an address
+    /// BEP 42 exempts (private, loopback, link-local); 2, a public address the ID does not
+    /// fit, or an ID not known yet.
+    class: u8,
     state: State,
 }
 
@@ -107,14 +109,28 @@ impl Candidate {
         Self {
             addr,
             id,
-            fits: id.is_some_and(|id| bep42::fits(addr.ip(), &id)),
+            class: id.map_or(2, |id| class_of(addr, &id)),
             state: State::New,
         }
     }
 
     fn learn_id(&mut self, id: [u8; 20]) {
         self.id = Some(id);
-        self.fits = bep42::fits(self.addr.ip(), &id);
+        self.class = class_of(self.addr, &id);
+    }
+}
+
+/// See [`Candidate::class`]. Exempt addresses rank after public ones that fit: on the public
+/// DHT a node named at a private address is unreachable or on the asker's own LAN, and
+/// anyone can name one with any ID; on a private DHT every node is exempt, so distance
+/// alone decides.
+fn class_of(addr: SocketAddr, id: &[u8; 20]) -> u8 {
+    if bep42::exempt(addr.ip()) {
+        1
+    } else if bep42::fits(addr.ip(), id) {
+        0
+    } else {
+        2
     }
 }
 
@@ -141,8 +157,9 @@ pub struct Walk {
     txids: TxIds,
     seq: Option<i64>,
     limits: Limits,
-    /// Nodes whose ID fits their address (BEP 42) first, then those whose ID does not, then
-    /// those of unknown ID; closest first within each.
+    /// Nodes whose ID fits their public address (BEP 42) first, then nodes at exempt
+    /// (private) addresses, then those whose ID does not fit, then those of unknown ID;
+    /// closest first within each.
     candidates: Vec<Candidate>,
     queries: usize,
     item: Option<Item>,
@@ -243,13 +260,14 @@ impl Walk {
             .filter_map(|c| Some((c.addr, c.id?)))
     }
 
-    /// Where a node ranks: a node whose ID fits its address (BEP 42) before any whose ID
-    /// does not, so that a node that chose its ID next to the target is asked and stored at
-    /// only when too few others are known; by distance within each.
-    fn key(&self, c: &Candidate) -> (bool, bool, [u8; 20]) {
+    /// Where a node ranks: a node whose ID fits its public address (BEP 42) before any at an
+    /// exempt address and any whose ID does not fit, so that a node that chose its ID next to
+    /// the target is asked and stored at only when too few others are known; by distance
+    /// within each class.
+    fn key(&self, c: &Candidate) -> (bool, u8, [u8; 20]) {
         match c.id {
-            Some(id) => (false, !c.fits, distance(&id, &self.target)),
-            None => (true, true, [0xff; 20]),
+            Some(id) => (false, c.class, distance(&id, &self.target)),
+            None => (true, 2, [0xff; 20]),
         }
     }
 

@@ -65,6 +65,8 @@ impl AudioLink for MediaLink {
 
 /// One frame of audio, and the pace datagrams leave at.
 const FRAME: Duration = Duration::from_millis(20);
+/// At most this many arrived datagrams are taken in at once after a stall.
+const MAX_DRAIN: usize = 256;
 /// Datagrams leave this long after their tick: more than reading, cleaning and encoding a
 /// frame take here (under 1 ms), so the send time does not depend on the content.
 const SEND_OFFSET: Duration = Duration::from_millis(3);
@@ -178,11 +180,18 @@ impl AudioCall {
                         let due = clock.due(tokio::time::Instant::now().into_std());
                         if due.frames > 1 {
                             // Held up: what arrived meanwhile goes into the jitter buffer
-                            // before the frames it holds are played.
-                            while let Some(d) = link.try_recv() {
+                            // before the frames it holds are played (a bounded number, so a
+                            // flood cannot hold the clock up).
+                            let mut taken = 0;
+                            while taken < MAX_DRAIN {
+                                let Some(d) = link.try_recv() else { break };
                                 receiver.handle_datagram(Instant::now(), &d);
+                                taken += 1;
                             }
                         }
+                        // The datagrams of the frames caught up, sent together once all are
+                        // made: gaps between them would show how long each took to encode.
+                        let mut burst: Vec<Vec<u8>> = Vec::new();
                         for i in 0..due.frames {
                             let last = i + 1 == due.frames;
                             // A device that stalled with us has nothing to catch up with:
@@ -210,7 +219,7 @@ impl AudioCall {
                                     );
                                     pending = true;
                                 } else {
-                                    send(&dg, &mut stats);
+                                    burst.push(dg.clone());
                                 }
                             } else {
                                 stats.frames_unsent += 1;
@@ -224,6 +233,9 @@ impl AudioCall {
                                 fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
                                 let _ = stats_tx.send(stats.clone());
                             }
+                        }
+                        for d in &burst {
+                            send(d, &mut stats);
                         }
                         wake.as_mut()
                             .reset(tokio::time::Instant::from_std(clock.next_deadline()));

@@ -1508,10 +1508,10 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             let slot = (epoch, own.as_ref().map(|o| o.since_ms));
             if own.is_some() && picked.as_ref().map(|(k, _)| *k) != Some(slot) {
                 let chosen = pick_records(&unsynced, &last_record, epoch, config.pair_records);
-                for p in &chosen {
-                    last_record.insert(*p, epoch);
-                }
                 picked = Some((slot, chosen));
+                // A new epoch or a new chain: every picked contact needs a record of this
+                // slot, even one stored earlier in the epoch under the old chain.
+                recorded.clear();
             }
             let recordable: Vec<PeerId> = match (&own, &picked) {
                 (Some(_), Some((_, chosen))) => unsynced
@@ -1588,12 +1588,13 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             // few contacts need a record of their own. Once per epoch, chain and set of
             // addresses, whether or not the real ones could be stored (they are tried
             // again; the covers are not).
+            // (Counted against the records this round stores, not those picked: a picked
+            // contact who has called since holds the chain and needs none, and a missing
+            // record would tell that someone called.)
             let covers = match &picked {
-                Some((_, chosen))
-                    if own.is_some() && covered.as_ref() != Some(&(slot, ours.clone())) =>
-                {
+                Some(_) if own.is_some() && covered.as_ref() != Some(&(slot, ours.clone())) => {
                     covered = Some((slot, ours.clone()));
-                    config.pair_records.saturating_sub(chosen.len())
+                    config.pair_records.saturating_sub(recordable.len())
                 }
                 _ => 0,
             };
@@ -1626,6 +1627,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                             stored += 1;
                             unstored.remove(&peer);
                             recorded.insert(peer);
+                            // Its turn counts once its record is stored, not when picked.
+                            last_record.insert(peer, epoch);
                         }
                         Ok((Some(peer), Err(e))) => {
                             debug!(error = %e, "publishing a rendezvous record failed");
@@ -1666,11 +1669,22 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 .as_ref()
                 .filter(|_| next_inbox <= tokio::time::Instant::now())
             {
-                poll_previous = !poll_previous && !on_previous.is_empty();
+                // For as long as callers look back for records (`RECORD_LOOKBACK`) after we
+                // renewed our chain, a contact who never held it may have found an older
+                // record carrying the one it replaced, and writes there: any current contact
+                // without our chain may write into the previous inbox then.
+                let renewed_lately = o.previous.is_some()
+                    && now_ms().saturating_sub(o.since_ms) < RECORD_LOOKBACK * EPOCH_MS;
+                let previous_writers = if renewed_lately {
+                    unsynced.clone()
+                } else {
+                    on_previous.clone()
+                };
+                poll_previous = !poll_previous && !previous_writers.is_empty();
                 let (chain, writers, after, via) = match (&o.previous, poll_previous) {
                     (Some((chain, _)), true) => (
                         chain.clone(),
-                        on_previous.clone(),
+                        previous_writers,
                         previous_seen,
                         Via::Previous,
                     ),

@@ -306,3 +306,111 @@ async fn a_removed_contact_can_no_longer_follow_the_listeners_presence() {
         Err(e) => panic!("unexpected failure: {e:?}"),
     }
 }
+
+/// A contact who never called finds, after the listener renewed its chain, only a record
+/// from before the renewal (the listener gives records in turn: here none this epoch). It
+/// writes its intent into the inbox of the chain that record carries, the one replaced: the
+/// listener reads that inbox for the two hours callers look back, whoever may write there,
+/// and rings. (Before, it read the replaced inbox only for contacts known to hold that
+/// chain, and the intent was never seen.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_a_record_from_before_a_renewal_still_rings() {
+    use extrasafe_net::core::rendezvous::EPOCH_MS;
+    let dir = Dir(std::env::temp_dir().join(format!("es-renew-old-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let config = dht_config(&testnet);
+    let (bob_id, dave_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
+    let (b, d) = (bob_id.peer_id(), dave_id.peer_id());
+    let then = now_ms() - 3 * EPOCH_MS;
+    let bob_store = IdentityStore::at(dir.0.join("bob"));
+    let old = bob_store.own_inbox(&bob_id, inbox_epoch_of(then)).unwrap();
+    let mut book = ContactBook::default();
+    book.add("dave", d, vec![]).unwrap();
+    bob_store.save_contacts(&bob_id, &book).unwrap();
+    // The record Dave got back then, carrying the chain of then.
+    let old_rv = Rendezvous::start(dht::pair_secrets(&bob_id, &[d]).unwrap(), &config).unwrap();
+    let gone = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    old_rv
+        .publish_as_of(
+            &d,
+            &dht::Reachability {
+                candidates: vec![gone],
+                ..Default::default()
+            },
+            None,
+            Some(&old.chain),
+            then,
+        )
+        .await
+        .unwrap();
+    // Bob has since renewed his chain (he removed someone).
+    let renewed = bob_store
+        .renew_inbox(&bob_id, inbox_epoch_of(now_ms()))
+        .unwrap();
+    assert_ne!(renewed.chain, old.chain);
+    let bob = Arc::new(
+        Node::bind(
+            &bob_id,
+            extrasafe_net::NodeConfig {
+                contacts: extrasafe_net::gate::contact_keys(&bob_id, &[d]),
+                roots: Some(Roots::stored(&bob_store, &bob_id).unwrap()),
+                inbox: Some(renewed.chain.clone()),
+                ..common::config(AcceptPolicy::Anyone)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    // This epoch Dave's turn has not come: no record of his own.
+    let bob_config = DhtConfig {
+        pair_records: 0,
+        ..config.clone()
+    };
+    let bob_rv = Arc::new(
+        Rendezvous::start(dht::pair_secrets(&bob_id, &[d]).unwrap(), &bob_config).unwrap(),
+    );
+    let served = dht::serve(bob.clone(), bob_rv, bob_config);
+    let (mut intents, mut published) = (served.intents, served.published);
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's presence was never stored")
+        .unwrap();
+
+    let dave_roots = Roots::in_memory(&dave_id, &[b]);
+    let dave = Node::bind(
+        &dave_id,
+        extrasafe_net::NodeConfig {
+            roots: Some(dave_roots.clone()),
+            ..common::config(AcceptPolicy::Anyone)
+        },
+    )
+    .await
+    .unwrap();
+    let dave_rv = Rendezvous::start(dht::pair_secrets(&dave_id, &[b]).unwrap(), &config).unwrap();
+    dave_rv.use_roots(dave_roots.clone());
+    let answer = {
+        let bob = bob.clone();
+        async move {
+            let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
+                .await
+                .expect("no intent in 20 s")
+                .expect("an intent");
+            assert_eq!(intent.peer, d, "the intent is Dave's");
+            bob.answer_punch(intent).await
+        }
+    };
+    let (call, answered) = tokio::join!(dave.call_contact(&dave_rv, b), answer);
+    let mut call = call.unwrap_or_else(|e| panic!("{e}"));
+    answered.unwrap();
+    let mut inc = incoming(&bob).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    assert_eq!(inc.info().peer, d);
+    call.hangup();
+}

@@ -73,6 +73,9 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
                             ),
                         ));
                     }
+                    // The list may have changed while we asked (another terminal): apply the
+                    // rename to it as it is now.
+                    book = store.load_contacts(&loaded.identity)?;
                 }
             }
             let known_addrs = ticket.addrs.len();
