@@ -47,22 +47,40 @@ pub struct Cli {
 #[derive(Args, Debug)]
 pub struct Global {
     /// Print one JSON object per line on stdout instead of text for people.
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Identity and output (any command)"
+    )]
     pub json: bool,
     /// Folder holding your identity [default: $XDG_DATA_HOME/extrasafe or ~/.local/share/extrasafe].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Identity and output (any command)"
+    )]
     pub data_dir: Option<PathBuf>,
     /// Use a fresh identity that lives only in memory; nothing is written anywhere.
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Identity and output (any command)"
+    )]
     pub ephemeral: bool,
     /// Read the identity's passphrase from this open file descriptor (for scripts). Otherwise
     /// EXTRASAFE_PASSPHRASE is used if set, else you are asked on the terminal.
-    #[arg(long, global = true, value_name = "FD")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FD",
+        help_heading = "Identity and output (any command)"
+    )]
     pub passphrase_fd: Option<u32>,
     /// QUIC congestion controller: bbr (default; keeps its rate on links that lose packets at
     /// random), cubic or newreno (loss-based; a little faster on loopback). See
     /// bench/RESULTS.md.
-    #[arg(long, global = true, value_name = "NAME", default_value = "bbr", value_parser = ["cubic", "newreno", "bbr"])]
+    #[arg(long, global = true, value_name = "NAME", default_value = "bbr", value_parser = ["cubic", "newreno", "bbr"], help_heading = "Network (any command)")]
     pub congestion: String,
     /// DHT node to join through (`host:port`; repeat or separate with commas) [default:
     /// Mainline's public bootstrap nodes]. The DHT is how contacts find each other without
@@ -71,26 +89,32 @@ pub struct Global {
         long = "dht-bootstrap",
         global = true,
         value_name = "HOST:PORT",
-        value_delimiter = ','
+        value_delimiter = ',',
+        help_heading = "Network (any command)"
     )]
     pub dht_bootstrap: Vec<String>,
     /// Stay off the DHT: contacts can then reach you, and you them, only at addresses from
     /// tickets. DHT nodes otherwise see your IP address (not who you are or whom you call).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Network (any command)")]
     pub no_dht: bool,
     /// Neither announce yourself to contacts on the local network nor look for them there
     /// (mDNS). Announcements name nobody: only your contacts can recognise them.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Network (any command)")]
     pub no_lan: bool,
     /// Do not ask the home router to forward a port to you (UPnP IGD, NAT-PMP, PCP). With
     /// a forwarded port, contacts behind any NAT reach you directly; the router learns only
     /// that a UDP port is wanted, and the mapping lasts 10 minutes unless renewed.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Network (any command)")]
     pub no_port_mapping: bool,
     /// Also ask this STUN server (HOST:PORT, repeatable) for your public address. None by
     /// default: DHT nodes already tell you. A STUN server learns your public address and when
     /// you are online, not whom you call.
-    #[arg(long = "stun", global = true, value_name = "HOST:PORT")]
+    #[arg(
+        long = "stun",
+        global = true,
+        value_name = "HOST:PORT",
+        help_heading = "Network (any command)"
+    )]
     pub stun: Vec<String>,
 }
 

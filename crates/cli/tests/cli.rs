@@ -1013,6 +1013,36 @@ fn re_adding_a_known_peer_under_another_name_asks_first() {
     let _ = std::fs::remove_dir_all(b);
 }
 
+/// Each subcommand's help shows its own options first; the ten options every command shares
+/// (identity, output, network) come after, under headings of their own.
+#[test]
+fn each_subcommands_help_shows_its_own_options_first() {
+    for (sub, own) in [
+        ("call", "--ring-timeout"),
+        ("listen", "--accept"),
+        ("send", "--to"),
+        ("contact", "add"),
+    ] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let at = |needle: &str| {
+            help.find(needle)
+                .unwrap_or_else(|| panic!("{sub} --help lacks {needle}:\n{help}"))
+        };
+        let (own, identity, network) = (
+            at(own),
+            at("Identity and output (any command):"),
+            at("Network (any command):"),
+        );
+        assert!(own < identity && identity < network, "{sub}:\n{help}");
+        assert!(
+            at("--dht-bootstrap") > network && at("--data-dir") > identity,
+            "{sub}"
+        );
+    }
+}
+
 /// The peer ID of the identity in `data` (made if there is none).
 fn peer_id_in(data: &str) -> String {
     let out = bin()
