@@ -192,17 +192,17 @@ impl AudioCall {
                         // The datagrams of the frames caught up, sent together once all are
                         // made: gaps between them would show how long each took to encode.
                         let mut burst: Vec<Vec<u8>> = Vec::new();
+                        // A datagram still waiting for its send time (woken before it left)
+                        // is late now: it leaves before the next one is made.
+                        if pending && due.frames > 0 {
+                            pending = false;
+                            send(&dg, &mut stats);
+                        }
                         for i in 0..due.frames {
                             let last = i + 1 == due.frames;
                             // A device that stalled with us has nothing to catch up with:
                             // the frames it never captured are not sent, not made of silence.
                             if i == 0 || source.ready() {
-                                // A datagram still waiting for its send time is late now: it
-                                // leaves before the next one is made.
-                                if pending {
-                                    pending = false;
-                                    send(&dg, &mut stats);
-                                }
                                 if !source.read_frame(&mut pcm) {
                                     stats.source_done = true;
                                 }

@@ -395,8 +395,6 @@ impl Rendezvous {
         intent: Option<CallIntent>,
         inbox: Option<&InboxChain>,
     ) -> Result<(), DhtError> {
-        // Normally one root; two while the peer has not confirmed the last call's. Stored
-        // under either is enough for the peer to find.
         self.publish_as_of(peer, us, intent, inbox, now_ms()).await
     }
 
@@ -411,6 +409,8 @@ impl Rendezvous {
         inbox: Option<&InboxChain>,
         sent_at_ms: u64,
     ) -> Result<(), DhtError> {
+        // Normally one root; two while the peer has not confirmed the last call's. Stored
+        // under either is enough for the peer to find.
         let mut result = Err(DhtError::Publish("not a contact".into()));
         for pair in self.record_pairs(peer) {
             match self

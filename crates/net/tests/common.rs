@@ -173,3 +173,65 @@ pub async fn still_serves(target: &Node) {
     while !matches!(next(&mut inc).await, CallEvent::Ended(_)) {}
     until_idle(target).await;
 }
+
+/// Stores the rendezvous record `from` would have left `to` at `then` (Unix ms), carrying
+/// `chain` and an address where nothing listens now; returns that address.
+pub async fn old_record(
+    from: &Identity,
+    to: extrasafe_net::core::PeerId,
+    chain: &extrasafe_net::core::inbox::InboxChain,
+    then: u64,
+    config: &extrasafe_net::dht::DhtConfig,
+) -> SocketAddr {
+    use extrasafe_net::dht::{self, Rendezvous};
+    let gone = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rv = Rendezvous::start(dht::pair_secrets(from, &[to]).unwrap(), config).unwrap();
+    rv.publish_as_of(
+        &to,
+        &dht::Reachability {
+            candidates: vec![gone],
+            ..Default::default()
+        },
+        None,
+        Some(chain),
+        then,
+    )
+    .await
+    .unwrap();
+    gone
+}
+
+/// `caller` calls `callee` by name through `rendezvous` while the callee answers the first
+/// intent it reads (which must come from `from`), after `adjust` has had its say on the plan;
+/// returns the two ends, connected.
+pub async fn ring_by_name(
+    caller: &Node,
+    rendezvous: &extrasafe_net::dht::Rendezvous,
+    callee: &Arc<Node>,
+    intents: &mut tokio::sync::mpsc::Receiver<extrasafe_net::punch::PunchPlan>,
+    from: extrasafe_net::core::PeerId,
+    adjust: impl FnOnce(&mut extrasafe_net::punch::PunchPlan),
+) -> (Call, Call) {
+    let to = callee.peer_id();
+    let answer = async {
+        let mut intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
+            .await
+            .expect("no intent in 20 s")
+            .expect("an intent");
+        assert_eq!(intent.peer, from, "whose intent it is");
+        adjust(&mut intent);
+        callee.answer_punch(intent).await
+    };
+    let (call, answered) = tokio::join!(caller.call_contact(rendezvous, to), answer);
+    let mut call = call.unwrap_or_else(|e| panic!("{e}"));
+    answered.unwrap();
+    let mut inc = incoming(callee).await;
+    until_connected(&mut call).await;
+    until_connected(&mut inc).await;
+    assert_eq!(inc.info().peer, from);
+    assert_eq!(call.info().peer, to);
+    (call, inc)
+}

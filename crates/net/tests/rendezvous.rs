@@ -280,24 +280,7 @@ async fn a_record_from_an_earlier_epoch_is_enough_to_call() {
         .expect("Bob's presence was never stored")
         .unwrap();
     // The record he left her three epochs ago, with an address where nothing listens now.
-    let gone = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let old_rv = Rendezvous::start(dht::pair_secrets(&bob_id, &[a]).unwrap(), &config).unwrap();
-    old_rv
-        .publish_as_of(
-            &a,
-            &dht::Reachability {
-                candidates: vec![gone],
-                ..Default::default()
-            },
-            None,
-            Some(&bob_chain),
-            then,
-        )
-        .await
-        .unwrap();
+    let gone = old_record(&bob_id, a, &bob_chain, then, &config).await;
 
     let alice_roots = extrasafe_net::roots::Roots::in_memory(&alice_id, &[b]);
     let alice = Node::bind(
@@ -315,28 +298,11 @@ async fn a_record_from_an_earlier_epoch_is_enough_to_call() {
     // Nothing of this epoch for her.
     assert!(alice_rv.lookup(&b, None).await.is_none());
 
-    let answer = {
-        let bob = bob.clone();
-        async move {
-            let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
-                .await
-                .expect("no intent in 20 s")
-                .expect("an intent");
-            assert_eq!(intent.peer, a, "the intent is Alice's");
-            // Bob's own probes go nowhere: only Alice's, sent to the addresses she found,
-            // can make the call. With the old record's address alone it fails.
-            let mut intent = intent;
-            intent.candidates = dht::as_candidates(&[gone]);
-            bob.answer_punch(intent).await
-        }
-    };
-    let (call, answered) = tokio::join!(alice.call_contact(&alice_rv, b), answer);
-    let mut call = call.unwrap_or_else(|e| panic!("{e}"));
-    answered.unwrap();
-    let mut inc = incoming(&bob).await;
-    until_connected(&mut call).await;
-    until_connected(&mut inc).await;
-    assert_eq!(inc.info().peer, a);
-    assert_eq!(call.info().peer, b);
+    // Bob's own probes go nowhere: only Alice's, sent to the addresses she found, can make
+    // the call. With the old record's address alone it fails.
+    let (call, _) = ring_by_name(&alice, &alice_rv, &bob, &mut intents, a, |plan| {
+        plan.candidates = dht::as_candidates(&[gone]);
+    })
+    .await;
     call.hangup();
 }

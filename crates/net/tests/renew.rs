@@ -331,24 +331,7 @@ async fn a_caller_with_a_record_from_before_a_renewal_still_rings() {
     book.add("dave", d, vec![]).unwrap();
     bob_store.save_contacts(&bob_id, &book).unwrap();
     // The record Dave got back then, carrying the chain of then.
-    let old_rv = Rendezvous::start(dht::pair_secrets(&bob_id, &[d]).unwrap(), &config).unwrap();
-    let gone = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    old_rv
-        .publish_as_of(
-            &d,
-            &dht::Reachability {
-                candidates: vec![gone],
-                ..Default::default()
-            },
-            None,
-            Some(&old.chain),
-            then,
-        )
-        .await
-        .unwrap();
+    old_record(&bob_id, d, &old.chain, then, &config).await;
     // Bob has since renewed his chain (he removed someone).
     let renewed = bob_store
         .renew_inbox(&bob_id, inbox_epoch_of(now_ms()))
@@ -394,23 +377,6 @@ async fn a_caller_with_a_record_from_before_a_renewal_still_rings() {
     .unwrap();
     let dave_rv = Rendezvous::start(dht::pair_secrets(&dave_id, &[b]).unwrap(), &config).unwrap();
     dave_rv.use_roots(dave_roots.clone());
-    let answer = {
-        let bob = bob.clone();
-        async move {
-            let intent = tokio::time::timeout(Duration::from_secs(20), intents.recv())
-                .await
-                .expect("no intent in 20 s")
-                .expect("an intent");
-            assert_eq!(intent.peer, d, "the intent is Dave's");
-            bob.answer_punch(intent).await
-        }
-    };
-    let (call, answered) = tokio::join!(dave.call_contact(&dave_rv, b), answer);
-    let mut call = call.unwrap_or_else(|e| panic!("{e}"));
-    answered.unwrap();
-    let mut inc = incoming(&bob).await;
-    until_connected(&mut call).await;
-    until_connected(&mut inc).await;
-    assert_eq!(inc.info().peer, d);
+    let (call, _) = ring_by_name(&dave, &dave_rv, &bob, &mut intents, d, |_| {}).await;
     call.hangup();
 }
