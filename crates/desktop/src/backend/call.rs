@@ -628,6 +628,16 @@ impl Backend {
 
     pub(super) async fn finished(&self, t: Running) {
         let (id, outgoing, folder) = (t.handle.id, t.outgoing, t.folder.clone());
+        // The final count first: a transfer may end before any progress tick saw its size
+        // (a small file, a fast link), and "done" then showed 0 bytes.
+        let p = t.handle.progress();
+        self.out.send(Update::Progress {
+            id,
+            outgoing,
+            label: t.label.clone(),
+            bytes: p.bytes,
+            total: p.total,
+        });
         let state = match t.handle.finished().await {
             TransferOutcome::Done { .. } => TransferState::Done { folder },
             TransferOutcome::Declined => TransferState::Stopped {
