@@ -7,9 +7,10 @@
 # tcpdump.
 #
 #   bash lab/nat_matrix.sh            # the whole matrix (a few minutes), then the privacy check
-#   CELLS="port:port sym:sym" bash lab/nat_matrix.sh
+#   CELLS="port:port sym:sym" bash lab/nat_matrix.sh   # CELLS="" runs none of the matrix
 #   NO_INPUT_DROP=1 ...               # routers without the "drop inbound to the router" rule
-#   SKIP_DESKTOP=1 / SKIP_IDLE / SKIP_LIAR / SKIP_LAN / SKIP_CAPTURE  # leave out a part
+#   SKIP_DESKTOP=1 / SKIP_IDLE / SKIP_OUTAGE / SKIP_LIAR / SKIP_LAN / SKIP_CAPTURE  # leave out a part
+#   OUTAGES="30 60"                   # the blackouts of the outage cell, in seconds
 #
 # Topology (documentation address ranges, except where noted):
 #   peer-a 10.0.1.2 -- nat-a [10.0.1.1 | 198.51.100.2] --+
@@ -180,6 +181,70 @@ until_connected() {
   done
 }
 
+# last_received LOG: the audio datagrams received by the latest stats line of LOG.
+last_received() { grep '"event":"stats"' "$1" | tail -n1 | sed -E 's/.*"received":([0-9]+).*/\1/'; }
+
+# outage LOG: with an audio call up, everything between the two routers is dropped for each
+# of $OUTAGES seconds in turn. Each time both sides must say "reconnecting" while it is dark
+# and "reconnected" once it is not, audio must flow again both ways (the received count of
+# the stats lines, one each 5 s, grows by at least 5 s of frames over the next 11 s), and
+# chat must cross both ways.
+outage() {
+  local log=$1 dark n=0 t0 back who r1a r1b r2a r2b
+  for dark in ${OUTAGES:-30 60}; do
+    n=$((n + 1))
+    ns pub iptables -I FORWARD -j DROP
+    sleep "$dark"
+    for who in alice bob; do
+      if [ "$(grep -c '"event":"reconnecting"' "$log.$who")" -lt $n ]; then
+        echo "outage of $dark s: $who never said it was reconnecting"; ns pub iptables -D FORWARD -j DROP; return 1
+      fi
+    done
+    t0=$(ms)
+    ns pub iptables -D FORWARD -j DROP
+    for _ in $(seq 600); do
+      [ "$(grep -c '"event":"reconnected"' "$log.alice")" -ge $n ] \
+        && [ "$(grep -c '"event":"reconnected"' "$log.bob")" -ge $n ] && break
+      grep -q '"event":"ended"' "$log.alice" "$log.bob" && break
+      sleep 0.05
+    done
+    back=$(awk -v s="$t0" -v e="$(ms)" 'BEGIN {printf "%.1f", (e - s) / 1000}')
+    for who in alice bob; do
+      if [ "$(grep -c '"event":"reconnected"' "$log.$who")" -lt $n ]; then
+        echo "outage of $dark s: $who did not reconnect within 30 s of the path's return"
+        grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
+      fi
+    done
+    r1a=$(last_received "$log.alice"); r1b=$(last_received "$log.bob")
+    sleep 11
+    r2a=$(last_received "$log.alice"); r2b=$(last_received "$log.bob")
+    if [ $((r2a - r1a)) -lt 250 ] || [ $((r2b - r1b)) -lt 250 ]; then
+      echo "outage of $dark s: audio did not resume (received $r1a -> $r2a by Alice, $r1b -> $r2b by Bob)"; return 1
+    fi
+    echo "after $dark s dark" >&8
+    echo "back after $dark s" >&7
+    for _ in $(seq 100); do
+      grep -q "\"text\":\"after $dark s dark\"" "$log.bob" && grep -q "\"text\":\"back after $dark s\"" "$log.alice" && break
+      sleep 0.05
+    done
+    if ! grep -q "\"text\":\"after $dark s dark\"" "$log.bob" || ! grep -q "\"text\":\"back after $dark s\"" "$log.alice"; then
+      echo "outage of $dark s: chat did not cross both ways after it"; return 1
+    fi
+    echo "outage: $dark s dark; both reconnected $back s after the path returned; audio and chat flow again both ways"
+  done
+}
+
+# tone FILE: two seconds of a 440 Hz tone (48 kHz mono WAV), the voice of the outage cell.
+tone() {
+  python3 - "$1" <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], "wb")
+w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
+w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 48000))) for i in range(96000)))
+w.close()
+PY
+}
+
 identities() {
   rm -rf "$OUT/alice" "$OUT/bob"
   alice_id=$("$BIN" --data-dir "$OUT/alice" --json id | sed -E 's/.*"peer_id":"([^"]+)".*/\1/')
@@ -188,9 +253,11 @@ identities() {
   "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alicewren >/dev/null
 }
 
-# cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle]: one call through the two routers. With
-# `idle`, the routers forget a UDP mapping after 10 s of silence and the call, once
-# connected, stays idle for 25 s before chat must still cross both ways (keepalives).
+# cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle|outage|liar]: one call through the two
+# routers. With `idle`, the routers forget a UDP mapping after 10 s of silence and the call,
+# once connected, stays idle for 25 s before chat must still cross both ways (keepalives).
+# With `outage`, the call carries audio (a tone from a file, both ways) and the path goes
+# dark for 30 s, then 60 s (see `outage`).
 cell() {
   local ta=$1 tb=$2 expect=$3 mode=${4:-}
   local capture=""; [ "$mode" = capture ] && capture=1
@@ -222,9 +289,15 @@ cell() {
     PIDS+=($!)
     sleep 0.5
   fi
+  local bob_media=(--no-audio) alice_media=(--no-audio)
+  if [ "$mode" = outage ]; then
+    tone "$OUT/tone.wav"
+    bob_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.bob.wav")
+    alice_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.alice.wav")
+  fi
   mkfifo "$log.bin"
   ns b env RUST_LOG=${BOB_LOG:-$LOGS} "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
-    listen --once --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+    listen --once --accept anyone "${bob_media[@]}" <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
   PIDS+=($!)
   exec 7<>"$log.bin"   # read-write: never blocks, even if the reader died
   for _ in $(seq 200); do grep -q '"event":"reachable"' "$log.bob" && break; sleep 0.1; done
@@ -239,7 +312,7 @@ cell() {
   # none (exit 3, "no rendezvous record") tries again, up to three times.
   while :; do
     tries=$((tries + 1))
-    ns a env RUST_LOG=${ALICE_LOG:-$LOGS} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis --no-audio \
+    ns a env RUST_LOG=${ALICE_LOG:-$LOGS} "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap "$bs" call bobhollis "${alice_media[@]}" \
       <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
     PIDS+=($!)
     local apid=$!
@@ -257,6 +330,11 @@ cell() {
           echo "keepalive: chat did not cross after 25 s idle"; exec 8>&-; return 1
         fi
         echo "keepalive: chat crossed both ways after 25 s idle with 10 s NAT mapping timeouts"
+      fi
+      if [ "$mode" = outage ] && ! outage "$log"; then
+        echo "Alice:"; grep -v '"event":"stats"' "$log.alice" | tail -n 20; tail -n 20 "$log.alice.err"
+        echo "Bob:"; grep -v '"event":"stats"' "$log.bob" | tail -n 20; tail -n 20 "$log.bob.err"
+        exec 8>&-; return 1
       fi
       exec 8>&-; wait "$apid" || code=$?; forget "$apid"; break
     fi
@@ -326,7 +404,7 @@ identities
 # symmetric meets only NATs that do not filter by port.
 # map: a symmetric NAT whose router forwards ports on request (PCP, NAT-PMP, UPnP); upnp: the
 # same with UPnP only. A forwarded port makes even symmetric NATs meet.
-CELLS=${CELLS:-"none:none none:port port:port addr:addr full:full change:change sym:none sym:port sym:addr sym:full sym:change sym:sym sym:map map:port sym:upnp"}
+CELLS=${CELLS-"none:none none:port port:port addr:addr full:full change:change sym:none sym:port sym:addr sym:full sym:change sym:sym sym:map map:port sym:upnp"}
 : >"$OUT/matrix.md"
 echo "| Alice | Bob    | want | got  | connect | UDP pk | path or reason"
 failed=0
@@ -345,6 +423,13 @@ if [ -z "${SKIP_IDLE:-}" ]; then
   echo "keepalives: routers forget idle UDP mappings after 10 s"
   cell port port ok idle || failed=1
   cleanup
+fi
+
+if [ -z "${SKIP_OUTAGE:-}" ]; then
+  echo "outages: the path between the routers goes dark for ${OUTAGES:-30 60} s during an audio call"
+  cell port port ok outage || failed=1
+  cleanup
+  { exec 7>&- 8>&-; } 2>/dev/null || true
 fi
 
 # xvfb NS: a private X screen started inside namespace NS (its number, picked by Xvfb, in DISP).

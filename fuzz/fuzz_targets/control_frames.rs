@@ -1,5 +1,6 @@
 //! Hostile bytes on the control stream: the frame decoder and both roles of the session must
-//! never panic, never buffer more than one frame, and re-encode what they accept identically.
+//! never panic (also across a lost connection and a resume), never buffer more than one
+//! frame, and re-encode what they accept identically.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -44,6 +45,16 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = s.accept(now);
             let _ = s.send_chat(now, "x");
+            // Losing the connection and resuming on a new one, at points the input picks.
+            match chunk.len() % 11 {
+                3 => s.handle_connection_lost(now),
+                5 => {
+                    let _ = s.resume_as_caller(now, [7; 32]);
+                    let _ = s.resume_as_callee(now);
+                }
+                7 => s.refuse_resume(now),
+                _ => s.note_heard(now),
+            }
             let mut out = Vec::new();
             s.poll_transmit(&mut out);
             while s.poll_event().is_some() {}

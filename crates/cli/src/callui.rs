@@ -127,6 +127,8 @@ pub async fn run(
     stats_tick.tick().await;
     let mut queued: VecDeque<String> = VecDeque::new();
     let mut connected = false;
+    // The path is lost for now: lines wait in `queued` until the call is back.
+    let mut reconnecting = false;
     // Ctrl-C before the call connected (while ringing, or asked): exit 130, as documented.
     let mut interrupted_early = false;
     let mut asking = false;
@@ -158,6 +160,17 @@ pub async fn run(
                     }
                     if input_over && !auto.hangup_when_done {
                         call.hangup();
+                    }
+                }
+                Some(CallEvent::Reconnecting) => {
+                    reconnecting = true;
+                    out.reconnecting();
+                }
+                Some(CallEvent::Reconnected) => {
+                    reconnecting = false;
+                    out.reconnected(call.media().remote());
+                    while let Some(line) = queued.pop_front() {
+                        send(&call, out, line).await;
                     }
                 }
                 Some(CallEvent::Chat { text, at }) => out.chat("them", &text, at),
@@ -290,10 +303,10 @@ pub async fn run(
                     // a message that starts with /.
                     l if l.starts_with("//") => {
                         let text = line.trim_start()[1..].to_string();
-                        if connected {
+                        if connected && !reconnecting {
                             send(&call, out, text).await
                         } else {
-                            queued.push_back(text)
+                            queue(&mut queued, out, text, reconnecting)
                         }
                     }
                     l if l.starts_with('/') => {
@@ -302,8 +315,8 @@ pub async fn run(
                             "{word} is not a command; nothing was sent. /help lists the commands; start a message with // to send it beginning with /."
                         ));
                     }
-                    _ if connected => send(&call, out, line).await,
-                    _ => queued.push_back(line),
+                    _ if connected && !reconnecting => send(&call, out, line).await,
+                    _ => queue(&mut queued, out, line, reconnecting),
                 },
             },
             _ = intr.next() => {
@@ -344,6 +357,14 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Keeps a line to send once the call is connected (or back, while it reconnects).
+fn queue(queued: &mut VecDeque<String>, out: Output, line: String, reconnecting: bool) {
+    if reconnecting {
+        out.hint("(kept: it goes out when the call is back)");
+    }
+    queued.push_back(line);
 }
 
 async fn send(call: &Call, out: Output, line: String) {

@@ -157,6 +157,20 @@ impl Output {
         );
     }
 
+    pub fn reconnecting(&self) {
+        self.emit(
+            "Connection lost. Reconnecting… (the call is kept for up to 90 s; /hangup ends it)",
+            json!({"event": "reconnecting"}),
+        );
+    }
+
+    pub fn reconnected(&self, remote: std::net::SocketAddr) {
+        self.emit(
+            "Reconnected. The call goes on.",
+            json!({"event": "reconnected", "remote": remote.to_string()}),
+        );
+    }
+
     pub fn chat(&self, who: &str, text: &str, at: SystemTime) {
         self.emit(
             format!("[{}] {who}: {}", clock(at), for_display(text)),

@@ -36,6 +36,9 @@ pub const MAX_CHAT_BYTES: usize = 4000;
 pub mod caps {
     /// Text chat during a call.
     pub const CHAT: u64 = 1 << 0;
+    /// A call survives the loss of its connection: the caller dials again and resumes it on
+    /// a new connection ([`super::Message::Resume`]).
+    pub const RESUME: u64 = 1 << 1;
 }
 
 /// Message type codes.
@@ -53,6 +56,8 @@ mod kind {
     pub(super) const SAS_COMMIT: u8 = 0x0B;
     pub(super) const SAS_NONCE: u8 = 0x0C;
     pub(super) const SAS_REVEAL: u8 = 0x0D;
+    pub(super) const RESUME: u8 = 0x0E;
+    pub(super) const RESUMED: u8 = 0x0F;
     pub(super) const FIRST_OPTIONAL: u8 = 0x80;
     pub(super) const OBSERVED: u8 = 0x81;
     pub(super) const PAIR_CHECKS: u8 = 0x82;
@@ -164,6 +169,15 @@ pub enum Message {
         /// The caller's 32 random bytes.
         nonce: [u8; 32],
     },
+    /// Caller, as the first message on a new connection: carry on the call whose connection
+    /// was lost. Sent only to a peer that offered [`caps::RESUME`].
+    Resume {
+        /// The lost connection's TLS exporter under `crate::session::RESUME_EXPORTER_LABEL`:
+        /// names the call, and only its two ends know it.
+        token: [u8; 32],
+    },
+    /// Callee: the call goes on over this connection.
+    Resumed,
     /// The address the sender sees our packets come from (optional type: a reflexive
     /// candidate we could not learn otherwise without asking a third party).
     Observed {
@@ -318,6 +332,10 @@ impl Message {
             Message::SasReveal { nonce: b } => {
                 ser(out, kind::SAS_REVEAL, postcard::to_allocvec(&Bytes32(*b)))
             }
+            Message::Resume { token } => {
+                ser(out, kind::RESUME, postcard::to_allocvec(&Bytes32(*token)))
+            }
+            Message::Resumed => out.push(kind::RESUMED),
             Message::Observed { addr } => {
                 let ip = match addr.ip() {
                     IpAddr::V4(v4) => v4.to_ipv6_mapped(),
@@ -416,6 +434,10 @@ impl Message {
             kind::SAS_REVEAL => Message::SasReveal {
                 nonce: take::<Bytes32>(k, body)?.0,
             },
+            kind::RESUME => Message::Resume {
+                token: take::<Bytes32>(k, body)?.0,
+            },
+            kind::RESUMED => Message::Resumed,
             kind::OBSERVED => {
                 // Optional: one we cannot use is skipped, never a reason to end the call.
                 let Ok(b) = take::<ObservedBody>(k, body) else {
@@ -543,6 +565,8 @@ mod tests {
             Message::SasCommit { commit: [1; 32] },
             Message::SasNonce { nonce: [2; 32] },
             Message::SasReveal { nonce: [3; 32] },
+            Message::Resume { token: [9; 32] },
+            Message::Resumed,
             Message::Observed {
                 addr: "203.0.113.7:40000".parse().unwrap(),
             },

@@ -128,6 +128,8 @@ pub struct CallView {
     pub offers: Vec<Offer>,
     pub transfers: Vec<Transfer>,
     pub stats: Option<PathStats>,
+    /// Connected, but the path is lost for now: the call is kept while it reconnects.
+    pub reconnecting: bool,
 }
 
 impl CallView {
@@ -147,6 +149,7 @@ impl CallView {
             Phase::Ringing => format!("Ringing {who} …"),
             Phase::Incoming if self.contact.is_some() => format!("{who} is calling"),
             Phase::Incoming => "Someone who is not in your contacts is calling".into(),
+            Phase::Connected if self.reconnecting => format!("Reconnecting to {who} …"),
             Phase::Connected => format!("In a call with {who}"),
             Phase::Ended { .. } => format!("Call with {who} ended"),
         }
@@ -161,8 +164,9 @@ impl CallView {
             cancel: reaching,
             hang_up: live,
             media: live,
-            chat: live,
-            send_files: live,
+            // Nothing can be sent while the path is lost.
+            chat: live && !self.reconnecting,
+            send_files: live && !self.reconnecting,
             verify: live && self.sas.is_some() && !self.verified,
             close: matches!(self.phase, Phase::Ended { .. }),
         }
@@ -343,6 +347,8 @@ pub enum Update {
         sharing: bool,
     },
     Verified,
+    /// The call's path is lost (`true`) or back (`false`).
+    Reconnecting(bool),
     Notice(NoticeKind, String),
 }
 
@@ -606,6 +612,11 @@ impl Model {
                     c.sharing = sharing;
                 }
             }
+            Update::Reconnecting(on) => {
+                if let Some(c) = &mut self.call {
+                    c.reconnecting = on && c.phase == Phase::Connected;
+                }
+            }
             Update::Verified => {
                 if let Some(c) = &mut self.call {
                     c.verified = true;
@@ -692,6 +703,7 @@ impl Model {
                 "verified": c.verified,
                 "outgoing": c.outgoing,
                 "phase": phase,
+                "reconnecting": c.reconnecting,
                 "sas": c.sas,
                 "muted": c.muted,
                 "camera_on": c.camera_on,
@@ -759,6 +771,7 @@ impl CallView {
             offers: Vec::new(),
             transfers: Vec::new(),
             stats: None,
+            reconnecting: false,
         }
     }
 }
@@ -864,6 +877,16 @@ mod tests {
         let k = c.controls();
         assert!(k.hang_up && k.media && k.chat && k.send_files && k.verify);
         assert!(!k.answer && !k.cancel && !k.close);
+        // The path is lost: the call is kept, can be hung up, takes nothing to send.
+        m.apply(Update::Reconnecting(true));
+        let c = call(&m);
+        assert_eq!(c.title(), "Reconnecting to Alice …");
+        assert_eq!(m.snapshot()["call"]["reconnecting"], true);
+        let k = c.controls();
+        assert!(k.hang_up && k.media && !k.chat && !k.send_files);
+        m.apply(Update::Reconnecting(false));
+        assert_eq!(call(&m).title(), "In a call with Alice");
+        assert!(call(&m).controls().chat);
         m.apply(Update::Ended("Alice hung up.".into()));
         let c = call(&m);
         assert_eq!(c.title(), "Call with Alice ended");

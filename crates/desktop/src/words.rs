@@ -77,6 +77,9 @@ pub const NO_CAMERA_BUILD: &str =
 pub const WAITING_VIDEO: &str = "Waiting for their picture …";
 pub const NO_REMOTE_VIDEO: &str = "They send no video.";
 pub const DROP_HINT: &str = "Drop files here to send them";
+/// While a call has lost its path and looks for it again.
+pub const RECONNECTING: &str =
+    "Connection lost. Reconnecting… The call is kept for up to 90 seconds; Hang up ends it.";
 pub const NOTHING_STORED: &str =
     "Nothing of this call is stored: when it ends, its chat and figures are gone.";
 

@@ -65,6 +65,14 @@ pub enum CallEvent {
         /// Time from `started` to this moment.
         after: Duration,
     },
+    /// The call's path went dark or its connection was lost. The call is kept (media and
+    /// chat wait) while the caller dials the peer again, for up to the session's
+    /// `reconnect_window` (90 s); then it ends with `PeerVanished`. Hanging up meanwhile
+    /// works as ever. A file transfer under way stops (send it again: what arrived is kept).
+    Reconnecting,
+    /// The call has a path again: the old one came back, or the call resumed on a new
+    /// connection to the same peer (proved as before; the verification code stays).
+    Reconnected,
     /// A chat line from the peer. Sanitize with `extrasafe_core::text::for_display` before
     /// printing it to a terminal.
     Chat {
@@ -98,11 +106,23 @@ pub(crate) enum Command {
 ///
 /// Arriving datagrams are sorted by kind: audio (and anything unknown, so it is counted)
 /// to [`MediaLink::recv`], video to [`MediaLink::recv_video`].
+///
+/// A call that reconnects moves its link to the new connection: the same `MediaLink` (and
+/// every clone) then sends and receives there.
 #[derive(Clone, Debug)]
 pub struct MediaLink {
-    pub(crate) conn: quinn::Connection,
+    path: Arc<MediaPath>,
     audio: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
     video: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
+}
+
+#[derive(Debug)]
+struct MediaPath {
+    /// The connection the call uses now.
+    conn: std::sync::Mutex<quinn::Connection>,
+    /// The queues' only strong senders, until the call is over: a sorting task holds weak
+    /// ones, so the queues close when the call ends, whatever connection is still open.
+    senders: std::sync::Mutex<Option<(mpsc::Sender<bytes::Bytes>, mpsc::Sender<bytes::Bytes>)>>,
 }
 
 /// QUIC's send buffer for datagrams (set in the transport configuration).
@@ -118,11 +138,53 @@ const VIDEO_BACKLOG: usize = 4096;
 pub struct MediaSendError(String);
 
 impl MediaLink {
-    /// Starts sorting the connection's datagrams (one task, ending with the connection).
+    /// A link on `conn`; datagrams are read once [`MediaLink::start`] is called.
     pub(crate) fn new(conn: quinn::Connection) -> Self {
         let (atx, arx) = mpsc::channel(AUDIO_BACKLOG);
         let (vtx, vrx) = mpsc::channel(VIDEO_BACKLOG);
-        let c = conn.clone();
+        Self {
+            path: Arc::new(MediaPath {
+                conn: std::sync::Mutex::new(conn),
+                senders: std::sync::Mutex::new(Some((atx, vtx))),
+            }),
+            audio: Arc::new(tokio::sync::Mutex::new(arx)),
+            video: Arc::new(tokio::sync::Mutex::new(vrx)),
+        }
+    }
+
+    /// The connection in use now.
+    pub(crate) fn conn(&self) -> quinn::Connection {
+        self.path.conn.lock().expect("media path lock").clone()
+    }
+
+    /// The call is up: sorts the connection's datagrams into the queues (one task, ending
+    /// with the connection or the call). Until then QUIC holds what arrives.
+    pub(crate) fn start(&self) {
+        self.sort(self.conn());
+    }
+
+    /// The call resumed on `conn`: media goes there from now on.
+    pub(crate) fn replace(&self, conn: quinn::Connection) {
+        *self.path.conn.lock().expect("media path lock") = conn.clone();
+        self.sort(conn);
+    }
+
+    /// The call is over: the queues close (readers get `None`) once what is in them is read.
+    pub(crate) fn close(&self) {
+        self.path.senders.lock().expect("media path lock").take();
+    }
+
+    fn sort(&self, c: quinn::Connection) {
+        let Some((atx, vtx)) = self
+            .path
+            .senders
+            .lock()
+            .expect("media path lock")
+            .as_ref()
+            .map(|(a, v)| (a.downgrade(), v.downgrade()))
+        else {
+            return;
+        };
         tokio::spawn(async move {
             while let Ok(d) = c.read_datagram().await {
                 let kind = extrasafe_core::video::datagram_kind(&d);
@@ -133,24 +195,19 @@ impl MediaLink {
                             | extrasafe_core::video::wire::KIND_FEEDBACK
                     )
                 );
-                // A full queue means its reader stalled or is absent: drop, as the network would.
-                let _ = if video {
-                    vtx.try_send(d)
-                } else {
-                    atx.try_send(d)
+                // The call is over: stop reading.
+                let Some(tx) = (if video { vtx.upgrade() } else { atx.upgrade() }) else {
+                    break;
                 };
+                // A full queue means its reader stalled or is absent: drop, as the network would.
+                let _ = tx.try_send(d);
             }
         });
-        Self {
-            conn,
-            audio: Arc::new(tokio::sync::Mutex::new(arx)),
-            video: Arc::new(tokio::sync::Mutex::new(vrx)),
-        }
     }
 
     /// Sends one datagram (dropped by the network or by congestion, never retransmitted).
     pub fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError> {
-        self.conn
+        self.conn()
             .send_datagram(bytes::Bytes::copy_from_slice(datagram))
             .map_err(|e| MediaSendError(e.to_string()))
     }
@@ -168,27 +225,27 @@ impl MediaLink {
     }
     /// Bytes of datagrams queued in QUIC and not yet sent.
     pub fn datagrams_queued(&self) -> usize {
-        DATAGRAM_SEND_BUFFER.saturating_sub(self.conn.datagram_send_buffer_space())
+        DATAGRAM_SEND_BUFFER.saturating_sub(self.conn().datagram_send_buffer_space())
     }
     /// QUIC's congestion window, bytes.
     pub fn cwnd(&self) -> u64 {
-        self.conn.stats().path.cwnd
+        self.conn().stats().path.cwnd
     }
     /// Largest datagram the path takes now.
     pub fn max_datagram(&self) -> Option<usize> {
-        self.conn.max_datagram_size()
+        self.conn().max_datagram_size()
     }
     /// Current round-trip estimate.
     pub fn rtt(&self) -> Duration {
-        self.conn.rtt()
+        self.conn().rtt()
     }
     /// The peer's address: the direct path in use.
     pub fn remote(&self) -> SocketAddr {
-        self.conn.remote_address()
+        self.conn().remote_address()
     }
     /// UDP bytes sent on this connection so far (all QUIC overhead included).
     pub fn udp_tx_bytes(&self) -> u64 {
-        self.conn.stats().udp_tx.bytes
+        self.conn().stats().udp_tx.bytes
     }
 }
 
@@ -238,7 +295,7 @@ impl Call {
     pub async fn send_files(&self, files: Vec<LocalFile>) -> Result<TransferHandle, TransferError> {
         let (send, recv) = self
             .media
-            .conn
+            .conn()
             .open_bi()
             .await
             .map_err(|e| TransferError::Connection(e.to_string()))?;

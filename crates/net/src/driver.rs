@@ -29,6 +29,68 @@ pub(crate) mod close {
     pub(crate) const SILENT: VarInt = VarInt::from_u32(3);
 }
 
+/// One try at a new connection to a reconnecting call's peer gives up after this long (and
+/// the next begins): a path that comes back is found within it.
+const REDIAL_ATTEMPT: Duration = Duration::from_secs(3);
+
+/// A new connection to the peer of a reconnecting call, with its control stream.
+pub(crate) struct Link {
+    pub(crate) conn: Connection,
+    pub(crate) send: SendStream,
+    pub(crate) recv: RecvStream,
+}
+
+/// Caller: how to reach the peer again (the addresses that reached it, proved as the first
+/// time: the same pinned identity and the same access keys in the first flight).
+#[derive(Clone)]
+pub(crate) struct Redial {
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client: quinn::ClientConfig,
+    pub(crate) addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Redial {
+    /// Tries every address (the last one that worked first) until one connects and opens
+    /// its control stream; runs until it succeeds or is dropped.
+    async fn link(self, last: std::net::SocketAddr) -> Link {
+        let mut addrs = vec![last];
+        addrs.extend(self.addrs.iter().copied().filter(|a| *a != last));
+        loop {
+            let round = tokio::time::sleep(REDIAL_ATTEMPT);
+            tokio::pin!(round);
+            let mut attempts = tokio::task::JoinSet::new();
+            for addr in addrs.iter().copied() {
+                let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
+                attempts.spawn(async move {
+                    let conn = endpoint
+                        .connect_with(client, addr, "extrasafe")
+                        .ok()?
+                        .await
+                        .ok()?;
+                    let (send, recv) = conn.open_bi().await.ok()?;
+                    Some(Link { conn, send, recv })
+                });
+            }
+            loop {
+                tokio::select! {
+                    next = attempts.join_next() => match next {
+                        Some(Ok(Some(link))) => return link,
+                        Some(_) => continue,
+                        None => {
+                            // Every address refused at once (nothing listens there now):
+                            // wait out the round rather than spin.
+                            (&mut round).await;
+                            break;
+                        }
+                    },
+                    _ = &mut round => break,
+                }
+            }
+            debug!("reconnecting: no answer yet, trying again");
+        }
+    }
+}
+
 /// How long to wait for the peer to read our last words before closing.
 const LINGER: Duration = Duration::from_secs(1);
 /// Events held for a slow application before reading from the peer pauses.
@@ -65,7 +127,78 @@ pub(crate) struct Driver {
     pub(crate) peer: extrasafe_core::PeerId,
     /// Replacing the pair's rendezvous root with a contact.
     pub(crate) pair: PairExchange,
+    /// The call's media path (moved to a new connection when the call resumes).
+    pub(crate) media: crate::call::MediaLink,
+    /// Finding a new path when the call's is lost.
+    pub(crate) resume: Resume,
 }
+
+/// A call's way back when its path is lost (see `extrasafe_core::session`, "Reconnecting").
+pub(crate) struct Resume {
+    /// New connections for this call: from our own redial (caller) or handed over by the
+    /// node's listener (callee).
+    tx: mpsc::UnboundedSender<Link>,
+    rx: mpsc::UnboundedReceiver<Link>,
+    /// The token naming this call (exporter of its first connection), once it is up.
+    token: Option<[u8; 32]>,
+    /// Caller: how to dial again; `None` for a callee.
+    pub(crate) redial: Option<Redial>,
+    /// Caller: the redial under way.
+    dialing: Option<AbortOnDrop>,
+    /// The current connection is gone (its streams are not read until a new one comes).
+    dead: bool,
+    /// Packets the current connection had received when we last looked.
+    heard: u64,
+    /// The control stream takes writes.
+    writable: bool,
+    /// Callee, on a connection that asked to resume: the call it names takes it over.
+    handoff: Option<mpsc::UnboundedSender<Link>>,
+    /// Callee: our entry in the node's table of calls that can be resumed.
+    listed: Option<Listed>,
+}
+
+impl Resume {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx,
+            token: None,
+            redial: None,
+            dialing: None,
+            dead: false,
+            heard: 0,
+            writable: true,
+            handoff: None,
+            listed: None,
+        }
+    }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Removes a call from the node's table of resumable calls when dropped.
+struct Listed(Arc<Shared>, [u8; 32]);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.0
+            .resumable
+            .lock()
+            .expect("resumable lock poisoned")
+            .remove(&self.1);
+    }
+}
+
+/// The TLS exporter label of the token naming a call on a new connection.
+use extrasafe_core::session::RESUME_EXPORTER_LABEL;
 
 /// The TLS exporter label the rendezvous root ratchet takes its secret from.
 const RATCHET_EXPORTER_LABEL: &[u8] = b"EXTRA SAFE rendezvous ratchet v1";
@@ -144,7 +277,6 @@ impl Driver {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _running = Running(self.shared.clone());
         let mut out = Vec::new();
-        let mut writable = true;
         // Events the application has not taken yet. Reading from the peer pauses while this is
         // full, so a flood waits in QUIC flow control, not in our memory; commands and timers
         // keep being served meanwhile.
@@ -154,15 +286,15 @@ impl Driver {
             // keep a deadline from firing.
             let now = Instant::now();
             if self.session.poll_timeout().is_some_and(|t| t <= now) {
-                self.session.handle_timeout(now);
+                self.on_timeout(now);
             }
-            if self.session.poll_transmit(&mut out) && writable {
+            if self.session.poll_transmit(&mut out) && self.resume.writable && !self.resume.dead {
                 let write = tokio::time::timeout(WRITE_TIMEOUT, self.send.write_all(&out)).await;
                 if !matches!(write, Ok(Ok(()))) {
-                    writable = false;
+                    self.resume.writable = false;
                     let now = Instant::now();
                     if self.conn.close_reason().is_some() {
-                        self.session.handle_connection_lost(now);
+                        self.lost(now);
                     } else {
                         self.session
                             .handle_protocol_violation(now, Violation::StoppedReading);
@@ -192,6 +324,10 @@ impl Driver {
             if progressed {
                 continue;
             }
+            if self.resume.handoff.is_some() {
+                break;
+            }
+            self.redial_if_needed();
             // Refused: over for the user, so the node is free for another call while this
             // connection waits in silence for the caller to give up.
             if self.session.is_quiet() {
@@ -210,7 +346,8 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
-            let room = backlog.len() < EVENT_BACKLOG;
+            let room = backlog.len() < EVENT_BACKLOG && !self.resume.dead;
+            let alive = !self.resume.dead;
             let events = self.events.clone();
             tokio::select! {
                 biased;
@@ -222,9 +359,9 @@ impl Driver {
                 },
                 chunk = self.recv.read_chunk(MAX_FRAME + 2, true), if room => match chunk {
                     Ok(Some(c)) => self.session.handle_stream_data(Instant::now(), &c.bytes),
-                    Ok(None) | Err(_) => self.session.handle_connection_lost(Instant::now()),
+                    Ok(None) | Err(_) => self.lost(Instant::now()),
                 },
-                stream = self.conn.accept_bi() => match stream {
+                stream = self.conn.accept_bi(), if alive => match stream {
                     // Once the call is up, a new stream is a file transfer.
                     Ok((send, recv)) if self.session.is_active() => {
                         tokio::spawn(crate::transfer::intake(
@@ -234,13 +371,29 @@ impl Driver {
                             recv,
                         ));
                     }
-                    _ => self.violation(Violation::ExtraStream),
+                    Ok(_) => self.violation(Violation::ExtraStream),
+                    Err(_) => self.lost(Instant::now()),
                 },
-                _ = self.conn.accept_uni() => self.violation(Violation::ExtraStream),
+                stream = self.conn.accept_uni(), if alive => match stream {
+                    Ok(_) => self.violation(Violation::ExtraStream),
+                    Err(_) => self.lost(Instant::now()),
+                },
+                Some(link) = self.resume.rx.recv() => self.on_new_link(link),
                 Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
-                _ = sleep => self.session.handle_timeout(Instant::now()),
+                _ = sleep => self.on_timeout(Instant::now()),
             }
         }
+        // Callee, on a connection that resumes another call: that call takes it over.
+        if let Some(to) = self.resume.handoff.take() {
+            let Driver {
+                conn, send, recv, ..
+            } = self;
+            let _ = to.send(Link { conn, send, recv });
+            return;
+        }
+        self.resume.dialing = None;
+        self.resume.listed = None;
+        self.media.close();
         // The node is free for the next call as soon as this one is over.
         drop(self.slot.take());
         self.finish_pair_writes().await;
@@ -255,6 +408,129 @@ impl Driver {
 
     fn violation(&mut self, what: Violation) {
         self.session.handle_protocol_violation(Instant::now(), what);
+    }
+
+    /// A deadline: first tell the session whether the transport heard the peer since the
+    /// last look (media datagrams count), so a call that hears its peer is not reconnecting.
+    fn on_timeout(&mut self, now: Instant) {
+        let heard = self.conn.stats().udp_rx.datagrams;
+        if heard != self.resume.heard {
+            self.resume.heard = heard;
+            if !self.resume.dead {
+                self.session.note_heard(now);
+            }
+        }
+        self.session.handle_timeout(now);
+    }
+
+    /// The connection (or its control stream) is gone.
+    fn lost(&mut self, now: Instant) {
+        self.resume.dead = true;
+        self.session.handle_connection_lost(now);
+    }
+
+    /// Caller, reconnecting: dial the peer again unless already dialling.
+    fn redial_if_needed(&mut self) {
+        if !self.session.is_reconnecting()
+            || self.session.is_resuming()
+            || self.resume.dialing.is_some()
+        {
+            return;
+        }
+        let Some(redial) = &self.resume.redial else {
+            return;
+        };
+        let redial = redial.clone();
+        let (last, tx) = (self.conn.remote_address(), self.resume.tx.clone());
+        debug!("reconnecting: dialling the peer again");
+        self.resume.dialing = Some(AbortOnDrop(tokio::spawn(async move {
+            let _ = tx.send(redial.link(last).await);
+        })));
+    }
+
+    /// A new connection for this call: the caller's redial, or one the listener handed
+    /// over (callee). The call carries on there; the old connection is closed.
+    fn on_new_link(&mut self, link: Link) {
+        let now = Instant::now();
+        self.resume.dialing = None;
+        let resumed = match (self.session.role(), self.resume.token) {
+            (extrasafe_core::Role::Caller, Some(token)) => {
+                self.session.resume_as_caller(now, token)
+            }
+            (extrasafe_core::Role::Callee, Some(_)) => self.session.resume_as_callee(now),
+            _ => Err(extrasafe_core::session::SessionError::WrongState(
+                "not resumable",
+            )),
+        };
+        if resumed.is_err() {
+            link.conn.close(close::DONE, b"bye");
+            return;
+        }
+        debug!("the call goes on over a new connection");
+        let old = std::mem::replace(&mut self.conn, link.conn);
+        self.send = link.send;
+        self.recv = link.recv;
+        old.close(close::DONE, b"moved");
+        self.resume.dead = false;
+        self.resume.writable = true;
+        self.resume.heard = self.conn.stats().udp_rx.datagrams;
+        self.media.replace(self.conn.clone());
+        self.open_for_call();
+    }
+
+    /// The call is up on this connection: room for file transfers (streams and windows).
+    fn open_for_call(&self) {
+        let ours = u32::from(self.session.role() == extrasafe_core::Role::Callee);
+        self.conn
+            .set_max_concurrent_bi_streams(VarInt::from_u32(ours + crate::transfer::MAX_TRANSFERS));
+        self.conn
+            .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
+        self.conn
+            .set_send_window(u64::from(crate::node::CALL_WINDOW));
+    }
+
+    /// The call is up: name it for a resume, and (callee) let the listener find it.
+    fn make_resumable(&mut self) {
+        if !self.session.can_resume() {
+            return;
+        }
+        let mut token = [0u8; 32];
+        if self
+            .conn
+            .export_keying_material(&mut token, RESUME_EXPORTER_LABEL, b"")
+            .is_err()
+        {
+            return;
+        }
+        self.resume.token = Some(token);
+        if self.session.role() == extrasafe_core::Role::Callee {
+            self.shared
+                .resumable
+                .lock()
+                .expect("resumable lock poisoned")
+                .insert(token, (self.peer, self.resume.tx.clone()));
+            self.resume.listed = Some(Listed(self.shared.clone(), token));
+        }
+    }
+
+    /// Callee, on a new connection whose first words ask to resume the call `token` names:
+    /// hand it over if that call is ours and the same peer's, else say the call is over.
+    fn on_resume_requested(&mut self, now: Instant, token: [u8; 32]) {
+        let found = self
+            .shared
+            .resumable
+            .lock()
+            .expect("resumable lock poisoned")
+            .get(&token)
+            .filter(|(peer, _)| *peer == self.peer)
+            .map(|(_, tx)| tx.clone());
+        match found {
+            Some(tx) => self.resume.handoff = Some(tx),
+            None => {
+                debug!("asked to resume a call that is over or unknown");
+                self.session.refuse_resume(now);
+            }
+        }
     }
 
     fn on_command(&mut self, cmd: Option<Command>) {
@@ -289,15 +565,9 @@ impl Driver {
                 if let Some(addr) = self.held_observation.take() {
                     self.note_observed(addr);
                 }
-                // The call is up: room for file transfers (streams and windows).
-                let ours = u32::from(self.session.role() == extrasafe_core::Role::Callee);
-                self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(
-                    ours + crate::transfer::MAX_TRANSFERS,
-                ));
-                self.conn
-                    .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
-                self.conn
-                    .set_send_window(u64::from(crate::node::CALL_WINDOW));
+                self.open_for_call();
+                self.media.start();
+                self.make_resumable();
                 self.start_pair_exchange();
                 CallEvent::Connected {
                     after: now.saturating_duration_since(self.started),
@@ -325,6 +595,12 @@ impl Driver {
             Event::InboxChain(chain) => {
                 self.pair.their_inbox = Some(chain);
                 self.maybe_keep_inbox();
+                return None;
+            }
+            Event::Reconnecting => CallEvent::Reconnecting,
+            Event::Reconnected => CallEvent::Reconnected,
+            Event::ResumeRequested(token) => {
+                self.on_resume_requested(now, token);
                 return None;
             }
             Event::VerificationCode(code) => {

@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub max_connections_per_ip: usize,
     /// Longest a QUIC/TLS handshake may take (either side).
     pub handshake_timeout: Duration,
+    /// A QUIC connection that hears nothing for this long is closed. A call that loses its
+    /// connection this way is not over: it reconnects (see the session's `reconnect_window`).
+    pub idle_timeout: Duration,
     /// Congestion controller for this node's connections.
     pub congestion: Congestion,
     /// Hole-punching timers.
@@ -122,6 +125,7 @@ impl Default for NodeConfig {
             max_connections: 32,
             max_connections_per_ip: 8,
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
             congestion: Congestion::default(),
             punch: Default::default(),
             ticket_secret: Some(crate::gate::random_ticket_secret()),
@@ -160,7 +164,13 @@ pub(crate) struct Shared {
     rings: StdMutex<extrasafe_core::access::RingLimiter>,
     /// The socket, whose gate knows our contacts (their rings count by identity only).
     socket: Arc<crate::probe_socket::ProbeSocket>,
+    /// Calls we were called in that can resume on a new connection: their token, the peer,
+    /// and where to hand such a connection.
+    pub(crate) resumable: StdMutex<HashMap<[u8; 32], Resumable>>,
 }
+
+/// A call that can be resumed: its peer, and where a new connection for it goes.
+pub(crate) type Resumable = (PeerId, mpsc::UnboundedSender<crate::driver::Link>);
 
 /// Marks the node as in a call until dropped.
 pub(crate) struct SlotGuard(Arc<Shared>);
@@ -263,7 +273,7 @@ const MAX_UDP_PAYLOAD: u16 = 65_000;
 
 /// Transport settings; `peer_streams` is how many bidirectional streams the other side may
 /// open: one (the control stream) when it calls us, none when we call it.
-fn transport_config(peer_streams: u32, congestion: Congestion) -> TransportConfig {
+fn transport_config(peer_streams: u32, congestion: Congestion, idle: Duration) -> TransportConfig {
     let mut t = TransportConfig::default();
     match congestion {
         Congestion::Cubic => {
@@ -279,7 +289,10 @@ fn transport_config(peer_streams: u32, congestion: Congestion) -> TransportConfi
     // Anything beyond the control stream is refused by flow control.
     t.max_concurrent_bidi_streams(peer_streams.into());
     t.max_concurrent_uni_streams(0u32.into());
-    t.max_idle_timeout(Some(IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
+    t.max_idle_timeout(Some(
+        IdleTimeout::try_from(idle)
+            .unwrap_or_else(|_| IdleTimeout::from(quinn::VarInt::from_u32(30_000))),
+    ));
     // Session-level pings keep NAT mappings alive and measure RTT; no transport keep-alive.
     t.keep_alive_interval(None);
     // Streams may take a lot (a file transfer needs large windows to fill a fast path), but
@@ -307,7 +320,7 @@ impl Node {
         let warm = tokio::task::spawn_blocking(tls::warm_up);
         let provider = tls::provider();
         let key = tls::certified_key(identity)?;
-        let transport = Arc::new(transport_config(0, config.congestion));
+        let transport = Arc::new(transport_config(0, config.congestion, config.idle_timeout));
         let bind_error = |source| NodeError::Bind {
             addr: config.bind,
             source,
@@ -317,7 +330,11 @@ impl Node {
             let server_quic = QuicServerConfig::try_from(server_tls)
                 .map_err(|e| NodeError::Tls(rustls::Error::General(e.to_string())))?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
-            server.transport_config(Arc::new(transport_config(1, config.congestion)));
+            server.transport_config(Arc::new(transport_config(
+                1,
+                config.congestion,
+                config.idle_timeout,
+            )));
             server.max_incoming(config.max_connections * 2);
             Some(server)
         } else {
@@ -376,6 +393,7 @@ impl Node {
                 config_rings.1,
             )),
             socket: socket.clone(),
+            resumable: StdMutex::new(HashMap::new()),
         });
         let accept_task = if shared.config.listen {
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))
@@ -556,7 +574,7 @@ impl Node {
         }
         let slot = self.shared.claim_slot().ok_or(CallError::AlreadyInCall)?;
         let started = Instant::now();
-        let conn = self.connect(ticket, contact).await?;
+        let (conn, redial) = self.connect(ticket, contact).await?;
         let handshake = started.elapsed();
         let (send, recv) = conn.open_bi().await.map_err(|e| {
             HandshakeFailure::from_connection(&e)
@@ -579,15 +597,18 @@ impl Node {
         let (call, driver) = assemble(&self.shared, conn, send, recv, session, info);
         let mut driver = driver;
         driver.slot = Some(slot);
+        driver.resume.redial = Some(redial);
         tokio::spawn(driver.run());
         Ok(call)
     }
 
+    /// Connects to the peer of `ticket`; also returns how to connect to it again (for a
+    /// call that reconnects).
     async fn connect(
         &self,
         ticket: &Ticket,
         contact: Option<AccessKey>,
-    ) -> Result<Connection, CallError> {
+    ) -> Result<(Connection, crate::driver::Redial), CallError> {
         let observation = Arc::new(PinObservation::default());
         let tls = tls::client_config(
             self.shared.key.clone(),
@@ -625,6 +646,11 @@ impl Node {
         if usable.is_empty() {
             return Err(CallError::NoAddress);
         }
+        let redial = crate::driver::Redial {
+            endpoint: self.endpoint.clone(),
+            client: client.clone(),
+            addrs: usable.clone(),
+        };
         let mut attempts = JoinSet::new();
         for (i, addr) in usable.iter().copied().enumerate() {
             let endpoint = self.endpoint.clone();
@@ -654,7 +680,7 @@ impl Node {
         loop {
             tokio::select! {
                 next = attempts.join_next() => match next {
-                    Some(Ok(Ok(conn))) => return Ok(conn),
+                    Some(Ok(Ok(conn))) => return Ok((conn, redial)),
                     // An answer that refused us; silence or a panicked attempt says nothing.
                     Some(Ok(Err(Some(h)))) => refusal = Some(h),
                     Some(Ok(Err(None))) | Some(Err(_)) => {}
@@ -778,6 +804,8 @@ fn assemble(
         commands_open: true,
         peer,
         pair: crate::driver::PairExchange::new(),
+        media: call.media.clone(),
+        resume: crate::driver::Resume::new(),
     };
     (call, driver)
 }

@@ -11,7 +11,21 @@
 //!  caller:  Handshake ──Hello──► Calling ──Ringing──► Calling(ringing) ──Accept──► Active
 //!  callee:  Handshake ──Hello──► AwaitRing ──Ring──► Incoming ──accept()──► Active
 //!  any state ──hangup / Hangup / timeout / protocol error──► Ended
+//!  Active ──nothing heard for `stall_after`, or the connection lost──► Active(reconnecting)
+//!         ──Resume/Resumed on a new connection, or the old path answers──► Active
+//!         ──`reconnect_window` over──► Ended
 //! ```
+//!
+//! **Reconnecting.** When both sides offered [`caps::RESUME`], a call that is up does not end
+//! when its path goes dark: after [`SessionConfig::stall_after`] without a word from the peer
+//! (the driver also reports packets the transport heard, [`Session::note_heard`]), or when
+//! the connection is lost, both ends say [`Event::Reconnecting`] and keep the call. The
+//! caller dials again and, on a new connection, sends `Resume` with the lost connection's
+//! exporter ([`RESUME_EXPORTER_LABEL`]) before anything else ([`Session::resume_as_caller`]);
+//! the callee's node reads it first on that connection ([`Event::ResumeRequested`]), hands
+//! the connection to the call it names, which answers `Resumed`
+//! ([`Session::resume_as_callee`]). Either way the call says [`Event::Reconnected`]; after
+//! [`SessionConfig::reconnect_window`] it ends with [`EndReason::PeerVanished`].
 //!
 //! **Verification code.** With [`Session::begin_verification`] (the driver always calls it),
 //! the caller commits to a nonce in its first flight; the callee sends its own nonce only
@@ -36,6 +50,10 @@ use crate::wire::{
 #[cfg(test)]
 mod tests;
 
+/// The TLS exporter label of the token that names a call when it resumes on a new
+/// connection (`Message::Resume`).
+pub const RESUME_EXPORTER_LABEL: &[u8] = b"EXTRA SAFE call resume v1";
+
 /// Which end of the call this session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -56,8 +74,17 @@ pub struct SessionConfig {
     /// Send a ping when nothing was sent for this long. Below the ~30 s after which many
     /// NATs forget an idle UDP mapping.
     pub keepalive_interval: Duration,
-    /// Declare the peer gone when nothing was received for this long.
+    /// Declare the peer gone when nothing was received for this long (a call that can
+    /// resume reconnects instead: see `stall_after`).
     pub idle_timeout: Duration,
+    /// While a call that can resume is up: ping this often, so a dark path is seen soon.
+    pub call_ping_interval: Duration,
+    /// While a call that can resume is up: nothing heard from the peer, or a ping left
+    /// unanswered, for this long, and the call is reconnecting.
+    pub stall_after: Duration,
+    /// How long a reconnecting call waits for a path back before it ends. Zero: never
+    /// reconnect (the call ends after `idle_timeout`, as with a peer that cannot resume).
+    pub reconnect_window: Duration,
     /// Capability bits offered.
     pub capabilities: u64,
 }
@@ -69,7 +96,10 @@ impl Default for SessionConfig {
             hello_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(20),
-            capabilities: caps::CHAT,
+            call_ping_interval: Duration::from_secs(1),
+            stall_after: Duration::from_secs(4),
+            reconnect_window: Duration::from_secs(90),
+            capabilities: caps::CHAT | caps::RESUME,
         }
     }
 }
@@ -161,6 +191,16 @@ pub enum Event {
     Ringing,
     /// The call is up on both ends.
     Connected,
+    /// The call's path went dark (or its connection was lost): the call is kept while a new
+    /// path is sought, for up to [`SessionConfig::reconnect_window`]. Caller: dial again and
+    /// call [`Session::resume_as_caller`] on the new connection.
+    Reconnecting,
+    /// The call has a path again (the old one came back, or it resumed on a new connection).
+    Reconnected,
+    /// Callee, on a new connection: the peer asks to carry on the call this token names
+    /// (instead of a `Hello`). Hand the connection to that call (which then calls
+    /// [`Session::resume_as_callee`]), or, if there is none, [`Session::refuse_resume`].
+    ResumeRequested([u8; 32]),
     /// A chat line from the peer, in order and without duplicates.
     Chat {
         /// Sender's sequence number.
@@ -276,6 +316,18 @@ pub struct Session {
     sas: Sas,
     /// Callee: refused; the user was told, the wire still looks like ringing.
     quiet: bool,
+    /// When the transport last heard the peer (stream data, or packets it reported).
+    last_heard: Instant,
+    /// Reconnecting since then.
+    stalled: Option<Instant>,
+    /// Caller: `Resume` went out on a new connection; waiting for `Resumed`.
+    resume_sent: bool,
+    /// Callee: our `Hello` waits for the peer's first message (which may be a `Resume`).
+    hello_due: bool,
+    /// Callee: the observed address to tell right after our `Hello`.
+    observed_due: Option<std::net::SocketAddr>,
+    /// Callee: this connection asked to resume another call; nothing more is read.
+    resume_asked: bool,
 }
 
 impl Session {
@@ -306,17 +358,18 @@ impl Session {
             stats: SessionStats::default(),
             sas: Sas::Off,
             quiet: false,
+            last_heard: now,
+            stalled: None,
+            resume_sent: false,
+            hello_due: role == Role::Callee,
+            observed_due: None,
+            resume_asked: false,
             config,
         };
-        s.send(
-            now,
-            Message::Hello {
-                max_version: PROTOCOL_VERSION,
-                min_version: MIN_PROTOCOL_VERSION,
-                capabilities: s.config.capabilities,
-            },
-        );
+        // The callee answers the caller's first message: a `Hello`, or a `Resume` that hands
+        // this connection to another call (which must not read a `Hello` of ours).
         if role == Role::Caller {
+            s.send_hello(now);
             s.send(
                 now,
                 Message::Ring {
@@ -364,9 +417,22 @@ impl Session {
     pub fn role(&self) -> Role {
         self.role
     }
-    /// True once the call is up and not yet over.
+    /// True once the call is up and not yet over (reconnecting included).
     pub fn is_active(&self) -> bool {
         self.state == State::Active
+    }
+    /// True while the call is up but has no path: see [`Event::Reconnecting`].
+    pub fn is_reconnecting(&self) -> bool {
+        self.state == State::Active && self.stalled.is_some()
+    }
+    /// Caller: `Resume` went out on a new connection and its answer has not come yet.
+    pub fn is_resuming(&self) -> bool {
+        self.resume_sent && self.state == State::Active
+    }
+    /// Whether this call resumes on a new connection when its path is lost (both sides
+    /// offered [`caps::RESUME`], and reconnecting is not switched off).
+    pub fn can_resume(&self) -> bool {
+        self.common_capabilities() & caps::RESUME != 0 && !self.config.reconnect_window.is_zero()
     }
     /// True once the session has ended.
     pub fn is_ended(&self) -> bool {
@@ -398,14 +464,25 @@ impl Session {
 
     /// Bytes read from the control stream.
     pub fn handle_stream_data(&mut self, now: Instant, data: &[u8]) {
-        if self.state == State::Ended {
+        if self.state == State::Ended || self.resume_asked {
             return;
         }
         self.last_rx = now;
+        self.last_heard = now;
         let mut decoded = Vec::new();
         let result = self.decoder.push(data, &mut decoded);
+        // The old path answers again (a resumed one answers with `Resumed`); unless its
+        // words are a goodbye, which ends the call instead.
+        let goodbye = decoded
+            .iter()
+            .any(|d| matches!(d, Decoded::Message(Message::Hangup { .. })));
+        if !decoded.is_empty() && !goodbye && !self.resume_sent && self.stalled.take().is_some() {
+            // A ping from the dark time says nothing of the path now (nor of its round trip).
+            self.ping = None;
+            self.events.push_back(Event::Reconnected);
+        }
         for d in decoded {
-            if self.state == State::Ended {
+            if self.state == State::Ended || self.resume_asked {
                 return;
             }
             match d {
@@ -418,11 +495,87 @@ impl Session {
         }
     }
 
-    /// The control stream or the connection closed without a goodbye.
-    pub fn handle_connection_lost(&mut self, _now: Instant) {
-        if self.state != State::Ended {
+    /// The control stream or the connection closed without a goodbye. A call that can
+    /// resume is kept ([`Event::Reconnecting`]); anything else ends.
+    pub fn handle_connection_lost(&mut self, now: Instant) {
+        if self.state == State::Active && self.can_resume() {
+            // A new connection that died before `Resumed`: the caller dials again.
+            self.resume_sent = false;
+            if self.stalled.is_none() {
+                self.stall(now);
+            }
+        } else if self.state != State::Ended {
             self.end(EndReason::PeerVanished);
         }
+    }
+
+    /// The transport heard from the peer (any packet of this call's connection, media
+    /// included): a call that hears its peer is not reconnecting.
+    pub fn note_heard(&mut self, now: Instant) {
+        if !self.resume_sent {
+            self.last_heard = self.last_heard.max(now);
+        }
+    }
+
+    /// Caller, reconnecting: a new connection to the same peer is up. From now on the
+    /// session reads and writes that connection's control stream (the old one is
+    /// forgotten): `Resume` with `token` (the lost connection's exporter under
+    /// [`RESUME_EXPORTER_LABEL`]) goes first, and nothing else until the callee's `Resumed`.
+    /// What was written to the old stream and not read is lost (a chat line in flight).
+    pub fn resume_as_caller(&mut self, now: Instant, token: [u8; 32]) -> Result<(), SessionError> {
+        if self.state != State::Active || self.role != Role::Caller || !self.can_resume() {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        if self.stalled.is_none() {
+            self.stall(now);
+        }
+        self.new_stream();
+        self.resume_sent = true;
+        self.send(now, Message::Resume { token });
+        Ok(())
+    }
+
+    /// Callee: a new connection from the peer asked to resume this call
+    /// ([`Event::ResumeRequested`] with its token): from now on the session reads and writes
+    /// that connection's control stream, and says `Resumed`.
+    pub fn resume_as_callee(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.state != State::Active || self.role != Role::Callee || !self.can_resume() {
+            return Err(SessionError::WrongState(self.state.name()));
+        }
+        self.new_stream();
+        self.last_rx = now;
+        self.last_heard = now;
+        self.send(now, Message::Resumed);
+        if self.stalled.take().is_some() {
+            self.events.push_back(Event::Reconnected);
+        }
+        Ok(())
+    }
+
+    /// Callee, on a connection that asked to resume a call we do not have (over, or never
+    /// ours): tell the peer the call is over, and end this session.
+    pub fn refuse_resume(&mut self, now: Instant) {
+        if self.resume_asked && self.state != State::Ended {
+            self.resume_asked = false;
+            self.send(
+                now,
+                Message::Hangup {
+                    reason: HangupReason::Normal,
+                },
+            );
+            self.state = State::Ended;
+        }
+    }
+
+    fn new_stream(&mut self) {
+        self.decoder = FrameDecoder::default();
+        self.out.clear();
+        self.ping = None;
+    }
+
+    fn stall(&mut self, now: Instant) {
+        self.stalled = Some(now);
+        self.events.push_back(Event::Reconnecting);
     }
 
     /// The transport saw the peer break the rules outside the control stream (for example by
@@ -438,7 +591,16 @@ impl Session {
         if self.state == State::Ended {
             return;
         }
-        if now >= self.last_rx + self.config.idle_timeout {
+        if self.state == State::Active && self.can_resume() {
+            if let Some(since) = self.stalled {
+                if now >= since + self.config.reconnect_window {
+                    self.end(EndReason::PeerVanished);
+                    return;
+                }
+            } else if self.stall_due().is_some_and(|t| now >= t) {
+                self.stall(now);
+            }
+        } else if now >= self.last_rx + self.config.idle_timeout {
             self.end(EndReason::PeerVanished);
             return;
         }
@@ -459,7 +621,7 @@ impl Session {
                 return;
             }
         }
-        if now >= self.last_tx + self.config.keepalive_interval {
+        if self.ping_due().is_some_and(|t| now >= t) {
             let nonce = self.next_ping_nonce;
             self.next_ping_nonce += 1;
             // Keep the first outstanding ping's send time so a lost pong doesn't skew RTT.
@@ -569,7 +731,9 @@ impl Session {
     /// Tells the peer the address its packets come from (call right after creating the
     /// session: it follows our hello). Peers that predate the message skip it.
     pub fn tell_observed(&mut self, now: Instant, addr: std::net::SocketAddr) {
-        if self.state != State::Ended {
+        if self.hello_due {
+            self.observed_due = Some(addr);
+        } else if self.state != State::Ended {
             self.send(now, Message::Observed { addr });
         }
     }
@@ -580,7 +744,7 @@ impl Session {
         now: Instant,
         checks: Vec<[u8; 8]>,
     ) -> Result<(), SessionError> {
-        if self.state != State::Active {
+        if self.state != State::Active || self.stalled.is_some() {
             return Err(SessionError::WrongState(self.state.name()));
         }
         self.send(now, Message::PairChecks { checks });
@@ -589,7 +753,7 @@ impl Session {
 
     /// While the call is up: tells the peer we stored the pair's new root.
     pub fn send_pair_stored(&mut self, now: Instant, check: [u8; 8]) -> Result<(), SessionError> {
-        if self.state != State::Active {
+        if self.state != State::Active || self.stalled.is_some() {
             return Err(SessionError::WrongState(self.state.name()));
         }
         self.send(now, Message::PairStored { check });
@@ -602,7 +766,7 @@ impl Session {
         now: Instant,
         chain: &crate::inbox::InboxChain,
     ) -> Result<(), SessionError> {
-        if self.state != State::Active {
+        if self.state != State::Active || self.stalled.is_some() {
             return Err(SessionError::WrongState(self.state.name()));
         }
         self.send(
@@ -619,6 +783,9 @@ impl Session {
     pub fn send_chat(&mut self, now: Instant, text: &str) -> Result<u64, SessionError> {
         if self.state != State::Active {
             return Err(SessionError::WrongState(self.state.name()));
+        }
+        if self.stalled.is_some() {
+            return Err(SessionError::WrongState("reconnecting"));
         }
         if text.len() > MAX_CHAT_BYTES {
             return Err(SessionError::ChatTooLong);
@@ -656,8 +823,17 @@ impl Session {
         if self.state == State::Ended {
             return None;
         }
-        let mut t = (self.last_rx + self.config.idle_timeout)
-            .min(self.last_tx + self.config.keepalive_interval);
+        let resumable = self.state == State::Active && self.can_resume();
+        let mut t = match (resumable, self.stalled) {
+            (true, Some(since)) => since + self.config.reconnect_window,
+            (true, None) => self
+                .stall_due()
+                .expect("a call that can resume has a stall deadline"),
+            (false, _) => self.last_rx + self.config.idle_timeout,
+        };
+        if let Some(p) = self.ping_due() {
+            t = t.min(p);
+        }
         if matches!(self.state, State::Handshake | State::AwaitRing) {
             t = t.min(self.started + self.config.hello_timeout);
         }
@@ -670,6 +846,47 @@ impl Session {
     }
 
     // ---- internals ----
+
+    /// When a call that can resume counts as stalled, unless the peer is heard first.
+    fn stall_due(&self) -> Option<Instant> {
+        if self.state != State::Active || !self.can_resume() || self.stalled.is_some() {
+            return None;
+        }
+        let mut t = self.last_heard.max(self.last_rx) + self.config.stall_after;
+        if let Some((_, sent)) = self.ping {
+            t = t.min(sent + self.config.stall_after);
+        }
+        Some(t)
+    }
+
+    /// When the next ping is due; none while a resume waits for its answer (nothing may
+    /// follow `Resume` before `Resumed`).
+    fn ping_due(&self) -> Option<Instant> {
+        if self.resume_sent || self.resume_asked || self.hello_due {
+            return None;
+        }
+        let interval = if self.state == State::Active && self.can_resume() {
+            self.config.call_ping_interval
+        } else {
+            self.config.keepalive_interval
+        };
+        Some(self.last_tx + interval)
+    }
+
+    fn send_hello(&mut self, now: Instant) {
+        self.hello_due = false;
+        self.send(
+            now,
+            Message::Hello {
+                max_version: PROTOCOL_VERSION,
+                min_version: MIN_PROTOCOL_VERSION,
+                capabilities: self.config.capabilities,
+            },
+        );
+        if let Some(addr) = self.observed_due.take() {
+            self.send(now, Message::Observed { addr });
+        }
+    }
 
     fn send(&mut self, now: Instant, msg: Message) {
         msg.encode(&mut self.out)
@@ -705,7 +922,16 @@ impl Session {
                     max_version,
                     min_version,
                     capabilities,
-                } => self.handle_hello(now, max_version, min_version, capabilities),
+                } => {
+                    if self.hello_due {
+                        self.send_hello(now);
+                    }
+                    self.handle_hello(now, max_version, min_version, capabilities)
+                }
+                Message::Resume { token } if self.hello_due => {
+                    self.resume_asked = true;
+                    self.events.push_back(Event::ResumeRequested(token));
+                }
                 // A hang-up may come before hello if the peer gives up at once.
                 Message::Hangup { reason } => self.handle_hangup(reason),
                 _ => self.unexpected(now, "message before hello"),
@@ -713,6 +939,19 @@ impl Session {
         }
         match msg {
             Message::Hello { .. } => self.unexpected(now, "second hello"),
+            Message::Resume { .. } => self.unexpected(now, "resume"),
+            Message::Resumed => {
+                if self.resume_sent {
+                    self.resume_sent = false;
+                    self.last_heard = now;
+                    self.ping = None;
+                    if self.stalled.take().is_some() {
+                        self.events.push_back(Event::Reconnected);
+                    }
+                } else {
+                    self.unexpected(now, "resumed");
+                }
+            }
             Message::Ping { nonce } => self.send(now, Message::Pong { nonce }),
             Message::SasCommit { commit } => match (&self.sas, self.role) {
                 (Sas::AwaitCommit { exporter, nonce }, Role::Callee) => {

@@ -188,6 +188,8 @@ impl Backend {
                 self.start_media().await;
                 self.local_media();
             }
+            Some(CallEvent::Reconnecting) => self.out.send(Update::Reconnecting(true)),
+            Some(CallEvent::Reconnected) => self.out.send(Update::Reconnecting(false)),
             Some(CallEvent::Chat { text, .. }) => self.out.send(Update::Chat {
                 mine: false,
                 text: extrasafe_core::text::for_display(&text),

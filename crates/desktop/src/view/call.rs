@@ -115,6 +115,12 @@ fn incoming(call: &CallView, ui: &mut egui::Ui, fresh: bool, actions: &mut Vec<A
 }
 
 fn connected(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    if call.reconnecting {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.add(egui::Label::new(RichText::new(words::RECONNECTING).size(BODY)).wrap());
+        });
+    }
     sas(app, call, ui, actions);
     ui.add_space(4.0);
     controls(call, ui, actions);

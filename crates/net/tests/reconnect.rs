@@ -1,0 +1,288 @@
+//! A call outlives the loss of its path (issue 18): through a relay on loopback that can go
+//! dark, a blackout longer than QUIC keeps a silent connection ends the connection on both
+//! sides, yet the call goes on over a new one, with the same peers, chat and media; a call
+//! hung up during the blackout is not brought back; a connection that names a call it does
+//! not belong to takes nothing over.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use extrasafe_net::core::wire::{Decoded, FrameDecoder, Message, MAX_FRAME};
+use extrasafe_net::core::{EndReason, SessionConfig, Ticket};
+use extrasafe_net::{AcceptPolicy, Call, CallEvent, Node, NodeConfig};
+
+/// Short timers, so a blackout of a few seconds outlasts the QUIC connection.
+fn quick(policy: AcceptPolicy) -> NodeConfig {
+    let base = config(policy);
+    NodeConfig {
+        session: SessionConfig {
+            call_ping_interval: Duration::from_millis(250),
+            stall_after: Duration::from_secs(1),
+            reconnect_window: Duration::from_secs(40),
+            ..base.session.clone()
+        },
+        idle_timeout: Duration::from_secs(2),
+        ..base
+    }
+}
+
+async fn quick_node(policy: AcceptPolicy) -> Node {
+    let id = extrasafe_net::new_identity();
+    Node::bind(&id, quick(policy)).await.unwrap()
+}
+
+/// A UDP relay between one client and `to` that can go dark (drops everything both ways).
+struct Relay {
+    addr: SocketAddr,
+    dark: Arc<AtomicBool>,
+    /// QUIC long-header packets (handshakes) from the client.
+    long_headers: Arc<AtomicU64>,
+    _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(to: SocketAddr) -> Self {
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(to).await.unwrap();
+        let dark = Arc::new(AtomicBool::new(false));
+        let long_headers = Arc::new(AtomicU64::new(0));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Default::default();
+        let forward = {
+            let (front, back, dark, client, long) = (
+                front.clone(),
+                back.clone(),
+                dark.clone(),
+                client.clone(),
+                long_headers.clone(),
+            );
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().unwrap() = Some(from);
+                    if buf[0] & 0x80 != 0 {
+                        long.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !dark.load(Ordering::Relaxed) {
+                        let _ = back.send(&buf[..n]).await;
+                    }
+                }
+            })
+        };
+        let backward = {
+            let (front, back, dark, client) =
+                (front.clone(), back.clone(), dark.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let to = *client.lock().unwrap();
+                    if let (Some(to), false) = (to, dark.load(Ordering::Relaxed)) {
+                        let _ = front.send_to(&buf[..n], to).await;
+                    }
+                }
+            })
+        };
+        Self {
+            addr: front.local_addr().unwrap(),
+            dark,
+            long_headers,
+            _tasks: vec![forward, backward],
+        }
+    }
+
+    fn set_dark(&self, dark: bool) {
+        self.dark.store(dark, Ordering::Relaxed);
+    }
+}
+
+/// The next event other than the verification code, within `wait`.
+async fn event_within(call: &mut Call, wait: Duration) -> CallEvent {
+    loop {
+        let ev = tokio::time::timeout(wait, call.next_event())
+            .await
+            .expect("no call event in time")
+            .expect("event stream ended");
+        if !matches!(ev, CallEvent::VerificationCode(_)) {
+            return ev;
+        }
+    }
+}
+
+/// `caller` calls `callee` through `relay`; both ends once connected.
+async fn call_through(caller: &Node, callee: &Node, relay: &Relay) -> (Call, Call) {
+    let t = ticket(callee);
+    let via = Ticket {
+        addrs: vec![relay.addr],
+        ..t
+    };
+    let mut out = caller.call(&via).await.expect("call through the relay");
+    let mut inc = incoming(callee).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    (out, inc)
+}
+
+/// Sends audio-sized datagrams from `from` until `to` gets one (media flows), within 10 s.
+async fn media_flows(from: &Call, to: &Call) {
+    let (tx, rx) = (from.media(), to.media());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let _ = tx.send(&[0x01; 80]);
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("no media datagram arrived");
+}
+
+#[tokio::test]
+async fn a_call_goes_on_over_a_new_connection_after_a_blackout_that_killed_the_old_one() {
+    let caller = quick_node(AcceptPolicy::Anyone).await;
+    let callee = quick_node(AcceptPolicy::Anyone).await;
+    let relay = Relay::start(addr(&callee)).await;
+    let (mut out, mut inc) = call_through(&caller, &callee, &relay).await;
+    let code = out.info().sas().expect("code settled");
+    media_flows(&out, &inc).await;
+    let handshakes_before = relay.long_headers.load(Ordering::Relaxed);
+
+    relay.set_dark(true);
+    for (side, call) in [("caller", &mut out), ("callee", &mut inc)] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(10)).await,
+            CallEvent::Reconnecting,
+            "{side}"
+        );
+    }
+    // Dark for more than twice QUIC's idle timeout: both ends of the old connection are gone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(out.send_chat("into the dark").await.is_err());
+    relay.set_dark(false);
+    for (side, call) in [("caller", &mut out), ("callee", &mut inc)] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(15)).await,
+            CallEvent::Reconnected,
+            "{side}"
+        );
+    }
+    assert!(
+        relay.long_headers.load(Ordering::Relaxed) > handshakes_before,
+        "the call came back without a new handshake"
+    );
+    // The same call: its code, chat both ways, media both ways on the new connection.
+    assert_eq!(out.info().sas(), Some(code));
+    out.send_chat("back again").await.unwrap();
+    match next(&mut inc).await {
+        CallEvent::Chat { text, .. } => assert_eq!(text, "back again"),
+        other => panic!("{other:?}"),
+    }
+    inc.send_chat("and here").await.unwrap();
+    match next(&mut out).await {
+        CallEvent::Chat { text, .. } => assert_eq!(text, "and here"),
+        other => panic!("{other:?}"),
+    }
+    media_flows(&out, &inc).await;
+    media_flows(&inc, &out).await;
+    assert!(caller.in_call() && callee.in_call());
+    out.hangup();
+    assert_eq!(
+        next(&mut inc).await,
+        CallEvent::Ended(EndReason::RemoteHangup)
+    );
+    assert_eq!(
+        next(&mut out).await,
+        CallEvent::Ended(EndReason::LocalHangup)
+    );
+    until_idle(&callee).await;
+    until_idle(&caller).await;
+}
+
+#[tokio::test]
+async fn a_call_hung_up_during_the_blackout_is_not_brought_back() {
+    let caller = quick_node(AcceptPolicy::Anyone).await;
+    let callee = quick_node(AcceptPolicy::Anyone).await;
+    let relay = Relay::start(addr(&callee)).await;
+    let (mut out, mut inc) = call_through(&caller, &callee, &relay).await;
+    relay.set_dark(true);
+    assert_eq!(
+        event_within(&mut inc, Duration::from_secs(10)).await,
+        CallEvent::Reconnecting
+    );
+    assert_eq!(
+        event_within(&mut out, Duration::from_secs(10)).await,
+        CallEvent::Reconnecting
+    );
+    // The callee gives up on the call while its path is dark.
+    inc.hangup();
+    assert_eq!(
+        next(&mut inc).await,
+        CallEvent::Ended(EndReason::LocalHangup)
+    );
+    until_idle(&callee).await;
+    // Long enough for both ends of the old connection to be gone (QUIC's idle timeout is
+    // 2 s here), so the caller comes back on a new one; had the old path carried the
+    // goodbye, the outcome would be the same.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let handshakes_before = relay.long_headers.load(Ordering::Relaxed);
+    relay.set_dark(false);
+    // The caller's new connection asks for a call that is over, and hears so.
+    assert_eq!(
+        event_within(&mut out, Duration::from_secs(15)).await,
+        CallEvent::Ended(EndReason::RemoteHangup)
+    );
+    assert!(relay.long_headers.load(Ordering::Relaxed) > handshakes_before);
+    until_idle(&caller).await;
+}
+
+/// A client that is not part of the call connects (proving the ticket, as any caller may)
+/// and asks, as its first words, to resume a call with a token it made up.
+#[tokio::test]
+async fn a_connection_naming_a_call_that_is_not_its_own_takes_nothing_over() {
+    let (_a, caller) = node(AcceptPolicy::Anyone).await;
+    let (_b, callee) = node(AcceptPolicy::Anyone).await;
+    let (out, mut inc) = connected(&caller, &callee).await;
+
+    let stranger = extrasafe_net::new_identity();
+    let t = ticket(&callee);
+    let (ep, mut client) = raw_client(&stranger, &t);
+    client.initial_dst_cid_provider(proof(&t));
+    let conn = ep
+        .connect_with(client, t.addrs[0], "extrasafe")
+        .unwrap()
+        .await
+        .expect("the ticket lets it connect");
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut frame = Vec::new();
+    Message::Resume { token: [0x5a; 32] }
+        .encode(&mut frame)
+        .unwrap();
+    send.write_all(&frame).await.unwrap();
+    // The answer: the call is over (for this connection there is none), then the close.
+    let mut got = Vec::new();
+    let mut decoder = FrameDecoder::default();
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = recv.read_chunk(MAX_FRAME, true).await {
+            decoder.push(&chunk.bytes, &mut got).unwrap();
+        }
+    })
+    .await;
+    assert!(answer.is_ok(), "the connection was not closed");
+    assert!(
+        matches!(&got[..], [Decoded::Message(Message::Hangup { .. })]),
+        "{got:?}"
+    );
+    // The real call did not notice.
+    out.send_chat("still us").await.unwrap();
+    match next(&mut inc).await {
+        CallEvent::Chat { text, .. } => assert_eq!(text, "still us"),
+        other => panic!("{other:?}"),
+    }
+    assert!(callee.in_call());
+    ep.close(0u32.into(), b"");
+}
