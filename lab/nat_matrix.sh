@@ -190,27 +190,31 @@ last_received() { grep '"event":"stats"' "$1" | tail -n1 | sed -E 's/.*"received
 # the stats lines, one each 5 s, grows by at least 5 s of frames over the next 11 s), and
 # chat must cross both ways.
 outage() {
-  local log=$1 dark n=0 t0 back who r1a r1b r2a r2b
+  local log=$1 dark t0 back who r1a r1b r2a r2b ba bb
+  # since WHO EVENT: how many EVENT lines WHO logged since this outage began.
+  since() {
+    local base=$ba; [ "$1" = bob ] && base=$bb
+    tail -n +"$((base + 1))" "$log.$1" | grep -c "\"event\":\"$2\"" || true
+  }
   for dark in ${OUTAGES:-30 60}; do
-    n=$((n + 1))
+    ba=$(wc -l <"$log.alice"); bb=$(wc -l <"$log.bob")
     ns pub iptables -I FORWARD -j DROP
     sleep "$dark"
     for who in alice bob; do
-      if [ "$(grep -c '"event":"reconnecting"' "$log.$who")" -lt $n ]; then
+      if [ "$(since "$who" reconnecting)" -lt 1 ]; then
         echo "outage of $dark s: $who never said it was reconnecting"; ns pub iptables -D FORWARD -j DROP; return 1
       fi
     done
     t0=$(ms)
     ns pub iptables -D FORWARD -j DROP
     for _ in $(seq 600); do
-      [ "$(grep -c '"event":"reconnected"' "$log.alice")" -ge $n ] \
-        && [ "$(grep -c '"event":"reconnected"' "$log.bob")" -ge $n ] && break
+      [ "$(since alice reconnected)" -ge 1 ] && [ "$(since bob reconnected)" -ge 1 ] && break
       grep -q '"event":"ended"' "$log.alice" "$log.bob" && break
       sleep 0.05
     done
     back=$(awk -v s="$t0" -v e="$(ms)" 'BEGIN {printf "%.1f", (e - s) / 1000}')
     for who in alice bob; do
-      if [ "$(grep -c '"event":"reconnected"' "$log.$who")" -lt $n ]; then
+      if [ "$(since "$who" reconnected)" -lt 1 ]; then
         echo "outage of $dark s: $who did not reconnect within 30 s of the path's return"
         grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
       fi
@@ -221,6 +225,13 @@ outage() {
     if [ $((r2a - r1a)) -lt 250 ] || [ $((r2b - r1b)) -lt 250 ]; then
       echo "outage of $dark s: audio did not resume (received $r1a -> $r2a by Alice, $r1b -> $r2b by Bob)"; return 1
     fi
+    # Once back, it stayed back: one return for each stall, none since.
+    for who in alice bob; do
+      if [ "$(since "$who" reconnecting)" != "$(since "$who" reconnected)" ]; then
+        echo "outage of $dark s: $who went on reconnecting after the path returned"
+        grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
+      fi
+    done
     echo "after $dark s dark" >&8
     echo "back after $dark s" >&7
     for _ in $(seq 100); do
@@ -230,7 +241,7 @@ outage() {
     if ! grep -q "\"text\":\"after $dark s dark\"" "$log.bob" || ! grep -q "\"text\":\"back after $dark s\"" "$log.alice"; then
       echo "outage of $dark s: chat did not cross both ways after it"; return 1
     fi
-    echo "outage: $dark s dark; both reconnected $back s after the path returned; audio and chat flow again both ways"
+    echo "outage: $dark s dark; both reconnected $back s after the path returned ($(since alice reconnecting) stall(s) for Alice, $(since bob reconnecting) for Bob); audio and chat flow again both ways"
   done
 }
 

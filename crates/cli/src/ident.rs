@@ -87,8 +87,30 @@ pub fn load(global: &Global) -> Result<Loaded, Failure> {
     }
     let store = store(global)?;
     if store.exists() && store.is_sealed()? {
-        let pass = passphrase(global, "Passphrase for your EXTRA SAFE identity: ")?;
-        let identity = store.load(Some(pass.as_bytes()))?;
+        // Asked on a terminal, a mistyped passphrase gets two more tries; one given by a
+        // script (`--passphrase-fd`, the environment) is either right or an error at once.
+        let tries = if asks_terminal(global) {
+            PASSPHRASE_TRIES
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        let identity = loop {
+            let pass = passphrase(global, "Passphrase for your EXTRA SAFE identity: ")?;
+            match store.load(Some(pass.as_bytes())) {
+                Err(extrasafe_net::StoreError::KeyFile(
+                    extrasafe_core::keyfile::KeyFileError::WrongPassphrase,
+                )) if attempt < tries => {
+                    let left = tries - attempt;
+                    eprintln!(
+                        "That passphrase does not open the identity. Try again ({left} {} left).",
+                        if left == 1 { "try" } else { "tries" }
+                    );
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         let ticket_secret = store.ticket_secret(&identity)?;
         return Ok(Loaded {
             identity,
@@ -107,6 +129,15 @@ pub fn load(global: &Global) -> Result<Loaded, Failure> {
         store: Some(store),
         ticket_secret,
     })
+}
+
+/// Tries at a passphrase typed on a terminal.
+const PASSPHRASE_TRIES: u32 = 3;
+
+/// Whether [`passphrase`] asks on the terminal (neither a file descriptor nor the
+/// environment gives it).
+fn asks_terminal(global: &Global) -> bool {
+    global.passphrase_fd.is_none() && std::env::var_os(PASSPHRASE_ENV).is_none()
 }
 
 /// Reads a passphrase from, in order: `--passphrase-fd`, `EXTRASAFE_PASSPHRASE`, the terminal.

@@ -305,6 +305,74 @@ fn identity_is_created_private_and_can_be_sealed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `extrasafe ARGS` on a terminal of its own (util-linux `script` gives it a pseudo-terminal),
+/// typing `typed`; its exit code and everything the terminal showed.
+fn on_a_terminal(args: &[&str], typed: &str) -> (i32, String) {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_extrasafe"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut c = std::process::Command::new("script")
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .env_remove("EXTRASAFE_PASSPHRASE")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(typed.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_mistyped_passphrase_on_a_terminal_gets_two_more_tries() {
+    let dir = tmp("tries");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let sealed = bin()
+        .args(["--json", "--data-dir", data, "id", "--set-passphrase"])
+        .env("EXTRASAFE_PASSPHRASE", "the right phrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(sealed.status.success(), "{sealed:?}");
+    let args = ["--json", "--data-dir", data, "id"];
+    // Wrong twice, then right: opened, each miss said with the tries left.
+    let (code, shown) = on_a_terminal(&args, "wrong one\nwrong two\nthe right phrase\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("Try again (2 tries left)"), "{shown}");
+    assert!(shown.contains("Try again (1 try left)"), "{shown}");
+    assert!(shown.contains("\"peer_id\":\"es1"), "{shown}");
+    // Wrong three times: the identity error, and no fourth prompt.
+    let (code, shown) = on_a_terminal(&args, "a\nb\nc\nthe right phrase\n");
+    assert_eq!(code, 6, "{shown}");
+    assert_eq!(
+        shown
+            .matches("Passphrase for your EXTRA SAFE identity")
+            .count(),
+        3,
+        "{shown}"
+    );
+    assert!(!shown.contains("\"peer_id\""), "{shown}");
+    // A script's passphrase is right or wrong at once: one try.
+    let once = bin()
+        .args(args)
+        .env("EXTRASAFE_PASSPHRASE", "wrong")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(once.status.code(), Some(6));
+    assert!(!String::from_utf8_lossy(&once.stderr).contains("Try again"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_new_ticket_ends_the_old_one_but_not_contacts() {
     let dir = tmp("newticket");

@@ -491,6 +491,11 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// Takes the bytes of the frame not yet complete (for another reader of the stream).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// Most bytes worth reading from the stream at once: what completes the current frame,
     /// so the buffer never holds more than one maximal frame.
     pub fn wanted(&self) -> usize {

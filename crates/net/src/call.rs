@@ -270,6 +270,22 @@ impl Call {
         self.events.recv().await
     }
 
+    /// Tests only: the token that names this call on a new connection (the exporter of
+    /// the connection it uses now: the first one, unless it reconnected).
+    #[doc(hidden)]
+    pub fn resume_token_for_tests(&self) -> [u8; 32] {
+        let mut token = [0u8; 32];
+        self.media
+            .conn()
+            .export_keying_material(
+                &mut token,
+                extrasafe_core::session::RESUME_EXPORTER_LABEL,
+                b"",
+            )
+            .expect("a TLS 1.3 connection exports 32 bytes");
+        token
+    }
+
     /// The media path of this call. Send nothing on it before `Connected`.
     pub fn media(&self) -> MediaLink {
         self.media.clone()

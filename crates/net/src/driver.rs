@@ -29,15 +29,19 @@ pub(crate) mod close {
     pub(crate) const SILENT: VarInt = VarInt::from_u32(3);
 }
 
-/// One try at a new connection to a reconnecting call's peer gives up after this long (and
-/// the next begins): a path that comes back is found within it.
-const REDIAL_ATTEMPT: Duration = Duration::from_secs(3);
+/// Rounds of dialling a reconnecting call's peer begin at most this often. Each attempt of
+/// a round runs for the node's whole handshake timeout (QUIC resends its first flight
+/// meanwhile), so a slow path still completes, and few first flights are spent: the
+/// listener remembers each (against replays) for minutes, a limited number per contact.
+const REDIAL_SPACING: Duration = Duration::from_secs(3);
 
 /// A new connection to the peer of a reconnecting call, with its control stream.
 pub(crate) struct Link {
     pub(crate) conn: Connection,
     pub(crate) send: SendStream,
     pub(crate) recv: RecvStream,
+    /// Callee: what the caller sent after its `Resume`, already read off the stream.
+    pub(crate) leftover: Vec<u8>,
 }
 
 /// Caller: how to reach the peer again (the addresses that reached it, proved as the first
@@ -47,6 +51,8 @@ pub(crate) struct Redial {
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) client: quinn::ClientConfig,
     pub(crate) addrs: Vec<std::net::SocketAddr>,
+    /// How long one attempt may take (the node's handshake timeout).
+    pub(crate) attempt: Duration,
 }
 
 impl Redial {
@@ -56,7 +62,8 @@ impl Redial {
         let mut addrs = vec![last];
         addrs.extend(self.addrs.iter().copied().filter(|a| *a != last));
         loop {
-            let round = tokio::time::sleep(REDIAL_ATTEMPT);
+            let spacing = tokio::time::sleep(REDIAL_SPACING);
+            let round = tokio::time::sleep(self.attempt.max(REDIAL_SPACING));
             tokio::pin!(round);
             let mut attempts = tokio::task::JoinSet::new();
             for addr in addrs.iter().copied() {
@@ -68,7 +75,12 @@ impl Redial {
                         .await
                         .ok()?;
                     let (send, recv) = conn.open_bi().await.ok()?;
-                    Some(Link { conn, send, recv })
+                    Some(Link {
+                        conn,
+                        send,
+                        recv,
+                        leftover: Vec::new(),
+                    })
                 });
             }
             loop {
@@ -76,16 +88,14 @@ impl Redial {
                     next = attempts.join_next() => match next {
                         Some(Ok(Some(link))) => return link,
                         Some(_) => continue,
-                        None => {
-                            // Every address refused at once (nothing listens there now):
-                            // wait out the round rather than spin.
-                            (&mut round).await;
-                            break;
-                        }
+                        // Every attempt failed (refused, or nothing listens there now):
+                        // the next round after the spacing, not at once.
+                        None => break,
                     },
                     _ = &mut round => break,
                 }
             }
+            spacing.await;
             debug!("reconnecting: no answer yet, trying again");
         }
     }
@@ -240,6 +250,10 @@ pub(crate) struct PairExchange {
     /// Disk tasks not finished yet: the call's end waits for them (briefly), so that a
     /// program exiting right after a call does not cut a write short.
     in_flight: usize,
+    /// Checks (and our chain) that came while the call was reconnecting: sent once back.
+    unsent: Option<PairDone>,
+    /// Our word that we stored, held the same way.
+    unsent_stored: Option<[u8; 8]>,
 }
 
 impl PairExchange {
@@ -255,6 +269,8 @@ impl PairExchange {
             their_inbox: None,
             told_ours: None,
             in_flight: 0,
+            unsent: None,
+            unsent_stored: None,
         }
     }
 }
@@ -385,10 +401,16 @@ impl Driver {
         }
         // Callee, on a connection that resumes another call: that call takes it over.
         if let Some(to) = self.resume.handoff.take() {
+            let leftover = self.session.take_leftover();
             let Driver {
                 conn, send, recv, ..
             } = self;
-            let _ = to.send(Link { conn, send, recv });
+            let _ = to.send(Link {
+                conn,
+                send,
+                recv,
+                leftover,
+            });
             return;
         }
         self.resume.dialing = None;
@@ -429,12 +451,14 @@ impl Driver {
         self.session.handle_connection_lost(now);
     }
 
-    /// Caller, reconnecting: dial the peer again unless already dialling.
+    /// Caller, reconnecting: dial the peer again unless already dialling; a call that is
+    /// back (on its old path) stops dialling.
     fn redial_if_needed(&mut self) {
-        if !self.session.is_reconnecting()
-            || self.session.is_resuming()
-            || self.resume.dialing.is_some()
-        {
+        if !self.session.is_reconnecting() {
+            self.resume.dialing = None;
+            return;
+        }
+        if self.session.is_resuming() || self.resume.dialing.is_some() {
             return;
         }
         let Some(redial) = &self.resume.redial else {
@@ -463,6 +487,7 @@ impl Driver {
             )),
         };
         if resumed.is_err() {
+            // The call came back on its old path meanwhile (or is over): not needed.
             link.conn.close(close::DONE, b"bye");
             return;
         }
@@ -476,6 +501,10 @@ impl Driver {
         self.resume.heard = self.conn.stats().udp_rx.datagrams;
         self.media.replace(self.conn.clone());
         self.open_for_call();
+        // Callee: what the caller sent right after its `Resume` (a hang-up, say).
+        if !link.leftover.is_empty() {
+            self.session.handle_stream_data(now, &link.leftover);
+        }
     }
 
     /// The call is up on this connection: room for file transfers (streams and windows).
@@ -598,7 +627,10 @@ impl Driver {
                 return None;
             }
             Event::Reconnecting => CallEvent::Reconnecting,
-            Event::Reconnected => CallEvent::Reconnected,
+            Event::Reconnected => {
+                self.retry_pair_sends();
+                CallEvent::Reconnected
+            }
             Event::ResumeRequested(token) => {
                 self.on_resume_requested(now, token);
                 return None;
@@ -639,6 +671,10 @@ impl Driver {
         let now = Instant::now();
         match done {
             PairDone::Checks(Some(checks), own) => {
+                if self.session.is_reconnecting() {
+                    self.pair.unsent = Some(PairDone::Checks(Some(checks), own));
+                    return;
+                }
                 if self.session.send_pair_checks(now, checks).is_ok() {
                     self.pair.sent = true;
                     // Our inbox, as it is this epoch: from it they can compute the later ones.
@@ -656,11 +692,27 @@ impl Driver {
             }
             PairDone::Checks(None, _) | PairDone::Stored(None) | PairDone::Written => {}
             PairDone::Stored(Some(check)) => {
+                if self.session.is_reconnecting() {
+                    self.pair.unsent_stored = Some(check);
+                    return;
+                }
                 if self.session.send_pair_stored(now, check).is_ok() {
                     self.pair.stored = Some(check);
                     self.maybe_confirm();
                 }
             }
+        }
+    }
+
+    /// The call is back: what the root exchange could not send while it reconnected.
+    fn retry_pair_sends(&mut self) {
+        if let Some(done) = self.pair.unsent.take() {
+            self.pair.in_flight += 1;
+            self.on_pair_done(done);
+        }
+        if let Some(check) = self.pair.unsent_stored.take() {
+            self.pair.in_flight += 1;
+            self.on_pair_done(PairDone::Stored(Some(check)));
         }
     }
 

@@ -650,6 +650,7 @@ impl Node {
             endpoint: self.endpoint.clone(),
             client: client.clone(),
             addrs: usable.clone(),
+            attempt: timeout,
         };
         let mut attempts = JoinSet::new();
         for (i, addr) in usable.iter().copied().enumerate() {

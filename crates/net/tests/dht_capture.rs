@@ -538,11 +538,15 @@ async fn contacts_who_never_called_cost_no_polls_and_hide_among_cover_records() 
         );
         shapes.push((stored.len(), polled.len()));
     }
-    // As many records stored (4, or 8 if an epoch began meanwhile) and the same targets
-    // polled, with 1 such contact as with 4 and with 12.
+    // As many records stored (4, or 8 if an epoch began meanwhile), with 1 such contact as
+    // with 4 and with 12; and polls only about the presence and the inbox (two of each if
+    // an epoch began): polling per contact would make 12 targets or more. (How many of those
+    // come from a socket that also stores depends on the moment: a CI run saw the presence
+    // looked up from its storing socket, so only the inbox counted; so the count is bounded,
+    // not compared.)
     for shape in &shapes {
         assert!([4, 8].contains(&shape.0), "{shapes:?}");
-        assert_eq!(shape.1, shapes[0].1, "{shapes:?}");
+        assert!((1..=4).contains(&shape.1), "{shapes:?}");
     }
 }
 

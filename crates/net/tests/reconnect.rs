@@ -241,15 +241,32 @@ async fn a_call_hung_up_during_the_blackout_is_not_brought_back() {
 }
 
 /// A client that is not part of the call connects (proving the ticket, as any caller may)
-/// and asks, as its first words, to resume a call with a token it made up.
+/// and asks, as its first words, to resume a call: with a token it made up, and with the
+/// call's real token (as if it had learned it).
 #[tokio::test]
 async fn a_connection_naming_a_call_that_is_not_its_own_takes_nothing_over() {
     let (_a, caller) = node(AcceptPolicy::Anyone).await;
     let (_b, callee) = node(AcceptPolicy::Anyone).await;
     let (out, mut inc) = connected(&caller, &callee).await;
+    assert_eq!(out.resume_token_for_tests(), inc.resume_token_for_tests());
+    let real = out.resume_token_for_tests();
+    for token in [[0x5a; 32], real] {
+        resume_as_a_stranger(&callee, token).await;
+        // The real call did not notice.
+        out.send_chat("still us").await.unwrap();
+        match next(&mut inc).await {
+            CallEvent::Chat { text, .. } => assert_eq!(text, "still us"),
+            other => panic!("{other:?}"),
+        }
+        assert!(callee.in_call());
+    }
+}
 
+/// Connects to `callee` with a fresh identity and the callee's ticket, sends `Resume(token)`
+/// and checks the answer: a hang-up, then the connection closed.
+async fn resume_as_a_stranger(callee: &Node, token: [u8; 32]) {
     let stranger = extrasafe_net::new_identity();
-    let t = ticket(&callee);
+    let t = ticket(callee);
     let (ep, mut client) = raw_client(&stranger, &t);
     client.initial_dst_cid_provider(proof(&t));
     let conn = ep
@@ -259,9 +276,7 @@ async fn a_connection_naming_a_call_that_is_not_its_own_takes_nothing_over() {
         .expect("the ticket lets it connect");
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let mut frame = Vec::new();
-    Message::Resume { token: [0x5a; 32] }
-        .encode(&mut frame)
-        .unwrap();
+    Message::Resume { token }.encode(&mut frame).unwrap();
     send.write_all(&frame).await.unwrap();
     // The answer: the call is over (for this connection there is none), then the close.
     let mut got = Vec::new();
@@ -277,12 +292,64 @@ async fn a_connection_naming_a_call_that_is_not_its_own_takes_nothing_over() {
         matches!(&got[..], [Decoded::Message(Message::Hangup { .. })]),
         "{got:?}"
     );
-    // The real call did not notice.
-    out.send_chat("still us").await.unwrap();
+    ep.close(0u32.into(), b"");
+}
+
+#[tokio::test]
+async fn a_short_dark_spell_comes_back_on_the_old_path_without_moving_the_call() {
+    // QUIC keeps the connection through the dark spell; the call stalls and dials anew,
+    // and whichever comes back first, it says so once and stays there.
+    let long_idle = |p| NodeConfig {
+        idle_timeout: Duration::from_secs(20),
+        ..quick(p)
+    };
+    let caller = Node::bind(
+        &extrasafe_net::new_identity(),
+        long_idle(AcceptPolicy::Anyone),
+    )
+    .await
+    .unwrap();
+    let callee = Node::bind(
+        &extrasafe_net::new_identity(),
+        long_idle(AcceptPolicy::Anyone),
+    )
+    .await
+    .unwrap();
+    let relay = Relay::start(addr(&callee)).await;
+    let (mut out, mut inc) = call_through(&caller, &callee, &relay).await;
+    relay.set_dark(true);
+    for call in [&mut out, &mut inc] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(10)).await,
+            CallEvent::Reconnecting
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.set_dark(false);
+    for call in [&mut out, &mut inc] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(30)).await,
+            CallEvent::Reconnected
+        );
+    }
+    // No second reconnect follows (a redial that completes late is not taken).
+    for call in [&mut out, &mut inc] {
+        let quiet = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match call.next_event().await {
+                    // The callee's code may come late; it is not about the path.
+                    Some(CallEvent::VerificationCode(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(quiet.is_err(), "{quiet:?}");
+    }
+    out.send_chat("steady").await.unwrap();
     match next(&mut inc).await {
-        CallEvent::Chat { text, .. } => assert_eq!(text, "still us"),
+        CallEvent::Chat { text, .. } => assert_eq!(text, "steady"),
         other => panic!("{other:?}"),
     }
-    assert!(callee.in_call());
-    ep.close(0u32.into(), b"");
+    media_flows(&inc, &out).await;
 }

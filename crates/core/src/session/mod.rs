@@ -322,6 +322,12 @@ pub struct Session {
     stalled: Option<Instant>,
     /// Caller: `Resume` went out on a new connection; waiting for `Resumed`.
     resume_sent: bool,
+    /// Caller: past this, the answer to `Resume` is overdue and another connection is
+    /// worth trying (a late `Resumed` on this one is still taken).
+    resume_deadline: Option<Instant>,
+    /// Callee, after a `Resume`: the frames that followed it in the same read, for the
+    /// call it names (`Session::take_leftover`).
+    leftover: Vec<u8>,
     /// Callee: our `Hello` waits for the peer's first message (which may be a `Resume`).
     hello_due: bool,
     /// Callee: the observed address to tell right after our `Hello`.
@@ -333,7 +339,11 @@ pub struct Session {
 impl Session {
     /// Starts a session. The caller's `Hello` and `Ring` are queued at once, so they leave in
     /// the same flight as the end of the TLS handshake.
-    pub fn new(role: Role, config: SessionConfig, now: Instant) -> Self {
+    pub fn new(role: Role, mut config: SessionConfig, now: Instant) -> Self {
+        // A session that will not reconnect does not offer to.
+        if config.reconnect_window.is_zero() {
+            config.capabilities &= !caps::RESUME;
+        }
         let mut s = Self {
             role,
             state: State::Handshake,
@@ -361,6 +371,8 @@ impl Session {
             last_heard: now,
             stalled: None,
             resume_sent: false,
+            resume_deadline: None,
+            leftover: Vec::new(),
             hello_due: role == Role::Callee,
             observed_due: None,
             resume_asked: false,
@@ -426,8 +438,9 @@ impl Session {
         self.state == State::Active && self.stalled.is_some()
     }
     /// Caller: `Resume` went out on a new connection and its answer has not come yet.
+    /// Past the answer's deadline this is false: another connection is worth trying.
     pub fn is_resuming(&self) -> bool {
-        self.resume_sent && self.state == State::Active
+        self.resume_sent && self.resume_deadline.is_some() && self.state == State::Active
     }
     /// Whether this call resumes on a new connection when its path is lost (both sides
     /// offered [`caps::RESUME`], and reconnecting is not switched off).
@@ -481,14 +494,29 @@ impl Session {
             self.ping = None;
             self.events.push_back(Event::Reconnected);
         }
-        for d in decoded {
-            if self.state == State::Ended || self.resume_asked {
+        let mut rest = decoded.into_iter();
+        while let Some(d) = rest.next() {
+            if self.state == State::Ended {
                 return;
+            }
+            if self.resume_asked {
+                // Not ours to read: kept, as bytes, for the call the `Resume` named.
+                for d in std::iter::once(d).chain(rest.by_ref()) {
+                    if let Decoded::Message(m) = d {
+                        let _ = m.encode(&mut self.leftover);
+                    }
+                }
+                break;
             }
             match d {
                 Decoded::Message(m) => self.handle_message(now, m),
                 Decoded::Skipped(_) => self.stats.skipped_unknown += 1,
             }
+        }
+        if self.resume_asked {
+            // A frame cut in two by the read goes along as it is.
+            self.leftover.extend(self.decoder.take_pending());
+            return;
         }
         if let Err(e) = result {
             self.protocol_error(now, Violation::Malformed(e.to_string()));
@@ -501,6 +529,7 @@ impl Session {
         if self.state == State::Active && self.can_resume() {
             // A new connection that died before `Resumed`: the caller dials again.
             self.resume_sent = false;
+            self.resume_deadline = None;
             if self.stalled.is_none() {
                 self.stall(now);
             }
@@ -526,11 +555,13 @@ impl Session {
         if self.state != State::Active || self.role != Role::Caller || !self.can_resume() {
             return Err(SessionError::WrongState(self.state.name()));
         }
+        // The old path came back meanwhile: the call stays where it is.
         if self.stalled.is_none() {
-            self.stall(now);
+            return Err(SessionError::WrongState("not reconnecting"));
         }
         self.new_stream();
         self.resume_sent = true;
+        self.resume_deadline = Some(now + 2 * self.config.stall_after);
         self.send(now, Message::Resume { token });
         Ok(())
     }
@@ -552,6 +583,12 @@ impl Session {
         Ok(())
     }
 
+    /// Callee, on a connection that asked to resume: the frames that came after the
+    /// `Resume` (in the same read), to give to the call it names.
+    pub fn take_leftover(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.leftover)
+    }
+
     /// Callee, on a connection that asked to resume a call we do not have (over, or never
     /// ours): tell the peer the call is over, and end this session.
     pub fn refuse_resume(&mut self, now: Instant) {
@@ -571,6 +608,8 @@ impl Session {
         self.decoder = FrameDecoder::default();
         self.out.clear();
         self.ping = None;
+        self.resume_sent = false;
+        self.resume_deadline = None;
     }
 
     fn stall(&mut self, now: Instant) {
@@ -596,6 +635,9 @@ impl Session {
                 if now >= since + self.config.reconnect_window {
                     self.end(EndReason::PeerVanished);
                     return;
+                }
+                if self.resume_deadline.is_some_and(|d| now >= d) {
+                    self.resume_deadline = None;
                 }
             } else if self.stall_due().is_some_and(|t| now >= t) {
                 self.stall(now);
@@ -825,7 +867,10 @@ impl Session {
         }
         let resumable = self.state == State::Active && self.can_resume();
         let mut t = match (resumable, self.stalled) {
-            (true, Some(since)) => since + self.config.reconnect_window,
+            (true, Some(since)) => {
+                let end = since + self.config.reconnect_window;
+                self.resume_deadline.map_or(end, |d| d.min(end))
+            }
             (true, None) => self
                 .stall_due()
                 .expect("a call that can resume has a stall deadline"),
@@ -853,8 +898,10 @@ impl Session {
             return None;
         }
         let mut t = self.last_heard.max(self.last_rx) + self.config.stall_after;
+        // Heard, but our pings go unanswered: our packets are not getting through. Given
+        // twice the time, so that a long queue on a busy uplink is not taken for it.
         if let Some((_, sent)) = self.ping {
-            t = t.min(sent + self.config.stall_after);
+            t = t.min(sent + 2 * self.config.stall_after);
         }
         Some(t)
     }
@@ -943,6 +990,7 @@ impl Session {
             Message::Resumed => {
                 if self.resume_sent {
                     self.resume_sent = false;
+                    self.resume_deadline = None;
                     self.last_heard = now;
                     self.ping = None;
                     if self.stalled.take().is_some() {

@@ -611,6 +611,12 @@ fn a_call_resumes_on_a_new_connection_named_by_its_token() {
     assert_eq!(fresh.poll_event(), None);
     assert!(sent(&mut fresh).is_empty());
     assert!(!fresh.is_ended());
+    // What followed the `Resume` is kept, as it came, for the call.
+    let mut got = Vec::new();
+    FrameDecoder::default()
+        .push(&fresh.take_leftover(), &mut got)
+        .unwrap();
+    assert_eq!(got, vec![Decoded::Message(Message::Ping { nonce: 9 })]);
     // Handed over: the call answers on the new stream, and both are back.
     p.callee.resume_as_callee(p.now).unwrap();
     assert_eq!(sent(&mut p.callee), vec![Message::Resumed]);
@@ -634,6 +640,86 @@ fn a_call_resumes_on_a_new_connection_named_by_its_token() {
     // Only a caller that lost its path resumes, and only a callee is resumed.
     assert!(p.callee.resume_as_caller(p.now, token).is_err());
     assert!(p.caller.resume_as_callee(p.now).is_err());
+}
+
+#[test]
+fn a_resume_is_asked_only_while_reconnecting_and_its_answer_has_a_deadline() {
+    let mut p = Pair::new(SessionConfig::default());
+    p.connect();
+    // The path is fine: a new connection is not used.
+    assert!(p.caller.resume_as_caller(p.now, [2; 32]).is_err());
+    p.caller.handle_connection_lost(p.now);
+    p.collect();
+    p.caller.resume_as_caller(p.now, [2; 32]).unwrap();
+    assert!(p.caller.is_resuming());
+    let asked = p.now;
+    // No answer within twice `stall_after`: another connection is worth a try.
+    let t = p.caller.poll_timeout().unwrap();
+    assert_eq!(t, asked + 2 * SessionConfig::default().stall_after);
+    p.caller.handle_timeout(t);
+    assert!(!p.caller.is_resuming() && p.caller.is_reconnecting());
+    assert!(sent(&mut p.caller)
+        .iter()
+        .all(|m| *m == Message::Resume { token: [2; 32] }));
+    // A late answer on that connection still counts.
+    let mut answer = Vec::new();
+    Message::Resumed.encode(&mut answer).unwrap();
+    p.caller.handle_stream_data(t, &answer);
+    assert!(!p.caller.is_reconnecting() && p.caller.is_active());
+    assert_eq!(p.caller.poll_event(), Some(Event::Reconnected));
+    assert_eq!(p.caller.poll_event(), None);
+}
+
+#[test]
+fn a_goodbye_right_behind_the_resume_reaches_the_call() {
+    let mut p = Pair::new(SessionConfig::default());
+    p.connect();
+    p.callee.handle_connection_lost(p.now);
+    p.collect();
+    // The caller's `Resume` and its hang-up arrive in one read on the new connection.
+    let mut bytes = Vec::new();
+    Message::Resume { token: [3; 32] }
+        .encode(&mut bytes)
+        .unwrap();
+    Message::Hangup {
+        reason: HangupReason::Normal,
+    }
+    .encode(&mut bytes)
+    .unwrap();
+    let mut fresh = Session::new(Role::Callee, SessionConfig::default(), p.now);
+    fresh.handle_stream_data(p.now, &bytes[..bytes.len() - 1]);
+    assert_eq!(fresh.poll_event(), Some(Event::ResumeRequested([3; 32])));
+    // Half a frame is kept too.
+    let mut leftover = fresh.take_leftover();
+    leftover.push(*bytes.last().unwrap());
+    p.callee.resume_as_callee(p.now).unwrap();
+    p.callee.handle_stream_data(p.now, &leftover);
+    p.collect();
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::RemoteHangup
+    );
+}
+
+#[test]
+fn a_session_that_will_not_reconnect_does_not_offer_to() {
+    let config = SessionConfig {
+        reconnect_window: Duration::ZERO,
+        ..SessionConfig::default()
+    };
+    let mut caller = Session::new(Role::Caller, config, Instant::now());
+    let first = sent(&mut caller);
+    assert!(
+        matches!(&first[0], Message::Hello { capabilities, .. } if capabilities & caps::RESUME == 0),
+        "{first:?}"
+    );
+    let mut p = Pair::new(SessionConfig {
+        reconnect_window: Duration::ZERO,
+        ..SessionConfig::default()
+    });
+    p.callee = Session::new(Role::Callee, SessionConfig::default(), p.now);
+    p.connect();
+    assert!(!p.caller.can_resume() && !p.callee.can_resume());
 }
 
 #[test]
