@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use crate::audioplan::AudioPlan;
 use crate::exit::describe_end;
 use crate::files::Files;
+use std::io::IsTerminal;
+
 use crate::output::Output;
 use crate::videoplan::VideoPlan;
 
@@ -83,7 +85,7 @@ impl Interrupts {
     }
 }
 
-const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /video turns your video off and on; /screen shares your screen (again: stops sharing).  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /hangup ends the call (so does Ctrl-D).  A line that starts with / and is no command is not sent; start a message with // to send one that begins with /.";
+const HELP: &str = "Type a line and press Enter to send it.  /mute, /unmute.  /video turns your video off and on; /screen shares your screen (again: stops sharing).  /send PATH offers a file or folder; /accept [FOLDER], /decline answer an offer; /cancel stops transfers.  /stats shows the call's figures (round trip, loss, jitter, buffer, rate, path).  /hangup ends the call (so does Ctrl-D).  A line that starts with / and is no command is not sent; start a message with // to send one that begins with /.";
 
 /// What the call does by itself (for `extrasafe send`).
 #[derive(Clone, Debug, Default)]
@@ -184,6 +186,7 @@ pub async fn run(
                     }
                 }
                 Some(CallEvent::Ended(reason)) => {
+                    files.clear_status();
                     // Transfers end with the connection; report how.
                     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
                     while files.running() && tokio::time::Instant::now() < give_up {
@@ -284,6 +287,24 @@ pub async fn run(
                         None => out.hint("This call carries no video: start it with --video or --video-out to share your screen."),
                     },
                     "/help" | "/?" => out.hint(HELP),
+                    "/stats" => {
+                        let mut any = false;
+                        if let Some(v) = &video {
+                            any = true;
+                            out.hint(Output::video_line(&v.stats()));
+                        }
+                        if let Some(a) = &audio {
+                            any = true;
+                            out.hint(Output::stats_line(&a.stats()));
+                        }
+                        if !any {
+                            out.hint(if connected {
+                                "This call carries no audio or video: no figures to show."
+                            } else {
+                                "Figures come once the call is connected."
+                            });
+                        }
+                    }
                     "/decline" => files.decline(&call, None).await,
                     "/cancel" => files.cancel_all(),
                     "/accept" => files.accept(&call, None, None),
@@ -336,9 +357,15 @@ pub async fn run(
                 }
             }
             _ = stats_tick.tick(), if audio.is_some() || video.is_some() => {
+                // For people on a terminal, the stats stay in place below the bars; else
+                // (JSON, a pipe) they are printed, one line each time.
+                let mut lines = Vec::new();
                 if let Some(v) = &video {
                     let stats = v.stats();
-                    out.video_stats(&stats);
+                    lines.push(Output::video_line(&stats));
+                    if out.json {
+                        out.video_stats(&stats);
+                    }
                     if let (Some(fault), false) = (&stats.fault, video_fault_told) {
                         video_fault_told = true;
                         out.warn(&format!("Video problem: {fault}."));
@@ -346,12 +373,30 @@ pub async fn run(
                 }
                 if let Some(a) = &audio {
                     let stats = a.stats();
-                    out.stats(&stats);
+                    lines.push(Output::stats_line(&stats));
+                    if out.json {
+                        out.stats(&stats);
+                    }
                     if let Some(fault) = &stats.device_fault {
                         if !device_warned {
                             device_warned = true;
                             out.warn(&format!("Audio device problem: {fault}."));
                         }
+                    }
+                }
+                if !out.json {
+                    if !std::io::stdout().is_terminal() {
+                        // A log for people: a line each time, as ever.
+                        for line in lines {
+                            out.hint(line);
+                        }
+                    } else if files.running() {
+                        // Beside transfer bars (which redraw anyway), in place below them.
+                        files.show_status(&lines);
+                    } else {
+                        // On a terminal with nothing drawn, the figures wait for /stats: a
+                        // line every 5 s would land amid the chat and the line being typed.
+                        files.clear_status();
                     }
                 }
             }

@@ -76,6 +76,8 @@ pub struct Files {
     pending: Vec<(TransferId, ValidOffer)>,
     running: Vec<Running>,
     bars: MultiProgress,
+    /// The call's status lines (the stats), kept in place below the transfers' bars.
+    status: Vec<ProgressBar>,
     last_json: Instant,
     /// Outcomes so far (for `send`/`receive` to exit with).
     pub outcomes: Vec<TransferOutcome>,
@@ -98,6 +100,7 @@ impl Files {
         } else {
             ProgressDrawTarget::stderr()
         });
+        crate::output::print_above(&bars);
         Self {
             out,
             policy,
@@ -107,6 +110,7 @@ impl Files {
             pending: Vec::new(),
             running: Vec::new(),
             bars,
+            status: Vec::new(),
             last_json: Instant::now(),
             outcomes: Vec::new(),
         }
@@ -149,7 +153,10 @@ impl Files {
         if self.out.json {
             return None;
         }
-        let bar = self.bars.add(ProgressBar::new(total));
+        let bar = match self.status.first() {
+            Some(s) => self.bars.insert_before(s, ProgressBar::new(total)),
+            None => self.bars.add(ProgressBar::new(total)),
+        };
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}",
@@ -159,6 +166,31 @@ impl Files {
         );
         bar.set_prefix(label.to_string());
         Some(bar)
+    }
+
+    /// Shows the call's stats `lines` in place at the bottom of the terminal (updated, not
+    /// repeated); false when nothing is drawn there (JSON, or not a terminal): print them.
+    pub fn show_status(&mut self, lines: &[String]) -> bool {
+        if self.out.json || self.bars.is_hidden() {
+            return false;
+        }
+        while self.status.len() < lines.len() {
+            let bar = self.bars.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+            self.status.push(bar);
+        }
+        for (bar, line) in self.status.iter().zip(lines) {
+            bar.set_message(line.clone());
+            bar.tick();
+        }
+        true
+    }
+
+    /// The call is over: its status lines leave the screen.
+    pub fn clear_status(&mut self) {
+        for bar in self.status.drain(..) {
+            bar.finish_and_clear();
+        }
     }
 
     /// `/send PATH`: hashes, offers (all `paths` as one offer), and tracks the transfer.

@@ -13,6 +13,35 @@ pub struct Output {
     pub json: bool,
 }
 
+/// The progress bars drawn on the terminal (transfers, the call's status line), if any:
+/// lines for people are printed above them, never into them.
+static BARS: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+/// Lines printed from now on go above these bars (while they are drawn).
+pub fn print_above(bars: &indicatif::MultiProgress) {
+    *BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bars.clone());
+}
+
+fn drawn_bars() -> Option<indicatif::MultiProgress> {
+    BARS.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .filter(|b| !b.is_hidden())
+}
+
+/// Writes `text` as a line on `w`; with bars drawn, they are taken off the screen first
+/// and drawn again after it, so the line never lands on a bar's line.
+fn write_above(bars: Option<&indicatif::MultiProgress>, w: &mut dyn Write, text: &str) {
+    let mut put = || {
+        let _ = writeln!(w, "{text}");
+        let _ = w.flush();
+    };
+    match bars {
+        Some(b) => b.suspend(put),
+        None => put(),
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
 }
@@ -38,13 +67,17 @@ pub fn clock(t: SystemTime) -> String {
 impl Output {
     /// Prints `human` for people or `value` as one JSON line.
     pub fn emit(&self, human: impl AsRef<str>, value: Value) {
-        let mut out = std::io::stdout().lock();
         if self.json {
+            let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
+            let _ = out.flush();
         } else {
-            let _ = writeln!(out, "{}", human.as_ref());
+            write_above(
+                drawn_bars().as_ref(),
+                &mut std::io::stdout().lock(),
+                human.as_ref(),
+            );
         }
-        let _ = out.flush();
     }
 
     /// Human-only text (hints); nothing in JSON mode.
@@ -142,7 +175,7 @@ impl Output {
     pub fn connected(&self, info: &CallInfo, after: Duration) {
         self.emit(
             format!(
-                "Connected with {} in {:.1} ms.\n  Verification code: {}\n  Safety number:     {}\nType a message and press Enter. /hangup or Ctrl-D ends the call.",
+                "Connected with {} in {:.1} ms.\n  Verification code: {}\n  Safety number:     {}\nType a message and press Enter. /stats shows the call's figures, /help the commands; /hangup or Ctrl-D ends the call.",
                 info.peer,
                 ms(after),
                 match info.sas() {
@@ -194,7 +227,27 @@ impl Output {
         );
     }
 
-    /// The live stats line of an audio call.
+    /// The audio stats line for people.
+    pub fn stats_line(s: &extrasafe_net::audio::AudioStats) -> String {
+        let secs = s.elapsed.as_secs_f64().max(0.001);
+        let slots = (s.jitter.played + s.jitter.lost).max(1);
+        let loss = s.jitter.lost as f64 * 100.0 / slots as f64;
+        let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
+        let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
+        format!(
+            "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
+            s.rtt.as_secs_f64() * 1e3,
+            s.network_jitter.as_millis(),
+            s.buffered.max(s.target_delay).as_millis()
+        )
+    }
+
+    /// The video stats line for people.
+    pub fn video_line(s: &extrasafe_net::video::VideoStats) -> String {
+        format!("[video] {}", crate::videoplan::describe(s))
+    }
+
+    /// The stats of an audio call, as a line for people or a JSON event.
     pub fn stats(&self, s: &extrasafe_net::audio::AudioStats) {
         let secs = s.elapsed.as_secs_f64().max(0.001);
         let slots = (s.jitter.played + s.jitter.lost).max(1);
@@ -202,12 +255,7 @@ impl Output {
         let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
         self.emit(
-            format!(
-                "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
-                s.rtt.as_secs_f64() * 1e3,
-                s.network_jitter.as_millis(),
-                s.buffered.max(s.target_delay).as_millis()
-            ),
+            Self::stats_line(s),
             json!({"event": "stats", "rtt_ms": s.rtt.as_secs_f64() * 1e3, "loss_percent": loss,
                    "jitter_ms": s.network_jitter.as_secs_f64() * 1e3,
                    "buffer_ms": s.buffered.as_millis() as u64, "target_delay_ms": s.target_delay.as_millis() as u64,
@@ -223,7 +271,7 @@ impl Output {
     pub fn video_stats(&self, s: &extrasafe_net::video::VideoStats) {
         let size = |s: Option<(u32, u32)>| s.map(|(w, h)| format!("{w}x{h}"));
         self.emit(
-            format!("[video] {}", crate::videoplan::describe(s)),
+            Self::video_line(s),
             json!({"event": "video_stats", "sending": s.sending, "send_size": size(s.send_size),
                    "send_fps": s.send_fps, "send_bps": s.send_bps, "target_bps": s.target_bps,
                    "recv_size": size(s.recv_size), "recv_fps": s.recv_fps, "recv_bps": s.recv_bps,
@@ -244,7 +292,124 @@ impl Output {
         if self.json {
             self.emit("", json!({"event": "error", "message": text}));
         } else {
-            eprintln!("extrasafe: {text}");
+            write_above(
+                drawn_bars().as_ref(),
+                &mut std::io::stderr().lock(),
+                &format!("extrasafe: {text}"),
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal in memory: what was drawn, in order.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl Screen {
+        fn log(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+            self.log(format!("up {n}"));
+            Ok(())
+        }
+        fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+            self.log(format!("down {n}"));
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.log(format!("bar {s}"));
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.is_empty() {
+                self.log(format!("bar {s}"));
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.log("clear".into());
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the program prints, into the same record.
+    struct Lines(Screen);
+
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).trim_end().to_string();
+            if !text.is_empty() {
+                self.0.log(format!("text {text}"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_printed_while_bars_are_drawn_goes_above_them_not_into_them() {
+        let screen = Screen::default();
+        let bars = indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        let status = bars.add(indicatif::ProgressBar::new_spinner());
+        status.set_style(indicatif::ProgressStyle::with_template("{msg}").unwrap());
+        status.set_message("[stats] RTT 1.0 ms");
+        status.tick();
+        let drawn = screen.0.lock().unwrap().len();
+        assert!(
+            screen
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("[stats]")),
+            "{:?}",
+            screen.0.lock().unwrap()
+        );
+        write_above(Some(&bars), &mut Lines(screen.clone()), "them: hello");
+        let after: Vec<String> = screen.0.lock().unwrap()[drawn..].to_vec();
+        let text = after
+            .iter()
+            .position(|l| l == "text them: hello")
+            .unwrap_or_else(|| panic!("{after:?}"));
+        // The status line was taken off (its line cleared) before the text and drawn again
+        // after it: the text has a line of its own.
+        assert!(after[..text].iter().any(|l| l == "clear"), "{after:?}");
+        assert!(
+            after[text + 1..].iter().any(|l| l.contains("[stats]")),
+            "{after:?}"
+        );
+        assert!(
+            !after[..text].iter().any(|l| l.contains("[stats]")),
+            "{after:?}"
+        );
+        // Without bars the line is simply written.
+        let plain = Screen::default();
+        write_above(None, &mut Lines(plain.clone()), "just this");
+        assert_eq!(*plain.0.lock().unwrap(), vec!["text just this".to_string()]);
     }
 }

@@ -331,6 +331,89 @@ fn on_a_terminal(args: &[&str], typed: &str) -> (i32, String) {
     )
 }
 
+/// A call placed on a terminal of its own: the person at the keyboard waits for the call to
+/// connect, asks `/stats`, says hello, waits 6 s (longer than the stats period) and hangs
+/// up. On a terminal the figures come when asked, and no stats line lands amid the chat.
+#[test]
+fn on_a_terminal_the_figures_come_when_asked_not_amid_the_chat() {
+    let dir = tmp("stats-tty");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    for i in 0..48_000 {
+        w.write_sample(((i as f32 * 0.0576).sin() * 8000.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let (l, lev) = listener(&["--accept", "anyone", "--no-audio"]);
+    let ticket = lev.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cmd = format!(
+        "'{}' --ephemeral call {ticket} --audio-in '{}' --loop --audio-out /dev/null",
+        env!("CARGO_BIN_EXE_extrasafe"),
+        wav.display()
+    );
+    let mut c = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .env(
+            "PULSE_SERVER",
+            "unix:/nonexistent/extrasafe-test-no-sound-server",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let mut keys = c.stdin.take().unwrap();
+    let screen = c.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(screen).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let until = |what: &str, seen: &mut Vec<String>| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {what:?} on the terminal: {seen:#?}"));
+        seen.push(line.clone());
+        if line.contains(what) {
+            return;
+        }
+    };
+    until("Connected with", &mut seen);
+    keys.write_all(b"/stats\n").unwrap();
+    until("[stats] RTT", &mut seen);
+    keys.write_all(b"hello there\n").unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    keys.write_all(b"/hangup\n").unwrap();
+    until("Call ended", &mut seen);
+    drop(keys);
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+    // One [stats] line for /stats, and the summary at the end: none in between.
+    let during: Vec<&String> = seen
+        .iter()
+        .skip_while(|l| !l.contains("hello there"))
+        .take_while(|l| !l.contains("/hangup"))
+        .filter(|l| l.contains("[stats]"))
+        .collect();
+    assert!(during.is_empty(), "{seen:#?}");
+    drop(l);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_mistyped_passphrase_on_a_terminal_gets_two_more_tries() {
     let dir = tmp("tries");

@@ -253,6 +253,15 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(s["contacts"][0]["name"], "Bob");
     assert_eq!(s["contacts"][0]["verified"], false);
     bob.wait("contact Alice", 20, |s| s["contacts"][0]["name"] == "Alice");
+    // Bob's ticket again, under another name: nobody is renamed.
+    alice.send(json!({"action": "add_contact", "ticket": ticket(&b), "name": "Robert"}));
+    let s = alice.wait("a known ticket under another name refused", 20, |s| {
+        s["notices"]
+            .to_string()
+            .contains("already in your contacts as Bob")
+    });
+    assert_eq!(s["contacts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(s["contacts"][0]["name"], "Bob");
     alice.screenshot("2-contacts.png");
     alice.send(json!({"zoom": 2.0}));
     alice.wait("zoom 2", 10, |s| s["zoom"] == 2.0);

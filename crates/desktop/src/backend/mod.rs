@@ -802,6 +802,21 @@ impl Backend {
             self.out.error("That ticket is your own.".into());
             return;
         }
+        // A ticket of someone already in the list under another name renames nobody (a
+        // ticket pasted under the wrong name would turn Alice into Bob): renaming is its
+        // own action in the list.
+        if let Some(known) = self
+            .book
+            .by_peer(&ticket.peer)
+            .filter(|c| c.name.to_lowercase() != name.trim().to_lowercase())
+        {
+            self.out.error(format!(
+                "Not added: that ticket is of someone already in your contacts as {}. To \
+                 change the name, rename them in the list.",
+                known.name
+            ));
+            return;
+        }
         match self.book.add_ticket(name, &ticket) {
             Ok(_) => {
                 if self.save_contacts() {
