@@ -13,9 +13,12 @@
 //! the call's runtime and the sound client, before it starts them, and leaves the rest of the
 //! program (a window's drawing, say) alone.
 //!
-//! Only what the process may do on its own is used: the `CAP_SYS_NICE` capability or a
+//! First what the process may do on its own: the `CAP_SYS_NICE` capability or a
 //! `RLIMIT_NICE` limit that allows it (set by `/etc/security/limits.conf` or a service
-//! manager). Without either the priority stays as it was, and that is not an error.
+//! manager). On a desktop neither is usual; there the system's RealtimeKit daemon (rtkit,
+//! which PulseAudio and PipeWire use for the same purpose) is asked over D-Bus to raise the
+//! thread, as far as it allows. Without any of them the priority stays as it was, and that
+//! is not an error.
 
 /// The nice value asked for: PulseAudio runs its own main thread at -11.
 pub const AUDIO_NICE: i32 = -10;
@@ -38,6 +41,11 @@ pub enum Boost {
         /// The nice value it keeps.
         nice: i32,
     },
+    /// RealtimeKit raised the thread's priority (the process could not itself) to this.
+    RaisedByRtkit {
+        /// The new nice value.
+        nice: i32,
+    },
     /// This system has no notion of it (not a Unix).
     Unsupported,
 }
@@ -46,7 +54,98 @@ pub enum Boost {
 /// process is allowed to, and says what happened. Never fails: audio at the default
 /// priority still works on a machine that is not overloaded.
 pub fn raise_for_audio() -> Boost {
-    imp::raise(AUDIO_NICE)
+    match imp::raise(AUDIO_NICE) {
+        Boost::NotAllowed { nice } => match raise_via_rtkit() {
+            Ok(asked) => match current_nice() {
+                Some(now) if now < nice => Boost::RaisedByRtkit {
+                    nice: now.max(asked),
+                },
+                _ => Boost::NotAllowed { nice },
+            },
+            Err(_) => Boost::NotAllowed { nice },
+        },
+        other => other,
+    }
+}
+
+/// Why RealtimeKit did not raise the thread.
+#[derive(Debug, thiserror::Error)]
+pub enum RtkitError {
+    /// No system bus, no rtkit on it, or rtkit said no (its words).
+    #[error("RealtimeKit: {0}")]
+    Refused(String),
+    /// The bus did not answer in time.
+    #[error("RealtimeKit did not answer within a second")]
+    Timeout,
+    /// Not a Linux system.
+    #[error("RealtimeKit exists on Linux only")]
+    Unsupported,
+}
+
+/// How long a caller waits for the bus and rtkit: a call must not wait on a bus that hangs.
+const RTKIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks RealtimeKit (`org.freedesktop.RealtimeKit1` on the system bus) to raise the calling
+/// thread to [`AUDIO_NICE`], or to the lowest nice value it allows if that is higher; returns
+/// the value asked for. The exchange runs on a helper thread (the calling thread is named by
+/// its ID), so nothing here blocks for more than a second.
+pub fn raise_via_rtkit() -> Result<i32, RtkitError> {
+    rtkit_on(None)
+}
+
+/// [`raise_via_rtkit`] with rtkit on the bus at `address` (tests run a bus of their own).
+#[doc(hidden)]
+pub fn raise_via_rtkit_at(address: &str) -> Result<i32, RtkitError> {
+    rtkit_on(Some(address.to_string()))
+}
+
+fn rtkit_on(address: Option<String>) -> Result<i32, RtkitError> {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("rtkit".into())
+            .spawn(move || {
+                let _ = tx.send(rtkit::ask(address.as_deref(), tid, AUDIO_NICE));
+            })
+            .map_err(|e| RtkitError::Refused(e.to_string()))?;
+        rx.recv_timeout(RTKIT_WAIT)
+            .map_err(|_| RtkitError::Timeout)?
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = address;
+        Err(RtkitError::Unsupported)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod rtkit {
+    use super::RtkitError;
+
+    const NAME: &str = "org.freedesktop.RealtimeKit1";
+    const PATH: &str = "/org/freedesktop/RealtimeKit1";
+
+    /// One exchange with rtkit on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set), or on
+    /// the bus at `address`.
+    pub fn ask(address: Option<&str>, tid: u64, want: i32) -> Result<i32, RtkitError> {
+        let refused = |e: zbus::Error| RtkitError::Refused(e.to_string());
+        let bus = match address {
+            Some(a) => zbus::blocking::connection::Builder::address(a)
+                .and_then(|b| b.build())
+                .map_err(refused)?,
+            None => zbus::blocking::Connection::system().map_err(refused)?,
+        };
+        let rtkit = zbus::blocking::Proxy::new(&bus, NAME, PATH, NAME).map_err(refused)?;
+        // The lowest nice value rtkit grants (its default is -15); ask no lower.
+        let floor: i32 = rtkit.get_property("MinNiceLevel").unwrap_or(-15);
+        let nice = want.max(floor);
+        rtkit
+            .call_method("MakeThreadHighPriority", &(tid, nice))
+            .map_err(refused)?;
+        Ok(nice)
+    }
 }
 
 /// The calling thread's nice value, where the system has one.
@@ -119,6 +218,10 @@ mod tests {
                 Boost::AlreadyHigh { nice } => {
                     assert_eq!(after, nice);
                     assert!(nice <= AUDIO_NICE);
+                }
+                Boost::RaisedByRtkit { nice } => {
+                    assert_eq!(after, nice);
+                    assert!(nice < before, "{before} -> {nice}");
                 }
                 Boost::NotAllowed { nice } => assert_eq!((before, after), (nice, nice)),
                 Boost::Unsupported => panic!("a Unix supports nice values"),
