@@ -258,6 +258,14 @@ impl ContactBook {
         self.contacts.iter().find(|c| c.peer == *peer)
     }
 
+    /// The contact `peer` already is, if under a name other than `name` (compared as names
+    /// are, case aside): adding them as `name` would rename them, which a front end should
+    /// do only when asked (a ticket pasted under the wrong name must not turn Alice into Bob).
+    pub fn known_under_another_name(&self, peer: &PeerId, name: &str) -> Option<&Contact> {
+        let name = name.trim().to_lowercase();
+        self.by_peer(peer).filter(|c| c.name.to_lowercase() != name)
+    }
+
     fn index(&self, query: &str) -> Option<usize> {
         let q = query.trim();
         if let Ok(peer) = q.parse::<PeerId>() {
@@ -617,6 +625,20 @@ mod tests {
             ContactBook::decode(&file, &key),
             Err(ContactsError::WrongKey)
         );
+    }
+
+    #[test]
+    fn a_known_peer_under_another_name_is_told_apart_from_the_same_name() {
+        let mut book = ContactBook::default();
+        let (alice, bob) = (peer(), peer());
+        book.add("Alice", alice, Vec::new()).unwrap();
+        assert_eq!(
+            book.known_under_another_name(&alice, "Bob")
+                .map(|c| c.name.as_str()),
+            Some("Alice")
+        );
+        assert!(book.known_under_another_name(&alice, " alice ").is_none());
+        assert!(book.known_under_another_name(&bob, "Bob").is_none());
     }
 
     #[test]

@@ -154,7 +154,12 @@ impl MediaLink {
 
     /// The connection in use now.
     pub(crate) fn conn(&self) -> quinn::Connection {
-        self.path.conn.lock().expect("media path lock").clone()
+        self.with_conn(quinn::Connection::clone)
+    }
+
+    /// `f` on the connection in use now (per datagram: no handle is cloned).
+    fn with_conn<T>(&self, f: impl FnOnce(&quinn::Connection) -> T) -> T {
+        f(&self.path.conn.lock().expect("media path lock"))
     }
 
     /// The call is up: sorts the connection's datagrams into the queues (one task, ending
@@ -207,8 +212,7 @@ impl MediaLink {
 
     /// Sends one datagram (dropped by the network or by congestion, never retransmitted).
     pub fn send(&self, datagram: &[u8]) -> Result<(), MediaSendError> {
-        self.conn()
-            .send_datagram(bytes::Bytes::copy_from_slice(datagram))
+        self.with_conn(|c| c.send_datagram(bytes::Bytes::copy_from_slice(datagram)))
             .map_err(|e| MediaSendError(e.to_string()))
     }
     /// The next audio (or unknown) datagram; `None` once the connection is closed.
@@ -225,27 +229,27 @@ impl MediaLink {
     }
     /// Bytes of datagrams queued in QUIC and not yet sent.
     pub fn datagrams_queued(&self) -> usize {
-        DATAGRAM_SEND_BUFFER.saturating_sub(self.conn().datagram_send_buffer_space())
+        DATAGRAM_SEND_BUFFER.saturating_sub(self.with_conn(|c| c.datagram_send_buffer_space()))
     }
     /// QUIC's congestion window, bytes.
     pub fn cwnd(&self) -> u64 {
-        self.conn().stats().path.cwnd
+        self.with_conn(|c| c.stats().path.cwnd)
     }
     /// Largest datagram the path takes now.
     pub fn max_datagram(&self) -> Option<usize> {
-        self.conn().max_datagram_size()
+        self.with_conn(|c| c.max_datagram_size())
     }
     /// Current round-trip estimate.
     pub fn rtt(&self) -> Duration {
-        self.conn().rtt()
+        self.with_conn(|c| c.rtt())
     }
     /// The peer's address: the direct path in use.
     pub fn remote(&self) -> SocketAddr {
-        self.conn().remote_address()
+        self.with_conn(|c| c.remote_address())
     }
     /// UDP bytes sent on this connection so far (all QUIC overhead included).
     pub fn udp_tx_bytes(&self) -> u64 {
-        self.conn().stats().udp_tx.bytes
+        self.with_conn(|c| c.stats().udp_tx.bytes)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use extrasafe_core::session::{Event, Session, Violation};
+use extrasafe_core::session::{Event, Session, Violation, RESUME_EXPORTER_LABEL};
 use extrasafe_core::wire::MAX_FRAME;
 use extrasafe_core::EndReason;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -207,9 +207,6 @@ impl Drop for Listed {
     }
 }
 
-/// The TLS exporter label of the token naming a call on a new connection.
-use extrasafe_core::session::RESUME_EXPORTER_LABEL;
-
 /// The TLS exporter label the rendezvous root ratchet takes its secret from.
 const RATCHET_EXPORTER_LABEL: &[u8] = b"EXTRA SAFE rendezvous ratchet v1";
 
@@ -250,10 +247,9 @@ pub(crate) struct PairExchange {
     /// Disk tasks not finished yet: the call's end waits for them (briefly), so that a
     /// program exiting right after a call does not cut a write short.
     in_flight: usize,
-    /// Checks (and our chain) that came while the call was reconnecting: sent once back.
-    unsent: Option<PairDone>,
-    /// Our word that we stored, held the same way.
-    unsent_stored: Option<[u8; 8]>,
+    /// What was to be said (our checks and chain, our word that we stored) while the call
+    /// was reconnecting: said once it is back.
+    unsent: Vec<PairDone>,
 }
 
 impl PairExchange {
@@ -269,8 +265,7 @@ impl PairExchange {
             their_inbox: None,
             told_ours: None,
             in_flight: 0,
-            unsent: None,
-            unsent_stored: None,
+            unsent: Vec::new(),
         }
     }
 }
@@ -668,13 +663,22 @@ impl Driver {
 
     fn on_pair_done(&mut self, done: PairDone) {
         self.pair.in_flight = self.pair.in_flight.saturating_sub(1);
+        self.apply_pair(done);
+    }
+
+    /// Says what a disk task of the root exchange found, or holds it while reconnecting.
+    fn apply_pair(&mut self, done: PairDone) {
+        let says = matches!(
+            done,
+            PairDone::Checks(Some(_), _) | PairDone::Stored(Some(_))
+        );
+        if says && self.session.is_reconnecting() {
+            self.pair.unsent.push(done);
+            return;
+        }
         let now = Instant::now();
         match done {
             PairDone::Checks(Some(checks), own) => {
-                if self.session.is_reconnecting() {
-                    self.pair.unsent = Some(PairDone::Checks(Some(checks), own));
-                    return;
-                }
                 if self.session.send_pair_checks(now, checks).is_ok() {
                     self.pair.sent = true;
                     // Our inbox, as it is this epoch: from it they can compute the later ones.
@@ -692,10 +696,6 @@ impl Driver {
             }
             PairDone::Checks(None, _) | PairDone::Stored(None) | PairDone::Written => {}
             PairDone::Stored(Some(check)) => {
-                if self.session.is_reconnecting() {
-                    self.pair.unsent_stored = Some(check);
-                    return;
-                }
                 if self.session.send_pair_stored(now, check).is_ok() {
                     self.pair.stored = Some(check);
                     self.maybe_confirm();
@@ -706,13 +706,8 @@ impl Driver {
 
     /// The call is back: what the root exchange could not send while it reconnected.
     fn retry_pair_sends(&mut self) {
-        if let Some(done) = self.pair.unsent.take() {
-            self.pair.in_flight += 1;
-            self.on_pair_done(done);
-        }
-        if let Some(check) = self.pair.unsent_stored.take() {
-            self.pair.in_flight += 1;
-            self.on_pair_done(PairDone::Stored(Some(check)));
+        for done in std::mem::take(&mut self.pair.unsent) {
+            self.apply_pair(done);
         }
     }
 

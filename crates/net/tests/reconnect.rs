@@ -296,7 +296,7 @@ async fn resume_as_a_stranger(callee: &Node, token: [u8; 32]) {
 }
 
 #[tokio::test]
-async fn a_short_dark_spell_comes_back_on_the_old_path_without_moving_the_call() {
+async fn after_a_short_dark_spell_the_call_comes_back_once_and_stays() {
     // QUIC keeps the connection through the dark spell; the call stalls and dials anew,
     // and whichever comes back first, it says so once and stays there.
     let long_idle = |p| NodeConfig {

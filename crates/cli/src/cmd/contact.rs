@@ -55,10 +55,10 @@ pub fn run(global: &Global, args: &ContactArgs, out: Output) -> Result<i32, Fail
             }
             // A known peer under another name is renamed only when asked to: a ticket pasted
             // under the wrong name must not quietly turn "alice" into "bob".
-            if let Some(known) = book.by_peer(&peer) {
+            if let Some(known) = book.known_under_another_name(&peer, name) {
                 // (A name another contact has is refused below, rename or not.)
                 let free = book.find(name).is_none();
-                if !known.name.eq_ignore_ascii_case(name.trim()) && free && !rename {
+                if free && !rename {
                     let was = extrasafe_core::text::for_display(&known.name);
                     let asked = extrasafe_core::text::for_display(name.trim());
                     let question = format!(

@@ -897,7 +897,8 @@ impl Session {
         if self.state != State::Active || !self.can_resume() || self.stalled.is_some() {
             return None;
         }
-        let mut t = self.last_heard.max(self.last_rx) + self.config.stall_after;
+        // (Stream data counts as heard: `last_heard` is never behind `last_rx`.)
+        let mut t = self.last_heard + self.config.stall_after;
         // Heard, but our pings go unanswered: our packets are not getting through. Given
         // twice the time, so that a long queue on a busy uplink is not taken for it.
         if let Some((_, sent)) = self.ping {

@@ -805,11 +805,7 @@ impl Backend {
         // A ticket of someone already in the list under another name renames nobody (a
         // ticket pasted under the wrong name would turn Alice into Bob): renaming is its
         // own action in the list.
-        if let Some(known) = self
-            .book
-            .by_peer(&ticket.peer)
-            .filter(|c| c.name.to_lowercase() != name.trim().to_lowercase())
-        {
+        if let Some(known) = self.book.known_under_another_name(&ticket.peer, name) {
             self.out.error(format!(
                 "Not added: that ticket is of someone already in your contacts as {}. To \
                  change the name, rename them in the list.",
