@@ -1,22 +1,22 @@
 //! Runs a call's video. Three parts, so that neither codec ever stalls the network side:
 //! - a capture thread takes a picture at each tick of the source's clock, scales it to the
-//!   layer in force and encodes it (skipping pictures while the send queue is long);
-//! - an async task moves fragments and feedback between the sans-IO `VideoSender`,
-//!   `VideoReceiver` and `RateController` and the call's datagrams;
-//! - a decode thread decodes the frames the receiver releases and shows them.
+//!   layer in force and encodes it, as the call's sans-IO [`VideoLink`] advises (layer,
+//!   bitrate, keyframe, or skip the picture while video waits too long to leave);
+//! - an async task that only drives the `VideoLink`: encoded frames, the call's video
+//!   datagrams, QUIC's state and time in; datagrams, frames and advice out;
+//! - a decode thread decodes the frames the machine releases and shows them.
 //!
-//! Audio keeps priority: video leaves QUIC's datagram queue nearly empty (its own queue
-//! waits instead), and the controller leaves audio's share of the congestion window free.
+//! Audio keeps priority (the machine's decision, tested on virtual time in core): video
+//! leaves QUIC's datagram queue nearly empty (its own queue waits instead), is paced near a
+//! bottleneck, and the controller leaves audio's share of the congestion window free.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as smpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use extrasafe_core::video::wire::{KIND_FEEDBACK, KIND_FRAGMENT};
 use extrasafe_core::video::{
-    datagram_kind, AssembledFrame, EncoderPlan, Feedback, Ladder, LocalPath, RateConfig,
-    RateController, VideoReceiver, VideoReceiverConfig, VideoReceiverStats, VideoSender,
-    VideoSenderConfig, VideoSenderStats,
+    AssembledFrame, CaptureAdvice, EncoderPlan, PathState, RateConfig, VideoLink, VideoLinkConfig,
+    VideoReceiverStats, VideoSenderStats,
 };
 use extrasafe_video::{
     Effort, EncoderSettings, Frame, H264Decoder, H264Encoder, VideoSink, VideoSource,
@@ -26,15 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::call::MediaLink;
 
-/// Video's share of QUIC's datagram queue: one or two packets, so an audio datagram queued
-/// after them leaves within a millisecond or so.
-const QUIC_ROOM: usize = 4 * 1024;
-/// The controller and the statistics run this often.
-const TICK: Duration = Duration::from_millis(100);
 /// Frames waiting for the decoder; beyond this the decoder cannot keep up.
 const DECODE_QUEUE: usize = 16;
-/// Pictures are not encoded while the send queue holds more than this much video.
-const MAX_BACKLOG: Duration = Duration::from_millis(150);
 
 /// How a call sends video.
 #[derive(Clone, Debug)]
@@ -395,26 +388,30 @@ fn capture_loop(
         };
         let (w, h) = (frame.width, frame.height);
         let screen = src.is_screen();
-        let (plan, keyframe, backlog) = match shared.lock() {
-            Ok(mut s) => (s.plan, std::mem::take(&mut s.keyframe), s.backlog),
+        let advice = match shared.lock() {
+            Ok(mut s) => CaptureAdvice {
+                plan: s.plan,
+                keyframe: std::mem::take(&mut s.keyframe),
+                backlog: s.backlog,
+            },
             Err(_) => return,
         };
-        let plan = plan.unwrap_or(EncoderPlan {
-            layer: extrasafe_core::video::Layer {
-                divisor: 1,
-                fps: fps as u8,
-            },
-            bitrate: config.rate.start_bps,
-        });
-        // The layer's frame rate: keep every k-th picture.
-        let keep_every = (fps as f64 / plan.layer.fps.max(1) as f64).round().max(1.0) as u64;
-        if index % keep_every != 0 || backlog > MAX_BACKLOG {
+        let keyframe = advice.keyframe;
+        // The layer's frame rate, and none while video waits too long to leave.
+        if !advice.admits(index, fps) {
             set(&|c| c.skipped += 1);
             if keyframe {
                 set(&|c| c.keyframe = true); // still wanted
             }
             continue;
         }
+        let plan = advice.plan.unwrap_or(EncoderPlan {
+            layer: extrasafe_core::video::Layer {
+                divisor: 1,
+                fps: fps as u8,
+            },
+            bitrate: config.rate.start_bps,
+        });
         let started = Instant::now();
         // The full-size layer encodes the picture as it came: no copy per frame.
         let scaled;
@@ -557,6 +554,19 @@ struct Rates {
     shown: u64,
 }
 
+/// The transport's state now, for the machine.
+fn path_state(link: &MediaLink) -> PathState {
+    PathState {
+        rtt: link.rtt(),
+        cwnd: link.cwnd(),
+        queued: link.datagrams_queued(),
+        max_datagram: link.max_datagram(),
+    }
+}
+
+/// Drives the call's [`VideoLink`]: encoded frames, arriving datagrams and time in;
+/// datagrams, frames for the decoder and advice for the encoder out. Every decision is the
+/// machine's.
 async fn net_task(t: NetTask) -> VideoStats {
     let NetTask {
         link,
@@ -571,26 +581,21 @@ async fn net_task(t: NetTask) -> VideoStats {
         mut stop_rx,
         stats_tx,
     } = t;
-    let size = link
-        .max_datagram()
-        .unwrap_or(config.datagram_size)
-        .min(config.datagram_size);
-    let mut sender = VideoSender::new(
-        VideoSenderConfig {
-            datagram_size: size,
-            ..VideoSenderConfig::default()
+    let mut machine = VideoLink::new(
+        VideoLinkConfig {
+            rate: config.rate.clone(),
+            audio_bps: config.audio_bps,
+            datagram_size: link
+                .max_datagram()
+                .unwrap_or(config.datagram_size)
+                .min(config.datagram_size),
         },
         epoch,
+        Instant::now(),
     );
-    let mut receiver = VideoReceiver::new(VideoReceiverConfig::default(), Instant::now());
-    let mut rc = RateController::new(config.rate.clone());
-    let mut ladder: Option<(Ladder, (u32, u32, u32))> = None;
     let mut buf = Vec::new();
-    let mut recv_bytes = 0u64;
-    let mut send_errors = 0u64;
     let mut stats = VideoStats::default();
     let mut rates = Rates::default();
-    let mut next_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut encoder_open = true;
     let sleep = tokio::time::sleep(Duration::ZERO);
@@ -600,160 +605,78 @@ async fn net_task(t: NetTask) -> VideoStats {
             biased;
             _ = &mut stop_rx => break,
             m = enc_rx.recv(), if encoder_open => match m {
-                Some(m) => {
-                    let now = Instant::now();
-                    if ladder.as_ref().is_none_or(|(_, s)| *s != m.source) {
-                        let (w, h, fps) = m.source;
-                        ladder = Some((Ladder::new(w, h, fps.min(255) as u8), m.source));
-                    }
-                    let _ = sender.push_frame(now, m.capture, m.data, m.keyframe);
-                }
+                Some(m) => machine.handle_encoded(Instant::now(), m.capture, m.data, m.keyframe, m.source),
                 None => encoder_open = false,
             },
             d = link.recv_video() => {
                 let Some(d) = d else { break };
-                let now = Instant::now();
-                match datagram_kind(&d) {
-                    Some(KIND_FRAGMENT) => {
-                        recv_bytes += d.len() as u64;
-                        let _ = receiver.handle_datagram(now, &d);
-                    }
-                    Some(KIND_FEEDBACK) => {
-                        if let Ok(fb) = Feedback::parse(&d) {
-                            sender.handle_feedback(now, &fb);
-                            rc.on_feedback(now, &fb, &local_path(&link, &sender, &rc, &config));
-                            if sender.take_keyframe_request() {
-                                if let Ok(mut c) = capture.lock() {
-                                    c.keyframe = true;
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                machine.handle_datagram(Instant::now(), &d);
             }
-            Some(()) = fail_rx.recv() => receiver.decode_failed(),
+            Some(()) = fail_rx.recv() => machine.handle_decode_failed(),
             _ = &mut sleep => {}
         }
         let now = Instant::now();
-        receiver.handle_timeout(now);
-        while let Some(f) = receiver.poll_frame() {
+        machine.handle_timeout(now);
+        while let Some(f) = machine.poll_frame() {
             if let Err(smpsc::TrySendError::Full(_)) = dec_tx.try_send(f) {
                 // The decoder is behind (more than this machine can decode): the frame is
                 // dropped, so everything after it must wait for a keyframe.
                 dropped.store(true, Ordering::SeqCst);
-                receiver.decode_failed();
+                machine.handle_decode_failed();
             }
         }
-        while receiver.poll_feedback(now, &mut buf) {
-            let _ = link.send(&buf);
-        }
-        if now >= next_tick {
-            next_tick = now + TICK;
-            receiver.set_rtt(link.rtt());
-            // The path's room can shrink (QUIC's MTU black-hole detection falls back to the
-            // minimum after losses): later frames are cut to fit.
-            if let Some(room) = link.max_datagram() {
-                sender.set_datagram_size(room.min(config.datagram_size));
-            }
-            let path = local_path(&link, &sender, &rc, &config);
-            rc.on_tick(now, &path);
-            // Near a bottleneck (a full queue seen in the last 10 s), video is paced at a
-            // quarter over the target: bursts there are dropped, audio's packets among them.
-            // On a clear path it is not paced: any pace froze more pictures at 20 % random
-            // loss and slowed recovery (retransmissions and keyframes wait for it).
-            let pace = rc
-                .congested(now)
-                .then(|| (rc.target_bps() * 5 / 4).max(80_000));
-            sender.set_pace(pace);
-            if let Some((l, _)) = ladder.as_mut() {
-                l.update(now, rc.target_bps());
-                if let Ok(mut c) = capture.lock() {
-                    c.plan = l.plan();
-                    // Our own queue (paced) and QUIC's: the encoder skips pictures while long.
-                    c.backlog = sender.queue_delay(now) + path.send_delay;
-                }
-            }
-        }
-        // Video goes out only while QUIC's datagram queue is nearly empty: audio first.
-        while link.datagrams_queued() < QUIC_ROOM && sender.poll_transmit(now, &mut buf) {
+        machine.handle_path(path_state(&link));
+        while machine.poll_transmit(now, &mut buf) {
             if link.send(&buf).is_err() {
-                send_errors += 1;
-                if let Some(room) = link.max_datagram() {
-                    sender.set_datagram_size(room.min(config.datagram_size));
-                }
+                machine.handle_send_failed(link.max_datagram());
             }
+        }
+        let advice = machine.poll_advice(now);
+        if let Ok(mut c) = capture.lock() {
+            c.plan = advice.plan;
+            c.backlog = advice.backlog;
+            c.keyframe |= advice.keyframe;
         }
         if now.duration_since(last_stats) >= Duration::from_millis(500) {
             last_stats = now;
             fill(
-                &mut stats, &mut rates, now, epoch, &sender, &receiver, &rc, &capture, &decode,
-                recv_bytes,
+                &mut stats, &mut rates, now, epoch, &machine, &capture, &decode,
             );
-            let path = local_path(&link, &sender, &rc, &config);
-            (stats.rtt, stats.cwnd) = (path.rtt, path.cwnd);
-            stats.send_delay = sender.queue_delay(now) + path.send_delay;
-            stats.send_errors = send_errors;
             let _ = stats_tx.send(stats.clone());
         }
-        let mut wake = next_tick;
-        if let Some(t) = receiver.poll_timeout() {
-            wake = wake.min(t);
-        }
-        if let Some(t) = sender.next_send(now) {
-            // QUIC's queue full: look again in a millisecond.
-            wake = wake.min(t.max(now + Duration::from_millis(1)));
-        }
+        let wake = machine.poll_timeout(now);
         sleep.as_mut().reset(tokio::time::Instant::from_std(
             wake.max(now + Duration::from_micros(500)),
         ));
     }
     let now = Instant::now();
     fill(
-        &mut stats, &mut rates, now, epoch, &sender, &receiver, &rc, &capture, &decode, recv_bytes,
+        &mut stats, &mut rates, now, epoch, &machine, &capture, &decode,
     );
     let _ = stats_tx.send(stats.clone());
     stats
 }
 
-fn local_path(
-    link: &MediaLink,
-    sender: &VideoSender,
-    rc: &RateController,
-    config: &VideoConfig,
-) -> LocalPath {
-    let target = rc.target_bps().max(1);
-    LocalPath {
-        rtt: link.rtt(),
-        cwnd: link.cwnd(),
-        // Only QUIC's queue: a queue behind our own pacer means the encoder overshoots,
-        // which it is told through skipped pictures, not that the path is short.
-        send_delay: Duration::from_secs_f64(link.datagrams_queued() as f64 * 8.0 / target as f64),
-        audio_bps: config.audio_bps,
-        sending: sender.queued() > 0
-            || sender.stats().frames > 0
-                && sender.last_frame_age(Instant::now()) < Duration::from_millis(500),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 fn fill(
     stats: &mut VideoStats,
     rates: &mut Rates,
     now: Instant,
     epoch: Instant,
-    sender: &VideoSender,
-    receiver: &VideoReceiver,
-    rc: &RateController,
+    machine: &VideoLink,
     capture: &Mutex<CaptureShared>,
     decode: &Mutex<DecodeShared>,
-    recv_bytes: u64,
 ) {
+    let m = machine.stats(now);
     stats.elapsed = now - epoch;
-    stats.sender = sender.stats();
-    stats.receiver = receiver.stats();
-    stats.target_bps = rc.target_bps();
-    stats.frozen = receiver.frozen() && receiver.stats().frames > 0;
+    stats.sender = m.sender;
+    stats.receiver = m.receiver;
+    stats.target_bps = m.target_bps;
+    stats.frozen = m.frozen;
+    stats.rtt = m.rtt;
+    stats.cwnd = m.cwnd;
+    stats.send_delay = m.send_delay;
+    stats.send_errors = m.send_errors;
+    let recv_bytes = m.recv_bytes;
     if let Ok(c) = capture.lock() {
         stats.sending = c.sending;
         stats.send_size = c.size.filter(|_| c.sending);

@@ -10,14 +10,18 @@
 //!                                                   └──► poll_feedback ──► datagram
 //! ```
 
+pub mod link;
 pub mod rate;
 pub mod recv;
 pub mod send;
 pub mod wire;
 
 #[cfg(test)]
+mod link_tests;
+#[cfg(test)]
 mod tests;
 
+pub use link::{CaptureAdvice, PathState, VideoLink, VideoLinkConfig, VideoLinkStats};
 pub use rate::{EncoderPlan, Ladder, Layer, LocalPath, RateConfig, RateController};
 pub use recv::{AssembledFrame, VideoReceiver, VideoReceiverConfig, VideoReceiverStats};
 pub use send::{FrameTooLarge, VideoSender, VideoSenderConfig, VideoSenderStats};
