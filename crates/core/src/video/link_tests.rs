@@ -385,10 +385,12 @@ fn a_narrow_path_lowers_the_layer_keeps_audio_and_recovers() {
         let stretch = || s.iter().filter(|x| x.at >= down.at && x.at <= end.at);
         assert!(stretch().all(|x| x.paced), "seed {seed}: pacing lapsed");
         let worst = stretch().map(|x| x.audio_delay).max().expect("samples");
-        // Audio waits behind at most one video datagram at the bottleneck: no burst of video
-        // ever queues ahead of it.
+        // Audio never waits behind a burst of video: what it queues behind at the bottleneck
+        // stays within the 100 ms the controller lets the queue reach while it probes for
+        // more (it steps down at 60 ms smoothed, 80 ms in one report). A keyframe burst
+        // sent unpaced held it 180 ms.
         let crossing = |bytes: usize| Duration::from_secs_f64(bytes as f64 * 8.0 / NARROW);
-        let bound = PROPAGATION + crossing(AUDIO_BYTES + OVERHEAD) + crossing(1200 + OVERHEAD) + MS;
+        let bound = PROPAGATION + crossing(AUDIO_BYTES + OVERHEAD) + Duration::from_millis(100);
         eprintln!(
             "seed {seed}: audio lost {lost} of {sent}, took at most {worst:?} (bound {bound:?})"
         );

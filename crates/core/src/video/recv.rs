@@ -108,11 +108,16 @@ impl Partial {
     }
 }
 
-/// Rolling minimum of the one-way delay offset, in one-second slots over a minute: long
-/// enough that a standing queue does not become the new floor (clock drift over a minute is
-/// far below a millisecond). One floor per size bucket: on a slow link a full datagram takes
-/// longer to cross than a small one (33 against 14 ms at 300 kb/s), and against one floor
-/// that difference read as a queue that held the controller at its lowest rate.
+/// Seconds the delay floor looks back.
+const FLOOR_SECS: usize = 10;
+
+/// Rolling minimum of the one-way delay offset, in one-second slots over [`FLOOR_SECS`]:
+/// long enough that a queue does not become the new floor (the controller steps down at
+/// 60 ms, so the queue drains within seconds), short enough to learn a path whose crossing
+/// times changed (a link that narrowed). One floor per size bucket: on a slow link a full
+/// datagram takes longer to cross than a small one (33 against 14 ms at 300 kb/s), and
+/// against one floor, or one learnt before the link narrowed, that difference read as a
+/// queue that held the controller at its lowest rate (on virtual time, `link_tests.rs`).
 #[derive(Debug, Default)]
 struct DelayFloor {
     slots: [VecDeque<(Instant, i64)>; 3],
@@ -135,7 +140,7 @@ impl DelayFloor {
             }
             _ => slots.push_back((now, offset)),
         }
-        while slots.len() > 60 {
+        while slots.len() > FLOOR_SECS {
             slots.pop_front();
         }
         let floor = slots.iter().map(|s| s.1).min().unwrap_or(offset);
