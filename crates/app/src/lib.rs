@@ -6,7 +6,9 @@
 //!   the router's port mapping, STUN), and answering their call intents with a punch;
 //! * [`dial`]: the dial strategy for placing a call (ticket addresses, then LAN and DHT at
 //!   once), with the port mapping a caller behind a strict NAT needs;
+//! * [`media`]: a call's audio and video, and how mute, camera and screen sharing combine;
 //! * [`policy`]: which offered files are taken without asking;
+//! * [`transfers`]: a call's file transfers, offered, answered and followed, as events;
 //! * [`ending`]: how a call ended (finished, not answered, failed and whose to fix);
 //! * [`contacts`]: contacts added to the list on disk while running.
 //!
@@ -17,8 +19,10 @@
 pub mod contacts;
 pub mod dial;
 pub mod ending;
+pub mod media;
 pub mod policy;
 pub mod reach;
+pub mod transfers;
 
 pub use policy::{FilesPolicy, PolicyError};
 pub use reach::{Presence, ReachConfig, ReachEvent};

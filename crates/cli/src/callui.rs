@@ -2,9 +2,8 @@
 
 use std::collections::VecDeque;
 
+use extrasafe_app::media::{CallMedia, MediaEnd, MediaError};
 use extrasafe_core::EndReason;
-use extrasafe_net::audio::AudioCall;
-use extrasafe_net::video::VideoCall;
 use extrasafe_net::{Call, CallEvent};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -122,9 +121,10 @@ pub async fn run(
         call.allow_hidden_files(true);
     }
     let mut files_tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    let mut audio: Option<AudioCall> = None;
-    let mut video: Option<VideoCall> = None;
-    let (mut video_paused, mut sharing, mut video_fault_told) = (false, false, false);
+    // The call's audio and video, and how mute, video and screen sharing combine: the
+    // application layer's, as in the desktop app.
+    let mut media: Option<CallMedia> = None;
+    let mut video_fault_told = false;
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(5));
     stats_tick.tick().await;
     let mut queued: VecDeque<String> = VecDeque::new();
@@ -149,8 +149,10 @@ pub async fn run(
                     connected = true;
                     asking = false;
                     out.connected(call.info(), after);
-                    audio = plan.start(&call, out).await;
-                    video = vplan.start(&call, out).await;
+                    let audio = plan.start(&call, out).await;
+                    let video = vplan.start(&call, out).await;
+                    let has_source = video.as_ref().is_some_and(|(_, s)| *s);
+                    media = Some(CallMedia::new(audio, video.map(|(v, _)| v), has_source));
                     while let Some(line) = queued.pop_front() {
                         send(&call, out, line).await;
                     }
@@ -188,14 +190,12 @@ pub async fn run(
                 Some(CallEvent::Ended(reason)) => {
                     files.clear_status();
                     // Transfers end with the connection; report how.
-                    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-                    while files.running() && tokio::time::Instant::now() < give_up {
-                        files.tick().await;
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                    files.tick().await;
-                    if let Some(v) = video.take() {
-                        let (stats, written) = v.stop().await;
+                    files.wind_up().await;
+                    let end = match media.take() {
+                        Some(m) => m.stop().await,
+                        None => MediaEnd { audio: None, video: None },
+                    };
+                    if let Some((stats, written)) = end.video {
                         out.video_stats(&stats);
                         match (written, vplan.record_path()) {
                             (Ok(()), Some(p)) => out.hint(format!("Wrote the video you received to {}.", p.display())),
@@ -203,8 +203,7 @@ pub async fn run(
                             _ => {}
                         }
                     }
-                    if let Some(a) = audio.take() {
-                        let (stats, written) = a.stop().await;
+                    if let Some((stats, written)) = end.audio {
                         out.stats(&stats);
                         match (written, plan.record_path()) {
                             (Ok(()), Some(p)) => out.hint(format!("Wrote what you heard to {}.", p.display())),
@@ -223,11 +222,8 @@ pub async fn run(
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(v) = video.take() {
-                        let _ = v.stop().await;
-                    }
-                    if let Some(a) = audio.take() {
-                        let _ = a.stop().await;
+                    if let Some(m) = media.take() {
+                        let _ = m.stop().await;
                     }
                     return (EndReason::PeerVanished, crate::exit::BROKEN);
                 }
@@ -250,50 +246,53 @@ pub async fn run(
                 }
                 Some(line) => match line.trim() {
                     "/hangup" | "/bye" | "/quit" | "/exit" => call.hangup(),
-                    "/mute" | "/unmute" => match &audio {
-                        Some(a) => {
-                            let mute = line.trim() == "/mute";
-                            a.set_muted(mute);
-                            out.hint(if mute {
+                    "/mute" | "/unmute" => {
+                        let mute = line.trim() == "/mute";
+                        match media.as_mut().map(|m| m.set_muted(mute)) {
+                            Some(Ok(_)) => out.hint(if mute {
                                 "Muted. The other side still gets packets of the same size, carrying silence."
                             } else {
                                 "Unmuted."
+                            }),
+                            _ => out.hint("This call carries no audio."),
+                        }
+                    }
+                    "/video" => {
+                        let on = !media.as_ref().is_some_and(|m| m.state().camera_on);
+                        match media.as_mut().map(|m| m.set_camera(on, None)) {
+                            Some(Ok(st)) if st.camera_on => out.hint("Video on."),
+                            Some(Ok(st)) if st.sharing => out.hint("Video off; your screen is still shared (/screen stops that)."),
+                            Some(Ok(_)) => out.hint("Video off: nothing of it is sent."),
+                            Some(Err(MediaError::NoSource)) => out.hint("This call sends no video (it was started to receive only, or its source failed): start one with --video test|screen|FILE."),
+                            _ => out.hint("This call carries no video: start it with --video test|screen|FILE (or --video-out FILE.y4m to receive only)."),
+                        }
+                    }
+                    "/screen" => match media.as_mut() {
+                        Some(m) if m.video().is_some() && m.state().sharing => {
+                            let st = m.share(None).ok();
+                            out.hint(if st.is_some_and(|s| s.video_paused()) {
+                                "Stopped sharing your screen (your video is off)."
+                            } else {
+                                "Stopped sharing your screen."
                             });
                         }
-                        None => out.hint("This call carries no audio."),
-                    },
-                    "/video" => match &video {
-                        Some(v) => {
-                            video_paused = !video_paused;
-                            v.set_paused(video_paused);
-                            out.hint(if video_paused { "Video off: nothing of it is sent." } else { "Video on." });
-                        }
-                        None => out.hint("This call carries no video: start it with --video test|screen|FILE (or --video-out FILE.y4m to receive only)."),
-                    },
-                    "/screen" => match &video {
-                        Some(v) if sharing => {
-                            sharing = false;
-                            v.share(None);
-                            out.hint("Stopped sharing your screen.");
-                        }
-                        Some(v) => match vplan.screen() {
+                        Some(m) if m.video().is_some() => match vplan.screen() {
                             Ok(s) => {
-                                sharing = true;
-                                v.share(Some(s));
+                                let _ = m.share(Some(s));
                                 out.hint("Sharing your screen. /screen again stops.");
                             }
                             Err(e) => out.warn(&format!("Cannot share the screen: {e}.")),
                         },
-                        None => out.hint("This call carries no video: start it with --video or --video-out to share your screen."),
+                        _ => out.hint("This call carries no video: start it with --video or --video-out to share your screen."),
                     },
                     "/help" | "/?" => out.hint(HELP),
                     "/stats" => {
                         let mut any = false;
-                        if let Some(v) = &video {
+                        if let Some(v) = media.as_ref().and_then(|m| m.video()) {
                             any = true;
                             out.hint(Output::video_line(&v.stats()));
                         }
-                        if let Some(a) = &audio {
+                        if let Some(a) = media.as_ref().and_then(|m| m.audio()) {
                             any = true;
                             out.hint(Output::stats_line(&a.stats()));
                         }
@@ -356,11 +355,11 @@ pub async fn run(
                     call.hangup();
                 }
             }
-            _ = stats_tick.tick(), if audio.is_some() || video.is_some() => {
+            _ = stats_tick.tick(), if media.as_ref().is_some_and(|m| m.audio().is_some() || m.video().is_some()) => {
                 // For people on a terminal, the stats stay in place below the bars; else
                 // (JSON, a pipe) they are printed, one line each time.
                 let mut lines = Vec::new();
-                if let Some(v) = &video {
+                if let Some(v) = media.as_ref().and_then(|m| m.video()) {
                     let stats = v.stats();
                     lines.push(Output::video_line(&stats));
                     if out.json {
@@ -371,7 +370,7 @@ pub async fn run(
                         out.warn(&format!("Video problem: {fault}."));
                     }
                 }
-                if let Some(a) = &audio {
+                if let Some(a) = media.as_ref().and_then(|m| m.audio()) {
                     let stats = a.stats();
                     lines.push(Output::stats_line(&stats));
                     if out.json {

@@ -1,12 +1,14 @@
 //! File transfers in the terminal: offering (`/send`), answering offers (by the person or by
 //! the `--accept-files` policy), progress bars (or JSON progress events), and the outcome.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use extrasafe_app::transfers::{AnswerError, TransferEvent, Transfers};
 use extrasafe_core::text::for_display;
 use extrasafe_core::transfer::offer::ValidOffer;
-use extrasafe_net::transfer::{self, TransferFailure, TransferHandle, TransferId, TransferOutcome};
+use extrasafe_net::transfer::{self, TransferFailure, TransferId, TransferOutcome};
 use extrasafe_net::{Blame, Call};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -55,26 +57,25 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-struct Running {
-    handle: TransferHandle,
-    sending: bool,
+/// How a transfer is drawn: its bar (none with `--json`) and its name.
+struct Shown {
     bar: Option<ProgressBar>,
-    started: Instant,
     label: String,
 }
 
-/// The transfers of the call in progress.
+/// The transfers of the call in progress, as this terminal shows them. The transfers
+/// themselves (offers, answers, progress, ends) are `extrasafe_app::transfers`'s.
 pub struct Files {
     out: Output,
-    policy: FilesPolicy,
     /// `--dir`; `None`: the default folder, made when first needed.
     dir: Option<PathBuf>,
     /// `--allow-hidden-files`: take offered names with hidden parts.
     pub allow_hidden: bool,
     /// The contact name of the peer on the other end, if they are a contact.
     pub peer_name: Option<String>,
-    pending: Vec<(TransferId, ValidOffer)>,
-    running: Vec<Running>,
+    transfers: Transfers,
+    /// Keyed by id and direction (we send it).
+    shown: HashMap<(TransferId, bool), Shown>,
     bars: MultiProgress,
     /// The call's status lines (the stats), kept in place below the transfers' bars.
     status: Vec<ProgressBar>,
@@ -103,12 +104,11 @@ impl Files {
         crate::output::print_above(&bars);
         Self {
             out,
-            policy,
             dir,
             allow_hidden: false,
             peer_name: None,
-            pending: Vec::new(),
-            running: Vec::new(),
+            transfers: Transfers::new(policy),
+            shown: HashMap::new(),
             bars,
             status: Vec::new(),
             last_json: Instant::now(),
@@ -117,36 +117,17 @@ impl Files {
     }
 
     pub fn busy(&self) -> bool {
-        !self.running.is_empty() || !self.pending.is_empty()
+        self.transfers.busy()
     }
 
     /// Returns when one of the running transfers ends (never, when none runs), so its end is
     /// reported at once rather than at the next progress tick.
     pub async fn next_end(&self) {
-        let mut waits: Vec<_> = self
-            .running
-            .iter()
-            .filter(|r| !r.handle.is_finished())
-            .map(|r| Box::pin(r.handle.ended()))
-            .collect();
-        if waits.is_empty() {
-            return std::future::pending().await;
-        }
-        std::future::poll_fn(|cx| {
-            if waits
-                .iter_mut()
-                .any(|w| std::future::Future::poll(w.as_mut(), cx).is_ready())
-            {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await
+        self.transfers.next_end().await;
     }
 
     pub fn running(&self) -> bool {
-        self.running.iter().any(|r| !r.handle.is_finished())
+        self.transfers.running()
     }
 
     fn bar(&self, total: u64, label: &str) -> Option<ProgressBar> {
@@ -212,10 +193,8 @@ impl Files {
                 s.display()
             ));
         }
-        let total: u64 = files.iter().map(|f| f.prepared.size).sum();
-        let count = files.len();
-        match call.send_files(files).await {
-            Ok(handle) => {
+        match self.transfers.offer(call, files).await {
+            Ok(started) => {
                 let first = paths
                     .first()
                     .and_then(|p| p.file_name())
@@ -226,18 +205,13 @@ impl Files {
                 } else {
                     format!("→ {first}")
                 };
+                let (count, total) = (started.files, started.bytes);
                 self.out.emit(
                     format!("Offered {count} file(s), {}; waiting for them to accept.", human_bytes(total)),
-                    json!({"event": "files_offered_by_me", "id": handle.id, "files": count, "bytes": total}),
+                    json!({"event": "files_offered_by_me", "id": started.id, "files": count, "bytes": total}),
                 );
                 let bar = self.bar(total, &label);
-                self.running.push(Running {
-                    handle,
-                    sending: true,
-                    bar,
-                    started: Instant::now(),
-                    label,
-                });
+                self.shown.insert((started.id, true), Shown { bar, label });
             }
             Err(e) => self.out.warn(&format!("Cannot send: {e}.")),
         }
@@ -288,9 +262,8 @@ impl Files {
                    "files": offer.files.len(), "bytes": offer.total,
                    "names": offer.files.iter().take(100).map(|f| f.path.to_string()).collect::<Vec<_>>()}),
         );
-        match self.policy.decide(&peer, offer.total) {
+        match self.transfers.offered(&peer, id, offer) {
             decided @ (FilesDecision::Accept | FilesDecision::Decline) => {
-                self.pending.push((id, offer));
                 Some((id, decided == FilesDecision::Accept))
             }
             FilesDecision::Ask => {
@@ -301,7 +274,6 @@ impl Files {
                     ),
                     Err(f) => format!("{} Type /accept FOLDER, or /decline to refuse.", f.message),
                 });
-                self.pending.push((id, offer));
                 None
             }
         }
@@ -309,63 +281,48 @@ impl Files {
 
     /// Accepts offer `id` (the oldest pending if `None`) into `dir` (the default if `None`).
     pub fn accept(&mut self, call: &Call, id: Option<TransferId>, dir: Option<PathBuf>) {
-        let Some(pos) = self.pick(id) else {
+        let waiting = self
+            .transfers
+            .pending()
+            .any(|(i, _)| id.is_none_or(|id| id == i));
+        if !waiting {
             return self.out.hint("No file offer is waiting.");
-        };
+        }
         let dir = match dir.map_or_else(|| self.folder(), Ok) {
-            Ok(d) => std::path::absolute(&d).unwrap_or(d),
+            Ok(d) => d,
             Err(f) => return self.out.warn(&f.message),
         };
-        let (id, offer) = self.pending.remove(pos);
-        match call.accept_files(id, dir.clone()) {
-            Ok(handle) => {
-                let label = format!("← {} file(s)", offer.files.len());
+        match self.transfers.accept(call, id, &dir) {
+            Ok(started) => {
+                let label = format!("← {} file(s)", started.files);
+                let dir = started.folder.unwrap_or(dir);
                 self.out.emit(
                     format!("Receiving into {} …", dir.display()),
-                    json!({"event": "files_accepted", "id": id, "dir": dir.display().to_string()}),
+                    json!({"event": "files_accepted", "id": started.id, "dir": dir.display().to_string()}),
                 );
-                let bar = self.bar(offer.total, &label);
-                self.running.push(Running {
-                    handle,
-                    sending: false,
-                    bar,
-                    started: Instant::now(),
-                    label,
-                });
+                let bar = self.bar(started.bytes, &label);
+                self.shown.insert((started.id, false), Shown { bar, label });
             }
-            Err(e) => {
-                self.out.warn(&format!(
-                    "Cannot receive: {e}. The offer is still open: /decline, or free space and /accept again."
-                ));
-                self.pending.insert(pos, (id, offer));
-            }
+            Err(AnswerError::NoOffer) => self.out.hint("No file offer is waiting."),
+            Err(e) => self.out.warn(&format!(
+                "Cannot receive: {e}. The offer is still open: /decline, or free space and /accept again."
+            )),
         }
     }
 
     pub async fn decline(&mut self, call: &Call, id: Option<TransferId>) {
-        let Some(pos) = self.pick(id) else {
-            return self.out.hint("No file offer is waiting.");
-        };
-        let (id, _) = self.pending.remove(pos);
-        let _ = call.decline_files(id).await;
-        self.out.emit(
-            "Declined; nothing was written.",
-            json!({"event": "files_declined", "id": id}),
-        );
-    }
-
-    fn pick(&self, id: Option<TransferId>) -> Option<usize> {
-        match id {
-            Some(id) => self.pending.iter().position(|p| p.0 == id),
-            None => (!self.pending.is_empty()).then_some(0),
+        match self.transfers.decline(call, id).await {
+            Ok(id) => self.out.emit(
+                "Declined; nothing was written.",
+                json!({"event": "files_declined", "id": id}),
+            ),
+            Err(AnswerError::NoOffer) => self.out.hint("No file offer is waiting."),
+            Err(e) => self.out.warn(&format!("Cannot decline: {e}.")),
         }
     }
 
     pub fn cancel_all(&mut self) {
-        for r in &self.running {
-            r.handle.cancel();
-        }
-        if self.running.is_empty() {
+        if self.transfers.cancel_all() == 0 {
             self.out.hint("No transfer is running.");
         }
     }
@@ -376,116 +333,140 @@ impl Files {
         if json_due {
             self.last_json = Instant::now();
         }
-        for r in &self.running {
-            let p = r.handle.progress();
-            if let Some(bar) = &r.bar {
-                bar.set_length(p.total.max(1));
-                bar.set_position(p.bytes);
-                bar.set_message(format!("{}/{} files", p.files_done, p.files));
+        for event in self.transfers.poll().await {
+            self.show(event, json_due);
+        }
+    }
+
+    /// The call is over: each transfer gets 2 s to end by itself, and what still runs then
+    /// is stopped; every end is reported.
+    pub async fn wind_up(&mut self) {
+        for event in self.transfers.wind_up(Duration::from_secs(2)).await {
+            self.show(event, false);
+        }
+    }
+
+    fn show(&mut self, event: TransferEvent, json_due: bool) {
+        match event {
+            TransferEvent::Progress(st) => {
+                let p = &st.progress;
+                if let Some(bar) = self
+                    .shown
+                    .get(&(st.id, st.outgoing))
+                    .and_then(|s| s.bar.as_ref())
+                {
+                    bar.set_length(p.total.max(1));
+                    bar.set_position(p.bytes);
+                    bar.set_message(format!("{}/{} files", p.files_done, p.files));
+                }
+                if json_due {
+                    self.out.emit(
+                        "",
+                        json!({"event": "transfer_progress", "id": st.id,
+                               "direction": if st.outgoing { "send" } else { "receive" },
+                               "bytes": p.bytes, "total": p.total, "files_done": p.files_done,
+                               "files": p.files, "resumed": p.resumed, "bytes_per_sec": st.bytes_per_sec,
+                               "eta_s": st.eta.map(|e| e.as_secs_f64().round())}),
+                    );
+                }
             }
-            if json_due {
-                let secs = r.started.elapsed().as_secs_f64().max(0.001);
-                let rate = (p.bytes - p.resumed) as f64 / secs;
-                let eta = if rate > 0.0 {
-                    p.total.saturating_sub(p.bytes) as f64 / rate
-                } else {
-                    f64::NAN
-                };
+            TransferEvent::Ended {
+                status, outcome, ..
+            } => self.ended(&status, outcome),
+            // The call ended first: stopped here.
+            TransferEvent::CutShort(st) => {
+                let shown = self.shown.remove(&(st.id, st.outgoing));
+                if let Some(bar) = shown.as_ref().and_then(|s| s.bar.as_ref()) {
+                    bar.finish_and_clear();
+                }
+                let label = shown.map_or_else(|| format!("transfer {}", st.id), |s| s.label);
                 self.out.emit(
-                    "",
-                    json!({"event": "transfer_progress", "id": r.handle.id,
-                           "direction": if r.sending { "send" } else { "receive" },
-                           "bytes": p.bytes, "total": p.total, "files_done": p.files_done,
-                           "files": p.files, "resumed": p.resumed, "bytes_per_sec": rate.round(),
-                           "eta_s": if eta.is_finite() { json!(eta.round()) } else { json!(null) }}),
+                    format!(
+                        "{label}: stopped, the call ended before it finished; sending the same files again resumes."
+                    ),
+                    json!({"event": "transfer_done", "id": st.id,
+                           "direction": if st.outgoing { "send" } else { "receive" },
+                           "outcome": "cut_short", "detail": null, "bytes": st.progress.total,
+                           "resumed": st.progress.resumed, "seconds": st.elapsed.as_secs_f64(),
+                           "bytes_per_sec": st.bytes_per_sec}),
                 );
+                self.outcomes
+                    .push(TransferOutcome::Cancelled { by_peer: false });
             }
         }
-        let mut i = 0;
-        while i < self.running.len() {
-            if !self.running[i].handle.is_finished() {
-                i += 1;
-                continue;
-            }
-            let r = self.running.remove(i);
-            let secs = r.started.elapsed().as_secs_f64();
-            let p = r.handle.progress();
-            if let Some(bar) = &r.bar {
-                bar.finish_and_clear();
-            }
-            let id = r.handle.id;
-            let outcome = r.handle.finished().await;
-            let moved = p.bytes.saturating_sub(p.resumed);
-            let rate = moved as f64 / secs.max(0.001);
-            let human = match &outcome {
-                TransferOutcome::Done { .. } if r.sending => format!(
-                    "{}: delivered and verified, {} in {secs:.1} s ({}/s).",
-                    r.label,
-                    human_bytes(p.total),
-                    human_bytes(rate as u64)
-                ),
-                TransferOutcome::Done { saved } => format!(
-                    "{}: saved and verified, {} in {secs:.1} s ({}/s){}: {}",
-                    r.label,
-                    human_bytes(p.total),
-                    human_bytes(rate as u64),
-                    if p.resumed > 0 {
-                        format!(", {} resumed from an earlier attempt", human_bytes(p.resumed))
-                    } else {
-                        String::new()
-                    },
-                    saved
-                        .iter()
-                        .take(5)
-                        .map(|s| s.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        + if saved.len() > 5 { ", …" } else { "" }
-                ),
-                TransferOutcome::Declined => format!("{}: they declined.", r.label),
-                TransferOutcome::Cancelled { by_peer: true } => {
-                    format!("{}: they cancelled.", r.label)
-                }
-                TransferOutcome::Cancelled { by_peer: false } => format!("{}: cancelled.", r.label),
-                TransferOutcome::Failed(why) => format!(
-                    "{}: failed: {}. Nothing incomplete was saved under a real name; {}",
-                    r.label,
-                    for_display(&why.to_string()),
-                    match (why, why.blame()) {
-                        (TransferFailure::Storage(_), _) => "free some space or choose another folder with --dir; sending the same files again resumes.",
-                        (TransferFailure::PeerCannotSave, _) => "they can free some space and ask you to send again; it resumes.",
-                        (TransferFailure::Source { .. }, _) => "check that the file is still there and readable, then send again.",
-                        (_, Blame::Network) => "sending the same files again resumes.",
-                        (_, Blame::Peer | Blame::Incompatible) => "nothing unverified was kept.",
-                        (_, Blame::Local | Blame::Policy) => "this is a fault in this program; sending again may work.",
-                    }
-                ),
-            };
-            let (kind, detail) = match &outcome {
-                TransferOutcome::Done { saved } => (
-                    "done",
-                    json!(saved
-                        .iter()
-                        .map(|s| s.display().to_string())
-                        .collect::<Vec<_>>()),
-                ),
-                TransferOutcome::Declined => ("declined", json!(null)),
-                TransferOutcome::Cancelled { by_peer } => {
-                    ("cancelled", json!({"by_peer": by_peer}))
-                }
-                TransferOutcome::Failed(why) => (
-                    "failed",
-                    json!({"why": for_display(&why.to_string()), "blame": format!("{:?}", why.blame()).to_lowercase()}),
-                ),
-            };
-            self.out.emit(
-                human,
-                json!({"event": "transfer_done", "id": id, "direction": if r.sending { "send" } else { "receive" },
-                       "outcome": kind, "detail": detail, "bytes": p.total, "resumed": p.resumed,
-                       "seconds": secs, "bytes_per_sec": rate.round()}),
-            );
-            self.outcomes.push(outcome);
+    }
+
+    fn ended(&mut self, st: &extrasafe_app::transfers::TransferStatus, outcome: TransferOutcome) {
+        let shown = self.shown.remove(&(st.id, st.outgoing));
+        if let Some(bar) = shown.as_ref().and_then(|s| s.bar.as_ref()) {
+            bar.finish_and_clear();
         }
+        let label = shown
+            .map(|s| s.label)
+            .unwrap_or_else(|| format!("transfer {}", st.id));
+        let (id, p, secs) = (st.id, &st.progress, st.elapsed.as_secs_f64());
+        let rate = st.bytes_per_sec as f64;
+        let human = match &outcome {
+            TransferOutcome::Done { .. } if st.outgoing => format!(
+                "{label}: delivered and verified, {} in {secs:.1} s ({}/s).",
+                human_bytes(p.total),
+                human_bytes(rate as u64)
+            ),
+            TransferOutcome::Done { saved } => format!(
+                "{label}: saved and verified, {} in {secs:.1} s ({}/s){}: {}",
+                human_bytes(p.total),
+                human_bytes(rate as u64),
+                if p.resumed > 0 {
+                    format!(", {} resumed from an earlier attempt", human_bytes(p.resumed))
+                } else {
+                    String::new()
+                },
+                saved
+                    .iter()
+                    .take(5)
+                    .map(|s| s.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if saved.len() > 5 { ", …" } else { "" }
+            ),
+            TransferOutcome::Declined => format!("{label}: they declined."),
+            TransferOutcome::Cancelled { by_peer: true } => format!("{label}: they cancelled."),
+            TransferOutcome::Cancelled { by_peer: false } => format!("{label}: cancelled."),
+            TransferOutcome::Failed(why) => format!(
+                "{label}: failed: {}. Nothing incomplete was saved under a real name; {}",
+                for_display(&why.to_string()),
+                match (why, why.blame()) {
+                    (TransferFailure::Storage(_), _) => "free some space or choose another folder with --dir; sending the same files again resumes.",
+                    (TransferFailure::PeerCannotSave, _) => "they can free some space and ask you to send again; it resumes.",
+                    (TransferFailure::Source { .. }, _) => "check that the file is still there and readable, then send again.",
+                    (_, Blame::Network) => "sending the same files again resumes.",
+                    (_, Blame::Peer | Blame::Incompatible) => "nothing unverified was kept.",
+                    (_, Blame::Local | Blame::Policy) => "this is a fault in this program; sending again may work.",
+                }
+            ),
+        };
+        let (kind, detail) = match &outcome {
+            TransferOutcome::Done { saved } => (
+                "done",
+                json!(saved
+                    .iter()
+                    .map(|s| s.display().to_string())
+                    .collect::<Vec<_>>()),
+            ),
+            TransferOutcome::Declined => ("declined", json!(null)),
+            TransferOutcome::Cancelled { by_peer } => ("cancelled", json!({"by_peer": by_peer})),
+            TransferOutcome::Failed(why) => (
+                "failed",
+                json!({"why": for_display(&why.to_string()), "blame": format!("{:?}", why.blame()).to_lowercase()}),
+            ),
+        };
+        self.out.emit(
+            human,
+            json!({"event": "transfer_done", "id": id, "direction": if st.outgoing { "send" } else { "receive" },
+                   "outcome": kind, "detail": detail, "bytes": p.total, "resumed": p.resumed,
+                   "seconds": secs, "bytes_per_sec": st.bytes_per_sec}),
+        );
+        self.outcomes.push(outcome);
     }
 }
 

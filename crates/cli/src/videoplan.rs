@@ -153,8 +153,9 @@ impl VideoPlan {
             .map_err(|e| e.to_string())
     }
 
-    /// Starts video on a connected call.
-    pub async fn start(&self, call: &Call, out: Output) -> Option<VideoCall> {
+    /// Starts video on a connected call; `true` with it when it sends a picture (not only
+    /// receives).
+    pub async fn start(&self, call: &Call, out: Output) -> Option<(VideoCall, bool)> {
         if !self.enabled() {
             return None;
         }
@@ -195,7 +196,8 @@ impl VideoPlan {
             },
             ..VideoConfig::default()
         };
-        Some(VideoCall::start(call.media(), config, source, sink))
+        let sends = source.is_some();
+        Some((VideoCall::start(call.media(), config, source, sink), sends))
     }
 }
 

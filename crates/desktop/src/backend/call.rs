@@ -1,11 +1,14 @@
 //! Calls and their media: placing and answering, audio and video, chat, files, figures.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use extrasafe_app::dial::{place, search_secrets, Outgoing};
+use extrasafe_app::media::CallMedia;
 use extrasafe_app::policy::FilesDecision;
+use extrasafe_app::transfers::{AnswerError, TransferEvent, Transfers};
 use extrasafe_core::PeerId;
 use extrasafe_net::audio::AudioCall;
 use extrasafe_net::dial::{DialError, DialStep};
@@ -16,7 +19,7 @@ use extrasafe_net::video::{VideoCall, VideoConfig};
 use extrasafe_net::video_media::{Screen, TestPattern, VideoSource};
 use extrasafe_net::{Call, CallEvent, Node};
 
-use super::{AbortOnDrop, Backend, Dialling, Live, Running};
+use super::{AbortOnDrop, Backend, Dialling, Live, Outbox};
 use crate::model::{Offer, PathStats, TransferState, Update, VideoChoice};
 use crate::preview::{Preview, Waking};
 
@@ -134,7 +137,7 @@ impl Backend {
         };
         match r {
             Ok((call, outgoing)) => {
-                let mut live = Live::new(call, peer, who, video);
+                let mut live = Live::new(call, peer, who, video, self.opts.accept_files.clone());
                 live.outgoing = Some(outgoing);
                 self.live = Some(live);
             }
@@ -152,7 +155,13 @@ impl Backend {
             return;
         }
         let who = self.who(&peer);
-        self.live = Some(Live::new(call, peer, who, false));
+        self.live = Some(Live::new(
+            call,
+            peer,
+            who,
+            false,
+            self.opts.accept_files.clone(),
+        ));
     }
 
     pub(super) async fn on_event(&mut self, e: Option<CallEvent>) {
@@ -201,22 +210,7 @@ impl Backend {
                     many => format!("{} files", many.len()),
                 };
                 live.offers.insert(id, label.clone());
-                // The file policy (--accept-files) answers before anyone is asked.
-                match self.opts.accept_files.decide(&peer, offer.total) {
-                    FilesDecision::Accept => {
-                        self.out.info(words::files_auto(&label, true));
-                        self.accept_offer(id);
-                        return;
-                    }
-                    FilesDecision::Decline => {
-                        let _ = live.call.decline_files(id).await;
-                        live.offers.remove(&id);
-                        self.out.info(words::files_auto(&label, false));
-                        return;
-                    }
-                    FilesDecision::Ask => {}
-                }
-                self.out.send(Update::Offer(Offer {
+                let shown = Offer {
                     id,
                     files: offer
                         .files
@@ -224,7 +218,20 @@ impl Backend {
                         .map(|f| (extrasafe_core::text::for_display(f.path.as_str()), f.size))
                         .collect(),
                     total: offer.total,
-                }))
+                };
+                // The file policy (--accept-files) answers before anyone is asked.
+                match live.transfers.offered(&peer, id, offer) {
+                    FilesDecision::Accept => {
+                        self.out.info(words::files_auto(&label, true));
+                        self.accept_offer(id);
+                    }
+                    FilesDecision::Decline => {
+                        let _ = live.transfers.decline(&live.call, Some(id)).await;
+                        live.offers.remove(&id);
+                        self.out.info(words::files_auto(&label, false));
+                    }
+                    FilesDecision::Ask => self.out.send(Update::Offer(shown)),
+                }
             }
             Some(CallEvent::Ended(reason)) => {
                 let who = live.who.clone();
@@ -264,8 +271,10 @@ impl Backend {
         if let Some(l) = &self.live {
             self.out.send(Update::LocalMedia {
                 muted: l.muted,
-                camera_on: l.camera_on && l.video.is_some(),
-                sharing: l.sharing,
+                camera_on: l.media.as_ref().map_or(l.video_wanted, |m| {
+                    m.state().camera_on && m.video().is_some()
+                }),
+                sharing: l.media.as_ref().is_some_and(|m| m.state().sharing),
             });
         }
     }
@@ -308,7 +317,7 @@ impl Backend {
         let Some(live) = &mut self.live else {
             return;
         };
-        live.audio = match AudioCall::start(live.call.media(), AudioConfig::default(), source, sink)
+        let audio = match AudioCall::start(live.call.media(), AudioConfig::default(), source, sink)
         {
             Ok(a) => Some(a),
             Err(e) => {
@@ -318,9 +327,6 @@ impl Backend {
                 None
             }
         };
-        if let Some(a) = &live.audio {
-            a.set_muted(live.muted);
-        }
         self.pictures.remote.clear();
         self.pictures.preview.clear();
         let source = if live.video_wanted {
@@ -343,10 +349,10 @@ impl Backend {
         } else {
             None
         };
-        live.camera_on = source.is_some();
         // No source opened (none chosen, or it failed): "Camera on" opens one later.
-        live.video_wanted = source.is_some();
-        live.video = Some(VideoCall::start(
+        let has_source = source.is_some();
+        live.video_wanted = has_source;
+        let video = VideoCall::start(
             live.call.media(),
             VideoConfig::default(),
             source,
@@ -355,7 +361,10 @@ impl Backend {
                 self.out.wake.clone(),
                 Duration::ZERO,
             )),
-        ));
+        );
+        let mut media = CallMedia::new(audio, Some(video), has_source);
+        let _ = media.set_muted(live.muted);
+        live.media = Some(media);
     }
 
     pub(super) async fn end_media(&mut self) {
@@ -365,57 +374,36 @@ impl Backend {
         if let Some(o) = live.outgoing.take() {
             o.stop().await;
         }
-        if let Some(v) = live.video.take() {
-            let _ = v.stop().await;
-        }
-        if let Some(a) = live.audio.take() {
-            let _ = a.stop().await;
+        if let Some(m) = live.media.take() {
+            let _ = m.stop().await;
         }
         // Transfers end with the connection: report how each ended (one that does not
         // finish by itself within 2 s is stopped).
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(2);
-        for t in &live.transfers {
-            let _ = tokio::time::timeout_at(give_up, t.handle.ended()).await;
-        }
-        for t in live.transfers.drain(..) {
-            if !t.handle.is_finished() {
-                t.handle.cancel();
-                self.out.send(Update::TransferEnded {
-                    id: t.handle.id,
-                    outgoing: t.outgoing,
-                    state: TransferState::Stopped {
-                        why: "The call ended before it finished.".into(),
-                    },
-                });
-                continue;
-            }
-            self.finished(t).await;
+        for e in live.transfers.wind_up(Duration::from_secs(2)).await {
+            transfer_event(&self.out, &mut live.labels, e);
         }
         self.pictures.remote.clear();
         self.pictures.preview.clear();
     }
 
     pub(super) fn camera(&mut self, on: bool) {
-        let Some(live) = &mut self.live else {
+        let Some(media) = self.live.as_mut().and_then(|l| l.media.as_mut()) else {
             return;
         };
-        let Some(video) = &live.video else {
+        if media.video().is_none() {
             return;
-        };
-        if on && !live.video_wanted {
-            // Video was off from the start: open the source now.
+        }
+        // Video was off from the start: open the source now.
+        let source = if on && !media.has_source() {
             match video_source(&self.settings.video) {
-                Ok(Some(s)) => {
-                    let sink = Waking::new(
+                Ok(Some(s)) => Some(Box::new(Preview::new(
+                    s,
+                    Waking::new(
                         self.pictures.preview.clone(),
                         self.out.wake.clone(),
                         PREVIEW_WAKE,
-                    );
-                    video.set_source(Some(Box::new(Preview::new(s, sink))));
-                    // Sending may have been paused by an earlier share or camera-off.
-                    video.set_paused(false);
-                    live.video_wanted = true;
-                }
+                    ),
+                )) as Box<dyn VideoSource>),
                 Ok(None) => {
                     self.out.error(
                         "Settings say to send no video: pick a camera or the test picture there."
@@ -428,48 +416,51 @@ impl Backend {
                     return;
                 }
             }
-        } else if !live.sharing {
-            // While sharing, the screen goes on; the camera's state applies when it stops.
-            video.set_paused(!on);
-        }
-        if !on && !live.sharing {
+        } else {
+            None
+        };
+        let Ok(state) = media.set_camera(on, source) else {
+            return;
+        };
+        // While sharing, the screen goes on (and stays in the preview).
+        if state.video_paused() {
             self.pictures.preview.clear();
         }
-        live.camera_on = on;
         self.local_media();
     }
 
     pub(super) fn share(&mut self, on: bool) {
-        let Some(live) = &mut self.live else {
+        let Some(media) = self.live.as_mut().and_then(|l| l.media.as_mut()) else {
             return;
         };
-        let Some(video) = &live.video else {
+        if media.video().is_none() {
             return;
-        };
-        if on {
+        }
+        let screen = if on {
             match Screen::open(None, 15) {
-                Ok(s) => {
-                    video.share(Some(Box::new(Preview::new(
-                        Box::new(s),
-                        Waking::new(
-                            self.pictures.preview.clone(),
-                            self.out.wake.clone(),
-                            PREVIEW_WAKE,
-                        ),
-                    ))));
-                    // A paused camera would keep the screen from being sent too.
-                    video.set_paused(false);
-                    live.sharing = true;
+                Ok(s) => Some(Box::new(Preview::new(
+                    Box::new(s),
+                    Waking::new(
+                        self.pictures.preview.clone(),
+                        self.out.wake.clone(),
+                        PREVIEW_WAKE,
+                    ),
+                )) as Box<dyn VideoSource>),
+                Err(e) => {
+                    self.out.error(format!(
+                        "Your screen cannot be shared: {e}. Sharing needs an X11 session (on \
+                         Wayland, start the app under XWayland)."
+                    ));
+                    return;
                 }
-                Err(e) => self.out.error(format!(
-                    "Your screen cannot be shared: {e}. Sharing needs an X11 session (on \
-                     Wayland, start the app under XWayland)."
-                )),
             }
         } else {
-            video.share(None);
-            video.set_paused(!live.camera_on);
-            live.sharing = false;
+            None
+        };
+        if let Ok(state) = media.share(screen) {
+            if state.video_paused() {
+                self.pictures.preview.clear();
+            }
         }
         self.local_media();
     }
@@ -483,8 +474,7 @@ impl Backend {
         if !live.connected {
             return;
         }
-        let running = live.transfers.iter().filter(|t| t.outgoing).count();
-        if running >= transfer::MAX_TRANSFERS as usize {
+        if live.transfers.sending() >= transfer::MAX_TRANSFERS as usize {
             self.out.error(format!(
                 "{} sends are already running or waiting for an answer; send more when one \
                  has finished.",
@@ -525,29 +515,16 @@ impl Backend {
             [one] => one.prepared.path.clone(),
             many => format!("{} files", many.len()),
         };
-        // The peer grants a stream per transfer; one that never comes must not hold the app.
-        let offered = tokio::time::timeout(Duration::from_secs(10), live.call.send_files(files))
-            .await
-            .unwrap_or_else(|_| {
-                Err(transfer::TransferError::Connection(
-                    "they did not take the offer within 10 s".into(),
-                ))
-            });
-        match offered {
-            Ok(handle) => {
-                let p = handle.progress();
+        // The peer grants a stream per transfer; one that never comes does not hold the app.
+        match live.transfers.offer(&live.call, files).await {
+            Ok(started) => {
+                live.labels.insert((started.id, true), label.clone());
                 self.out.send(Update::Progress {
-                    id: handle.id,
-                    outgoing: true,
-                    label: label.clone(),
-                    bytes: p.bytes,
-                    total: p.total,
-                });
-                live.transfers.push(Running {
-                    handle,
+                    id: started.id,
                     outgoing: true,
                     label,
-                    folder: None,
+                    bytes: 0,
+                    total: started.bytes,
                 });
             }
             Err(e) => self
@@ -561,32 +538,23 @@ impl Backend {
             return;
         };
         let dir = self.settings.files_dir.clone();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            self.out.error(format!(
-                "Cannot save files in {}: {e}. Pick another folder in Settings, then accept again.",
-                dir.display()
-            ));
-            return;
-        }
-        match live.call.accept_files(id, dir.clone()) {
-            Ok(handle) => {
-                let p = handle.progress();
+        match live.transfers.accept(&live.call, Some(id), &dir) {
+            Ok(started) => {
                 let label = live.offers.remove(&id).unwrap_or_else(|| "files".into());
+                live.labels.insert((id, false), label.clone());
                 self.out.send(Update::OfferAnswered(id));
                 self.out.send(Update::Progress {
                     id,
                     outgoing: false,
-                    label: label.clone(),
-                    bytes: p.bytes,
-                    total: p.total,
-                });
-                live.transfers.push(Running {
-                    handle,
-                    outgoing: false,
                     label,
-                    folder: Some(dir),
+                    bytes: 0,
+                    total: started.bytes,
                 });
             }
+            Err(AnswerError::Folder { path, why }) => self.out.error(format!(
+                "Cannot save files in {}: {why}. Pick another folder in Settings, then accept again.",
+                path.display()
+            )),
             Err(e) => self.out.error(format!("Not accepted: {e}.")),
         }
     }
@@ -596,73 +564,78 @@ impl Backend {
         let Some(live) = &mut self.live else {
             return;
         };
-        let mut done = Vec::new();
-        let mut i = 0;
-        while i < live.transfers.len() {
-            if live.transfers[i].handle.is_finished() {
-                done.push(live.transfers.remove(i));
-                continue;
-            }
-            let t = &mut live.transfers[i];
-            let p = t.handle.progress();
-            if let Some((name, _, _)) = &p.current {
-                if !t.outgoing || p.files > 1 {
-                    t.label = if p.files > 1 {
-                        format!("{name} ({} of {} files)", p.files_done + 1, p.files)
-                    } else {
-                        name.clone()
-                    };
-                }
-            }
-            self.out.send(Update::Progress {
-                id: t.handle.id,
-                outgoing: t.outgoing,
-                label: t.label.clone(),
-                bytes: p.bytes,
-                total: p.total,
-            });
-            i += 1;
-        }
-        for t in done {
-            self.finished(t).await;
+        for e in live.transfers.poll().await {
+            transfer_event(&self.out, &mut live.labels, e);
         }
     }
+}
 
-    pub(super) async fn finished(&self, t: Running) {
-        let (id, outgoing, folder) = (t.handle.id, t.outgoing, t.folder.clone());
-        // The final count first: a transfer may end before any progress tick saw its size
-        // (a small file, a fast link), and "done" then showed 0 bytes.
-        let p = t.handle.progress();
-        self.out.send(Update::Progress {
-            id,
-            outgoing,
-            label: t.label.clone(),
-            bytes: p.bytes,
-            total: p.total,
-        });
-        let state = match t.handle.finished().await {
-            TransferOutcome::Done { .. } => TransferState::Done { folder },
-            TransferOutcome::Declined => TransferState::Stopped {
-                why: "They declined.".into(),
-            },
-            TransferOutcome::Cancelled { by_peer: true } => TransferState::Stopped {
-                why: "They stopped it.".into(),
-            },
-            TransferOutcome::Cancelled { by_peer: false } => TransferState::Stopped {
-                why: "Stopped.".into(),
-            },
-            // The sentence may quote the sender's file names.
-            TransferOutcome::Failed(why) => TransferState::Stopped {
-                why: words::transfer_failed(&why),
-            },
-        };
-        self.out.send(Update::TransferEnded {
-            id,
-            outgoing,
+/// Shows what happened to a transfer.
+fn transfer_event(out: &Outbox, labels: &mut HashMap<(u64, bool), String>, e: TransferEvent) {
+    let (status, end) = match e {
+        TransferEvent::Progress(s) => (s, None),
+        TransferEvent::Ended {
+            status,
+            outcome,
+            folder,
+        } => {
+            let state = match outcome {
+                TransferOutcome::Done { .. } => TransferState::Done { folder },
+                TransferOutcome::Declined => TransferState::Stopped {
+                    why: "They declined.".into(),
+                },
+                TransferOutcome::Cancelled { by_peer: true } => TransferState::Stopped {
+                    why: "They stopped it.".into(),
+                },
+                TransferOutcome::Cancelled { by_peer: false } => TransferState::Stopped {
+                    why: "Stopped.".into(),
+                },
+                // The sentence may quote the sender's file names.
+                TransferOutcome::Failed(why) => TransferState::Stopped {
+                    why: words::transfer_failed(&why),
+                },
+            };
+            (status, Some(state))
+        }
+        TransferEvent::CutShort(status) => (
+            status,
+            Some(TransferState::Stopped {
+                why: "The call ended before it finished.".into(),
+            }),
+        ),
+    };
+    let key = (status.id, status.outgoing);
+    let p = &status.progress;
+    let label = labels.entry(key).or_insert_with(|| "files".into());
+    if let Some((name, _, _)) = &p.current {
+        if !status.outgoing || p.files > 1 {
+            *label = if p.files > 1 {
+                format!("{name} ({} of {} files)", p.files_done + 1, p.files)
+            } else {
+                name.clone()
+            };
+        }
+    }
+    // The final count comes with the end too: a transfer may end before any progress
+    // tick saw its size (a small file, a fast link), and "done" then showed 0 bytes.
+    out.send(Update::Progress {
+        id: status.id,
+        outgoing: status.outgoing,
+        label: label.clone(),
+        bytes: p.bytes,
+        total: p.total,
+    });
+    if let Some(state) = end {
+        labels.remove(&key);
+        out.send(Update::TransferEnded {
+            id: status.id,
+            outgoing: status.outgoing,
             state,
         });
     }
+}
 
+impl Backend {
     pub(super) fn stats(&self) {
         let Some(live) = &self.live else {
             return;
@@ -676,7 +649,7 @@ impl Backend {
             rtt_ms: media.rtt().as_secs_f64() * 1e3,
             ..PathStats::default()
         };
-        if let Some(a) = &live.audio {
+        if let Some(a) = live.media.as_ref().and_then(|m| m.audio()) {
             let st = a.stats();
             let slots = (st.jitter.played + st.jitter.lost).max(1);
             s.loss_percent = st.jitter.lost as f64 * 100.0 / slots as f64;
@@ -684,7 +657,7 @@ impl Backend {
             s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
             s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
         }
-        if let Some(v) = &live.video {
+        if let Some(v) = live.media.as_ref().and_then(|m| m.video()) {
             let st = v.stats();
             s.send_kbps += st.send_bps as f64 / 1e3;
             s.recv_kbps += st.recv_bps as f64 / 1e3;
@@ -737,13 +710,8 @@ impl Backend {
         if let Some(Dialling { task, .. }) = self.dialling.take() {
             task.abort();
         }
-        if let Some(l) = &mut self.live {
-            if let Some(v) = l.video.take() {
-                let _ = v.stop().await;
-            }
-            if let Some(a) = l.audio.take() {
-                let _ = a.stop().await;
-            }
+        if let Some(m) = self.live.as_mut().and_then(|l| l.media.take()) {
+            let _ = m.stop().await;
         }
         if let Some(p) = self.presence.take() {
             p.stop().await;
@@ -757,18 +725,22 @@ impl Backend {
 }
 
 impl Live {
-    pub(super) fn new(call: Call, peer: PeerId, who: String, video: bool) -> Self {
+    pub(super) fn new(
+        call: Call,
+        peer: PeerId,
+        who: String,
+        video: bool,
+        files: extrasafe_app::FilesPolicy,
+    ) -> Self {
         Self {
             call,
             peer,
             who,
             video_wanted: video,
-            audio: None,
-            video: None,
-            transfers: Vec::new(),
+            media: None,
+            transfers: Transfers::new(files),
+            labels: Default::default(),
             muted: false,
-            camera_on: video,
-            sharing: false,
             connected: false,
             ringer: None,
             offers: Default::default(),

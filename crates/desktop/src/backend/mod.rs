@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use extrasafe_app::dial::Outgoing;
+use extrasafe_app::media::CallMedia;
+use extrasafe_app::transfers::Transfers;
 use extrasafe_app::{FilesPolicy, Presence, ReachConfig, ReachEvent};
 use extrasafe_core::contacts::ContactBook;
 use extrasafe_core::{Identity, PeerId, Ticket};
 use extrasafe_devices::{DeviceList, SoundServer};
-use extrasafe_net::audio::AudioCall;
 use extrasafe_net::dial::{DialError, DialStep};
-use extrasafe_net::transfer::TransferHandle;
-use extrasafe_net::video::VideoCall;
 use extrasafe_net::video_media::LatestFrame;
 use extrasafe_net::{AcceptPolicy, Call, CallEvent, IdentityStore, Node, NodeConfig};
 use tokio::sync::mpsc;
@@ -132,27 +131,23 @@ impl Outbox {
     }
 }
 
-/// A transfer running in the call.
-struct Running {
-    handle: TransferHandle,
-    outgoing: bool,
-    label: String,
-    /// Download folder.
-    folder: Option<PathBuf>,
-}
-
 /// The call in progress and its media.
 struct Live {
     call: Call,
     peer: PeerId,
     who: String,
+    /// The person wants to send video (before the call's media starts: the choice made
+    /// when calling or answering).
     video_wanted: bool,
-    audio: Option<AudioCall>,
-    video: Option<VideoCall>,
-    transfers: Vec<Running>,
+    /// The call's audio and video and their switches (the application layer's), once the
+    /// call is up.
+    media: Option<CallMedia>,
+    /// The call's transfers (the application layer's), and the name each is shown under,
+    /// by id and direction (we send it).
+    transfers: Transfers,
+    labels: std::collections::HashMap<(u64, bool), String>,
+    /// Muted (applies to the media when it starts, too).
     muted: bool,
-    camera_on: bool,
-    sharing: bool,
     connected: bool,
     /// What each open offer holds, to label its download.
     offers: std::collections::HashMap<u64, String>,
@@ -356,7 +351,6 @@ impl Backend {
             Action::Accept { video } => {
                 if let Some(l) = &mut self.live {
                     l.video_wanted = video;
-                    l.camera_on = video;
                     l.call.accept();
                 }
             }
@@ -378,8 +372,9 @@ impl Backend {
             Action::Mute(m) => {
                 if let Some(l) = &mut self.live {
                     l.muted = m;
-                    if let Some(a) = &l.audio {
-                        a.set_muted(m);
+                    if let Some(media) = &mut l.media {
+                        // A call whose sound could not start has nothing to mute.
+                        let _ = media.set_muted(m);
                     }
                     self.local_media();
                 }
@@ -401,18 +396,15 @@ impl Backend {
             Action::SendFiles(paths) => self.send_files(paths),
             Action::AcceptOffer(id) => self.accept_offer(id),
             Action::DeclineOffer(id) => {
-                if let Some(l) = &self.live {
-                    let _ = l.call.decline_files(id).await;
+                if let Some(l) = &mut self.live {
+                    let _ = l.transfers.decline(&l.call, Some(id)).await;
+                    l.offers.remove(&id);
                     self.out.send(Update::OfferAnswered(id));
                 }
             }
             Action::CancelTransfer { id, outgoing } => {
                 if let Some(l) = &self.live {
-                    for t in &l.transfers {
-                        if t.handle.id == id && t.outgoing == outgoing {
-                            t.handle.cancel();
-                        }
-                    }
+                    l.transfers.cancel(id, outgoing);
                 }
             }
             Action::ShowFolder(dir) => {
