@@ -120,6 +120,8 @@ pub struct MediaLink {
 struct MediaPath {
     /// The connection the call uses now.
     conn: std::sync::Mutex<quinn::Connection>,
+    /// How many times the call moved to a new connection.
+    moves: std::sync::atomic::AtomicU64,
     /// The queues' only strong senders, until the call is over: a sorting task holds weak
     /// ones, so the queues close when the call ends, whatever connection is still open.
     senders: std::sync::Mutex<Option<(mpsc::Sender<bytes::Bytes>, mpsc::Sender<bytes::Bytes>)>>,
@@ -145,6 +147,7 @@ impl MediaLink {
         Self {
             path: Arc::new(MediaPath {
                 conn: std::sync::Mutex::new(conn),
+                moves: std::sync::atomic::AtomicU64::new(0),
                 senders: std::sync::Mutex::new(Some((atx, vtx))),
             }),
             audio: Arc::new(tokio::sync::Mutex::new(arx)),
@@ -171,6 +174,9 @@ impl MediaLink {
     /// The call resumed on `conn`: media goes there from now on.
     pub(crate) fn replace(&self, conn: quinn::Connection) {
         *self.path.conn.lock().expect("media path lock") = conn.clone();
+        self.path
+            .moves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.sort(conn);
     }
 
@@ -208,6 +214,12 @@ impl MediaLink {
                 let _ = tx.try_send(d);
             }
         });
+    }
+
+    /// How many times the call has moved to a new connection (after a reconnect): media
+    /// that measures its path starts measuring afresh when this changes.
+    pub fn moves(&self) -> u64 {
+        self.path.moves.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends one datagram (dropped by the network or by congestion, never retransmitted).

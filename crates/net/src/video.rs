@@ -598,6 +598,7 @@ async fn net_task(t: NetTask) -> VideoStats {
     let mut rates = Rates::default();
     let mut last_stats = Instant::now();
     let mut encoder_open = true;
+    let mut moves = link.moves();
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
     loop {
@@ -616,6 +617,10 @@ async fn net_task(t: NetTask) -> VideoStats {
             _ = &mut sleep => {}
         }
         let now = Instant::now();
+        if link.moves() != moves {
+            moves = link.moves();
+            machine.handle_new_path(now);
+        }
         machine.handle_timeout(now);
         while let Some(f) = machine.poll_frame() {
             if let Err(smpsc::TrySendError::Full(_)) = dec_tx.try_send(f) {

@@ -353,3 +353,95 @@ async fn after_a_short_dark_spell_the_call_comes_back_once_and_stays() {
     }
     media_flows(&inc, &out).await;
 }
+
+/// Video runs through the blackout: both ends' `VideoCall`s stay as they are, the call
+/// resumes on a new connection, and pictures flow again both ways at full size without the
+/// front end doing anything (the media link moved under them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_comes_back_by_itself_after_a_blackout_that_killed_the_connection() {
+    use extrasafe_net::video::{VideoCall, VideoConfig, VideoStats};
+    use extrasafe_net::video_media::{NoVideo, TestPattern};
+
+    const SIZE: (u32, u32) = (320, 180);
+    let caller = quick_node(AcceptPolicy::Anyone).await;
+    let callee = quick_node(AcceptPolicy::Anyone).await;
+    let relay = Relay::start(addr(&callee)).await;
+    let (mut out, mut inc) = call_through(&caller, &callee, &relay).await;
+    let start = |call: &Call| {
+        VideoCall::start(
+            call.media(),
+            VideoConfig::default(),
+            Some(Box::new(TestPattern::new(SIZE.0, SIZE.1, 15))),
+            Box::new(NoVideo),
+        )
+    };
+    let (a, b) = (start(&out), start(&inc));
+    // Waits until both ends have shown `more` pictures beyond `from` (at full size if
+    // `full`). A loaded machine only takes longer.
+    async fn both_show(
+        a: &VideoCall,
+        b: &VideoCall,
+        from: (u64, u64),
+        more: u64,
+        full: bool,
+        what: &str,
+    ) {
+        let ok = |s: &VideoStats, from: u64| {
+            s.shown >= from + more && (!full || s.recv_size == Some(SIZE))
+        };
+        tokio::time::timeout(Duration::from_secs(90), async {
+            while !(ok(&a.stats(), from.0) && ok(&b.stats(), from.1)) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: {:?} / {:?}", a.stats(), b.stats()));
+    }
+    both_show(&a, &b, (0, 0), 15, true, "pictures before the blackout").await;
+
+    relay.set_dark(true);
+    for call in [&mut out, &mut inc] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(10)).await,
+            CallEvent::Reconnecting
+        );
+    }
+    // Longer than QUIC keeps a silent connection (2 s here) on both ends.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = (a.stats().shown, b.stats().shown);
+    relay.set_dark(false);
+    for call in [&mut out, &mut inc] {
+        assert_eq!(
+            event_within(call, Duration::from_secs(15)).await,
+            CallEvent::Reconnected
+        );
+    }
+    let back = std::time::Instant::now();
+    both_show(&a, &b, during, 1, false, "a picture after the call resumed").await;
+    let first = back.elapsed();
+    // The rate controller cut the target while nothing came back; it grows again, and the
+    // picture returns to full size.
+    both_show(
+        &a,
+        &b,
+        during,
+        30,
+        true,
+        "full-size pictures after the call resumed",
+    )
+    .await;
+    eprintln!(
+        "after the call resumed: first picture both ways in {first:?}, full size in {:?}",
+        back.elapsed()
+    );
+    // A keyframe brought each picture back: nothing built on frames lost in the dark.
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(
+        sa.sender.keyframes >= 2 && sb.sender.keyframes >= 2,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!((sa.decode_errors, sb.decode_errors), (0, 0));
+    let _ = a.stop().await;
+    let _ = b.stop().await;
+    out.hangup();
+}

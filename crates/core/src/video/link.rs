@@ -156,6 +156,28 @@ impl VideoLink {
         }
     }
 
+    /// The call moved to a new connection (it resumed after losing its path): what was
+    /// learnt about the old path no longer holds. The rate starts again as a new call's
+    /// does, instead of climbing from wherever the silence of the outage drove it (from the
+    /// floor, a 320x180 picture took 17 s to come back to full size), and the encoder is
+    /// told at once.
+    pub fn handle_new_path(&mut self, now: Instant) {
+        self.rate = RateController::new(self.config.rate.clone());
+        self.receiver.new_path(now);
+        if let Some((_, source)) = self.ladder.take() {
+            let (w, h, fps) = source;
+            let mut fresh = Ladder::new(w, h, fps.min(255) as u8);
+            fresh.update(now, self.rate.target_bps());
+            self.ladder = Some((fresh, source));
+        }
+        self.sender.set_pace(None);
+        // The old connection's round trip and window (seconds, a few packets, after the
+        // outage) would cap the fresh target at the floor until the new one is read.
+        self.path = PathState::default();
+        self.handed = 0;
+        self.next_tick = now;
+    }
+
     /// The transport's state now; read it before polling for datagrams.
     pub fn handle_path(&mut self, path: PathState) {
         self.path = path;

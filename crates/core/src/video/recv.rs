@@ -209,6 +209,20 @@ impl VideoReceiver {
         }
     }
 
+    /// The call moved to a new connection: reports start afresh. What the sender sent into
+    /// the dark before is not this path's loss (counted, it cut the new path's rate to the
+    /// floor at once), and the old path's delays are not this one's.
+    pub fn new_path(&mut self, now: Instant) {
+        self.highest_seq = None;
+        self.seq_at_report = None;
+        self.received = 0;
+        self.bytes = 0;
+        self.delay_sum = 0;
+        self.delay_n = 0;
+        self.floor = DelayFloor::default();
+        self.last_report = now;
+    }
+
     /// The path's round-trip time, which sets how long a missing fragment is waited for.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
