@@ -224,16 +224,18 @@ impl Transfers {
         self.pending.iter().map(|(id, o)| (*id, o))
     }
 
+    /// Offer `id` (the oldest if `None`), taken out of the waiting ones, and where it was.
     fn take_pending(
         &mut self,
         id: Option<TransferId>,
-    ) -> Result<(TransferId, ValidOffer), AnswerError> {
+    ) -> Result<(usize, TransferId, ValidOffer), AnswerError> {
         let pos = match id {
             Some(id) => self.pending.iter().position(|(i, _)| *i == id),
             None => (!self.pending.is_empty()).then_some(0),
         };
-        pos.map(|p| self.pending.remove(p))
-            .ok_or(AnswerError::NoOffer)
+        let pos = pos.ok_or(AnswerError::NoOffer)?;
+        let (id, offer) = self.pending.remove(pos);
+        Ok((pos, id, offer))
     }
 
     /// Accepts offer `id` (the oldest waiting if `None`) into `folder`, made if missing. If
@@ -245,9 +247,9 @@ impl Transfers {
         folder: &Path,
     ) -> Result<Started, AnswerError> {
         let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
-        let (id, offer) = self.take_pending(id)?;
-        let back = |this: &mut Self, offer| this.pending.insert(0, (id, offer));
-        if let Err(e) = std::fs::create_dir_all(&folder) {
+        let (pos, id, offer) = self.take_pending(id)?;
+        let back = |this: &mut Self, offer| this.pending.insert(pos, (id, offer));
+        if let Err(e) = make_folder(&folder) {
             back(self, offer);
             return Err(AnswerError::Folder {
                 path: folder,
@@ -285,7 +287,7 @@ impl Transfers {
         call: &Call,
         id: Option<TransferId>,
     ) -> Result<TransferId, AnswerError> {
-        let (id, _) = self.take_pending(id)?;
+        let (_, id, _) = self.take_pending(id)?;
         call.decline_files(id).await?;
         Ok(id)
     }
@@ -396,4 +398,14 @@ impl Transfers {
         })
         .await;
     }
+}
+
+/// Makes `folder` and its missing parents, readable by this user alone (the names of what
+/// arrives are nobody else's business).
+fn make_folder(folder: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(folder)
 }

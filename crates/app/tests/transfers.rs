@@ -156,6 +156,14 @@ async fn a_file_goes_through_both_ends_with_progress_then_one_end_each() {
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     }
     assert_eq!(std::fs::read(dest.join("report.pdf")).unwrap(), body);
+    // The folders made for it are this user's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [dest.as_path(), dest.parent().unwrap()] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
     assert!(!sending.busy() && !receiving.busy());
     alice.hangup();
     drop(b);
@@ -214,13 +222,19 @@ async fn an_unusable_folder_keeps_the_offer_waiting() {
     std::fs::write(&blocker, b"not a folder").unwrap();
     let mut sending = Transfers::new(FilesPolicy::Ask);
     let mut receiving = Transfers::new(FilesPolicy::Ask);
-    let (files, _) = transfer::prepare(vec![src.join("y.bin")]).await.unwrap();
-    sending.offer(&alice, files).await.unwrap();
-    let (id, offer) = offered(&mut bob).await;
-    assert_eq!(
-        receiving.offered(&bob.info().peer, id, offer),
-        FilesDecision::Ask
-    );
+    // Two offers wait; the second is accepted into a folder that cannot be made.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (files, _) = transfer::prepare(vec![src.join("y.bin")]).await.unwrap();
+        sending.offer(&alice, files).await.unwrap();
+        let (id, offer) = offered(&mut bob).await;
+        assert_eq!(
+            receiving.offered(&bob.info().peer, id, offer),
+            FilesDecision::Ask
+        );
+        ids.push(id);
+    }
+    let (first, id) = (ids[0], ids[1]);
     let err = receiving
         .accept(&bob, Some(id), &blocker.join("inside"))
         .unwrap_err();
@@ -228,10 +242,12 @@ async fn an_unusable_folder_keeps_the_offer_waiting() {
         matches!(&err, AnswerError::Folder { path, .. } if path.ends_with("a-file/inside")),
         "{err:?}"
     );
+    // It waits again, in its place: the oldest is still answered first.
     assert_eq!(
         receiving.pending().map(|(i, _)| i).collect::<Vec<_>>(),
-        [id]
+        [first, id]
     );
+    assert_eq!(receiving.decline(&bob, None).await.unwrap(), first);
     let dest = scratch("dest3");
     receiving.accept(&bob, Some(id), &dest).unwrap();
     let events = run_out(&mut receiving).await;

@@ -165,10 +165,7 @@ impl VideoLink {
         self.rate = RateController::new(self.config.rate.clone());
         self.receiver.new_path(now);
         if let Some((_, source)) = self.ladder.take() {
-            let (w, h, fps) = source;
-            let mut fresh = Ladder::new(w, h, fps.min(255) as u8);
-            fresh.update(now, self.rate.target_bps());
-            self.ladder = Some((fresh, source));
+            self.new_ladder(now, source);
         }
         self.sender.set_pace(None);
         // The old connection's round trip and window (seconds, a few packets, after the
@@ -201,12 +198,18 @@ impl VideoLink {
         source: (u32, u32, u32),
     ) {
         if self.ladder.as_ref().is_none_or(|(_, s)| *s != source) {
-            let (w, h, fps) = source;
-            let mut ladder = Ladder::new(w, h, fps.min(255) as u8);
-            ladder.update(now, self.rate.target_bps());
-            self.ladder = Some((ladder, source));
+            self.new_ladder(now, source);
         }
         let _ = self.sender.push_frame(now, capture, data, keyframe);
+    }
+
+    /// A ladder for `source` (width, height, frames per second), with a plan for the target
+    /// now.
+    fn new_ladder(&mut self, now: Instant, source: (u32, u32, u32)) {
+        let (w, h, fps) = source;
+        let mut ladder = Ladder::new(w, h, fps.min(255) as u8);
+        ladder.update(now, self.rate.target_bps());
+        self.ladder = Some((ladder, source));
     }
 
     /// A video datagram arrived (fragment or feedback; anything else is ignored).
