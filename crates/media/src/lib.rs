@@ -21,7 +21,7 @@ pub mod speech;
 pub mod wav;
 
 pub use codec::{CodecError, Decoder, Encoder};
-pub use pipeline::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats};
+pub use pipeline::{AudioConfig, AudioReceiver, AudioSender, Encoded, ReceiverStats};
 
 /// Sample rate of everything inside the pipeline.
 pub const RATE: u32 = 48_000;

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use extrasafe_core::media::{JitterBuffer, JitterConfig, MediaPacket, Packetizer, Playout};
+use extrasafe_core::media::{
+    AudioStreamConfig, JitterBuffer, JitterConfig, MediaPacket, Packetizer, Playout,
+};
 
 use crate::codec::{CodecError, Decoder, Encoder, OpusSettings};
 use crate::FRAME_SAMPLES;
@@ -23,6 +25,27 @@ pub struct AudioConfig {
     pub jitter: JitterConfig,
     /// Clean the microphone signal before encoding (RNNoise).
     pub noise_suppression: bool,
+}
+
+impl AudioConfig {
+    /// The call's sans-IO audio machine for this configuration.
+    pub fn stream_config(&self) -> AudioStreamConfig {
+        AudioStreamConfig {
+            frame_samples: FRAME_SAMPLES as u16,
+            datagram_size: self.datagram_size,
+            redundancy: self.redundancy,
+            jitter: self.jitter_config(),
+            ..AudioStreamConfig::default()
+        }
+    }
+
+    fn jitter_config(&self) -> JitterConfig {
+        JitterConfig {
+            // In-band FEC, too, rebuilds a lost frame from the next datagram.
+            max_headroom: self.redundancy.max(self.opus.inband_fec as usize).min(8) as u32,
+            ..self.jitter.clone()
+        }
+    }
 }
 
 impl Default for AudioConfig {
@@ -97,6 +120,25 @@ impl AudioSender {
 
     /// Encodes one frame (`FRAME_SAMPLES` samples) into the next datagram, written to `out`.
     pub fn send_frame(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let encoded = self.encode(pcm);
+        let (n, speech, muted) = (encoded.data.len(), encoded.speech, encoded.muted);
+        let result = encoded.result;
+        self.packetizer.packetize(
+            self.ts,
+            FRAME_SAMPLES as u16,
+            speech,
+            muted,
+            &self.scratch[..n],
+            out,
+        );
+        self.ts = self.ts.wrapping_add(FRAME_SAMPLES as u32);
+        result
+    }
+
+    /// Cleans and encodes one frame (`FRAME_SAMPLES` samples), for a call's
+    /// [`extrasafe_core::media::AudioStream`] to packetize. An encoder error yields an empty
+    /// frame (the datagram still leaves, with the usual size) and the error.
+    pub fn encode(&mut self, pcm: &[i16]) -> Encoded<'_> {
         if self.muted || pcm.len() != FRAME_SAMPLES {
             self.frame.fill(0);
         } else {
@@ -117,17 +159,26 @@ impl AudioSender {
         // empty frame, which the receiver conceals): the rate must never tell anything.
         let encoded = self.encoder.encode(&self.frame, &mut self.scratch);
         let n = *encoded.as_ref().unwrap_or(&0);
-        self.packetizer.packetize(
-            self.ts,
-            FRAME_SAMPLES as u16,
+        Encoded {
+            data: &self.scratch[..n],
             speech,
-            self.muted,
-            &self.scratch[..n],
-            out,
-        );
-        self.ts = self.ts.wrapping_add(FRAME_SAMPLES as u32);
-        encoded.map(|_| ())
+            muted: self.muted,
+            result: encoded.map(|_| ()),
+        }
     }
+}
+
+/// One frame, encoded by [`AudioSender::encode`].
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    /// The Opus frame (empty if the encoder failed).
+    pub data: &'a [u8],
+    /// It holds voice (steers only where the far end may stretch pauses).
+    pub speech: bool,
+    /// It is the silence of a muted microphone.
+    pub muted: bool,
+    /// The encoder's error, if it failed.
+    pub result: Result<(), CodecError>,
 }
 
 /// Counters of the receiving side.
@@ -166,14 +217,7 @@ impl AudioReceiver {
     pub fn new(config: &AudioConfig, decoder: Box<dyn Decoder>) -> Self {
         Self {
             decoder,
-            jitter: JitterBuffer::new(JitterConfig {
-                // In-band FEC, too, rebuilds a lost frame from the next datagram.
-                max_headroom: config
-                    .redundancy
-                    .max(config.opus.inband_fec as usize)
-                    .min(8) as u32,
-                ..config.jitter.clone()
-            }),
+            jitter: JitterBuffer::new(config.jitter_config()),
             stats: ReceiverStats::default(),
         }
     }
@@ -200,7 +244,14 @@ impl AudioReceiver {
 
     /// The playout clock wants the next frame: `out` must hold `FRAME_SAMPLES` samples.
     pub fn play(&mut self, now: Instant, out: &mut [i16]) -> Played {
-        match self.jitter.pop(now) {
+        let playout = self.jitter.pop(now);
+        self.decode(playout, out)
+    }
+
+    /// Decodes (or conceals) what a jitter buffer says to play: `out` must hold
+    /// `FRAME_SAMPLES` samples.
+    pub fn decode(&mut self, playout: Playout, out: &mut [i16]) -> Played {
+        match playout {
             Playout::Silence => {
                 out.fill(0);
                 Played::Silence

@@ -1,22 +1,23 @@
-//! Runs a call's audio: one task paces the sender and the playout on a 20 ms clock and feeds
-//! arriving datagrams to the receiver. The decisions live in the sans-IO `AudioSender`,
-//! `AudioReceiver`, jitter buffer and `MediaClock`; this is only their driver.
+//! Runs a call's audio: one task drives the call's sans-IO `core::media::AudioStream` (the
+//! 20 ms pace, packets, jitter buffer, and what is owed after a stall, all decided there and
+//! tested on virtual time in core) with the codec and devices: it wakes when the stream says,
+//! does the work it asks for (take in what arrived, read and encode a frame, decode and play
+//! one) and sends the datagrams it hands out.
 //!
-//! Woken late (a busy machine did not schedule the task for a while), the driver does every
-//! frame the clock says it owes, at once (up to 400 ms of them): it takes in what arrived
-//! meanwhile, plays every owed frame into the sink (a recording keeps the call's length; a
-//! speaker's queue keeps only what it has room for, its own clock having gone on), and
-//! reads, encodes and sends a frame for each owed one **while the source has it**: a file
-//! always does; a microphone whose sound server stalled with us has not captured those frames,
-//! and reading ahead of it would make silence out of nothing and unprime its queue, so they
-//! are not sent (the far end conceals them) and are counted. The datagrams of the frames
-//! caught up leave together: an observer of the path can tell that the sender's machine
-//! stalled (as it could from the gap), which says nothing of what was said.
+//! Woken late (a busy machine did not schedule the task for a while), it does every frame the
+//! stream says it owes, at once (up to 400 ms of them): a recording keeps the call's length; a
+//! speaker's queue keeps only what it has room for, its own clock having gone on. An owed
+//! frame is read and sent **while the source has it**: a file always does; a microphone whose
+//! sound server stalled with us has not captured those frames, and reading ahead of it would
+//! make silence out of nothing and unprime its queue, so they are not sent (the far end
+//! conceals them) and are counted. The datagrams of the frames caught up leave together: an
+//! observer of the path can tell that the sender's machine stalled (as it could from the
+//! gap), which says nothing of what was said.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use extrasafe_core::media::{JitterStats, MediaClock};
+use extrasafe_core::media::{AudioStream, AudioWork, JitterStats};
 use extrasafe_media::codec::{opus_pair, CodecError};
 use extrasafe_media::io::{AudioSink, AudioSource};
 use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
@@ -62,14 +63,6 @@ impl AudioLink for MediaLink {
         MediaLink::udp_tx_bytes(self)
     }
 }
-
-/// One frame of audio, and the pace datagrams leave at.
-const FRAME: Duration = Duration::from_millis(20);
-/// At most this many arrived datagrams are taken in at once after a stall.
-const MAX_DRAIN: usize = 256;
-/// Datagrams leave this long after their tick: more than reading, cleaning and encoding a
-/// frame take here (under 1 ms), so the send time does not depend on the content.
-const SEND_OFFSET: Duration = Duration::from_millis(3);
 
 /// A snapshot of a call's audio, for the stats line.
 #[derive(Clone, Debug, Default)]
@@ -142,7 +135,7 @@ impl AudioCall {
             let udp_at_start = link.udp_tx_bytes();
             // On tokio's clock (virtual in tests), as the timers that wake the task.
             let t0 = tokio::time::Instant::now();
-            let mut clock = MediaClock::new(t0.into_std(), FRAME);
+            let mut stream = AudioStream::new(config.stream_config(), t0.into_std());
             let wake = tokio::time::sleep_until(t0);
             tokio::pin!(wake);
             let mut stats = AudioStats {
@@ -155,99 +148,70 @@ impl AudioCall {
                 Vec::new(),
             );
             let mut frames = 0u64;
-            // The encoded datagram waits in `dg` until its send time.
-            let send_timer = tokio::time::sleep(Duration::ZERO);
-            tokio::pin!(send_timer);
-            let mut pending = false;
-            let send = |dg: &[u8], stats: &mut AudioStats| match link.send(dg) {
-                Ok(()) => {
-                    stats.sent += 1;
-                    stats.sent_bytes += dg.len() as u64;
-                }
-                Err(_) => stats.send_errors += 1,
-            };
             loop {
                 tokio::select! {
                     // The clock comes before arriving datagrams, so a flood of them cannot
                     // starve the sender or the playout.
                     biased;
                     _ = &mut stop_rx => break,
-                    _ = &mut send_timer, if pending => {
-                        pending = false;
-                        send(&dg, &mut stats);
-                    }
                     _ = &mut wake => {
-                        let due = clock.due(tokio::time::Instant::now().into_std());
-                        if due.frames > 1 {
-                            // Held up: what arrived meanwhile goes into the jitter buffer
-                            // before the frames it holds are played (a bounded number, so a
-                            // flood cannot hold the clock up).
-                            let mut taken = 0;
-                            while taken < MAX_DRAIN {
-                                let Some(d) = link.try_recv() else { break };
-                                receiver.handle_datagram(Instant::now(), &d);
-                                taken += 1;
-                            }
-                        }
-                        // The datagrams of the frames caught up, sent together once all are
-                        // made: gaps between them would show how long each took to encode.
-                        let mut burst: Vec<Vec<u8>> = Vec::new();
-                        // A datagram still waiting for its send time (woken before it left)
-                        // is late now: it leaves before the next one is made.
-                        if pending && due.frames > 0 {
-                            pending = false;
-                            send(&dg, &mut stats);
-                        }
-                        for i in 0..due.frames {
-                            let last = i + 1 == due.frames;
-                            // A device that stalled with us has nothing to catch up with:
-                            // the frames it never captured are not sent, not made of silence.
-                            if i == 0 || source.ready() {
-                                if !source.read_frame(&mut pcm) {
-                                    stats.source_done = true;
+                        let now = tokio::time::Instant::now().into_std();
+                        stream.handle_timeout(now);
+                        while let Some(work) = stream.poll_work(now) {
+                            match work {
+                                AudioWork::TakeArrived { max } => {
+                                    for _ in 0..max {
+                                        let Some(d) = link.try_recv() else { break };
+                                        stream.handle_datagram(now, &d);
+                                    }
                                 }
-                                // An encoder error still yields a datagram of the usual size.
-                                let _ = sender.send_frame(&pcm, &mut dg);
-                                if last {
-                                    // Leave at a fixed offset from the frame's deadline, not
-                                    // when encoding finished: how long a frame took to encode
-                                    // (speech or silence) must not show in the packet timing.
-                                    // Meanwhile arriving datagrams are taken in as usual.
-                                    let deadline = clock.next_deadline() - FRAME;
-                                    send_timer.as_mut().reset(
-                                        tokio::time::Instant::from_std(deadline + SEND_OFFSET),
-                                    );
-                                    pending = true;
-                                } else {
-                                    burst.push(dg.clone());
+                                // A device that stalled with us has nothing to catch up with:
+                                // the frames it never captured are not made of silence.
+                                AudioWork::Encode { catching_up: true } if !source.ready() => {
+                                    stream.handle_not_captured();
                                 }
-                            } else {
-                                stats.frames_unsent += 1;
-                            }
-                            // Every owed frame is played: a recording keeps the call's length.
-                            receiver.play(Instant::now(), &mut out);
-                            sink.write_frame(&out);
-                            frames += 1;
-                            if frames % 25 == 0 {
-                                stats.device_fault = source.fault().or_else(|| sink.fault());
-                                fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
-                                let _ = stats_tx.send(stats.clone());
+                                AudioWork::Encode { .. } => {
+                                    if !source.read_frame(&mut pcm) {
+                                        stats.source_done = true;
+                                    }
+                                    let e = sender.encode(&pcm);
+                                    stream.handle_encoded(e.data, e.speech, e.muted);
+                                }
+                                // Every owed frame is played: a recording keeps the call's
+                                // length.
+                                AudioWork::Play(playout) => {
+                                    receiver.decode(playout, &mut out);
+                                    sink.write_frame(&out);
+                                    frames += 1;
+                                    if frames % 25 == 0 {
+                                        stats.device_fault =
+                                            source.fault().or_else(|| sink.fault());
+                                        fill(&mut stats, &stream, &receiver, &link, started, udp_at_start);
+                                        let _ = stats_tx.send(stats.clone());
+                                    }
+                                }
                             }
                         }
-                        for d in &burst {
-                            send(d, &mut stats);
+                        while stream.poll_transmit(now, &mut dg) {
+                            match link.send(&dg) {
+                                Ok(()) => {
+                                    stats.sent += 1;
+                                    stats.sent_bytes += dg.len() as u64;
+                                }
+                                Err(_) => stats.send_errors += 1,
+                            }
                         }
                         wake.as_mut()
-                            .reset(tokio::time::Instant::from_std(clock.next_deadline()));
+                            .reset(tokio::time::Instant::from_std(stream.poll_timeout()));
                     }
                     _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
                     d = link.recv() => match d {
-                        Some(d) => receiver.handle_datagram(Instant::now(), &d),
+                        Some(d) => stream.handle_datagram(tokio::time::Instant::now().into_std(), &d),
                         None => break,
                     },
                 }
             }
-            fill(&mut stats, &receiver, &link, &clock, started, udp_at_start);
+            fill(&mut stats, &stream, &receiver, &link, started, udp_at_start);
             let _ = stats_tx.send(stats.clone());
             (stats, sink.finish())
         });
@@ -283,21 +247,29 @@ impl AudioCall {
 
 fn fill(
     stats: &mut AudioStats,
+    stream: &AudioStream,
     rx: &AudioReceiver,
     link: &impl AudioLink,
-    clock: &MediaClock,
     started: Instant,
     udp0: u64,
 ) {
+    let s = stream.stats();
     stats.elapsed = started.elapsed();
-    stats.frames_due = clock.frames();
-    stats.frames_caught_up = clock.caught_up();
-    stats.frames_dropped = clock.dropped();
-    stats.received = rx.stats();
-    stats.jitter = rx.jitter().stats();
-    stats.target_delay = rx.jitter().target_delay();
-    stats.network_jitter = rx.jitter().jitter();
-    stats.buffered = rx.jitter().buffered();
+    stats.frames_due = s.frames_due;
+    stats.frames_caught_up = s.frames_caught_up;
+    stats.frames_dropped = s.frames_dropped;
+    stats.frames_unsent = s.frames_unsent;
+    stats.received = ReceiverStats {
+        datagrams: s.datagrams_in,
+        malformed: s.malformed,
+        bytes: s.bytes_in,
+        decode_errors: rx.stats().decode_errors,
+    };
+    let jitter = stream.jitter();
+    stats.jitter = jitter.stats();
+    stats.target_delay = jitter.target_delay();
+    stats.network_jitter = jitter.jitter();
+    stats.buffered = jitter.buffered();
     stats.rtt = link.rtt();
     stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(udp0);
 }

@@ -10,7 +10,9 @@
 pub mod clock;
 pub mod jitter;
 pub mod packet;
+pub mod stream;
 
 pub use clock::{Due, MediaClock};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{MediaPacket, PacketError, Packetizer};
+pub use stream::{AudioStream, AudioStreamConfig, AudioStreamStats, AudioWork};
