@@ -20,6 +20,7 @@
 
 pub mod access;
 pub mod bep42;
+pub mod call;
 pub mod contacts;
 pub mod identity;
 pub mod inbox;

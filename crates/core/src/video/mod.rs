@@ -19,7 +19,7 @@ pub mod wire;
 #[cfg(test)]
 mod link_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use link::{CaptureAdvice, PathState, VideoLink, VideoLinkConfig, VideoLinkStats};
 pub use rate::{EncoderPlan, Ladder, Layer, LocalPath, RateConfig, RateController};
