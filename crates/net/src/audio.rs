@@ -1,8 +1,9 @@
-//! Runs a call's audio: one task drives the call's sans-IO `core::media::AudioStream` (the
-//! 20 ms pace, packets, jitter buffer, and what is owed after a stall, all decided there and
-//! tested on virtual time in core) with the codec and devices: it wakes when the stream says,
-//! does the work it asks for (take in what arrived, read and encode a frame, decode and play
-//! one) and sends the datagrams it hands out.
+//! A call's audio: started and stopped on its own, it runs on the call's media engine
+//! (`engine.rs`), which drives the sans-IO `core::media::AudioStream` (the 20 ms pace,
+//! packets, jitter buffer, and what is owed after a stall, all decided there and tested on
+//! virtual time in core) through `core::call::CallMedia` with the codec and devices: it wakes
+//! when the machine says, does the work it asks for (take in what arrived, read and encode a
+//! frame, decode and play one) and sends the datagrams it hands out.
 //!
 //! Woken late (a busy machine did not schedule the task for a while), it does every frame the
 //! stream says it owes, at once (up to 400 ms of them): a recording keeps the call's length; a
@@ -15,16 +16,18 @@
 //! gap), which says nothing of what was said.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use extrasafe_core::media::{AudioStream, AudioWork, JitterStats};
+use extrasafe_core::media::JitterStats;
+use extrasafe_core::video::PathState;
 use extrasafe_media::codec::{opus_pair, CodecError};
 use extrasafe_media::io::{AudioSink, AudioSource};
-use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::{MediaLink, MediaSendError};
+use crate::engine::{self, AudioStart, Ctl, EngineSlot};
 
 /// What the audio task needs of a connection: a call's [`MediaLink`], or (in tests) a link in
 /// memory, on tokio's virtual clock.
@@ -41,6 +44,23 @@ pub trait AudioLink: Send + Sync + 'static {
     fn rtt(&self) -> Duration;
     /// UDP bytes sent so far, all headers included.
     fn udp_tx_bytes(&self) -> u64;
+    /// The next arriving video datagram; never, for a link without video.
+    fn recv_video(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send {
+        std::future::pending()
+    }
+    /// The transport's state, for video's rate control (none for a link in memory).
+    fn path(&self) -> Option<PathState> {
+        None
+    }
+    /// How many times the call moved to a new connection.
+    fn moves(&self) -> u64 {
+        0
+    }
+    /// Where the call's media engine is kept, so that audio and video share it; `None`: a
+    /// link of its own, whose engine runs its one part.
+    fn engine_slot(&self) -> Option<Arc<EngineSlot>> {
+        None
+    }
 }
 
 impl AudioLink for MediaLink {
@@ -61,6 +81,23 @@ impl AudioLink for MediaLink {
     }
     fn udp_tx_bytes(&self) -> u64 {
         MediaLink::udp_tx_bytes(self)
+    }
+    fn recv_video(&self) -> impl std::future::Future<Output = Option<bytes::Bytes>> + Send {
+        MediaLink::recv_video(self)
+    }
+    fn path(&self) -> Option<PathState> {
+        Some(PathState {
+            rtt: MediaLink::rtt(self),
+            cwnd: self.cwnd(),
+            queued: self.datagrams_queued(),
+            max_datagram: self.max_datagram(),
+        })
+    }
+    fn moves(&self) -> u64 {
+        MediaLink::moves(self)
+    }
+    fn engine_slot(&self) -> Option<Arc<EngineSlot>> {
+        Some(MediaLink::engine_slot(self))
     }
 }
 
@@ -107,13 +144,14 @@ pub struct AudioStats {
     pub frames_unsent: u64,
 }
 
-/// A running audio stream; stop it to finish the sink and get the final figures.
+/// A running audio stream; stop it to finish the sink and get the final figures. It runs on
+/// the call's media engine (`engine.rs`), beside the call's video if any.
 #[derive(Debug)]
 pub struct AudioCall {
-    stop: Option<oneshot::Sender<()>>,
-    mute: watch::Sender<bool>,
+    id: u64,
+    engine: mpsc::UnboundedSender<Ctl>,
     stats: watch::Receiver<AudioStats>,
-    task: JoinHandle<(AudioStats, Result<(), String>)>,
+    done: Option<oneshot::Receiver<(AudioStats, Result<(), String>)>>,
 }
 
 impl AudioCall {
@@ -121,111 +159,37 @@ impl AudioCall {
     pub fn start(
         link: impl AudioLink,
         config: AudioConfig,
-        mut source: Box<dyn AudioSource>,
-        mut sink: Box<dyn AudioSink>,
+        source: Box<dyn AudioSource>,
+        sink: Box<dyn AudioSink>,
     ) -> Result<Self, CodecError> {
         let (encoder, decoder) = opus_pair(&config.opus)?;
-        let mut sender = AudioSender::new(&config, encoder);
-        let mut receiver = AudioReceiver::new(&config, decoder);
-        let (stop_tx, mut stop_rx) = oneshot::channel();
-        let (mute_tx, mut mute_rx) = watch::channel(false);
+        let sender = AudioSender::new(&config, encoder);
+        let receiver = AudioReceiver::new(&config, decoder);
         let (stats_tx, stats_rx) = watch::channel(AudioStats::default());
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let udp_at_start = link.udp_tx_bytes();
-            // On tokio's clock (virtual in tests), as the timers that wake the task.
-            let t0 = tokio::time::Instant::now();
-            let mut stream = AudioStream::new(config.stream_config(), t0.into_std());
-            let wake = tokio::time::sleep_until(t0);
-            tokio::pin!(wake);
-            let mut stats = AudioStats {
-                remote: link.remote(),
-                ..AudioStats::default()
-            };
-            let (mut pcm, mut out, mut dg) = (
-                vec![0i16; FRAME_SAMPLES],
-                vec![0i16; FRAME_SAMPLES],
-                Vec::new(),
-            );
-            let mut frames = 0u64;
-            loop {
-                tokio::select! {
-                    // The clock comes before arriving datagrams, so a flood of them cannot
-                    // starve the sender or the playout.
-                    biased;
-                    _ = &mut stop_rx => break,
-                    _ = &mut wake => {
-                        let now = tokio::time::Instant::now().into_std();
-                        stream.handle_timeout(now);
-                        while let Some(work) = stream.poll_work(now) {
-                            match work {
-                                AudioWork::TakeArrived { max } => {
-                                    for _ in 0..max {
-                                        let Some(d) = link.try_recv() else { break };
-                                        stream.handle_datagram(now, &d);
-                                    }
-                                }
-                                // A device that stalled with us has nothing to catch up with:
-                                // the frames it never captured are not made of silence.
-                                AudioWork::Encode { catching_up: true } if !source.ready() => {
-                                    stream.handle_not_captured();
-                                }
-                                AudioWork::Encode { .. } => {
-                                    if !source.read_frame(&mut pcm) {
-                                        stats.source_done = true;
-                                    }
-                                    let e = sender.encode(&pcm);
-                                    stream.handle_encoded(e.data, e.speech, e.muted);
-                                }
-                                // Every owed frame is played: a recording keeps the call's
-                                // length.
-                                AudioWork::Play(playout) => {
-                                    receiver.decode(playout, &mut out);
-                                    sink.write_frame(&out);
-                                    frames += 1;
-                                    if frames % 25 == 0 {
-                                        stats.device_fault =
-                                            source.fault().or_else(|| sink.fault());
-                                        fill(&mut stats, &stream, &receiver, &link, started, udp_at_start);
-                                        let _ = stats_tx.send(stats.clone());
-                                    }
-                                }
-                            }
-                        }
-                        while stream.poll_transmit(now, &mut dg) {
-                            match link.send(&dg) {
-                                Ok(()) => {
-                                    stats.sent += 1;
-                                    stats.sent_bytes += dg.len() as u64;
-                                }
-                                Err(_) => stats.send_errors += 1,
-                            }
-                        }
-                        wake.as_mut()
-                            .reset(tokio::time::Instant::from_std(stream.poll_timeout()));
-                    }
-                    _ = mute_rx.changed() => sender.set_muted(*mute_rx.borrow()),
-                    d = link.recv() => match d {
-                        Some(d) => stream.handle_datagram(tokio::time::Instant::now().into_std(), &d),
-                        None => break,
-                    },
-                }
-            }
-            fill(&mut stats, &stream, &receiver, &link, started, udp_at_start);
-            let _ = stats_tx.send(stats.clone());
-            (stats, sink.finish())
-        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let id = engine::next_id();
+        let engine = engine::attach(link);
+        let _ = engine.send(Ctl::StartAudio(Box::new(AudioStart {
+            id,
+            config,
+            sender,
+            receiver,
+            source,
+            sink,
+            stats_tx,
+            done: done_tx,
+        })));
         Ok(Self {
-            stop: Some(stop_tx),
-            mute: mute_tx,
+            id,
+            engine,
             stats: stats_rx,
-            task,
+            done: Some(done_rx),
         })
     }
 
     /// Mutes or unmutes: muted, the same datagrams go out, carrying silence.
     pub fn set_muted(&self, muted: bool) {
-        let _ = self.mute.send(muted);
+        let _ = self.engine.send(Ctl::Mute(self.id, muted));
     }
 
     /// The latest figures (updated every half second).
@@ -236,40 +200,19 @@ impl AudioCall {
     /// Stops the stream, finishes the sink (a file sink writes its file) and returns the
     /// final figures and the sink's result.
     pub async fn stop(mut self) -> (AudioStats, Result<(), String>) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        let _ = self.engine.send(Ctl::StopAudio(self.id));
+        match self.done.take() {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| (AudioStats::default(), Err("the audio task failed".into()))),
+            None => (AudioStats::default(), Err("the audio task failed".into())),
         }
-        (&mut self.task)
-            .await
-            .unwrap_or_else(|_| (AudioStats::default(), Err("the audio task failed".into())))
     }
 }
 
-fn fill(
-    stats: &mut AudioStats,
-    stream: &AudioStream,
-    rx: &AudioReceiver,
-    link: &impl AudioLink,
-    started: Instant,
-    udp0: u64,
-) {
-    let s = stream.stats();
-    stats.elapsed = started.elapsed();
-    stats.frames_due = s.frames_due;
-    stats.frames_caught_up = s.frames_caught_up;
-    stats.frames_dropped = s.frames_dropped;
-    stats.frames_unsent = s.frames_unsent;
-    stats.received = ReceiverStats {
-        datagrams: s.datagrams_in,
-        malformed: s.malformed,
-        bytes: s.bytes_in,
-        decode_errors: rx.stats().decode_errors,
-    };
-    let jitter = stream.jitter();
-    stats.jitter = jitter.stats();
-    stats.target_delay = jitter.target_delay();
-    stats.network_jitter = jitter.jitter();
-    stats.buffered = jitter.buffered();
-    stats.rtt = link.rtt();
-    stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(udp0);
+impl Drop for AudioCall {
+    fn drop(&mut self) {
+        // Dropped without `stop`: the part ends all the same (the sink is finished).
+        let _ = self.engine.send(Ctl::StopAudio(self.id));
+    }
 }

@@ -114,6 +114,8 @@ pub struct MediaLink {
     path: Arc<MediaPath>,
     audio: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
     video: Arc<tokio::sync::Mutex<mpsc::Receiver<bytes::Bytes>>>,
+    /// The call's media engine (audio and video run on it).
+    engine: Arc<crate::engine::EngineSlot>,
 }
 
 #[derive(Debug)]
@@ -152,6 +154,7 @@ impl MediaLink {
             }),
             audio: Arc::new(tokio::sync::Mutex::new(arx)),
             video: Arc::new(tokio::sync::Mutex::new(vrx)),
+            engine: Arc::default(),
         }
     }
 
@@ -214,6 +217,11 @@ impl MediaLink {
                 let _ = tx.try_send(d);
             }
         });
+    }
+
+    /// Where the call's media engine is kept.
+    pub(crate) fn engine_slot(&self) -> Arc<crate::engine::EngineSlot> {
+        self.engine.clone()
     }
 
     /// How many times the call has moved to a new connection (after a reconnect): media

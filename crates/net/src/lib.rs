@@ -13,6 +13,7 @@ mod call;
 pub mod dht;
 pub mod dial;
 mod driver;
+mod engine;
 mod error;
 pub mod gate;
 pub mod lan;

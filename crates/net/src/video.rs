@@ -1,9 +1,10 @@
 //! Runs a call's video. Three parts, so that neither codec ever stalls the network side:
 //! - a capture thread takes a picture at each tick of the source's clock, scales it to the
-//!   layer in force and encodes it, as the call's sans-IO [`VideoLink`] advises (layer,
-//!   bitrate, keyframe, or skip the picture while video waits too long to leave);
-//! - an async task that only drives the `VideoLink`: encoded frames, the call's video
-//!   datagrams, QUIC's state and time in; datagrams, frames and advice out;
+//!   layer in force and encodes it, as the call's sans-IO `core::video::VideoLink` advises
+//!   (layer, bitrate, keyframe, or skip the picture while video waits too long to leave);
+//! - the call's media engine (`engine.rs`, shared with its audio), which only drives the
+//!   call's `core::call::CallMedia`: encoded frames, the call's datagrams, QUIC's state and
+//!   time in; datagrams, frames and advice out;
 //! - a decode thread decodes the frames the machine releases and shows them.
 //!
 //! Audio keeps priority (the machine's decision, tested on virtual time in core): video
@@ -15,16 +16,15 @@ use std::sync::{mpsc as smpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use extrasafe_core::video::{
-    AssembledFrame, CaptureAdvice, EncoderPlan, PathState, RateConfig, VideoLink, VideoLinkConfig,
-    VideoReceiverStats, VideoSenderStats,
+    AssembledFrame, CaptureAdvice, EncoderPlan, RateConfig, VideoReceiverStats, VideoSenderStats,
 };
 use extrasafe_video::{
     Effort, EncoderSettings, Frame, H264Decoder, H264Encoder, VideoSink, VideoSource,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::call::MediaLink;
+use crate::engine;
 
 /// Frames waiting for the decoder; beyond this the decoder cannot keep up.
 const DECODE_QUEUE: usize = 16;
@@ -110,42 +110,46 @@ pub struct VideoStats {
     pub send_errors: u64,
 }
 
+/// What the capture thread and the engine share: the machine's advice, and figures.
 #[derive(Default)]
-struct CaptureShared {
-    plan: Option<EncoderPlan>,
-    keyframe: bool,
-    backlog: Duration,
-    skipped: u64,
-    size: Option<(u32, u32)>,
-    fault: Option<String>,
-    sending: bool,
+pub(crate) struct CaptureShared {
+    pub(crate) plan: Option<EncoderPlan>,
+    pub(crate) keyframe: bool,
+    pub(crate) backlog: Duration,
+    pub(crate) skipped: u64,
+    pub(crate) size: Option<(u32, u32)>,
+    pub(crate) fault: Option<String>,
+    pub(crate) sending: bool,
     /// Smoothed encode time, µs.
-    encode_us: f64,
+    pub(crate) encode_us: f64,
 }
 
-struct EncodedMsg {
-    data: Vec<u8>,
-    keyframe: bool,
-    capture: Instant,
-    source: (u32, u32, u32),
+/// An encoded picture, from the capture thread to the engine.
+pub(crate) struct EncodedMsg {
+    pub(crate) data: Vec<u8>,
+    pub(crate) keyframe: bool,
+    pub(crate) capture: Instant,
+    pub(crate) source: (u32, u32, u32),
 }
 
+/// The decode thread's figures.
 #[derive(Default)]
-struct DecodeShared {
-    size: Option<(u32, u32)>,
-    shown: u64,
-    errors: u64,
+pub(crate) struct DecodeShared {
+    pub(crate) size: Option<(u32, u32)>,
+    pub(crate) shown: u64,
+    pub(crate) errors: u64,
     /// Smoothed decode time, µs.
-    decode_us: f64,
+    pub(crate) decode_us: f64,
     sink_error: Option<String>,
 }
 
 /// A running video stream; stop it to finish the sink and get the final figures.
 pub struct VideoCall {
-    stop: Option<oneshot::Sender<()>>,
+    id: u64,
+    engine: mpsc::UnboundedSender<engine::Ctl>,
+    done: Option<oneshot::Receiver<VideoStats>>,
     sources: smpsc::Sender<Ctl>,
     stats: watch::Receiver<VideoStats>,
-    task: JoinHandle<VideoStats>,
     capture: Option<std::thread::JoinHandle<()>>,
     decode: Option<std::thread::JoinHandle<Result<(), String>>>,
     quit: Arc<AtomicBool>,
@@ -193,10 +197,12 @@ impl VideoCall {
                 })
                 .expect("spawn decode thread")
         };
-        let (stop_tx, stop_rx) = oneshot::channel();
         let (stats_tx, stats_rx) = watch::channel(VideoStats::default());
-        let task = tokio::spawn(net_task(NetTask {
-            link,
+        let (done_tx, done_rx) = oneshot::channel();
+        let id = engine::next_id();
+        let engine = engine::attach(link);
+        let _ = engine.send(engine::Ctl::StartVideo(Box::new(engine::VideoStart {
+            id,
             config,
             epoch,
             capture: capture_shared,
@@ -205,14 +211,15 @@ impl VideoCall {
             dec_tx,
             dropped,
             fail_rx,
-            stop_rx,
             stats_tx,
-        }));
+            done: done_tx,
+        })));
         Self {
-            stop: Some(stop_tx),
+            id,
+            engine,
+            done: Some(done_rx),
             sources: src_tx,
             stats: stats_rx,
-            task,
             capture: Some(capture),
             decode: Some(decode),
             quit,
@@ -244,10 +251,11 @@ impl VideoCall {
     /// figures and the sink's result.
     pub async fn stop(mut self) -> (VideoStats, Result<(), String>) {
         self.quit.store(true, Ordering::Relaxed);
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let stats = (&mut self.task).await.unwrap_or_default();
+        let _ = self.engine.send(engine::Ctl::StopVideo(self.id));
+        let stats = match self.done.take() {
+            Some(done) => done.await.unwrap_or_default(),
+            None => VideoStats::default(),
+        };
         let (capture, decode) = (self.capture.take(), self.decode.take());
         let joined = tokio::task::spawn_blocking(move || {
             // A source blocked in a read (a pipe whose writer stalled) must not hold up the
@@ -275,6 +283,8 @@ impl VideoCall {
 impl Drop for VideoCall {
     fn drop(&mut self) {
         self.quit.store(true, Ordering::Relaxed);
+        // Dropped without `stop`: the engine lets the video part go all the same.
+        let _ = self.engine.send(engine::Ctl::StopVideo(self.id));
     }
 }
 
@@ -528,185 +538,4 @@ fn decode_loop(
     let err = shared.lock().ok().and_then(|s| s.sink_error.clone());
     sink.finish().map_err(|e| e.to_string())?;
     err.map_or(Ok(()), Err)
-}
-
-struct NetTask {
-    link: MediaLink,
-    config: VideoConfig,
-    epoch: Instant,
-    capture: Arc<Mutex<CaptureShared>>,
-    decode: Arc<Mutex<DecodeShared>>,
-    enc_rx: mpsc::Receiver<EncodedMsg>,
-    dec_tx: smpsc::SyncSender<AssembledFrame>,
-    dropped: Arc<AtomicBool>,
-    fail_rx: mpsc::UnboundedReceiver<()>,
-    stop_rx: oneshot::Receiver<()>,
-    stats_tx: watch::Sender<VideoStats>,
-}
-
-/// Counters at the previous statistics update, for per-second rates.
-#[derive(Default)]
-struct Rates {
-    at: Option<Instant>,
-    sent_bytes: u64,
-    sent_frames: u64,
-    recv_bytes: u64,
-    shown: u64,
-}
-
-/// The transport's state now, for the machine.
-fn path_state(link: &MediaLink) -> PathState {
-    PathState {
-        rtt: link.rtt(),
-        cwnd: link.cwnd(),
-        queued: link.datagrams_queued(),
-        max_datagram: link.max_datagram(),
-    }
-}
-
-/// Drives the call's [`VideoLink`]: encoded frames, arriving datagrams and time in;
-/// datagrams, frames for the decoder and advice for the encoder out. Every decision is the
-/// machine's.
-async fn net_task(t: NetTask) -> VideoStats {
-    let NetTask {
-        link,
-        config,
-        epoch,
-        capture,
-        decode,
-        mut enc_rx,
-        dec_tx,
-        dropped,
-        mut fail_rx,
-        mut stop_rx,
-        stats_tx,
-    } = t;
-    let mut machine = VideoLink::new(
-        VideoLinkConfig {
-            rate: config.rate.clone(),
-            audio_bps: config.audio_bps,
-            datagram_size: link
-                .max_datagram()
-                .unwrap_or(config.datagram_size)
-                .min(config.datagram_size),
-        },
-        epoch,
-        Instant::now(),
-    );
-    let mut buf = Vec::new();
-    let mut stats = VideoStats::default();
-    let mut rates = Rates::default();
-    let mut last_stats = Instant::now();
-    let mut encoder_open = true;
-    let mut moves = link.moves();
-    let sleep = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop_rx => break,
-            m = enc_rx.recv(), if encoder_open => match m {
-                Some(m) => machine.handle_encoded(Instant::now(), m.capture, m.data, m.keyframe, m.source),
-                None => encoder_open = false,
-            },
-            d = link.recv_video() => {
-                let Some(d) = d else { break };
-                machine.handle_datagram(Instant::now(), &d);
-            }
-            Some(()) = fail_rx.recv() => machine.handle_decode_failed(),
-            _ = &mut sleep => {}
-        }
-        let now = Instant::now();
-        if link.moves() != moves {
-            moves = link.moves();
-            machine.handle_new_path(now);
-        }
-        machine.handle_timeout(now);
-        while let Some(f) = machine.poll_frame() {
-            if let Err(smpsc::TrySendError::Full(_)) = dec_tx.try_send(f) {
-                // The decoder is behind (more than this machine can decode): the frame is
-                // dropped, so everything after it must wait for a keyframe.
-                dropped.store(true, Ordering::SeqCst);
-                machine.handle_decode_failed();
-            }
-        }
-        machine.handle_path(path_state(&link));
-        while machine.poll_transmit(now, &mut buf) {
-            if link.send(&buf).is_err() {
-                machine.handle_send_failed(link.max_datagram());
-            }
-        }
-        let advice = machine.poll_advice(now);
-        if let Ok(mut c) = capture.lock() {
-            c.plan = advice.plan;
-            c.backlog = advice.backlog;
-            c.keyframe |= advice.keyframe;
-        }
-        if now.duration_since(last_stats) >= Duration::from_millis(500) {
-            last_stats = now;
-            fill(
-                &mut stats, &mut rates, now, epoch, &machine, &capture, &decode,
-            );
-            let _ = stats_tx.send(stats.clone());
-        }
-        let wake = machine.poll_timeout(now);
-        sleep.as_mut().reset(tokio::time::Instant::from_std(
-            wake.max(now + Duration::from_micros(500)),
-        ));
-    }
-    let now = Instant::now();
-    fill(
-        &mut stats, &mut rates, now, epoch, &machine, &capture, &decode,
-    );
-    let _ = stats_tx.send(stats.clone());
-    stats
-}
-
-fn fill(
-    stats: &mut VideoStats,
-    rates: &mut Rates,
-    now: Instant,
-    epoch: Instant,
-    machine: &VideoLink,
-    capture: &Mutex<CaptureShared>,
-    decode: &Mutex<DecodeShared>,
-) {
-    let m = machine.stats(now);
-    stats.elapsed = now - epoch;
-    stats.sender = m.sender;
-    stats.receiver = m.receiver;
-    stats.target_bps = m.target_bps;
-    stats.frozen = m.frozen;
-    stats.rtt = m.rtt;
-    stats.cwnd = m.cwnd;
-    stats.send_delay = m.send_delay;
-    stats.send_errors = m.send_errors;
-    let recv_bytes = m.recv_bytes;
-    if let Ok(c) = capture.lock() {
-        stats.sending = c.sending;
-        stats.send_size = c.size.filter(|_| c.sending);
-        stats.skipped = c.skipped;
-        stats.fault = c.fault.clone();
-        stats.encode_time = Duration::from_micros(c.encode_us as u64);
-    }
-    if let Ok(d) = decode.lock() {
-        stats.recv_size = d.size;
-        stats.shown = d.shown;
-        stats.decode_errors = d.errors;
-        stats.decode_time = Duration::from_micros(d.decode_us as u64);
-    }
-    if let Some(at) = rates.at {
-        let dt = (now - at).as_secs_f64().max(0.001);
-        stats.send_bps = ((stats.sender.bytes - rates.sent_bytes) as f64 * 8.0 / dt) as u64;
-        stats.send_fps = (stats.sender.frames - rates.sent_frames) as f64 / dt;
-        stats.recv_bps = ((recv_bytes - rates.recv_bytes) as f64 * 8.0 / dt) as u64;
-        stats.recv_fps = (stats.shown - rates.shown) as f64 / dt;
-    }
-    *rates = Rates {
-        at: Some(now),
-        sent_bytes: stats.sender.bytes,
-        sent_frames: stats.sender.frames,
-        recv_bytes,
-        shown: stats.shown,
-    };
 }

@@ -443,3 +443,81 @@ async fn a_narrow_path_lowers_the_layer_keeps_audio_and_recovers() {
     assert_never_corrupted(&seen.lock().unwrap());
     out.hangup();
 }
+
+/// Audio and video run on the call's one media engine but start and stop apart: with video
+/// running, the audio is stopped and started again; the stopped handle, dropped later, does
+/// not stop the new one; video goes on throughout, and the new audio crosses. Stopping the
+/// video leaves the audio running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_and_video_start_and_stop_apart_on_one_call() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    use extrasafe_net::audio::AudioCall;
+    use extrasafe_net::media::io::{Discard, SamplesSource};
+    use extrasafe_net::media::{speech, AudioConfig};
+
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (out, inc) = connected(&a, &b).await;
+    let voice = |media| {
+        AudioCall::start(
+            media,
+            AudioConfig::default(),
+            Box::new(SamplesSource::new(speech::sample(2.0), true)),
+            Box::new(Discard),
+        )
+        .unwrap()
+    };
+    let cfg = VideoConfig::default();
+    let tx = VideoCall::start(
+        out.media(),
+        cfg.clone(),
+        Some(Box::new(TestPattern::new(W, H, 30))),
+        Box::new(extrasafe_net::video_media::NoVideo),
+    );
+    let (sink, seen) = checking_sink();
+    let rx = VideoCall::start(inc.media(), cfg, None, sink);
+    let first = voice(out.media());
+    let ear = voice(inc.media());
+    until("audio and video cross", || {
+        ear.stats().jitter.played > 50 && seen.lock().unwrap().pictures.len() > 10
+    })
+    .await;
+    let (stats, sink) = first.stop().await;
+    sink.unwrap();
+    assert!(stats.sent > 50, "{stats:?}");
+    // Nothing more arrives once the caller's audio is stopped (a second of the callee's
+    // playout later, its figures count no more than were sent); video goes on.
+    let due = ear.stats().frames_due;
+    let shown = seen.lock().unwrap().pictures.len();
+    until("video goes on without audio", || {
+        seen.lock().unwrap().pictures.len() > shown + 10 && ear.stats().frames_due > due + 50
+    })
+    .await;
+    let quiet = ear.stats().received.datagrams;
+    assert!(
+        quiet <= stats.sent,
+        "{quiet} arrived of {} sent",
+        stats.sent
+    );
+    // Started again: a new part, not stopped by an older handle's goodbye.
+    let second = voice(out.media());
+    let stale = voice(out.media());
+    drop(second); // replaced by `stale` at once: its drop must not stop `stale`
+    until("the new audio crosses", || {
+        ear.stats().received.datagrams > quiet + 50
+    })
+    .await;
+    // Video stops; the audio goes on.
+    let (_, ok) = tx.stop().await;
+    ok.unwrap();
+    let now = ear.stats().received.datagrams;
+    until("audio goes on without video", || {
+        ear.stats().received.datagrams > now + 50
+    })
+    .await;
+    let (stats, _) = stale.stop().await;
+    assert!(stats.sent > 100, "{stats:?}");
+    rx.stop().await.1.unwrap();
+    ear.stop().await.1.unwrap();
+    assert_never_corrupted(&seen.lock().unwrap());
+}

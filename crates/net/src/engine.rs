@@ -1,0 +1,490 @@
+//! One task per call drives the call's media machine (`core::call::CallMedia`: audio and
+//! video, the sorting of arriving datagrams, audio before video) with the codecs, devices and
+//! the connection. Every decision is the machine's; this task only feeds it what happened
+//! (time, datagrams, encoded pictures, the transport's state) and does what it hands out:
+//! - audio work, at once on this task (reading and encoding a 20 ms frame, decoding and
+//!   playing one, take well under a millisecond);
+//! - datagrams, to the connection;
+//! - whole video frames, to the decode thread (video's capture and encoding run on a thread
+//!   of their own, see `video.rs`, and their pictures come here).
+//!
+//! Audio and video are started and stopped apart ([`crate::audio::AudioCall`],
+//! [`crate::video::VideoCall`]); both find the call's engine through its
+//! [`crate::MediaLink`], and the engine ends with the call.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as smpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use extrasafe_core::call::{CallMedia, MediaInput, MediaOutput};
+use extrasafe_core::media::AudioWork;
+use extrasafe_core::video::wire::{KIND_FEEDBACK, KIND_FRAGMENT};
+use extrasafe_core::video::{datagram_kind, AssembledFrame, VideoLinkConfig};
+use extrasafe_media::io::{AudioSink, AudioSource};
+use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FRAME_SAMPLES};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::audio::{AudioLink, AudioStats};
+use crate::video::{CaptureShared, DecodeShared, EncodedMsg, VideoConfig, VideoStats};
+
+/// Where a link keeps its call's engine, so that audio and video started apart share it.
+#[derive(Debug, Default)]
+pub struct EngineSlot(Mutex<Option<mpsc::UnboundedSender<Ctl>>>);
+
+/// What the engine is told.
+pub(crate) enum Ctl {
+    StartAudio(Box<AudioStart>),
+    /// Stops the audio part with this id (not a later one).
+    StopAudio(u64),
+    Mute(u64, bool),
+    StartVideo(Box<VideoStart>),
+    StopVideo(u64),
+}
+
+/// An audio part to run.
+pub(crate) struct AudioStart {
+    pub id: u64,
+    pub config: AudioConfig,
+    pub sender: AudioSender,
+    pub receiver: AudioReceiver,
+    pub source: Box<dyn AudioSource>,
+    pub sink: Box<dyn AudioSink>,
+    pub stats_tx: watch::Sender<AudioStats>,
+    pub done: oneshot::Sender<(AudioStats, Result<(), String>)>,
+}
+
+/// A video part to run: the ends of its capture and decode threads.
+pub(crate) struct VideoStart {
+    pub id: u64,
+    pub config: VideoConfig,
+    pub epoch: Instant,
+    pub capture: Arc<Mutex<CaptureShared>>,
+    pub decode: Arc<Mutex<DecodeShared>>,
+    pub enc_rx: mpsc::Receiver<EncodedMsg>,
+    pub dec_tx: smpsc::SyncSender<AssembledFrame>,
+    pub dropped: Arc<AtomicBool>,
+    pub fail_rx: mpsc::UnboundedReceiver<()>,
+    pub stats_tx: watch::Sender<VideoStats>,
+    pub done: oneshot::Sender<VideoStats>,
+}
+
+/// A new id for a part.
+pub(crate) fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The engine of `link`'s call: the running one, or a new one.
+pub(crate) fn attach<L: AudioLink>(link: L) -> mpsc::UnboundedSender<Ctl> {
+    let Some(slot) = link.engine_slot() else {
+        // A link of its own (a test's): an engine for this part alone.
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(link, rx, true));
+        return tx;
+    };
+    let mut s = slot.0.lock().expect("engine slot lock");
+    if let Some(tx) = s.as_ref().filter(|tx| !tx.is_closed()) {
+        return tx.clone();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(link, rx, false));
+    *s = Some(tx.clone());
+    tx
+}
+
+/// The audio part while it runs.
+struct AudioRun {
+    id: u64,
+    sender: AudioSender,
+    receiver: AudioReceiver,
+    source: Box<dyn AudioSource>,
+    sink: Box<dyn AudioSink>,
+    stats: AudioStats,
+    stats_tx: watch::Sender<AudioStats>,
+    done: oneshot::Sender<(AudioStats, Result<(), String>)>,
+    started: Instant,
+    udp0: u64,
+    frames: u64,
+    pcm: Vec<i16>,
+    out: Vec<i16>,
+}
+
+/// The video part while it runs (its receivers are apart, for the task's `select!`).
+struct VideoRun {
+    id: u64,
+    epoch: Instant,
+    capture: Arc<Mutex<CaptureShared>>,
+    decode: Arc<Mutex<DecodeShared>>,
+    dec_tx: smpsc::SyncSender<AssembledFrame>,
+    dropped: Arc<AtomicBool>,
+    stats: VideoStats,
+    rates: Rates,
+    last_stats: Instant,
+    stats_tx: watch::Sender<VideoStats>,
+    done: oneshot::Sender<VideoStats>,
+}
+
+/// Counters at the previous statistics update, for per-second rates.
+#[derive(Default)]
+struct Rates {
+    at: Option<Instant>,
+    sent_bytes: u64,
+    sent_frames: u64,
+    recv_bytes: u64,
+    shown: u64,
+}
+
+/// What woke the task.
+enum Woke {
+    Ctl(Option<Ctl>),
+    Timer,
+    Datagram(Option<bytes::Bytes>),
+    Encoded(Option<EncodedMsg>),
+    DecodeFailed(Option<()>),
+}
+
+/// The engine: runs until the call is over (its link closes), or, for a link of its own
+/// (`solo`), until its part stops.
+async fn run<L: AudioLink>(link: L, mut ctl: mpsc::UnboundedReceiver<Ctl>, solo: bool) {
+    let mut media = CallMedia::new();
+    let mut audio: Option<AudioRun> = None;
+    let mut video: Option<VideoRun> = None;
+    let mut enc_rx: Option<mpsc::Receiver<EncodedMsg>> = None;
+    let mut fail_rx: Option<mpsc::UnboundedReceiver<()>> = None;
+    let mut ctl_open = true;
+    // A solo engine ends when its part stops, not before the part arrived.
+    let mut had_part = false;
+    let mut moves = link.moves();
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let woke = tokio::select! {
+            // Orders first; then the clock before arriving datagrams, so that a flood of them
+            // cannot starve the sender or the playout.
+            biased;
+            c = ctl.recv(), if ctl_open => Woke::Ctl(c),
+            _ = &mut sleep => Woke::Timer,
+            d = link.recv() => Woke::Datagram(d),
+            d = link.recv_video(), if video.is_some() => Woke::Datagram(d),
+            m = async { enc_rx.as_mut()?.recv().await }, if enc_rx.is_some() => Woke::Encoded(m),
+            f = async { fail_rx.as_mut()?.recv().await }, if fail_rx.is_some() => Woke::DecodeFailed(f),
+        };
+        let now = tokio::time::Instant::now().into_std();
+        match woke {
+            Woke::Ctl(None) => ctl_open = false,
+            Woke::Ctl(Some(c)) => match c {
+                Ctl::StartAudio(s) => {
+                    let s = *s;
+                    had_part = true;
+                    if let Some(old) = audio.take() {
+                        finish_audio(old, &mut media, &link);
+                    }
+                    media.start_audio(s.config.stream_config(), now);
+                    audio = Some(AudioRun {
+                        id: s.id,
+                        sender: s.sender,
+                        receiver: s.receiver,
+                        source: s.source,
+                        sink: s.sink,
+                        stats: AudioStats {
+                            remote: link.remote(),
+                            ..AudioStats::default()
+                        },
+                        stats_tx: s.stats_tx,
+                        done: s.done,
+                        started: Instant::now(),
+                        udp0: link.udp_tx_bytes(),
+                        frames: 0,
+                        pcm: vec![0; FRAME_SAMPLES],
+                        out: vec![0; FRAME_SAMPLES],
+                    });
+                }
+                Ctl::StopAudio(id) => {
+                    if let Some(old) = audio.take_if(|a| a.id == id) {
+                        finish_audio(old, &mut media, &link);
+                    }
+                }
+                Ctl::Mute(id, muted) => {
+                    if let Some(a) = audio.as_mut().filter(|a| a.id == id) {
+                        a.sender.set_muted(muted);
+                    }
+                }
+                Ctl::StartVideo(s) => {
+                    let s = *s;
+                    had_part = true;
+                    if let Some(old) = video.take() {
+                        finish_video(old, &mut media, now);
+                    }
+                    let path = link.path();
+                    let datagram_size = path
+                        .and_then(|p| p.max_datagram)
+                        .unwrap_or(s.config.datagram_size)
+                        .min(s.config.datagram_size);
+                    media.start_video(
+                        VideoLinkConfig {
+                            rate: s.config.rate.clone(),
+                            audio_bps: s.config.audio_bps,
+                            datagram_size,
+                        },
+                        s.epoch,
+                        now,
+                    );
+                    enc_rx = Some(s.enc_rx);
+                    fail_rx = Some(s.fail_rx);
+                    video = Some(VideoRun {
+                        id: s.id,
+                        epoch: s.epoch,
+                        capture: s.capture,
+                        decode: s.decode,
+                        dec_tx: s.dec_tx,
+                        dropped: s.dropped,
+                        stats: VideoStats::default(),
+                        rates: Rates::default(),
+                        last_stats: now,
+                        stats_tx: s.stats_tx,
+                        done: s.done,
+                    });
+                }
+                Ctl::StopVideo(id) => {
+                    if let Some(old) = video.take_if(|v| v.id == id) {
+                        finish_video(old, &mut media, now);
+                        enc_rx = None;
+                        fail_rx = None;
+                    }
+                }
+            },
+            Woke::Timer => {}
+            // The call is over.
+            Woke::Datagram(None) => break,
+            Woke::Datagram(Some(d)) => media.handle_input(now, MediaInput::Datagram(&d)),
+            Woke::Encoded(Some(m)) => media.handle_input(
+                now,
+                MediaInput::VideoEncoded {
+                    capture: m.capture,
+                    data: m.data,
+                    keyframe: m.keyframe,
+                    source: m.source,
+                },
+            ),
+            // The capture thread is gone: nothing more to encode.
+            Woke::Encoded(None) => enc_rx = None,
+            Woke::DecodeFailed(Some(())) => media.handle_input(now, MediaInput::VideoDecodeFailed),
+            Woke::DecodeFailed(None) => fail_rx = None,
+        }
+        if audio.is_none() && video.is_none() && ((solo && had_part) || !ctl_open) {
+            break;
+        }
+        if link.moves() != moves {
+            moves = link.moves();
+            media.handle_input(now, MediaInput::NewPath);
+        }
+        media.handle_input(now, MediaInput::Timeout);
+        if let Some(p) = link.path() {
+            media.handle_input(now, MediaInput::Path(p));
+        }
+        drive(now, &mut media, &link, &mut audio, &mut video);
+        if let Some(v) = &mut video {
+            if let Some(advice) = media.poll_advice(now) {
+                if let Ok(mut c) = v.capture.lock() {
+                    c.plan = advice.plan;
+                    c.backlog = advice.backlog;
+                    c.keyframe |= advice.keyframe;
+                }
+            }
+            if now.duration_since(v.last_stats) >= Duration::from_millis(500) {
+                v.last_stats = now;
+                fill_video(v, &media, now);
+                let _ = v.stats_tx.send(v.stats.clone());
+            }
+        }
+        // Audio's times are exact (its pace is what an observer sees); video's are looked at
+        // no more often than every half millisecond.
+        let a = media.audio().map(|a| a.poll_timeout());
+        let v = media
+            .video()
+            .map(|v| v.poll_timeout(now).max(now + Duration::from_micros(500)));
+        let wake = match (a, v) {
+            (Some(a), Some(v)) => a.min(v),
+            (a, v) => a.or(v).unwrap_or(now + Duration::from_secs(3600)),
+        };
+        sleep.as_mut().reset(tokio::time::Instant::from_std(wake));
+    }
+    let now = tokio::time::Instant::now().into_std();
+    if let Some(a) = audio.take() {
+        finish_audio(a, &mut media, &link);
+    }
+    if let Some(v) = video.take() {
+        finish_video(v, &mut media, now);
+    }
+}
+
+/// Does what the machine hands out at `now`, until nothing is left.
+fn drive<L: AudioLink>(
+    now: Instant,
+    media: &mut CallMedia,
+    link: &L,
+    audio: &mut Option<AudioRun>,
+    video: &mut Option<VideoRun>,
+) {
+    while let Some(out) = media.poll_output(now) {
+        match out {
+            MediaOutput::Audio(AudioWork::TakeArrived { max }) => {
+                for _ in 0..max {
+                    let Some(d) = link.try_recv() else { break };
+                    media.handle_input(now, MediaInput::Datagram(&d));
+                }
+            }
+            MediaOutput::Audio(AudioWork::Encode { catching_up }) => {
+                let Some(a) = audio.as_mut() else {
+                    media.handle_input(now, MediaInput::AudioNotCaptured);
+                    continue;
+                };
+                // A device that stalled with us has nothing to catch up with: the frames it
+                // never captured are not made of silence.
+                if catching_up && !a.source.ready() {
+                    media.handle_input(now, MediaInput::AudioNotCaptured);
+                    continue;
+                }
+                if !a.source.read_frame(&mut a.pcm) {
+                    a.stats.source_done = true;
+                }
+                // An encoder error still yields a datagram of the usual size.
+                let e = a.sender.encode(&a.pcm);
+                media.handle_input(
+                    now,
+                    MediaInput::AudioEncoded {
+                        data: e.data,
+                        speech: e.speech,
+                        muted: e.muted,
+                    },
+                );
+            }
+            // Every owed frame is played: a recording keeps the call's length.
+            MediaOutput::Audio(AudioWork::Play(playout)) => {
+                let Some(a) = audio.as_mut() else { continue };
+                a.receiver.decode(playout, &mut a.out);
+                a.sink.write_frame(&a.out);
+                a.frames += 1;
+                if a.frames % 25 == 0 {
+                    a.stats.device_fault = a.source.fault().or_else(|| a.sink.fault());
+                    fill_audio(a, media, link);
+                    let _ = a.stats_tx.send(a.stats.clone());
+                }
+            }
+            MediaOutput::Transmit(d) => {
+                let is_video = matches!(datagram_kind(&d), Some(KIND_FRAGMENT | KIND_FEEDBACK));
+                let sent = link.send(&d);
+                match (is_video, audio.as_mut()) {
+                    (true, _) => {
+                        if sent.is_err() {
+                            let max_datagram = link.path().and_then(|p| p.max_datagram);
+                            media.handle_input(now, MediaInput::VideoSendFailed { max_datagram });
+                        }
+                    }
+                    (false, Some(a)) => match sent {
+                        Ok(()) => {
+                            a.stats.sent += 1;
+                            a.stats.sent_bytes += d.len() as u64;
+                        }
+                        Err(_) => a.stats.send_errors += 1,
+                    },
+                    (false, None) => {}
+                }
+            }
+            MediaOutput::Frame(f) => {
+                let Some(v) = video.as_ref() else { continue };
+                if let Err(smpsc::TrySendError::Full(_)) = v.dec_tx.try_send(f) {
+                    // The decoder is behind (more than this machine can decode): the frame
+                    // is dropped, so everything after it must wait for a keyframe.
+                    v.dropped.store(true, Ordering::SeqCst);
+                    media.handle_input(now, MediaInput::VideoDecodeFailed);
+                }
+            }
+        }
+    }
+}
+
+/// Ends the audio part: final figures, the sink finished (a file sink writes its file).
+fn finish_audio<L: AudioLink>(mut a: AudioRun, media: &mut CallMedia, link: &L) {
+    fill_audio(&mut a, media, link);
+    media.stop_audio();
+    let _ = a.stats_tx.send(a.stats.clone());
+    let result = a.sink.finish();
+    let _ = a.done.send((a.stats, result));
+}
+
+/// Ends the video part with its final figures.
+fn finish_video(mut v: VideoRun, media: &mut CallMedia, now: Instant) {
+    fill_video(&mut v, media, now);
+    media.stop_video();
+    let _ = v.stats_tx.send(v.stats.clone());
+    let _ = v.done.send(v.stats);
+}
+
+fn fill_audio<L: AudioLink>(a: &mut AudioRun, media: &CallMedia, link: &L) {
+    let Some(stream) = media.audio() else { return };
+    let s = stream.stats();
+    let stats = &mut a.stats;
+    stats.elapsed = a.started.elapsed();
+    stats.frames_due = s.frames_due;
+    stats.frames_caught_up = s.frames_caught_up;
+    stats.frames_dropped = s.frames_dropped;
+    stats.frames_unsent = s.frames_unsent;
+    stats.received = ReceiverStats {
+        datagrams: s.datagrams_in,
+        malformed: s.malformed,
+        bytes: s.bytes_in,
+        decode_errors: a.receiver.stats().decode_errors,
+    };
+    let jitter = stream.jitter();
+    stats.jitter = jitter.stats();
+    stats.target_delay = jitter.target_delay();
+    stats.network_jitter = jitter.jitter();
+    stats.buffered = jitter.buffered();
+    stats.rtt = link.rtt();
+    stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(a.udp0);
+}
+
+fn fill_video(v: &mut VideoRun, media: &CallMedia, now: Instant) {
+    let Some(machine) = media.video() else { return };
+    let m = machine.stats(now);
+    let stats = &mut v.stats;
+    stats.elapsed = now.saturating_duration_since(v.epoch);
+    stats.sender = m.sender;
+    stats.receiver = m.receiver;
+    stats.target_bps = m.target_bps;
+    stats.frozen = m.frozen;
+    stats.rtt = m.rtt;
+    stats.cwnd = m.cwnd;
+    stats.send_delay = m.send_delay;
+    stats.send_errors = m.send_errors;
+    let recv_bytes = m.recv_bytes;
+    if let Ok(c) = v.capture.lock() {
+        stats.sending = c.sending;
+        stats.send_size = c.size.filter(|_| c.sending);
+        stats.skipped = c.skipped;
+        stats.fault = c.fault.clone();
+        stats.encode_time = Duration::from_micros(c.encode_us as u64);
+    }
+    if let Ok(d) = v.decode.lock() {
+        stats.recv_size = d.size;
+        stats.shown = d.shown;
+        stats.decode_errors = d.errors;
+        stats.decode_time = Duration::from_micros(d.decode_us as u64);
+    }
+    let rates = &mut v.rates;
+    if let Some(at) = rates.at {
+        let dt = (now - at).as_secs_f64().max(0.001);
+        stats.send_bps = ((stats.sender.bytes - rates.sent_bytes) as f64 * 8.0 / dt) as u64;
+        stats.send_fps = (stats.sender.frames - rates.sent_frames) as f64 / dt;
+        stats.recv_bps = ((recv_bytes - rates.recv_bytes) as f64 * 8.0 / dt) as u64;
+        stats.recv_fps = (stats.shown - rates.shown) as f64 / dt;
+    }
+    *rates = Rates {
+        at: Some(now),
+        sent_bytes: stats.sender.bytes,
+        sent_frames: stats.sender.frames,
+        recv_bytes,
+        shown: stats.shown,
+    };
+}
