@@ -616,6 +616,69 @@ lan_cell() {
   python3 lab/wire_check.py --lan "$log.pcap" "$log.pcap" "$alice_id" "$bob_id" alicewren bobhollis
 }
 
+# lan_move_cell: as lan_cell, then during the call Bob's address changes (10.9.0.2 becomes
+# 10.9.0.3: a new lease, another access point). The old path is dead; Alice's call, found on
+# the LAN, must look for Bob there again while it reconnects, find his new address, resume
+# (same keys, same call) and carry chat both ways.
+lan_move_cell() {
+  mkns la; mkns lb
+  link la eth0 10.9.0.1 lb eth0 10.9.0.2
+  local log="$OUT/lanmove" nodht=10.9.0.254:6881 t0 back
+  rm -f "$log".*
+  mkfifo "$log.bin" "$log.ain"
+  ns lb "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap $nodht listen --once \
+    --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+  PIDS+=($!)
+  local bpid=$!
+  exec 7<>"$log.bin"
+  for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
+  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bobhollis --no-audio \
+    <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
+  PIDS+=($!)
+  local apid=$!
+  exec 8<>"$log.ain"
+  until_connected "$log.alice" "$apid" 300
+  local fail=""
+  if ! grep -q '"event":"connected"' "$log.alice"; then
+    fail="LAN move: Alice did not find Bob in the first place"
+  else
+    t0=$(ms)
+    ns lb ip addr del 10.9.0.2/24 dev eth0
+    ns lb ip addr add 10.9.0.3/24 dev eth0
+    for _ in $(seq 1200); do
+      grep -q '"event":"reconnected"' "$log.alice" && grep -q '"event":"reconnected"' "$log.bob" && break
+      grep -q '"event":"ended"' "$log.alice" "$log.bob" && break
+      sleep 0.05
+    done
+    back=$(awk -v s="$t0" -v e="$(ms)" 'BEGIN {printf "%.1f", (e - s) / 1000}')
+    if ! grep -q '"event":"reconnected"' "$log.alice" || ! grep -q '"event":"reconnected"' "$log.bob"; then
+      fail="LAN move: the call did not come back on Bob's new address within 60 s"
+    elif ! grep '"event":"reconnected"' "$log.alice" | grep -q '10.9.0.3'; then
+      fail="LAN move: Alice came back, but not to Bob's new address"
+    else
+      echo "moved along" >&8
+      echo "still here" >&7
+      for _ in $(seq 100); do
+        grep -q '"text":"moved along"' "$log.bob" && grep -q '"text":"still here"' "$log.alice" && break
+        sleep 0.05
+      done
+      grep -q '"text":"moved along"' "$log.bob" && grep -q '"text":"still here"' "$log.alice" \
+        || fail="LAN move: chat did not cross both ways after the move"
+    fi
+  fi
+  exec 8>&-; wait "$apid" || true; forget "$apid"
+  exec 7>&-
+  for _ in $(seq 50); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.1; done
+  cleanup
+  if [ -n "$fail" ]; then
+    echo "$fail"; cat "$log.alice" "$log.alice.err" "$log.bob" "$log.bob.err"
+    return 1
+  fi
+  printf '| LAN, Bob moves to another address mid-call | back %s s after the move | to %s\n' \
+    "$back" "$(grep '"event":"reconnected"' "$log.alice" | tail -n1 | sed -E 's/.*"remote":"([^"]*)".*/\1/')" \
+    | tee -a "$OUT/matrix.md"
+}
+
 if [ -z "${SKIP_DESKTOP:-}" ]; then
   # The window must get through where the command line does: each cell below needs the
   # window's own port mapping (a symmetric NAT meets a port-restricted one only through it).
@@ -636,6 +699,9 @@ fi
 if [ -z "${SKIP_LAN:-}" ]; then
   echo "LAN without internet: blinded mDNS"
   lan_cell || failed=1
+  cleanup
+  echo "LAN: the callee moves to another address during the call"
+  lan_move_cell || failed=1
   cleanup
 fi
 

@@ -99,6 +99,8 @@ pub(crate) enum Command {
     Decline,
     Hangup,
     Chat(String, oneshot::Sender<Result<(), SessionError>>),
+    /// Caller: if the call must reconnect, look for the peer on this network too.
+    LookOnLan(extrasafe_core::lan::LanKey),
 }
 
 /// The call's path for media: unreliable QUIC datagrams on the call's own connection,
@@ -328,6 +330,12 @@ impl Call {
     /// Ends the call (or cancels it while ringing).
     pub fn hangup(&self) {
         let _ = self.commands.send(Command::Hangup);
+    }
+
+    /// Caller: should the call have to reconnect, look for the peer on this network too
+    /// (with `key`, the tag key of the pair), besides the addresses the call used.
+    pub(crate) fn look_on_lan(&self, key: extrasafe_core::lan::LanKey) {
+        let _ = self.commands.send(Command::LookOnLan(key));
     }
 
     /// Offers `files` (see [`crate::transfer::prepare`]) to the peer on a stream of their own;

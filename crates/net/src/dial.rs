@@ -60,7 +60,30 @@ pub enum DialError {
 
 /// Calls `peer`: its ticket's addresses (if any) first; if they are silent, this network and
 /// the DHT at once, whichever connects first.
+///
+/// A call to a contact placed with the LAN search on also looks for them on this network if
+/// it has to reconnect (they may have moved to another address meanwhile).
 pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
+    node: &Node,
+    peer: PeerId,
+    ticket: Option<&Ticket>,
+    search: Option<Search<F>>,
+    step: impl Fn(DialStep),
+) -> Result<Call, DialError> {
+    let lan_key = search.as_ref().filter(|s| s.lan).and_then(|s| {
+        s.secrets[0]
+            .iter()
+            .find(|p| p.peer() == peer)
+            .map(|p| p.lan_key())
+    });
+    let call = dial_once(node, peer, ticket, search, step).await?;
+    if let Some(key) = lan_key {
+        call.look_on_lan(key);
+    }
+    Ok(call)
+}
+
+async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
     node: &Node,
     peer: PeerId,
     ticket: Option<&Ticket>,

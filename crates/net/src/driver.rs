@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use extrasafe_core::lan::LanKey;
 use extrasafe_core::session::{Event, Session, Violation, RESUME_EXPORTER_LABEL};
 use extrasafe_core::wire::MAX_FRAME;
-use extrasafe_core::EndReason;
+use extrasafe_core::{EndReason, PeerId};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -53,6 +54,10 @@ pub(crate) struct Redial {
     pub(crate) addrs: Vec<std::net::SocketAddr>,
     /// How long one attempt may take (the node's handshake timeout).
     pub(crate) attempt: Duration,
+    /// A contact found on this network: who, and the key of their LAN tags. Each round
+    /// then also looks for them there (they may have a new address: a new lease, another
+    /// access point), and what it finds is dialled too.
+    pub(crate) lan: Option<(PeerId, LanKey)>,
 }
 
 impl Redial {
@@ -61,38 +66,70 @@ impl Redial {
     async fn link(self, last: std::net::SocketAddr) -> Link {
         let mut addrs = vec![last];
         addrs.extend(self.addrs.iter().copied().filter(|a| *a != last));
+        // What this socket can reach (one bound to IPv4 cannot send to IPv6).
+        let v4_only = self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
+        let lan = self.lan.as_ref().and_then(|(peer, key)| {
+            crate::lan::Lan::for_peer(*peer, key.clone())
+                .inspect_err(|e| debug!(error = %e, "reconnecting: no LAN lookup"))
+                .ok()
+                .map(|lan| (*peer, lan))
+        });
+        let attempt = |attempts: &mut tokio::task::JoinSet<Option<Link>>, addr| {
+            let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
+            attempts.spawn(async move {
+                let conn = endpoint
+                    .connect_with(client, addr, "extrasafe")
+                    .ok()?
+                    .await
+                    .ok()?;
+                let (send, recv) = conn.open_bi().await.ok()?;
+                Some(Link {
+                    conn,
+                    send,
+                    recv,
+                    leftover: Vec::new(),
+                })
+            });
+        };
         loop {
             let spacing = tokio::time::sleep(REDIAL_SPACING);
             let round = tokio::time::sleep(self.attempt.max(REDIAL_SPACING));
             tokio::pin!(round);
             let mut attempts = tokio::task::JoinSet::new();
             for addr in addrs.iter().copied() {
-                let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
-                attempts.spawn(async move {
-                    let conn = endpoint
-                        .connect_with(client, addr, "extrasafe")
-                        .ok()?
-                        .await
-                        .ok()?;
-                    let (send, recv) = conn.open_bi().await.ok()?;
-                    Some(Link {
-                        conn,
-                        send,
-                        recv,
-                        leftover: Vec::new(),
-                    })
-                });
+                attempt(&mut attempts, addr);
             }
+            let look = async {
+                match &lan {
+                    Some((peer, lan)) => lan.find(peer, crate::dial::LAN_LOOK).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(look);
+            let mut looked = lan.is_none();
             loop {
                 tokio::select! {
-                    next = attempts.join_next() => match next {
+                    next = attempts.join_next(), if !attempts.is_empty() => match next {
                         Some(Ok(Some(link))) => return link,
-                        Some(_) => continue,
-                        // Every attempt failed (refused, or nothing listens there now):
-                        // the next round after the spacing, not at once.
-                        None => break,
+                        _ => continue,
+                    },
+                    found = &mut look, if !looked => {
+                        looked = true;
+                        for addr in found.unwrap_or_default() {
+                            if addrs.contains(&addr) || (v4_only && addr.is_ipv6()) {
+                                continue;
+                            }
+                            debug!("reconnecting: the peer answers on this network elsewhere");
+                            addrs.push(addr);
+                            attempt(&mut attempts, addr);
+                        }
                     },
                     _ = &mut round => break,
+                }
+                // Every attempt failed (refused, or nothing listens there now) and the
+                // network was looked at: the next round after the spacing, not at once.
+                if attempts.is_empty() && looked {
+                    break;
                 }
             }
             spacing.await;
@@ -576,6 +613,11 @@ impl Driver {
             }
             Some(Command::Chat(text, reply)) => {
                 let _ = reply.send(self.session.send_chat(now, &text).map(|_| ()));
+            }
+            Some(Command::LookOnLan(key)) => {
+                if let Some(r) = &mut self.resume.redial {
+                    r.lan = Some((self.peer, key));
+                }
             }
         }
     }

@@ -67,11 +67,20 @@ fn hex(b: &[u8]) -> String {
 impl Lan {
     /// Starts the mDNS responder with the keys of `pairs` (our contacts).
     pub fn start(pairs: &[PairSecret]) -> Result<Self, LanError> {
+        Self::with_keys(pairs.iter().map(|p| (p.peer(), p.lan_key())).collect())
+    }
+
+    /// Starts the mDNS responder to look for one contact, `peer`, whose tag key is `key`
+    /// (a call looking for its peer again).
+    pub fn for_peer(peer: PeerId, key: LanKey) -> Result<Self, LanError> {
+        Self::with_keys([(peer, key)].into_iter().collect())
+    }
+
+    fn with_keys(keys: HashMap<PeerId, LanKey>) -> Result<Self, LanError> {
         let daemon = ServiceDaemon::new()?;
         // The responder learns our interfaces by polling them: every second instead of
         // every five, so a node is announced (and re-announced after a change) promptly.
         daemon.set_ip_check_interval(1)?;
-        let keys = pairs.iter().map(|p| (p.peer(), p.lan_key())).collect();
         Ok(Self {
             daemon,
             keys: Mutex::new(keys),

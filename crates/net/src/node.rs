@@ -651,6 +651,7 @@ impl Node {
             client: client.clone(),
             addrs: usable.clone(),
             attempt: timeout,
+            lan: None,
         };
         let mut attempts = JoinSet::new();
         for (i, addr) in usable.iter().copied().enumerate() {
