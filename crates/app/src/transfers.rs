@@ -177,6 +177,15 @@ impl Transfers {
             .count()
     }
 
+    /// Whether another send fits now: front ends ask before reading and hashing files that
+    /// [`Transfers::offer`] would refuse ([`OfferError::TooMany`]).
+    pub fn room(&self) -> Result<(), OfferError> {
+        if self.sending() >= MAX_TRANSFERS as usize {
+            return Err(OfferError::TooMany(MAX_TRANSFERS));
+        }
+        Ok(())
+    }
+
     /// Offers `files` (prepared with [`extrasafe_net::transfer::prepare`]) as one transfer.
     pub async fn offer(
         &mut self,
@@ -186,9 +195,7 @@ impl Transfers {
         if files.is_empty() {
             return Err(OfferError::Nothing);
         }
-        if self.sending() >= MAX_TRANSFERS as usize {
-            return Err(OfferError::TooMany(MAX_TRANSFERS));
-        }
+        self.room()?;
         let started = Started {
             id: 0,
             files: files.len(),

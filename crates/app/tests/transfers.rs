@@ -308,3 +308,38 @@ async fn at_the_end_of_a_call_what_still_runs_is_stopped_and_reported_cut_short(
     assert!(!sending.busy() && !sending.running());
     alice.hangup();
 }
+
+/// A call carries `MAX_TRANSFERS` sends at once: with that many waiting for an answer there
+/// is no room (a front end asks before hashing anything) and a further offer is refused;
+/// once one has ended there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_beyond_the_calls_limit_are_refused_until_one_ends() {
+    use extrasafe_net::transfer::MAX_TRANSFERS;
+    let (_a, _b, alice, mut bob) = connected().await;
+    let src = scratch("src5");
+    std::fs::write(src.join("z.bin"), vec![5u8; 1000]).unwrap();
+    let mut sending = Transfers::new(FilesPolicy::Ask);
+    let mut ids = Vec::new();
+    for _ in 0..MAX_TRANSFERS {
+        assert!(sending.room().is_ok());
+        let (files, _) = transfer::prepare(vec![src.join("z.bin")]).await.unwrap();
+        sending.offer(&alice, files).await.unwrap();
+        ids.push(offered(&mut bob).await.0);
+    }
+    assert!(matches!(sending.room(), Err(OfferError::TooMany(n)) if n == MAX_TRANSFERS));
+    let (files, _) = transfer::prepare(vec![src.join("z.bin")]).await.unwrap();
+    assert!(matches!(
+        sending.offer(&alice, files).await,
+        Err(OfferError::TooMany(_))
+    ));
+    bob.decline_files(ids[0]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while sending.room().is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sending.poll().await;
+        }
+    })
+    .await
+    .expect("room again once an offer was declined");
+    alice.hangup();
+}

@@ -181,6 +181,12 @@ impl Files {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        // Nothing is read for a send that could not go now.
+        if let Err(e) = self.transfers.room() {
+            return self.out.warn(&format!(
+                "Cannot send {shown}: {e}; send it when one has finished."
+            ));
+        }
         self.out
             .hint(format!("Preparing {shown} (reading and hashing) …"));
         let (files, skipped) = match transfer::prepare(paths.to_vec()).await {

@@ -474,12 +474,9 @@ impl Backend {
         if !live.connected {
             return;
         }
-        if live.transfers.sending() >= transfer::MAX_TRANSFERS as usize {
-            self.out.error(format!(
-                "{} sends are already running or waiting for an answer; send more when one \
-                 has finished.",
-                transfer::MAX_TRANSFERS
-            ));
+        if let Err(e) = live.transfers.room() {
+            self.out
+                .error(format!("{e}; send more when one has finished."));
             return;
         }
         self.out
