@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use extrasafe_core::lan::LanKey;
-use extrasafe_core::session::{Event, Session, Violation, RESUME_EXPORTER_LABEL};
+use extrasafe_core::session::{
+    Event, PeerStream, Session, StreamAdmission, Violation, RESUME_EXPORTER_LABEL,
+};
 use extrasafe_core::wire::MAX_FRAME;
 use extrasafe_core::{EndReason, PeerId};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -410,20 +412,23 @@ impl Driver {
                     Ok(None) | Err(_) => self.lost(Instant::now()),
                 },
                 stream = self.conn.accept_bi(), if alive => match stream {
-                    // Once the call is up, a new stream is a file transfer.
-                    Ok((send, recv)) if self.session.is_active() => {
-                        tokio::spawn(crate::transfer::intake(
-                            self.transfers.clone(),
-                            self.events.clone(),
-                            send,
-                            recv,
-                        ));
+                    Ok((send, recv)) => {
+                        let kind = PeerStream::Bidirectional;
+                        if self.session.admit_stream(Instant::now(), kind) == StreamAdmission::Transfer {
+                            tokio::spawn(crate::transfer::intake(
+                                self.transfers.clone(),
+                                self.events.clone(),
+                                send,
+                                recv,
+                            ));
+                        }
                     }
-                    Ok(_) => self.violation(Violation::ExtraStream),
                     Err(_) => self.lost(Instant::now()),
                 },
                 stream = self.conn.accept_uni(), if alive => match stream {
-                    Ok(_) => self.violation(Violation::ExtraStream),
+                    Ok(_) => {
+                        self.session.admit_stream(Instant::now(), PeerStream::Unidirectional);
+                    }
                     Err(_) => self.lost(Instant::now()),
                 },
                 Some(link) = self.resume.rx.recv() => self.on_new_link(link),
@@ -458,10 +463,6 @@ impl Driver {
                 break;
             }
         }
-    }
-
-    fn violation(&mut self, what: Violation) {
-        self.session.handle_protocol_violation(Instant::now(), what);
     }
 
     /// A deadline: first tell the session whether the transport heard the peer since the
@@ -541,9 +542,8 @@ impl Driver {
 
     /// The call is up on this connection: room for file transfers (streams and windows).
     fn open_for_call(&self) {
-        let ours = u32::from(self.session.role() == extrasafe_core::Role::Callee);
         self.conn
-            .set_max_concurrent_bi_streams(VarInt::from_u32(ours + crate::transfer::MAX_TRANSFERS));
+            .set_max_concurrent_bi_streams(VarInt::from_u32(self.session.peer_stream_limit()));
         self.conn
             .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
         self.conn

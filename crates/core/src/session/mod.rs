@@ -141,6 +141,24 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// A stream the peer opened on the call's connection, besides the control stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerStream {
+    /// Both ways (a file transfer, once the call is up).
+    Bidirectional,
+    /// One way (never part of the protocol).
+    Unidirectional,
+}
+
+/// What becomes of a stream the peer opened ([`Session::admit_stream`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamAdmission {
+    /// A file transfer: its first bytes are an offer.
+    Transfer,
+    /// Refused: it broke the protocol, and the call ends.
+    Refused,
+}
+
 /// Why a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -615,6 +633,32 @@ impl Session {
     fn stall(&mut self, now: Instant) {
         self.stalled = Some(now);
         self.events.push_back(Event::Reconnecting);
+    }
+
+    /// How many bidirectional streams the peer may have open at once on the call's
+    /// connection (the transport's flow control enforces it): the control stream, opened by
+    /// the caller; and once the call is up, one per file transfer, up to
+    /// [`crate::transfer::MAX_TRANSFERS`]. A stream from the peer to us never.
+    pub fn peer_stream_limit(&self) -> u32 {
+        let control = u32::from(self.role == Role::Callee);
+        let transfers = if self.is_active() {
+            crate::transfer::MAX_TRANSFERS
+        } else {
+            0
+        };
+        control + transfers
+    }
+
+    /// The peer opened a stream (beside the control stream): a file transfer once the call is
+    /// up (also while we hear nothing else: the path may work one way only); anything else
+    /// (a unidirectional stream, a stream while the call rings) breaks the protocol, and
+    /// the call ends.
+    pub fn admit_stream(&mut self, now: Instant, kind: PeerStream) -> StreamAdmission {
+        if kind == PeerStream::Bidirectional && self.is_active() {
+            return StreamAdmission::Transfer;
+        }
+        self.handle_protocol_violation(now, Violation::ExtraStream);
+        StreamAdmission::Refused
     }
 
     /// The transport saw the peer break the rules outside the control stream (for example by

@@ -1209,3 +1209,61 @@ fn a_man_in_the_middle_cannot_grind_the_code() {
     }
     assert!(old_wins > trials * 9 / 10, "{old_wins}");
 }
+
+/// Which streams the peer may open: the control stream (the caller's) and, once the call is
+/// up, one per file transfer; a stream while it rings, or a one-way stream at any time,
+/// breaks the protocol and ends the call.
+#[test]
+fn the_peer_opens_transfer_streams_only_once_the_call_is_up() {
+    use crate::transfer::MAX_TRANSFERS;
+    // Ringing: the callee lets the caller have its control stream, the caller nothing.
+    let mut p = Pair::new(SessionConfig::default());
+    p.advance(Duration::from_millis(100));
+    assert_eq!(
+        (p.caller.peer_stream_limit(), p.callee.peer_stream_limit()),
+        (0, 1)
+    );
+    let now = p.now;
+    assert_eq!(
+        p.callee.admit_stream(now, PeerStream::Bidirectional),
+        StreamAdmission::Refused
+    );
+    p.advance(Duration::from_millis(100));
+    assert_eq!(
+        Pair::ended(&p.callee_events).unwrap().1,
+        EndReason::ProtocolError(Violation::ExtraStream)
+    );
+    assert!(
+        Pair::ended(&p.caller_events).is_some(),
+        "the caller is told"
+    );
+
+    // Up: transfers on both sides, the control stream besides on the callee's.
+    let mut p = Pair::new(SessionConfig::default());
+    p.connect();
+    assert_eq!(
+        (p.caller.peer_stream_limit(), p.callee.peer_stream_limit()),
+        (MAX_TRANSFERS, MAX_TRANSFERS + 1)
+    );
+    let now = p.now;
+    for s in [&mut p.caller, &mut p.callee] {
+        assert_eq!(
+            s.admit_stream(now, PeerStream::Bidirectional),
+            StreamAdmission::Transfer
+        );
+    }
+    p.advance(secs(1));
+    assert!(p.caller.is_active() && p.callee.is_active());
+    // A one-way stream is never part of the protocol.
+    let now = p.now;
+    assert_eq!(
+        p.caller.admit_stream(now, PeerStream::Unidirectional),
+        StreamAdmission::Refused
+    );
+    p.advance(Duration::from_millis(100));
+    assert_eq!(
+        Pair::ended(&p.caller_events).unwrap().1,
+        EndReason::ProtocolError(Violation::ExtraStream)
+    );
+    assert_eq!(p.caller.peer_stream_limit(), 0, "an ended call takes none");
+}

@@ -2,6 +2,10 @@
 //! may be written, and how content is hashed and verified as it streams. The shell in the
 //! net crate moves the bytes and owns the files.
 
+/// Most transfers running at once in each direction of a call: each is a stream the peer
+/// opens, so this is also how many streams a call admits beside its control stream.
+pub const MAX_TRANSFERS: u32 = 4;
+
 pub mod hash;
 pub mod names;
 pub mod offer;

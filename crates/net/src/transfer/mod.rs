@@ -97,8 +97,9 @@ pub(crate) use run::{intake, receive, send};
 /// Names a transfer within its call.
 pub type TransferId = u64;
 
-/// Most transfers running at once in each direction of a call.
-pub const MAX_TRANSFERS: u32 = 4;
+/// Most transfers running at once in each direction of a call (the session admits as many
+/// streams: `extrasafe_core::session::Session::peer_stream_limit`).
+pub use extrasafe_core::transfer::MAX_TRANSFERS;
 
 /// How far a transfer has come.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
