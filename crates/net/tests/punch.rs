@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use extrasafe_net::core::punch::{Candidate, CandidateKind, PunchConfig};
@@ -66,7 +66,6 @@ async fn both_sides_punch_and_the_call_runs_over_the_address_that_answered() {
     let bob_key = PairSecret::new(&bob_id, &alice.peer_id())
         .unwrap()
         .punch_key(&call_id);
-    let started = Instant::now();
     let alice_candidates = [host(&alice)];
     let (answer, call) = tokio::join!(
         bob.answer_punch(PunchPlan::new(
@@ -87,11 +86,9 @@ async fn both_sides_punch_and_the_call_runs_over_the_address_that_answered() {
     let mut inc = incoming(&bob).await;
     until_connected(&mut call).await;
     until_connected(&mut inc).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    // (How soon the check moves past the silent candidate is the punch machine's decision,
+    // tested on virtual time in `core/src/punch/sim.rs`; here it is enough that it did, within
+    // the punch's own time limit, and on the address that answered.)
     // QUIC on the shared socket works as usual after the probes.
     call.send_chat("over the punched path").await.unwrap();
     loop {
