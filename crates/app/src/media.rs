@@ -51,9 +51,9 @@ pub enum MediaError {
 #[derive(Debug)]
 pub struct MediaEnd {
     /// Audio's figures and its sink's result.
-    pub audio: Option<(AudioStats, Result<(), String>)>,
+    pub audio: Option<(AudioStats, Result<(), extrasafe_net::MediaEndError>)>,
     /// Video's figures and its sink's result.
-    pub video: Option<(VideoStats, Result<(), String>)>,
+    pub video: Option<(VideoStats, Result<(), extrasafe_net::MediaEndError>)>,
 }
 
 /// A call's running media; see the module documentation.

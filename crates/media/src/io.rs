@@ -24,12 +24,37 @@ pub trait AudioSource: Send {
     }
 }
 
+/// A recording could not be written: this device's problem (a full disk, a folder that went
+/// away, no permission), for the person to act on.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct SinkError {
+    /// The file.
+    pub path: PathBuf,
+    /// What the system said.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SinkError {
+    fn new(path: &std::path::Path, e: hound::Error) -> Self {
+        let source = match e {
+            hound::Error::IoError(e) => e,
+            other => std::io::Error::other(other),
+        };
+        Self {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// Takes one 20 ms frame at a time.
 pub trait AudioSink: Send {
     /// A frame to play.
     fn write_frame(&mut self, pcm: &[i16]);
     /// The call is over: flush (a file sink writes its file here).
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
     /// Something went wrong that the person should hear about (a device went away).
@@ -132,9 +157,9 @@ impl AudioSink for RecordingSink {
             s.extend_from_slice(pcm);
         }
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         match &self.path {
-            Some(p) => crate::wav::write(p, &self.samples()).map_err(|e| e.to_string()),
+            Some(p) => crate::wav::write_file(p, &self.samples()).map_err(|e| SinkError::new(p, e)),
             None => Ok(()),
         }
     }
@@ -146,22 +171,23 @@ const MEMORY_LIMIT: usize = 10 * 60 * crate::RATE as usize;
 /// Streams what is played to a WAV file as it comes (48 kHz mono 16-bit), so a long call
 /// costs no memory. A write error stops the recording and is reported by `finish`.
 pub struct WavFileSink {
+    path: PathBuf,
     writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
-    error: Option<String>,
+    error: Option<SinkError>,
 }
 
 impl WavFileSink {
     /// Creates (or truncates) the file now.
-    pub fn create(path: &std::path::Path) -> Result<Self, String> {
+    pub fn create(path: &std::path::Path) -> Result<Self, SinkError> {
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: crate::RATE,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer =
-            hound::WavWriter::create(path, spec).map_err(|e| format!("{}: {e}", path.display()))?;
+        let writer = hound::WavWriter::create(path, spec).map_err(|e| SinkError::new(path, e))?;
         Ok(Self {
+            path: path.to_path_buf(),
             writer: Some(writer),
             error: None,
         })
@@ -176,14 +202,14 @@ impl AudioSink for WavFileSink {
                 frame.write_sample(s);
             }
             if let Err(e) = frame.flush() {
-                self.error = Some(e.to_string());
+                self.error = Some(SinkError::new(&self.path, e));
                 self.writer = None;
             }
         }
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), SinkError> {
         if let Some(w) = self.writer.take() {
-            w.finalize().map_err(|e| e.to_string())?;
+            w.finalize().map_err(|e| SinkError::new(&self.path, e))?;
         }
         self.error.take().map_or(Ok(()), Err)
     }

@@ -68,17 +68,22 @@ pub fn read(path: &Path) -> Result<Vec<i16>, WavError> {
 
 /// Writes 48 kHz mono 16-bit samples.
 pub fn write(path: &Path, samples: &[i16]) -> Result<(), WavError> {
+    write_file(path, samples).map_err(|e| err(path, e))
+}
+
+/// [`write`], with hound's own error.
+pub(crate) fn write_file(path: &Path, samples: &[i16]) -> Result<(), hound::Error> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).map_err(|e| err(path, e))?;
+    let mut w = hound::WavWriter::create(path, spec)?;
     for &s in samples {
-        w.write_sample(s).map_err(|e| err(path, e))?;
+        w.write_sample(s)?;
     }
-    w.finalize().map_err(|e| err(path, e))
+    w.finalize()
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::{MediaLink, MediaSendError};
 use crate::engine::{self, AudioStart, Ctl, EngineSlot};
+use crate::error::MediaEndError;
 
 /// What the audio task needs of a connection: a call's [`MediaLink`], or (in tests) a link in
 /// memory, on tokio's virtual clock.
@@ -151,7 +152,7 @@ pub struct AudioCall {
     id: u64,
     engine: mpsc::UnboundedSender<Ctl>,
     stats: watch::Receiver<AudioStats>,
-    done: Option<oneshot::Receiver<(AudioStats, Result<(), String>)>>,
+    done: Option<oneshot::Receiver<(AudioStats, Result<(), MediaEndError>)>>,
 }
 
 impl AudioCall {
@@ -199,13 +200,13 @@ impl AudioCall {
 
     /// Stops the stream, finishes the sink (a file sink writes its file) and returns the
     /// final figures and the sink's result.
-    pub async fn stop(mut self) -> (AudioStats, Result<(), String>) {
+    pub async fn stop(mut self) -> (AudioStats, Result<(), MediaEndError>) {
         let _ = self.engine.send(Ctl::StopAudio(self.id));
         match self.done.take() {
             Some(done) => done
                 .await
-                .unwrap_or_else(|_| (AudioStats::default(), Err("the audio task failed".into()))),
-            None => (AudioStats::default(), Err("the audio task failed".into())),
+                .unwrap_or_else(|_| (AudioStats::default(), Err(MediaEndError::Stopped))),
+            None => (AudioStats::default(), Err(MediaEndError::Stopped)),
         }
     }
 }

@@ -25,6 +25,7 @@ use extrasafe_media::{AudioConfig, AudioReceiver, AudioSender, ReceiverStats, FR
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audio::{AudioLink, AudioStats};
+use crate::error::MediaEndError;
 use crate::video::{CaptureShared, DecodeShared, EncodedMsg, VideoConfig, VideoStats};
 
 /// Where a link keeps its call's engine, so that audio and video started apart share it.
@@ -50,7 +51,7 @@ pub(crate) struct AudioStart {
     pub source: Box<dyn AudioSource>,
     pub sink: Box<dyn AudioSink>,
     pub stats_tx: watch::Sender<AudioStats>,
-    pub done: oneshot::Sender<(AudioStats, Result<(), String>)>,
+    pub done: oneshot::Sender<(AudioStats, Result<(), MediaEndError>)>,
 }
 
 /// A video part to run: the ends of its capture and decode threads.
@@ -101,7 +102,7 @@ struct AudioRun {
     sink: Box<dyn AudioSink>,
     stats: AudioStats,
     stats_tx: watch::Sender<AudioStats>,
-    done: oneshot::Sender<(AudioStats, Result<(), String>)>,
+    done: oneshot::Sender<(AudioStats, Result<(), MediaEndError>)>,
     started: Instant,
     udp0: u64,
     frames: u64,
@@ -409,7 +410,7 @@ fn finish_audio<L: AudioLink>(mut a: AudioRun, media: &mut CallMedia, link: &L) 
     fill_audio(&mut a, media, link);
     media.stop_audio();
     let _ = a.stats_tx.send(a.stats.clone());
-    let result = a.sink.finish();
+    let result = a.sink.finish().map_err(MediaEndError::from);
     let _ = a.done.send((a.stats, result));
 }
 

@@ -105,6 +105,29 @@ impl CallError {
     }
 }
 
+/// Why a call's media could not end cleanly ([`crate::audio::AudioCall::stop`],
+/// [`crate::video::VideoCall::stop`]): what was received could not all be kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaEndError {
+    /// A recording of what was heard could not be written (a full disk, no permission).
+    #[error(transparent)]
+    Recording(#[from] extrasafe_media::io::SinkError),
+    /// The received video could not be decoded or kept (its file, the window).
+    #[error(transparent)]
+    Video(#[from] extrasafe_video::VideoError),
+    /// The call's media engine or decoder stopped before it could report (a bug).
+    #[error("the call's media stopped unexpectedly")]
+    Stopped,
+}
+
+impl MediaEndError {
+    /// Who can act on it: all of these are this device's.
+    pub fn blame(&self) -> Blame {
+        Blame::Local
+    }
+}
+
 /// Why a connection that was answered could not be secured, sorted from what QUIC and TLS
 /// reported (never from their wording).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -30,7 +30,7 @@ pub mod video;
 
 pub use addrs::reachable as reachable_addrs;
 pub use call::{Call, CallEvent, CallInfo, MediaLink, MediaSendError};
-pub use error::{Blame, CallError, HandshakeFailure, NodeError};
+pub use error::{Blame, CallError, HandshakeFailure, MediaEndError, NodeError};
 pub use node::{AcceptPolicy, Congestion, Node, NodeConfig};
 pub use store::{IdentityStore, StoreError};
 

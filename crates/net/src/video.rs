@@ -19,12 +19,13 @@ use extrasafe_core::video::{
     AssembledFrame, CaptureAdvice, EncoderPlan, RateConfig, VideoReceiverStats, VideoSenderStats,
 };
 use extrasafe_video::{
-    Effort, EncoderSettings, Frame, H264Decoder, H264Encoder, VideoSink, VideoSource,
+    Effort, EncoderSettings, Frame, H264Decoder, H264Encoder, VideoError, VideoSink, VideoSource,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::MediaLink;
 use crate::engine;
+use crate::error::MediaEndError;
 
 /// Frames waiting for the decoder; beyond this the decoder cannot keep up.
 const DECODE_QUEUE: usize = 16;
@@ -140,7 +141,7 @@ pub(crate) struct DecodeShared {
     pub(crate) errors: u64,
     /// Smoothed decode time, µs.
     pub(crate) decode_us: f64,
-    sink_error: Option<String>,
+    sink_error: Option<VideoError>,
 }
 
 /// A running video stream; stop it to finish the sink and get the final figures.
@@ -151,7 +152,7 @@ pub struct VideoCall {
     sources: smpsc::Sender<Ctl>,
     stats: watch::Receiver<VideoStats>,
     capture: Option<std::thread::JoinHandle<()>>,
-    decode: Option<std::thread::JoinHandle<Result<(), String>>>,
+    decode: Option<std::thread::JoinHandle<Result<(), MediaEndError>>>,
     quit: Arc<AtomicBool>,
 }
 
@@ -249,7 +250,7 @@ impl VideoCall {
 
     /// Stops video, finishes the sink (a file sink writes its file) and returns the final
     /// figures and the sink's result.
-    pub async fn stop(mut self) -> (VideoStats, Result<(), String>) {
+    pub async fn stop(mut self) -> (VideoStats, Result<(), MediaEndError>) {
         self.quit.store(true, Ordering::Relaxed);
         let _ = self.engine.send(engine::Ctl::StopVideo(self.id));
         let stats = match self.done.take() {
@@ -269,13 +270,10 @@ impl VideoCall {
                     let _ = c.join();
                 }
             }
-            decode.map_or(Ok(()), |d| {
-                d.join()
-                    .unwrap_or_else(|_| Err("the video decoder failed".into()))
-            })
+            decode.map_or(Ok(()), |d| d.join().unwrap_or(Err(MediaEndError::Stopped)))
         })
         .await
-        .unwrap_or_else(|_| Err("the video decoder failed".into()));
+        .unwrap_or(Err(MediaEndError::Stopped));
         (stats, joined)
     }
 }
@@ -494,8 +492,8 @@ fn decode_loop(
     shared: Arc<Mutex<DecodeShared>>,
     fps: u32,
     dropped: Arc<AtomicBool>,
-) -> Result<(), String> {
-    let mut decoder = H264Decoder::new().map_err(|e| e.to_string())?;
+) -> Result<(), MediaEndError> {
+    let mut decoder = H264Decoder::new().map_err(VideoError::from)?;
     // After a failure, frames already on their way depend on the broken one: only a
     // keyframe may be shown next.
     let mut broken = false;
@@ -521,7 +519,7 @@ fn decode_loop(
                     s.size = Some((pic.width, pic.height));
                     s.shown += 1;
                     if let Err(e) = shown {
-                        s.sink_error.get_or_insert(e.to_string());
+                        s.sink_error.get_or_insert(e);
                     }
                 }
             }
@@ -535,7 +533,7 @@ fn decode_loop(
             }
         }
     }
-    let err = shared.lock().ok().and_then(|s| s.sink_error.clone());
-    sink.finish().map_err(|e| e.to_string())?;
-    err.map_or(Ok(()), Err)
+    let err = shared.lock().ok().and_then(|mut s| s.sink_error.take());
+    sink.finish()?;
+    err.map_or(Ok(()), |e| Err(e.into()))
 }

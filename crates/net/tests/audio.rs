@@ -274,3 +274,33 @@ async fn owed_frames_a_stalled_microphone_never_captured_are_not_sent() {
         280 * extrasafe_net::media::FRAME_SAMPLES
     );
 }
+
+/// A recording that cannot be written (its folder is gone) is reported when the audio stops,
+/// typed: which file, what the system said, and that it is this device's to act on. What was
+/// heard meanwhile played on.
+#[tokio::test(start_paused = true)]
+async fn a_recording_that_cannot_be_written_is_reported_with_its_file() {
+    use extrasafe_net::{Blame, MediaEndError};
+    let missing = std::env::temp_dir()
+        .join(format!("es-no-such-folder-{}", std::process::id()))
+        .join("heard.wav");
+    let call = AudioCall::start(
+        ClockedLink(Arc::default()),
+        AudioConfig::default(),
+        Box::new(SamplesSource::new(speech::sample(0.5), true)),
+        Box::new(RecordingSink::to_file(missing.clone())),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (stats, written) = call.stop().await;
+    assert!(stats.frames_due >= 25, "{stats:?}");
+    let Err(e) = written else {
+        panic!("the recording was reported written")
+    };
+    assert_eq!(e.blame(), Blame::Local);
+    let MediaEndError::Recording(r) = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(r.path, missing);
+    assert_eq!(r.source.kind(), std::io::ErrorKind::NotFound);
+}
