@@ -367,7 +367,7 @@ pub async fn run(
                     }
                     if let (Some(fault), false) = (&stats.fault, video_fault_told) {
                         video_fault_told = true;
-                        out.warn(&format!("Video problem: {fault}."));
+                        out.warn(&format!("Video problem: {}.", video_fault_words(fault)));
                     }
                 }
                 if let Some(a) = media.as_ref().and_then(|m| m.audio()) {
@@ -379,7 +379,10 @@ pub async fn run(
                     if let Some(fault) = &stats.device_fault {
                         if !device_warned {
                             device_warned = true;
-                            out.warn(&format!("Audio device problem: {fault}."));
+                            out.warn(&format!(
+                                "Audio device problem: {}.",
+                                device_fault_words(*fault)
+                            ));
                         }
                     }
                 }
@@ -415,5 +418,25 @@ async fn send(call: &Call, out: Output, line: String) {
     match call.send_chat(line.clone()).await {
         Ok(()) => out.sent(&line),
         Err(e) => out.warn(&format!("Not sent: {e}.")),
+    }
+}
+
+/// A sound device that went away, for the terminal.
+fn device_fault_words(f: extrasafe_net::media::io::DeviceFault) -> &'static str {
+    use extrasafe_net::media::io::DeviceFault as F;
+    match f {
+        F::MicrophoneLost => "the sound server closed the microphone; sending silence",
+        F::SpeakerLost => "the sound server closed the speaker; you cannot hear the other side",
+        _ => "a sound device stopped working",
+    }
+}
+
+/// A video problem, for the terminal.
+fn video_fault_words(f: &extrasafe_net::video::VideoFault) -> String {
+    use extrasafe_net::video::VideoFault as F;
+    match f {
+        F::SourceStopped(e) => format!("the video source stopped ({e})"),
+        F::EncoderFailed(e) => format!("the video encoder failed ({e}); trying again"),
+        _ => "the video stopped working".into(),
     }
 }

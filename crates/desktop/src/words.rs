@@ -439,6 +439,33 @@ pub fn online(o: &crate::model::Online) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// A sound device that went away during a call, and what it means.
+pub fn device_fault(f: extrasafe_net::media::io::DeviceFault) -> String {
+    use extrasafe_net::media::io::DeviceFault as F;
+    match f {
+        F::MicrophoneLost => {
+            "The microphone went away (the sound server closed it): they hear silence now. \
+             Hang up and call again once it is back."
+        }
+        F::SpeakerLost => {
+            "The speaker went away (the sound server closed it): you cannot hear them now. \
+             Hang up and call again once it is back."
+        }
+        _ => "A sound device stopped working.",
+    }
+    .into()
+}
+
+/// A video problem during a call.
+pub fn video_fault(f: &extrasafe_net::video::VideoFault) -> String {
+    use extrasafe_net::video::VideoFault as F;
+    match f {
+        F::SourceStopped(e) => format!("Your video stopped: the source failed ({e})."),
+        F::EncoderFailed(e) => format!("Your video could not be encoded ({e}); trying again."),
+        _ => "Your video has a problem.".into(),
+    }
+}
+
 /// Why a transfer failed, with what can be done (the detail may quote the sender's file
 /// names, so it is made safe to show).
 pub fn transfer_failed(f: &extrasafe_net::transfer::TransferFailure) -> String {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use extrasafe_media::io::{AudioSink, AudioSource};
+use extrasafe_media::io::{AudioSink, AudioSource, DeviceFault};
 use extrasafe_media::RATE;
 use pulseaudio::protocol::stream::{BufferAttr, StreamFlags};
 use pulseaudio::protocol::{self, ChannelMap, SampleFormat, SampleSpec};
@@ -390,10 +390,10 @@ impl AudioSource for Mic {
     fn ready(&self) -> bool {
         self.queue.lock().map(|q| q.ready()).unwrap_or(false)
     }
-    fn fault(&self) -> Option<String> {
+    fn fault(&self) -> Option<DeviceFault> {
         self.lost
             .load(Ordering::Relaxed)
-            .then(|| "the sound server closed the microphone; sending silence".to_string())
+            .then_some(DeviceFault::MicrophoneLost)
     }
 }
 
@@ -469,10 +469,10 @@ impl AudioSink for Speaker {
             w.wake();
         }
     }
-    fn fault(&self) -> Option<String> {
-        self.lost.load(Ordering::Relaxed).then(|| {
-            "the sound server closed the speaker; you cannot hear the other side".to_string()
-        })
+    fn fault(&self) -> Option<DeviceFault> {
+        self.lost
+            .load(Ordering::Relaxed)
+            .then_some(DeviceFault::SpeakerLost)
     }
 }
 

@@ -19,9 +19,19 @@ pub trait AudioSource: Send {
         true
     }
     /// Something went wrong that the person should hear about (a device went away).
-    fn fault(&self) -> Option<String> {
+    fn fault(&self) -> Option<DeviceFault> {
         None
     }
+}
+
+/// A device problem the person should hear about during a call (the front end words it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceFault {
+    /// The sound server closed the microphone: silence is sent from now on.
+    MicrophoneLost,
+    /// The sound server closed the speaker: nothing of the other side is heard any more.
+    SpeakerLost,
 }
 
 /// A recording could not be written: this device's problem (a full disk, a folder that went
@@ -58,7 +68,7 @@ pub trait AudioSink: Send {
         Ok(())
     }
     /// Something went wrong that the person should hear about (a device went away).
-    fn fault(&self) -> Option<String> {
+    fn fault(&self) -> Option<DeviceFault> {
         None
     }
 }

@@ -132,7 +132,7 @@ pub struct AudioStats {
     /// The source ran out (a file played once).
     pub source_done: bool,
     /// A device problem to tell the person about (the microphone or speaker went away).
-    pub device_fault: Option<String>,
+    pub device_fault: Option<extrasafe_media::io::DeviceFault>,
     /// Frames that fell due since audio started (each played, and sent unless counted in
     /// `frames_unsent`), counting those dropped.
     pub frames_due: u64,

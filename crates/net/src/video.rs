@@ -62,6 +62,16 @@ impl Default for VideoConfig {
     }
 }
 
+/// A video problem the person should hear about (the front end words it).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum VideoFault {
+    /// The source (camera, screen, file) failed and was dropped: video from it stopped.
+    SourceStopped(Arc<VideoError>),
+    /// The encoder failed (tried again at the next picture).
+    EncoderFailed(Arc<extrasafe_video::CodecError>),
+}
+
 /// A snapshot of a call's video, for the stats line.
 #[derive(Clone, Debug, Default)]
 pub struct VideoStats {
@@ -99,8 +109,8 @@ pub struct VideoStats {
     pub sender: VideoSenderStats,
     /// Receiver counters.
     pub receiver: VideoReceiverStats,
-    /// A problem with the source or the encoder, for the person.
-    pub fault: Option<String>,
+    /// A problem with the source or the encoder, for the person (the latest).
+    pub fault: Option<VideoFault>,
     /// The path's round trip.
     pub rtt: Duration,
     /// QUIC's congestion window, bytes.
@@ -119,7 +129,7 @@ pub(crate) struct CaptureShared {
     pub(crate) backlog: Duration,
     pub(crate) skipped: u64,
     pub(crate) size: Option<(u32, u32)>,
-    pub(crate) fault: Option<String>,
+    pub(crate) fault: Option<VideoFault>,
     pub(crate) sending: bool,
     /// Smoothed encode time, µs.
     pub(crate) encode_us: f64,
@@ -384,11 +394,11 @@ fn capture_loop(
                 continue;
             }
             Err(e) => {
-                let msg = format!("video source stopped: {e}");
+                let fault = VideoFault::SourceStopped(Arc::new(e));
                 source.drop_active();
                 let on = source.active().is_some();
                 set(&|c| {
-                    c.fault = Some(msg.clone());
+                    c.fault = Some(fault.clone());
                     c.sending = on
                 });
                 continue;
@@ -443,8 +453,8 @@ fn capture_loop(
                 Ok(e) => encoder = Some((e, key)),
                 Err(e) => {
                     // Tried again at the next picture; the person is told.
-                    let msg = format!("video encoder failed: {e}");
-                    set(&|c| c.fault = Some(msg.clone()));
+                    let fault = VideoFault::EncoderFailed(Arc::new(e));
+                    set(&|c| c.fault = Some(fault.clone()));
                     continue;
                 }
             }
@@ -477,8 +487,8 @@ fn capture_loop(
             }
             Ok(None) => set(&|c| c.skipped += 1),
             Err(e) => {
-                let msg = format!("video encoder failed: {e}");
-                set(&|c| c.fault = Some(msg.clone()));
+                let fault = VideoFault::EncoderFailed(Arc::new(e));
+                set(&|c| c.fault = Some(fault.clone()));
                 encoder = None;
             }
         }

@@ -521,3 +521,68 @@ async fn audio_and_video_start_and_stop_apart_on_one_call() {
     ear.stop().await.1.unwrap();
     assert_never_corrupted(&seen.lock().unwrap());
 }
+
+/// A source that gives `good` pictures of the test pattern, then fails (a camera unplugged).
+struct FailingSource {
+    inner: TestPattern,
+    good: u64,
+}
+
+impl extrasafe_net::video_media::VideoSource for FailingSource {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+    fn fps(&self) -> u32 {
+        self.inner.fps()
+    }
+    fn next_frame(
+        &mut self,
+        index: u64,
+    ) -> Result<Option<Frame>, extrasafe_net::video_media::VideoError> {
+        if self.good == 0 {
+            return Err(extrasafe_net::video_media::VideoError::Source(
+                "unplugged".into(),
+            ));
+        }
+        self.good -= 1;
+        self.inner.next_frame(index)
+    }
+}
+
+/// A source that fails mid-call is reported typed (which problem, and the source's own
+/// error) for the front end to word, and sending stops; the call's video goes on receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_fails_is_reported_as_such_and_sending_stops() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    use extrasafe_net::video::VideoFault;
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (out, inc) = connected(&a, &b).await;
+    let source = FailingSource {
+        inner: TestPattern::new(W, H, 30),
+        good: 10,
+    };
+    let tx = VideoCall::start(
+        out.media(),
+        VideoConfig::default(),
+        Some(Box::new(source)),
+        Box::new(extrasafe_net::video_media::NoVideo),
+    );
+    let (sink, seen) = checking_sink();
+    let rx = VideoCall::start(inc.media(), VideoConfig::default(), None, sink);
+    until("the failure is reported", || tx.stats().fault.is_some()).await;
+    let stats = tx.stats();
+    match &stats.fault {
+        Some(VideoFault::SourceStopped(e)) => assert_eq!(e.to_string(), "unplugged"),
+        other => panic!("{other:?}"),
+    }
+    until("sending stops", || !tx.stats().sending).await;
+    until("what was sent is shown", || {
+        !seen.lock().unwrap().pictures.is_empty()
+    })
+    .await;
+    tx.stop().await.1.unwrap();
+    rx.stop().await.1.unwrap();
+    assert!(seen.lock().unwrap().pictures.len() <= 10);
+    assert_never_corrupted(&seen.lock().unwrap());
+}

@@ -633,14 +633,15 @@ fn transfer_event(out: &Outbox, labels: &mut HashMap<(u64, bool), String>, e: Tr
 }
 
 impl Backend {
-    pub(super) fn stats(&self) {
-        let Some(live) = &self.live else {
+    pub(super) fn stats(&mut self) {
+        let Some(live) = &mut self.live else {
             return;
         };
         if !live.connected {
             return;
         }
         let media = live.call.media();
+        let mut faults = Vec::new();
         let mut s = PathStats {
             remote: media.remote().to_string(),
             rtt_ms: media.rtt().as_secs_f64() * 1e3,
@@ -653,6 +654,9 @@ impl Backend {
             let secs = st.elapsed.as_secs_f64().max(1.0);
             s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
             s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
+            if let Some(f) = st.device_fault {
+                faults.push(words::device_fault(f));
+            }
         }
         if let Some(v) = live.media.as_ref().and_then(|m| m.video()) {
             let st = v.stats();
@@ -662,8 +666,15 @@ impl Backend {
             s.video_out = if st.sending { st.send_size } else { None };
             s.frames_shown = st.shown;
             s.frozen = st.frozen;
-            if let Some(f) = st.fault {
-                self.out.error(format!("Video problem: {f}."));
+            if let Some(f) = &st.fault {
+                faults.push(words::video_fault(f));
+            }
+        }
+        // Each problem once: the figures come every second.
+        for f in faults {
+            if !live.faults_told.contains(&f) {
+                live.faults_told.push(f.clone());
+                self.out.error(f);
             }
         }
         self.out.send(Update::Stats(s));
@@ -742,6 +753,7 @@ impl Live {
             ringer: None,
             offers: Default::default(),
             outgoing: None,
+            faults_told: Vec::new(),
         }
     }
 }

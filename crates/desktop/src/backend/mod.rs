@@ -155,6 +155,8 @@ struct Live {
     ringer: Option<AbortOnDrop>,
     /// A call we placed: the router's port mapping, kept for the call.
     outgoing: Option<Outgoing>,
+    /// Device and video problems already told (each once a call).
+    faults_told: Vec<String>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
