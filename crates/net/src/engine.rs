@@ -405,13 +405,17 @@ fn drive<L: AudioLink>(
     }
 }
 
-/// Ends the audio part: final figures, the sink finished (a file sink writes its file).
+/// Ends the audio part: final figures, and the sink finished (a file sink writes its file)
+/// on a blocking thread, not on this task, which may carry the call's video on.
 fn finish_audio<L: AudioLink>(mut a: AudioRun, media: &mut CallMedia, link: &L) {
     fill_audio(&mut a, media, link);
     media.stop_audio();
     let _ = a.stats_tx.send(a.stats.clone());
-    let result = a.sink.finish().map_err(MediaEndError::from);
-    let _ = a.done.send((a.stats, result));
+    let (mut sink, done, stats) = (a.sink, a.done, a.stats);
+    tokio::task::spawn_blocking(move || {
+        let result = sink.finish().map_err(MediaEndError::from);
+        let _ = done.send((stats, result));
+    });
 }
 
 /// Ends the video part with its final figures.
