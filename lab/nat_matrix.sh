@@ -184,6 +184,19 @@ until_connected() {
 # last_received LOG: the audio datagrams received by the latest stats line of LOG.
 last_received() { grep '"event":"stats"' "$1" | tail -n1 | sed -E 's/.*"received":([0-9]+).*/\1/'; }
 
+# chat_both_ways LOG A_SAYS B_SAYS: Alice (stdin on fd 8) and Bob (fd 7) each send a line;
+# true once each arrived on the other side (within 5 s).
+chat_both_ways() {
+  local log=$1 a=$2 b=$3
+  echo "$a" >&8
+  echo "$b" >&7
+  for _ in $(seq 100); do
+    grep -q "\"text\":\"$a\"" "$log.bob" && grep -q "\"text\":\"$b\"" "$log.alice" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # outage LOG: with an audio call up, everything between the two routers is dropped for each
 # of $OUTAGES seconds in turn. Each time both sides must say "reconnecting" while it is dark
 # and "reconnected" once it is not, audio must flow again both ways (the received count of
@@ -232,13 +245,7 @@ outage() {
         grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
       fi
     done
-    echo "after $dark s dark" >&8
-    echo "back after $dark s" >&7
-    for _ in $(seq 100); do
-      grep -q "\"text\":\"after $dark s dark\"" "$log.bob" && grep -q "\"text\":\"back after $dark s\"" "$log.alice" && break
-      sleep 0.05
-    done
-    if ! grep -q "\"text\":\"after $dark s dark\"" "$log.bob" || ! grep -q "\"text\":\"back after $dark s\"" "$log.alice"; then
+    if ! chat_both_ways "$log" "after $dark s dark" "back after $dark s"; then
       echo "outage of $dark s: chat did not cross both ways after it"; return 1
     fi
     echo "outage: $dark s dark; both reconnected $back s after the path returned ($(since alice reconnecting) stall(s) for Alice, $(since bob reconnecting) for Bob); audio and chat flow again both ways"
@@ -656,13 +663,7 @@ lan_move_cell() {
     elif ! grep '"event":"reconnected"' "$log.alice" | grep -q '10.9.0.3'; then
       fail="LAN move: Alice came back, but not to Bob's new address"
     else
-      echo "moved along" >&8
-      echo "still here" >&7
-      for _ in $(seq 100); do
-        grep -q '"text":"moved along"' "$log.bob" && grep -q '"text":"still here"' "$log.alice" && break
-        sleep 0.05
-      done
-      grep -q '"text":"moved along"' "$log.bob" && grep -q '"text":"still here"' "$log.alice" \
+      chat_both_ways "$log" "moved along" "still here" \
         || fail="LAN move: chat did not cross both ways after the move"
     fi
   fi

@@ -3,9 +3,7 @@
 
 use std::time::Instant;
 
-use extrasafe_core::media::{
-    AudioStreamConfig, JitterBuffer, JitterConfig, MediaPacket, Packetizer, Playout,
-};
+use extrasafe_core::media::{AudioStreamConfig, JitterBuffer, JitterConfig, Packetizer, Playout};
 
 use crate::codec::{CodecError, Decoder, Encoder, OpusSettings};
 use crate::FRAME_SAMPLES;
@@ -226,19 +224,9 @@ impl AudioReceiver {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
-        let Ok(p) = MediaPacket::parse(datagram) else {
+        let frame = FRAME_SAMPLES as u16;
+        if !extrasafe_core::media::stream::push_datagram(&mut self.jitter, now, datagram, frame) {
             self.stats.malformed += 1;
-            return;
-        };
-        if p.dur as usize != FRAME_SAMPLES {
-            self.stats.malformed += 1;
-            return;
-        }
-        for (k, frame) in p.frames.iter().enumerate() {
-            let seq = p.seq.wrapping_sub(k as u32);
-            // Copies carry no voice flag of their own: treat them as speech (never shrunk).
-            let speech = if k == 0 { p.speech } else { true };
-            self.jitter.push(now, seq, frame, speech, k == 0);
         }
     }
 
@@ -338,6 +326,7 @@ pub fn align(reference: &[i16], received: &[i16], max_lag: usize) -> (usize, f64
 mod tests {
     use super::*;
     use crate::codec::{OpusPureDecoder, OpusPureEncoder};
+    use extrasafe_core::media::MediaPacket;
     use std::time::Duration;
 
     /// Sends `speech` through sender → (loss) → receiver on virtual time with 30 ms of

@@ -156,19 +156,8 @@ impl AudioStream {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
-        let Ok(p) = MediaPacket::parse(datagram) else {
+        if !push_datagram(&mut self.jitter, now, datagram, self.config.frame_samples) {
             self.stats.malformed += 1;
-            return;
-        };
-        if p.dur != self.config.frame_samples {
-            self.stats.malformed += 1;
-            return;
-        }
-        for (k, frame) in p.frames.iter().enumerate() {
-            let seq = p.seq.wrapping_sub(k as u32);
-            // Copies carry no voice flag of their own: treat them as speech (never shrunk).
-            let speech = if k == 0 { p.speech } else { true };
-            self.jitter.push(now, seq, frame, speech, k == 0);
         }
     }
 
@@ -304,6 +293,29 @@ impl AudioStream {
             ..self.stats
         }
     }
+}
+
+/// Puts the frames of an audio datagram (its own and the copies of earlier ones) into
+/// `jitter`; false, and nothing pushed, if it is malformed or of another frame length.
+pub fn push_datagram(
+    jitter: &mut JitterBuffer,
+    now: Instant,
+    datagram: &[u8],
+    frame_samples: u16,
+) -> bool {
+    let Ok(p) = MediaPacket::parse(datagram) else {
+        return false;
+    };
+    if p.dur != frame_samples {
+        return false;
+    }
+    for (k, frame) in p.frames.iter().enumerate() {
+        let seq = p.seq.wrapping_sub(k as u32);
+        // Copies carry no voice flag of their own: treat them as speech (never shrunk).
+        let speech = if k == 0 { p.speech } else { true };
+        jitter.push(now, seq, frame, speech, k == 0);
+    }
+    true
 }
 
 #[cfg(test)]

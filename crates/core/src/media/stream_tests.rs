@@ -28,6 +28,16 @@ struct Driver {
     log: Log,
 }
 
+impl Log {
+    /// The sequence numbers of what was sent, in order.
+    fn seqs(&self) -> Vec<u32> {
+        self.sent
+            .iter()
+            .map(|(_, dg)| MediaPacket::parse(dg).unwrap().seq)
+            .collect()
+    }
+}
+
 impl Driver {
     fn new() -> Self {
         Self {
@@ -162,12 +172,7 @@ fn a_driver_held_up_does_every_frame_it_owes() {
         "then one 3 ms after each tick again"
     );
     // Sequence numbers run on without a gap: every frame was sent.
-    let seqs: Vec<u32> = d
-        .log
-        .sent
-        .iter()
-        .map(|(_, dg)| MediaPacket::parse(dg).unwrap().seq)
-        .collect();
+    let seqs = d.log.seqs();
     assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
     let st = s.stats();
     assert_eq!(
@@ -191,12 +196,7 @@ fn a_datagram_past_its_time_leaves_before_the_next() {
     d.wake(&mut s, t0);
     assert!(d.log.sent.is_empty(), "it waits for 3 ms");
     d.wake(&mut s, t0 + 20 * MS);
-    let seqs: Vec<u32> = d
-        .log
-        .sent
-        .iter()
-        .map(|(_, dg)| MediaPacket::parse(dg).unwrap().seq)
-        .collect();
+    let seqs = d.log.seqs();
     assert_eq!(seqs, [0], "the late one, at once; the new one waits");
     assert_eq!(s.poll_timeout(), t0 + 23 * MS);
 }
