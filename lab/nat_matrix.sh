@@ -580,6 +580,30 @@ desktop_cell() {
   fi
 }
 
+# lan_bob LOG DHT: Bob (namespace lb) listens once, anyone, no audio, his stdin on fd 7;
+# returns once he announced himself on the LAN (or after 10 s). His PID in BPID.
+lan_bob() {
+  local log=$1 nodht=$2
+  mkfifo "$log.bin" "$log.ain"
+  ns lb "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap $nodht listen --once \
+    --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
+  PIDS+=($!)
+  BPID=$!
+  exec 7<>"$log.bin"   # read-write: never blocks, even if the reader died
+  for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
+}
+
+# lan_alice LOG DHT: Alice (namespace la) calls bobhollis by name, no audio, her stdin on
+# fd 8. Her PID in APID.
+lan_alice() {
+  local log=$1 nodht=$2
+  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bobhollis --no-audio \
+    <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
+  PIDS+=($!)
+  APID=$!
+  exec 8<>"$log.ain"
+}
+
 # lan_cell: Alice and Bob on one LAN segment with no router, no DHT and no internet; Alice
 # calls `bobhollis` (no address known): the blinded mDNS announcement must find him.
 lan_cell() {
@@ -590,20 +614,12 @@ lan_cell() {
   ns la tcpdump -i eth0 --immediate-mode -U -s0 -w "$log.pcap" udp 2>/dev/null &
   PIDS+=($!)
   sleep 0.5
-  mkfifo "$log.bin" "$log.ain"
-  ns lb "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap $nodht listen --once \
-    --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
-  PIDS+=($!)
-  local bpid=$!
-  exec 7<>"$log.bin"   # read-write: never blocks, even if the reader died
-  for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
+  lan_bob "$log" "$nodht"
+  local bpid=$BPID
   local start end
   start=$(ms)
-  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bobhollis --no-audio \
-    <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
-  PIDS+=($!)
-  local apid=$!
-  exec 8<>"$log.ain"
+  lan_alice "$log" "$nodht"
+  local apid=$APID
   until_connected "$log.alice" "$apid" 300
   end=$(ms)
   exec 8>&-; wait "$apid" || true; forget "$apid"
@@ -632,18 +648,10 @@ lan_move_cell() {
   link la eth0 10.9.0.1 lb eth0 10.9.0.2
   local log="$OUT/lanmove" nodht=10.9.0.254:6881 t0 back
   rm -f "$log".*
-  mkfifo "$log.bin" "$log.ain"
-  ns lb "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap $nodht listen --once \
-    --accept anyone --no-audio <"$log.bin" >"$log.bob" 2>"$log.bob.err" &
-  PIDS+=($!)
-  local bpid=$!
-  exec 7<>"$log.bin"
-  for _ in $(seq 100); do grep -q '"event":"lan_announced"' "$log.bob" && break; sleep 0.1; done
-  ns la "$BIN" --data-dir "$OUT/alice" --json --dht-bootstrap $nodht call bobhollis --no-audio \
-    <"$log.ain" >"$log.alice" 2>"$log.alice.err" &
-  PIDS+=($!)
-  local apid=$!
-  exec 8<>"$log.ain"
+  lan_bob "$log" "$nodht"
+  local bpid=$BPID
+  lan_alice "$log" "$nodht"
+  local apid=$APID
   until_connected "$log.alice" "$apid" 300
   local fail=""
   if ! grep -q '"event":"connected"' "$log.alice"; then
