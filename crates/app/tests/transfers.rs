@@ -333,13 +333,12 @@ async fn sends_beyond_the_calls_limit_are_refused_until_one_ends() {
         Err(OfferError::TooMany(_))
     ));
     bob.decline_files(ids[0]).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while sending.room().is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            sending.poll().await;
-        }
-    })
-    .await
-    .expect("room again once an offer was declined");
+    tokio::time::timeout(Duration::from_secs(30), sending.next_end())
+        .await
+        .expect("the declined offer ends");
+    assert!(
+        sending.room().is_ok(),
+        "room again once an offer was declined"
+    );
     alice.hangup();
 }

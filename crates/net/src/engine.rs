@@ -280,7 +280,8 @@ async fn run<L: AudioLink>(link: L, mut ctl: mpsc::UnboundedReceiver<Ctl>, solo:
             media.handle_input(now, MediaInput::NewPath);
         }
         media.handle_input(now, MediaInput::Timeout);
-        if let Some(p) = link.path() {
+        // The transport's state is video's alone (reading it locks the connection).
+        if let Some(p) = video.as_ref().and_then(|_| link.path()) {
             media.handle_input(now, MediaInput::Path(p));
         }
         drive(now, &mut media, &link, &mut audio, &mut video);
