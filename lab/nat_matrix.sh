@@ -9,7 +9,7 @@
 #   bash lab/nat_matrix.sh            # the whole matrix (a few minutes), then the privacy check
 #   CELLS="port:port sym:sym" bash lab/nat_matrix.sh   # CELLS="" runs none of the matrix
 #   NO_INPUT_DROP=1 ...               # routers without the "drop inbound to the router" rule
-#   SKIP_DESKTOP=1 / SKIP_IDLE / SKIP_OUTAGE / SKIP_LIAR / SKIP_LAN / SKIP_CAPTURE  # leave out a part
+#   SKIP_DESKTOP=1 / SKIP_IDLE / SKIP_OUTAGE / SKIP_RENUMBER / SKIP_LIAR / SKIP_LAN / SKIP_CAPTURE  # leave out a part
 #   OUTAGES="30 60"                   # the blackouts of the outage cell, in seconds
 #
 # Topology (documentation address ranges, except where noted):
@@ -197,58 +197,91 @@ chat_both_ways() {
   return 1
 }
 
+# mark LOG: remembers how long both logs are, for `since`.
+mark() { ba=$(wc -l <"$1.alice"); bb=$(wc -l <"$1.bob"); }
+# since LOG WHO EVENT: how many EVENT lines WHO logged since the last `mark`.
+since() {
+  local base=$ba; [ "$2" = bob ] && base=$bb
+  tail -n +"$((base + 1))" "$1.$2" | grep -c "\"event\":\"$3\"" || true
+}
+
+# comes_back LOG WHAT T0: after a lost path (WHAT, for messages) that could return from T0 (ms)
+# on, both sides must say "reconnected" within 30 s, audio must flow again both ways (the
+# received count of the stats lines, one each 5 s, grows by at least 5 s of frames over the
+# next 11 s), the call must stay back (one return for each stall), and chat must cross both
+# ways. Sets BACK to the seconds from T0 until both were back.
+comes_back() {
+  local log=$1 what=$2 t0=$3 who r1a r1b r2a r2b
+  for _ in $(seq 600); do
+    [ "$(since "$log" alice reconnected)" -ge 1 ] && [ "$(since "$log" bob reconnected)" -ge 1 ] && break
+    grep -q '"event":"ended"' "$log.alice" "$log.bob" && break
+    sleep 0.05
+  done
+  BACK=$(awk -v s="$t0" -v e="$(ms)" 'BEGIN {printf "%.1f", (e - s) / 1000}')
+  for who in alice bob; do
+    if [ "$(since "$log" "$who" reconnected)" -lt 1 ]; then
+      echo "$what: $who did not reconnect within 30 s"
+      grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
+    fi
+  done
+  r1a=$(last_received "$log.alice"); r1b=$(last_received "$log.bob")
+  sleep 11
+  r2a=$(last_received "$log.alice"); r2b=$(last_received "$log.bob")
+  if [ $((r2a - r1a)) -lt 250 ] || [ $((r2b - r1b)) -lt 250 ]; then
+    echo "$what: audio did not resume (received $r1a -> $r2a by Alice, $r1b -> $r2b by Bob)"; return 1
+  fi
+  for who in alice bob; do
+    if [ "$(since "$log" "$who" reconnecting)" != "$(since "$log" "$who" reconnected)" ]; then
+      echo "$what: $who went on reconnecting after the path returned"
+      grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
+    fi
+  done
+  if ! chat_both_ways "$log" "after: $what" "back after: $what"; then
+    echo "$what: chat did not cross both ways after it"; return 1
+  fi
+}
+
 # outage LOG: with an audio call up, everything between the two routers is dropped for each
-# of $OUTAGES seconds in turn. Each time both sides must say "reconnecting" while it is dark
-# and "reconnected" once it is not, audio must flow again both ways (the received count of
-# the stats lines, one each 5 s, grows by at least 5 s of frames over the next 11 s), and
-# chat must cross both ways.
+# of $OUTAGES seconds in turn. Each time both sides must say "reconnecting" while it is dark,
+# then come back (see `comes_back`).
 outage() {
-  local log=$1 dark t0 back who r1a r1b r2a r2b ba bb
-  # since WHO EVENT: how many EVENT lines WHO logged since this outage began.
-  since() {
-    local base=$ba; [ "$1" = bob ] && base=$bb
-    tail -n +"$((base + 1))" "$log.$1" | grep -c "\"event\":\"$2\"" || true
-  }
+  local log=$1 dark t0 who
   for dark in ${OUTAGES:-30 60}; do
-    ba=$(wc -l <"$log.alice"); bb=$(wc -l <"$log.bob")
+    mark "$log"
     ns pub iptables -I FORWARD -j DROP
     sleep "$dark"
     for who in alice bob; do
-      if [ "$(since "$who" reconnecting)" -lt 1 ]; then
+      if [ "$(since "$log" "$who" reconnecting)" -lt 1 ]; then
         echo "outage of $dark s: $who never said it was reconnecting"; ns pub iptables -D FORWARD -j DROP; return 1
       fi
     done
     t0=$(ms)
     ns pub iptables -D FORWARD -j DROP
-    for _ in $(seq 600); do
-      [ "$(since alice reconnected)" -ge 1 ] && [ "$(since bob reconnected)" -ge 1 ] && break
-      grep -q '"event":"ended"' "$log.alice" "$log.bob" && break
-      sleep 0.05
-    done
-    back=$(awk -v s="$t0" -v e="$(ms)" 'BEGIN {printf "%.1f", (e - s) / 1000}')
-    for who in alice bob; do
-      if [ "$(since "$who" reconnected)" -lt 1 ]; then
-        echo "outage of $dark s: $who did not reconnect within 30 s of the path's return"
-        grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
-      fi
-    done
-    r1a=$(last_received "$log.alice"); r1b=$(last_received "$log.bob")
-    sleep 11
-    r2a=$(last_received "$log.alice"); r2b=$(last_received "$log.bob")
-    if [ $((r2a - r1a)) -lt 250 ] || [ $((r2b - r1b)) -lt 250 ]; then
-      echo "outage of $dark s: audio did not resume (received $r1a -> $r2a by Alice, $r1b -> $r2b by Bob)"; return 1
-    fi
-    # Once back, it stayed back: one return for each stall, none since.
-    for who in alice bob; do
-      if [ "$(since "$who" reconnecting)" != "$(since "$who" reconnected)" ]; then
-        echo "outage of $dark s: $who went on reconnecting after the path returned"
-        grep '"event":"\(reconnect\|ended\)' "$log.$who"; return 1
-      fi
-    done
-    if ! chat_both_ways "$log" "after $dark s dark" "back after $dark s"; then
-      echo "outage of $dark s: chat did not cross both ways after it"; return 1
-    fi
-    echo "outage: $dark s dark; both reconnected $back s after the path returned ($(since alice reconnecting) stall(s) for Alice, $(since bob reconnecting) for Bob); audio and chat flow again both ways"
+    comes_back "$log" "outage of $dark s" "$t0" || return 1
+    echo "outage: $dark s dark; both reconnected $BACK s after the path returned ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio and chat flow again both ways"
+  done
+}
+
+# renumber LOG: with an audio call up, Alice's router, then Bob's, gets a new public address
+# (as when a provider renumbers a line; the router's mappings go with the old one). The old
+# path is dead for good and neither router lets the other side's new address in: the caller
+# finds the callee again through the DHT (the callee's presence, measured anew while its
+# call reconnects; the caller's intent; a punch), and the call comes back (`comes_back`).
+renumber() {
+  local log=$1 r old new gw t0 who
+  for r in nata natb; do
+    case $r in
+      nata) old=198.51.100.2 new=198.51.100.3 gw=198.51.100.1 ;;
+      natb) old=203.0.113.2 new=203.0.113.3 gw=203.0.113.1 ;;
+    esac
+    mark "$log"
+    t0=$(ms)
+    # (Deleted first: deleting a primary address takes the secondaries of its subnet along.)
+    ns "$r" ip addr del "$old/24" dev wan
+    ns "$r" ip addr add "$new/24" dev wan
+    ns "$r" ip route replace default via "$gw"
+    comes_back "$log" "$r renumbered" "$t0" || return 1
+    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio and chat flow again both ways"
   done
 }
 
@@ -271,11 +304,12 @@ identities() {
   "$BIN" --data-dir "$OUT/bob" contact add "$alice_id" --name alicewren >/dev/null
 }
 
-# cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle|outage|liar]: one call through the two
+# cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle|outage|renumber|liar]: one call through the two
 # routers. With `idle`, the routers forget a UDP mapping after 10 s of silence and the call,
 # once connected, stays idle for 25 s before chat must still cross both ways (keepalives).
 # With `outage`, the call carries audio (a tone from a file, both ways) and the path goes
-# dark for 30 s, then 60 s (see `outage`).
+# dark for 30 s, then 60 s (see `outage`); with `renumber`, each router in turn gets a new
+# public address (see `renumber`).
 cell() {
   local ta=$1 tb=$2 expect=$3 mode=${4:-}
   local capture=""; [ "$mode" = capture ] && capture=1
@@ -308,7 +342,7 @@ cell() {
     sleep 0.5
   fi
   local bob_media=(--no-audio) alice_media=(--no-audio)
-  if [ "$mode" = outage ]; then
+  if [ "$mode" = outage ] || [ "$mode" = renumber ]; then
     tone "$OUT/tone.wav"
     bob_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.bob.wav")
     alice_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.alice.wav")
@@ -349,7 +383,7 @@ cell() {
         fi
         echo "keepalive: chat crossed both ways after 25 s idle with 10 s NAT mapping timeouts"
       fi
-      if [ "$mode" = outage ] && ! outage "$log"; then
+      if { [ "$mode" = outage ] && ! outage "$log"; } || { [ "$mode" = renumber ] && ! renumber "$log"; }; then
         echo "Alice:"; grep -v '"event":"stats"' "$log.alice" | tail -n 20; tail -n 20 "$log.alice.err"
         echo "Bob:"; grep -v '"event":"stats"' "$log.bob" | tail -n 20; tail -n 20 "$log.bob.err"
         exec 8>&-; return 1
@@ -446,6 +480,13 @@ fi
 if [ -z "${SKIP_OUTAGE:-}" ]; then
   echo "outages: the path between the routers goes dark for ${OUTAGES:-30 60} s during an audio call"
   cell port port ok outage || failed=1
+  cleanup
+  { exec 7>&- 8>&-; } 2>/dev/null || true
+fi
+
+if [ -z "${SKIP_RENUMBER:-}" ]; then
+  echo "renumbering: each router in turn gets a new public address during an audio call"
+  cell port port ok renumber || failed=1
   cleanup
   { exec 7>&- 8>&-; } 2>/dev/null || true
 fi

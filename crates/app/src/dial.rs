@@ -17,11 +17,12 @@ use tokio::sync::watch;
 use crate::reach::{self, Events, ReachConfig};
 use crate::AbortOnDrop;
 
-/// The pair secrets a search for `peer` uses (for the LAN lookup, the DHT lookup and a second
-/// DHT try); made before the identity key is dropped.
-pub fn search_secrets(identity: &Identity, peer: PeerId) -> Result<[Vec<PairSecret>; 3], DhtError> {
+/// The pair secrets a search for `peer` uses (for the LAN lookup, the DHT lookup, a second
+/// DHT try, and the DHT search should the call have to reconnect); made before the identity
+/// key is dropped.
+pub fn search_secrets(identity: &Identity, peer: PeerId) -> Result<[Vec<PairSecret>; 4], DhtError> {
     let one = || dht::pair_secrets(identity, &[peer]);
-    Ok([one()?, one()?, one()?])
+    Ok([one()?, one()?, one()?, one()?])
 }
 
 /// What a placed call keeps besides the call: the router's port mapping.
@@ -55,7 +56,7 @@ pub async fn place(
     node: &Node,
     peer: PeerId,
     ticket: Option<&Ticket>,
-    secrets: Option<[Vec<PairSecret>; 3]>,
+    secrets: Option<[Vec<PairSecret>; 4]>,
     config: &ReachConfig,
     events: &Events,
     mapping: Option<watch::Receiver<MapState>>,

@@ -236,8 +236,14 @@ async fn follow(
                 let events = events.clone();
                 tokio::spawn(async move {
                     let peer = plan.peer;
-                    if let Err(error) = node.answer_punch(plan).await {
-                        let _ = events.send(ReachEvent::NoPath { peer, error });
+                    match node.answer_punch(plan).await {
+                        Ok(_) => {}
+                        // Their call to us is reconnecting: it tries again by itself, and
+                        // the call says whether it came back.
+                        Err(_) if node.answered_call_with(&peer) => {}
+                        Err(error) => {
+                            let _ = events.send(ReachEvent::NoPath { peer, error });
+                        }
                     }
                 });
             }

@@ -101,6 +101,8 @@ pub(crate) enum Command {
     Chat(String, oneshot::Sender<Result<(), SessionError>>),
     /// Caller: if the call must reconnect, look for the peer on this network too.
     LookOnLan(extrasafe_core::lan::LanKey),
+    /// Caller: if the path is lost, also look for the peer through the DHT.
+    LookOnDht(crate::node::Handle, std::sync::Arc<crate::dht::Rendezvous>),
 }
 
 /// The call's path for media: unreliable QUIC datagrams on the call's own connection,
@@ -336,6 +338,16 @@ impl Call {
     /// (with `key`, the tag key of the pair), besides the addresses the call used.
     pub(crate) fn look_on_lan(&self, key: extrasafe_core::lan::LanKey) {
         let _ = self.commands.send(Command::LookOnLan(key));
+    }
+
+    /// Caller: should the call lose its path, the peer is also looked for through the DHT
+    /// (see `driver::DhtRedial`).
+    pub(crate) fn look_on_dht(
+        &self,
+        node: crate::node::Handle,
+        rendezvous: std::sync::Arc<crate::dht::Rendezvous>,
+    ) {
+        let _ = self.commands.send(Command::LookOnDht(node, rendezvous));
     }
 
     /// Offers `files` (see [`crate::transfer::prepare`]) to the peer on a stream of their own;

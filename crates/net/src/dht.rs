@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tracing::debug;
 
 use crate::error::CallError;
-use crate::node::Node;
+use crate::node::{Handle, Node};
 use crate::punch::PunchPlan;
 
 /// How the node joins the DHT.
@@ -247,6 +247,11 @@ impl Rendezvous {
             stun: config.stun.clone(),
             roots: Default::default(),
         })
+    }
+
+    /// Forgets our addresses as last measured: the next call or record measures them again.
+    pub(crate) fn forget_measurement(&self) {
+        *self.measured.lock().expect("measurement lock poisoned") = None;
     }
 
     /// Derives records from the roots `roots` holds (as calls replace them) instead of the
@@ -1077,7 +1082,7 @@ pub const CALLEE_HOLD: Duration = Duration::from_secs(1);
 /// (asked from the call socket itself), else our public IP as the DHT saw it with the call
 /// port (right behind the many NATs that keep the port); then the interface addresses.
 pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability {
-    reachability_within(node, rendezvous, Duration::ZERO).await
+    reachability_within(&node.handle(), rendezvous, Duration::ZERO).await
 }
 
 /// [`reachability`], waiting up to `settle` (alongside the measurement) for the router's
@@ -1085,7 +1090,7 @@ pub async fn reachability(node: &Node, rendezvous: &Rendezvous) -> Reachability 
 /// read first already has the forwarded port. A caller waits only behind a symmetric NAT (see
 /// [`CALLER_SETTLE`]).
 async fn reachability_within(
-    node: &Node,
+    node: &Handle,
     rendezvous: &Rendezvous,
     settle: Duration,
 ) -> Reachability {
@@ -1108,7 +1113,7 @@ async fn reachability_within(
     r
 }
 
-async fn measure(node: &Node, rendezvous: &Rendezvous) -> Reachability {
+async fn measure(node: &Handle, rendezvous: &Rendezvous) -> Reachability {
     if let Some((r, at)) = rendezvous
         .measured
         .lock()
@@ -1178,117 +1183,128 @@ impl Node {
         rendezvous: &Rendezvous,
         peer: PeerId,
     ) -> Result<crate::Call, CallError> {
-        let started = std::time::Instant::now();
-        let mut us = reachability(self, rendezvous).await;
-        if us.mapped.is_none() && us.nat == NatMapping::Varies {
-            // Behind a symmetric NAT a forwarded port is what lets most contacts reach us:
-            // worth a moment for the router to answer. (Elsewhere punching works without it,
-            // and a network with no such router would cost every call this wait.)
-            if let Some(mut pm) = rendezvous.port_map() {
-                let _ =
-                    tokio::time::timeout(CALLER_SETTLE, pm.wait_for(|s| *s != MapState::Asking))
-                        .await;
-                us = reachability(self, rendezvous).await;
+        let (plan, access) = contact_plan(&self.handle(), rendezvous, peer).await?;
+        self.call_punched_with(plan, access).await
+    }
+}
+
+/// What punching towards a contact with no known address takes: reads its rendezvous record
+/// (or presence), writes our call intent with our candidates where it reads them, and returns
+/// the plan to punch with, and the pair's access key.
+pub(crate) async fn contact_plan(
+    node: &Handle,
+    rendezvous: &Rendezvous,
+    peer: PeerId,
+) -> Result<(PunchPlan, Option<extrasafe_core::access::AccessKey>), CallError> {
+    let started = std::time::Instant::now();
+    let mut us = reachability_within(node, rendezvous, Duration::ZERO).await;
+    if us.mapped.is_none() && us.nat == NatMapping::Varies {
+        // Behind a symmetric NAT a forwarded port is what lets most contacts reach us:
+        // worth a moment for the router to answer. (Elsewhere punching works without it,
+        // and a network with no such router would cost every call this wait.)
+        if let Some(mut pm) = rendezvous.port_map() {
+            let _ =
+                tokio::time::timeout(CALLER_SETTLE, pm.wait_for(|s| *s != MapState::Asking)).await;
+            us = reachability_within(node, rendezvous, Duration::ZERO).await;
+        }
+    }
+    debug!(took = ?started.elapsed(), "our addresses gathered");
+    let mut call_id = [0u8; 16];
+    getrandom::fill(&mut call_id).expect("the OS random source works");
+    let intent = CallIntent {
+        call_id,
+        until_ms: now_ms() + 60_000,
+    };
+    // Storing the intent and reading their record each take a DHT lookup: at once. An
+    // intent published for someone who turns out to be offline tells nobody anything.
+    // With the inbox chain they told us: their presence, and our intent into their inbox.
+    let roots = node.shared.config.roots.clone();
+    let chain = roots.as_ref().and_then(|r| r.inbox_of(&peer));
+    let via_inbox = match &chain {
+        Some(chain) => {
+            let (theirs, written) = tokio::join!(
+                rendezvous.lookup_presence(&peer, chain),
+                rendezvous.write_inbox(&peer, chain, &us, intent)
+            );
+            debug!(took = ?started.elapsed(), found = theirs.is_some(), "intent written to their inbox and their presence read");
+            match (theirs, written) {
+                (Some(t), Ok(())) if !t.candidates.is_empty() => Some(t),
+                (Some(t), Err(e)) if !t.candidates.is_empty() => {
+                    return Err(CallError::Rendezvous(e.to_string()))
+                }
+                // No presence under the chain (they lost ours, or run an older version),
+                // or one with no address (they made a new chain since): their records
+                // of their own, as before.
+                _ => None,
             }
         }
-        debug!(took = ?started.elapsed(), "our addresses gathered");
-        let mut call_id = [0u8; 16];
-        getrandom::fill(&mut call_id).expect("the OS random source works");
-        let intent = CallIntent {
-            call_id,
-            until_ms: now_ms() + 60_000,
-        };
-        // Storing the intent and reading their record each take a DHT lookup: at once. An
-        // intent published for someone who turns out to be offline tells nobody anything.
-        // With the inbox chain they told us: their presence, and our intent into their inbox.
-        let chain = self.roots().and_then(|r| r.inbox_of(&peer));
-        let via_inbox = match &chain {
-            Some(chain) => {
-                let (theirs, written) = tokio::join!(
-                    rendezvous.lookup_presence(&peer, chain),
-                    rendezvous.write_inbox(&peer, chain, &us, intent)
-                );
-                debug!(took = ?started.elapsed(), found = theirs.is_some(), "intent written to their inbox and their presence read");
-                match (theirs, written) {
-                    (Some(t), Ok(())) if !t.candidates.is_empty() => Some(t),
-                    (Some(t), Err(e)) if !t.candidates.is_empty() => {
-                        return Err(CallError::Rendezvous(e.to_string()))
+        None => None,
+    };
+    let theirs = match via_inbox {
+        Some(t) => t,
+        None => {
+            // Their record for us: where they are, and the inbox chain they publish
+            // there for contacts who do not hold it yet (they poll no record per
+            // contact): our intent goes into that inbox. With many such contacts a
+            // listener gives each a record only every few epochs: the newest one.
+            let mut theirs = rendezvous
+                .lookup_recent(&peer)
+                .await
+                .ok_or(CallError::NotPublished)?;
+            debug!(took = ?started.elapsed(), chain = theirs.inbox.is_some(), "their record read");
+            match theirs.inbox.take() {
+                Some(chain) => {
+                    // Where they are now: their presence under that chain (the record
+                    // may be from an earlier epoch), else the record's addresses.
+                    let (presence, written) = tokio::join!(
+                        rendezvous.lookup_presence(&peer, &chain),
+                        rendezvous.write_inbox(&peer, &chain, &us, intent)
+                    );
+                    written.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                    if let Some(p) = presence.filter(|p| !p.candidates.is_empty()) {
+                        theirs.candidates = p.candidates;
+                        theirs.nat = p.nat;
                     }
-                    // No presence under the chain (they lost ours, or run an older version),
-                    // or one with no address (they made a new chain since): their records
-                    // of their own, as before.
-                    _ => None,
+                    // Kept, so that the next call reads their presence at once (the
+                    // call itself tells it again, with ours). Written beside the call,
+                    // not before it: the punch does not wait for the disk.
+                    if let Some(roots) = roots.clone() {
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = roots.store_inbox(&peer, chain, None) {
+                                debug!(error = %e, "keeping a contact's inbox chain failed");
+                            }
+                        });
+                    }
                 }
-            }
-            None => None,
-        };
-        let theirs = match via_inbox {
-            Some(t) => t,
-            None => {
-                // Their record for us: where they are, and the inbox chain they publish
-                // there for contacts who do not hold it yet (they poll no record per
-                // contact): our intent goes into that inbox. With many such contacts a
-                // listener gives each a record only every few epochs: the newest one.
-                let mut theirs = rendezvous
-                    .lookup_recent(&peer)
+                // A listener with no chain of its own: a record of ours, which it polls.
+                None => rendezvous
+                    .publish(&peer, &us, Some(intent), None)
                     .await
-                    .ok_or(CallError::NotPublished)?;
-                debug!(took = ?started.elapsed(), chain = theirs.inbox.is_some(), "their record read");
-                match theirs.inbox.take() {
-                    Some(chain) => {
-                        // Where they are now: their presence under that chain (the record
-                        // may be from an earlier epoch), else the record's addresses.
-                        let (presence, written) = tokio::join!(
-                            rendezvous.lookup_presence(&peer, &chain),
-                            rendezvous.write_inbox(&peer, &chain, &us, intent)
-                        );
-                        written.map_err(|e| CallError::Rendezvous(e.to_string()))?;
-                        if let Some(p) = presence.filter(|p| !p.candidates.is_empty()) {
-                            theirs.candidates = p.candidates;
-                            theirs.nat = p.nat;
-                        }
-                        // Kept, so that the next call reads their presence at once (the
-                        // call itself tells it again, with ours). Written beside the call,
-                        // not before it: the punch does not wait for the disk.
-                        if let Some(roots) = self.roots() {
-                            tokio::task::spawn_blocking(move || {
-                                if let Err(e) = roots.store_inbox(&peer, chain, None) {
-                                    debug!(error = %e, "keeping a contact's inbox chain failed");
-                                }
-                            });
-                        }
-                    }
-                    // A listener with no chain of its own: a record of ours, which it polls.
-                    None => rendezvous
-                        .publish(&peer, &us, Some(intent), None)
-                        .await
-                        .map_err(|e| CallError::Rendezvous(e.to_string()))?,
-                }
-                debug!(took = ?started.elapsed(), "intent written");
-                theirs
+                    .map_err(|e| CallError::Rendezvous(e.to_string()))?,
             }
-        };
-        let key = rendezvous
-            .punch_key(&peer, &call_id)
-            .ok_or(CallError::NotPublished)?;
-        let access = rendezvous.access_key(&peer);
-        self.call_punched_with(
-            PunchPlan {
-                peer,
-                key,
-                candidates: as_candidates(&theirs.candidates),
-                our_nat: us.nat,
-                their_nat: theirs.nat,
-                hold: if us.mapped.is_some() {
-                    CALLER_HOLD
-                } else {
-                    Duration::ZERO
-                },
+            debug!(took = ?started.elapsed(), "intent written");
+            theirs
+        }
+    };
+    let key = rendezvous
+        .punch_key(&peer, &call_id)
+        .ok_or(CallError::NotPublished)?;
+    let access = rendezvous.access_key(&peer);
+    Ok((
+        PunchPlan {
+            peer,
+            key,
+            candidates: as_candidates(&theirs.candidates),
+            our_nat: us.nat,
+            their_nat: theirs.nat,
+            hold: if us.mapped.is_some() {
+                CALLER_HOLD
+            } else {
+                Duration::ZERO
             },
-            access,
-        )
-        .await
-    }
+        },
+        access,
+    ))
 }
 
 /// A polling socket unused this long is closed.
@@ -1391,6 +1407,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
     }
     tokio::spawn(async move {
         let peers: Vec<PeerId> = rendezvous.pairs.keys().copied().collect();
+        let handle = node.handle();
+        let mut reconnecting = node.shared.reconnecting.subscribe();
         // Our inbox: one presence record and one inbox per epoch for every contact who holds
         // our chain, however many they are. The chain is read again every round: removing a
         // contact renews it (possibly in another process).
@@ -1432,8 +1450,12 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
             if tx.is_closed() {
                 return;
             }
-            // Measured again once a minute (cached in between).
-            let ours = reachability_within(&node, &rendezvous, settle).await;
+            // Measured again once a minute (cached in between), and on every round while a
+            // call of ours is reconnecting: our address may be what changed.
+            if *reconnecting.borrow_and_update() > 0 {
+                rendezvous.forget_measurement();
+            }
+            let ours = reachability_within(&handle, &rendezvous, settle).await;
             settle = Duration::ZERO;
             let epoch = epoch_of(now_ms());
             let now_own = node.own_inbox().map(|(o, _)| o);
@@ -1762,6 +1784,8 @@ pub fn serve(node: Arc<Node>, rendezvous: Arc<Rendezvous>, config: DhtConfig) ->
                 // A call just replaced a root: publish under the new one now, not a poll
                 // later (the contact may call back at once).
                 _ = replaced => {}
+                // A call lost its path: measure and republish at once if we moved.
+                _ = reconnecting.changed() => {}
                 _ = tx.closed() => return,
             }
         }

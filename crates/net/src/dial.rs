@@ -16,9 +16,10 @@ pub const LAN_LOOK: Duration = Duration::from_secs(2);
 
 /// Where to look for the peer besides its ticket.
 pub struct Search<F> {
-    /// Pair secrets for the LAN lookup, the DHT lookup and a second DHT try (each use takes
-    /// its own copy: the secrets are not `Clone`, so they can be wiped when dropped).
-    pub secrets: [Vec<PairSecret>; 3],
+    /// Pair secrets for the LAN lookup, the DHT lookup, a second DHT try and the DHT search
+    /// of a call that must reconnect (each use takes its own copy: the secrets are not
+    /// `Clone`, so they can be wiped when dropped).
+    pub secrets: [Vec<PairSecret>; 4],
     /// Browse this network (mDNS).
     pub lan: bool,
     /// Look the peer up on the DHT with the settings this gives; awaited only once the
@@ -61,8 +62,9 @@ pub enum DialError {
 /// Calls `peer`: its ticket's addresses (if any) first; if they are silent, this network and
 /// the DHT at once, whichever connects first.
 ///
-/// A call to a contact placed with the LAN search on also looks for them on this network if
-/// it has to reconnect (they may have moved to another address meanwhile).
+/// A call to a contact placed with the search on looks for them the same ways if it has to
+/// reconnect (on this network, and through the DHT: they, or we, may have moved to another
+/// address meanwhile).
 pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
     node: &Node,
     peer: PeerId,
@@ -70,24 +72,97 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
     search: Option<Search<F>>,
     step: impl Fn(DialStep),
 ) -> Result<Call, DialError> {
-    let lan_key = search.as_ref().filter(|s| s.lan).and_then(|s| {
-        s.secrets[0]
-            .iter()
-            .find(|p| p.peer() == peer)
-            .map(|p| p.lan_key())
+    let Some(Search {
+        secrets: [lan_pairs, dht_pairs, dht_pairs_again, redial_pairs],
+        lan,
+        dht,
+        port_map,
+    }) = search
+    else {
+        return dial_once::<F>(node, peer, ticket, None, step).await;
+    };
+    let lan_key = lan
+        .then(|| {
+            lan_pairs
+                .iter()
+                .find(|p| p.peer() == peer)
+                .map(|p| p.lan_key())
+        })
+        .flatten();
+    let settings = dht.map(|f| Settings {
+        made: tokio::sync::OnceCell::new(),
+        making: std::sync::Mutex::new(Some(Box::pin(f))),
     });
-    let call = dial_once(node, peer, ticket, search, step).await?;
+    let call = dial_once(
+        node,
+        peer,
+        ticket,
+        Some(Within {
+            secrets: [lan_pairs, dht_pairs, dht_pairs_again],
+            lan,
+            dht: settings.as_ref(),
+            port_map: port_map.clone(),
+        }),
+        step,
+    )
+    .await?;
     if let Some(key) = lan_key {
         call.look_on_lan(key);
     }
+    if let Some(settings) = &settings {
+        match dht::Rendezvous::start(redial_pairs, &settings.get().await) {
+            Ok(rendezvous) => {
+                if let Some(m) = port_map {
+                    rendezvous.use_port_mapping(m);
+                }
+                if let Some(r) = node.roots() {
+                    rendezvous.use_roots(r);
+                }
+                call.look_on_dht(node.handle(), std::sync::Arc::new(rendezvous));
+            }
+            Err(e) => tracing::debug!(error = %e, "no DHT search if the call must reconnect"),
+        }
+    }
     Ok(call)
+}
+
+/// The DHT settings, made once when first needed (making them may look up STUN servers'
+/// names).
+struct Settings<F> {
+    made: tokio::sync::OnceCell<DhtConfig>,
+    making: std::sync::Mutex<Option<std::pin::Pin<Box<F>>>>,
+}
+
+impl<F: std::future::Future<Output = DhtConfig>> Settings<F> {
+    async fn get(&self) -> DhtConfig {
+        self.made
+            .get_or_init(|| async {
+                let making = self
+                    .making
+                    .lock()
+                    .expect("settings lock poisoned")
+                    .take()
+                    .expect("made only once");
+                making.await
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Where one dial looks besides the ticket (see [`Search`]).
+struct Within<'a, F> {
+    secrets: [Vec<PairSecret>; 3],
+    lan: bool,
+    dht: Option<&'a Settings<F>>,
+    port_map: Option<watch::Receiver<MapState>>,
 }
 
 async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
     node: &Node,
     peer: PeerId,
     ticket: Option<&Ticket>,
-    search: Option<Search<F>>,
+    search: Option<Within<'_, F>>,
     step: impl Fn(DialStep),
 ) -> Result<Call, DialError> {
     if let Some(ticket) = ticket.filter(|t| !t.addrs.is_empty()) {
@@ -97,7 +172,7 @@ async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
             other => return other.map_err(DialError::from),
         }
     }
-    let Some(Search {
+    let Some(Within {
         secrets: [lan_pairs, dht_pairs, dht_pairs_again],
         lan,
         dht,
@@ -107,7 +182,7 @@ async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
         return Err(DialError::NowhereToLook);
     };
     let dht = match dht {
-        Some(settings) => Some(settings.await),
+        Some(settings) => Some(settings.get().await),
         None => None,
     };
     let via_dht = |pairs: Vec<PairSecret>| {

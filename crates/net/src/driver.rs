@@ -60,6 +60,70 @@ pub(crate) struct Redial {
     /// then also looks for them there (they may have a new address: a new lease, another
     /// access point), and what it finds is dialled too.
     pub(crate) lan: Option<(PeerId, LanKey)>,
+    /// A contact who may be found through the DHT: while reconnecting, we also read where
+    /// they are now, write our call intent with where we are now, and punch (their router
+    /// or ours may have given either side a new address), and dial what the punch opened.
+    pub(crate) dht: Option<DhtRedial>,
+}
+
+/// How to find a reconnecting call's peer through the DHT (see [`Redial::dht`]).
+#[derive(Clone)]
+pub(crate) struct DhtRedial {
+    pub(crate) peer: PeerId,
+    pub(crate) node: crate::node::Handle,
+    pub(crate) rendezvous: Arc<crate::dht::Rendezvous>,
+}
+
+/// Searches through the DHT start this often while a call reconnects (each writes a call
+/// intent the peer answers with a punch), at most [`DHT_SEARCHES`] at once: a punch towards
+/// where the peer was runs until the punch gives up, while the next one may already read
+/// where it is now.
+const DHT_REDIAL_SPACING: Duration = Duration::from_secs(5);
+const DHT_SEARCHES: usize = 2;
+
+impl DhtRedial {
+    /// Sends on `found` each address a punch towards the peer opened, until dropped.
+    async fn search(self, found: mpsc::UnboundedSender<std::net::SocketAddr>) {
+        let mut searches = tokio::task::JoinSet::new();
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next), if searches.len() < DHT_SEARCHES => {
+                    searches.spawn(self.clone().search_once());
+                    next = tokio::time::Instant::now() + DHT_REDIAL_SPACING;
+                }
+                Some(done) = searches.join_next() => {
+                    if let Ok(Some(addr)) = done {
+                        if found.send(addr).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One search: where the peer is now, our intent, a punch; the address it opened.
+    async fn search_once(self) -> Option<std::net::SocketAddr> {
+        // Our own address may be what changed: measured again for each intent.
+        self.rendezvous.forget_measurement();
+        match crate::dht::contact_plan(&self.node, &self.rendezvous, self.peer).await {
+            Ok((plan, _)) => match self.node.punch(plan).await {
+                Ok(punched) => {
+                    debug!("reconnecting: a punch through the DHT opened a path");
+                    Some(punched.remote)
+                }
+                Err(e) => {
+                    debug!(error = %e, "reconnecting: no path punched through the DHT");
+                    None
+                }
+            },
+            Err(e) => {
+                debug!(error = %e, "reconnecting: not found through the DHT");
+                None
+            }
+        }
+    }
 }
 
 impl Redial {
@@ -76,6 +140,12 @@ impl Redial {
                 .ok()
                 .map(|lan| (*peer, lan))
         });
+        // Found through the DHT: a path punched to the peer, dialled at once.
+        let (found_tx, mut found) = mpsc::unbounded_channel();
+        let _search = self
+            .dht
+            .clone()
+            .map(|d| AbortOnDrop(tokio::spawn(d.search(found_tx))));
         let attempt = |attempts: &mut tokio::task::JoinSet<Option<Link>>, addr| {
             let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
             attempts.spawn(async move {
@@ -126,6 +196,12 @@ impl Redial {
                             attempt(&mut attempts, addr);
                         }
                     },
+                    Some(addr) = found.recv() => {
+                        if !addrs.contains(&addr) {
+                            addrs.push(addr);
+                        }
+                        attempt(&mut attempts, addr);
+                    },
                     _ = &mut round => break,
                 }
                 // Every attempt failed (refused, or nothing listens there now) and the
@@ -134,7 +210,14 @@ impl Redial {
                     break;
                 }
             }
-            spacing.await;
+            // A path punched meanwhile starts the next round at once.
+            tokio::select! {
+                _ = spacing => {}
+                Some(addr) = found.recv() => {
+                    addrs.retain(|a| *a != addr);
+                    addrs.insert(0, addr);
+                }
+            }
             debug!("reconnecting: no answer yet, trying again");
         }
     }
@@ -204,6 +287,8 @@ pub(crate) struct Resume {
     handoff: Option<mpsc::UnboundedSender<Link>>,
     /// Callee: our entry in the node's table of calls that can be resumed.
     listed: Option<Listed>,
+    /// Counted among the node's reconnecting calls.
+    marked: Option<Reconnecting>,
 }
 
 impl Resume {
@@ -220,6 +305,7 @@ impl Resume {
             writable: true,
             handoff: None,
             listed: None,
+            marked: None,
         }
     }
 }
@@ -230,6 +316,24 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Counts a call among the node's reconnecting ones until dropped.
+struct Reconnecting(Arc<Shared>);
+
+impl Reconnecting {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.reconnecting.send_modify(|n| *n += 1);
+        Self(shared)
+    }
+}
+
+impl Drop for Reconnecting {
+    fn drop(&mut self) {
+        self.0
+            .reconnecting
+            .send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -489,7 +593,11 @@ impl Driver {
     fn redial_if_needed(&mut self) {
         if !self.session.is_reconnecting() {
             self.resume.dialing = None;
+            self.resume.marked = None;
             return;
+        }
+        if self.resume.marked.is_none() {
+            self.resume.marked = Some(Reconnecting::new(self.shared.clone()));
         }
         if self.session.is_resuming() || self.resume.dialing.is_some() {
             return;
@@ -617,6 +725,15 @@ impl Driver {
             Some(Command::LookOnLan(key)) => {
                 if let Some(r) = &mut self.resume.redial {
                     r.lan = Some((self.peer, key));
+                }
+            }
+            Some(Command::LookOnDht(node, rendezvous)) => {
+                if let Some(r) = &mut self.resume.redial {
+                    r.dht = Some(DhtRedial {
+                        peer: self.peer,
+                        node,
+                        rendezvous,
+                    });
                 }
             }
         }

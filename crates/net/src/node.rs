@@ -167,6 +167,10 @@ pub(crate) struct Shared {
     /// Calls we were called in that can resume on a new connection: their token, the peer,
     /// and where to hand such a connection.
     pub(crate) resumable: StdMutex<HashMap<[u8; 32], Resumable>>,
+    /// How many of our calls are reconnecting now: while any is, the DHT service measures
+    /// our addresses on every round (the path may have been lost because they changed), so
+    /// that the presence a reconnecting contact reads says where we are now.
+    pub(crate) reconnecting: watch::Sender<usize>,
 }
 
 /// A call that can be resumed: its peer, and where a new connection for it goes.
@@ -248,6 +252,31 @@ pub struct Node {
     accept_task: tokio::task::JoinHandle<()>,
     /// Follows the contact list on disk (see [`follow_removals`]).
     removals: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What finding and reaching a peer needs of a node (its sockets and shared state), held
+/// without the node itself: a call that must find its peer again keeps one.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) socket: Arc<crate::probe_socket::ProbeSocket>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// The bound UDP address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    /// See [`Node::observed_by_peer`].
+    pub(crate) fn observed_by_peer(&self) -> Option<SocketAddr> {
+        let seen = *self.shared.observed.lock().expect("observed lock poisoned");
+        seen.filter(|(_, at)| at.elapsed() < Duration::from_secs(600))
+            .map(|(a, _)| a)
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -393,6 +422,7 @@ impl Node {
                 config_rings.1,
             )),
             socket: socket.clone(),
+            reconnecting: watch::channel(0).0,
             resumable: StdMutex::new(HashMap::new()),
         });
         let accept_task = if shared.config.listen {
@@ -427,9 +457,16 @@ impl Node {
     /// Our call socket's address as a peer saw it in the last 10 minutes (its observed-address
     /// message, sent inside the authenticated session).
     pub fn observed_by_peer(&self) -> Option<SocketAddr> {
-        let seen = *self.shared.observed.lock().expect("observed lock poisoned");
-        seen.filter(|(_, at)| at.elapsed() < Duration::from_secs(600))
-            .map(|(a, _)| a)
+        self.handle().observed_by_peer()
+    }
+
+    /// The node's sockets and shared state, for what outlives a borrow of the node.
+    pub(crate) fn handle(&self) -> Handle {
+        Handle {
+            endpoint: self.endpoint.clone(),
+            socket: self.socket.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// The bound UDP address.
@@ -530,6 +567,17 @@ impl Node {
     /// True while a call (ringing or active) holds this node.
     pub fn in_call(&self) -> bool {
         self.shared.in_call.load(Ordering::Acquire)
+    }
+
+    /// True while a call `peer` placed to us is up or reconnecting: a punch we answer for
+    /// them then belongs to that call finding its way back, not to a new call.
+    pub fn answered_call_with(&self, peer: &PeerId) -> bool {
+        self.shared
+            .resumable
+            .lock()
+            .expect("resumable lock poisoned")
+            .values()
+            .any(|(p, _)| p == peer)
     }
 
     /// A ticket naming this node at one given address.
@@ -652,6 +700,7 @@ impl Node {
             addrs: usable.clone(),
             attempt: timeout,
             lan: None,
+            dht: None,
         };
         let mut attempts = JoinSet::new();
         for (i, addr) in usable.iter().copied().enumerate() {

@@ -80,6 +80,18 @@ impl Node {
         stun: &[SocketAddr],
         limit: Duration,
     ) -> Observation {
+        self.handle().observe(dht_nodes, stun, limit).await
+    }
+}
+
+impl crate::node::Handle {
+    /// See [`Node::observe`].
+    pub(crate) async fn observe(
+        &self,
+        dht_nodes: &[SocketAddr],
+        stun: &[SocketAddr],
+        limit: Duration,
+    ) -> Observation {
         // IPv4 only, like the DHT: an IPv6 answer beside an IPv4 one would read as a NAT that
         // changes ports, and the address we publish first must be the IPv4 one.
         let mut asked: Vec<Observer> = stun

@@ -61,7 +61,7 @@ pub struct Punched {
     pub report: PunchReport,
 }
 
-impl Node {
+impl crate::node::Handle {
     fn start_punch(&self, mut plan: PunchPlan, role: PunchRole) -> Result<Run, CallError> {
         // A socket bound to IPv4 cannot send to IPv6 (a dual-stack one reaches both).
         if self.local_addr().is_ipv4() {
@@ -93,12 +93,19 @@ impl Node {
         })
     }
 
-    /// Punches towards the plan's candidates and returns the first address that answered
-    /// (the caller's side).
-    pub async fn punch(&self, plan: PunchPlan) -> Result<Punched, CallError> {
+    /// See [`Node::punch`].
+    pub(crate) async fn punch(&self, plan: PunchPlan) -> Result<Punched, CallError> {
         self.start_punch(plan, PunchRole::Controlling)?
             .until_working()
             .await
+    }
+}
+
+impl Node {
+    /// Punches towards the plan's candidates and returns the first address that answered
+    /// (the caller's side).
+    pub async fn punch(&self, plan: PunchPlan) -> Result<Punched, CallError> {
+        self.handle().punch(plan).await
     }
 
     /// The callee's side of a punch: probes the caller's candidates (opening our NAT towards
@@ -107,7 +114,7 @@ impl Node {
     pub async fn answer_punch(&self, plan: PunchPlan) -> Result<PunchReport, CallError> {
         let peer = plan.peer;
         let mut secured = self.shared.secured.subscribe();
-        let mut run = self.start_punch(plan, PunchRole::Controlled)?;
+        let mut run = self.handle().start_punch(plan, PunchRole::Controlled)?;
         let limit = tokio::time::sleep(
             self.shared.config.punch.timeout + self.shared.config.handshake_timeout,
         );

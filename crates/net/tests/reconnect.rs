@@ -142,6 +142,31 @@ async fn media_flows(from: &Call, to: &Call) {
     .expect("no media datagram arrived");
 }
 
+/// Both ends' next event (other than the code) is `event`, each within `wait`.
+async fn both_say(out: &mut Call, inc: &mut Call, event: CallEvent, wait: Duration) {
+    for (side, call) in [("caller", out), ("callee", inc)] {
+        assert_eq!(event_within(call, wait).await, event, "{side}");
+    }
+}
+
+/// After a resume: the same call (its verification code), chat and media both ways on the
+/// new connection.
+async fn same_call_goes_on(out: &mut Call, inc: &mut Call, code: &str) {
+    assert_eq!(out.info().sas().as_deref(), Some(code));
+    out.send_chat("back again").await.unwrap();
+    match next(inc).await {
+        CallEvent::Chat { text, .. } => assert_eq!(text, "back again"),
+        other => panic!("{other:?}"),
+    }
+    inc.send_chat("and here").await.unwrap();
+    match next(out).await {
+        CallEvent::Chat { text, .. } => assert_eq!(text, "and here"),
+        other => panic!("{other:?}"),
+    }
+    media_flows(out, inc).await;
+    media_flows(inc, out).await;
+}
+
 #[tokio::test]
 async fn a_call_goes_on_over_a_new_connection_after_a_blackout_that_killed_the_old_one() {
     let caller = quick_node(AcceptPolicy::Anyone).await;
@@ -153,42 +178,29 @@ async fn a_call_goes_on_over_a_new_connection_after_a_blackout_that_killed_the_o
     let handshakes_before = relay.long_headers.load(Ordering::Relaxed);
 
     relay.set_dark(true);
-    for (side, call) in [("caller", &mut out), ("callee", &mut inc)] {
-        assert_eq!(
-            event_within(call, Duration::from_secs(10)).await,
-            CallEvent::Reconnecting,
-            "{side}"
-        );
-    }
+    both_say(
+        &mut out,
+        &mut inc,
+        CallEvent::Reconnecting,
+        Duration::from_secs(10),
+    )
+    .await;
     // Dark for more than twice QUIC's idle timeout: both ends of the old connection are gone.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(out.send_chat("into the dark").await.is_err());
     relay.set_dark(false);
-    for (side, call) in [("caller", &mut out), ("callee", &mut inc)] {
-        assert_eq!(
-            event_within(call, Duration::from_secs(15)).await,
-            CallEvent::Reconnected,
-            "{side}"
-        );
-    }
+    both_say(
+        &mut out,
+        &mut inc,
+        CallEvent::Reconnected,
+        Duration::from_secs(15),
+    )
+    .await;
     assert!(
         relay.long_headers.load(Ordering::Relaxed) > handshakes_before,
         "the call came back without a new handshake"
     );
-    // The same call: its code, chat both ways, media both ways on the new connection.
-    assert_eq!(out.info().sas(), Some(code));
-    out.send_chat("back again").await.unwrap();
-    match next(&mut inc).await {
-        CallEvent::Chat { text, .. } => assert_eq!(text, "back again"),
-        other => panic!("{other:?}"),
-    }
-    inc.send_chat("and here").await.unwrap();
-    match next(&mut out).await {
-        CallEvent::Chat { text, .. } => assert_eq!(text, "and here"),
-        other => panic!("{other:?}"),
-    }
-    media_flows(&out, &inc).await;
-    media_flows(&inc, &out).await;
+    same_call_goes_on(&mut out, &mut inc, &code).await;
     assert!(caller.in_call() && callee.in_call());
     out.hangup();
     assert_eq!(
@@ -444,4 +456,114 @@ async fn video_comes_back_by_itself_after_a_blackout_that_killed_the_connection(
     let _ = a.stop().await;
     let _ = b.stop().await;
     out.hangup();
+}
+
+/// The path a contact was called on dies for good (the relay the caller dialled never comes
+/// back, as when the contact's router gave it another address): the caller finds the
+/// contact again through the DHT (the contact's presence says where it is now, the caller's
+/// intent makes it punch back) and the same call goes on over a connection straight to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_address_died_is_found_again_through_the_dht() {
+    use extrasafe_net::dht::{self, DhtConfig, Rendezvous};
+    use extrasafe_net::dial::{dial, Search};
+    let testnet = tokio::task::spawn_blocking(|| mainline::Testnet::builder(12).build().unwrap())
+        .await
+        .unwrap();
+    let dht_config = DhtConfig {
+        bootstrap: testnet.bootstrap.clone(),
+        bind: std::net::Ipv4Addr::LOCALHOST,
+        poll: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(500),
+        ..DhtConfig::default()
+    };
+    let (alice_id, bob_id) = (extrasafe_net::new_identity(), extrasafe_net::new_identity());
+    let contact_of =
+        |me: &extrasafe_net::core::Identity, them: &extrasafe_net::core::Identity| NodeConfig {
+            contacts: extrasafe_net::gate::contact_keys(me, &[them.peer_id()]),
+            ..quick(AcceptPolicy::Anyone)
+        };
+    let alice = Node::bind(&alice_id, contact_of(&alice_id, &bob_id))
+        .await
+        .unwrap();
+    let bob = Arc::new(
+        Node::bind(&bob_id, contact_of(&bob_id, &alice_id))
+            .await
+            .unwrap(),
+    );
+    // Bob keeps his presence on the DHT and answers every intent with a punch.
+    let bob_rv = Rendezvous::start(
+        dht::pair_secrets(&bob_id, &[alice_id.peer_id()]).unwrap(),
+        &dht_config,
+    )
+    .unwrap();
+    let served = dht::serve(bob.clone(), Arc::new(bob_rv), dht_config.clone());
+    let (mut intents, mut published) = (served.intents, served.published);
+    tokio::time::timeout(Duration::from_secs(20), published.wait_for(|p| p.is_some()))
+        .await
+        .expect("Bob's record was never stored")
+        .unwrap();
+    let answered = Arc::new(AtomicU64::new(0));
+    let answering = {
+        let (bob, answered) = (bob.clone(), answered.clone());
+        tokio::spawn(async move {
+            while let Some(plan) = intents.recv().await {
+                answered.fetch_add(1, Ordering::Relaxed);
+                let bob = bob.clone();
+                tokio::spawn(async move { bob.answer_punch(plan).await });
+            }
+        })
+    };
+
+    // Alice calls through the relay (the address she knew), with the DHT search on.
+    let relay = Relay::start(addr(&bob)).await;
+    let secrets = || dht::pair_secrets(&alice_id, &[bob_id.peer_id()]).unwrap();
+    let search = Search {
+        secrets: [secrets(), secrets(), secrets(), secrets()],
+        lan: false,
+        dht: Some(std::future::ready(dht_config.clone())),
+        port_map: None,
+    };
+    let via = Ticket {
+        peer: bob_id.peer_id(),
+        secret: None,
+        addrs: vec![relay.addr],
+    };
+    let mut out = dial(&alice, bob_id.peer_id(), Some(&via), Some(search), |_| {})
+        .await
+        .expect("Alice reaches Bob through the relay");
+    let mut inc = incoming(&bob).await;
+    until_connected(&mut out).await;
+    until_connected(&mut inc).await;
+    let code = out.info().sas().expect("code settled");
+    media_flows(&out, &inc).await;
+    assert_eq!(
+        answered.load(Ordering::Relaxed),
+        0,
+        "no intent while the path held"
+    );
+
+    relay.set_dark(true);
+    both_say(
+        &mut out,
+        &mut inc,
+        CallEvent::Reconnecting,
+        Duration::from_secs(10),
+    )
+    .await;
+    both_say(
+        &mut out,
+        &mut inc,
+        CallEvent::Reconnected,
+        Duration::from_secs(40),
+    )
+    .await;
+    assert!(answered.load(Ordering::Relaxed) >= 1, "Bob read no intent");
+    // On a path that does not cross the relay (dark all along).
+    same_call_goes_on(&mut out, &mut inc, &code).await;
+    out.hangup();
+    assert_eq!(
+        next(&mut inc).await,
+        CallEvent::Ended(EndReason::RemoteHangup)
+    );
+    answering.abort();
 }
