@@ -34,6 +34,8 @@ pub mod rendezvous;
 pub mod sas;
 mod sealed;
 pub mod session;
+#[cfg(test)]
+mod sim;
 pub mod stun;
 pub mod text;
 pub mod ticket;

@@ -2,216 +2,10 @@
 //! RFC 4787 (endpoint-independent, address-dependent, address-and-port-dependent), port
 //! preservation or not, and a network with a fixed one-way delay.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use super::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dep {
-    Independent,
-    Address,
-    AddressPort,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NatType {
-    Open,
-    FullCone,
-    AddrRestricted,
-    PortRestricted,
-    PortChanging,
-    Symmetric,
-}
-
-const ALL: [NatType; 6] = [
-    NatType::Open,
-    NatType::FullCone,
-    NatType::AddrRestricted,
-    NatType::PortRestricted,
-    NatType::PortChanging,
-    NatType::Symmetric,
-];
-
-impl NatType {
-    /// Mapping, filtering, port preservation.
-    fn model(self) -> Option<(Dep, Dep, bool)> {
-        match self {
-            Self::Open => None,
-            Self::FullCone => Some((Dep::Independent, Dep::Independent, true)),
-            Self::AddrRestricted => Some((Dep::Independent, Dep::Address, true)),
-            Self::PortRestricted => Some((Dep::Independent, Dep::AddressPort, true)),
-            Self::PortChanging => Some((Dep::Independent, Dep::AddressPort, false)),
-            Self::Symmetric => Some((Dep::AddressPort, Dep::AddressPort, false)),
-        }
-    }
-}
-
-struct Map {
-    internal: SocketAddr,
-    key: (Option<IpAddr>, Option<u16>),
-    external: u16,
-    contacted: HashSet<SocketAddr>,
-}
-
-struct Nat {
-    wan: IpAddr,
-    mapping: Dep,
-    filtering: Dep,
-    preserve: bool,
-    maps: Vec<Map>,
-    next_port: u16,
-    /// A port forwarded to the host (UPnP / NAT-PMP / PCP).
-    forward: Option<u16>,
-}
-
-impl Nat {
-    fn new(wan: IpAddr, (mapping, filtering, preserve): (Dep, Dep, bool)) -> Self {
-        Self {
-            wan,
-            mapping,
-            filtering,
-            preserve,
-            maps: Vec::new(),
-            next_port: 20_011,
-            forward: None,
-        }
-    }
-
-    fn outbound(&mut self, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
-        let key = match self.mapping {
-            Dep::Independent => (None, None),
-            Dep::Address => (Some(dst.ip()), None),
-            Dep::AddressPort => (Some(dst.ip()), Some(dst.port())),
-        };
-        if let Some(m) = self
-            .maps
-            .iter_mut()
-            .find(|m| m.internal == src && m.key == key)
-        {
-            m.contacted.insert(dst);
-            return SocketAddr::new(self.wan, m.external);
-        }
-        let external = if self.preserve && !self.maps.iter().any(|m| m.external == src.port()) {
-            src.port()
-        } else {
-            self.next_port += 37;
-            self.next_port
-        };
-        self.maps.push(Map {
-            internal: src,
-            key,
-            external,
-            contacted: HashSet::from([dst]),
-        });
-        SocketAddr::new(self.wan, external)
-    }
-
-    fn inbound(&mut self, src: SocketAddr, port: u16, host: SocketAddr) -> Option<SocketAddr> {
-        if self.forward == Some(port) && !self.maps.iter().any(|m| m.external == port) {
-            // As Linux conntrack behaves: the forwarded flow's reply direction (host -> src)
-            // must not already belong to an outgoing flow that was given another port; such
-            // a clash drops the packet. Otherwise the flow is remembered both ways, so the
-            // host's packets to `src` leave from the forwarded port.
-            if self
-                .maps
-                .iter()
-                .any(|m| m.internal == host && m.contacted.contains(&src))
-            {
-                return None;
-            }
-            self.maps.push(Map {
-                internal: host,
-                key: (Some(src.ip()), Some(src.port())),
-                external: port,
-                contacted: HashSet::from([src]),
-            });
-            return Some(host);
-        }
-        self.maps
-            .iter()
-            .filter(|m| m.external == port)
-            .find(|m| match self.filtering {
-                Dep::Independent => true,
-                Dep::Address => m.contacted.iter().any(|c| c.ip() == src.ip()),
-                Dep::AddressPort => m.contacted.contains(&src),
-            })
-            .map(|m| m.internal)
-    }
-}
-
-struct Side {
-    host: SocketAddr,
-    nat: Option<Nat>,
-    punch: Option<Puncher>,
-    sent: u64,
-}
-
-impl Side {
-    fn new(nat: NatType, lan: [u8; 4], wan: [u8; 4]) -> Self {
-        match nat.model() {
-            None => Self {
-                host: SocketAddr::from((wan, 5000)),
-                nat: None,
-                punch: None,
-                sent: 0,
-            },
-            Some(model) => Self {
-                host: SocketAddr::from((lan, 5000)),
-                nat: Some(Nat::new(IpAddr::from(wan), model)),
-                punch: None,
-                sent: 0,
-            },
-        }
-    }
-
-    /// The address this side's packets to `dst` leave its network with.
-    fn egress(&mut self, dst: SocketAddr) -> SocketAddr {
-        match &mut self.nat {
-            Some(nat) => nat.outbound(self.host, dst),
-            None => self.host,
-        }
-    }
-
-    /// Whom a packet to `dst` from `src` reaches on this side, if anyone.
-    fn ingress(&mut self, src: SocketAddr, dst: SocketAddr) -> bool {
-        let host = self.host;
-        match &mut self.nat {
-            Some(nat) => nat.wan == dst.ip() && nat.inbound(src, dst.port(), host) == Some(host),
-            None => self.host == dst,
-        }
-    }
-
-    /// The router forwards a port to the host; returns that public address.
-    fn forward(&mut self) -> Option<SocketAddr> {
-        let nat = self.nat.as_mut()?;
-        nat.forward = Some(40_000);
-        Some(SocketAddr::new(nat.wan, 40_000))
-    }
-
-    /// Host, mapped and reflexive candidates, the reflexive one as a STUN server would have
-    /// seen it.
-    fn candidates(&mut self) -> Vec<Candidate> {
-        let stun: SocketAddr = "192.0.2.1:3478".parse().unwrap();
-        let reflexive = self.egress(stun);
-        let mut out = vec![Candidate {
-            addr: self.host,
-            kind: CandidateKind::Host,
-        }];
-        if let Some(port) = self.nat.as_ref().and_then(|n| n.forward) {
-            out.push(Candidate {
-                addr: SocketAddr::new(self.nat.as_ref().unwrap().wan, port),
-                kind: CandidateKind::Mapped,
-            });
-        }
-        if reflexive != self.host {
-            out.push(Candidate {
-                addr: reflexive,
-                kind: CandidateKind::Reflexive,
-            });
-        }
-        out
-    }
-}
+use crate::sim::{Host, NatType, Net, Prober, ALL};
 
 struct Outcome {
     working: Option<SocketAddr>,
@@ -219,9 +13,6 @@ struct Outcome {
     sent: u64,
     report: Option<PunchReport>,
 }
-
-/// A packet in flight: to which side, from, to, bytes.
-type InFlight = (usize, SocketAddr, SocketAddr, Vec<u8>);
 
 const ONE_WAY: Duration = Duration::from_millis(15);
 /// The callee learns of the call a little after the caller starts.
@@ -235,102 +26,60 @@ fn punch(a_type: NatType, b_type: NatType) -> Outcome {
 /// ([`Puncher::hold_pings`]).
 fn punch_mapped(a_type: NatType, b_type: NatType, forwarded: [bool; 2], hold: bool) -> Outcome {
     let t0 = Instant::now();
-    let mut a = Side::new(a_type, [10, 0, 1, 2], [198, 51, 100, 2]);
-    let mut b = Side::new(b_type, [10, 0, 2, 2], [203, 0, 113, 2]);
-    for (side, fwd) in [&mut a, &mut b].into_iter().zip(forwarded) {
+    let mut net = Net::new(t0, ONE_WAY);
+    net.add(Host::new(a_type, [10, 0, 1, 2], [198, 51, 100, 2]));
+    net.add(Host::new(b_type, [10, 0, 2, 2], [203, 0, 113, 2]));
+    for (host, fwd) in net.hosts.iter_mut().zip(forwarded) {
         if fwd {
-            side.forward();
+            host.forward();
         }
     }
-    let (a_cands, b_cands) = (a.candidates(), b.candidates());
+    let (a_cands, b_cands) = (net.hosts[0].candidates(), net.hosts[1].candidates());
     let hold_for = Duration::from_secs(3);
     let key = || PunchKey::from_bytes([7; 32]);
     let config = PunchConfig::default();
-    a.punch = Some(Puncher::new(
+    let mut a = Prober(Some(Puncher::new(
         key(),
         PunchRole::Controlling,
         &b_cands,
         config.clone(),
         [1; 32],
         t0,
-    ));
+    )));
     if hold && forwarded[0] {
-        a.punch.as_mut().unwrap().hold_pings(t0 + hold_for);
+        a.0.as_mut().unwrap().hold_pings(t0 + hold_for);
     }
-    let mut sides = [a, b];
-    let mut wire: BTreeMap<(Instant, u64), InFlight> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut now = t0;
+    let mut b = Prober(None);
+    // The callee learns of the call a little after the caller starts.
+    net.run_until(&mut [&mut a, &mut b], t0 + CALLEE_DELAY);
+    let mut callee = Puncher::new(
+        key(),
+        PunchRole::Controlled,
+        &a_cands,
+        config,
+        [2; 32],
+        net.now,
+    );
+    if hold && forwarded[1] {
+        callee.hold_pings(net.now + hold_for);
+    }
+    b.0 = Some(callee);
     loop {
-        if sides[1].punch.is_none() && now >= t0 + CALLEE_DELAY {
-            sides[1].punch = Some(Puncher::new(
-                key(),
-                PunchRole::Controlled,
-                &a_cands,
-                config.clone(),
-                [2; 32],
-                now,
-            ));
-            if hold && forwarded[1] {
-                sides[1].punch.as_mut().unwrap().hold_pings(now + hold_for);
-            }
-        }
-        for (i, side) in sides.iter_mut().enumerate() {
-            let Some(p) = side.punch.as_mut() else {
-                continue;
+        net.transmit(&mut [&mut a, &mut b]);
+        if let Some(ev) = a.0.as_mut().unwrap().poll_event() {
+            let (working, report) = match ev {
+                PunchEvent::Working { remote, .. } => (Some(remote), None),
+                PunchEvent::Failed(r) => (None, Some(r)),
             };
-            p.handle_timeout(now);
-            let mut out = Vec::new();
-            while let Some(t) = p.poll_transmit(now) {
-                out.push(t);
-            }
-            for t in out {
-                side.sent += 1;
-                let src = side.egress(t.dest);
-                seq += 1;
-                wire.insert((now + ONE_WAY, seq), (1 - i, src, t.dest, t.bytes));
-            }
-        }
-        let a = sides[0].punch.as_mut().unwrap();
-        if let Some(ev) = a.poll_event() {
-            let outcome = |working, report| Outcome {
+            return Outcome {
                 working,
-                elapsed: now - t0,
-                sent: sides[0].sent + sides[1].sent,
+                elapsed: net.now - t0,
+                sent: net.hosts[0].sent + net.hosts[1].sent,
                 report,
             };
-            match ev {
-                PunchEvent::Working { remote, .. } => return outcome(Some(remote), None),
-                PunchEvent::Failed(r) => return outcome(None, Some(r)),
-            }
         }
-        let mut next = t0 + CALLEE_DELAY;
-        if sides[1].punch.is_some() {
-            next = t0 + Duration::from_secs(3600);
-        }
-        for s in &sides {
-            if let Some(t) = s.punch.as_ref().and_then(|p| p.poll_timeout()) {
-                next = next.min(t);
-            }
-        }
-        if let Some((&(at, _), _)) = wire.first_key_value() {
-            next = next.min(at);
-        }
-        now = now.max(next);
-        while let Some(entry) = wire.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (to, src, dst, bytes) = entry.remove();
-            let side = &mut sides[to];
-            if side.ingress(src, dst) {
-                if let Some(p) = side.punch.as_mut() {
-                    if is_probe(&bytes) {
-                        p.handle(now, src, &bytes);
-                    }
-                }
-            }
-        }
+        let far = net.now + Duration::from_secs(3600);
+        assert!(net.advance(&mut [&mut a, &mut b], far), "the punch stalled");
     }
 }
 

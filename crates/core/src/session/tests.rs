@@ -1,16 +1,17 @@
-//! Deterministic tests on virtual time: two sessions joined by a simulated link.
+//! Deterministic tests on virtual time: two sessions on the core's simulated network
+//! (`crate::sim`), the control stream's bytes carried whole with a fixed one-way delay.
 
 use super::*;
+use crate::sim::{End, Host, Machine, NatType, Net};
 
-/// Two sessions and a link with fixed one-way latency that can be cut.
+/// Two sessions, each on an open host, on a network with a 40 ms one-way delay that can be
+/// cut.
 struct Pair {
     now: Instant,
     caller: Session,
     callee: Session,
-    latency: Duration,
     link_up: bool,
-    /// (arrival time, towards callee?, bytes)
-    flight: Vec<(Instant, bool, Vec<u8>)>,
+    net: Net,
     caller_events: Vec<(Duration, Event)>,
     callee_events: Vec<(Duration, Event)>,
     /// Every delivery to the caller: when, and the bytes.
@@ -21,75 +22,54 @@ struct Pair {
 impl Pair {
     fn new(config: SessionConfig) -> Self {
         let now = Instant::now();
+        let mut net = Net::new(now, Duration::from_millis(40));
+        net.add(Host::new(NatType::Open, [0; 4], [198, 51, 100, 2]));
+        net.add(Host::new(NatType::Open, [0; 4], [203, 0, 113, 2]));
         Self {
             now,
             start: now,
             caller: Session::new(Role::Caller, config.clone(), now),
             callee: Session::new(Role::Callee, config, now),
-            latency: Duration::from_millis(40),
             link_up: true,
-            flight: Vec::new(),
+            net,
             caller_events: Vec::new(),
             callee_events: Vec::new(),
             to_caller: Vec::new(),
         }
     }
 
+    /// One step of the network with both sessions: `then` runs it.
+    fn with_ends(&mut self, then: impl FnOnce(&mut Net, &mut [&mut dyn Machine])) {
+        self.net.now = self.now;
+        self.net.up = self.link_up;
+        let (a, b) = (self.net.hosts[0].addr, self.net.hosts[1].addr);
+        let mut caller = End {
+            session: &mut self.caller,
+            peer: b,
+            start: self.start,
+            events: &mut self.caller_events,
+            received: Some(&mut self.to_caller),
+        };
+        let mut callee = End {
+            session: &mut self.callee,
+            peer: a,
+            start: self.start,
+            events: &mut self.callee_events,
+            received: None,
+        };
+        then(&mut self.net, &mut [&mut caller, &mut callee]);
+        self.now = self.net.now;
+    }
+
+    /// Sends what both have to send, and takes their events, without moving time.
     fn collect(&mut self) {
-        let mut buf = Vec::new();
-        if self.caller.poll_transmit(&mut buf) && self.link_up {
-            self.flight
-                .push((self.now + self.latency, true, std::mem::take(&mut buf)));
-        }
-        buf.clear();
-        if self.callee.poll_transmit(&mut buf) && self.link_up {
-            self.flight.push((self.now + self.latency, false, buf));
-        }
-        let t = self.now - self.start;
-        while let Some(e) = self.caller.poll_event() {
-            self.caller_events.push((t, e));
-        }
-        while let Some(e) = self.callee.poll_event() {
-            self.callee_events.push((t, e));
-        }
+        self.with_ends(|net, ends| net.transmit(ends));
     }
 
     /// Runs the pair until `until` (relative to start), jumping from deadline to deadline.
     fn run_until(&mut self, until: Duration) {
         let end = self.start + until;
-        loop {
-            self.collect();
-            let next = [
-                self.flight.iter().map(|f| f.0).min(),
-                self.caller.poll_timeout(),
-                self.callee.poll_timeout(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(next) = next.filter(|&t| t <= end) else {
-                self.now = end;
-                return;
-            };
-            self.now = self.now.max(next);
-            let now = self.now;
-            let (due, rest): (Vec<_>, Vec<_>) = self.flight.drain(..).partition(|f| f.0 <= now);
-            self.flight = rest;
-            for (_, to_callee, bytes) in due {
-                if to_callee {
-                    self.callee.handle_stream_data(now, &bytes);
-                } else {
-                    self.to_caller.push((now - self.start, bytes.clone()));
-                    self.caller.handle_stream_data(now, &bytes);
-                }
-            }
-            if self.caller.poll_timeout().is_some_and(|t| t <= now) {
-                self.caller.handle_timeout(now);
-            }
-            if self.callee.poll_timeout().is_some_and(|t| t <= now) {
-                self.callee.handle_timeout(now);
-            }
-        }
+        self.with_ends(|net, ends| net.run_until(ends, end));
     }
 
     fn advance(&mut self, d: Duration) {
