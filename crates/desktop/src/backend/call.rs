@@ -607,7 +607,7 @@ fn transfer_event(out: &Outbox, labels: &mut HashMap<(u64, bool), String>, e: Tr
     if let Some((name, _, _)) = &p.current {
         if !status.outgoing || p.files > 1 {
             *label = if p.files > 1 {
-                format!("{name} ({} of {} files)", p.files_done + 1, p.files)
+                file_label(name, p.files_done, p.files)
             } else {
                 name.clone()
             };
@@ -829,5 +829,31 @@ pub(super) async fn dialled(d: &mut Option<Dialling>) -> Result<(Call, Outgoing)
             Err(_) => Err(DialError::Call(extrasafe_net::CallError::Closed)),
         },
         None => std::future::pending().await,
+    }
+}
+
+/// The label of a transfer of `files` files while `name` is under way, `done` of them
+/// finished: "name (k of n files)". The last file stays under way until its end is counted,
+/// so the count never passes the number of files.
+fn file_label(name: &str, done: usize, files: usize) -> String {
+    format!("{name} ({} of {files} files)", (done + 1).min(files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_label;
+
+    #[test]
+    fn the_file_count_never_passes_the_number_of_files() {
+        assert_eq!(file_label("a.jpg", 0, 13), "a.jpg (1 of 13 files)");
+        assert_eq!(
+            file_label("IMG_1011.jpg", 12, 13),
+            "IMG_1011.jpg (13 of 13 files)"
+        );
+        // The last file's end counted before its name left the progress.
+        assert_eq!(
+            file_label("IMG_1011.jpg", 13, 13),
+            "IMG_1011.jpg (13 of 13 files)"
+        );
     }
 }
