@@ -95,11 +95,11 @@ async fn a_file_goes_through_both_ends_with_progress_then_one_end_each() {
     let from_alice = bob.info().peer;
     let mut receiving =
         Transfers::new(FilesPolicy::parse(&[format!("{from_alice}:10M")]).expect("policy"));
-    let (files, skipped) = transfer::prepare(vec![src.join("report.pdf")])
+    let prepared = transfer::prepare(vec![src.join("report.pdf")])
         .await
         .unwrap();
-    assert!(skipped.is_empty());
-    let started = sending.offer(&alice, files).await.unwrap();
+    assert!(prepared.skipped.is_empty() && prepared.missing.is_empty());
+    let started = sending.offer(&alice, prepared.files).await.unwrap();
     assert_eq!((started.files, started.bytes), (1, body.len() as u64));
     // Not accepted yet, so certainly running: its progress, nothing moved.
     let waiting = sending.poll().await;
@@ -185,7 +185,10 @@ async fn declined_offers_end_as_declined_and_answers_need_an_offer() {
         sending.offer(&alice, Vec::new()).await,
         Err(OfferError::Nothing)
     ));
-    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("x.bin")])
+        .await
+        .unwrap()
+        .files;
     sending.offer(&alice, files).await.unwrap();
     let (id, offer) = offered(&mut bob).await;
     assert_eq!(
@@ -225,7 +228,10 @@ async fn an_unusable_folder_keeps_the_offer_waiting() {
     // Two offers wait; the second is accepted into a folder that cannot be made.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (files, _) = transfer::prepare(vec![src.join("y.bin")]).await.unwrap();
+        let files = transfer::prepare(vec![src.join("y.bin")])
+            .await
+            .unwrap()
+            .files;
         sending.offer(&alice, files).await.unwrap();
         let (id, offer) = offered(&mut bob).await;
         assert_eq!(
@@ -274,14 +280,18 @@ async fn at_the_end_of_a_call_what_still_runs_is_stopped_and_reported_cut_short(
     std::fs::write(src.join("slow.bin"), vec![3u8; 4000]).unwrap();
     std::fs::write(src.join("quick.bin"), vec![4u8; 4000]).unwrap();
     let mut sending = Transfers::new(FilesPolicy::Ask);
-    let (files, _) = transfer::prepare(vec![src.join("quick.bin")])
+    let files = transfer::prepare(vec![src.join("quick.bin")])
         .await
-        .unwrap();
+        .unwrap()
+        .files;
     let quick = sending.offer(&alice, files).await.unwrap();
     let (quick_id, _) = offered(&mut bob).await;
     bob.decline_files(quick_id).await.unwrap();
     // The second offer is never answered.
-    let (files, _) = transfer::prepare(vec![src.join("slow.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("slow.bin")])
+        .await
+        .unwrap()
+        .files;
     let slow = sending.offer(&alice, files).await.unwrap();
     let _ = offered(&mut bob).await;
     // The declined one may not have ended yet; the unanswered one is still being sent.
@@ -322,12 +332,18 @@ async fn sends_beyond_the_calls_limit_are_refused_until_one_ends() {
     let mut ids = Vec::new();
     for _ in 0..MAX_TRANSFERS {
         assert!(sending.room().is_ok());
-        let (files, _) = transfer::prepare(vec![src.join("z.bin")]).await.unwrap();
+        let files = transfer::prepare(vec![src.join("z.bin")])
+            .await
+            .unwrap()
+            .files;
         sending.offer(&alice, files).await.unwrap();
         ids.push(offered(&mut bob).await.0);
     }
     assert!(matches!(sending.room(), Err(OfferError::TooMany(n)) if n == MAX_TRANSFERS));
-    let (files, _) = transfer::prepare(vec![src.join("z.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("z.bin")])
+        .await
+        .unwrap()
+        .files;
     assert!(matches!(
         sending.offer(&alice, files).await,
         Err(OfferError::TooMany(_))

@@ -189,17 +189,27 @@ impl Files {
         }
         self.out
             .hint(format!("Preparing {shown} (reading and hashing) …"));
-        let (files, skipped) = match transfer::prepare(paths.to_vec()).await {
+        let prepared = match transfer::prepare(paths.to_vec()).await {
             Ok(f) => f,
-            Err(e) => return self.out.warn(&format!("Cannot send {shown}: {e}.")),
+            Err(e) => {
+                return self
+                    .out
+                    .warn(&format!("Cannot send {shown}: {}.", cannot_prepare(&e)))
+            }
         };
-        for s in &skipped {
+        for s in &prepared.missing {
+            self.out.warn(&format!(
+                "Left out {}: there is no such file or folder.",
+                s.display()
+            ));
+        }
+        for s in &prepared.skipped {
             self.out.warn(&format!(
                 "Left out {} (a hidden name, a link or a special file).",
                 s.display()
             ));
         }
-        match self.transfers.offer(call, files).await {
+        match self.transfers.offer(call, prepared.files).await {
             Ok(started) => {
                 let first = paths
                     .first()
@@ -473,6 +483,19 @@ impl Files {
                    "seconds": secs, "bytes_per_sec": st.bytes_per_sec}),
         );
         self.outcomes.push(outcome);
+    }
+}
+
+/// Why the files to send could not be prepared, for the person.
+fn cannot_prepare(e: &transfer::PrepareError) -> String {
+    use std::io::ErrorKind;
+    match e {
+        transfer::PrepareError::Io { path, source } => match source.kind() {
+            ErrorKind::NotFound => format!("{} does not exist", path.display()),
+            ErrorKind::PermissionDenied => format!("you may not read {}", path.display()),
+            _ => format!("{} cannot be read ({source})", path.display()),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -468,6 +468,55 @@ pub fn video_fault(f: &extrasafe_net::video::VideoFault) -> String {
 
 /// Why a transfer failed, with what can be done (the detail may quote the sender's file
 /// names, so it is made safe to show).
+/// Why the files named could not be sent.
+pub fn cannot_prepare(e: &extrasafe_net::transfer::PrepareError) -> String {
+    use extrasafe_net::transfer::PrepareError as E;
+    use std::io::ErrorKind;
+    match e {
+        E::Io { path, source } => {
+            let path = extrasafe_core::text::for_display(&path.display().to_string());
+            match source.kind() {
+                ErrorKind::NotFound => format!("Nothing was sent: “{path}” does not exist."),
+                ErrorKind::PermissionDenied => {
+                    format!("Nothing was sent: you may not read “{path}”.")
+                }
+                _ => format!("Nothing was sent: “{path}” cannot be read ({source})."),
+            }
+        }
+        E::Nothing => {
+            "Nothing was sent: there is no file there (only empty folders or links).".into()
+        }
+        other => format!(
+            "Nothing was sent: {}.",
+            extrasafe_core::text::for_display(&other.to_string())
+        ),
+    }
+}
+
+/// Paths named that did not exist, left out of a send that went ahead with the rest.
+pub fn left_out_missing(missing: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = missing
+        .iter()
+        .take(3)
+        .map(|p| {
+            format!(
+                "“{}”",
+                extrasafe_core::text::for_display(&p.display().to_string())
+            )
+        })
+        .collect();
+    let more = missing.len().saturating_sub(names.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "Left out (they do not exist): {}{tail}. The rest is offered.",
+        names.join(", ")
+    )
+}
+
 pub fn transfer_failed(f: &extrasafe_net::transfer::TransferFailure) -> String {
     use extrasafe_net::transfer::TransferFailure as F;
     use extrasafe_net::Blame;

@@ -389,10 +389,20 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(std::fs::read(db.join("received/report.bin")).unwrap(), data);
     bob.screenshot("6-file-received.png");
 
-    // Bob sends Alice a note: her file settings take it, nobody is asked.
+    // Bob sends Alice a note (and a mistyped name, left out: the note goes anyway): her
+    // file settings take it, nobody is asked.
     let note = tmp.join("note.txt");
     std::fs::write(&note, b"the small one").unwrap();
-    bob.send(json!({"action": "send_files", "paths": [note]}));
+    bob.send(json!({"action": "send_files", "paths": [note, tmp.join("ntoe.txt")]}));
+    bob.wait("the missing name told", 30, |s| {
+        s["notices"].as_array().is_some_and(|n| {
+            n.iter().any(|n| {
+                n.as_str().is_some_and(|t| {
+                    t.starts_with("Left out (they do not exist):") && t.contains("ntoe.txt")
+                })
+            })
+        })
+    });
     let s = alice.wait("the note taken by the file settings", 30, |s| {
         s["call"]["transfers"].as_array().is_some_and(|t| {
             t.iter()

@@ -129,11 +129,25 @@ async fn a_folder_crosses_verified_and_lands_under_its_names() {
     // Bob already has a notes.txt: it must survive.
     std::fs::write(dest.join("notes.txt"), b"mine").unwrap();
 
-    let (files, skipped) = transfer::prepare(vec![src.join("photos"), src.join("notes.txt")])
-        .await
-        .unwrap();
-    assert!(skipped.is_empty());
-    let sending = alice.send_files(files).await.unwrap();
+    // A mistyped name among them is left out, named; the rest goes.
+    let prepared = transfer::prepare(vec![
+        src.join("photos"),
+        src.join("notse.txt"),
+        src.join("notes.txt"),
+    ])
+    .await
+    .unwrap();
+    assert!(prepared.skipped.is_empty());
+    assert_eq!(prepared.missing, vec![src.join("notse.txt")]);
+    // With nothing else to send, that name is the error (and nothing is offered).
+    match transfer::prepare(vec![src.join("notse.txt")]).await {
+        Err(transfer::PrepareError::Io { path, source }) => {
+            assert_eq!(path, src.join("notse.txt"));
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    let sending = alice.send_files(prepared.files).await.unwrap();
     let (id, offer) = offer(&mut bob).await;
     assert_eq!(offer.files.len(), 3);
     assert_eq!(offer.total, big.len() as u64 + 5);
@@ -178,7 +192,10 @@ async fn declining_writes_nothing() {
     std::fs::write(src.join("x.bin"), content(1000, 2)).unwrap();
     let dest = scratch("dest2");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
-    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("x.bin")])
+        .await
+        .unwrap()
+        .files;
     let sending = alice.send_files(files).await.unwrap();
     let (id, _) = offer(&mut bob).await;
     bob.decline_files(id).await.unwrap();
@@ -216,7 +233,7 @@ async fn altered_or_short_data_never_appears_under_the_final_name() {
         let _gone = Gone(vec![src.clone(), dest.clone()]);
         let file = src.join("doc.bin");
         std::fs::write(&file, content(600_000, 3)).unwrap();
-        let (files, _) = transfer::prepare(vec![file.clone()]).await.unwrap();
+        let files = transfer::prepare(vec![file.clone()]).await.unwrap().files;
         alter(&file);
         let sending = alice.send_files(files).await.unwrap();
         let (id, _) = offer(&mut bob).await;
@@ -253,7 +270,10 @@ async fn either_side_can_cancel_cleanly() {
     for receiver_cancels in [false, true] {
         let dest = scratch(&format!("dest4{receiver_cancels}"));
         let _gone = Gone(vec![dest.clone()]);
-        let (files, _) = transfer::prepare(vec![src.join("huge.bin")]).await.unwrap();
+        let files = transfer::prepare(vec![src.join("huge.bin")])
+            .await
+            .unwrap()
+            .files;
         let sending = alice.send_files(files).await.unwrap();
         let (id, _) = offer(&mut bob).await;
         let receiving = bob.accept_files(id, dest.clone()).unwrap();
@@ -294,9 +314,10 @@ async fn an_interrupted_transfer_resumes_in_a_later_call() {
     std::fs::write(src.join("video.bin"), &data).unwrap();
     let dest = scratch("dest5");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
-    let (files, _) = transfer::prepare(vec![src.join("video.bin")])
+    let files = transfer::prepare(vec![src.join("video.bin")])
         .await
-        .unwrap();
+        .unwrap()
+        .files;
 
     let (alice, mut bob) = connected(&a, &b).await;
     let sending = alice.send_files(files.clone()).await.unwrap();
@@ -344,7 +365,10 @@ async fn ten_thousand_small_files_in_one_go() {
     let dest = scratch("dest6");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
     let started = std::time::Instant::now();
-    let (files, _) = transfer::prepare(vec![src.join("many")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("many")])
+        .await
+        .unwrap()
+        .files;
     let sending = alice.send_files(files).await.unwrap();
     let (id, offer) = offer(&mut bob).await;
     assert_eq!(offer.files.len(), 10_000);
@@ -375,7 +399,10 @@ async fn hidden_and_reserved_names_are_declined_before_anything_is_created() {
     let dest = scratch("dest7");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
     std::fs::write(src.join("x.bin"), content(1000, 7)).unwrap();
-    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("x.bin")])
+        .await
+        .unwrap()
+        .files;
     let partial = partial_name(&files[0].prepared.root);
     for name in [
         ".config/autostart/x.desktop",
@@ -417,7 +444,10 @@ async fn a_receiver_that_cannot_save_is_not_reported_as_bad_data() {
     let dest = scratch("dest10");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
     std::fs::write(src.join("x.bin"), content(50_000, 10)).unwrap();
-    let (files, _) = transfer::prepare(vec![src.join("x.bin")]).await.unwrap();
+    let files = transfer::prepare(vec![src.join("x.bin")])
+        .await
+        .unwrap()
+        .files;
     let blocker = dest.join(partial_name(&files[0].prepared.root));
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("mine"), b"the person's own").unwrap();
@@ -461,9 +491,10 @@ async fn hidden_names_arrive_only_when_the_receiver_allows_them() {
     let dest = scratch("dest9");
     let _gone = Gone(vec![src.clone(), dest.clone()]);
     std::fs::write(src.join("x.desktop"), b"[Desktop Entry]").unwrap();
-    let (files, _) = transfer::prepare(vec![src.join("x.desktop")])
+    let files = transfer::prepare(vec![src.join("x.desktop")])
         .await
-        .unwrap();
+        .unwrap()
+        .files;
     let mut reserved = files.clone();
     reserved[0].prepared.path = partial_name(&files[0].prepared.root);
     let sending = alice.send_files(reserved).await.unwrap();
@@ -510,9 +541,10 @@ async fn a_link_swapped_in_during_a_transfer_leaves_everything_outside_untouched
         std::fs::write(src.join("two.bin"), &two).unwrap();
         // The person's own folder `sub` is there already.
         std::fs::create_dir(dest.join("sub")).unwrap();
-        let (mut files, _) = transfer::prepare(vec![src.join("sub"), src.join("two.bin")])
+        let mut files = transfer::prepare(vec![src.join("sub"), src.join("two.bin")])
             .await
-            .unwrap();
+            .unwrap()
+            .files;
         assert_eq!(files[1].prepared.path, "two.bin");
         let partial = dest.join(partial_name(&files[1].prepared.root));
         files[1].source = mkfifo(&src.join("two.pipe"));

@@ -483,25 +483,32 @@ impl Backend {
             .info("Preparing the files (checking their content) …".into());
         let done = self.prepared_tx.clone();
         tokio::spawn(async move {
-            let _ = done.send(transfer::prepare(paths).await.map_err(|e| e.to_string()));
+            let _ = done.send(transfer::prepare(paths).await);
         });
     }
 
     /// Offers files that [`Self::send_files`] prepared.
     pub(super) async fn offer(
         &mut self,
-        prepared: Result<(Vec<transfer::LocalFile>, Vec<PathBuf>), String>,
+        prepared: Result<transfer::Prepared, transfer::PrepareError>,
     ) {
-        let (files, skipped) = match prepared {
+        let transfer::Prepared {
+            files,
+            skipped,
+            missing,
+        } = match prepared {
             Ok(p) => p,
             Err(e) => {
-                self.out.error(format!("Cannot send that: {e}."));
+                self.out.error(words::cannot_prepare(&e));
                 return;
             }
         };
         let Some(live) = &mut self.live else {
             return;
         };
+        if !missing.is_empty() {
+            self.out.info(words::left_out_missing(&missing));
+        }
         if !skipped.is_empty() {
             self.out.info(format!(
                 "{} item(s) were left out (hidden names such as .git, links, special files).",

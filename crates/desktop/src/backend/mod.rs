@@ -216,7 +216,7 @@ async fn added(
     }
 }
 
-type Prepared = Result<(Vec<extrasafe_net::transfer::LocalFile>, Vec<PathBuf>), String>;
+type Prepared = Result<extrasafe_net::transfer::Prepared, extrasafe_net::transfer::PrepareError>;
 
 enum Input {
     Action(Option<Action>),

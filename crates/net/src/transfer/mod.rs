@@ -26,7 +26,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use prepare::{LocalFile, PrepareError};
+pub use prepare::{LocalFile, PrepareError, Prepared};
 
 /// Name of our folder under `~/Downloads`.
 pub const DOWNLOAD_FOLDER: &str = "EXTRA SAFE";
@@ -335,17 +335,21 @@ impl crate::Call {
     }
 }
 
-/// Walks and hashes `paths` (files or folders) off the async threads. Returns the files and
-/// the links that were left out.
-pub async fn prepare(paths: Vec<PathBuf>) -> Result<(Vec<LocalFile>, Vec<PathBuf>), PrepareError> {
+/// Walks and hashes `paths` (files or folders) off the async threads: the files, and what
+/// was left out (see [`Prepared`]).
+pub async fn prepare(paths: Vec<PathBuf>) -> Result<Prepared, PrepareError> {
     tokio::task::spawn_blocking(move || {
-        let mut skipped = Vec::new();
-        let list = prepare::collect(&paths, &mut skipped)?;
+        let (mut skipped, mut missing) = (Vec::new(), Vec::new());
+        let list = prepare::collect(&paths, &mut skipped, &mut missing)?;
         let files = list
             .into_iter()
             .map(|(source, name)| prepare::hash_file(&source, name))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((files, skipped))
+        Ok(Prepared {
+            files,
+            skipped,
+            missing,
+        })
     })
     .await
     .unwrap_or(Err(PrepareError::Nothing))

@@ -18,6 +18,19 @@ pub struct LocalFile {
     pub prepared: PreparedFile,
 }
 
+/// What [`super::prepare`] found to offer.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The files, hashed.
+    pub files: Vec<LocalFile>,
+    /// Left out: links and special files, and hidden entries inside folders.
+    pub skipped: Vec<PathBuf>,
+    /// Paths given that do not exist: left out, the rest is offered (a mistyped name among
+    /// several does not stop the others). With nothing else to send, preparing fails with
+    /// the first of them.
+    pub missing: Vec<PathBuf>,
+}
+
 /// Why the files could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -50,16 +63,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
 /// Walks `paths` (files or folders) into the files to offer, named relative to each given
 /// path's parent (`~/photos` is offered as `photos/...`). `skipped` gets what is left out:
 /// links and special files, and hidden entries inside folders (a name starting with a dot,
-/// such as `.git` or `.DS_Store`), which a receiver refuses by default
+/// such as `.git` or `.DS_Store`), which a receiver refuses by default; `missing` the paths
+/// given that do not exist
 /// (`core::transfer::names`). A hidden file or folder named explicitly is offered: the
 /// receiver decides (`--allow-hidden-files`).
 pub fn collect(
     paths: &[PathBuf],
     skipped: &mut Vec<PathBuf>,
+    missing: &mut Vec<PathBuf>,
 ) -> Result<Vec<(PathBuf, String)>, PrepareError> {
     let mut out = Vec::new();
+    let mut first_missing = None;
     for p in paths {
-        let meta = std::fs::symlink_metadata(p).map_err(io(p))?;
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(p.clone());
+                first_missing.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(io(p)(e)),
+        };
         let name = p
             .file_name()
             .and_then(|n| n.to_str())
@@ -77,7 +101,13 @@ pub fn collect(
         }
     }
     if out.is_empty() {
-        return Err(PrepareError::Nothing);
+        return Err(match (missing.first(), first_missing) {
+            (Some(path), Some(source)) => PrepareError::Io {
+                path: path.clone(),
+                source,
+            },
+            _ => PrepareError::Nothing,
+        });
     }
     Ok(out)
 }
@@ -190,12 +220,14 @@ mod tests {
         std::fs::create_dir_all(d.join("photos/.git")).unwrap();
         std::fs::write(d.join("photos/.git/config"), b"c").unwrap();
         std::fs::write(d.join(".profile"), b"p").unwrap();
-        let mut skipped = Vec::new();
+        let (mut skipped, mut missing) = (Vec::new(), Vec::new());
         let files = collect(
             &[d.join("photos"), d.join("notes.txt"), d.join(".profile")],
             &mut skipped,
+            &mut missing,
         )
         .unwrap();
+        assert!(missing.is_empty());
         let names: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
         // A hidden file named explicitly is offered; the receiver decides.
         assert_eq!(
