@@ -92,6 +92,8 @@ pub struct Transfer {
     pub label: String,
     pub bytes: u64,
     pub total: u64,
+    pub bytes_per_sec: u64,
+    pub eta_secs: Option<u64>,
     pub state: TransferState,
 }
 
@@ -334,6 +336,10 @@ pub enum Update {
         label: String,
         bytes: u64,
         total: u64,
+        /// The rate since the transfer began, and the time left at it (`None` until
+        /// something moved).
+        bytes_per_sec: u64,
+        eta_secs: Option<u64>,
     },
     TransferEnded {
         id: u64,
@@ -565,6 +571,8 @@ impl Model {
                 label,
                 bytes,
                 total,
+                bytes_per_sec,
+                eta_secs,
             } => {
                 if let Some(c) = &mut self.call {
                     match c.transfer(id, outgoing) {
@@ -572,6 +580,8 @@ impl Model {
                             t.bytes = bytes;
                             t.total = total;
                             t.label = label;
+                            t.bytes_per_sec = bytes_per_sec;
+                            t.eta_secs = eta_secs;
                         }
                         None => c.transfers.push(Transfer {
                             id,
@@ -579,6 +589,8 @@ impl Model {
                             label,
                             bytes,
                             total,
+                            bytes_per_sec,
+                            eta_secs,
                             state: TransferState::Running,
                         }),
                     }
@@ -712,7 +724,8 @@ impl Model {
                 "offers": c.offers.iter().map(|o| json!({"id": o.id, "files": o.files, "total": o.total})).collect::<Vec<_>>(),
                 "transfers": c.transfers.iter().map(|t| json!({
                     "id": t.id, "outgoing": t.outgoing, "label": t.label, "bytes": t.bytes,
-                    "total": t.total, "state": match &t.state {
+                    "total": t.total, "bytes_per_sec": t.bytes_per_sec, "eta_secs": t.eta_secs,
+                    "state": match &t.state {
                         TransferState::Running => "running".to_string(),
                         TransferState::Done { .. } => "done".to_string(),
                         TransferState::Stopped { why } => why.clone(),
@@ -993,6 +1006,8 @@ mod tests {
                 label: "a.pdf".into(),
                 bytes: 500,
                 total: 1020,
+                bytes_per_sec: 100,
+                eta_secs: Some(5),
             });
         }
         assert_eq!(call(&m).transfers.len(), 2);

@@ -179,6 +179,30 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// A running transfer's line: how much of how much, and once something moved, the rate and
+/// the time left ("12.0 MB of 137.0 MB · 45.0 MB/s · 3 s left").
+pub fn transfer_progress(
+    bytes: u64,
+    total: u64,
+    bytes_per_sec: u64,
+    eta_secs: Option<u64>,
+) -> String {
+    let mut line = format!("{} of {}", size(bytes), size(total));
+    if let (true, Some(left)) = (bytes_per_sec > 0, eta_secs) {
+        line += &format!(" · {}/s · {} left", size(bytes_per_sec), duration(left));
+    }
+    line
+}
+
+/// A time span as people say it: "45 s", "3 min", "1 h 5 min".
+fn duration(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// Why a call could not be placed, for `who`.
 pub fn dial_failed(who: &str, e: &DialError) -> String {
     match e {
@@ -291,6 +315,41 @@ mod tests {
         assert_eq!(size(999), "999 bytes");
         assert_eq!(size(1_500_000), "1.5 MB");
         assert_eq!(size(2_000_000_000), "2.0 GB");
+    }
+
+    #[test]
+    fn a_running_transfer_says_its_rate_and_time_left_once_something_moved() {
+        assert_eq!(
+            transfer_progress(0, 137_000_000, 0, None),
+            "0 bytes of 137.0 MB"
+        );
+        assert_eq!(
+            transfer_progress(12_000_000, 137_000_000, 45_000_000, Some(3)),
+            "12.0 MB of 137.0 MB · 45.0 MB/s · 3 s left"
+        );
+        assert_eq!(
+            transfer_progress(1_000_000, 2_000_000_000, 200_000, Some(9_995)),
+            "1.0 MB of 2.0 GB · 200.0 kB/s · 2 h 46 min left"
+        );
+        assert_eq!(duration(61), "2 min");
+    }
+
+    #[test]
+    fn what_cannot_be_sent_is_named_without_an_os_error_code() {
+        use extrasafe_net::transfer::PrepareError;
+        let missing = PrepareError::Io {
+            path: "/home/a/ntoe.txt".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            cannot_prepare(&missing),
+            "Nothing was sent: “/home/a/ntoe.txt” does not exist."
+        );
+        let s = left_out_missing(&["/a/1".into(), "/a/2".into(), "/a/3".into(), "/a/4".into()]);
+        assert_eq!(
+            s,
+            "Left out (they do not exist): “/a/1”, “/a/2”, “/a/3” and 1 more. The rest is offered."
+        );
     }
 
     #[test]

@@ -529,6 +529,8 @@ impl Backend {
                     label,
                     bytes: 0,
                     total: started.bytes,
+                    bytes_per_sec: 0,
+                    eta_secs: None,
                 });
             }
             Err(e) => self
@@ -553,6 +555,8 @@ impl Backend {
                     label,
                     bytes: 0,
                     total: started.bytes,
+                    bytes_per_sec: 0,
+                    eta_secs: None,
                 });
             }
             Err(AnswerError::Folder { path, why }) => self.out.error(format!(
@@ -628,6 +632,8 @@ fn transfer_event(out: &Outbox, labels: &mut HashMap<(u64, bool), String>, e: Tr
         label: label.clone(),
         bytes: p.bytes,
         total: p.total,
+        bytes_per_sec: status.bytes_per_sec,
+        eta_secs: status.eta.map(|d| d.as_secs()),
     });
     if let Some(state) = end {
         labels.remove(&key);

@@ -417,10 +417,11 @@ fn side(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Vec<Act
                     ui.add(
                         egui::ProgressBar::new(frac)
                             .desired_width(ui.available_width() - 60.0)
-                            .text(format!(
-                                "{} of {}",
-                                words::size(t.bytes),
-                                words::size(t.total)
+                            .text(words::transfer_progress(
+                                t.bytes,
+                                t.total,
+                                t.bytes_per_sec,
+                                t.eta_secs,
                             )),
                     );
                     if ui.small_button(words::STOP).clicked() {
