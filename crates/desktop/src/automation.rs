@@ -178,6 +178,11 @@ pub fn parse(v: &Value) -> Option<Action> {
             dev => VideoChoice::Camera(dev.to_string()),
         }),
         "set_files_dir" => Action::SetFilesDir(PathBuf::from(s(v, "path")?)),
+        // A device by name; `null` (or no name) for the system's default.
+        "set_mic" => Action::SetMic(v.get("name").and_then(Value::as_str).map(String::from)),
+        "set_speaker" => {
+            Action::SetSpeaker(v.get("name").and_then(Value::as_str).map(String::from))
+        }
         "close_call" => Action::CloseCall,
         "dismiss" => Action::DismissNotice(id()? as usize),
         _ => return None,

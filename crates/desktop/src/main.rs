@@ -9,6 +9,7 @@ mod model;
 mod pictures;
 mod preview;
 mod ring;
+mod saved;
 mod view;
 mod words;
 
@@ -158,20 +159,39 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let video = match args.video.as_deref() {
-        Some("test") => VideoChoice::TestPicture,
-        Some("none") => VideoChoice::Nothing,
-        Some(dev) => VideoChoice::Camera(dev.to_string()),
-        None if cfg!(feature = "camera") && std::path::Path::new("/dev/video0").exists() => {
+    // What the person chose in an earlier run; a flag given now wins.
+    let store = match &args.data_dir {
+        Some(d) => Some(extrasafe_net::IdentityStore::at(d)),
+        None => extrasafe_net::IdentityStore::default_location().ok(),
+    };
+    let saved = match store.as_ref().map(|s| s.load_settings()) {
+        Some(Ok(Some(bytes))) => saved::decode(&bytes).unwrap_or_else(|| {
+            eprintln!("Your saved settings are not readable; the defaults are used.");
+            saved::Saved::default()
+        }),
+        Some(Err(e)) => {
+            eprintln!("Your saved settings could not be read ({e}); the defaults are used.");
+            saved::Saved::default()
+        }
+        _ => saved::Saved::default(),
+    };
+    let video = match (args.video.as_deref(), saved.video) {
+        (Some("test"), _) => VideoChoice::TestPicture,
+        (Some("none"), _) => VideoChoice::Nothing,
+        (Some(dev), _) => VideoChoice::Camera(dev.to_string()),
+        (None, Some(chosen)) => chosen,
+        (None, None)
+            if cfg!(feature = "camera") && std::path::Path::new("/dev/video0").exists() =>
+        {
             VideoChoice::Camera("/dev/video0".into())
         }
-        None => VideoChoice::TestPicture,
+        (None, None) => VideoChoice::TestPicture,
     };
     let settings = Settings {
-        mic: None,
-        speaker: None,
+        mic: saved.mic.flatten(),
+        speaker: saved.speaker.flatten(),
         video,
-        files_dir: match args.files_dir.clone() {
+        files_dir: match args.files_dir.clone().or(saved.files_dir) {
             Some(d) => d,
             None => match extrasafe_net::transfer::default_download_dir() {
                 Ok(d) => d,

@@ -744,6 +744,11 @@ impl Model {
         });
         json!({
             "stage": format!("{:?}", self.stage).to_lowercase(),
+            "settings": {
+                "mic": self.settings.mic, "speaker": self.settings.speaker,
+                "video": format!("{:?}", self.settings.video),
+                "files_dir": self.settings.files_dir.to_string_lossy(),
+            },
             "busy": self.busy,
             "me": self.me.as_ref().map(|m| json!({"peer_id": m.peer_id, "ticket": m.ticket, "sealed": m.sealed})),
             "contacts": self.contacts.iter().map(|c| json!({

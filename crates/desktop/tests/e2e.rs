@@ -545,8 +545,31 @@ fn a_contact_added_beside_the_window_shows_without_a_restart() {
             .is_some_and(|c| c.iter().any(|c| c["name"] == "alicewren"))
     });
     assert_eq!(s["contacts"][0]["peer_id"], alice.to_string());
+    // Settings chosen in the window are there at the next start; a flag given then wins.
+    bob.send(json!({"action": "set_mic", "name": "alsa_input.usb-Headset"}));
+    bob.send(json!({"action": "set_files_dir", "path": tmp.join("elsewhere")}));
+    bob.wait("the microphone chosen", 10, |s| {
+        s["settings"]["mic"] == "alsa_input.usb-Headset"
+    });
     bob.send(json!({"action": "close_window"}));
     assert!(bob.exited(10).success());
+    let saved = tmp.join("identity/settings.json");
+    let text = std::fs::read_to_string(&saved).expect("the settings were kept");
+    assert!(!text.contains(&alice.to_string()) && !text.contains("alicewren"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut again = App::start("bob again", &x, &tmp);
+    let s = again.wait("ready again", 60, |s| s["stage"] == "ready");
+    assert_eq!(s["settings"]["mic"], "alsa_input.usb-Headset");
+    assert_eq!(
+        s["settings"]["files_dir"],
+        tmp.join("received").to_string_lossy().as_ref()
+    );
+    again.send(json!({"action": "close_window"}));
+    assert!(again.exited(10).success());
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -26,6 +26,8 @@ const CONTACTS_FILE: &str = "contacts.bin";
 const CONTACTS_LOCK: &str = ".contacts.lock";
 /// Our inbox chain (`core::inbox`), sealed under a key derived from the identity.
 const INBOX_FILE: &str = "inbox.bin";
+/// A front end's settings (devices, folders: what the person chose; no contact named).
+const SETTINGS_FILE: &str = "settings.json";
 
 /// Why the identity could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,22 @@ impl IdentityStore {
             dir: dir.into(),
             owned: false,
         }
+    }
+
+    /// The front end's saved settings, as it wrote them (`None`: never saved). They name no
+    /// contact: devices and folders the person picked.
+    pub fn load_settings(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.dir.join(SETTINGS_FILE);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path, e)),
+        }
+    }
+
+    /// Keeps the front end's settings (mode 0600, written whole or not at all).
+    pub fn save_settings(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_private(SETTINGS_FILE, bytes)
     }
 
     /// The key file's path.

@@ -175,6 +175,9 @@ struct Dialling {
     video: bool,
 }
 
+/// Settings waiting to be written (the newest only), and the lock the one writer holds.
+type Unsaved = (std::sync::Mutex<Option<Vec<u8>>>, std::sync::Mutex<()>);
+
 struct Backend {
     opts: Options,
     settings: Settings,
@@ -182,6 +185,8 @@ struct Backend {
     pictures: Pictures,
     actions: mpsc::UnboundedReceiver<Action>,
     store: Option<IdentityStore>,
+    /// The settings waiting to be written (the newest), and the lock of the one writer.
+    unsaved: Arc<Unsaved>,
     identity: Option<Identity>,
     book: ContactBook,
     /// The contacts file exists but could not be opened: never overwritten.
@@ -248,6 +253,7 @@ impl Backend {
             pictures,
             actions,
             store: None,
+            unsaved: Default::default(),
             identity: None,
             book: ContactBook::default(),
             contacts_unreadable: false,
@@ -308,6 +314,29 @@ impl Backend {
             }
         }
         self.quit().await;
+    }
+
+    /// Keeps the settings for the next run, off the runtime that carries the call (a sync of
+    /// a small file can still take a while on a slow disk); the newest always wins.
+    fn save_settings(&self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        *self.unsaved.0.lock().expect("settings lock poisoned") =
+            Some(crate::saved::encode(&self.settings));
+        let (unsaved, out) = (self.unsaved.clone(), self.out.clone());
+        tokio::task::spawn_blocking(move || {
+            let _writer = unsaved.1.lock().expect("settings writer lock poisoned");
+            let newest = unsaved.0.lock().expect("settings lock poisoned").take();
+            if let Some(bytes) = newest {
+                if let Err(e) = store.save_settings(&bytes) {
+                    out.error(format!(
+                        "Your settings could not be kept for next time ({e}); they hold until \
+                         the app closes."
+                    ));
+                }
+            }
+        });
     }
 
     fn open_store(&mut self) {
@@ -420,10 +449,22 @@ impl Backend {
             Action::MarkVerified => self.mark_verified(None).await,
             Action::NewTicket => self.new_ticket().await,
             Action::SaveCaller { name } => self.mark_verified(Some(name)).await,
-            Action::SetMic(m) => self.settings.mic = m,
-            Action::SetSpeaker(s) => self.settings.speaker = s,
-            Action::SetVideo(v) => self.settings.video = v,
-            Action::SetFilesDir(d) => self.settings.files_dir = d,
+            Action::SetMic(m) => {
+                self.settings.mic = m;
+                self.save_settings();
+            }
+            Action::SetSpeaker(s) => {
+                self.settings.speaker = s;
+                self.save_settings();
+            }
+            Action::SetVideo(v) => {
+                self.settings.video = v;
+                self.save_settings();
+            }
+            Action::SetFilesDir(d) => {
+                self.settings.files_dir = d;
+                self.save_settings();
+            }
             Action::DismissNotice(_) | Action::CloseCall | Action::Quit => {}
         }
     }
