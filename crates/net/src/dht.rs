@@ -75,9 +75,31 @@ pub enum DhtError {
     /// The contact's key cannot give a shared secret.
     #[error(transparent)]
     Record(#[from] RendezvousError),
-    /// The record could not be stored on the DHT (no nodes answered).
+    /// The record cannot be stored as it is (larger than DHT nodes keep).
     #[error("could not publish on the DHT: {0}")]
-    Publish(String),
+    Item(#[from] walk::ItemError),
+    /// No DHT node stored the record (none answered, or all refused it).
+    #[error("could not publish on the DHT: no node stored the record")]
+    NotStored,
+    /// The peer is not one of our contacts (no pair secret with them).
+    #[error("they are not one of your contacts")]
+    NotAContact,
+    /// An inbox chain cannot give this epoch's inbox (see [`ChainError`]).
+    #[error("the inbox chain cannot be used now: {0}")]
+    Chain(#[from] extrasafe_core::inbox::ChainError),
+}
+
+impl DhtError {
+    /// Who can act on it: the network for what DHT nodes did (or did not do), this device
+    /// for what it holds (a contact list or inbox chain it cannot use, a record too large).
+    pub fn blame(&self) -> crate::Blame {
+        match self {
+            Self::Start(_) | Self::NotStored => crate::Blame::Network,
+            Self::Record(_) | Self::Item(_) | Self::NotAContact | Self::Chain(_) => {
+                crate::Blame::Local
+            }
+        }
+    }
 }
 
 /// Our side of the DHT: the pair secrets of our contacts, and the nodes we know. We run no DHT
@@ -416,7 +438,7 @@ impl Rendezvous {
     ) -> Result<(), DhtError> {
         // Normally one root; two while the peer has not confirmed the last call's. Stored
         // under either is enough for the peer to find.
-        let mut result = Err(DhtError::Publish("not a contact".into()));
+        let mut result = Err(DhtError::NotAContact);
         for pair in self.record_pairs(peer) {
             match self
                 .publish_under(&pair, us, intent, inbox, sent_at_ms)
@@ -499,8 +521,7 @@ impl Rendezvous {
                     value,
                 },
             )
-            .await
-            .map_err(|e| DhtError::Publish(e.to_string()))?;
+            .await?;
         self.learn(&stored);
         debug!(
             stored = stored.stored(),
@@ -509,7 +530,7 @@ impl Rendezvous {
         );
         tracing::trace!(target = ?&target[..3], at = ?stored.closest(), "stored at");
         if stored.stored() == 0 {
-            return Err(DhtError::Publish("no DHT node stored the record".into()));
+            return Err(DhtError::NotStored);
         }
         Ok(())
     }
@@ -594,9 +615,7 @@ impl Rendezvous {
         us: &Reachability,
     ) -> Result<(), DhtError> {
         let sent_at_ms = now_ms();
-        let chain = chain
-            .at(epoch_of(sent_at_ms).max(chain.epoch()))
-            .map_err(|e| DhtError::Publish(e.to_string()))?;
+        let chain = chain.at(epoch_of(sent_at_ms).max(chain.epoch()))?;
         let keys = RecordKeys::presence(&chain);
         let record = Record {
             sent_at_ms,
@@ -638,15 +657,13 @@ impl Rendezvous {
     ) -> Result<(), DhtError> {
         let sent_at_ms = now_ms();
         let epoch = epoch_of(sent_at_ms);
-        let inbox = chain
-            .at(epoch)
-            .map_err(|e| DhtError::Publish(e.to_string()))?;
+        let inbox = chain.at(epoch)?;
         // While the last call's root is not confirmed we cannot tell which of the two the
         // peer kept (it erased the older one if it heard we stored the newer; it holds only
         // the older one if its own write was lost): sealed under both.
         let pairs = self.record_pairs(peer);
         let (newer, older) = match pairs.as_slice() {
-            [] => return Err(DhtError::Publish("not a contact".into())),
+            [] => return Err(DhtError::NotAContact),
             [one] => (one, None),
             [newer, older, ..] => (newer, Some(older)),
         };
@@ -1230,7 +1247,7 @@ pub(crate) async fn contact_plan(
             match (theirs, written) {
                 (Some(t), Ok(())) if !t.candidates.is_empty() => Some(t),
                 (Some(t), Err(e)) if !t.candidates.is_empty() => {
-                    return Err(CallError::Rendezvous(e.to_string()))
+                    return Err(CallError::Rendezvous(e))
                 }
                 // No presence under the chain (they lost ours, or run an older version),
                 // or one with no address (they made a new chain since): their records
@@ -1260,7 +1277,7 @@ pub(crate) async fn contact_plan(
                         rendezvous.lookup_presence(&peer, &chain),
                         rendezvous.write_inbox(&peer, &chain, &us, intent)
                     );
-                    written.map_err(|e| CallError::Rendezvous(e.to_string()))?;
+                    written.map_err(CallError::Rendezvous)?;
                     if let Some(p) = presence.filter(|p| !p.candidates.is_empty()) {
                         theirs.candidates = p.candidates;
                         theirs.nat = p.nat;
@@ -1280,7 +1297,7 @@ pub(crate) async fn contact_plan(
                 None => rendezvous
                     .publish(&peer, &us, Some(intent), None)
                     .await
-                    .map_err(|e| CallError::Rendezvous(e.to_string()))?,
+                    .map_err(CallError::Rendezvous)?,
             }
             debug!(took = ?started.elapsed(), "intent written");
             theirs
@@ -1835,6 +1852,31 @@ mod tests {
             }
             assert_eq!(turns.len(), n, "{n} contacts: every one had a turn");
         }
+    }
+
+    /// Failures stay typed up to the front end, sorted by who can act: publishing for someone
+    /// who is not a contact is this device's doing, and asks no DHT node anything.
+    #[tokio::test]
+    async fn a_record_for_a_stranger_is_refused_typed_before_any_query() {
+        let me = Identity::from_seed(&random());
+        let friend = peers(1)[0];
+        let config = DhtConfig {
+            // Nowhere: a query would fail differently (no node stored it).
+            bootstrap: vec!["127.0.0.1:9".into()],
+            bind: Ipv4Addr::LOCALHOST,
+            ..DhtConfig::default()
+        };
+        let rv = Rendezvous::start(pair_secrets(&me, &[friend]).unwrap(), &config).unwrap();
+        let stranger = peers(1)[0];
+        let e = rv
+            .publish(&stranger, &Reachability::default(), None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DhtError::NotAContact), "{e:?}");
+        assert_eq!(e.blame(), crate::Blame::Local);
+        assert_eq!(DhtError::NotStored.blame(), crate::Blame::Network);
+        let call = CallError::Rendezvous(DhtError::NotStored);
+        assert_eq!(call.blame(), crate::Blame::Network);
     }
 
     /// A contact added later (never given a record) comes before those who had one.

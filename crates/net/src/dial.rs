@@ -190,8 +190,8 @@ async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
         let port_map = port_map.clone();
         async move {
             let config = config.expect("only called with the DHT on");
-            let rendezvous = dht::Rendezvous::start(pairs, &config)
-                .map_err(|e| CallError::Rendezvous(e.to_string()))?;
+            let rendezvous =
+                dht::Rendezvous::start(pairs, &config).map_err(CallError::Rendezvous)?;
             if let Some(m) = port_map {
                 rendezvous.use_port_mapping(m);
             }

@@ -65,7 +65,7 @@ pub enum CallError {
     NotPublished,
     /// The DHT could not be used.
     #[error("the DHT could not be used: {0}")]
-    Rendezvous(String),
+    Rendezvous(crate::dht::DhtError),
     /// The call is over, or the request does not fit its state.
     #[error(transparent)]
     Session(#[from] extrasafe_core::session::SessionError),
@@ -94,10 +94,8 @@ impl CallError {
     pub fn blame(&self) -> Blame {
         match self {
             Self::WrongPeer { .. } => Blame::Peer,
-            Self::Unreachable { .. }
-            | Self::NoDirectPath(_)
-            | Self::NotPublished
-            | Self::Rendezvous(_) => Blame::Network,
+            Self::Rendezvous(e) => e.blame(),
+            Self::Unreachable { .. } | Self::NoDirectPath(_) | Self::NotPublished => Blame::Network,
             Self::Handshake(h) => h.blame(),
             Self::NoAddress | Self::AlreadyInCall | Self::CallingSelf => Blame::Policy,
             Self::Closed | Self::Session(_) => Blame::Local,
