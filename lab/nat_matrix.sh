@@ -183,6 +183,8 @@ until_connected() {
 
 # last_received LOG: the audio datagrams received by the latest stats line of LOG.
 last_received() { grep '"event":"stats"' "$1" | tail -n1 | sed -E 's/.*"received":([0-9]+).*/\1/'; }
+# last_shown LOG: the video pictures shown by the latest video stats line of LOG (0 before any).
+last_shown() { { grep '"event":"video_stats"' "$1" || true; } | tail -n1 | sed -E 's/.*"shown":([0-9]+).*/\1/;s/^$/0/'; }
 
 # chat_both_ways LOG A_SAYS B_SAYS: Alice (stdin on fd 8) and Bob (fd 7) each send a line;
 # true once each arrived on the other side (within 5 s).
@@ -262,11 +264,13 @@ outage() {
   done
 }
 
-# renumber LOG: with an audio call up, Alice's router, then Bob's, gets a new public address
+# renumber LOG: with a call up (audio, and small video pictures both ways), Alice's router,
+# then Bob's, gets a new public address
 # (as when a provider renumbers a line; the router's mappings go with the old one). The old
 # path is dead for good and neither router lets the other side's new address in: the caller
 # finds the callee again through the DHT (the callee's presence, measured anew while its
-# call reconnects; the caller's intent; a punch), and the call comes back (`comes_back`).
+# call reconnects; the caller's intent; a punch), and the call comes back (`comes_back`),
+# pictures shown again both ways.
 renumber() {
   local log=$1 r old new gw t0 who
   for r in nata natb; do
@@ -281,7 +285,15 @@ renumber() {
     ns "$r" ip addr add "$new/24" dev wan
     ns "$r" ip route replace default via "$gw"
     comes_back "$log" "$r renumbered" "$t0" || return 1
-    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio and chat flow again both ways"
+    # Video too, both ways: pictures shown go on growing (stats each 5 s; 15 a second sent).
+    local s1a s1b s2a s2b
+    s1a=$(last_shown "$log.alice"); s1b=$(last_shown "$log.bob")
+    sleep 6
+    s2a=$(last_shown "$log.alice"); s2b=$(last_shown "$log.bob")
+    if [ $((s2a - s1a)) -lt 20 ] || [ $((s2b - s1b)) -lt 20 ]; then
+      echo "$r renumbered: video did not resume (shown $s1a -> $s2a by Alice, $s1b -> $s2b by Bob)"; return 1
+    fi
+    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($((s2a - s1a)) / $((s2b - s1b)) pictures shown in 6 s) and chat flow again both ways"
   done
 }
 
@@ -346,6 +358,12 @@ cell() {
     tone "$OUT/tone.wav"
     bob_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.bob.wav")
     alice_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.alice.wav")
+  fi
+  if [ "$mode" = renumber ]; then
+    # Small pictures both ways (two cores run both sides and the lab), decoded and dropped.
+    local video=(--video test --video-size 320x180 --video-fps 15 --video-out /dev/null)
+    bob_media+=("${video[@]}")
+    alice_media+=("${video[@]}")
   fi
   mkfifo "$log.bin"
   ns b env RUST_LOG=${BOB_LOG:-$LOGS} "$BIN" --data-dir "$OUT/bob" --json --dht-bootstrap "$bs" \
@@ -485,7 +503,7 @@ if [ -z "${SKIP_OUTAGE:-}" ]; then
 fi
 
 if [ -z "${SKIP_RENUMBER:-}" ]; then
-  echo "renumbering: each router in turn gets a new public address during an audio call"
+  echo "renumbering: each router in turn gets a new public address during a call with audio and video"
   cell port port ok renumber || failed=1
   cleanup
   { exec 7>&- 8>&-; } 2>/dev/null || true
