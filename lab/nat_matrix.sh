@@ -243,7 +243,20 @@ comes_back() {
   fi
 }
 
-# outage LOG: with an audio call up, everything between the two routers is dropped for each
+# pictures_again LOG WHAT: once a call is back, video shown goes on growing both ways (at
+# least 20 pictures in 6 s; stats each 5 s, 15 a second sent). Sets SHOWN to "Alice's / Bob's".
+pictures_again() {
+  local log=$1 what=$2 s1a s1b s2a s2b
+  s1a=$(last_shown "$log.alice"); s1b=$(last_shown "$log.bob")
+  sleep 6
+  s2a=$(last_shown "$log.alice"); s2b=$(last_shown "$log.bob")
+  if [ $((s2a - s1a)) -lt 20 ] || [ $((s2b - s1b)) -lt 20 ]; then
+    echo "$what: video did not resume (shown $s1a -> $s2a by Alice, $s1b -> $s2b by Bob)"; return 1
+  fi
+  SHOWN="$((s2a - s1a)) / $((s2b - s1b))"
+}
+
+# outage LOG: with a call up (audio, and small video pictures both ways), everything between the two routers is dropped for each
 # of $OUTAGES seconds in turn. Each time both sides must say "reconnecting" while it is dark,
 # then come back (see `comes_back`).
 outage() {
@@ -260,7 +273,8 @@ outage() {
     t0=$(ms)
     ns pub iptables -D FORWARD -j DROP
     comes_back "$log" "outage of $dark s" "$t0" || return 1
-    echo "outage: $dark s dark; both reconnected $BACK s after the path returned ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio and chat flow again both ways"
+    pictures_again "$log" "outage of $dark s" || return 1
+    echo "outage: $dark s dark; both reconnected $BACK s after the path returned ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN pictures shown in 6 s) and chat flow again both ways"
   done
 }
 
@@ -285,15 +299,8 @@ renumber() {
     ns "$r" ip addr add "$new/24" dev wan
     ns "$r" ip route replace default via "$gw"
     comes_back "$log" "$r renumbered" "$t0" || return 1
-    # Video too, both ways: pictures shown go on growing (stats each 5 s; 15 a second sent).
-    local s1a s1b s2a s2b
-    s1a=$(last_shown "$log.alice"); s1b=$(last_shown "$log.bob")
-    sleep 6
-    s2a=$(last_shown "$log.alice"); s2b=$(last_shown "$log.bob")
-    if [ $((s2a - s1a)) -lt 20 ] || [ $((s2b - s1b)) -lt 20 ]; then
-      echo "$r renumbered: video did not resume (shown $s1a -> $s2a by Alice, $s1b -> $s2b by Bob)"; return 1
-    fi
-    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($((s2a - s1a)) / $((s2b - s1b)) pictures shown in 6 s) and chat flow again both ways"
+    pictures_again "$log" "$r renumbered" || return 1
+    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN pictures shown in 6 s) and chat flow again both ways"
   done
 }
 
@@ -319,7 +326,8 @@ identities() {
 # cell TYPE_A TYPE_B EXPECT(ok|fail) [capture|idle|outage|renumber|liar]: one call through the two
 # routers. With `idle`, the routers forget a UDP mapping after 10 s of silence and the call,
 # once connected, stays idle for 25 s before chat must still cross both ways (keepalives).
-# With `outage`, the call carries audio (a tone from a file, both ways) and the path goes
+# With `outage`, the call carries audio (a tone from a file, both ways) and small video
+# pictures (both ways), and the path goes
 # dark for 30 s, then 60 s (see `outage`); with `renumber`, each router in turn gets a new
 # public address (see `renumber`).
 cell() {
@@ -359,7 +367,7 @@ cell() {
     bob_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.bob.wav")
     alice_media=(--audio-in "$OUT/tone.wav" --loop --audio-out "$log.alice.wav")
   fi
-  if [ "$mode" = renumber ]; then
+  if [ "$mode" = outage ] || [ "$mode" = renumber ]; then
     # Small pictures both ways (two cores run both sides and the lab), decoded and dropped.
     local video=(--video test --video-size 320x180 --video-fps 15 --video-out /dev/null)
     bob_media+=("${video[@]}")
@@ -496,7 +504,7 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 fi
 
 if [ -z "${SKIP_OUTAGE:-}" ]; then
-  echo "outages: the path between the routers goes dark for ${OUTAGES:-30 60} s during an audio call"
+  echo "outages: the path between the routers goes dark for ${OUTAGES:-30 60} s during a call with audio and video"
   cell port port ok outage || failed=1
   cleanup
   { exec 7>&- 8>&-; } 2>/dev/null || true
