@@ -274,7 +274,7 @@ outage() {
     ns pub iptables -D FORWARD -j DROP
     comes_back "$log" "outage of $dark s" "$t0" || return 1
     pictures_again "$log" "outage of $dark s" || return 1
-    echo "outage: $dark s dark; both reconnected $BACK s after the path returned ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN pictures shown in 6 s) and chat flow again both ways"
+    echo "outage: $dark s dark; both reconnected $BACK s after the path returned ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN more pictures shown, by the stats lines 6 s apart, one line each 5 s) and chat flow again both ways"
   done
 }
 
@@ -300,7 +300,7 @@ renumber() {
     ns "$r" ip route replace default via "$gw"
     comes_back "$log" "$r renumbered" "$t0" || return 1
     pictures_again "$log" "$r renumbered" || return 1
-    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN pictures shown in 6 s) and chat flow again both ways"
+    echo "renumbered: $r's public address $old -> $new; both reconnected $BACK s later ($(since "$log" alice reconnecting) stall(s) for Alice, $(since "$log" bob reconnecting) for Bob); audio, video ($SHOWN more pictures shown, by the stats lines 6 s apart, one line each 5 s) and chat flow again both ways"
   done
 }
 
