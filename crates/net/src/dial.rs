@@ -89,10 +89,10 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
                 .map(|p| p.lan_key())
         })
         .flatten();
-    let settings = dht.map(|f| Settings {
-        made: tokio::sync::OnceCell::new(),
-        making: std::sync::Mutex::new(Some(Box::pin(f))),
-    });
+    let mut settings = match dht {
+        Some(f) => Settings::Unmade(f),
+        None => Settings::Off,
+    };
     let call = dial_once(
         node,
         peer,
@@ -100,7 +100,7 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
         Some(Within {
             secrets: [lan_pairs, dht_pairs, dht_pairs_again],
             lan,
-            dht: settings.as_ref(),
+            dht: &mut settings,
             port_map: port_map.clone(),
         }),
         step,
@@ -109,8 +109,8 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
     if let Some(key) = lan_key {
         call.look_on_lan(key);
     }
-    if let Some(settings) = &settings {
-        match dht::Rendezvous::start(redial_pairs, &settings.get().await) {
+    if let Some(config) = settings.get().await {
+        match dht::Rendezvous::start(redial_pairs, &config) {
             Ok(rendezvous) => {
                 if let Some(m) = port_map {
                     rendezvous.use_port_mapping(m);
@@ -126,27 +126,23 @@ pub async fn dial<F: std::future::Future<Output = DhtConfig>>(
     Ok(call)
 }
 
-/// The DHT settings, made once when first needed (making them may look up STUN servers'
-/// names).
-struct Settings<F> {
-    made: tokio::sync::OnceCell<DhtConfig>,
-    making: std::sync::Mutex<Option<std::pin::Pin<Box<F>>>>,
+/// The DHT settings, made when first needed (making them may look up STUN servers' names).
+enum Settings<F> {
+    Off,
+    Unmade(F),
+    Made(DhtConfig),
 }
 
 impl<F: std::future::Future<Output = DhtConfig>> Settings<F> {
-    async fn get(&self) -> DhtConfig {
-        self.made
-            .get_or_init(|| async {
-                let making = self
-                    .making
-                    .lock()
-                    .expect("settings lock poisoned")
-                    .take()
-                    .expect("made only once");
-                making.await
-            })
-            .await
-            .clone()
+    /// The settings, made now if they were not yet; `None` with the DHT off.
+    async fn get(&mut self) -> Option<DhtConfig> {
+        let config = match std::mem::replace(self, Settings::Off) {
+            Settings::Off => return None,
+            Settings::Unmade(making) => making.await,
+            Settings::Made(config) => config,
+        };
+        *self = Settings::Made(config.clone());
+        Some(config)
     }
 }
 
@@ -154,7 +150,7 @@ impl<F: std::future::Future<Output = DhtConfig>> Settings<F> {
 struct Within<'a, F> {
     secrets: [Vec<PairSecret>; 3],
     lan: bool,
-    dht: Option<&'a Settings<F>>,
+    dht: &'a mut Settings<F>,
     port_map: Option<watch::Receiver<MapState>>,
 }
 
@@ -181,10 +177,7 @@ async fn dial_once<F: std::future::Future<Output = DhtConfig>>(
     else {
         return Err(DialError::NowhereToLook);
     };
-    let dht = match dht {
-        Some(settings) => Some(settings.get().await),
-        None => None,
-    };
+    let dht = dht.get().await;
     let via_dht = |pairs: Vec<PairSecret>| {
         let config = dht.clone();
         let port_map = port_map.clone();

@@ -742,6 +742,7 @@ impl Backend {
             let _ = tokio::time::timeout(Duration::from_secs(3), node.shutdown()).await;
         }
         self.end_media().await;
+        self.flush_settings().await;
     }
 }
 

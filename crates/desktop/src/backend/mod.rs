@@ -178,6 +178,20 @@ struct Dialling {
 /// Settings waiting to be written (the newest only), and the lock the one writer holds.
 type Unsaved = (std::sync::Mutex<Option<Vec<u8>>>, std::sync::Mutex<()>);
 
+/// Writes the newest settings waiting, if any, one writer at a time (blocking: a file sync).
+fn write_settings(store: &IdentityStore, unsaved: &Unsaved, out: &Outbox) {
+    let _writer = unsaved.1.lock().expect("settings writer lock poisoned");
+    let newest = unsaved.0.lock().expect("settings lock poisoned").take();
+    if let Some(bytes) = newest {
+        if let Err(e) = store.save_settings(&bytes) {
+            out.error(format!(
+                "Your settings could not be kept for next time ({e}); they hold until the app \
+                 closes."
+            ));
+        }
+    }
+}
+
 struct Backend {
     opts: Options,
     settings: Settings,
@@ -318,6 +332,12 @@ impl Backend {
 
     /// Keeps the settings for the next run, off the runtime that carries the call (a sync of
     /// a small file can still take a while on a slow disk); the newest always wins.
+    /// Changes a setting and keeps it for the next run.
+    fn set(&mut self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.settings);
+        self.save_settings();
+    }
+
     fn save_settings(&self) {
         let Some(store) = self.store.clone() else {
             return;
@@ -325,18 +345,17 @@ impl Backend {
         *self.unsaved.0.lock().expect("settings lock poisoned") =
             Some(crate::saved::encode(&self.settings));
         let (unsaved, out) = (self.unsaved.clone(), self.out.clone());
-        tokio::task::spawn_blocking(move || {
-            let _writer = unsaved.1.lock().expect("settings writer lock poisoned");
-            let newest = unsaved.0.lock().expect("settings lock poisoned").take();
-            if let Some(bytes) = newest {
-                if let Err(e) = store.save_settings(&bytes) {
-                    out.error(format!(
-                        "Your settings could not be kept for next time ({e}); they hold until \
-                         the app closes."
-                    ));
-                }
-            }
-        });
+        tokio::task::spawn_blocking(move || write_settings(&store, &unsaved, &out));
+    }
+
+    /// Waits until the settings changed last are written (the app is closing: a write still
+    /// queued would be lost with the process).
+    pub(super) async fn flush_settings(&self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let (unsaved, out) = (self.unsaved.clone(), self.out.clone());
+        let _ = tokio::task::spawn_blocking(move || write_settings(&store, &unsaved, &out)).await;
     }
 
     fn open_store(&mut self) {
@@ -449,22 +468,10 @@ impl Backend {
             Action::MarkVerified => self.mark_verified(None).await,
             Action::NewTicket => self.new_ticket().await,
             Action::SaveCaller { name } => self.mark_verified(Some(name)).await,
-            Action::SetMic(m) => {
-                self.settings.mic = m;
-                self.save_settings();
-            }
-            Action::SetSpeaker(s) => {
-                self.settings.speaker = s;
-                self.save_settings();
-            }
-            Action::SetVideo(v) => {
-                self.settings.video = v;
-                self.save_settings();
-            }
-            Action::SetFilesDir(d) => {
-                self.settings.files_dir = d;
-                self.save_settings();
-            }
+            Action::SetMic(m) => self.set(|s| s.mic = m),
+            Action::SetSpeaker(sp) => self.set(|s| s.speaker = sp),
+            Action::SetVideo(v) => self.set(|s| s.video = v),
+            Action::SetFilesDir(d) => self.set(|s| s.files_dir = d),
             Action::DismissNotice(_) | Action::CloseCall | Action::Quit => {}
         }
     }
