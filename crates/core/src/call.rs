@@ -1,3 +1,6 @@
+//! A call as one sans-IO machine: [`CallMachine`] (in `call_machine.rs`) owns the session
+//! and the media below; a driver steps it alone.
+//!
 //! A call's media as one sans-IO machine: its audio ([`AudioStream`]) and video
 //! ([`VideoLink`]) behind one input type and one output type, with the decisions that
 //! concern both: which arriving datagram is whose, and that audio goes first.
@@ -214,15 +217,23 @@ impl CallMedia {
     /// The next thing to do at `now`, audio's first; `None` when there is nothing until
     /// [`CallMedia::poll_timeout`] (or until an `Encode` asked for is answered).
     pub fn poll_output(&mut self, now: Instant) -> Option<MediaOutput> {
-        let mut buf = Vec::new();
-        if let Some(a) = &mut self.audio {
-            if let Some(w) = a.poll_work(now) {
-                return Some(MediaOutput::Audio(w));
-            }
-            if a.poll_transmit(now, &mut buf) {
-                return Some(MediaOutput::Transmit(buf));
-            }
+        self.poll_audio(now).or_else(|| self.poll_video(now))
+    }
+
+    /// Audio's next output alone (work, or a datagram whose time has come).
+    pub fn poll_audio(&mut self, now: Instant) -> Option<MediaOutput> {
+        let a = self.audio.as_mut()?;
+        if let Some(w) = a.poll_work(now) {
+            return Some(MediaOutput::Audio(w));
         }
+        let mut buf = Vec::new();
+        a.poll_transmit(now, &mut buf)
+            .then_some(MediaOutput::Transmit(buf))
+    }
+
+    /// Video's next output alone (a whole frame, or a datagram the pacer lets go).
+    pub fn poll_video(&mut self, now: Instant) -> Option<MediaOutput> {
+        let mut buf = Vec::new();
         if let Some(v) = &mut self.video {
             if let Some(f) = v.poll_frame() {
                 return Some(MediaOutput::Frame(f));
@@ -250,6 +261,10 @@ impl CallMedia {
         }
     }
 }
+
+#[path = "call_machine.rs"]
+mod machine;
+pub use machine::{CallInput, CallMachine, CallMachineStats, CallOutput};
 
 #[cfg(test)]
 #[path = "call_tests.rs"]

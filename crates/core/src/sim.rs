@@ -8,7 +8,9 @@
 //! Machines plug in through [`Machine`] (bytes, time in; bytes, timers out), the machine on
 //! host `i` being the `i`-th of the slice each step takes: the punch tests step
 //! [`crate::punch::Puncher`]s through NATs, the session's tests step two
-//! [`crate::session::Session`]s, and the tests below a whole call through two NATs: a punch,
+//! [`crate::session::Session`]s, `call_machine_tests` two whole
+//! [`crate::call::CallMachine`]s (control stream and media datagrams on one network), and
+//! the tests below a whole call through two NATs: a punch,
 //! the session on the punched path, a router renumbered mid-call, a punch again and the call
 //! resumed, as the NAT lab's `renumber` cell does with real routers. (The media tests of
 //! `call_tests` keep a line model of their own: a rate-limited queue behind a model of

@@ -1,13 +1,20 @@
-//! Runs one call session over one QUIC connection: the only place where the session meets
-//! sockets and clocks.
+//! Runs one call over one QUIC connection (and the next, if it reconnects): the only place
+//! where the call's machine (`core::call::CallMachine`: its session and its media) meets
+//! sockets, devices and clocks. One task per call steps the machine: the control stream's
+//! bytes, the media's datagrams, the user's commands, the media's orders (start, stop, mute)
+//! and time go in; audio work (done at once on this task: a 20 ms frame read and encoded,
+//! one decoded and played, well under a millisecond), datagrams, whole video frames (to the
+//! decode thread), events and the control stream's bytes come out. Those bytes are written
+//! by a task of their own ([`Writer`]): a peer that reads slowly never holds the audio up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use extrasafe_core::call::{CallInput, CallMachine, CallOutput, MediaOutput};
 use extrasafe_core::lan::LanKey;
 use extrasafe_core::session::{
-    Event, PeerStream, Session, StreamAdmission, Violation, RESUME_EXPORTER_LABEL,
+    Event, PeerStream, StreamAdmission, Violation, RESUME_EXPORTER_LABEL,
 };
 use extrasafe_core::wire::MAX_FRAME;
 use extrasafe_core::{EndReason, PeerId};
@@ -16,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::call::{Call, CallEvent, Command};
+use crate::engine::{Ctl, Parts};
 use crate::node::{Decision, Shared, SlotGuard};
 use crate::transfer::TransferBook;
 
@@ -232,9 +240,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Driver {
     pub(crate) conn: Connection,
-    pub(crate) send: SendStream,
+    /// Writes the control stream (on a task of its own).
+    pub(crate) writer: Writer,
     pub(crate) recv: RecvStream,
-    pub(crate) session: Session,
+    /// The call: its session and its media, one machine.
+    pub(crate) call: CallMachine,
+    /// The media's devices, codecs and video threads, driven with the machine.
+    pub(crate) parts: Parts,
+    /// Orders for the media (from the call's `AudioCall` and `VideoCall`).
+    pub(crate) ctl: Option<mpsc::UnboundedReceiver<Ctl>>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) events: mpsc::Sender<CallEvent>,
     pub(crate) shared: Arc<Shared>,
@@ -413,6 +427,66 @@ impl PairExchange {
     }
 }
 
+/// The call's clock (tokio's: virtual in tests that pause it).
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Writes a call's control stream on a task of its own, so that a peer that reads slowly
+/// never holds up the call's task, which carries its audio. A write that fails, or takes
+/// longer than [`WRITE_TIMEOUT`], is reported ([`Writer::failed`]) and ends the writer.
+pub(crate) struct Writer {
+    tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    failed: tokio::sync::oneshot::Receiver<()>,
+    /// The writer has not reported yet.
+    pub(crate) watching: bool,
+    task: Option<tokio::task::JoinHandle<Option<SendStream>>>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(mut send: SendStream) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (fail_tx, failed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                let write = tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&bytes)).await;
+                if !matches!(write, Ok(Ok(()))) {
+                    let _ = fail_tx.send(());
+                    return None;
+                }
+            }
+            Some(send)
+        });
+        Self {
+            tx: Some(tx),
+            failed,
+            watching: true,
+            task: Some(task),
+        }
+    }
+
+    /// Queues bytes for the stream.
+    fn write(&self, bytes: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(bytes);
+        }
+    }
+
+    /// Resolves once the writer ended: `true` if a write failed (cancel-safe).
+    async fn failed(&mut self) -> bool {
+        let failed = (&mut self.failed).await.is_ok();
+        self.watching = false;
+        failed
+    }
+
+    /// Writes what is queued and gives the stream back (`None` if a write failed).
+    async fn close(&mut self) -> Option<SendStream> {
+        self.tx = None;
+        let task = self.task.take()?;
+        task.await.ok().flatten()
+    }
+}
+
 /// Counts a running driver until dropped.
 struct Running(Arc<Shared>);
 
@@ -430,39 +504,15 @@ impl Driver {
             .drivers
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _running = Running(self.shared.clone());
-        let mut out = Vec::new();
         // Events the application has not taken yet. Reading from the peer pauses while this is
-        // full, so a flood waits in QUIC flow control, not in our memory; commands and timers
-        // keep being served meanwhile.
+        // full, so a flood waits in QUIC flow control, not in our memory; commands, timers
+        // and the media keep being served meanwhile.
         let mut backlog: VecDeque<CallEvent> = VecDeque::new();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
         loop {
-            // `select!` below prefers input; a peer that never stops sending must still not
-            // keep a deadline from firing.
-            let now = Instant::now();
-            if self.session.poll_timeout().is_some_and(|t| t <= now) {
-                self.on_timeout(now);
-            }
-            if self.session.poll_transmit(&mut out) && self.resume.writable && !self.resume.dead {
-                let write = tokio::time::timeout(WRITE_TIMEOUT, self.send.write_all(&out)).await;
-                if !matches!(write, Ok(Ok(()))) {
-                    self.resume.writable = false;
-                    let now = Instant::now();
-                    if self.conn.close_reason().is_some() {
-                        self.lost(now);
-                    } else {
-                        self.session
-                            .handle_protocol_violation(now, Violation::StoppedReading);
-                    }
-                }
-            }
-            out.clear();
-            let mut progressed = false;
-            while let Some(ev) = self.session.poll_event() {
-                progressed = true;
-                if let Some(ev) = self.on_event(ev) {
-                    backlog.push_back(ev);
-                }
-            }
+            let now = clock();
+            let media_wake = self.step(now, &mut backlog);
             while let Some(ev) = backlog.pop_front() {
                 match self.events.try_send(ev) {
                     Ok(()) => {}
@@ -473,52 +523,61 @@ impl Driver {
                     Err(mpsc::error::TrySendError::Closed(_)) => backlog.clear(),
                 }
             }
-            // Handling an event can queue frames (the callee's policy answers), so drain
-            // both until neither yields anything before waiting.
-            if progressed {
-                continue;
-            }
             if self.resume.handoff.is_some() {
                 break;
             }
             self.redial_if_needed();
             // Refused: over for the user, so the node is free for another call while this
             // connection waits in silence for the caller to give up.
-            if self.session.is_quiet() {
+            if self.call.session().is_quiet() {
                 drop(self.slot.take());
             }
-            if self.session.is_ended() {
+            if self.call.session().is_ended() {
                 break;
             }
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
+            let deadline = match (self.call.session_timeout(), media_wake) {
+                (Some(s), Some(m)) => s.min(m),
+                (s, m) => s.or(m).unwrap_or(now + Duration::from_secs(3600)),
             };
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
             let room = backlog.len() < EVENT_BACKLOG && !self.resume.dead;
             let alive = !self.resume.dead;
             let events = self.events.clone();
+            let ctl_open = self.ctl.is_some();
             tokio::select! {
+                // Orders first (rare, and quick to take), then the clock, then what arrives.
+                // Every wake-up steps the machine's time too, so a flood of datagrams or
+                // control bytes cannot hold audio's sending or playout up.
                 biased;
+                c = async { self.ctl.as_mut()?.recv().await }, if ctl_open => match c {
+                    Some(c) => self.parts.on_ctl(clock(), c, &mut self.call, &self.media),
+                    None => self.ctl = None,
+                },
                 cmd = self.commands.recv(), if self.commands_open => self.on_command(cmd),
-                _ = self.shutdown.changed() => self.session.shutdown(Instant::now()),
+                _ = self.shutdown.changed() => self.call.shutdown(clock()),
+                failed = self.writer.failed(), if self.writer.watching => {
+                    if failed {
+                        self.on_write_failed(clock());
+                    }
+                }
                 permit = events.reserve(), if !backlog.is_empty() => match permit {
                     Ok(p) => p.send(backlog.pop_front().expect("guarded by the branch condition")),
                     Err(_) => backlog.clear(),
                 },
+                _ = &mut sleep => {}
+                woke = self.parts.next(&self.media) => {
+                    self.parts.on_woke(clock(), woke, &mut self.call);
+                }
                 chunk = self.recv.read_chunk(MAX_FRAME + 2, true), if room => match chunk {
-                    Ok(Some(c)) => self.session.handle_stream_data(Instant::now(), &c.bytes),
-                    Ok(None) | Err(_) => self.lost(Instant::now()),
+                    Ok(Some(c)) => self.call.handle_input(clock(), CallInput::Control(&c.bytes)),
+                    Ok(None) | Err(_) => self.lost(clock()),
                 },
                 stream = self.conn.accept_bi(), if alive => match stream {
                     Ok((send, recv)) => {
                         let kind = PeerStream::Bidirectional;
-                        if self.session.admit_stream(Instant::now(), kind) == StreamAdmission::Transfer {
+                        if self.call.admit_stream(clock(), kind) == StreamAdmission::Transfer {
                             tokio::spawn(crate::transfer::intake(
                                 self.transfers.clone(),
                                 self.events.clone(),
@@ -527,35 +586,37 @@ impl Driver {
                             ));
                         }
                     }
-                    Err(_) => self.lost(Instant::now()),
+                    Err(_) => self.lost(clock()),
                 },
                 stream = self.conn.accept_uni(), if alive => match stream {
                     Ok(_) => {
-                        self.session.admit_stream(Instant::now(), PeerStream::Unidirectional);
+                        self.call.admit_stream(clock(), PeerStream::Unidirectional);
                     }
-                    Err(_) => self.lost(Instant::now()),
+                    Err(_) => self.lost(clock()),
                 },
                 Some(link) = self.resume.rx.recv() => self.on_new_link(link),
                 Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
-                _ = sleep => self.on_timeout(Instant::now()),
             }
         }
         // Callee, on a connection that resumes another call: that call takes it over.
         if let Some(to) = self.resume.handoff.take() {
-            let leftover = self.session.take_leftover();
-            let Driver {
-                conn, send, recv, ..
-            } = self;
-            let _ = to.send(Link {
-                conn,
-                send,
-                recv,
-                leftover,
-            });
+            let leftover = self.call.take_leftover();
+            let send = self.writer.close().await;
+            let Driver { conn, recv, .. } = self;
+            if let Some(send) = send {
+                let _ = to.send(Link {
+                    conn,
+                    send,
+                    recv,
+                    leftover,
+                });
+            }
             return;
         }
         self.resume.dialing = None;
         self.resume.listed = None;
+        // The media's final figures (a recording is finished off this task).
+        self.parts.finish(clock(), &mut self.call, &self.media);
         self.media.close();
         // The node is free for the next call as soon as this one is over.
         drop(self.slot.take());
@@ -569,29 +630,68 @@ impl Driver {
         }
     }
 
-    /// A deadline: first tell the session whether the transport heard the peer since the
-    /// last look (media datagrams count), so a call that hears its peer is not reconnecting.
-    fn on_timeout(&mut self, now: Instant) {
-        let heard = self.conn.stats().udp_rx.datagrams;
-        if heard != self.resume.heard {
-            self.resume.heard = heard;
-            if !self.resume.dead {
-                self.session.note_heard(now);
+    /// One step of the call's machine at `now`: whether the transport heard the peer (when
+    /// the session's deadline has come: media datagrams count), time, the transport's state
+    /// for video, then everything the machine hands out: audio's work and datagrams, bytes
+    /// for the control stream (to the writer), events, video. Returns when the media needs
+    /// the next step.
+    fn step(&mut self, now: Instant, backlog: &mut VecDeque<CallEvent>) -> Option<Instant> {
+        if self.call.session_timeout().is_some_and(|t| t <= now) {
+            let heard = self.conn.stats().udp_rx.datagrams;
+            if heard != self.resume.heard {
+                self.resume.heard = heard;
+                if !self.resume.dead {
+                    self.call.handle_input(now, CallInput::Heard);
+                }
             }
         }
-        self.session.handle_timeout(now);
+        self.call.handle_input(now, CallInput::Timeout);
+        self.parts.before(now, &mut self.call, &self.media);
+        while let Some(out) = self.call.poll_output(now) {
+            let media = match out {
+                CallOutput::Control(bytes) => {
+                    if self.resume.writable && !self.resume.dead {
+                        self.writer.write(bytes);
+                    }
+                    continue;
+                }
+                CallOutput::Event(e) => {
+                    if let Some(ev) = self.on_event(e) {
+                        backlog.push_back(ev);
+                    }
+                    continue;
+                }
+                CallOutput::Audio(w) => MediaOutput::Audio(w),
+                CallOutput::Transmit(d) => MediaOutput::Transmit(d),
+                CallOutput::Frame(f) => MediaOutput::Frame(f),
+            };
+            self.parts.output(now, media, &mut self.call, &self.media);
+        }
+        self.parts.after(now, &mut self.call, &self.media)
+    }
+
+    /// A write to the control stream failed or timed out: the connection is gone, or the
+    /// peer stopped reading while it stayed up.
+    fn on_write_failed(&mut self, now: Instant) {
+        self.resume.writable = false;
+        if self.conn.close_reason().is_some() {
+            self.lost(now);
+        } else {
+            self.call
+                .handle_protocol_violation(now, Violation::StoppedReading);
+        }
     }
 
     /// The connection (or its control stream) is gone.
     fn lost(&mut self, now: Instant) {
         self.resume.dead = true;
-        self.session.handle_connection_lost(now);
+        self.call.handle_input(now, CallInput::ConnectionLost);
     }
 
     /// Caller, reconnecting: dial the peer again unless already dialling; a call that is
     /// back (on its old path) stops dialling.
     fn redial_if_needed(&mut self) {
-        if !self.session.is_reconnecting() {
+        if !self.call.session().is_reconnecting() {
             self.resume.dialing = None;
             self.resume.marked = None;
             return;
@@ -599,7 +699,7 @@ impl Driver {
         if self.resume.marked.is_none() {
             self.resume.marked = Some(Reconnecting::new(self.shared.clone()));
         }
-        if self.session.is_resuming() || self.resume.dialing.is_some() {
+        if self.call.session().is_resuming() || self.resume.dialing.is_some() {
             return;
         }
         let Some(redial) = &self.resume.redial else {
@@ -616,14 +716,12 @@ impl Driver {
     /// A new connection for this call: the caller's redial, or one the listener handed
     /// over (callee). The call carries on there; the old connection is closed.
     fn on_new_link(&mut self, link: Link) {
-        let now = Instant::now();
+        let now = clock();
         self.resume.dialing = None;
-        let resumed = match (self.session.role(), self.resume.token) {
-            (extrasafe_core::Role::Caller, Some(token)) => {
-                self.session.resume_as_caller(now, token)
-            }
-            (extrasafe_core::Role::Callee, Some(_)) => self.session.resume_as_callee(now),
-            _ => Err(extrasafe_core::session::SessionError::WrongState(
+        // The session resumes there and the media forgets the old path, in one step.
+        let resumed = match self.resume.token {
+            Some(token) => self.call.handle_new_path(now, token),
+            None => Err(extrasafe_core::session::SessionError::WrongState(
                 "not resumable",
             )),
         };
@@ -634,7 +732,8 @@ impl Driver {
         }
         debug!("the call goes on over a new connection");
         let old = std::mem::replace(&mut self.conn, link.conn);
-        self.send = link.send;
+        // The old stream's writer ends with its connection; the new one gets its own.
+        self.writer = Writer::spawn(link.send);
         self.recv = link.recv;
         old.close(close::DONE, b"moved");
         self.resume.dead = false;
@@ -644,14 +743,16 @@ impl Driver {
         self.open_for_call();
         // Callee: what the caller sent right after its `Resume` (a hang-up, say).
         if !link.leftover.is_empty() {
-            self.session.handle_stream_data(now, &link.leftover);
+            self.call
+                .handle_input(now, CallInput::Control(&link.leftover));
         }
     }
 
     /// The call is up on this connection: room for file transfers (streams and windows).
     fn open_for_call(&self) {
-        self.conn
-            .set_max_concurrent_bi_streams(VarInt::from_u32(self.session.peer_stream_limit()));
+        self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(
+            self.call.session().peer_stream_limit(),
+        ));
         self.conn
             .set_receive_window(VarInt::from_u32(crate::node::CALL_WINDOW));
         self.conn
@@ -660,7 +761,7 @@ impl Driver {
 
     /// The call is up: name it for a resume, and (callee) let the listener find it.
     fn make_resumable(&mut self) {
-        if !self.session.can_resume() {
+        if !self.call.session().can_resume() {
             return;
         }
         let mut token = [0u8; 32];
@@ -672,7 +773,7 @@ impl Driver {
             return;
         }
         self.resume.token = Some(token);
-        if self.session.role() == extrasafe_core::Role::Callee {
+        if self.call.session().role() == extrasafe_core::Role::Callee {
             self.shared
                 .resumable
                 .lock()
@@ -697,30 +798,30 @@ impl Driver {
             Some(tx) => self.resume.handoff = Some(tx),
             None => {
                 debug!("asked to resume a call that is over or unknown");
-                self.session.refuse_resume(now);
+                self.call.refuse_resume(now);
             }
         }
     }
 
     fn on_command(&mut self, cmd: Option<Command>) {
-        let now = Instant::now();
+        let now = clock();
         match cmd {
             Some(Command::Accept) => {
-                let _ = self.session.accept(now);
+                let _ = self.call.accept(now);
             }
             Some(Command::Decline) => {
-                let _ = self.session.decline(now);
+                let _ = self.call.decline(now);
             }
-            Some(Command::Hangup) => self.session.hangup(now),
+            Some(Command::Hangup) => self.call.hangup(now),
             None => {
                 self.commands_open = false;
                 // A refused call stays quiet until the caller gives up, handle or not.
-                if !self.session.is_quiet() {
-                    self.session.hangup(now);
+                if !self.call.session().is_quiet() {
+                    self.call.hangup(now);
                 }
             }
             Some(Command::Chat(text, reply)) => {
-                let _ = reply.send(self.session.send_chat(now, &text).map(|_| ()));
+                let _ = reply.send(self.call.send_chat(now, &text).map(|_| ()));
             }
             Some(Command::LookOnLan(key)) => {
                 if let Some(r) = &mut self.resume.redial {
@@ -740,7 +841,7 @@ impl Driver {
     }
 
     fn on_event(&mut self, ev: Event) -> Option<CallEvent> {
-        let now = Instant::now();
+        let now = clock();
         Some(match ev {
             Event::IncomingCall { .. } => return self.decide_incoming(now),
             Event::Ringing => CallEvent::Ringing,
@@ -758,7 +859,9 @@ impl Driver {
             }
             Event::Observed(addr) => {
                 // We chose to call them; a caller is heard only once its call is answered.
-                if self.session.role() == extrasafe_core::Role::Caller || self.session.is_active() {
+                if self.call.session().role() == extrasafe_core::Role::Caller
+                    || self.call.session().is_active()
+                {
                     self.note_observed(addr);
                 } else {
                     self.held_observation = Some(addr);
@@ -831,20 +934,20 @@ impl Driver {
             done,
             PairDone::Checks(Some(_), _) | PairDone::Stored(Some(_))
         );
-        if says && self.session.is_reconnecting() {
+        if says && self.call.session().is_reconnecting() {
             self.pair.unsent.push(done);
             return;
         }
-        let now = Instant::now();
+        let now = clock();
         match done {
             PairDone::Checks(Some(checks), own) => {
-                if self.session.send_pair_checks(now, checks).is_ok() {
+                if self.call.send_pair_checks(now, checks).is_ok() {
                     self.pair.sent = true;
                     // Our inbox, as it is this epoch: from it they can compute the later ones.
                     if let Some(own) = own {
                         let epoch = extrasafe_core::inbox::inbox_epoch_of(unix_ms());
                         if let Ok(now_chain) = own.chain.at(epoch.max(own.chain.epoch())) {
-                            if self.session.send_inbox_chain(now, &now_chain).is_ok() {
+                            if self.call.send_inbox_chain(now, &now_chain).is_ok() {
                                 self.pair.told_ours = Some(own.since_ms);
                             }
                         }
@@ -855,7 +958,7 @@ impl Driver {
             }
             PairDone::Checks(None, _) | PairDone::Stored(None) | PairDone::Written => {}
             PairDone::Stored(Some(check)) => {
-                if self.session.send_pair_stored(now, check).is_ok() {
+                if self.call.send_pair_stored(now, check).is_ok() {
                     self.pair.stored = Some(check);
                     self.maybe_confirm();
                 }
@@ -972,29 +1075,29 @@ impl Driver {
         let ip = self.conn.remote_address().ip();
         if !self.shared.allow_ring(now, ip, peer) {
             debug!(peer = %peer.short(), "ring over the rate limit; refused quietly");
-            let _ = self.session.decline(now);
+            let _ = self.call.decline(now);
             return None;
         }
         match self.shared.decide(&peer) {
             Decision::Refuse => {
                 debug!(peer = %peer.short(), "caller refused by policy");
-                let _ = self.session.decline(now);
+                let _ = self.call.decline(now);
                 None
             }
             decision => {
                 let Some(slot) = self.shared.claim_slot() else {
-                    let _ = self.session.busy(now);
+                    let _ = self.call.busy(now);
                     return None;
                 };
                 let call = self.pending.take().expect("checked above");
                 if !self.shared.deliver(call) {
-                    let _ = self.session.busy(now);
+                    let _ = self.call.busy(now);
                     return None;
                 }
                 self.slot = Some(slot);
-                let _ = self.session.alert(now);
+                let _ = self.call.alert(now);
                 if decision == Decision::Accept {
-                    let _ = self.session.accept(now);
+                    let _ = self.call.accept(now);
                     None
                 } else {
                     Some(CallEvent::Incoming)
@@ -1007,7 +1110,11 @@ impl Driver {
     /// the session ends, so a crossing hang-up closes at once rather than after the linger;
     /// on a dead connection every step returns at once.
     async fn linger(&mut self) {
-        let _ = self.send.finish();
+        // Our last frames are written first (a write that failed leaves nothing to finish).
+        let mut send = self.writer.close().await;
+        if let Some(s) = &mut send {
+            let _ = s.finish();
+        }
         let deadline = tokio::time::sleep(LINGER);
         tokio::pin!(deadline);
         loop {

@@ -1,7 +1,9 @@
-//! One task per call drives the call's media machine (`core::call::CallMedia`: audio and
-//! video, the sorting of arriving datagrams, audio before video) with the codecs, devices and
-//! the connection. Every decision is the machine's; this task only feeds it what happened
-//! (time, datagrams, encoded pictures, the transport's state) and does what it hands out:
+//! A call's media parts ([`Parts`]): the codecs, devices and video threads that the call's
+//! machine drives. A real call's machine is `core::call::CallMachine` (session and media in
+//! one), stepped by the call's one task (`driver.rs`); a link of its own (a test's link in
+//! memory) gets an engine task here that steps a `core::call::CallMedia` alone. Every
+//! decision is the machine's; the task only feeds it what happened (time, datagrams,
+//! encoded pictures, the transport's state) and does what it hands out:
 //! - audio work, at once on this task (reading and encoding a 20 ms frame, decoding and
 //!   playing one, take well under a millisecond);
 //! - datagrams, to the connection;
@@ -9,14 +11,14 @@
 //!   of their own, see `video.rs`, and their pictures come here).
 //!
 //! Audio and video are started and stopped apart ([`crate::audio::AudioCall`],
-//! [`crate::video::VideoCall`]); both find the call's engine through its
-//! [`crate::MediaLink`], and the engine ends with the call.
+//! [`crate::video::VideoCall`]); both send their orders to the call's task through its
+//! [`crate::MediaLink`] (its [`EngineSlot`]), and the parts end with the call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as smpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use extrasafe_core::call::{CallMedia, MediaInput, MediaOutput};
+use extrasafe_core::call::{CallInput, CallMachine, CallMedia, MediaInput, MediaOutput};
 use extrasafe_core::media::AudioWork;
 use extrasafe_core::video::wire::{KIND_FEEDBACK, KIND_FRAGMENT};
 use extrasafe_core::video::{datagram_kind, AssembledFrame, VideoLinkConfig};
@@ -69,6 +71,15 @@ pub(crate) struct VideoStart {
     pub done: oneshot::Sender<VideoStats>,
 }
 
+impl EngineSlot {
+    /// The engine is the call's driver: orders go to it (see `driver.rs`).
+    pub(crate) fn install(&self) -> mpsc::UnboundedReceiver<Ctl> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.0.lock().expect("engine slot lock") = Some(tx);
+        rx
+    }
+}
+
 /// A new id for a part.
 pub(crate) fn next_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -108,6 +119,8 @@ struct AudioRun {
     frames: u64,
     pcm: Vec<i16>,
     out: Vec<i16>,
+    /// Figures to publish after this step (every 25 frames played).
+    stats_due: bool,
 }
 
 /// The video part while it runs (its receivers are apart, for the task's `select!`).
@@ -135,224 +148,270 @@ struct Rates {
     shown: u64,
 }
 
-/// What woke the task.
-enum Woke {
-    Ctl(Option<Ctl>),
-    Timer,
+/// The machine the media parts drive: a call's media alone (a link of its own, a test's),
+/// or the whole call ([`CallMachine`], on the call's driver task), which also decides what
+/// concerns the session (no media before the call is up, nor after it ended; a datagram
+/// from the peer is the peer heard).
+pub(crate) trait MediaMachine {
+    fn media(&self) -> &CallMedia;
+    fn input(&mut self, now: Instant, input: MediaInput<'_>);
+    fn start_audio(&mut self, config: extrasafe_core::media::AudioStreamConfig, now: Instant);
+    fn stop_audio(&mut self);
+    fn start_video(&mut self, config: VideoLinkConfig, epoch: Instant, now: Instant);
+    fn stop_video(&mut self);
+    fn advice(&mut self, now: Instant) -> Option<extrasafe_core::video::CaptureAdvice>;
+}
+
+impl MediaMachine for CallMedia {
+    fn media(&self) -> &CallMedia {
+        self
+    }
+    fn input(&mut self, now: Instant, input: MediaInput<'_>) {
+        self.handle_input(now, input);
+    }
+    fn start_audio(&mut self, config: extrasafe_core::media::AudioStreamConfig, now: Instant) {
+        CallMedia::start_audio(self, config, now);
+    }
+    fn stop_audio(&mut self) {
+        CallMedia::stop_audio(self);
+    }
+    fn start_video(&mut self, config: VideoLinkConfig, epoch: Instant, now: Instant) {
+        CallMedia::start_video(self, config, epoch, now);
+    }
+    fn stop_video(&mut self) {
+        CallMedia::stop_video(self);
+    }
+    fn advice(&mut self, now: Instant) -> Option<extrasafe_core::video::CaptureAdvice> {
+        self.poll_advice(now)
+    }
+}
+
+impl MediaMachine for CallMachine {
+    fn media(&self) -> &CallMedia {
+        CallMachine::media(self)
+    }
+    fn input(&mut self, now: Instant, input: MediaInput<'_>) {
+        self.handle_input(now, CallInput::Media(input));
+    }
+    fn start_audio(&mut self, config: extrasafe_core::media::AudioStreamConfig, now: Instant) {
+        CallMachine::start_audio(self, config, now);
+    }
+    fn stop_audio(&mut self) {
+        CallMachine::stop_audio(self);
+    }
+    fn start_video(&mut self, config: VideoLinkConfig, epoch: Instant, now: Instant) {
+        CallMachine::start_video(self, config, epoch, now);
+    }
+    fn stop_video(&mut self) {
+        CallMachine::stop_video(self);
+    }
+    fn advice(&mut self, now: Instant) -> Option<extrasafe_core::video::CaptureAdvice> {
+        self.poll_advice(now)
+    }
+}
+
+/// What woke the media.
+pub(crate) enum Woke {
     Datagram(Option<bytes::Bytes>),
     Encoded(Option<EncodedMsg>),
     DecodeFailed(Option<()>),
 }
 
-/// The engine: runs until the call is over (its link closes), or, for a link of its own
-/// (`solo`), until its part stops.
-async fn run<L: AudioLink>(link: L, mut ctl: mpsc::UnboundedReceiver<Ctl>, solo: bool) {
-    let mut media = CallMedia::new();
-    let mut audio: Option<AudioRun> = None;
-    let mut video: Option<VideoRun> = None;
-    let mut enc_rx: Option<mpsc::Receiver<EncodedMsg>> = None;
-    let mut fail_rx: Option<mpsc::UnboundedReceiver<()>> = None;
-    let mut ctl_open = true;
-    // A solo engine ends when its part stops, not before the part arrived.
-    let mut had_part = false;
-    let mut moves = link.moves();
-    let sleep = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(sleep);
-    loop {
-        let woke = tokio::select! {
-            // Orders first; then the clock before arriving datagrams, so that a flood of them
-            // cannot starve the sender or the playout.
-            biased;
-            c = ctl.recv(), if ctl_open => Woke::Ctl(c),
-            _ = &mut sleep => Woke::Timer,
-            d = link.recv() => Woke::Datagram(d),
-            d = link.recv_video(), if video.is_some() => Woke::Datagram(d),
-            m = async { enc_rx.as_mut()?.recv().await }, if enc_rx.is_some() => Woke::Encoded(m),
-            f = async { fail_rx.as_mut()?.recv().await }, if fail_rx.is_some() => Woke::DecodeFailed(f),
-        };
-        let now = tokio::time::Instant::now().into_std();
+/// A call's running media parts: what the devices, codecs and video threads need, beside
+/// the machine that decides. The engine task (a link of its own) and the call's driver task
+/// both drive their machine through one of these.
+#[derive(Default)]
+pub(crate) struct Parts {
+    audio: Option<AudioRun>,
+    video: Option<VideoRun>,
+    enc_rx: Option<mpsc::Receiver<EncodedMsg>>,
+    fail_rx: Option<mpsc::UnboundedReceiver<()>>,
+    /// A part was ever started.
+    had_part: bool,
+    /// The datagram queue closed (the call is over).
+    link_closed: bool,
+}
+
+impl Parts {
+    /// Whether a part runs.
+    pub(crate) fn running(&self) -> bool {
+        self.audio.is_some() || self.video.is_some()
+    }
+
+    /// The next datagram, encoded picture or decoder failure (cancel-safe). Datagrams are
+    /// read once a part has started (until then they wait in the link's queue, for whoever
+    /// reads the link itself).
+    pub(crate) async fn next<L: AudioLink>(&mut self, link: &L) -> Woke {
+        let video = self.video.is_some();
+        let (enc, fail) = (&mut self.enc_rx, &mut self.fail_rx);
+        let open = !self.link_closed && self.had_part;
+        tokio::select! {
+            d = link.recv(), if open => Woke::Datagram(d),
+            d = link.recv_video(), if video && open => Woke::Datagram(d),
+            m = async { enc.as_mut()?.recv().await }, if enc.is_some() => Woke::Encoded(m),
+            f = async { fail.as_mut()?.recv().await }, if fail.is_some() => Woke::DecodeFailed(f),
+            else => std::future::pending().await,
+        }
+    }
+
+    /// Takes in what woke the media; `false` once the link closed (the call is over).
+    pub(crate) fn on_woke<M: MediaMachine>(&mut self, now: Instant, woke: Woke, m: &mut M) -> bool {
         match woke {
-            Woke::Ctl(None) => ctl_open = false,
-            Woke::Ctl(Some(c)) => match c {
-                Ctl::StartAudio(s) => {
-                    let s = *s;
-                    had_part = true;
-                    if let Some(old) = audio.take() {
-                        finish_audio(old, &mut media, &link);
-                    }
-                    media.start_audio(s.config.stream_config(), now);
-                    audio = Some(AudioRun {
-                        id: s.id,
-                        sender: s.sender,
-                        receiver: s.receiver,
-                        source: s.source,
-                        sink: s.sink,
-                        stats: AudioStats {
-                            remote: link.remote(),
-                            ..AudioStats::default()
-                        },
-                        stats_tx: s.stats_tx,
-                        done: s.done,
-                        started: Instant::now(),
-                        udp0: link.udp_tx_bytes(),
-                        frames: 0,
-                        pcm: vec![0; FRAME_SAMPLES],
-                        out: vec![0; FRAME_SAMPLES],
-                    });
-                }
-                Ctl::StopAudio(id) => {
-                    if let Some(old) = audio.take_if(|a| a.id == id) {
-                        finish_audio(old, &mut media, &link);
-                    }
-                }
-                Ctl::Mute(id, muted) => {
-                    if let Some(a) = audio.as_mut().filter(|a| a.id == id) {
-                        a.sender.set_muted(muted);
-                    }
-                }
-                Ctl::StartVideo(s) => {
-                    let s = *s;
-                    had_part = true;
-                    if let Some(old) = video.take() {
-                        finish_video(old, &mut media, now);
-                    }
-                    let path = link.path();
-                    let datagram_size = path
-                        .and_then(|p| p.max_datagram)
-                        .unwrap_or(s.config.datagram_size)
-                        .min(s.config.datagram_size);
-                    media.start_video(
-                        VideoLinkConfig {
-                            rate: s.config.rate.clone(),
-                            audio_bps: s.config.audio_bps,
-                            datagram_size,
-                        },
-                        s.epoch,
-                        now,
-                    );
-                    enc_rx = Some(s.enc_rx);
-                    fail_rx = Some(s.fail_rx);
-                    video = Some(VideoRun {
-                        id: s.id,
-                        epoch: s.epoch,
-                        capture: s.capture,
-                        decode: s.decode,
-                        dec_tx: s.dec_tx,
-                        dropped: s.dropped,
-                        stats: VideoStats::default(),
-                        rates: Rates::default(),
-                        last_stats: now,
-                        stats_tx: s.stats_tx,
-                        done: s.done,
-                    });
-                }
-                Ctl::StopVideo(id) => {
-                    if let Some(old) = video.take_if(|v| v.id == id) {
-                        finish_video(old, &mut media, now);
-                        enc_rx = None;
-                        fail_rx = None;
-                    }
-                }
-            },
-            Woke::Timer => {}
-            // The call is over.
-            Woke::Datagram(None) => break,
-            Woke::Datagram(Some(d)) => media.handle_input(now, MediaInput::Datagram(&d)),
-            Woke::Encoded(Some(m)) => media.handle_input(
+            Woke::Datagram(None) => {
+                self.link_closed = true;
+                return false;
+            }
+            Woke::Datagram(Some(d)) => m.input(now, MediaInput::Datagram(&d)),
+            Woke::Encoded(Some(e)) => m.input(
                 now,
                 MediaInput::VideoEncoded {
-                    capture: m.capture,
-                    data: m.data,
-                    keyframe: m.keyframe,
-                    source: m.source,
+                    capture: e.capture,
+                    data: e.data,
+                    keyframe: e.keyframe,
+                    source: e.source,
                 },
             ),
             // The capture thread is gone: nothing more to encode.
-            Woke::Encoded(None) => enc_rx = None,
-            Woke::DecodeFailed(Some(())) => media.handle_input(now, MediaInput::VideoDecodeFailed),
-            Woke::DecodeFailed(None) => fail_rx = None,
+            Woke::Encoded(None) => self.enc_rx = None,
+            Woke::DecodeFailed(Some(())) => m.input(now, MediaInput::VideoDecodeFailed),
+            Woke::DecodeFailed(None) => self.fail_rx = None,
         }
-        if audio.is_none() && video.is_none() && ((solo && had_part) || !ctl_open) {
-            break;
-        }
-        if link.moves() != moves {
-            moves = link.moves();
-            media.handle_input(now, MediaInput::NewPath);
-        }
-        media.handle_input(now, MediaInput::Timeout);
-        // The transport's state is video's alone (reading it locks the connection).
-        if let Some(p) = video.as_ref().and_then(|_| link.path()) {
-            media.handle_input(now, MediaInput::Path(p));
-        }
-        drive(now, &mut media, &link, &mut audio, &mut video);
-        if let Some(v) = &mut video {
-            if let Some(advice) = media.poll_advice(now) {
-                if let Ok(mut c) = v.capture.lock() {
-                    c.plan = advice.plan;
-                    c.backlog = advice.backlog;
-                    c.keyframe |= advice.keyframe;
+        true
+    }
+
+    /// An order from the call's [`AudioCall`](crate::AudioCall) or
+    /// [`VideoCall`](crate::VideoCall).
+    pub(crate) fn on_ctl<M: MediaMachine, L: AudioLink>(
+        &mut self,
+        now: Instant,
+        c: Ctl,
+        m: &mut M,
+        link: &L,
+    ) {
+        match c {
+            Ctl::StartAudio(s) => {
+                let s = *s;
+                self.had_part = true;
+                if let Some(old) = self.audio.take() {
+                    finish_audio(old, m, link);
+                }
+                m.start_audio(s.config.stream_config(), now);
+                self.audio = Some(AudioRun {
+                    id: s.id,
+                    sender: s.sender,
+                    receiver: s.receiver,
+                    source: s.source,
+                    sink: s.sink,
+                    stats: AudioStats {
+                        remote: link.remote(),
+                        ..AudioStats::default()
+                    },
+                    stats_tx: s.stats_tx,
+                    done: s.done,
+                    started: Instant::now(),
+                    udp0: link.udp_tx_bytes(),
+                    frames: 0,
+                    pcm: vec![0; FRAME_SAMPLES],
+                    out: vec![0; FRAME_SAMPLES],
+                    stats_due: false,
+                });
+            }
+            Ctl::StopAudio(id) => {
+                if let Some(old) = self.audio.take_if(|a| a.id == id) {
+                    finish_audio(old, m, link);
                 }
             }
-            if now.duration_since(v.last_stats) >= Duration::from_millis(500) {
-                v.last_stats = now;
-                fill_video(v, &media, now);
-                let _ = v.stats_tx.send(v.stats.clone());
+            Ctl::Mute(id, muted) => {
+                if let Some(a) = self.audio.as_mut().filter(|a| a.id == id) {
+                    a.sender.set_muted(muted);
+                }
+            }
+            Ctl::StartVideo(s) => {
+                let s = *s;
+                self.had_part = true;
+                if let Some(old) = self.video.take() {
+                    finish_video(old, m, now);
+                }
+                let path = link.path();
+                let datagram_size = path
+                    .and_then(|p| p.max_datagram)
+                    .unwrap_or(s.config.datagram_size)
+                    .min(s.config.datagram_size);
+                m.start_video(
+                    VideoLinkConfig {
+                        rate: s.config.rate.clone(),
+                        audio_bps: s.config.audio_bps,
+                        datagram_size,
+                    },
+                    s.epoch,
+                    now,
+                );
+                self.enc_rx = Some(s.enc_rx);
+                self.fail_rx = Some(s.fail_rx);
+                self.video = Some(VideoRun {
+                    id: s.id,
+                    epoch: s.epoch,
+                    capture: s.capture,
+                    decode: s.decode,
+                    dec_tx: s.dec_tx,
+                    dropped: s.dropped,
+                    stats: VideoStats::default(),
+                    rates: Rates::default(),
+                    last_stats: now,
+                    stats_tx: s.stats_tx,
+                    done: s.done,
+                });
+            }
+            Ctl::StopVideo(id) => {
+                if let Some(old) = self.video.take_if(|v| v.id == id) {
+                    finish_video(old, m, now);
+                    self.enc_rx = None;
+                    self.fail_rx = None;
+                }
             }
         }
-        // Audio's times are exact (its pace is what an observer sees); video's are looked at
-        // no more often than every half millisecond.
-        let a = media.audio().map(|a| a.poll_timeout());
-        let v = media
-            .video()
-            .map(|v| v.poll_timeout(now).max(now + Duration::from_micros(500)));
-        let wake = match (a, v) {
-            (Some(a), Some(v)) => a.min(v),
-            (a, v) => a.or(v).unwrap_or(now + Duration::from_secs(3600)),
-        };
-        sleep.as_mut().reset(tokio::time::Instant::from_std(wake));
     }
-    let now = tokio::time::Instant::now().into_std();
-    if let Some(a) = audio.take() {
-        finish_audio(a, &mut media, &link);
-    }
-    if let Some(v) = video.take() {
-        finish_video(v, &mut media, now);
-    }
-}
 
-/// Does what the machine hands out at `now`, until nothing is left.
-fn drive<L: AudioLink>(
-    now: Instant,
-    media: &mut CallMedia,
-    link: &L,
-    audio: &mut Option<AudioRun>,
-    video: &mut Option<VideoRun>,
-) {
-    while let Some(out) = media.poll_output(now) {
+    /// Before the machine's outputs are taken: the transport's state, for video (reading it
+    /// locks the connection).
+    pub(crate) fn before<M: MediaMachine, L: AudioLink>(&self, now: Instant, m: &mut M, link: &L) {
+        if let Some(p) = self.video.as_ref().and_then(|_| link.path()) {
+            m.input(now, MediaInput::Path(p));
+        }
+    }
+
+    /// Does one thing the machine handed out.
+    pub(crate) fn output<M: MediaMachine, L: AudioLink>(
+        &mut self,
+        now: Instant,
+        out: MediaOutput,
+        m: &mut M,
+        link: &L,
+    ) {
         match out {
             MediaOutput::Audio(AudioWork::TakeArrived { max }) => {
                 for _ in 0..max {
                     let Some(d) = link.try_recv() else { break };
-                    media.handle_input(now, MediaInput::Datagram(&d));
+                    m.input(now, MediaInput::Datagram(&d));
                 }
             }
             MediaOutput::Audio(AudioWork::Encode { catching_up }) => {
-                let Some(a) = audio.as_mut() else {
-                    media.handle_input(now, MediaInput::AudioNotCaptured);
-                    continue;
+                let Some(a) = self.audio.as_mut() else {
+                    m.input(now, MediaInput::AudioNotCaptured);
+                    return;
                 };
                 // A device that stalled with us has nothing to catch up with: the frames it
                 // never captured are not made of silence.
                 if catching_up && !a.source.ready() {
-                    media.handle_input(now, MediaInput::AudioNotCaptured);
-                    continue;
+                    m.input(now, MediaInput::AudioNotCaptured);
+                    return;
                 }
                 if !a.source.read_frame(&mut a.pcm) {
                     a.stats.source_done = true;
                 }
                 // An encoder error still yields a datagram of the usual size.
                 let e = a.sender.encode(&a.pcm);
-                media.handle_input(
+                m.input(
                     now,
                     MediaInput::AudioEncoded {
                         data: e.data,
@@ -363,24 +422,22 @@ fn drive<L: AudioLink>(
             }
             // Every owed frame is played: a recording keeps the call's length.
             MediaOutput::Audio(AudioWork::Play(playout)) => {
-                let Some(a) = audio.as_mut() else { continue };
+                let Some(a) = self.audio.as_mut() else { return };
                 a.receiver.decode(playout, &mut a.out);
                 a.sink.write_frame(&a.out);
                 a.frames += 1;
                 if a.frames % 25 == 0 {
-                    a.stats.device_fault = a.source.fault().or_else(|| a.sink.fault());
-                    fill_audio(a, media, link);
-                    let _ = a.stats_tx.send(a.stats.clone());
+                    a.stats_due = true;
                 }
             }
             MediaOutput::Transmit(d) => {
                 let is_video = matches!(datagram_kind(&d), Some(KIND_FRAGMENT | KIND_FEEDBACK));
                 let sent = link.send(&d);
-                match (is_video, audio.as_mut()) {
+                match (is_video, self.audio.as_mut()) {
                     (true, _) => {
                         if sent.is_err() {
                             let max_datagram = link.path().and_then(|p| p.max_datagram);
-                            media.handle_input(now, MediaInput::VideoSendFailed { max_datagram });
+                            m.input(now, MediaInput::VideoSendFailed { max_datagram });
                         }
                     }
                     (false, Some(a)) => match sent {
@@ -394,23 +451,143 @@ fn drive<L: AudioLink>(
                 }
             }
             MediaOutput::Frame(f) => {
-                let Some(v) = video.as_ref() else { continue };
+                let Some(v) = self.video.as_ref() else { return };
                 if let Err(smpsc::TrySendError::Full(_)) = v.dec_tx.try_send(f) {
                     // The decoder is behind (more than this machine can decode): the frame
                     // is dropped, so everything after it must wait for a keyframe.
                     v.dropped.store(true, Ordering::SeqCst);
-                    media.handle_input(now, MediaInput::VideoDecodeFailed);
+                    m.input(now, MediaInput::VideoDecodeFailed);
                 }
             }
         }
     }
+
+    /// After the machine's outputs were done: the encoder's advice, the figures; returns
+    /// when the media next needs the machine's timeout (`None`: no part runs).
+    pub(crate) fn after<M: MediaMachine, L: AudioLink>(
+        &mut self,
+        now: Instant,
+        m: &mut M,
+        link: &L,
+    ) -> Option<Instant> {
+        if let Some(a) = self.audio.as_mut().filter(|a| a.stats_due) {
+            a.stats_due = false;
+            a.stats.device_fault = a.source.fault().or_else(|| a.sink.fault());
+            fill_audio(a, m.media(), link);
+            let _ = a.stats_tx.send(a.stats.clone());
+        }
+        if let Some(v) = &mut self.video {
+            if let Some(advice) = m.advice(now) {
+                if let Ok(mut c) = v.capture.lock() {
+                    c.plan = advice.plan;
+                    c.backlog = advice.backlog;
+                    c.keyframe |= advice.keyframe;
+                }
+            }
+            if now.duration_since(v.last_stats) >= Duration::from_millis(500) {
+                v.last_stats = now;
+                fill_video(v, m.media(), now);
+                let _ = v.stats_tx.send(v.stats.clone());
+            }
+        }
+        // Audio's times are exact (its pace is what an observer sees); video's are looked at
+        // no more often than every half millisecond.
+        let media = m.media();
+        let a = self
+            .audio
+            .as_ref()
+            .and(media.audio())
+            .map(|a| a.poll_timeout());
+        let v = self
+            .video
+            .as_ref()
+            .and(media.video())
+            .map(|v| v.poll_timeout(now).max(now + Duration::from_micros(500)));
+        match (a, v) {
+            (Some(a), Some(v)) => Some(a.min(v)),
+            (a, v) => a.or(v),
+        }
+    }
+
+    /// Ends every part with its final figures (the call is over).
+    pub(crate) fn finish<M: MediaMachine, L: AudioLink>(
+        &mut self,
+        now: Instant,
+        m: &mut M,
+        link: &L,
+    ) {
+        if let Some(a) = self.audio.take() {
+            finish_audio(a, m, link);
+        }
+        if let Some(v) = self.video.take() {
+            finish_video(v, m, now);
+        }
+        self.enc_rx = None;
+        self.fail_rx = None;
+    }
+}
+
+/// The engine of a link of its own: runs until its link closes, or, alone (`solo`), until
+/// its part stops. (A call's media runs on the call's driver task instead: see
+/// `driver.rs`.)
+async fn run<L: AudioLink>(link: L, mut ctl: mpsc::UnboundedReceiver<Ctl>, solo: bool) {
+    let mut media = CallMedia::new();
+    let mut parts = Parts::default();
+    let mut ctl_open = true;
+    let mut moves = link.moves();
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        enum W {
+            Ctl(Option<Ctl>),
+            Timer,
+            Media(Woke),
+        }
+        let woke = tokio::select! {
+            // Orders first; then the clock before arriving datagrams, so that a flood of them
+            // cannot starve the sender or the playout.
+            biased;
+            c = ctl.recv(), if ctl_open => W::Ctl(c),
+            _ = &mut sleep => W::Timer,
+            w = parts.next(&link) => W::Media(w),
+        };
+        let now = tokio::time::Instant::now().into_std();
+        match woke {
+            W::Ctl(None) => ctl_open = false,
+            W::Ctl(Some(c)) => parts.on_ctl(now, c, &mut media, &link),
+            W::Timer => {}
+            W::Media(w) => {
+                if !parts.on_woke(now, w, &mut media) {
+                    break;
+                }
+            }
+        }
+        if !parts.running() && ((solo && parts.had_part) || !ctl_open) {
+            break;
+        }
+        if link.moves() != moves {
+            moves = link.moves();
+            media.handle_input(now, MediaInput::NewPath);
+        }
+        media.handle_input(now, MediaInput::Timeout);
+        parts.before(now, &mut media, &link);
+        while let Some(out) = media.poll_output(now) {
+            parts.output(now, out, &mut media, &link);
+        }
+        let wake = parts
+            .after(now, &mut media, &link)
+            .unwrap_or(now + Duration::from_secs(3600));
+        sleep.as_mut().reset(tokio::time::Instant::from_std(wake));
+    }
+    let now = tokio::time::Instant::now().into_std();
+    parts.finish(now, &mut media, &link);
 }
 
 /// Ends the audio part: final figures, and the sink finished (a file sink writes its file)
 /// on a blocking thread, not on this task, which may carry the call's video on.
-fn finish_audio<L: AudioLink>(mut a: AudioRun, media: &mut CallMedia, link: &L) {
-    fill_audio(&mut a, media, link);
-    media.stop_audio();
+fn finish_audio<M: MediaMachine, L: AudioLink>(mut a: AudioRun, m: &mut M, link: &L) {
+    fill_audio(&mut a, m.media(), link);
+    m.stop_audio();
     let _ = a.stats_tx.send(a.stats.clone());
     let (mut sink, done, stats) = (a.sink, a.done, a.stats);
     tokio::task::spawn_blocking(move || {
@@ -420,9 +597,9 @@ fn finish_audio<L: AudioLink>(mut a: AudioRun, media: &mut CallMedia, link: &L) 
 }
 
 /// Ends the video part with its final figures.
-fn finish_video(mut v: VideoRun, media: &mut CallMedia, now: Instant) {
-    fill_video(&mut v, media, now);
-    media.stop_video();
+fn finish_video<M: MediaMachine>(mut v: VideoRun, m: &mut M, now: Instant) {
+    fill_video(&mut v, m.media(), now);
+    m.stop_video();
     let _ = v.stats_tx.send(v.stats.clone());
     let _ = v.done.send(v.stats);
 }

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use extrasafe_core::access::{AccessKey, Gate, TicketSecret};
+use extrasafe_core::call::CallMachine;
 use extrasafe_core::sas::{safety_number, SAS_EXPORTER_LABEL, SAS_EXPORTER_LEN};
-use extrasafe_core::{Identity, PeerId, Role, Session, SessionConfig, Ticket};
+use extrasafe_core::{Identity, PeerId, Role, SessionConfig, Ticket};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, IdleTimeout, TransportConfig};
 use rustls::crypto::CryptoProvider;
@@ -636,7 +637,7 @@ impl Node {
             started,
             handshake,
         );
-        let mut session = Session::new(
+        let mut session = CallMachine::new(
             Role::Caller,
             self.shared.config.session.clone(),
             Instant::now(),
@@ -807,7 +808,7 @@ fn call_info(
 
 /// Starts the verification code of `session` from this connection's exporter and a fresh
 /// nonce.
-fn begin_verification(conn: &Connection, session: &mut Session) {
+fn begin_verification(conn: &Connection, session: &mut CallMachine) {
     let mut exporter = [0u8; SAS_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, SAS_EXPORTER_LABEL, b"")
         .expect("a completed TLS 1.3 handshake can export 32 bytes");
@@ -819,10 +820,13 @@ fn assemble(
     conn: Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    mut session: Session,
+    mut session: CallMachine,
     info: CallInfo,
 ) -> (Call, Driver) {
     begin_verification(&conn, &mut session);
+    let media = crate::call::MediaLink::new(conn.clone());
+    // The call's media runs on its driver's task, beside the session, in one machine.
+    let ctl = media.engine_slot().install();
     let sas = info.sas.clone();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(64);
@@ -831,16 +835,18 @@ fn assemble(
     let transfers = Arc::new(crate::transfer::TransferBook::default());
     let call = Call {
         info,
-        media: crate::call::MediaLink::new(conn.clone()),
+        media,
         commands: cmd_tx,
         events: ev_rx,
         transfers: transfers.clone(),
     };
     let driver = Driver {
         conn,
-        send,
+        writer: crate::driver::Writer::spawn(send),
         recv,
-        session,
+        call: session,
+        parts: crate::engine::Parts::default(),
+        ctl: Some(ctl),
         commands: cmd_rx,
         events: ev_tx,
         shared: shared.clone(),
@@ -992,7 +998,7 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         started,
         handshake,
     );
-    let mut session = Session::new(Role::Callee, shared.config.session.clone(), secured);
+    let mut session = CallMachine::new(Role::Callee, shared.config.session.clone(), secured);
     session.tell_observed(secured, canonical(conn.remote_address()));
     let (call, mut driver) = assemble(&shared, conn, send, recv, session, info);
     driver.pending = Some(call);
