@@ -304,12 +304,18 @@ pub struct AudioArgs {
     /// Send your audio as it is, without noise suppression (on by default).
     #[arg(long)]
     pub no_noise_suppression: bool,
+    /// Send your audio without echo cancellation. It is on whenever the call uses a
+    /// microphone and a speaker: it takes what your speaker plays out of what your
+    /// microphone hears, so the other person does not hear themselves. With a headset it
+    /// has nothing to take out and costs some clarity: turn it off there.
+    #[arg(long)]
+    pub no_echo_cancel: bool,
     /// Opus implementation: `pure` (pure Rust, always there) or `libopus` (the system
     /// library; only in builds with `--features libopus`).
     #[arg(long, value_name = "pure|libopus", default_value = "pure", value_parser = ["pure", "libopus"])]
     pub opus: String,
     /// Chat only: the call carries no audio at all.
-    #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression"])]
+    #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression", "no_echo_cancel"])]
     pub no_audio: bool,
 }
 

@@ -45,6 +45,7 @@ pub struct AudioPlan {
     voice: Voice,
     ear: Ear,
     noise_suppression: bool,
+    echo_cancellation: bool,
     opus: OpusImpl,
 }
 
@@ -56,6 +57,7 @@ impl AudioPlan {
             voice: Voice::Silence,
             ear: Ear::Nowhere,
             noise_suppression: !a.no_noise_suppression,
+            echo_cancellation: !a.no_echo_cancel,
             opus: if a.opus == "libopus" {
                 OpusImpl::System
             } else {
@@ -186,6 +188,10 @@ impl AudioPlan {
         let defaults = AudioConfig::default();
         let config = AudioConfig {
             noise_suppression: self.noise_suppression,
+            // Only a microphone can hear a speaker.
+            echo_cancellation: self.echo_cancellation
+                && matches!(self.voice, Voice::Mic(_))
+                && matches!(self.ear, Ear::Speaker(_)),
             opus: OpusSettings {
                 implementation: self.opus,
                 ..defaults.opus.clone()

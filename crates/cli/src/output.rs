@@ -234,8 +234,16 @@ impl Output {
         let loss = s.jitter.lost as f64 * 100.0 / slots as f64;
         let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
+        let echo = match s.echo {
+            None => " · echo cancellation off".to_string(),
+            Some(e) => match (e.delay_ms, e.erle_db) {
+                // Until it has found an echo, it only says it is on.
+                (Some(d), Some(erle)) if erle >= 3.0 => format!(" · echo {d} ms, {erle:.0} dB out"),
+                _ => " · echo cancellation on".to_string(),
+            },
+        };
         format!(
-            "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}",
+            "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}{echo}",
             s.rtt.as_secs_f64() * 1e3,
             s.network_jitter.as_millis(),
             s.buffered.max(s.target_delay).as_millis()
@@ -264,7 +272,10 @@ impl Output {
                    "played": s.jitter.played, "late": s.jitter.late,
                    "jitter_dropped": s.jitter.dropped, "jitter_inserted": s.jitter.inserted,
                    "frames_due": s.frames_due, "frames_caught_up": s.frames_caught_up,
-                   "frames_dropped": s.frames_dropped, "frames_unsent": s.frames_unsent}),
+                   "frames_dropped": s.frames_dropped, "frames_unsent": s.frames_unsent,
+                   "echo_cancellation": s.echo.is_some(),
+                   "echo_delay_ms": s.echo.and_then(|e| e.delay_ms),
+                   "echo_erle_db": s.echo.and_then(|e| e.erle_db)}),
         );
     }
 

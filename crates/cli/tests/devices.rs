@@ -337,6 +337,8 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     let _ = recorder.kill();
     let _ = recorder.wait();
     assert!(stats["sent"].as_u64().unwrap() > 300, "{stats}");
+    // A microphone and a speaker: echo cancellation is on, and the stats say so.
+    assert_eq!(stats["echo_cancellation"], true, "{stats}");
 
     let bytes = std::fs::read(&rec_path).unwrap();
     let heard: Vec<i16> = bytes

@@ -131,7 +131,7 @@ pub const MAX_VALUE_LEN: usize = 1000;
 /// The nodes of a compact node list (BEP 5: 20-byte ID, IPv4 address, port; 26 bytes each),
 /// leaving out addresses nobody can be sent to. A list of the wrong length gives nothing.
 pub fn compact_nodes(list: &[u8]) -> impl Iterator<Item = ([u8; 20], SocketAddr)> + '_ {
-    let whole = list.len() % 26 == 0;
+    let whole = list.len().is_multiple_of(26);
     list.chunks_exact(26)
         .filter(move |_| whole)
         .filter_map(|c| {

@@ -36,7 +36,7 @@ pub fn looks_like_stun(d: &[u8]) -> bool {
         && d[0] & 0xc0 == 0
         && d[4..8] == MAGIC_COOKIE.to_be_bytes()
         && usize::from(u16::from_be_bytes([d[2], d[3]])) + HEADER == d.len()
-        && d.len() % 4 == 0
+        && d.len().is_multiple_of(4)
 }
 
 /// The address a binding success answer to `txid` reports, if `d` is one. Unknown

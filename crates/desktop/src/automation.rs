@@ -183,6 +183,7 @@ pub fn parse(v: &Value) -> Option<Action> {
         "set_speaker" => {
             Action::SetSpeaker(v.get("name").and_then(Value::as_str).map(String::from))
         }
+        "set_echo_cancel" => Action::SetEchoCancel(v.get("on")?.as_bool()?),
         "close_call" => Action::CloseCall,
         "dismiss" => Action::DismissNotice(id()? as usize),
         _ => return None,

@@ -61,6 +61,10 @@ struct Args {
     /// Do not look for contacts on this network (mDNS) or announce yourself there.
     #[arg(long)]
     no_lan: bool,
+    /// Send your audio without echo cancellation, for this run (Settings keeps the choice
+    /// otherwise).
+    #[arg(long)]
+    no_echo_cancel: bool,
     /// Stay off the public DHT: contacts elsewhere then need your current ticket.
     #[arg(long)]
     no_dht: bool,
@@ -188,6 +192,7 @@ fn main() {
         (None, None) => VideoChoice::TestPicture,
     };
     let settings = Settings {
+        echo_cancel: !args.no_echo_cancel && saved.echo_cancel.unwrap_or(true),
         mic: saved.mic.flatten(),
         speaker: saved.speaker.flatten(),
         video,

@@ -109,6 +109,9 @@ pub struct PathStats {
     pub video_out: Option<(u32, u32)>,
     pub frames_shown: u64,
     pub frozen: bool,
+    /// Echo cancellation: off (`None`), or on with what it found (delay in ms and dB taken
+    /// out, once it knows).
+    pub echo: Option<(Option<i32>, Option<f64>)>,
 }
 
 /// A call, from the first ring (or dial) until the person closes its summary.
@@ -246,6 +249,8 @@ pub struct Settings {
     pub video: VideoChoice,
     /// Where accepted files go.
     pub files_dir: PathBuf,
+    /// Take the speaker's echo out of the microphone (on unless the person turned it off).
+    pub echo_cancel: bool,
 }
 
 /// Everything the window shows.
@@ -426,6 +431,7 @@ pub enum Action {
     SetSpeaker(Option<String>),
     SetVideo(VideoChoice),
     SetFilesDir(PathBuf),
+    SetEchoCancel(bool),
     DismissNotice(usize),
     CloseCall,
     Quit,
@@ -686,6 +692,10 @@ impl Model {
                 self.settings.video = v.clone();
                 true
             }
+            Action::SetEchoCancel(on) => {
+                self.settings.echo_cancel = *on;
+                true
+            }
             Action::SetFilesDir(d) => {
                 self.settings.files_dir = d.clone();
                 true
@@ -733,7 +743,10 @@ impl Model {
                 "stats": c.stats.as_ref().map(|s| json!({
                     "remote": s.remote, "rtt_ms": s.rtt_ms, "loss_percent": s.loss_percent,
                     "video_in": s.video_in, "video_out": s.video_out,
-                    "frames_shown": s.frames_shown})),
+                    "frames_shown": s.frames_shown,
+                    "echo_cancel": s.echo.is_some(),
+                    "echo_delay_ms": s.echo.and_then(|e| e.0),
+                    "echo_erle_db": s.echo.and_then(|e| e.1)})),
                 "controls": {
                     "answer": controls.answer, "cancel": controls.cancel,
                     "hang_up": controls.hang_up, "media": controls.media, "chat": controls.chat,
@@ -748,6 +761,7 @@ impl Model {
                 "mic": self.settings.mic, "speaker": self.settings.speaker,
                 "video": format!("{:?}", self.settings.video),
                 "files_dir": self.settings.files_dir.to_string_lossy(),
+                "echo_cancel": self.settings.echo_cancel,
             },
             "busy": self.busy,
             "me": self.me.as_ref().map(|m| json!({"peer_id": m.peer_id, "ticket": m.ticket, "sealed": m.sealed})),
@@ -806,6 +820,7 @@ mod tests {
             speaker: None,
             video: VideoChoice::TestPicture,
             files_dir: "/tmp".into(),
+            echo_cancel: true,
         });
         m.apply(Update::Ready(Me {
             peer_id: "es1me".into(),

@@ -62,7 +62,7 @@ impl VideoSource for Preview {
         let f = self.inner.next_frame(index)?;
         if let Some(f) = &f {
             // Every other picture is plenty for a thumbnail, and halves the cost.
-            if index % 2 == 0 {
+            if index.is_multiple_of(2) {
                 let div = f.width.div_ceil(PREVIEW_WIDTH).max(1);
                 let _ = self.slot.show(&f.downscale(div), index);
             }

@@ -17,6 +17,7 @@ pub struct Saved {
     pub speaker: Option<Option<String>>,
     pub video: Option<VideoChoice>,
     pub files_dir: Option<PathBuf>,
+    pub echo_cancel: Option<bool>,
 }
 
 /// The file's content for `s`.
@@ -32,6 +33,7 @@ pub fn encode(s: &Settings) -> Vec<u8> {
         "speaker": s.speaker,
         "video": video,
         "files_dir": s.files_dir.to_str(),
+        "echo_cancel": s.echo_cancel,
     });
     serde_json::to_vec_pretty(&v).unwrap_or_default()
 }
@@ -62,6 +64,7 @@ pub fn decode(bytes: &[u8]) -> Option<Saved> {
             .and_then(Value::as_str)
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
+        echo_cancel: v.get("echo_cancel").and_then(Value::as_bool),
     })
 }
 
@@ -75,6 +78,7 @@ mod tests {
             speaker: None,
             video: VideoChoice::Camera("/dev/video2".into()),
             files_dir: "/home/a/Incoming".into(),
+            echo_cancel: false,
         }
     }
 
@@ -86,6 +90,7 @@ mod tests {
         assert_eq!(back.speaker, Some(None));
         assert_eq!(back.video, Some(s.video.clone()));
         assert_eq!(back.files_dir, Some(s.files_dir.clone()));
+        assert_eq!(back.echo_cancel, Some(false));
         for video in [VideoChoice::TestPicture, VideoChoice::Nothing] {
             let s = Settings {
                 video,

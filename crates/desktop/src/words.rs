@@ -72,6 +72,9 @@ pub const SYSTEM_DEFAULT: &str = "System default";
 pub const TEST_PICTURE: &str = "Test picture";
 pub const NO_VIDEO: &str = "Send no video";
 pub const FILES_DIR: &str = "Save received files in";
+pub const ECHO_CANCEL: &str = "Echo cancellation";
+pub const ECHO_CANCEL_HINT: &str =
+    "On: they do not hear themselves when you use speakers (takes effect on the next call)";
 pub const NO_CAMERA_BUILD: &str =
     "This build has no camera support (build with --features camera).";
 pub const WAITING_VIDEO: &str = "Waiting for their picture …";

@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod denoise;
+pub mod echo;
 pub mod io;
 #[cfg(feature = "libopus")]
 pub mod libopus;

@@ -23,6 +23,12 @@ pub struct AudioConfig {
     pub jitter: JitterConfig,
     /// Clean the microphone signal before encoding (RNNoise).
     pub noise_suppression: bool,
+    /// Take the speaker's echo out of the microphone signal (WebRTC's AEC3), fed with what
+    /// the call plays ([`AudioSender::far_end`]). Off here: with no loudspeaker and
+    /// microphone in the same room (files, a headset) it has nothing to take out and only
+    /// costs quality (bench/RESULTS.md); the front ends turn it on for a microphone and a
+    /// speaker.
+    pub echo_cancellation: bool,
 }
 
 impl AudioConfig {
@@ -54,6 +60,7 @@ impl Default for AudioConfig {
             redundancy: 2,
             jitter: JitterConfig::default(),
             noise_suppression: true,
+            echo_cancellation: false,
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct AudioSender {
     muted: bool,
     vad: Vad,
     denoise: Option<crate::denoise::NoiseSuppressor>,
+    echo: Option<Box<crate::echo::EchoCanceller>>,
     frame: Vec<i16>,
     scratch: Vec<u8>,
 }
@@ -106,9 +114,25 @@ impl AudioSender {
             denoise: config
                 .noise_suppression
                 .then(crate::denoise::NoiseSuppressor::new),
+            echo: config
+                .echo_cancellation
+                .then(|| Box::new(crate::echo::EchoCanceller::new())),
             frame: vec![0; FRAME_SAMPLES],
             scratch: vec![0; extrasafe_core::media::packet::MAX_FRAME_BYTES],
         }
+    }
+
+    /// The speaker is sent this 20 ms frame now: the echo canceller's reference (call it
+    /// with exactly what is played, every frame, silence included).
+    pub fn far_end(&mut self, pcm: &[i16]) {
+        if let Some(aec) = &mut self.echo {
+            aec.far_end(pcm);
+        }
+    }
+
+    /// What the echo canceller found (`None` when it is off).
+    pub fn echo_stats(&self) -> Option<crate::echo::EchoStats> {
+        self.echo.as_ref().map(|e| e.stats())
     }
 
     /// While muted, silence is encoded and sent: same size, same rate.
@@ -141,6 +165,10 @@ impl AudioSender {
             self.frame.fill(0);
         } else {
             self.frame.copy_from_slice(pcm);
+            // The echo first: noise suppression would take it for voice.
+            if let Some(aec) = &mut self.echo {
+                aec.process(&mut self.frame);
+            }
         }
         let active = match &mut self.denoise {
             Some(ns) => ns.process(&mut self.frame) > 0.5,
@@ -394,7 +422,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                x % 10 == 0
+                x.is_multiple_of(10)
             })
             .collect();
         let (_, with) = call(&speech, &AudioConfig::default(), |i| lost[i]);

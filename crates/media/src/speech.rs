@@ -79,7 +79,7 @@ pub fn sample(seconds: f64) -> Vec<i16> {
         noise_state ^= noise_state >> 17;
         noise_state ^= noise_state << 5;
         let noise = (noise_state as f64 / u32::MAX as f64) - 0.5;
-        let fric = if in_phrase && s_idx % 3 == 0 && s_pos < 0.3 {
+        let fric = if in_phrase && s_idx.is_multiple_of(3) && s_pos < 0.3 {
             noise * 0.25 * (1.0 - s_pos / 0.3)
         } else {
             0.0

@@ -143,6 +143,8 @@ pub struct AudioStats {
     /// Owed frames a device source had not captured (its sound server stalled with us):
     /// not sent, concealed by the far end.
     pub frames_unsent: u64,
+    /// The echo canceller's findings (`None` when it is off).
+    pub echo: Option<extrasafe_media::echo::EchoStats>,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures. It runs on

@@ -425,6 +425,8 @@ impl Parts {
                 let Some(a) = self.audio.as_mut() else { return };
                 a.receiver.decode(playout, &mut a.out);
                 a.sink.write_frame(&a.out);
+                // Exactly what the speaker is sent: the echo canceller's reference.
+                a.sender.far_end(&a.out);
                 a.frames += 1;
                 if a.frames % 25 == 0 {
                     a.stats_due = true;
@@ -625,6 +627,7 @@ fn fill_audio<L: AudioLink>(a: &mut AudioRun, media: &CallMedia, link: &L) {
     stats.network_jitter = jitter.jitter();
     stats.buffered = jitter.buffered();
     stats.rtt = link.rtt();
+    stats.echo = a.sender.echo_stats();
     stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(a.udp0);
 }
 

@@ -13,6 +13,7 @@ fn no_audio() -> AudioArgs {
         looping: false,
         audio_out: None,
         no_noise_suppression: false,
+        no_echo_cancel: false,
         opus: "pure".into(),
         no_audio: true,
     }

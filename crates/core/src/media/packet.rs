@@ -71,7 +71,7 @@ impl<'a> MediaPacket<'a> {
         let seq = u32::from_be_bytes([d[2], d[3], d[4], d[5]]);
         let ts = u32::from_be_bytes([d[6], d[7], d[8], d[9]]);
         let dur = u16::from_be_bytes([d[10], d[11]]);
-        if !(120..=2880).contains(&dur) || dur % 120 != 0 {
+        if !(120..=2880).contains(&dur) || !dur.is_multiple_of(120) {
             return Err(PacketError::Malformed("frame duration"));
         }
         let count = d[12] as usize;

@@ -84,7 +84,7 @@ impl CaptureAdvice {
         let keep_every = (f64::from(fps.max(1)) / f64::from(layer_fps))
             .round()
             .max(1.0) as u64;
-        index % keep_every == 0 && self.backlog <= MAX_BACKLOG
+        index.is_multiple_of(keep_every) && self.backlog <= MAX_BACKLOG
     }
 }
 

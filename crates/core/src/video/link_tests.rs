@@ -83,7 +83,7 @@ fn a_new_path_starts_the_rate_afresh_and_forgets_what_was_lost_in_the_dark() {
     let mut picture = 0u64;
     // 2 s clear, 10 s dark, then 3 s on the new path; everything else arrives at once.
     let mut step = |a: &mut VideoLink, b: &mut VideoLink, now: Instant, dark: bool| {
-        if (now - t0).as_millis() % 66 == 0 {
+        if (now - t0).as_millis().is_multiple_of(66) {
             let data = vec![picture as u8; 3000];
             a.handle_encoded(now, now, data, picture == 0, SOURCE);
             picture += 1;

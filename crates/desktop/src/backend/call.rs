@@ -317,8 +317,11 @@ impl Backend {
         let Some(live) = &mut self.live else {
             return;
         };
-        let audio = match AudioCall::start(live.call.media(), AudioConfig::default(), source, sink)
-        {
+        let config = AudioConfig {
+            echo_cancellation: self.settings.echo_cancel,
+            ..AudioConfig::default()
+        };
+        let audio = match AudioCall::start(live.call.media(), config, source, sink) {
             Ok(a) => Some(a),
             Err(e) => {
                 self.out.error(format!(
@@ -667,6 +670,7 @@ impl Backend {
             let secs = st.elapsed.as_secs_f64().max(1.0);
             s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
             s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
+            s.echo = st.echo.map(|e| (e.delay_ms, e.erle_db));
             if let Some(f) = st.device_fault {
                 faults.push(words::device_fault(f));
             }

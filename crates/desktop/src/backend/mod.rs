@@ -321,7 +321,7 @@ impl Backend {
                 Input::Tick => {
                     ticks += 1;
                     self.transfers().await;
-                    if ticks % 4 == 0 {
+                    if ticks.is_multiple_of(4) {
                         self.stats();
                     }
                 }
@@ -472,6 +472,7 @@ impl Backend {
             Action::SetSpeaker(sp) => self.set(|s| s.speaker = sp),
             Action::SetVideo(v) => self.set(|s| s.video = v),
             Action::SetFilesDir(d) => self.set(|s| s.files_dir = d),
+            Action::SetEchoCancel(on) => self.set(|s| s.echo_cancel = on),
             Action::DismissNotice(_) | Action::CloseCall | Action::Quit => {}
         }
     }

@@ -133,9 +133,16 @@ fn connected(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Ve
                 format!(" · video in {} out {}", f(i), f(o))
             }
         };
+        let echo = match s.echo {
+            None => " · echo cancellation off".to_string(),
+            Some((Some(d), Some(erle))) if erle >= 3.0 => {
+                format!(" · echo cancelled ({d} ms, {erle:.0} dB)")
+            }
+            Some(_) => " · echo cancellation on".to_string(),
+        };
         ui.label(
             RichText::new(format!(
-                "Direct to {} · round trip {:.0} ms · loss {:.1} % · sending {:.0} kb/s · receiving {:.0} kb/s{video}",
+                "Direct to {} · round trip {:.0} ms · loss {:.1} % · sending {:.0} kb/s · receiving {:.0} kb/s{video}{echo}",
                 s.remote, s.rtt_ms, s.loss_percent, s.send_kbps, s.recv_kbps
             ))
             .small()

@@ -24,6 +24,12 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             actions.push(Action::SetSpeaker(m))
         });
         ui.end_row();
+        ui.label(words::ECHO_CANCEL);
+        let mut on = s.echo_cancel;
+        if ui.checkbox(&mut on, words::ECHO_CANCEL_HINT).changed() {
+            actions.push(Action::SetEchoCancel(on));
+        }
+        ui.end_row();
         ui.label(words::VIDEO_SOURCE);
         let label = |v: &VideoChoice| match v {
             VideoChoice::Camera(dev) => dev.clone(),
