@@ -324,6 +324,40 @@ fn run(dir: &Path) {
     }
 }
 
+/// The whole capture path of a call as the product runs it (echo cancellation, gain
+/// control, noise suppression, Opus), on one scenario's microphone with its speaker frames:
+/// CPU for real time, against the same path without the canceller and gain control.
+fn pipeline_cpu(dir: &Path) {
+    use extrasafe_media::codec::opus_pair;
+    use extrasafe_media::{AudioConfig, AudioSender, FRAME_SAMPLES};
+    let d = dir.join("delay120");
+    let to_i16 = |x: Vec<f32>| -> Vec<i16> {
+        x.iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16).collect()
+    };
+    let far = to_i16(read_wav(&d.join("far.wav")));
+    let mic = to_i16(read_wav(&d.join("mic.wav")));
+    println!("Whole capture path on `delay120` (% of one core for real time):");
+    for (label, echo, gain) in [
+        ("echo cancellation + gain control + noise suppression + Opus", true, true),
+        ("noise suppression + Opus (before)", false, false),
+    ] {
+        let config = AudioConfig {
+            echo_cancellation: echo,
+            gain_control: gain,
+            ..AudioConfig::default()
+        };
+        let (encoder, _) = opus_pair(&config.opus).expect("Opus");
+        let mut tx = AudioSender::new(&config, encoder);
+        let start = Instant::now();
+        for (f, m) in far.chunks_exact(FRAME_SAMPLES).zip(mic.chunks_exact(FRAME_SAMPLES)) {
+            tx.far_end(f);
+            let _ = tx.encode(m);
+        }
+        let cpu = start.elapsed().as_secs_f64() / SECONDS as f64 * 100.0;
+        println!("  {label}: {cpu:.2} %");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -332,7 +366,10 @@ fn main() {
             &PathBuf::from(&args[3]),
             &PathBuf::from(&args[4]),
         ),
-        Some("run") if args.len() == 3 => run(&PathBuf::from(&args[2])),
+        Some("run") if args.len() == 3 => {
+            run(&PathBuf::from(&args[2]));
+            pipeline_cpu(&PathBuf::from(&args[2]));
+        }
         _ => {
             eprintln!("usage: aec-bench gen DIR FAR.wav NEAR.wav | aec-bench run DIR");
             std::process::exit(2);

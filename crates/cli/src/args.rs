@@ -310,12 +310,16 @@ pub struct AudioArgs {
     /// has nothing to take out and costs some clarity: turn it off there.
     #[arg(long)]
     pub no_echo_cancel: bool,
+    /// Send your microphone as it is, without automatic gain control (on by default for a
+    /// microphone: a quiet or distant voice is brought to the level of a close one).
+    #[arg(long)]
+    pub no_auto_gain: bool,
     /// Opus implementation: `pure` (pure Rust, always there) or `libopus` (the system
     /// library; only in builds with `--features libopus`).
     #[arg(long, value_name = "pure|libopus", default_value = "pure", value_parser = ["pure", "libopus"])]
     pub opus: String,
     /// Chat only: the call carries no audio at all.
-    #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression", "no_echo_cancel"])]
+    #[arg(long, conflicts_with_all = ["mic", "speaker", "audio_in", "audio_out", "no_noise_suppression", "no_echo_cancel", "no_auto_gain"])]
     pub no_audio: bool,
 }
 

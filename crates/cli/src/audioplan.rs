@@ -46,6 +46,7 @@ pub struct AudioPlan {
     ear: Ear,
     noise_suppression: bool,
     echo_cancellation: bool,
+    gain_control: bool,
     opus: OpusImpl,
 }
 
@@ -58,6 +59,7 @@ impl AudioPlan {
             ear: Ear::Nowhere,
             noise_suppression: !a.no_noise_suppression,
             echo_cancellation: !a.no_echo_cancel,
+            gain_control: !a.no_auto_gain,
             opus: if a.opus == "libopus" {
                 OpusImpl::System
             } else {
@@ -192,6 +194,7 @@ impl AudioPlan {
             echo_cancellation: self.echo_cancellation
                 && matches!(self.voice, Voice::Mic(_))
                 && matches!(self.ear, Ear::Speaker(_)),
+            gain_control: self.gain_control && matches!(self.voice, Voice::Mic(_)),
             opus: OpusSettings {
                 implementation: self.opus,
                 ..defaults.opus.clone()

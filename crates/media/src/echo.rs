@@ -8,6 +8,15 @@
 //! ([`EchoCanceller::far_end`]) and takes their echo out of what the microphone captured
 //! ([`EchoCanceller::process`]) before noise suppression and the encoder.
 //!
+//! The same processing can bring the voice to a steady level (automatic gain control, WebRTC's
+//! AGC2 adaptive digital controller): a quiet or distant speaker reaches the encoder at the
+//! level of a close one, without the noise of pauses being pumped up (its gain follows an
+//! estimate of the speech level, taken only where its voice detector hears speech, and the
+//! noise it lets out is capped). AGC2's digital controller only ever raises the gain (its
+//! way down is a device's input volume, which a call cannot count on): a voice that is too
+//! loud is brought down by a small controller of our own ([`Ceiling`]), slowly, only while
+//! its speech level stays above the level AGC2 brings quiet voices up to.
+//!
 //! Frames are the call's 20 ms at 48 kHz; AEC3 works on 10 ms, so each is two.
 
 use crate::FRAME_SAMPLES;
@@ -24,9 +33,12 @@ pub struct EchoStats {
     pub erle_db: Option<f64>,
 }
 
-/// The echo canceller of one call's microphone.
+/// The echo canceller (and, if asked, gain control) of one call's microphone.
 pub struct EchoCanceller {
     apm: sonora::AudioProcessing,
+    echo: bool,
+    /// Gain control's way down (with gain control on).
+    ceiling: Option<Ceiling>,
     scratch: Vec<i16>,
     /// Frames processed, and whether the speaker ever played anything.
     frames: u64,
@@ -49,12 +61,21 @@ impl Default for EchoCanceller {
 impl EchoCanceller {
     /// A canceller that knows nothing of the room yet.
     pub fn new() -> Self {
+        Self::with(true, false)
+    }
+
+    /// Echo cancellation and gain control, each on or off (both off: the voice passes).
+    pub fn with(echo_cancellation: bool, gain_control: bool) -> Self {
         // No high-pass filter: it shifts the phase of the voice's low end and costs 0.3–0.4
         // PESQ on a clean voice (bench/RESULTS.md); RNNoise after it already takes out hum.
         // The whole 48 kHz band is processed as one.
         let mut config = sonora::Config {
-            echo_canceller: Some(sonora::config::EchoCanceller {
+            echo_canceller: echo_cancellation.then(|| sonora::config::EchoCanceller {
                 enforce_high_pass_filtering: false,
+                ..Default::default()
+            }),
+            gain_controller2: gain_control.then(|| sonora::config::GainController2 {
+                adaptive_digital: Some(sonora::config::AdaptiveDigital::default()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -68,14 +89,21 @@ impl EchoCanceller {
             .build();
         Self {
             apm,
+            echo: echo_cancellation,
+            ceiling: gain_control.then(Ceiling::default),
             scratch: vec![0; HALF],
             frames: 0,
         }
     }
 
+    /// Whether it cancels echo (else it only controls the gain).
+    pub fn cancels_echo(&self) -> bool {
+        self.echo
+    }
+
     /// The speaker is sent this 20 ms frame now (what the far end said, as played).
     pub fn far_end(&mut self, pcm: &[i16]) {
-        if pcm.len() != FRAME_SAMPLES {
+        if !self.echo || pcm.len() != FRAME_SAMPLES {
             return;
         }
         for half in pcm.chunks_exact(HALF) {
@@ -93,6 +121,9 @@ impl EchoCanceller {
             self.scratch.copy_from_slice(half);
             let _ = self.apm.process_capture_i16(&self.scratch, half);
         }
+        if let Some(c) = &mut self.ceiling {
+            c.apply(pcm);
+        }
         self.frames += 1;
     }
 
@@ -102,6 +133,60 @@ impl EchoCanceller {
         EchoStats {
             delay_ms: s.delay_median_ms.or(s.delay_ms),
             erle_db: s.echo_return_loss_enhancement,
+        }
+    }
+}
+
+/// Brings a voice that is too loud down to the level gain control brings quiet ones up to:
+/// it follows the speech level (the power of the frames louder than -45 dBFS, smoothed over
+/// about a second) and, while that stays above [`Ceiling::TARGET_DB`], lowers the gain by at
+/// most 6 dB a second; it never raises it above 0 dB. Pauses (quieter frames) do not move
+/// the estimate, so the gain does not swell in them.
+#[derive(Debug)]
+struct Ceiling {
+    /// The speech level, as power (full scale 1.0).
+    level: f64,
+    gain_db: f64,
+}
+
+impl Default for Ceiling {
+    fn default() -> Self {
+        Self {
+            level: 10f64.powf(Self::TARGET_DB / 10.0),
+            gain_db: 0.0,
+        }
+    }
+}
+
+impl Ceiling {
+    /// The speech level aimed at (dBFS, power of the voiced frames): where AGC2's adaptive
+    /// controller brings a quiet voice (it measures about 1.5 dB higher over the loudest half
+    /// of the frames, about -21 dBFS).
+    const TARGET_DB: f64 = -22.5;
+    /// Frames quieter than this are pauses.
+    const VOICED_DB: f64 = -45.0;
+    /// Per 20 ms frame: about one second of smoothing; 6 dB a second of gain change.
+    const SMOOTHING: f64 = 0.02;
+    const STEP_DB: f64 = 0.12;
+
+    fn apply(&mut self, pcm: &mut [i16]) {
+        let p = pcm
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>()
+            / pcm.len().max(1) as f64
+            / 32768f64.powi(2);
+        if 10.0 * p.max(1e-12).log10() > Self::VOICED_DB {
+            self.level += Self::SMOOTHING * (p - self.level);
+        }
+        let level_db = 10.0 * self.level.max(1e-12).log10();
+        let want = (Self::TARGET_DB - level_db).min(0.0);
+        self.gain_db += (want - self.gain_db).clamp(-Self::STEP_DB, Self::STEP_DB);
+        if self.gain_db < -0.01 {
+            let g = 10f64.powf(self.gain_db / 20.0);
+            for s in pcm.iter_mut() {
+                *s = (f64::from(*s) * g).round() as i16;
+            }
         }
     }
 }
@@ -157,6 +242,67 @@ mod tests {
             stats.delay_ms.is_some_and(|d| (40..=80).contains(&d)),
             "{stats:?}"
         );
+    }
+
+    /// A voice at -40, -25 or -10 dBFS (speech level) comes out at one level, within 3 dB,
+    /// once the controller has settled; the noise in its pauses is not pumped up.
+    #[test]
+    fn gain_control_brings_quiet_and_loud_voices_to_one_level() {
+        let voice = crate::speech::sample(12.0);
+        let speech_level = |x: &[i16]| {
+            // The level of the loudest half of the 20 ms frames: the speech, not its pauses.
+            let mut p: Vec<f64> = x.chunks(FRAME_SAMPLES).map(power).collect();
+            p.sort_by(f64::total_cmp);
+            let top = &p[p.len() / 2..];
+            10.0 * (top.iter().sum::<f64>() / top.len() as f64 / 32768f64.powi(2)).log10()
+        };
+        let quiet_level = |x: &[i16]| {
+            let mut p: Vec<f64> = x.chunks(FRAME_SAMPLES).map(power).collect();
+            p.sort_by(f64::total_cmp);
+            let low = &p[..p.len() / 10];
+            10.0 * (low.iter().sum::<f64>() / low.len() as f64 / 32768f64.powi(2))
+                .max(1e-12)
+                .log10()
+        };
+        let native = speech_level(&voice);
+        let mut seed = 0x5eed_u64;
+        let mut outs = Vec::new();
+        for want in [-40.0, -25.0, -10.0] {
+            let gain = 10f64.powf((want - native) / 20.0);
+            // A noise floor 40 dB under the voice, as a room gives.
+            let input: Vec<i16> = voice
+                .iter()
+                .map(|&s| {
+                    let n = f64::from(noise(&mut seed)) / 4096.0
+                        * 10f64.powf((want - 40.0 + 4.8) / 20.0)
+                        * 32768.0;
+                    (f64::from(s) * gain + n).clamp(-32768.0, 32767.0) as i16
+                })
+                .collect();
+            let mut p = EchoCanceller::with(false, true);
+            let mut out = input.clone();
+            for f in out.chunks_exact_mut(FRAME_SAMPLES) {
+                p.far_end(&[0; FRAME_SAMPLES]);
+                p.process(f);
+            }
+            // The last 6 s, settled.
+            let tail = &out[6 * 48_000..];
+            let (level, floor) = (speech_level(tail), quiet_level(tail));
+            let in_floor = quiet_level(&input[6 * 48_000..]);
+            eprintln!(
+                "voice at {want} dBFS: out {level:.1} dBFS, pauses {floor:.1} dBFS (in {in_floor:.1})"
+            );
+            outs.push((level, floor, in_floor));
+        }
+        let mean = outs.iter().map(|o| o.0).sum::<f64>() / outs.len() as f64;
+        for (level, floor, in_floor) in outs {
+            assert!((level - mean).abs() <= 3.0, "{level:.1} against {mean:.1}");
+            // Pauses stay at least 30 dB under the voice: the gain did not pump them.
+            assert!(
+                level - floor >= 30.0,
+                "voice {level:.1}, pauses {floor:.1} (in {in_floor:.1})"
+            );
+        }
     }
 
     /// With nothing played, the microphone's voice passes (nearly) untouched.

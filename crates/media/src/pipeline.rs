@@ -29,6 +29,9 @@ pub struct AudioConfig {
     /// costs quality (bench/RESULTS.md); the front ends turn it on for a microphone and a
     /// speaker.
     pub echo_cancellation: bool,
+    /// Bring the voice to a steady level (WebRTC's AGC2), for a microphone: off here, as a
+    /// file's level is the file's.
+    pub gain_control: bool,
 }
 
 impl AudioConfig {
@@ -61,6 +64,7 @@ impl Default for AudioConfig {
             jitter: JitterConfig::default(),
             noise_suppression: true,
             echo_cancellation: false,
+            gain_control: false,
         }
     }
 }
@@ -114,9 +118,12 @@ impl AudioSender {
             denoise: config
                 .noise_suppression
                 .then(crate::denoise::NoiseSuppressor::new),
-            echo: config
-                .echo_cancellation
-                .then(|| Box::new(crate::echo::EchoCanceller::new())),
+            echo: (config.echo_cancellation || config.gain_control).then(|| {
+                Box::new(crate::echo::EchoCanceller::with(
+                    config.echo_cancellation,
+                    config.gain_control,
+                ))
+            }),
             frame: vec![0; FRAME_SAMPLES],
             scratch: vec![0; extrasafe_core::media::packet::MAX_FRAME_BYTES],
         }
@@ -132,7 +139,10 @@ impl AudioSender {
 
     /// What the echo canceller found (`None` when it is off).
     pub fn echo_stats(&self) -> Option<crate::echo::EchoStats> {
-        self.echo.as_ref().map(|e| e.stats())
+        self.echo
+            .as_ref()
+            .filter(|e| e.cancels_echo())
+            .map(|e| e.stats())
     }
 
     /// While muted, silence is encoded and sent: same size, same rate.
@@ -165,7 +175,7 @@ impl AudioSender {
             self.frame.fill(0);
         } else {
             self.frame.copy_from_slice(pcm);
-            // The echo first: noise suppression would take it for voice.
+            // The echo first (noise suppression would take it for voice), and the level.
             if let Some(aec) = &mut self.echo {
                 aec.process(&mut self.frame);
             }

@@ -14,6 +14,7 @@ fn no_audio() -> AudioArgs {
         audio_out: None,
         no_noise_suppression: false,
         no_echo_cancel: false,
+        no_auto_gain: false,
         opus: "pure".into(),
         no_audio: true,
     }

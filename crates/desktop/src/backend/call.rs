@@ -319,6 +319,7 @@ impl Backend {
         };
         let config = AudioConfig {
             echo_cancellation: self.settings.echo_cancel,
+            gain_control: true,
             ..AudioConfig::default()
         };
         let audio = match AudioCall::start(live.call.media(), config, source, sink) {
