@@ -332,13 +332,19 @@ fn pipeline_cpu(dir: &Path) {
     use extrasafe_media::{AudioConfig, AudioSender, FRAME_SAMPLES};
     let d = dir.join("delay120");
     let to_i16 = |x: Vec<f32>| -> Vec<i16> {
-        x.iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16).collect()
+        x.iter()
+            .map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .collect()
     };
     let far = to_i16(read_wav(&d.join("far.wav")));
     let mic = to_i16(read_wav(&d.join("mic.wav")));
     println!("Whole capture path on `delay120` (% of one core for real time):");
     for (label, echo, gain) in [
-        ("echo cancellation + gain control + noise suppression + Opus", true, true),
+        (
+            "echo cancellation + gain control + noise suppression + Opus",
+            true,
+            true,
+        ),
         ("noise suppression + Opus (before)", false, false),
     ] {
         let config = AudioConfig {
@@ -349,7 +355,10 @@ fn pipeline_cpu(dir: &Path) {
         let (encoder, _) = opus_pair(&config.opus).expect("Opus");
         let mut tx = AudioSender::new(&config, encoder);
         let start = Instant::now();
-        for (f, m) in far.chunks_exact(FRAME_SAMPLES).zip(mic.chunks_exact(FRAME_SAMPLES)) {
+        for (f, m) in far
+            .chunks_exact(FRAME_SAMPLES)
+            .zip(mic.chunks_exact(FRAME_SAMPLES))
+        {
             tx.far_end(f);
             let _ = tx.encode(m);
         }
