@@ -41,11 +41,19 @@ fn missing(what: &str) -> bool {
 /// nothing echoes back.
 struct Lab {
     dir: PathBuf,
+    /// One lab at a time: the tests of this file would otherwise run side by side, each
+    /// with its own sound server and calls, on a machine of two cores.
+    _one: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Lab {
     fn start() -> Self {
-        let dir = tmp("pulse");
+        let one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = tmp(&format!("pulse-{n}"));
         for d in ["home", "xdg"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -68,7 +76,7 @@ impl Lab {
             sink("bfeed", "Microphone-feed-of-B"),
         );
         std::fs::write(dir.join("default.pa"), config).unwrap();
-        let lab = Lab { dir };
+        let lab = Lab { dir, _one: one };
         let status = lab
             .cmd("pulseaudio")
             .args(["-n", "-F"])
