@@ -119,8 +119,10 @@ impl CallMachine {
         self.session.stats()
     }
 
-    /// Media may flow: the call is up and not over, and (callee) it was not refused.
-    fn media_open(&self) -> bool {
+    /// Media may flow: the call is up and not over, and (callee) it was not refused. Until
+    /// then (and after) the media's own deadlines mean nothing: a driver waits for the
+    /// session's alone ([`CallMachine::poll_timeout`] does).
+    pub fn media_open(&self) -> bool {
         self.session.is_active() && !self.session.is_quiet()
     }
 

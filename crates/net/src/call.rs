@@ -65,8 +65,9 @@ pub enum CallEvent {
         /// Time from `started` to this moment.
         after: Duration,
     },
-    /// The call's path went dark or its connection was lost. The call is kept (media and
-    /// chat wait) while the caller dials the peer again, for up to the session's
+    /// The call's path went dark or its connection was lost. The call is kept (chat waits;
+    /// media goes on being sent, and is lost until a path is back: a datagram that arrives
+    /// again is how a path that came back is noticed) while the caller dials the peer again, for up to the session's
     /// `reconnect_window` (90 s); then it ends with `PeerVanished`. Hanging up meanwhile
     /// works as ever. A file transfer under way stops (send it again: what arrived is kept).
     Reconnecting,

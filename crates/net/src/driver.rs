@@ -567,13 +567,17 @@ impl Driver {
                     Err(_) => backlog.clear(),
                 },
                 _ = &mut sleep => {}
-                woke = self.parts.next(&self.media) => {
-                    self.parts.on_woke(clock(), woke, &mut self.call);
-                }
+                // The control stream, a new connection and the disk's answers before media
+                // datagrams: a flood of datagrams must not hold a hang-up or a resume back.
                 chunk = self.recv.read_chunk(MAX_FRAME + 2, true), if room => match chunk {
                     Ok(Some(c)) => self.call.handle_input(clock(), CallInput::Control(&c.bytes)),
                     Ok(None) | Err(_) => self.lost(clock()),
                 },
+                Some(link) = self.resume.rx.recv() => self.on_new_link(link),
+                Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
+                woke = self.parts.next(&self.media) => {
+                    self.parts.on_woke(clock(), woke, &mut self.call);
+                }
                 stream = self.conn.accept_bi(), if alive => match stream {
                     Ok((send, recv)) => {
                         let kind = PeerStream::Bidirectional;
@@ -594,8 +598,6 @@ impl Driver {
                     }
                     Err(_) => self.lost(clock()),
                 },
-                Some(link) = self.resume.rx.recv() => self.on_new_link(link),
-                Some(done) = self.pair.rx.recv() => self.on_pair_done(done),
             }
         }
         // Callee, on a connection that resumes another call: that call takes it over.
@@ -603,21 +605,38 @@ impl Driver {
             let leftover = self.call.take_leftover();
             let send = self.writer.close().await;
             let Driver { conn, recv, .. } = self;
-            if let Some(send) = send {
-                let _ = to.send(Link {
-                    conn,
-                    send,
-                    recv,
-                    leftover,
-                });
+            match send {
+                Some(send) => {
+                    let _ = to.send(Link {
+                        conn,
+                        send,
+                        recv,
+                        leftover,
+                    });
+                }
+                None => {
+                    debug!("the resuming connection's stream failed; not handed over");
+                    conn.close(close::DONE, b"bye");
+                }
             }
             return;
         }
         self.resume.dialing = None;
         self.resume.listed = None;
         // The media's final figures (a recording is finished off this task).
-        self.parts.finish(clock(), &mut self.call, &self.media);
+        let now = clock();
+        self.parts.finish(now, &mut self.call, &self.media);
         self.media.close();
+        // Orders that came as the call ended (a part started just then) are answered at
+        // once, finished with what they had; later ones find the call's engine gone (and the
+        // one they get instead ends at once: the call's datagrams are closed).
+        if let Some(mut ctl) = self.ctl.take() {
+            ctl.close();
+            while let Ok(c) = ctl.try_recv() {
+                self.parts.on_ctl(now, c, &mut self.call, &self.media);
+            }
+            self.parts.finish(now, &mut self.call, &self.media);
+        }
         // The node is free for the next call as soon as this one is over.
         drop(self.slot.take());
         self.finish_pair_writes().await;
@@ -667,7 +686,9 @@ impl Driver {
             };
             self.parts.output(now, media, &mut self.call, &self.media);
         }
-        self.parts.after(now, &mut self.call, &self.media)
+        let wake = self.parts.after(now, &mut self.call, &self.media);
+        // A part started before the call is up waits with it: its clock does not run.
+        wake.filter(|_| self.call.media_open())
     }
 
     /// A write to the control stream failed or timed out: the connection is gone, or the
