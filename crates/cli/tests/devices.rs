@@ -254,19 +254,7 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     extrasafe_net::media::wav::write(&ref_path, &voice).unwrap();
 
     // B listens with its own microphone and the recorded speaker.
-    let mut b = lab.extrasafe();
-    b.args(["--ephemeral", "--json", "listen", "--bind", "127.0.0.1:0"])
-        .args(["--once", "--accept", "anyone"])
-        .args(["--mic", "bfeed.monitor", "--speaker", "Virtual-speaker"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut b = b.spawn().unwrap();
-    let b_events = Events::new(b.stdout.take().unwrap());
-    let b = Proc(Some(b));
-    let ticket = b_events.until("listening")["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (b, b_events, ticket) = listen_as_b(&lab);
 
     // A device name nobody has is refused before dialling, with the names there are.
     let bad = lab
@@ -320,25 +308,8 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     assert!(played.success());
     std::thread::sleep(Duration::from_millis(1000));
     a.stdin.as_mut().unwrap().write_all(b"/hangup\n").unwrap();
-    // The last stats line comes as the call ends.
-    let mut stats = Value::Null;
-    loop {
-        let v = a_events.until_any();
-        match v["event"].as_str() {
-            Some("stats") => stats = v,
-            Some("ended") => break,
-            _ => {}
-        }
-    }
-    let mut b_stats = Value::Null;
-    loop {
-        let v = b_events.until_any();
-        match v["event"].as_str() {
-            Some("stats") => b_stats = v,
-            Some("ended") => break,
-            _ => {}
-        }
-    }
+    let stats = last_stats(&a_events);
+    let b_stats = last_stats(&b_events);
     eprintln!("caller's last figures: {stats}\ncallee's last figures: {b_stats}");
     assert_eq!(wait(a), 0);
     assert_eq!(wait(b), 0);
@@ -428,6 +399,37 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     }
 }
 
+/// B listens with its own microphone (`bfeed.monitor`) and the recorded speaker (`vspk`);
+/// its process, its events and its ticket.
+fn listen_as_b(lab: &Lab) -> (Proc, Events, String) {
+    let mut b = lab.extrasafe();
+    b.args(["--ephemeral", "--json", "listen", "--bind", "127.0.0.1:0"])
+        .args(["--once", "--accept", "anyone"])
+        .args(["--mic", "bfeed.monitor", "--speaker", "Virtual-speaker"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut b = b.spawn().unwrap();
+    let events = Events::new(b.stdout.take().unwrap());
+    let ticket = events.until("listening")["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (Proc(Some(b)), events, ticket)
+}
+
+/// The last stats line, which comes as the call ends, waiting for the end.
+fn last_stats(events: &Events) -> Value {
+    let mut stats = Value::Null;
+    loop {
+        let v = events.until_any();
+        match v["event"].as_str() {
+            Some("stats") => stats = v,
+            Some("ended") => return stats,
+            _ => {}
+        }
+    }
+}
+
 /// What B's speaker played while `feed` ran: a raw recording of `vspk.monitor`, started
 /// before and stopped a second after.
 fn record_while(lab: &Lab, name: &str, feed: impl FnOnce()) -> Vec<i16> {
@@ -507,19 +509,7 @@ fn the_far_end_does_not_hear_itself_through_a_laptop_speaker() {
 
     // Returns the energy (dB) of B's own voice as B heard it back, and what B heard of A.
     let call = |cancel: bool| -> (f64, Vec<i16>) {
-        let mut b = lab.extrasafe();
-        b.args(["--ephemeral", "--json", "listen", "--bind", "127.0.0.1:0"])
-            .args(["--once", "--accept", "anyone"])
-            .args(["--mic", "bfeed.monitor", "--speaker", "Virtual-speaker"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut b = b.spawn().unwrap();
-        let b_events = Events::new(b.stdout.take().unwrap());
-        let b = Proc(Some(b));
-        let ticket = b_events.until("listening")["ticket"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let (b, b_events, ticket) = listen_as_b(&lab);
         let mut a = lab.extrasafe();
         a.args(["--ephemeral", "--json", "call", &ticket])
             .args(["--mic", "vmic", "--speaker", "aspk", "--no-auto-gain"])
@@ -542,15 +532,7 @@ fn the_far_end_does_not_hear_itself_through_a_laptop_speaker() {
         // Then A talks, the echo path still there.
         let near = record_while(&lab, &format!("near-{cancel}.raw"), || play("micfeed"));
         a.stdin.as_mut().unwrap().write_all(b"/hangup\n").unwrap();
-        let mut stats = Value::Null;
-        loop {
-            let v = a_events.until_any();
-            match v["event"].as_str() {
-                Some("stats") => stats = v,
-                Some("ended") => break,
-                _ => {}
-            }
-        }
+        let stats = last_stats(&a_events);
         eprintln!("A's last figures (cancel {cancel}): {stats}");
         assert_eq!(stats["echo_cancellation"], cancel, "{stats}");
         assert_eq!(wait(a), 0);

@@ -32,8 +32,7 @@ use std::time::Instant;
 
 use crate::media::AudioWork;
 use crate::session::{
-    Event, PeerStream, Role, Session, SessionConfig, SessionError, SessionStats, StreamAdmission,
-    Violation,
+    Event, PeerStream, Role, Session, SessionConfig, SessionError, StreamAdmission, Violation,
 };
 use crate::video::AssembledFrame;
 
@@ -112,11 +111,6 @@ impl CallMachine {
     /// Counters.
     pub fn stats(&self) -> CallMachineStats {
         self.stats
-    }
-
-    /// The session's counters.
-    pub fn session_stats(&self) -> SessionStats {
-        self.session.stats()
     }
 
     /// Media may flow: the call is up and not over, and (callee) it was not refused. Until

@@ -40,31 +40,19 @@ pub struct EchoCanceller {
     /// Gain control's way down (with gain control on).
     ceiling: Option<Ceiling>,
     scratch: Vec<i16>,
-    /// Frames processed, and whether the speaker ever played anything.
-    frames: u64,
 }
 
 impl std::fmt::Debug for EchoCanceller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EchoCanceller")
-            .field("frames", &self.frames)
+            .field("echo", &self.echo)
             .finish_non_exhaustive()
     }
 }
 
-impl Default for EchoCanceller {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl EchoCanceller {
-    /// A canceller that knows nothing of the room yet.
-    pub fn new() -> Self {
-        Self::with(true, false)
-    }
-
-    /// Echo cancellation and gain control, each on or off (both off: the voice passes).
+    /// Echo cancellation and gain control, each on or off (both off: the voice passes), knowing
+    /// nothing of the room yet.
     pub fn with(echo_cancellation: bool, gain_control: bool) -> Self {
         // No high-pass filter: it shifts the phase of the voice's low end and costs 0.3–0.4
         // PESQ on a clean voice (bench/RESULTS.md); RNNoise after it already takes out hum.
@@ -92,7 +80,6 @@ impl EchoCanceller {
             echo: echo_cancellation,
             ceiling: gain_control.then(Ceiling::default),
             scratch: vec![0; HALF],
-            frames: 0,
         }
     }
 
@@ -124,7 +111,6 @@ impl EchoCanceller {
         if let Some(c) = &mut self.ceiling {
             c.apply(pcm);
         }
-        self.frames += 1;
     }
 
     /// What it found so far.
@@ -213,7 +199,7 @@ mod tests {
     /// canceller reports a delay near the path's.
     #[test]
     fn an_echo_through_a_delayed_path_is_taken_out() {
-        let mut aec = EchoCanceller::new();
+        let mut aec = EchoCanceller::with(true, false);
         let mut seed = 0x1234_5678_9abc_def1u64;
         let delay = 60 * 48;
         let total = 8 * 50;
@@ -308,7 +294,7 @@ mod tests {
     /// With nothing played, the microphone's voice passes (nearly) untouched.
     #[test]
     fn without_an_echo_the_voice_passes() {
-        let mut aec = EchoCanceller::new();
+        let mut aec = EchoCanceller::with(true, false);
         let mut seed = 0x0fed_cba9_8765_4321u64;
         let silence = vec![0i16; FRAME_SAMPLES];
         let (mut p_in, mut p_out) = (0.0, 0.0);
