@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Echo cancellation, side by side on the same signals in the same run: the pure-Rust
-# cancellers (`sonora`, `aec3`) against the anchor, PulseAudio's `module-echo-cancel
-# aec_method=webrtc` (WebRTC's AEC3 as Signal, Jami and Chrome ship it), and against no
-# canceller at all (`none`). Six scenarios of 20 s at 48 kHz (bench/src/aec.rs): echo paths
-# of 40, 120 and 250 ms, a clipping speaker, a path that changes mid-call, and a headset (no
-# echo); double talk from 8 s to 14 s. Scored by bench/aec_score.py: ERLE, reconvergence
-# after the change, PESQ-WB of the near end during double talk; CPU printed by aec-bench.
+# cancellers (`sonora`, `aec3`), the canceller as the product runs it (`extrasafe`: sonora,
+# with the microphone passed untouched while no echo has been found), the anchor (PulseAudio's
+# `module-echo-cancel aec_method=webrtc`, WebRTC's AEC3 as Signal, Jami and Chrome ship it) and
+# no canceller at all (`none`). Seven scenarios of 20 s at 48 kHz (bench/src/aec.rs): echo
+# paths of 40, 120 and 250 ms, a clipping speaker, a path that changes mid-call, a headset (no
+# echo) and an echo 30 dB weaker; double talk from 12 s to 16 s. Scored by bench/aec_score.py:
+# ERLE, reconvergence after the change, PESQ-WB of the near end alone and during double talk;
+# CPU printed by aec-bench.
 # Installs what it needs (espeak-ng, sox, PulseAudio, a venv with PyPI pesq).
 # Usage: bash bench/aec.sh
 set -euo pipefail
@@ -62,4 +64,4 @@ for d in "$work"/sc/*/; do
   kill -INT $rec; wait $rec 2>/dev/null || true
 done
 echo "uptime: $(uptime)"
-"$venv/bin/python" bench/aec_score.py "$work/sc" none webrtc sonora aec3
+"$venv/bin/python" bench/aec_score.py "$work/sc" none webrtc sonora aec3 extrasafe

@@ -6,7 +6,8 @@ microphone itself, no canceller)
 
 Per scenario and canceller:
 - ERLE: 10*log10(echo power at the microphone / power of what the canceller let out), per
-  100 ms window, over windows where the far end alone talks and its echo is above -45 dBFS;
+  100 ms window, over windows where the far end alone talks and its echo is within 25 dB of
+  its loudest window;
   the median of the windows from 1 s to 8 s (and, but for `change`, from 17 s to 20 s).
 - change: the path changes at 16 s; reconverged once the median ERLE of the half second
   from then on reaches 30 dB (the goal's level): seconds after the change, or "never"
@@ -58,12 +59,15 @@ def align(out, near, n):
 
 
 def windows_erle(echo, out, t0, t1):
+    # Windows where the echo is within 25 dB of its loudest 100 ms (and above -80 dBFS).
+    loudest = max(float(np.mean(echo[i * WIN : (i + 1) * WIN] ** 2)) for i in range(len(echo) // WIN))
+    bar = max(loudest * 10 ** (-25 / 10), 1e-8)
     vals = []
     for i in range(int(t0 * 10), int(t1 * 10)):
         e = echo[i * WIN : (i + 1) * WIN]
         o = out[i * WIN : (i + 1) * WIN]
         pe = float(np.mean(e * e))
-        if pe < 10 ** (-45 / 10):
+        if pe < bar:
             continue
         po = max(float(np.mean(o * o)), 1e-12)
         vals.append((i / 10, 10 * np.log10(pe / po)))

@@ -26,13 +26,15 @@ const FRAME: usize = RATE / 100;
 const SECONDS: usize = 20;
 
 /// One scenario: its name, the echo path's delay (ms), whether the speaker clips, the
-/// path after the change (delay ms) if it changes, and whether there is an echo at all.
+/// path after the change (delay ms) if it changes, whether there is an echo at all, and how
+/// much weaker (dB) than the usual 6 dB of loss it is.
 struct Scenario {
     name: &'static str,
     delay_ms: usize,
     clip: bool,
     change_to_ms: Option<usize>,
     echo: bool,
+    weaker_db: f32,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -42,6 +44,7 @@ const SCENARIOS: &[Scenario] = &[
         clip: false,
         change_to_ms: None,
         echo: true,
+        weaker_db: 0.0,
     },
     Scenario {
         name: "delay120",
@@ -49,6 +52,7 @@ const SCENARIOS: &[Scenario] = &[
         clip: false,
         change_to_ms: None,
         echo: true,
+        weaker_db: 0.0,
     },
     Scenario {
         name: "delay250",
@@ -56,6 +60,7 @@ const SCENARIOS: &[Scenario] = &[
         clip: false,
         change_to_ms: None,
         echo: true,
+        weaker_db: 0.0,
     },
     Scenario {
         name: "clipping",
@@ -63,6 +68,7 @@ const SCENARIOS: &[Scenario] = &[
         clip: true,
         change_to_ms: None,
         echo: true,
+        weaker_db: 0.0,
     },
     Scenario {
         name: "change",
@@ -70,6 +76,7 @@ const SCENARIOS: &[Scenario] = &[
         clip: false,
         change_to_ms: Some(250),
         echo: true,
+        weaker_db: 0.0,
     },
     Scenario {
         name: "headset",
@@ -77,6 +84,15 @@ const SCENARIOS: &[Scenario] = &[
         clip: false,
         change_to_ms: None,
         echo: false,
+        weaker_db: 0.0,
+    },
+    Scenario {
+        name: "weak",
+        delay_ms: 120,
+        clip: false,
+        change_to_ms: None,
+        echo: true,
+        weaker_db: 30.0,
     },
 ];
 
@@ -194,7 +210,7 @@ fn gen(dir: &Path, far_src: &Path, near_src: &Path) {
         let echo = if !sc.echo {
             vec![0.0; len]
         } else {
-            let h = impulse_response(sc.delay_ms, 0.3, 6.0, &mut rng);
+            let h = impulse_response(sc.delay_ms, 0.3, 6.0 + sc.weaker_db, &mut rng);
             let mut e = convolve(&speaker, &h);
             if let Some(to) = sc.change_to_ms {
                 // Someone moves the laptop: from 16 s on, another path.
@@ -298,6 +314,32 @@ impl Canceller for Aec3 {
     }
 }
 
+/// The canceller as a call runs it (`extrasafe_media::echo::EchoCanceller`: sonora, and the
+/// microphone passed untouched while no echo has been found), on 20 ms frames.
+struct Product(extrasafe_media::echo::EchoCanceller);
+
+impl Product {
+    fn new() -> Self {
+        Self(extrasafe_media::echo::EchoCanceller::with(true, false))
+    }
+    fn run(&mut self, far: &[f32], mic: &mut [f32]) {
+        let to_i16 = |x: &[f32]| -> Vec<i16> {
+            x.iter()
+                .map(|s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                .collect()
+        };
+        let two = 2 * FRAME;
+        for (f, m) in far.chunks_exact(two).zip(mic.chunks_exact_mut(two)) {
+            self.0.far_end(&to_i16(f));
+            let mut pcm = to_i16(m);
+            self.0.process(&mut pcm);
+            for (o, s) in m.iter_mut().zip(pcm) {
+                *o = f32::from(s) / 32767.0;
+            }
+        }
+    }
+}
+
 fn run(dir: &Path) {
     println!("CPU for real time (% of one core), 48 kHz mono, 10 ms frames:");
     for sc in SCENARIOS {
@@ -305,7 +347,16 @@ fn run(dir: &Path) {
         let far = read_wav(&d.join("far.wav"));
         let mic = read_wav(&d.join("mic.wav"));
         let mut line = format!("{:<10}", sc.name);
-        for name in ["sonora", "aec3"] {
+        for name in ["sonora", "aec3", "extrasafe"] {
+            if name == "extrasafe" {
+                let mut out = mic.clone();
+                let start = Instant::now();
+                Product::new().run(&far, &mut out);
+                let cpu = start.elapsed().as_secs_f64() / SECONDS as f64 * 100.0;
+                write_wav(&d.join(format!("out-{name}.wav")), &out);
+                line += &format!(" {name} {cpu:.2} %");
+                continue;
+            }
             let mut c: Box<dyn Canceller> = match name {
                 "sonora" => Box::new(Sonora::new()),
                 _ => Box::new(Aec3::new()),

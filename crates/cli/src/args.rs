@@ -307,7 +307,8 @@ pub struct AudioArgs {
     /// Send your audio without echo cancellation. It is on whenever the call uses a
     /// microphone and a speaker: it takes what your speaker plays out of what your
     /// microphone hears, so the other person does not hear themselves. With a headset it
-    /// has nothing to take out and costs some clarity: turn it off there.
+    /// finds no echo once the other person has talked for about 5 s, and from then on lets
+    /// your microphone through untouched (the stats line says "no echo heard").
     #[arg(long)]
     pub no_echo_cancel: bool,
     /// Send your microphone as it is, without automatic gain control (on by default for a

@@ -236,6 +236,8 @@ impl Output {
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
         let echo = match s.echo {
             None => " · echo cancellation off".to_string(),
+            // The far end talked and nothing of it came back: the microphone passes as is.
+            Some(e) if e.no_echo => " · no echo heard".to_string(),
             Some(e) => match (e.delay_ms, e.erle_db) {
                 // Until it has found an echo, it only says it is on.
                 (Some(d), Some(erle)) if erle >= 3.0 => format!(" · echo {d} ms, {erle:.0} dB out"),
@@ -275,7 +277,8 @@ impl Output {
                    "frames_dropped": s.frames_dropped, "frames_unsent": s.frames_unsent,
                    "echo_cancellation": s.echo.is_some(),
                    "echo_delay_ms": s.echo.and_then(|e| e.delay_ms),
-                   "echo_erle_db": s.echo.and_then(|e| e.erle_db)}),
+                   "echo_erle_db": s.echo.and_then(|e| e.erle_db),
+                   "echo_none_heard": s.echo.is_some_and(|e| e.no_echo)}),
         );
     }
 

@@ -109,9 +109,8 @@ pub struct PathStats {
     pub video_out: Option<(u32, u32)>,
     pub frames_shown: u64,
     pub frozen: bool,
-    /// Echo cancellation: off (`None`), or on with what it found (delay in ms and dB taken
-    /// out, once it knows).
-    pub echo: Option<(Option<i32>, Option<f64>)>,
+    /// Echo cancellation: off (`None`), or on with what it found.
+    pub echo: Option<extrasafe_net::audio::EchoStats>,
 }
 
 /// A call, from the first ring (or dial) until the person closes its summary.
@@ -745,8 +744,9 @@ impl Model {
                     "video_in": s.video_in, "video_out": s.video_out,
                     "frames_shown": s.frames_shown,
                     "echo_cancel": s.echo.is_some(),
-                    "echo_delay_ms": s.echo.and_then(|e| e.0),
-                    "echo_erle_db": s.echo.and_then(|e| e.1)})),
+                    "echo_delay_ms": s.echo.and_then(|e| e.delay_ms),
+                    "echo_erle_db": s.echo.and_then(|e| e.erle_db),
+                    "echo_none_heard": s.echo.is_some_and(|e| e.no_echo)})),
                 "controls": {
                     "answer": controls.answer, "cancel": controls.cancel,
                     "hang_up": controls.hang_up, "media": controls.media, "chat": controls.chat,

@@ -17,6 +17,15 @@
 //! loud is brought down by a small controller of our own ([`Ceiling`]), slowly, only while
 //! its speech level stays above the level AGC2 brings quiet voices up to.
 //!
+//! A call on a headset has no echo, and AEC3 still costs it: its suppressor takes the far
+//! end's voice for echo until it knows better, and the near end's voice loses 0.3 PESQ alone
+//! and about 2 while both talk (bench/RESULTS.md). So the canceller watches and only acts
+//! once it has reason to: after [`Presence::EVIDENCE_FRAMES`] of the far end talking with no
+//! echo path found (AEC3 has not estimated an echo return loss: its linear filter never
+//! converged), the microphone passes untouched; the canceller keeps learning, and the moment
+//! it finds a path (a headset unplugged) its output is used again. The switch is a 10 ms
+//! cross-fade.
+//!
 //! Frames are the call's 20 ms at 48 kHz; AEC3 works on 10 ms, so each is two.
 
 use crate::FRAME_SAMPLES;
@@ -31,21 +40,70 @@ pub struct EchoStats {
     pub delay_ms: Option<i32>,
     /// How much of the echo it takes out (echo return loss enhancement, dB), once known.
     pub erle_db: Option<f64>,
+    /// The far end has talked long enough and no echo was found: the microphone passes
+    /// untouched (a headset, or a room that sends nothing back).
+    pub no_echo: bool,
+}
+
+/// Whether the canceller's output is used: its evidence that there is an echo to take out.
+#[derive(Debug, Default)]
+struct Presence {
+    /// 10 ms frames in which the far end was loud enough to be heard back.
+    strong: u32,
+    /// Passing the microphone untouched.
+    passing: bool,
+}
+
+impl Presence {
+    /// The far end talks this long (10 ms frames above [`Self::STRONG_DB`]) with no echo
+    /// path found before the microphone passes untouched: AEC3 found its path (its echo
+    /// return loss above [`Self::NO_PATH_DB`]) after 2.7–3.8 s of far end speech on every echo
+    /// path of the benchmark (bench/aec.sh), one 30 dB weaker included. Should it take longer
+    /// than this, the echo passes until it has found it.
+    const EVIDENCE_FRAMES: u32 = 500;
+    /// A far end frame this loud (dBFS, power) would leave an echo worth cancelling (AEC3's
+    /// own bar for an active render frame).
+    const STRONG_DB: f64 = -50.0;
+    /// AEC3 reports an echo return loss of -30 dB (its estimator's initial ceiling) until its
+    /// linear filter has converged on a path; on every echo path of the benchmark it then
+    /// rose to 5–20 dB within a second. A blip of false convergence on a voice with no echo
+    /// moves it a few dB at most. Above this, a path was found.
+    const NO_PATH_DB: f64 = -10.0;
+
+    /// One 10 ms frame of the far end; `erl_db` what the canceller reports now. Whether
+    /// to pass the microphone untouched.
+    fn update(&mut self, far_power_db: f64, erl_db: Option<f64>) -> bool {
+        if far_power_db > Self::STRONG_DB {
+            self.strong = self.strong.saturating_add(1);
+        }
+        let path_found = erl_db.is_some_and(|e| e > Self::NO_PATH_DB);
+        self.passing = !path_found && self.strong >= Self::EVIDENCE_FRAMES;
+        self.passing
+    }
 }
 
 /// The echo canceller (and, if asked, gain control) of one call's microphone.
 pub struct EchoCanceller {
-    apm: sonora::AudioProcessing,
-    echo: bool,
+    /// The canceller (AEC3 alone), if on.
+    aec: Option<sonora::AudioProcessing>,
+    /// Gain control (AGC2 alone), if on: after the canceller, and whether or not its output
+    /// is used.
+    agc: Option<sonora::AudioProcessing>,
+    presence: Presence,
+    /// The power (dBFS) of the two 10 ms halves of the far end's last frame.
+    far_db: [f64; 2],
     /// Gain control's way down (with gain control on).
     ceiling: Option<Ceiling>,
     scratch: Vec<i16>,
+    raw: Vec<i16>,
 }
 
 impl std::fmt::Debug for EchoCanceller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EchoCanceller")
-            .field("echo", &self.echo)
+            .field("echo", &self.aec.is_some())
+            .field("gain", &self.agc.is_some())
+            .field("presence", &self.presence)
             .finish_non_exhaustive()
     }
 }
@@ -54,55 +112,74 @@ impl EchoCanceller {
     /// Echo cancellation and gain control, each on or off (both off: the voice passes), knowing
     /// nothing of the room yet.
     pub fn with(echo_cancellation: bool, gain_control: bool) -> Self {
-        // No high-pass filter: it shifts the phase of the voice's low end and costs 0.3–0.4
-        // PESQ on a clean voice (bench/RESULTS.md); RNNoise after it already takes out hum.
-        // The whole 48 kHz band is processed as one.
-        let mut config = sonora::Config {
-            echo_canceller: echo_cancellation.then(|| sonora::config::EchoCanceller {
-                enforce_high_pass_filtering: false,
-                ..Default::default()
-            }),
-            gain_controller2: gain_control.then(|| sonora::config::GainController2 {
-                // From 0 dB, not AGC2's usual +15: a voice already at its level would start
-                // 15 dB too loud, into the limiter, and the first words come out distorted
-                // (the device test's PESQ fell to 3.3 on some runs). A quiet voice is raised
-                // at 6 dB a second instead.
-                adaptive_digital: Some(sonora::config::AdaptiveDigital {
-                    initial_gain_db: 0.0,
+        let build = |config: sonora::Config| {
+            sonora::AudioProcessing::builder()
+                .config(config)
+                .capture_config(sonora::StreamConfig::new(RATE, 1))
+                .render_config(sonora::StreamConfig::new(RATE, 1))
+                .build()
+        };
+        let aec = echo_cancellation.then(|| {
+            // No high-pass filter: it shifts the phase of the voice's low end and costs
+            // 0.3–0.4 PESQ on a clean voice (bench/RESULTS.md); RNNoise after it already
+            // takes out hum. The whole 48 kHz band is processed as one.
+            let mut config = sonora::Config {
+                echo_canceller: Some(sonora::config::EchoCanceller {
+                    enforce_high_pass_filtering: false,
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        };
-        config.pipeline.maximum_internal_processing_rate =
-            sonora::config::MaxProcessingRate::Rate48kHz;
-        let apm = sonora::AudioProcessing::builder()
-            .config(config)
-            .capture_config(sonora::StreamConfig::new(RATE, 1))
-            .render_config(sonora::StreamConfig::new(RATE, 1))
-            .build();
+            };
+            config.pipeline.maximum_internal_processing_rate =
+                sonora::config::MaxProcessingRate::Rate48kHz;
+            build(config)
+        });
+        let agc = gain_control.then(|| {
+            let mut config = sonora::Config {
+                gain_controller2: Some(sonora::config::GainController2 {
+                    // From 0 dB, not AGC2's usual +15: a voice already at its level would
+                    // start 15 dB too loud, into the limiter, and the first words come out
+                    // distorted (the device test's PESQ fell to 3.3 on some runs). A quiet
+                    // voice is raised at 6 dB a second instead.
+                    adaptive_digital: Some(sonora::config::AdaptiveDigital {
+                        initial_gain_db: 0.0,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            // At the call's rate: no resampling on the way.
+            config.pipeline.maximum_internal_processing_rate =
+                sonora::config::MaxProcessingRate::Rate48kHz;
+            build(config)
+        });
         Self {
-            apm,
-            echo: echo_cancellation,
+            aec,
+            agc,
+            presence: Presence::default(),
+            far_db: [-120.0; 2],
             ceiling: gain_control.then(Ceiling::default),
             scratch: vec![0; HALF],
+            raw: vec![0; HALF],
         }
     }
 
     /// Whether it cancels echo (else it only controls the gain).
     pub fn cancels_echo(&self) -> bool {
-        self.echo
+        self.aec.is_some()
     }
 
     /// The speaker is sent this 20 ms frame now (what the far end said, as played).
     pub fn far_end(&mut self, pcm: &[i16]) {
-        if !self.echo || pcm.len() != FRAME_SAMPLES {
+        let Some(aec) = &mut self.aec else { return };
+        if pcm.len() != FRAME_SAMPLES {
             return;
         }
-        for half in pcm.chunks_exact(HALF) {
+        for (half, db) in pcm.chunks_exact(HALF).zip(&mut self.far_db) {
             // Only an unsupported format fails, and ours is fixed.
-            let _ = self.apm.process_render_i16(half, &mut self.scratch);
+            let _ = aec.process_render_i16(half, &mut self.scratch);
+            *db = power_db(half);
         }
     }
 
@@ -111,9 +188,35 @@ impl EchoCanceller {
         if pcm.len() != FRAME_SAMPLES {
             return;
         }
-        for half in pcm.chunks_exact_mut(HALF) {
-            self.scratch.copy_from_slice(half);
-            let _ = self.apm.process_capture_i16(&self.scratch, half);
+        for (half, far_db) in pcm.chunks_exact_mut(HALF).zip(self.far_db) {
+            if let Some(aec) = &mut self.aec {
+                self.raw.copy_from_slice(half);
+                let _ = aec.process_capture_i16(&self.raw, half);
+                let was = self.presence.passing;
+                let erl = aec.statistics().echo_return_loss;
+                let pass = self.presence.update(far_db, erl);
+                if pass || was {
+                    // Passing: the microphone as it was; on a switch, a 10 ms fade from
+                    // what was used to what is used now.
+                    let n = half.len() as f32;
+                    for (i, (out, raw)) in half.iter_mut().zip(&self.raw).enumerate() {
+                        let pick = |passing: bool| if passing { *raw } else { *out };
+                        let (from, to) = (pick(was), pick(pass));
+                        let w = if pass == was {
+                            1.0
+                        } else {
+                            (i as f32 + 0.5) / n
+                        };
+                        *out = (f32::from(from) * (1.0 - w) + f32::from(to) * w)
+                            .round()
+                            .clamp(-32768.0, 32767.0) as i16;
+                    }
+                }
+            }
+            if let Some(agc) = &mut self.agc {
+                self.scratch.copy_from_slice(half);
+                let _ = agc.process_capture_i16(&self.scratch, half);
+            }
         }
         if let Some(c) = &mut self.ceiling {
             c.apply(pcm);
@@ -122,12 +225,27 @@ impl EchoCanceller {
 
     /// What it found so far.
     pub fn stats(&self) -> EchoStats {
-        let s = self.apm.statistics();
+        let Some(aec) = &self.aec else {
+            return EchoStats::default();
+        };
+        let s = aec.statistics();
         EchoStats {
             delay_ms: s.delay_median_ms.or(s.delay_ms),
             erle_db: s.echo_return_loss_enhancement,
+            no_echo: self.presence.passing,
         }
     }
+}
+
+/// A frame's power, dBFS.
+fn power_db(pcm: &[i16]) -> f64 {
+    let p = pcm
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / pcm.len().max(1) as f64
+        / 32768f64.powi(2);
+    10.0 * p.max(1e-12).log10()
 }
 
 /// Brings a voice that is too loud down to the level gain control brings quiet ones up to:
@@ -163,14 +281,9 @@ impl Ceiling {
     const STEP_DB: f64 = 0.12;
 
     fn apply(&mut self, pcm: &mut [i16]) {
-        let p = pcm
-            .iter()
-            .map(|&s| f64::from(s) * f64::from(s))
-            .sum::<f64>()
-            / pcm.len().max(1) as f64
-            / 32768f64.powi(2);
-        if 10.0 * p.max(1e-12).log10() > Self::VOICED_DB {
-            self.level += Self::SMOOTHING * (p - self.level);
+        let db = power_db(pcm);
+        if db > Self::VOICED_DB {
+            self.level += Self::SMOOTHING * (10f64.powf(db / 10.0) - self.level);
         }
         let level_db = 10.0 * self.level.max(1e-12).log10();
         let want = (Self::TARGET_DB - level_db).min(0.0);
@@ -231,6 +344,7 @@ mod tests {
         let erle = 10.0 * (echo_in / echo_out.max(1.0)).log10();
         assert!(erle > 20.0, "ERLE {erle:.1} dB");
         let stats = aec.stats();
+        assert!(!stats.no_echo, "{stats:?}");
         assert!(
             stats.delay_ms.is_some_and(|d| (40..=80).contains(&d)),
             "{stats:?}"
@@ -296,6 +410,62 @@ mod tests {
                 "voice {level:.1}, pauses {floor:.1} (in {in_floor:.1})"
             );
         }
+    }
+
+    /// A headset: the far end talks and nothing of it reaches the microphone, where the
+    /// near end talks. Until the canceller has heard enough of the far end it works as
+    /// usual; then the microphone passes bit for bit. When an echo path appears (the headset
+    /// unplugged), the canceller finds it and takes the echo out again.
+    #[test]
+    fn with_no_echo_the_microphone_passes_untouched_until_one_appears() {
+        let mut aec = EchoCanceller::with(true, false);
+        let mut seed = 0x2468_ace0_1357_9bdfu64;
+        let delay = 80 * 48;
+        let (quiet, total) = (8 * 50, 18 * 50);
+        let far: Vec<i16> = (0..total * FRAME_SAMPLES)
+            .map(|_| noise(&mut seed))
+            .collect();
+        // The near end talks 12 s (10 dB under its sample's level), then listens.
+        let voice = crate::speech::sample(12.0);
+        let (mut untouched, mut echo_in, mut echo_out) = (Vec::new(), 0.0, 0.0);
+        let mut passing_at = None;
+        for f in 0..total {
+            let span = f * FRAME_SAMPLES..(f + 1) * FRAME_SAMPLES;
+            aec.far_end(&far[span.clone()]);
+            let mut mic: Vec<i16> = span
+                .map(|i| {
+                    let near = voice.get(i).map_or(0, |&v| (f32::from(v) * 0.3) as i16);
+                    let echo = if f >= quiet { far[i - delay] / 2 } else { 0 };
+                    near.saturating_add(echo)
+                        .saturating_add(noise(&mut seed) / 64)
+                })
+                .collect();
+            let before = mic.clone();
+            aec.process(&mut mic);
+            if f < quiet {
+                if aec.stats().no_echo && passing_at.is_none() {
+                    passing_at = Some(f);
+                }
+                untouched.push(mic == before);
+            } else if f >= total - 100 {
+                // The last two seconds: the echo alone.
+                echo_in += power(&before);
+                echo_out += power(&mic);
+            }
+        }
+        // It waited for 5 s of the far end (250 frames of 20 ms), then passed every frame.
+        let at = passing_at.expect("it never let the microphone pass");
+        assert!((249..=260).contains(&at), "passing from frame {at}");
+        assert!(untouched[..at].iter().filter(|u| **u).count() < 10);
+        let touched: Vec<usize> = (at + 1..untouched.len())
+            .filter(|&i| !untouched[i])
+            .collect();
+        assert!(touched.is_empty(), "touched after passing: {touched:?}");
+        // The echo that came later is found and taken out.
+        let stats = aec.stats();
+        assert!(!stats.no_echo, "{stats:?}");
+        let erle = 10.0 * (echo_in / echo_out.max(1.0)).log10();
+        assert!(erle > 20.0, "ERLE {erle:.1} dB");
     }
 
     /// With nothing played, the microphone's voice passes (nearly) untouched.

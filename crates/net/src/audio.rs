@@ -15,6 +15,7 @@
 //! observer of the path can tell that the sender's machine stalled (as it could from the
 //! gap), which says nothing of what was said.
 
+pub use extrasafe_media::echo::EchoStats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +145,7 @@ pub struct AudioStats {
     /// not sent, concealed by the far end.
     pub frames_unsent: u64,
     /// The echo canceller's findings (`None` when it is off).
-    pub echo: Option<extrasafe_media::echo::EchoStats>,
+    pub echo: Option<EchoStats>,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures. It runs on

@@ -671,7 +671,7 @@ impl Backend {
             let secs = st.elapsed.as_secs_f64().max(1.0);
             s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
             s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
-            s.echo = st.echo.map(|e| (e.delay_ms, e.erle_db));
+            s.echo = st.echo;
             if let Some(f) = st.device_fault {
                 faults.push(words::device_fault(f));
             }

@@ -135,10 +135,13 @@ fn connected(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Ve
         };
         let echo = match s.echo {
             None => " · echo cancellation off".to_string(),
-            Some((Some(d), Some(erle))) if erle >= 3.0 => {
-                format!(" · echo cancelled ({d} ms, {erle:.0} dB)")
-            }
-            Some(_) => " · echo cancellation on".to_string(),
+            Some(e) if e.no_echo => " · no echo heard".to_string(),
+            Some(e) => match (e.delay_ms, e.erle_db) {
+                (Some(d), Some(erle)) if erle >= 3.0 => {
+                    format!(" · echo cancelled ({d} ms, {erle:.0} dB)")
+                }
+                _ => " · echo cancellation on".to_string(),
+            },
         };
         ui.label(
             RichText::new(format!(
