@@ -19,7 +19,10 @@ trap 'pkill -f "$work" 2>/dev/null || true; git worktree remove --force "$work/b
 git worktree add -q --detach "$work/base" "$base"
 (cd "$work/base" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release -q -p extrasafe)
 cp target/release/extrasafe "$work/old"
-touch crates/cli/src/main.rs
+# The two trees' crates share their names and (cargo hashes path sources relative to the
+# workspace) their artifacts' names: every source of this tree is made newer than the base's
+# build, or cargo would take the base's crates for this tree's.
+find crates -name '*.rs' -exec touch {} +
 cargo build --release -q -p extrasafe
 cp target/release/extrasafe "$work/new"
 espeak-ng -v en-us -s 150 -w "$work/voice.wav" "The quick brown fox jumps over the lazy dog. Please call me back when you have read the report, and bring the numbers from last week."

@@ -245,10 +245,13 @@ impl Output {
             },
         };
         format!(
-            "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent · direct {remote}{echo}",
+            "[stats] RTT {:.1} ms · loss {loss:.1} % · jitter {} ms · buffer {} ms · {kbps:.0} kb/s sent (voice {} kb/s, {} {}) · direct {remote}{echo}",
             s.rtt.as_secs_f64() * 1e3,
             s.network_jitter.as_millis(),
-            s.buffered.max(s.target_delay).as_millis()
+            s.buffered.max(s.target_delay).as_millis(),
+            s.voice_bitrate / 1000,
+            s.copies,
+            if s.copies == 1 { "copy" } else { "copies" }
         )
     }
 
@@ -278,7 +281,9 @@ impl Output {
                    "echo_cancellation": s.echo.is_some(),
                    "echo_delay_ms": s.echo.and_then(|e| e.delay_ms),
                    "echo_erle_db": s.echo.and_then(|e| e.erle_db),
-                   "echo_none_heard": s.echo.is_some_and(|e| e.no_echo)}),
+                   "echo_none_heard": s.echo.is_some_and(|e| e.no_echo),
+                   "voice_kbps": s.voice_bitrate / 1000, "copies": s.copies,
+                   "mode_switches": s.mode_switches}),
         );
     }
 

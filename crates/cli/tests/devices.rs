@@ -318,6 +318,9 @@ fn speech_through_a_virtual_microphone_and_speaker() {
     assert!(stats["sent"].as_u64().unwrap() > 300, "{stats}");
     // A microphone and a speaker: echo cancellation is on, and the stats say so.
     assert_eq!(stats["echo_cancellation"], true, "{stats}");
+    // Nothing was missing at the callee: the caller moved to the rich mode (a better frame
+    // and one copy in the same datagram) once it had heard so for 5 s.
+    assert!(stats["mode_switches"].as_u64() >= Some(1), "{stats}");
 
     let bytes = std::fs::read(&rec_path).unwrap();
     let heard: Vec<i16> = bytes

@@ -597,7 +597,10 @@ fn audio_is_handed_out_before_video() {
     m.handle_input(t0, MediaInput::Timeout);
     assert_eq!(
         m.poll_output(t0),
-        Some(MediaOutput::Audio(AudioWork::Encode { catching_up: false }))
+        Some(MediaOutput::Audio(AudioWork::Encode {
+            catching_up: false,
+            bitrate: 40_000
+        }))
     );
     // Until the encode is answered, video goes on (the driver may encode elsewhere).
     assert!(

@@ -11,6 +11,8 @@ pub trait Encoder: Send {
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError>;
     /// A short name for reports ("opus-pure 24 kb/s CBR").
     fn describe(&self) -> String;
+    /// Encodes the next frames at this bitrate (bits per second).
+    fn set_bitrate(&mut self, bitrate: i32) -> Result<(), CodecError>;
 }
 
 /// Decodes one frame at a time and hides losses.
@@ -125,6 +127,15 @@ impl Encoder for OpusPureEncoder {
         self.inner
             .encode_s16(pcm, pcm.len(), out)
             .map_err(|e| CodecError(e.to_string()))
+    }
+    fn set_bitrate(&mut self, bitrate: i32) -> Result<(), CodecError> {
+        // Opus's own range.
+        if !(500..=512_000).contains(&bitrate) {
+            return Err(CodecError(format!("bitrate {bitrate} out of range")));
+        }
+        self.inner.bitrate_bps = bitrate;
+        self.settings.bitrate = bitrate;
+        Ok(())
     }
     fn describe(&self) -> String {
         format!(

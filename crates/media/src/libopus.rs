@@ -38,6 +38,13 @@ impl Encoder for LibopusEncoder {
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         self.inner.encode(pcm, out).map_err(err)
     }
+    fn set_bitrate(&mut self, bitrate: i32) -> Result<(), CodecError> {
+        self.inner
+            .set_bitrate(opus::Bitrate::Bits(bitrate))
+            .map_err(err)?;
+        self.settings.bitrate = bitrate;
+        Ok(())
+    }
     fn describe(&self) -> String {
         format!(
             "libopus {} {} kb/s CBR{}",

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use extrasafe_core::media::{AudioStreamConfig, JitterBuffer, JitterConfig, Packetizer, Playout};
+use extrasafe_core::media::{
+    AudioStreamConfig, JitterBuffer, JitterConfig, Packetizer, Playout, RichMode,
+};
 
 use crate::codec::{CodecError, Decoder, Encoder, OpusSettings};
 use crate::FRAME_SAMPLES;
@@ -19,6 +21,10 @@ pub struct AudioConfig {
     pub datagram_size: usize,
     /// Older frames copied into each datagram, as room allows.
     pub redundancy: usize,
+    /// Spend the datagram on a better frame and one copy while the far end reports that it
+    /// rebuilt nothing of ours ([`AudioConfig::RICH_BITRATE`]), on `redundancy` copies at
+    /// `opus.bitrate` as soon as it reports much.
+    pub adaptive: bool,
     /// Jitter buffer tuning.
     pub jitter: JitterConfig,
     /// Clean the microphone signal before encoding (RNNoise).
@@ -35,15 +41,36 @@ pub struct AudioConfig {
 }
 
 impl AudioConfig {
+    /// The rich mode's bitrate: 56 kb/s, whose frame and one copy fill the 320-byte datagram
+    /// of 40 kb/s with two (bench/RESULTS.md: PESQ-WB 4.33 against 4.20 on a clean path,
+    /// and as good or better up to 5 % of datagrams lost one at a time).
+    pub const RICH_BITRATE: u32 = 56_000;
+
     /// The call's sans-IO audio machine for this configuration.
     pub fn stream_config(&self) -> AudioStreamConfig {
         AudioStreamConfig {
             frame_samples: FRAME_SAMPLES as u16,
             datagram_size: self.datagram_size,
             redundancy: self.redundancy,
+            bitrate: self.opus.bitrate.max(0) as u32,
+            rich: self.rich_mode(),
             jitter: self.jitter_config(),
             ..AudioStreamConfig::default()
         }
+    }
+
+    /// The clean path's mode: [`Self::RICH_BITRATE`] with one copy, if adaptive and if two
+    /// such frames fit the datagram.
+    fn rich_mode(&self) -> Option<RichMode> {
+        let frame_bytes = Self::RICH_BITRATE as usize / 8 / 50;
+        let fits =
+            extrasafe_core::media::packet::HEADER_LEN + 2 * (2 + frame_bytes) <= self.datagram_size;
+        (self.adaptive && fits && Self::RICH_BITRATE > self.opus.bitrate.max(0) as u32).then_some(
+            RichMode {
+                bitrate: Self::RICH_BITRATE,
+                redundancy: 1,
+            },
+        )
     }
 
     fn jitter_config(&self) -> JitterConfig {
@@ -61,6 +88,7 @@ impl Default for AudioConfig {
             opus: OpusSettings::default(),
             datagram_size: 320,
             redundancy: 2,
+            adaptive: true,
             jitter: JitterConfig::default(),
             noise_suppression: true,
             echo_cancellation: false,
@@ -96,6 +124,8 @@ impl Vad {
 /// Turns 20 ms frames of microphone PCM into fixed-size datagrams.
 pub struct AudioSender {
     encoder: Box<dyn Encoder>,
+    /// The bitrate the encoder runs at.
+    bitrate: u32,
     packetizer: Packetizer,
     ts: u32,
     muted: bool,
@@ -111,6 +141,7 @@ impl AudioSender {
     pub fn new(config: &AudioConfig, encoder: Box<dyn Encoder>) -> Self {
         Self {
             encoder,
+            bitrate: config.opus.bitrate.max(0) as u32,
             packetizer: Packetizer::new(config.datagram_size, config.redundancy),
             ts: 0,
             muted: false,
@@ -143,6 +174,18 @@ impl AudioSender {
             .as_ref()
             .filter(|e| e.cancels_echo())
             .map(|e| e.stats())
+    }
+
+    /// Encodes the next frames at this bitrate (bits per second), as the call's audio stream
+    /// asks ([`extrasafe_core::media::AudioWork::Encode`]).
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CodecError> {
+        if self.bitrate == bitrate {
+            return Ok(());
+        }
+        self.encoder
+            .set_bitrate(i32::try_from(bitrate).unwrap_or(i32::MAX))?;
+        self.bitrate = bitrate;
+        Ok(())
     }
 
     /// While muted, silence is encoded and sent: same size, same rate.

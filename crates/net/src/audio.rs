@@ -146,6 +146,13 @@ pub struct AudioStats {
     pub frames_unsent: u64,
     /// The echo canceller's findings (`None` when it is off).
     pub echo: Option<EchoStats>,
+    /// The voice's bitrate now (bits per second): higher while the far end rebuilds nothing
+    /// of ours, lower with more copies when it must.
+    pub voice_bitrate: u32,
+    /// Older frames each datagram carries now.
+    pub copies: usize,
+    /// Times the audio switched between those two modes.
+    pub mode_switches: u64,
 }
 
 /// A running audio stream; stop it to finish the sink and get the final figures. It runs on

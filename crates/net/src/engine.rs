@@ -395,7 +395,10 @@ impl Parts {
                     m.input(now, MediaInput::Datagram(&d));
                 }
             }
-            MediaOutput::Audio(AudioWork::Encode { catching_up }) => {
+            MediaOutput::Audio(AudioWork::Encode {
+                catching_up,
+                bitrate,
+            }) => {
                 let Some(a) = self.audio.as_mut() else {
                     m.input(now, MediaInput::AudioNotCaptured);
                     return;
@@ -409,6 +412,8 @@ impl Parts {
                 if !a.source.read_frame(&mut a.pcm) {
                     a.stats.source_done = true;
                 }
+                // The rate the stream's mode calls for (a failure keeps the one it had).
+                let _ = a.sender.set_bitrate(bitrate);
                 // An encoder error still yields a datagram of the usual size.
                 let e = a.sender.encode(&a.pcm);
                 m.input(
@@ -615,6 +620,9 @@ fn fill_audio<L: AudioLink>(a: &mut AudioRun, media: &CallMedia, link: &L) {
     stats.frames_caught_up = s.frames_caught_up;
     stats.frames_dropped = s.frames_dropped;
     stats.frames_unsent = s.frames_unsent;
+    stats.voice_bitrate = s.bitrate;
+    stats.copies = s.copies;
+    stats.mode_switches = s.mode_switches;
     stats.received = ReceiverStats {
         datagrams: s.datagrams_in,
         malformed: s.malformed,

@@ -28,6 +28,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::packet::Repair;
+
 /// Tuning of a jitter buffer.
 #[derive(Clone, Debug)]
 pub struct JitterConfig {
@@ -185,6 +187,29 @@ impl JitterBuffer {
             jitter: Duration::ZERO,
             scratch: Vec::new(),
             stats: JitterStats::default(),
+        }
+    }
+
+    /// How much of the sender's audio had to be rebuilt over the last window, for the
+    /// report our datagrams carry back: nothing; a little (single slots, under 4 % of them,
+    /// each filled by a copy); or much (a run of two or more, a slot concealed for want of
+    /// any copy, or more often).
+    pub fn repair_need(&self, now: Instant) -> Repair {
+        let (mut missed, mut concealed) = (0usize, false);
+        for (_, t, c) in &self.missed {
+            if now.saturating_duration_since(*t) <= self.cfg.window {
+                missed += 1;
+                concealed |= *c;
+            }
+        }
+        if missed == 0 {
+            return Repair::Nothing;
+        }
+        let slots = (self.cfg.window.as_secs_f64() / self.cfg.frame.as_secs_f64()).max(1.0);
+        if concealed || self.longest_run >= 2 || missed as f64 > slots * 0.04 {
+            Repair::Much
+        } else {
+            Repair::Little
         }
     }
 

@@ -14,5 +14,5 @@ pub mod stream;
 
 pub use clock::{Due, MediaClock};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
-pub use packet::{MediaPacket, PacketError, Packetizer};
-pub use stream::{AudioStream, AudioStreamConfig, AudioStreamStats, AudioWork};
+pub use packet::{MediaPacket, PacketError, Packetizer, Repair};
+pub use stream::{AudioStream, AudioStreamConfig, AudioStreamStats, AudioWork, RichMode};

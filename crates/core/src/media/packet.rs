@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! 0      version:4 = 1 | kind:4 (0 = audio)
-//! 1      flags: bit 0 = speech (the sender's voice activity), bit 1 = muted
+//! 1      flags: bit 0 = speech (the sender's voice activity), bit 1 = muted,
+//!        bit 2 = a repair report follows in bits 3-4: how much the sender's own receiver had
+//!        to rebuild of what it got from us lately (0 nothing, 1 a little, 2 much; see
+//!        [`Repair`])
 //! 2..6   seq: u32, +1 per datagram
 //! 6..10  ts: u32, media timestamp of the primary frame, in samples at 48 kHz
 //! 10..12 dur: u16, samples per frame (120..=2880, a multiple of 120)
@@ -25,6 +28,39 @@ const VERSION: u8 = 1;
 const KIND_AUDIO: u8 = 0;
 const FLAG_SPEECH: u8 = 1;
 const FLAG_MUTED: u8 = 2;
+const FLAG_REPORT: u8 = 4;
+const REPORT_SHIFT: u8 = 3;
+
+/// How much of the peer's audio a receiver lately had to rebuild, reported back in every
+/// datagram it sends: the sender spends its datagram's room on quality while nothing is
+/// missing, and on copies of older frames when they are needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Repair {
+    /// Every frame came in its own datagram, in time.
+    Nothing,
+    /// A few frames, each alone, came only as copies in later datagrams.
+    Little,
+    /// Frames were missing in runs, often, or were lost altogether.
+    Much,
+}
+
+impl Repair {
+    fn bits(self) -> u8 {
+        match self {
+            Repair::Nothing => 0,
+            Repair::Little => 1,
+            Repair::Much => 2,
+        }
+    }
+    fn from_bits(b: u8) -> Self {
+        match b {
+            0 => Repair::Nothing,
+            1 => Repair::Little,
+            // 3 is not sent; read as the cautious answer.
+            _ => Repair::Much,
+        }
+    }
+}
 
 /// Why a datagram was dropped. The call goes on; these are only counted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,6 +90,8 @@ pub struct MediaPacket<'a> {
     pub speech: bool,
     /// The sender is muted (the frames carry silence).
     pub muted: bool,
+    /// What the sender's receiver had to rebuild of our audio lately, if it said.
+    pub report: Option<Repair>,
     /// Frames, newest first: `frames[k]` belongs to `seq - k`.
     pub frames: Vec<&'a [u8]>,
 }
@@ -96,6 +134,8 @@ impl<'a> MediaPacket<'a> {
             dur,
             speech: flags & FLAG_SPEECH != 0,
             muted: flags & FLAG_MUTED != 0,
+            report: (flags & FLAG_REPORT != 0)
+                .then(|| Repair::from_bits((flags >> REPORT_SHIFT) & 3)),
             frames,
         })
     }
@@ -110,6 +150,8 @@ pub struct Packetizer {
     seq: u32,
     /// Previous frames, newest first.
     history: Vec<Vec<u8>>,
+    /// The repair report the next datagrams carry.
+    report: Option<Repair>,
 }
 
 impl Packetizer {
@@ -121,7 +163,18 @@ impl Packetizer {
             max_redundant: max_redundant.min(MAX_FRAMES - 1),
             seq: 0,
             history: Vec::new(),
+            report: None,
         }
+    }
+
+    /// At most this many older frames from the next datagram on (as room allows).
+    pub fn set_redundancy(&mut self, max_redundant: usize) {
+        self.max_redundant = max_redundant.min(MAX_FRAMES - 1);
+    }
+
+    /// The repair report the next datagrams carry.
+    pub fn set_report(&mut self, report: Option<Repair>) {
+        self.report = report;
     }
 
     /// The datagram size every packet of this call has.
@@ -143,7 +196,12 @@ impl Packetizer {
     ) -> u32 {
         out.clear();
         out.push(VERSION << 4 | KIND_AUDIO);
-        out.push(if speech { FLAG_SPEECH } else { 0 } | if muted { FLAG_MUTED } else { 0 });
+        let report = self
+            .report
+            .map_or(0, |r| FLAG_REPORT | r.bits() << REPORT_SHIFT);
+        out.push(
+            if speech { FLAG_SPEECH } else { 0 } | if muted { FLAG_MUTED } else { 0 } | report,
+        );
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&ts.to_be_bytes());
         out.extend_from_slice(&dur.to_be_bytes());
@@ -168,10 +226,10 @@ impl Packetizer {
         }
         out[count_at] = count;
         out.resize(self.size, 0);
-        if self.max_redundant > 0 {
-            self.history.insert(0, primary.to_vec());
-            self.history.truncate(self.max_redundant);
-        }
+        // Kept up to the most copies any mode sends, so that a switch to more copies has
+        // them at once.
+        self.history.insert(0, primary.to_vec());
+        self.history.truncate(MAX_FRAMES - 1);
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         seq
@@ -255,5 +313,37 @@ mod tests {
         let m = MediaPacket::parse(&out).unwrap();
         assert!(m.muted && !m.speech);
         assert_eq!(m.frames.len(), 1);
+    }
+
+    /// The repair report rides in the flags, beside speech and muted; a datagram without one
+    /// says nothing (not "nothing to rebuild"), and the unused level reads as the cautious one.
+    #[test]
+    fn the_repair_report_travels_in_the_flags() {
+        let mut p = Packetizer::new(200, 2);
+        let mut out = Vec::new();
+        p.packetize(0, 960, true, false, &[1; 20], &mut out);
+        assert_eq!(MediaPacket::parse(&out).unwrap().report, None);
+        for r in [Repair::Nothing, Repair::Little, Repair::Much] {
+            p.set_report(Some(r));
+            p.packetize(960, 960, true, true, &[2; 20], &mut out);
+            let m = MediaPacket::parse(&out).unwrap();
+            assert_eq!((m.report, m.speech, m.muted), (Some(r), true, true));
+        }
+        out[1] = FLAG_REPORT | 3 << REPORT_SHIFT;
+        let m = MediaPacket::parse(&out).unwrap();
+        assert_eq!(
+            (m.report, m.speech, m.muted),
+            (Some(Repair::Much), false, false)
+        );
+        // Fewer copies from the next datagram on.
+        p.set_redundancy(1);
+        p.packetize(1920, 960, true, false, &[3; 20], &mut out);
+        assert_eq!(MediaPacket::parse(&out).unwrap().frames.len(), 2);
+        p.set_redundancy(2);
+        p.packetize(2880, 960, true, false, &[4; 20], &mut out);
+        assert_eq!(
+            MediaPacket::parse(&out).unwrap().frames,
+            [&[4u8; 20][..], &[3; 20], &[2; 20]]
+        );
     }
 }

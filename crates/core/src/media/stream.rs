@@ -23,7 +23,16 @@ use std::time::{Duration, Instant};
 
 use super::clock::MediaClock;
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
-use super::packet::{MediaPacket, Packetizer};
+use super::packet::{MediaPacket, Packetizer, Repair};
+
+/// A mode for a clean path: the same datagram spent on a better frame and fewer copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RichMode {
+    /// The encoder's bitrate (bits per second).
+    pub bitrate: u32,
+    /// Older frames each datagram carries.
+    pub redundancy: usize,
+}
 
 /// How a call's audio runs.
 #[derive(Clone, Debug)]
@@ -39,6 +48,11 @@ pub struct AudioStreamConfig {
     pub datagram_size: usize,
     /// Most older frames each datagram carries.
     pub redundancy: usize,
+    /// The encoder's bitrate (bits per second) with `redundancy` copies: the robust mode.
+    pub bitrate: u32,
+    /// The mode used while the peer reports that it rebuilt nothing of ours for
+    /// [`AudioStream::CALM`] (see [`Repair`]); `None`: always the robust mode.
+    pub rich: Option<RichMode>,
     /// The jitter buffer.
     pub jitter: JitterConfig,
     /// Arrived datagrams taken in at most before the owed frames, after a stall (a flood
@@ -54,6 +68,8 @@ impl Default for AudioStreamConfig {
             send_offset: Duration::from_millis(3),
             datagram_size: 320,
             redundancy: 2,
+            bitrate: 40_000,
+            rich: None,
             jitter: JitterConfig::default(),
             max_drain: 256,
         }
@@ -76,6 +92,8 @@ pub enum AudioWork {
     Encode {
         /// This frame is owed from a stall.
         catching_up: bool,
+        /// The bitrate to encode it at (bits per second).
+        bitrate: u32,
     },
     /// Decode (or conceal) this and play it.
     Play(Playout),
@@ -101,6 +119,12 @@ pub struct AudioStreamStats {
     pub bytes_in: u64,
     /// Datagrams dropped as malformed (counted, never fatal).
     pub malformed: u64,
+    /// The bitrate frames are encoded at now (bits per second).
+    pub bitrate: u32,
+    /// Older frames each datagram carries now.
+    pub copies: usize,
+    /// Times the stream switched between its robust and rich modes.
+    pub mode_switches: u64,
 }
 
 /// One step of the work owed after a timeout.
@@ -130,7 +154,19 @@ pub struct AudioStream {
     burst: Vec<Vec<u8>>,
     /// The last frame's datagram and when it leaves.
     pending: Option<(Instant, Vec<u8>)>,
+    adapt: Adapt,
     stats: AudioStreamStats,
+}
+
+/// The choice between the robust mode and the rich one, from the peer's reports.
+#[derive(Debug, Default)]
+struct Adapt {
+    rich: bool,
+    /// When the peer's last report came.
+    heard: Option<Instant>,
+    /// Since when the peer has reported nothing to rebuild, without a break.
+    calm_since: Option<Instant>,
+    switches: u64,
 }
 
 impl AudioStream {
@@ -147,7 +183,73 @@ impl AudioStream {
             ready: VecDeque::new(),
             burst: Vec::new(),
             pending: None,
+            adapt: Adapt::default(),
             stats: AudioStreamStats::default(),
+        }
+    }
+
+    /// The peer must report nothing to rebuild this long before the rich mode is used: with
+    /// its receiver's window (5 s), ten seconds after the last frame it missed.
+    pub const CALM: Duration = Duration::from_secs(5);
+    /// Without a report for this long (its datagrams stopped coming), the robust mode.
+    pub const REPORT_STALE: Duration = Duration::from_secs(1);
+
+    /// The peer's report on what it rebuilt of ours: a report of much goes robust at once.
+    fn heard_report(&mut self, now: Instant, report: Repair) {
+        self.adapt.heard = Some(now);
+        if report == Repair::Nothing {
+            self.adapt.calm_since.get_or_insert(now);
+        } else {
+            self.adapt.calm_since = None;
+        }
+        if report == Repair::Much {
+            self.set_rich(false);
+        }
+    }
+
+    /// Chooses the mode for the frames due now.
+    fn choose_mode(&mut self, now: Instant) {
+        if self.config.rich.is_none() {
+            return;
+        }
+        let fresh = self
+            .adapt
+            .heard
+            .is_some_and(|t| now.saturating_duration_since(t) <= Self::REPORT_STALE);
+        if !fresh {
+            self.adapt.calm_since = None;
+            self.set_rich(false);
+        } else if self
+            .adapt
+            .calm_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= Self::CALM)
+        {
+            self.set_rich(true);
+        }
+    }
+
+    fn set_rich(&mut self, rich: bool) {
+        if self.adapt.rich == rich {
+            return;
+        }
+        self.adapt.rich = rich;
+        self.adapt.switches += 1;
+        self.packetizer.set_redundancy(self.copies());
+    }
+
+    /// The bitrate frames are encoded at now.
+    fn bitrate(&self) -> u32 {
+        match self.config.rich {
+            Some(r) if self.adapt.rich => r.bitrate,
+            _ => self.config.bitrate,
+        }
+    }
+
+    /// The copies each datagram carries now.
+    fn copies(&self) -> usize {
+        match self.config.rich {
+            Some(r) if self.adapt.rich => r.redundancy,
+            _ => self.config.redundancy,
         }
     }
 
@@ -156,8 +258,14 @@ impl AudioStream {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
-        if !push_datagram(&mut self.jitter, now, datagram, self.config.frame_samples) {
-            self.stats.malformed += 1;
+        match MediaPacket::parse(datagram) {
+            Ok(p) if p.dur == self.config.frame_samples => {
+                push_packet(&mut self.jitter, now, &p);
+                if let Some(r) = p.report {
+                    self.heard_report(now, r);
+                }
+            }
+            _ => self.stats.malformed += 1,
         }
     }
 
@@ -167,6 +275,11 @@ impl AudioStream {
         if due.frames == 0 {
             return;
         }
+        // The datagrams made now say what we rebuilt of the peer's, and are made in the
+        // mode the peer's reports call for.
+        self.packetizer
+            .set_report(Some(self.jitter.repair_need(now)));
+        self.choose_mode(now);
         // A datagram still waiting for its send time (woken before it left) is late now: it
         // leaves before the next one is made.
         if let Some((_, d)) = self.pending.take() {
@@ -195,7 +308,10 @@ impl AudioStream {
             },
             Step::Encode { catching_up, last } => {
                 self.asked = Some(last);
-                AudioWork::Encode { catching_up }
+                AudioWork::Encode {
+                    catching_up,
+                    bitrate: self.bitrate(),
+                }
             }
             Step::Play => AudioWork::Play(self.jitter.pop(now)),
         })
@@ -290,6 +406,9 @@ impl AudioStream {
             frames_due: self.clock.frames(),
             frames_caught_up: self.clock.caught_up(),
             frames_dropped: self.clock.dropped(),
+            bitrate: self.bitrate(),
+            copies: self.copies(),
+            mode_switches: self.adapt.switches,
             ..self.stats
         }
     }
@@ -309,13 +428,18 @@ pub fn push_datagram(
     if p.dur != frame_samples {
         return false;
     }
+    push_packet(jitter, now, &p);
+    true
+}
+
+/// Puts a parsed datagram's frames into `jitter`.
+fn push_packet(jitter: &mut JitterBuffer, now: Instant, p: &MediaPacket<'_>) {
     for (k, frame) in p.frames.iter().enumerate() {
         let seq = p.seq.wrapping_sub(k as u32);
         // Copies carry no voice flag of their own: treat them as speech (never shrunk).
         let speech = if k == 0 { p.speech } else { true };
         jitter.push(now, seq, frame, speech, k == 0);
     }
-    true
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl Driver {
                         s.handle_datagram(now, &d);
                     }
                 }
-                AudioWork::Encode { catching_up } => {
+                AudioWork::Encode { catching_up, .. } => {
                     self.log.asked.push(catching_up);
                     if catching_up && !self.captured {
                         s.handle_not_captured();
@@ -316,13 +316,117 @@ fn unasked_answers_are_ignored_and_an_encode_is_answered_first() {
     assert_eq!(s.poll_work(t0), Some(AudioWork::TakeArrived { max: 256 }));
     assert_eq!(
         s.poll_work(t0),
-        Some(AudioWork::Encode { catching_up: false })
+        Some(AudioWork::Encode {
+            catching_up: false,
+            bitrate: 40_000
+        })
     );
     assert_eq!(s.poll_work(t0), None, "the encode is not answered yet");
     s.handle_encoded(b"x", false, false);
     assert_eq!(s.poll_work(t0), Some(AudioWork::Play(Playout::Silence)));
     assert_eq!(
         s.poll_work(t0),
-        Some(AudioWork::Encode { catching_up: true })
+        Some(AudioWork::Encode {
+            catching_up: true,
+            bitrate: 40_000
+        })
     );
+}
+
+/// Two streams, each reporting what it rebuilt of the other's audio. On a clean path the
+/// sender moves to the rich mode (a better frame, one copy) once the far end has reported
+/// nothing to rebuild for `CALM`; when one datagram in ten is lost it goes back to the robust
+/// mode (more copies) within a few seconds, and a burst of two lost in the rich mode sends it
+/// back at once. Nothing is ever lost to the player: a single copy covers single losses.
+#[test]
+fn the_sender_spends_its_datagram_on_quality_while_the_far_end_misses_nothing() {
+    let t0 = Instant::now();
+    let cfg = AudioStreamConfig {
+        rich: Some(RichMode {
+            bitrate: 56_000,
+            redundancy: 1,
+        }),
+        ..config()
+    };
+    let mut a = AudioStream::new(cfg.clone(), t0);
+    let mut b = AudioStream::new(cfg, t0 + 7 * MS);
+    let (mut da, mut db) = (Driver::new(), Driver::new());
+    // In flight: (arrival, to b?, datagram).
+    let mut flight: Vec<(Instant, bool, Vec<u8>)> = Vec::new();
+    let s = |secs: u64| t0 + Duration::from_secs(secs);
+    let end = s(50);
+    // A's datagrams to B: one in ten lost from 15 s to 25 s; two in a row at 42 s.
+    let lost = |n: u64, at: Instant| {
+        (at >= s(15) && at < s(25) && n.is_multiple_of(10))
+            || (at >= s(42) && (2100..2102).contains(&n))
+    };
+    let (mut sent_a, mut switches) = (0u64, Vec::new());
+    let mut copies_seen = std::collections::BTreeMap::new();
+    let mut last = a.stats().bitrate;
+    loop {
+        let t = a.poll_timeout().min(b.poll_timeout());
+        let t = flight.iter().map(|f| f.0).min().map_or(t, |f| f.min(t));
+        if t > end {
+            break;
+        }
+        flight.sort_by_key(|f| f.0);
+        while flight.first().is_some_and(|f| f.0 <= t) {
+            let (_, to_b, dg) = flight.remove(0);
+            if to_b {
+                b.handle_datagram(t, &dg);
+            } else {
+                a.handle_datagram(t, &dg);
+            }
+        }
+        if a.poll_timeout() <= t {
+            da.wake(&mut a, t);
+        }
+        if b.poll_timeout() <= t {
+            db.wake(&mut b, t);
+        }
+        for (_, dg) in da.log.sent.drain(..) {
+            let p = MediaPacket::parse(&dg).unwrap();
+            // The report is always there; what A sends follows its mode.
+            assert!(p.report.is_some());
+            *copies_seen
+                .entry((a.stats().bitrate, p.frames.len() - 1))
+                .or_insert(0u32) += 1;
+            if !lost(sent_a, t) {
+                flight.push((t + 30 * MS, true, dg));
+            }
+            sent_a += 1;
+        }
+        for (_, dg) in db.log.sent.drain(..) {
+            flight.push((t + 30 * MS, false, dg));
+        }
+        let now = a.stats().bitrate;
+        if now != last {
+            switches.push((t.duration_since(t0).as_secs_f64(), now));
+            last = now;
+        }
+    }
+    eprintln!("switches (s, b/s): {switches:?}; (bitrate, copies): {copies_seen:?}");
+    // Rich once B has reported nothing for CALM (its first report comes at once).
+    assert_eq!(switches[0].1, 56_000);
+    assert!((5.0..6.0).contains(&switches[0].0), "{switches:?}");
+    // Robust again within 3 s of one in ten lost.
+    assert_eq!(switches[1].1, 40_000);
+    assert!((15.0..18.0).contains(&switches[1].0), "{switches:?}");
+    // Rich again once B's window is clear of the last miss (about 25 s + 0.1) and CALM more.
+    assert_eq!(switches[2].1, 56_000);
+    assert!((34.0..37.0).contains(&switches[2].0), "{switches:?}");
+    // Two in a row lost in the rich mode: robust at once.
+    assert_eq!(switches[3].1, 40_000);
+    assert!((42.0..42.5).contains(&switches[3].0), "{switches:?}");
+    assert_eq!(switches.len(), 4, "{switches:?}");
+    assert_eq!(a.stats().mode_switches, 4);
+    // Each mode's datagrams carried its copies (a datagram made at the switch excepted).
+    let (rich, robust) = (copies_seen[&(56_000, 1)], copies_seen[&(40_000, 2)]);
+    assert!(rich > 900 && robust > 1000, "{copies_seen:?}");
+    // B played every frame but the one of the burst that the single copy could not cover
+    // (its other concealed slots were inserted on purpose, to make room for copies).
+    let j = b.jitter_stats();
+    assert_eq!(j.lost, 1, "{j:?}");
+    // B, which lost nothing of A's... had nothing to report, and stayed rich after 5 s.
+    assert_eq!(b.stats().mode_switches, 1);
 }
