@@ -232,7 +232,12 @@ impl Output {
         let secs = s.elapsed.as_secs_f64().max(0.001);
         let slots = (s.jitter.played + s.jitter.lost).max(1);
         let loss = s.jitter.lost as f64 * 100.0 / slots as f64;
-        let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
+        // What the path carries now (the connection's start, with its path-MTU probes, left
+        // out once a few seconds have passed).
+        let kbps = s
+            .udp_tx_recent_bps
+            .map_or(s.udp_tx_bytes as f64 * 8.0 / secs, |bps| bps)
+            / 1000.0;
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
         let echo = match s.echo {
             None => " · echo cancellation off".to_string(),
@@ -265,7 +270,12 @@ impl Output {
         let secs = s.elapsed.as_secs_f64().max(0.001);
         let slots = (s.jitter.played + s.jitter.lost).max(1);
         let loss = s.jitter.lost as f64 * 100.0 / slots as f64;
-        let kbps = s.udp_tx_bytes as f64 * 8.0 / secs / 1000.0;
+        // What the path carries now (the connection's start, with its path-MTU probes, left
+        // out once a few seconds have passed).
+        let kbps = s
+            .udp_tx_recent_bps
+            .map_or(s.udp_tx_bytes as f64 * 8.0 / secs, |bps| bps)
+            / 1000.0;
         let remote = s.remote.map(|r| r.to_string()).unwrap_or_default();
         self.emit(
             Self::stats_line(s),

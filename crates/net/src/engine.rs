@@ -116,6 +116,7 @@ struct AudioRun {
     done: oneshot::Sender<(AudioStats, Result<(), MediaEndError>)>,
     started: Instant,
     udp0: u64,
+    udp_recent: crate::audio::RecentRate,
     frames: u64,
     pcm: Vec<i16>,
     out: Vec<i16>,
@@ -310,6 +311,7 @@ impl Parts {
                     done: s.done,
                     started: Instant::now(),
                     udp0: link.udp_tx_bytes(),
+                    udp_recent: crate::audio::RecentRate::default(),
                     frames: 0,
                     pcm: vec![0; FRAME_SAMPLES],
                     out: vec![0; FRAME_SAMPLES],
@@ -637,6 +639,7 @@ fn fill_audio<L: AudioLink>(a: &mut AudioRun, media: &CallMedia, link: &L) {
     stats.rtt = link.rtt();
     stats.echo = a.sender.echo_stats();
     stats.udp_tx_bytes = link.udp_tx_bytes().saturating_sub(a.udp0);
+    stats.udp_tx_recent_bps = a.udp_recent.update(Instant::now(), stats.udp_tx_bytes);
 }
 
 fn fill_video(v: &mut VideoRun, media: &CallMedia, now: Instant) {
