@@ -111,6 +111,9 @@ pub struct PathStats {
     pub frozen: bool,
     /// Echo cancellation: off (`None`), or on with what it found.
     pub echo: Option<extrasafe_net::audio::EchoStats>,
+    /// The voice's bitrate now (kb/s) and the copies each datagram carries (0: no audio).
+    pub voice_kbps: u32,
+    pub copies: usize,
 }
 
 /// A call, from the first ring (or dial) until the person closes its summary.
@@ -746,7 +749,8 @@ impl Model {
                     "echo_cancel": s.echo.is_some(),
                     "echo_delay_ms": s.echo.and_then(|e| e.delay_ms),
                     "echo_erle_db": s.echo.and_then(|e| e.erle_db),
-                    "echo_none_heard": s.echo.is_some_and(|e| e.no_echo)})),
+                    "echo_none_heard": s.echo.is_some_and(|e| e.no_echo),
+                    "voice_kbps": s.voice_kbps, "copies": s.copies})),
                 "controls": {
                     "answer": controls.answer, "cancel": controls.cancel,
                     "hang_up": controls.hang_up, "media": controls.media, "chat": controls.chat,

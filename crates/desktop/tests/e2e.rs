@@ -322,6 +322,15 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
             "test picture is 16:9, got {w}x{h}"
         );
         assert!(s["call"]["stats"]["rtt_ms"].as_f64().unwrap() < 200.0);
+        // The window shows the voice's bitrate and its copies (one of the two modes).
+        let voice = (
+            &s["call"]["stats"]["voice_kbps"],
+            &s["call"]["stats"]["copies"],
+        );
+        assert!(
+            voice == (&json!(40), &json!(2)) || voice == (&json!(56), &json!(1)),
+            "{voice:?}"
+        );
     }
 
     // Chat both ways.

@@ -112,7 +112,10 @@ impl EchoCanceller {
     /// Echo cancellation and gain control, each on or off (both off: the voice passes), knowing
     /// nothing of the room yet.
     pub fn with(echo_cancellation: bool, gain_control: bool) -> Self {
-        let build = |config: sonora::Config| {
+        // Each at the call's rate: no resampling on the way.
+        let build = |mut config: sonora::Config| {
+            config.pipeline.maximum_internal_processing_rate =
+                sonora::config::MaxProcessingRate::Rate48kHz;
             sonora::AudioProcessing::builder()
                 .config(config)
                 .capture_config(sonora::StreamConfig::new(RATE, 1))
@@ -123,19 +126,16 @@ impl EchoCanceller {
             // No high-pass filter: it shifts the phase of the voice's low end and costs
             // 0.3–0.4 PESQ on a clean voice (bench/RESULTS.md); RNNoise after it already
             // takes out hum. The whole 48 kHz band is processed as one.
-            let mut config = sonora::Config {
+            build(sonora::Config {
                 echo_canceller: Some(sonora::config::EchoCanceller {
                     enforce_high_pass_filtering: false,
                     ..Default::default()
                 }),
                 ..Default::default()
-            };
-            config.pipeline.maximum_internal_processing_rate =
-                sonora::config::MaxProcessingRate::Rate48kHz;
-            build(config)
+            })
         });
         let agc = gain_control.then(|| {
-            let mut config = sonora::Config {
+            build(sonora::Config {
                 gain_controller2: Some(sonora::config::GainController2 {
                     // From 0 dB, not AGC2's usual +15: a voice already at its level would
                     // start 15 dB too loud, into the limiter, and the first words come out
@@ -148,11 +148,7 @@ impl EchoCanceller {
                     ..Default::default()
                 }),
                 ..Default::default()
-            };
-            // At the call's rate: no resampling on the way.
-            config.pipeline.maximum_internal_processing_rate =
-                sonora::config::MaxProcessingRate::Rate48kHz;
-            build(config)
+            })
         });
         Self {
             aec,
@@ -195,21 +191,18 @@ impl EchoCanceller {
                 let was = self.presence.passing;
                 let erl = aec.statistics().echo_return_loss;
                 let pass = self.presence.update(far_db, erl);
-                if pass || was {
-                    // Passing: the microphone as it was; on a switch, a 10 ms fade from
-                    // what was used to what is used now.
-                    let n = half.len() as f32;
-                    for (i, (out, raw)) in half.iter_mut().zip(&self.raw).enumerate() {
-                        let pick = |passing: bool| if passing { *raw } else { *out };
-                        let (from, to) = (pick(was), pick(pass));
-                        let w = if pass == was {
-                            1.0
-                        } else {
-                            (i as f32 + 0.5) / n
-                        };
-                        *out = (f32::from(from) * (1.0 - w) + f32::from(to) * w)
-                            .round()
-                            .clamp(-32768.0, 32767.0) as i16;
+                match (was, pass) {
+                    (false, false) => {}
+                    // Passing: the microphone as it was.
+                    (true, true) => half.copy_from_slice(&self.raw),
+                    // A switch: a 10 ms fade from what was used to what is used now.
+                    _ => {
+                        let n = half.len() as f32;
+                        for (i, (out, raw)) in half.iter_mut().zip(&self.raw).enumerate() {
+                            let (from, to) = if pass { (*out, *raw) } else { (*raw, *out) };
+                            let w = (i as f32 + 0.5) / n;
+                            *out = (f32::from(from) * (1.0 - w) + f32::from(to) * w).round() as i16;
+                        }
                     }
                 }
             }

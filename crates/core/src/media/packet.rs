@@ -34,7 +34,7 @@ const REPORT_SHIFT: u8 = 3;
 /// How much of the peer's audio a receiver lately had to rebuild, reported back in every
 /// datagram it sends: the sender spends its datagram's room on quality while nothing is
 /// missing, and on copies of older frames when they are needed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Repair {
     /// Every frame came in its own datagram, in time.
     Nothing,
@@ -147,6 +147,8 @@ impl<'a> MediaPacket<'a> {
 pub struct Packetizer {
     size: usize,
     max_redundant: usize,
+    /// Older frames kept: the most copies this packetizer was made for.
+    keep: usize,
     seq: u32,
     /// Previous frames, newest first.
     history: Vec<Vec<u8>>,
@@ -161,15 +163,17 @@ impl Packetizer {
             // Never smaller than a header and an empty frame.
             size: size.max(HEADER_LEN + 2),
             max_redundant: max_redundant.min(MAX_FRAMES - 1),
+            keep: max_redundant.min(MAX_FRAMES - 1),
             seq: 0,
             history: Vec::new(),
             report: None,
         }
     }
 
-    /// At most this many older frames from the next datagram on (as room allows).
+    /// At most this many older frames from the next datagram on (as room allows), up to the
+    /// number it was made with.
     pub fn set_redundancy(&mut self, max_redundant: usize) {
-        self.max_redundant = max_redundant.min(MAX_FRAMES - 1);
+        self.max_redundant = max_redundant.min(self.keep);
     }
 
     /// The repair report the next datagrams carry.
@@ -226,10 +230,12 @@ impl Packetizer {
         }
         out[count_at] = count;
         out.resize(self.size, 0);
-        // Kept up to the most copies any mode sends, so that a switch to more copies has
-        // them at once.
-        self.history.insert(0, primary.to_vec());
-        self.history.truncate(MAX_FRAMES - 1);
+        // Kept up to the most copies it was made for, so that a switch back to more copies
+        // has them at once.
+        if self.keep > 0 {
+            self.history.insert(0, primary.to_vec());
+            self.history.truncate(self.keep);
+        }
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         seq

@@ -172,9 +172,15 @@ struct Adapt {
 impl AudioStream {
     /// A stream whose first frame is due at `now`.
     pub fn new(config: AudioStreamConfig, now: Instant) -> Self {
+        // Made for the most copies either mode sends; the robust mode's to begin with.
+        let most = config
+            .rich
+            .map_or(config.redundancy, |r| r.redundancy.max(config.redundancy));
+        let mut packetizer = Packetizer::new(config.datagram_size, most);
+        packetizer.set_redundancy(config.redundancy);
         Self {
             clock: MediaClock::new(now, config.frame),
-            packetizer: Packetizer::new(config.datagram_size, config.redundancy),
+            packetizer,
             jitter: JitterBuffer::new(config.jitter.clone()),
             config,
             ts: 0,

@@ -427,6 +427,6 @@ fn the_sender_spends_its_datagram_on_quality_while_the_far_end_misses_nothing() 
     // (its other concealed slots were inserted on purpose, to make room for copies).
     let j = b.jitter_stats();
     assert_eq!(j.lost, 1, "{j:?}");
-    // B, which lost nothing of A's... had nothing to report, and stayed rich after 5 s.
+    // A lost nothing of B's: B went rich after 5 s and stayed.
     assert_eq!(b.stats().mode_switches, 1);
 }

@@ -672,6 +672,8 @@ impl Backend {
             s.send_kbps = st.sent_bytes as f64 * 8.0 / secs / 1e3;
             s.recv_kbps = st.received.bytes as f64 * 8.0 / secs / 1e3;
             s.echo = st.echo;
+            s.voice_kbps = st.voice_bitrate / 1000;
+            s.copies = st.copies;
             if let Some(f) = st.device_fault {
                 faults.push(words::device_fault(f));
             }

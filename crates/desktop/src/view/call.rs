@@ -143,9 +143,14 @@ fn connected(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut Ve
                 _ => " · echo cancellation on".to_string(),
             },
         };
+        let voice = match s.copies {
+            _ if s.voice_kbps == 0 => String::new(),
+            1 => format!(" (voice {} kb/s, 1 copy)", s.voice_kbps),
+            n => format!(" (voice {} kb/s, {n} copies)", s.voice_kbps),
+        };
         ui.label(
             RichText::new(format!(
-                "Direct to {} · round trip {:.0} ms · loss {:.1} % · sending {:.0} kb/s · receiving {:.0} kb/s{video}{echo}",
+                "Direct to {} · round trip {:.0} ms · loss {:.1} % · sending {:.0} kb/s{voice} · receiving {:.0} kb/s{video}{echo}",
                 s.remote, s.rtt_ms, s.loss_percent, s.send_kbps, s.recv_kbps
             ))
             .small()
