@@ -12,6 +12,7 @@
 # Usage: bash bench/aec.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
@@ -20,11 +21,7 @@ command -v parecord >/dev/null || need+=(pulseaudio-utils)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q pesq numpy scipy
-fi
+pesq_venv
 work=${AEC_WORK:-$(mktemp -d)}
 mkdir -p "$work"
 trap 'pulseaudio --kill 2>/dev/null || true; [ -n "${AEC_WORK:-}" ] || rm -rf "$work"' EXIT

@@ -3,6 +3,7 @@
 # with PyPI pesq for scoring), then runs `audio-bench`. Usage: bash bench/audio.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 # espeak-ng for voices; libopus-dev (through pkg-config) to compare the system libopus.
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
@@ -10,11 +11,7 @@ pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q pesq numpy scipy
-fi
+pesq_venv
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Several voices, speeds and pitches, eight seconds or so each.

@@ -9,22 +9,13 @@
 # Usage: bash bench/call_ab.sh [ROUNDS]      (BASE=<rev> to compare with another revision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3}
 base=${BASE:-493e0b6}
 command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; }
 work=$(mktemp -d)
 trap 'pkill -f "$work" 2>/dev/null || true; git worktree remove --force "$work/base" 2>/dev/null || true; rm -rf "$work"' EXIT
-# Both builds share this tree's target folder (their own crates are apart, by path); the
-# working tree's is built last, so target/release/extrasafe is left as this tree's.
-git worktree add -q --detach "$work/base" "$base"
-(cd "$work/base" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release -q -p extrasafe)
-cp target/release/extrasafe "$work/old"
-# The two trees' crates share their names and (cargo hashes path sources relative to the
-# workspace) their artifacts' names: every source of this tree is made newer than the base's
-# build, or cargo would take the base's crates for this tree's.
-find crates -name '*.rs' -exec touch {} +
-cargo build --release -q -p extrasafe
-cp target/release/extrasafe "$work/new"
+build_with_base "$base" "$work" "$work/old" "$work/new"
 espeak-ng -v en-us -s 150 -w "$work/voice.wav" "The quick brown fox jumps over the lazy dog. Please call me back when you have read the report, and bring the numbers from last week."
 export PULSE_SERVER=unix:/nonexistent
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'; }
@@ -53,7 +44,6 @@ round() { # $1 = build (old|new), $2 = mode (audio|video); prints "caller% calle
     'BEGIN {printf "%.2f %.2f %d %d %d\n", a/1e8, b/1e8, l, c, s}'
   sleep 2
 }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 declare -A ca cb lost conc shown
 echo "uptime before: $(uptime)"
 for r in $(seq "$rounds"); do

@@ -16,6 +16,7 @@
 # Usage: bash bench/clean_call.sh [ROUNDS, default 3]    (BASE=<rev> for another revision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3}
 base=${BASE:-a631338}
 need=()
@@ -24,11 +25,7 @@ command -v baresip >/dev/null || need+=(baresip)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q pesq numpy scipy
-fi
+pesq_venv
 work=$(mktemp -d)
 cleanup() {
   pkill -f "$work" 2>/dev/null || true
@@ -36,17 +33,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# Both builds share this tree's target folder (their own crates are apart, by path); the
-# working tree's is built last, so target/release/extrasafe is left as this tree's.
-git worktree add -q --detach "$work/base" "$base"
-(cd "$work/base" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release -q -p extrasafe)
-cp target/release/extrasafe "$work/extrasafe-base"
-# The two trees' crates share their names and (cargo hashes path sources relative to the
-# workspace) their artifacts' names: every source of this tree is made newer than the base's
-# build, or cargo would take the base's crates for this tree's.
-find crates -name '*.rs' -exec touch {} +
-cargo build --release -q -p extrasafe
-cp target/release/extrasafe "$work/extrasafe"
+build_with_base "$base" "$work" "$work/extrasafe-base" "$work/extrasafe"
 export PULSE_SERVER=unix:/nonexistent
 
 # The lead-in and the scored voice, 48 kHz mono (baresip's aufile wants the call's rate).
@@ -96,31 +83,6 @@ extrasafe_call() { # $1 = binary, $2 = recording; prints "caller% callee%"
   for _ in $(seq 200); do pgrep -f -- "--audio-out $rec" >/dev/null || break; sleep 0.1; done
 }
 
-baresip_conf() { # $1 = folder, $2 = device name, $3 = SIP port, $4 = source
-  mkdir -p "$1"
-  cat >"$1/config" <<EOF
-poll_method epoll
-sip_listen 127.0.0.1:$3
-audio_player aubridge,$2
-audio_source $4
-audio_alert aubridge,$2
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 1
-auplay_channels 1
-module_path /usr/lib/baresip/modules
-module opus.so
-module aufile.so
-module aubridge.so
-module srtp.so
-module sndfile.so
-module_app account.so
-module_app menu.so
-snd_path $1
-opus_bitrate 32000
-EOF
-}
-
 baresip_call() { # $1 = recording; prints "caller% callee%"
   local d="$work/bs"
   rm -rf "$d"
@@ -159,7 +121,6 @@ for r in $(seq "$rounds"); do
 done
 cut -d' ' -f5,6 "$work/rows" | "$venv/bin/python" bench/drift_score.py >"$work/scores"
 paste -d' ' "$work/rows" "$work/scores" >"$work/all"
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 # Columns of "all": impl round caller% callee% ref rec lost_ms pesq.
 echo
 echo "| peer | PESQ-WB, median (rounds) | caller CPU, % of a core (rounds) | callee CPU, % of a core (rounds) |"

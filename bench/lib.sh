@@ -1,4 +1,4 @@
-# Shared by the transfer benchmarks (sourced, not run).
+# Shared by the benchmarks (sourced, not run).
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -66,4 +66,60 @@ lossy_link() {
     done
     sleep 0.3
   fi
+}
+
+# pesq_venv: sets `venv` to a Python with PyPI pesq, numpy and scipy (PESQ_VENV, default
+# /tmp/extrasafe-pesq-venv, made once).
+pesq_venv() {
+  venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pesq numpy scipy
+  fi
+}
+
+# build_with_base BASE WORK OLD NEW: `extrasafe` (release) built at revision BASE (a worktree
+# at WORK/base, which the caller removes) and from this tree, copied to OLD and NEW. Both
+# builds share this tree's target folder; this tree's is built last, so
+# target/release/extrasafe is left as this tree's.
+build_with_base() {
+  local base=$1 work=$2 old=$3 new=$4
+  git worktree add -q --detach "$work/base" "$base"
+  (cd "$work/base" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release -q -p extrasafe)
+  cp target/release/extrasafe "$old"
+  # The two trees' crates share their names and (cargo hashes path sources relative to the
+  # workspace) their artifacts' names: every source of this tree is made newer than the
+  # base's build, or cargo would take the base's crates for this tree's.
+  find crates -name '*.rs' -exec touch {} +
+  cargo build --release -q -p extrasafe
+  cp target/release/extrasafe "$new"
+}
+
+# baresip_conf DIR DEVICE PORT SOURCE: a baresip 1.0 configuration in DIR for a call on
+# 127.0.0.1:PORT with Opus at 32 kb/s over SRTP: its player is the aubridge device DEVICE,
+# its source SOURCE (`aubridge,DEVICE` loops what it plays into its encoder, which sndfile
+# dumps into DIR; `aufile,FILE.wav` sends a file).
+baresip_conf() {
+  mkdir -p "$1"
+  cat >"$1/config" <<CONF
+poll_method epoll
+sip_listen 127.0.0.1:$3
+audio_player aubridge,$2
+audio_source $4
+audio_alert aubridge,$2
+ausrc_srate 48000
+auplay_srate 48000
+ausrc_channels 1
+auplay_channels 1
+module_path /usr/lib/baresip/modules
+module opus.so
+module aufile.so
+module aubridge.so
+module srtp.so
+module sndfile.so
+module_app account.so
+module_app menu.so
+snd_path $1
+opus_bitrate 32000
+CONF
 }

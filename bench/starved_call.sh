@@ -16,6 +16,7 @@
 # Usage: bash bench/starved_call.sh [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3}
 load=${LOAD:-10}
 other=${OTHER:-8884a5c}
@@ -26,11 +27,7 @@ command -v capsh >/dev/null || need+=(libcap2-bin)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-venv=${PESQ_VENV:-/tmp/extrasafe-pesq-venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q pesq numpy scipy
-fi
+pesq_venv
 cargo build --release -q -p extrasafe
 now_bin=$PWD/target/release/extrasafe
 work=$(mktemp -d)
@@ -92,31 +89,6 @@ for line in sys.stdin:
     print("  '"$side"':", " ".join(f"{k}={s[k]}" for k in keys if k in s), file=sys.stderr)
 ' || true
   done
-}
-
-baresip_conf() { # $1 = folder, $2 = device name, $3 = SIP port, $4 = source
-  mkdir -p "$1"
-  cat >"$1/config" <<EOF
-poll_method epoll
-sip_listen 127.0.0.1:$3
-audio_player aubridge,$2
-audio_source $4
-audio_alert aubridge,$2
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 1
-auplay_channels 1
-module_path /usr/lib/baresip/modules
-module opus.so
-module aufile.so
-module aubridge.so
-module srtp.so
-module sndfile.so
-module_app account.so
-module_app menu.so
-snd_path $1
-opus_bitrate 32000
-EOF
 }
 
 baresip_call() { # $1 = recording
