@@ -36,6 +36,11 @@ pub struct Fields {
     pub renewing: bool,
     /// The window title last set.
     pub title: String,
+    /// Chat and files shown beside (or, when narrow, instead of) the picture; `None` until
+    /// the person chooses: then open when the window is wide enough.
+    pub side_open: Option<bool>,
+    /// The call fills the screen.
+    pub fullscreen: bool,
 }
 
 /// Pictures uploaded to the GPU, with the frame index they show.
@@ -53,6 +58,12 @@ pub struct App {
     pub textures: Textures,
     automation: Option<Automation>,
     last_snapshot: String,
+    /// The system's light or dark appearance as it changes (Linux: the desktop portal).
+    #[cfg(target_os = "linux")]
+    pub scheme: Option<std::sync::mpsc::Receiver<crate::system::Scheme>>,
+    /// Desktop notifications for rings and missed calls.
+    #[cfg(target_os = "linux")]
+    pub notifier: Option<crate::system::Notifier>,
 }
 
 impl App {
@@ -64,6 +75,10 @@ impl App {
             textures: Textures::default(),
             automation,
             last_snapshot: String::new(),
+            #[cfg(target_os = "linux")]
+            scheme: None,
+            #[cfg(target_os = "linux")]
+            notifier: None,
         }
     }
 
@@ -90,6 +105,34 @@ impl App {
         }
     }
 
+    /// Tells the desktop of rings and missed calls when the window is not in front (in front,
+    /// the window itself shows them).
+    fn alerts(&mut self, ctx: &egui::Context) {
+        let alerts = std::mem::take(&mut self.model.alerts);
+        #[cfg(target_os = "linux")]
+        if let Some(n) = &self.notifier {
+            use crate::model::Alert;
+            use crate::system::Notification;
+            let away = !ctx.input(|i| i.focused);
+            for a in alerts {
+                match a {
+                    Alert::Incoming { who } if away => {
+                        let (summary, body) = crate::words::ringing_alert(who.as_deref());
+                        n.send(Notification::Ringing { summary, body });
+                    }
+                    Alert::Missed(m) => {
+                        let (summary, body) = crate::words::missed_alert(&m.who, &m.at);
+                        n.send(Notification::Missed { summary, body });
+                    }
+                    Alert::Handled => n.send(Notification::Withdraw),
+                    Alert::Incoming { .. } => {}
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (alerts, ctx);
+    }
+
     pub fn pictures(&self) -> &crate::backend::Pictures {
         &self.backend.pictures
     }
@@ -111,6 +154,11 @@ impl App {
         snap["remote_picture"] = serde_json::json!(self.textures.remote.as_ref().map(|t| t.0));
         snap["preview_picture"] = serde_json::json!(self.textures.preview.is_some());
         snap["zoom"] = serde_json::json!(ui.ctx().zoom_factor());
+        snap["fullscreen"] = serde_json::json!(self.fields.fullscreen);
+        snap["theme"] = serde_json::json!(match ui.ctx().theme() {
+            egui::Theme::Dark => "dark",
+            egui::Theme::Light => "light",
+        });
         snap["missing_glyphs"] = serde_json::json!(auto.missing_glyphs);
         snap["window_focused"] = serde_json::json!(ui.ctx().input(|i| i.focused));
         snap["input_events"] = serde_json::json!(auto.input_events);
@@ -128,6 +176,12 @@ impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         while let Ok(u) = self.backend.updates.try_recv() {
             self.model.apply(u);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(rx) = &self.scheme {
+            while let Ok(s) = rx.try_recv() {
+                ui.ctx().set_theme(s.theme());
+            }
         }
         if self.model.expire(std::time::Instant::now()) {
             ui.ctx()
@@ -149,6 +203,9 @@ impl eframe::App for App {
                     .count()
             });
             actions.extend(auto.take(ui.ctx()));
+            if let Some(open) = auto.side_open.take() {
+                self.fields.side_open = Some(open);
+            }
         }
         // Files dropped on the window are offered in the call.
         let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
@@ -175,6 +232,7 @@ impl eframe::App for App {
             }
         }
         self.title(ui.ctx());
+        self.alerts(ui.ctx());
         view::draw(self, ui, &mut actions);
         self.dispatch(actions);
         if self.model.call.is_some() {

@@ -20,11 +20,16 @@ pub struct Automation {
     pub input_events: usize,
     /// Keys to press in the next frame.
     keys: Vec<egui::Key>,
+    /// The chat column shown (`true`) or put away, for the window to apply.
+    pub side_open: Option<bool>,
 }
 
 impl Automation {
-    /// Reads stdin on a thread of its own; wakes the window for each line.
+    /// Reads stdin on a thread of its own; wakes the window for each line. The accessibility
+    /// tree is built from now on, screen reader or not, so the test can read it.
     pub fn start(ctx: egui::Context) -> Self {
+        ctx.enable_accesskit();
+        ctx.add_plugin(Inspector::default());
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let stdin = std::io::stdin();
@@ -44,6 +49,7 @@ impl Automation {
             missing_glyphs: None,
             input_events: 0,
             keys: Vec::new(),
+            side_open: None,
         }
     }
 
@@ -60,6 +66,30 @@ impl Automation {
                     Some(key) => self.keys.push(key),
                     None => eprintln!("automation: no key named {k}"),
                 }
+                ctx.request_repaint();
+                continue;
+            }
+            // The window's inner size in pixels, as if the person dragged its border.
+            if let Some([w, h]) = v.get("window_size").and_then(|s| {
+                let a = s.as_array()?;
+                Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?])
+            }) {
+                let zoom = ctx.zoom_factor() * ctx.native_pixels_per_point().unwrap_or(1.0);
+                ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
+                    w as f32 / zoom,
+                    h as f32 / zoom,
+                )));
+                continue;
+            }
+            // The chat and files column shown or put away, as its button does.
+            if let Some(open) = v.get("side_open").and_then(Value::as_bool) {
+                self.side_open = Some(open);
+                ctx.request_repaint();
+                continue;
+            }
+            // The accessibility tree of the next frame, printed as one `{"layout": …}` line.
+            if let Some(id) = v.get("inspect").and_then(Value::as_u64) {
+                ctx.plugin::<Inspector>().lock().want = Some(id);
                 ctx.request_repaint();
                 continue;
             }
@@ -150,6 +180,7 @@ pub fn parse(v: &Value) -> Option<Action> {
             video: flag("video"),
         },
         "decline" => Action::Decline,
+        "dismiss_missed" => Action::DismissMissed,
         "hang_up" => Action::HangUp,
         "mute" => Action::Mute(flag("on")),
         "camera" => Action::Camera(flag("on")),
@@ -188,4 +219,62 @@ pub fn parse(v: &Value) -> Option<Action> {
         "dismiss" => Action::DismissNotice(id()? as usize),
         _ => return None,
     })
+}
+
+/// Prints the accessibility tree egui made for a frame (what a screen reader gets): every
+/// node's role, name and place, and the window's size, all in points.
+#[derive(Default)]
+struct Inspector {
+    want: Option<u64>,
+}
+
+impl egui::Plugin for Inspector {
+    fn debug_name(&self) -> &'static str {
+        "extrasafe-inspector"
+    }
+
+    fn output_hook(&mut self, ctx: &egui::Context, output: &mut egui::FullOutput) {
+        let Some(id) = self.want else {
+            return;
+        };
+        let Some(update) = &output.platform_output.accesskit_update else {
+            return;
+        };
+        self.want = None;
+        use egui::accesskit::Action as A;
+        let nodes: Vec<Value> = update
+            .nodes
+            .iter()
+            .map(|(_, n)| {
+                let r = n.bounds();
+                serde_json::json!({
+                    "role": format!("{:?}", n.role()),
+                    "name": n.label().or(n.value()).unwrap_or(""),
+                    "rect": r.map(|r| [r.x0, r.y0, r.x1, r.y1]),
+                    "click": n.supports_action(A::Click),
+                    "focus": n.supports_action(A::Focus),
+                    "disabled": n.is_disabled(),
+                })
+            })
+            .collect();
+        let screen = ctx.content_rect();
+        let scrolls: Vec<[f32; 4]> = ctx
+            .data(|d| d.get_temp::<Vec<egui::Rect>>(egui::Id::unique(crate::view::SCROLL_REGIONS)))
+            .unwrap_or_default()
+            .iter()
+            .map(|r| [r.min.x, r.min.y, r.max.x, r.max.y])
+            .collect();
+        let line = serde_json::json!({"layout": {
+            "id": id,
+            "screen": [screen.width(), screen.height()],
+            "zoom": ctx.zoom_factor(),
+            "fullscreen": ctx.input(|i| i.viewport().fullscreen.unwrap_or(false)),
+            "scroll_regions": scrolls,
+            "nodes": nodes,
+        }});
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
 }

@@ -11,6 +11,8 @@ mod pictures;
 mod preview;
 mod ring;
 mod saved;
+#[cfg(target_os = "linux")]
+mod system;
 mod view;
 mod words;
 
@@ -134,7 +136,7 @@ fn main() {
             .with_title("EXTRA SAFE")
             .with_app_id("extrasafe")
             .with_inner_size([1100.0, 720.0])
-            .with_min_inner_size([640.0, 480.0]),
+            .with_min_inner_size([480.0, 360.0]),
         ..Default::default()
     };
     let run = eframe::run_native(
@@ -150,11 +152,13 @@ fn main() {
             let automation = args
                 .automation
                 .then(|| automation::Automation::start(cc.egui_ctx.clone()));
-            Ok(Box::new(app::App::new(
-                Model::new(settings),
-                handle,
-                automation,
-            )))
+            let mut app = app::App::new(Model::new(settings), handle, automation);
+            #[cfg(target_os = "linux")]
+            {
+                app.scheme = Some(system::follow_scheme(cc.egui_ctx.clone()));
+                app.notifier = Some(system::Notifier::start());
+            }
+            Ok(Box::new(app))
         }),
     );
     if let Err(e) = run {

@@ -137,6 +137,12 @@ pub struct CallView {
     pub stats: Option<PathStats>,
     /// Connected, but the path is lost for now: the call is kept while it reconnects.
     pub reconnecting: bool,
+    /// When the call was answered: the call timer counts from here.
+    pub connected_at: Option<Instant>,
+    /// Files chosen to send are being read and hashed; the offer goes out when done.
+    pub preparing: bool,
+    /// We declined this ring (so its end is not a missed call).
+    pub declined: bool,
 }
 
 impl CallView {
@@ -255,6 +261,29 @@ pub struct Settings {
     pub echo_cancel: bool,
 }
 
+/// A call that rang here and ended before anyone answered. Kept in memory only, while the
+/// app runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missed {
+    pub peer_id: String,
+    /// The contact's name, or the start of the peer ID.
+    pub who: String,
+    /// Local time of day it rang.
+    pub at: String,
+}
+
+/// What the desktop should be told, for a person who is not looking at the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Alert {
+    /// A call rings: `who` is a contact's name, or `None` for someone not in the contacts.
+    Incoming {
+        who: Option<String>,
+    },
+    /// The ring was answered or declined here: the alert about it can go.
+    Handled,
+    Missed(Missed),
+}
+
 /// Everything the window shows.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -271,6 +300,10 @@ pub struct Model {
     pub reach: Option<String>,
     /// What the reachability services have achieved so far.
     pub online: Online,
+    /// Calls missed since the app started (never stored).
+    pub missed: Vec<Missed>,
+    /// For the desktop's notifications; the window takes them each frame.
+    pub alerts: Vec<Alert>,
 }
 
 /// Our records as last stored on the DHT.
@@ -362,6 +395,8 @@ pub enum Update {
     Verified,
     /// The call's path is lost (`true`) or back (`false`).
     Reconnecting(bool),
+    /// Files are being prepared for an offer (`true`), or that is over (`false`).
+    PreparingFiles(bool),
     Notice(NoticeKind, String),
 }
 
@@ -409,6 +444,8 @@ pub enum Action {
         video: bool,
     },
     Decline,
+    /// The missed calls were seen.
+    DismissMissed,
     HangUp,
     Mute(bool),
     Camera(bool),
@@ -452,7 +489,43 @@ impl Model {
             settings,
             reach: None,
             online: Online::default(),
+            missed: Vec::new(),
+            alerts: Vec::new(),
         }
+    }
+
+    fn call_failed(&mut self, why: String) {
+        match &mut self.call {
+            Some(c) => {
+                c.phase = Phase::Ended { why, failed: true };
+            }
+            None => self.notice(NoticeKind::Error, why),
+        }
+    }
+
+    /// A ring that ends while it still rings, not declined here, was missed.
+    fn ring_ended(&mut self, at: String) {
+        let Some(c) = &self.call else {
+            return;
+        };
+        if c.phase != Phase::Incoming {
+            return;
+        }
+        if c.declined {
+            self.alerts.push(Alert::Handled);
+            return;
+        }
+        let m = Missed {
+            peer_id: c.peer_id.clone(),
+            who: c.who(),
+            at,
+        };
+        self.missed.push(m.clone());
+        // Kept short: the last ten.
+        if self.missed.len() > 10 {
+            self.missed.remove(0);
+        }
+        self.alerts.push(Alert::Missed(m));
     }
 
     fn notice(&mut self, kind: NoticeKind, text: String) {
@@ -529,13 +602,24 @@ impl Model {
                 contact,
                 verified,
             } => {
+                self.alerts.push(Alert::Incoming {
+                    who: contact.clone(),
+                });
                 let mut c = CallView::new(peer_id, contact, verified, false, false);
                 c.phase = Phase::Incoming;
                 self.call = Some(c);
             }
             Update::Connected { sas, safety_number } => {
+                if self
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.phase == Phase::Incoming)
+                {
+                    self.alerts.push(Alert::Handled);
+                }
                 if let Some(c) = &mut self.call {
                     c.phase = Phase::Connected;
+                    c.connected_at.get_or_insert_with(Instant::now);
                     if !sas.is_empty() {
                         c.sas = Some(sas);
                     }
@@ -547,13 +631,14 @@ impl Model {
                     c.sas = Some(code);
                 }
             }
-            Update::CallFailed(why) => match &mut self.call {
-                Some(c) => {
-                    c.phase = Phase::Ended { why, failed: true };
-                }
-                None => self.notice(NoticeKind::Error, why),
-            },
-            Update::Ended(why) => self.set_phase(Phase::Ended { why, failed: false }),
+            Update::CallFailed(why) => {
+                self.ring_ended(clock());
+                self.call_failed(why);
+            }
+            Update::Ended(why) => {
+                self.ring_ended(clock());
+                self.set_phase(Phase::Ended { why, failed: false });
+            }
             Update::Chat { mine, text, at } => {
                 if let Some(c) = &mut self.call {
                     c.chat.push(ChatLine { mine, text, at });
@@ -642,6 +727,11 @@ impl Model {
                     c.verified = true;
                 }
             }
+            Update::PreparingFiles(on) => {
+                if let Some(c) = &mut self.call {
+                    c.preparing = on;
+                }
+            }
             Update::Notice(kind, text) => self.notice(kind, text),
         }
     }
@@ -666,6 +756,16 @@ impl Model {
                 if *i < self.notices.len() {
                     self.notices.remove(*i);
                 }
+                false
+            }
+            Action::Decline => {
+                if let Some(c) = &mut self.call {
+                    c.declined = true;
+                }
+                true
+            }
+            Action::DismissMissed => {
+                self.missed.clear();
                 false
             }
             Action::CloseCall => {
@@ -728,6 +828,8 @@ impl Model {
                 "outgoing": c.outgoing,
                 "phase": phase,
                 "reconnecting": c.reconnecting,
+                "preparing": c.preparing,
+                "call_secs": c.connected_at.map(|t| t.elapsed().as_secs()),
                 "sas": c.sas,
                 "muted": c.muted,
                 "camera_on": c.camera_on,
@@ -772,6 +874,7 @@ impl Model {
             "contacts": self.contacts.iter().map(|c| json!({
                 "peer_id": c.peer_id, "name": c.name, "verified": c.verified})).collect::<Vec<_>>(),
             "call": call,
+            "missed": self.missed.iter().map(|m| json!({"peer_id": m.peer_id, "who": m.who, "at": m.at})).collect::<Vec<_>>(),
             "notices": self.notices.iter().map(|n| n.text.clone()).collect::<Vec<_>>(),
             "reach": self.reach,
             "online": {
@@ -808,8 +911,19 @@ impl CallView {
             transfers: Vec::new(),
             stats: None,
             reconnecting: false,
+            connected_at: None,
+            preparing: false,
+            declined: false,
         }
     }
+}
+
+/// Local time of day as HH:MM.
+fn clock() -> String {
+    jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%H:%M")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -1133,6 +1247,51 @@ mod tests {
         assert_eq!(snap["call"]["stats"]["video_in"][0], 640);
         assert_eq!(snap["call"]["stats"]["frames_shown"], 90);
         assert_eq!(snap["call"]["stats"]["rtt_ms"], 2.5);
+    }
+
+    #[test]
+    fn a_ring_that_ends_unanswered_is_missed_and_a_declined_one_is_not() {
+        let mut m = model();
+        let ring = |m: &mut Model| {
+            m.apply(Update::Incoming {
+                peer_id: PEER.into(),
+                contact: Some("Alice".into()),
+                verified: false,
+            })
+        };
+        ring(&mut m);
+        assert_eq!(
+            m.alerts,
+            vec![Alert::Incoming {
+                who: Some("Alice".into())
+            }]
+        );
+        m.alerts.clear();
+        m.apply(Update::Ended("Alice hung up.".into()));
+        assert_eq!(m.missed.len(), 1);
+        assert_eq!(m.missed[0].who, "Alice");
+        assert!(matches!(&m.alerts[..], [Alert::Missed(x)] if x.peer_id == PEER));
+        m.alerts.clear();
+        // Declined here: not missed, and the alert is taken down.
+        ring(&mut m);
+        m.alerts.clear();
+        assert!(m.act(&Action::Decline));
+        m.apply(Update::Ended("You declined.".into()));
+        assert_eq!(m.missed.len(), 1);
+        assert_eq!(m.alerts, vec![Alert::Handled]);
+        m.alerts.clear();
+        // Answered: not missed either, and the hang-up later is not a ring ending.
+        ring(&mut m);
+        m.alerts.clear();
+        m.apply(Update::Connected {
+            sas: "123 456".into(),
+            safety_number: "1".into(),
+        });
+        m.apply(Update::Ended("Alice hung up.".into()));
+        assert_eq!(m.missed.len(), 1);
+        assert_eq!(m.alerts, vec![Alert::Handled]);
+        assert!(!m.act(&Action::DismissMissed));
+        assert!(m.missed.is_empty());
     }
 
     #[test]

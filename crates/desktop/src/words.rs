@@ -57,6 +57,7 @@ pub const SAVE_CALLER: &str = "Save as a verified contact";
 pub const CHAT: &str = "Chat";
 pub const SEND: &str = "Send";
 pub const CHAT_HINT: &str = "Type a message and press Enter";
+pub const MESSAGE: &str = "Message";
 pub const SEND_FILE: &str = "Send file";
 pub const FILE_PATH: &str = "Path of a file or folder (or drop files on the window)";
 pub const OFFER: &str = "offers you";
@@ -85,6 +86,18 @@ pub const RECONNECTING: &str =
     "Connection lost. Reconnecting… The call is kept for up to 90 seconds; Hang up ends it.";
 pub const NOTHING_STORED: &str =
     "Nothing of this call is stored: when it ends, its chat and figures are gone.";
+pub const CHAT_FILES: &str = "Chat and files";
+pub const HIDE_CHAT: &str = "Hide chat";
+pub const FULL_SCREEN: &str = "Full screen";
+pub const LEAVE_FULL_SCREEN: &str = "Leave full screen";
+pub const BACK_TO_VIDEO: &str = "Back to the picture";
+pub const THEIR_VIDEO: &str = "Their picture (double-click: full screen)";
+pub const OUR_VIDEO: &str = "Your picture, as they see it";
+pub const PREPARING: &str = "Preparing the files (checking their content) …";
+pub const SECURITY_CODE: &str = "Security code";
+pub const MISSED_CALLS: &str = "Missed calls (kept only while the app runs)";
+pub const CALL_BACK: &str = "Call back";
+pub const SEEN: &str = "Seen";
 
 /// Every fixed label, for the font test.
 pub const ALL: &[&str] = &[
@@ -138,6 +151,7 @@ pub const ALL: &[&str] = &[
     CHAT,
     SEND,
     CHAT_HINT,
+    MESSAGE,
     SEND_FILE,
     FILE_PATH,
     OFFER,
@@ -158,6 +172,18 @@ pub const ALL: &[&str] = &[
     NO_REMOTE_VIDEO,
     DROP_HINT,
     NOTHING_STORED,
+    CHAT_FILES,
+    HIDE_CHAT,
+    FULL_SCREEN,
+    LEAVE_FULL_SCREEN,
+    BACK_TO_VIDEO,
+    THEIR_VIDEO,
+    OUR_VIDEO,
+    PREPARING,
+    SECURITY_CODE,
+    MISSED_CALLS,
+    CALL_BACK,
+    SEEN,
 ];
 
 /// The first characters of a peer ID: enough to tell people apart on screen.
@@ -308,6 +334,38 @@ pub fn ended(who: &str, reason: &EndReason) -> (String, bool) {
     (text, failed)
 }
 
+/// A desktop notification for a ring: (summary, body). A stranger is not named.
+pub fn ringing_alert(who: Option<&str>) -> (String, String) {
+    match who {
+        Some(name) => (
+            format!("{name} is calling"),
+            "Open EXTRA SAFE to answer or decline.".into(),
+        ),
+        None => (
+            "Someone who is not in your contacts is calling".into(),
+            "Open EXTRA SAFE to see their peer ID, answer or decline.".into(),
+        ),
+    }
+}
+
+/// A desktop notification for a missed call: (summary, body).
+pub fn missed_alert(who: &str, at: &str) -> (String, String) {
+    (
+        format!("Missed call from {who}"),
+        format!("{who} called at {at}. EXTRA SAFE lists it until it closes."),
+    )
+}
+
+/// The call timer: `4:07`, or `1:02:09` past an hour.
+pub fn call_time(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +445,13 @@ mod tests {
 #[cfg(test)]
 mod fonts {
     use eframe::egui;
+
+    #[test]
+    fn the_call_timer_reads_as_a_clock() {
+        assert_eq!(super::call_time(0), "0:00");
+        assert_eq!(super::call_time(247), "4:07");
+        assert_eq!(super::call_time(3729), "1:02:09");
+    }
 
     /// Every label can be drawn with the fonts built into the binary (no system fonts).
     #[test]

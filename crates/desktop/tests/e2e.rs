@@ -33,9 +33,15 @@ struct Xvfb {
 
 impl Xvfb {
     fn start() -> Self {
+        Self::sized("1280x800")
+    }
+
+    fn sized(size: &str) -> Self {
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg("exec Xvfb -displayfd 1 -screen 0 1280x800x24 -nolisten tcp")
+            .arg(format!(
+                "exec Xvfb -displayfd 1 -screen 0 {size}x24 -nolisten tcp"
+            ))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -63,6 +69,8 @@ struct App {
     child: Child,
     stdin: Option<ChildStdin>,
     states: mpsc::Receiver<Value>,
+    /// The accessibility trees asked for with `{"inspect": n}`.
+    layouts: mpsc::Receiver<Value>,
     last: Value,
     display: String,
 }
@@ -73,7 +81,27 @@ impl App {
     }
 
     fn start_with(name: &'static str, x: &Xvfb, dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_extrasafe-desktop"))
+        Self::start_on_bus(name, x, dir, extra, None)
+    }
+
+    /// `bus`: the D-Bus session bus the app sees (none otherwise: a developer's own desktop
+    /// is never touched by the tests).
+    fn start_on_bus(
+        name: &'static str,
+        x: &Xvfb,
+        dir: &Path,
+        extra: &[&str],
+        bus: Option<&str>,
+    ) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_extrasafe-desktop"));
+        match bus {
+            Some(b) => cmd.env("DBUS_SESSION_BUS_ADDRESS", b),
+            None => cmd.env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                "unix:path=/nonexistent/extrasafe-test",
+            ),
+        };
+        let mut child = cmd
             .args(extra)
             .args(["--automation", "--bind", "127.0.0.1", "--port", "0"])
             .args(["--ring-timeout", "5"])
@@ -91,10 +119,16 @@ impl App {
             .expect("start extrasafe-desktop");
         let out = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
+        let (ltx, lrx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
+                    let sent = if v.get("layout").is_some() {
+                        ltx.send(v).is_ok()
+                    } else {
+                        tx.send(v).is_ok()
+                    };
+                    if !sent {
                         return;
                     }
                 }
@@ -105,6 +139,7 @@ impl App {
             stdin: child.stdin.take(),
             child,
             states: rx,
+            layouts: lrx,
             last: Value::Null,
             display: x.display.clone(),
         }
@@ -134,15 +169,68 @@ impl App {
         }
     }
 
+    /// The accessibility tree of the window's next frame, with its size and zoom.
+    fn layout(&mut self, n: u64) -> Value {
+        self.send(json!({ "inspect": n }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .layouts
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{}: no layout {n} within 10 s", self.name));
+            if v["layout"]["id"] == n {
+                return v["layout"].clone();
+            }
+        }
+    }
+
+    /// Resizes and zooms the window, waits until it has taken both, and gives the tree of a
+    /// frame drawn after that.
+    fn layout_at(&mut self, n: &mut u64, (w, h): (u32, u32), zoom: f64) -> Value {
+        self.send(json!({ "zoom": zoom }));
+        self.send(json!({ "window_size": [w, h] }));
+        let want = [f64::from(w) / zoom, f64::from(h) / zoom];
+        for _ in 0..100 {
+            *n += 1;
+            let l = self.layout(*n);
+            let got = [
+                l["screen"][0].as_f64().unwrap(),
+                l["screen"][1].as_f64().unwrap(),
+            ];
+            if l["zoom"].as_f64() == Some(zoom)
+                && (got[0] - want[0]).abs() < 1.0
+                && (got[1] - want[1]).abs() < 1.0
+            {
+                // One more frame: a change of size can take egui a frame to settle.
+                *n += 1;
+                return self.layout(*n);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{}: the window did not become {w}x{h} at zoom {zoom}",
+            self.name
+        );
+    }
+
     /// Saves the whole X screen; checks the picture is not blank.
     fn screenshot(&self, file: &str) -> PathBuf {
+        self.screenshot_of(file, None)
+    }
+
+    /// Saves the X screen, or its top left `w`x`h` (where the window is); checks the picture
+    /// is not blank.
+    fn screenshot_of(&self, file: &str, crop: Option<(u32, u32)>) -> PathBuf {
         let dir = shots_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(file);
         // Let the window draw the state just reported.
         std::thread::sleep(Duration::from_millis(700));
+        let crop = crop.map(|(w, h)| format!("{w}x{h}+0+0"));
         let ok = Command::new("import")
             .args(["-window", "root"])
+            .args(crop.iter().flat_map(|c| ["-crop", c.as_str()]))
             .arg(&path)
             .env("DISPLAY", &self.display)
             .status()
@@ -193,6 +281,88 @@ fn shots_dir() -> PathBuf {
         })
 }
 
+/// What is wrong with a window's layout, read from its accessibility tree (points):
+/// - a control (anything one can click or focus) that a screen reader cannot name (scroll
+///   bars aside);
+/// - a control outside the window, unless `scrolling` allows it to sit in a scroll area (whose
+///   visible part is inside the window) below its fold;
+/// - text broken letter by letter: four or more letters in a column narrower than 30 points
+///   and more than twice as tall as wide.
+fn layout_faults(l: &Value, scrolling: bool) -> Vec<String> {
+    let (w, h) = (
+        l["screen"][0].as_f64().unwrap(),
+        l["screen"][1].as_f64().unwrap(),
+    );
+    let inside = |r: &[f64]| r[0] >= -0.5 && r[1] >= -0.5 && r[2] <= w + 0.5 && r[3] <= h + 0.5;
+    let regions: Vec<Vec<f64>> = l["scroll_regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .filter(|r: &Vec<f64>| inside(r))
+        .collect();
+    let mut faults = Vec::new();
+    for n in l["nodes"].as_array().unwrap() {
+        let Some(r) = n["rect"].as_array() else {
+            continue;
+        };
+        let r: Vec<f64> = r.iter().map(|v| v.as_f64().unwrap()).collect();
+        let (role, name) = (n["role"].as_str().unwrap(), n["name"].as_str().unwrap());
+        let control = n["click"] == true || n["focus"] == true;
+        // A scroll bar is named by its role ("scroll bar, vertical"), as in every toolkit.
+        if control && name.trim().is_empty() && role != "ScrollBar" {
+            faults.push(format!("a {role} at {r:?} has no name"));
+        }
+        if control && !inside(&r) {
+            // Below the fold of a scroll area: across, it is on the window (scroll bars float
+            // over the content's edge); down, it starts below the area's top.
+            let scrolled = scrolling
+                && r[0] >= -0.5
+                && r[2] <= w + 0.5
+                && regions
+                    .iter()
+                    .any(|g| r[0] >= g[0] - 0.5 && r[1] >= g[1] - 0.5 && r[3] > g[3]);
+            if !scrolled {
+                faults.push(format!(
+                    "{role} \"{name}\" at {r:?} is outside the {w}x{h} window"
+                ));
+            }
+        }
+        let letters = name.chars().filter(|c| c.is_alphanumeric()).count();
+        let (rw, rh) = (r[2] - r[0], r[3] - r[1]);
+        if letters >= 4 && rw < 30.0 && rh > 2.0 * rw {
+            faults.push(format!(
+                "\"{name}\" is broken letter by letter ({rw:.0} x {rh:.0})"
+            ));
+        }
+    }
+    faults
+}
+
+/// The node a screen reader calls `name`.
+fn node<'a>(l: &'a Value, name: &str) -> Option<&'a Value> {
+    l["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+}
+
+fn rect_of(n: &Value) -> [f64; 4] {
+    let r = n["rect"].as_array().unwrap();
+    [0, 1, 2, 3].map(|i| r[i].as_f64().unwrap())
+}
+
+fn area(r: [f64; 4]) -> f64 {
+    (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0)
+}
+
 fn phase(s: &Value) -> &str {
     s["call"]["phase"]["name"].as_str().unwrap_or("")
 }
@@ -204,7 +374,7 @@ fn ticket(s: &Value) -> String {
 
 #[test]
 fn two_windows_call_each_other_with_video_chat_and_a_file() {
-    let tools = ["Xvfb", "import", "identify"];
+    let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
     if let Some(missing) = tools.iter().find(|t| !have(t)) {
         if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
             panic!("{missing} is missing (apt install xvfb imagemagick)");
@@ -218,10 +388,22 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     for d in [&da, &db] {
         std::fs::create_dir_all(d.join("received")).unwrap();
     }
-    let (xa, xb) = (Xvfb::start(), Xvfb::start());
+    // Bob's screen is large enough for the window sizes of the layout check.
+    let (xa, xb) = (Xvfb::start(), Xvfb::sized("2560x1440"));
     // Alice's file settings take small files from anyone without asking, and refuse others.
     let mut alice = App::start_with("alice", &xa, &da, &["--accept-files", "anyone:64K"]);
-    let mut bob = App::start("bob", &xb, &db);
+    // Bob's desktop has a notification daemon (a stand-in on a bus of the test's own).
+    let bus = Bus::start();
+    let daemon = Notifications::default();
+    let _daemon = zbus::blocking::connection::Builder::address(bus.1.as_str())
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at("/org/freedesktop/Notifications", daemon.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut bob = App::start_on_bus("bob", &xb, &db, &[], Some(&bus.1));
 
     // First run: no identity yet; every label's characters are in the bundled fonts.
     let s = alice.wait("first run", 60, |s| s["stage"] == "firstrun");
@@ -282,6 +464,43 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     alice.send(json!({"action": "close_call"}));
     alice.wait("back to contacts", 10, |s| s["call"].is_null());
     bob.wait("back to contacts", 10, |s| s["call"].is_null());
+    // Bob's window is not in front (nothing gives it the focus here): the ring was a
+    // notification naming Alice, taken down when he declined; a decline is not missed.
+    let shown = daemon.wait_for(1);
+    assert_eq!(shown[0].summary, "Alice is calling");
+    assert_eq!(shown[0].urgency, 2);
+    assert!(
+        !shown[0].body.contains("es1"),
+        "a peer ID in a notification"
+    );
+    daemon.wait_closed(shown[0].id);
+    assert_eq!(bob.last["missed"], json!([]));
+
+    // A call Bob misses: Alice gives up while it rings. The ring's notification becomes a
+    // missed call, and the window lists it (in memory) until he has seen it.
+    alice.send(json!({"action": "call", "peer_id": bob_id}));
+    bob.wait("incoming call", 30, |s| phase(s) == "incoming");
+    alice.wait("ringing", 10, |s| phase(s) == "ringing");
+    alice.send(json!({"action": "hang_up"}));
+    let s = bob.wait("missed", 20, |s| {
+        s["missed"].as_array().is_some_and(|m| m.len() == 1)
+    });
+    assert_eq!(s["missed"][0]["who"], "Alice");
+    let shown = daemon.wait_for(3);
+    assert_eq!(shown[1].summary, "Alice is calling");
+    assert_eq!(shown[2].summary, "Missed call from Alice");
+    assert_eq!(
+        shown[2].replaces, shown[1].id,
+        "the ring is replaced, not left up"
+    );
+    bob.send(json!({"action": "close_call"}));
+    alice.wait("ended", 10, |s| phase(s) == "ended");
+    alice.send(json!({"action": "close_call"}));
+    alice.wait("back to contacts", 10, |s| s["call"].is_null());
+    bob.wait("back to contacts", 10, |s| s["call"].is_null());
+    bob.screenshot("3-missed-call.png");
+    bob.send(json!({"action": "dismiss_missed"}));
+    bob.wait("missed seen", 10, |s| s["missed"] == json!([]));
 
     // Alice calls with video; Bob's window rings with her name.
     alice.send(json!({"action": "call", "peer_id": bob_id, "video": true}));
@@ -352,6 +571,8 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert_eq!(s["contacts"][0]["verified"], true);
     assert_eq!(s["call"]["controls"]["verify"], false);
     alice.screenshot("4-call-with-video.png");
+
+    call_screen_layouts(&mut bob);
 
     // Alice shares her screen (1280x800: not 16:9): Bob's picture changes shape.
     alice.send(json!({"action": "share", "on": true}));
@@ -660,4 +881,369 @@ fn the_window_opens_on_wayland_too() {
     let _ = weston.kill();
     let _ = weston.wait();
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Bob's call screen (video both ways, the code not yet compared on his side) at every zoom
+/// from 1 to 2.5 and window sizes from 800x600 to 2560x1440, read through the accessibility
+/// tree: every control named and on the window, no text broken letter by letter, their
+/// picture filling the space left; then with the chat column in the picture's place, in full
+/// screen, and with a notice up. Each one is screenshotted.
+fn call_screen_layouts(bob: &mut App) {
+    let mut n = 0;
+    for (w, h) in [(800, 600), (1280, 800), (1920, 1080), (2560, 1440)] {
+        for zoom in [1.0, 1.5, 2.0, 2.5] {
+            let l = bob.layout_at(&mut n, (w, h), zoom);
+            let shot = bob.screenshot_of(&format!("layout-{w}x{h}-zoom{zoom}.png"), Some((w, h)));
+            // At the sizes people use most, nothing needs scrolling to be reached.
+            let common = zoom <= 1.5 && w >= 1280;
+            let faults = layout_faults(&l, !common);
+            assert!(
+                faults.is_empty(),
+                "{w}x{h} at zoom {zoom} ({}): {faults:#?}",
+                shot.display()
+            );
+            let screen = [
+                0.0,
+                0.0,
+                l["screen"][0].as_f64().unwrap(),
+                l["screen"][1].as_f64().unwrap(),
+            ];
+            let picture = rect_of(
+                node(&l, "Their picture (double-click: full screen)")
+                    .unwrap_or_else(|| panic!("{w}x{h} at zoom {zoom}: no picture")),
+            );
+            let share = area(picture) / area(screen);
+            assert!(
+                share >= if common { 0.3 } else { 0.2 },
+                "{w}x{h} at zoom {zoom}: the picture takes {share:.2} of the window"
+            );
+            for control in ["Hang up", "Mute", "Full screen", "We compared them"] {
+                assert!(
+                    node(&l, control).is_some(),
+                    "{w}x{h} at zoom {zoom}: no {control}"
+                );
+            }
+            // Settings are closed and out of reach during a call; the timer runs.
+            assert!(node(&l, "Settings").is_none(), "Settings shown in a call");
+            let timer = l["nodes"].as_array().unwrap().iter().any(|n| {
+                let t = n["name"].as_str().unwrap();
+                t.len() >= 4
+                    && t.split(':').count() >= 2
+                    && t.split(':')
+                        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            });
+            assert!(timer, "{w}x{h} at zoom {zoom}: no call timer");
+        }
+    }
+    // Narrow: chat and files take the picture's place and come back to it.
+    for (size, zoom) in [((800, 600), 2.5), ((1280, 800), 2.0)] {
+        bob.send(json!({"side_open": true}));
+        let l = bob.layout_at(&mut n, size, zoom);
+        bob.screenshot_of(
+            &format!("layout-{}x{}-zoom{zoom}-chat.png", size.0, size.1),
+            Some(size),
+        );
+        let faults = layout_faults(&l, true);
+        assert!(
+            faults.is_empty(),
+            "chat at {size:?} zoom {zoom}: {faults:#?}"
+        );
+        for control in ["Back to the picture", "Send"] {
+            assert!(
+                node(&l, control).is_some(),
+                "chat at {size:?} zoom {zoom}: no {control}"
+            );
+        }
+        bob.send(json!({"side_open": false}));
+    }
+    // Full screen with F11: the picture takes the window, the controls float over it;
+    // Escape leaves.
+    let l = bob.layout_at(&mut n, (1280, 800), 1.0);
+    let before = rect_of(node(&l, "Their picture (double-click: full screen)").unwrap());
+    bob.send(json!({"key": "F11"}));
+    bob.wait("full screen", 10, |s| s["fullscreen"] == true);
+    n += 1;
+    let l = bob.layout(n);
+    bob.screenshot_of("layout-fullscreen.png", Some((1280, 800)));
+    let faults = layout_faults(&l, false);
+    assert!(faults.is_empty(), "full screen: {faults:#?}");
+    let full = rect_of(node(&l, "Their picture (double-click: full screen)").unwrap());
+    assert!(
+        area(full) >= 0.95 * 1280.0 * 800.0,
+        "full screen picture {full:?}"
+    );
+    assert!(node(&l, "Leave full screen").is_some() && node(&l, "Hang up").is_some());
+    bob.send(json!({"key": "Escape"}));
+    bob.wait("full screen left", 10, |s| s["fullscreen"] == false);
+    // A notice floats over the window: the picture does not move.
+    bob.send(json!({"action": "send_files", "paths": ["/nonexistent/extrasafe-layout-test"]}));
+    bob.wait("a notice", 10, |s| {
+        s["notices"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    n += 1;
+    let l = bob.layout(n);
+    bob.screenshot_of("layout-notice.png", Some((1280, 800)));
+    let with_notice = rect_of(node(&l, "Their picture (double-click: full screen)").unwrap());
+    assert_eq!(with_notice, before, "a notice moved the picture");
+    assert!(node(&l, "Dismiss").is_some());
+    bob.send(json!({"action": "dismiss", "id": 0}));
+    bob.wait("notice dismissed", 10, |s| {
+        s["notices"].as_array().is_some_and(|a| a.is_empty())
+    });
+    bob.layout_at(&mut n, (1100, 720), 1.0);
+    bob.send(json!({"side_open": true}));
+}
+
+/// A private D-Bus session bus (`dbus-daemon`), stopped when dropped.
+struct Bus(Child, String);
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bus {
+    fn start() -> Self {
+        let mut child = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self(child, line.trim().to_string())
+    }
+}
+
+/// A stand-in for the XDG desktop portal's Settings interface, as GNOME's and KDE's serve it.
+struct Portal {
+    scheme: u32,
+}
+
+#[zbus::interface(name = "org.freedesktop.portal.Settings")]
+impl Portal {
+    fn read_one(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> zbus::fdo::Result<zbus::zvariant::OwnedValue> {
+        if (namespace, key) == ("org.freedesktop.appearance", "color-scheme") {
+            Ok(zbus::zvariant::OwnedValue::from(self.scheme))
+        } else {
+            Err(zbus::fdo::Error::Failed(format!(
+                "no setting {namespace} {key}"
+            )))
+        }
+    }
+
+    #[zbus(signal)]
+    async fn setting_changed(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        namespace: &str,
+        key: &str,
+        value: zbus::zvariant::Value<'_>,
+    ) -> zbus::Result<()>;
+}
+
+/// The mean brightness (0 black, 1 white) of a screenshot.
+fn brightness(shot: &Path) -> f64 {
+    let out = Command::new("identify")
+        .args(["-format", "%[fx:mean]"])
+        .arg(shot)
+        .output()
+        .expect("run identify");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn the_window_follows_the_systems_light_or_dark_appearance() {
+    let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
+    if let Some(missing) = tools.iter().find(|t| !have(t)) {
+        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
+            panic!("{missing} is missing (apt install xvfb imagemagick dbus-daemon)");
+        }
+        eprintln!("skipped: {missing} is not installed");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("es-desktop-theme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("received")).unwrap();
+    let bus = Bus::start();
+    // The system is set to light.
+    let portal = zbus::blocking::connection::Builder::address(bus.1.as_str())
+        .unwrap()
+        .name("org.freedesktop.portal.Desktop")
+        .unwrap()
+        .serve_at("/org/freedesktop/portal/desktop", Portal { scheme: 2 })
+        .unwrap()
+        .build()
+        .unwrap();
+    let x = Xvfb::start();
+    let mut app = App::start_on_bus("theme", &x, &tmp, &[], Some(&bus.1));
+    app.wait("light first screen", 60, |s| {
+        s["stage"] == "firstrun" && s["theme"] == "light"
+    });
+    let light = brightness(&app.screenshot_of("appearance-light.png", Some((1100, 720))));
+    assert!(
+        light > 0.6,
+        "the light window has a mean brightness of {light:.2}"
+    );
+
+    // The person switches their system to dark: the window follows while it runs.
+    let iface = portal
+        .object_server()
+        .interface::<_, Portal>("/org/freedesktop/portal/desktop")
+        .unwrap();
+    zbus::block_on(Portal::setting_changed(
+        iface.signal_emitter(),
+        "org.freedesktop.appearance",
+        "color-scheme",
+        zbus::zvariant::Value::U32(1),
+    ))
+    .unwrap();
+    app.wait("dark", 20, |s| s["theme"] == "dark");
+    let dark = brightness(&app.screenshot_of("appearance-dark.png", Some((1100, 720))));
+    assert!(
+        dark < 0.3,
+        "the dark window has a mean brightness of {dark:.2}"
+    );
+    drop(app);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// One notification as the daemon got it.
+#[derive(Clone, Debug)]
+struct Shown {
+    id: u32,
+    replaces: u32,
+    summary: String,
+    body: String,
+    urgency: u8,
+}
+
+/// A stand-in desktop notification daemon (`org.freedesktop.Notifications`) that records
+/// what it is asked to show and take down.
+#[derive(Clone, Default)]
+struct Notifications {
+    shown: std::sync::Arc<std::sync::Mutex<Vec<Shown>>>,
+    closed: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+impl Notifications {
+    fn wait_for(&self, n: usize) -> Vec<Shown> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let shown = self.shown.lock().unwrap().clone();
+            if shown.len() >= n {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} notifications expected, got {shown:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_closed(&self, id: u32) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.closed.lock().unwrap().contains(&id) {
+            assert!(
+                Instant::now() < deadline,
+                "notification {id} never taken down"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: &str,
+        replaces_id: u32,
+        _app_icon: &str,
+        summary: &str,
+        body: &str,
+        _actions: Vec<String>,
+        hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.shown.lock().unwrap();
+        let id = if replaces_id != 0 {
+            replaces_id
+        } else {
+            shown.len() as u32 + 1
+        };
+        let urgency = hints
+            .get("urgency")
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(1);
+        shown.push(Shown {
+            id,
+            replaces: replaces_id,
+            summary: summary.into(),
+            body: body.into(),
+            urgency,
+        });
+        id
+    }
+
+    fn close_notification(&self, id: u32) {
+        self.closed.lock().unwrap().push(id);
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "stand-in".into(),
+            "extrasafe-tests".into(),
+            "1".into(),
+            "1.2".into(),
+        )
+    }
+}
+
+/// The layout check itself: it finds text broken letter by letter, a control off the window
+/// or without a name, and lets a control below a scroll area's fold pass only where asked.
+#[test]
+fn the_layout_check_finds_what_it_looks_for() {
+    let layout = |nodes: Value| {
+        json!({"screen": [320.0, 240.0], "zoom": 2.5,
+               "scroll_regions": [[0.0, 100.0, 320.0, 240.0]], "nodes": nodes})
+    };
+    let ok = layout(json!([
+        {"role": "Button", "name": "Hang up", "rect": [10.0, 10.0, 90.0, 40.0], "click": true, "focus": true},
+        {"role": "Label", "name": "Security code: read it aloud.", "rect": [10.0, 50.0, 300.0, 90.0], "click": false, "focus": false},
+    ]));
+    assert!(layout_faults(&ok, false).is_empty());
+    // What the old call screen did at zoom 2: the words beside the code, one letter a line.
+    let broken = layout(json!([
+        {"role": "Label", "name": "Security code", "rect": [300.0, 10.0, 312.0, 400.0], "click": false, "focus": false},
+    ]));
+    assert_eq!(layout_faults(&broken, true).len(), 1);
+    let off = layout(json!([
+        {"role": "Button", "name": "Hang up", "rect": [330.0, 10.0, 400.0, 40.0], "click": true, "focus": true},
+        {"role": "TextInput", "name": "", "rect": [10.0, 10.0, 100.0, 40.0], "click": true, "focus": true},
+    ]));
+    assert_eq!(
+        layout_faults(&off, true).len(),
+        2,
+        "{:?}",
+        layout_faults(&off, true)
+    );
+    let below_fold = layout(json!([
+        {"role": "Button", "name": "Send", "rect": [200.0, 250.0, 300.0, 280.0], "click": true, "focus": true},
+    ]));
+    assert!(layout_faults(&below_fold, true).is_empty());
+    assert_eq!(layout_faults(&below_fold, false).len(), 1);
 }

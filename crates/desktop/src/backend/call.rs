@@ -483,8 +483,7 @@ impl Backend {
                 .error(format!("{e}; send more when one has finished."));
             return;
         }
-        self.out
-            .info("Preparing the files (checking their content) …".into());
+        self.out.send(Update::PreparingFiles(true));
         let done = self.prepared_tx.clone();
         tokio::spawn(async move {
             let _ = done.send(transfer::prepare(paths).await);
@@ -496,6 +495,7 @@ impl Backend {
         &mut self,
         prepared: Result<transfer::Prepared, transfer::PrepareError>,
     ) {
+        self.out.send(Update::PreparingFiles(false));
         let transfer::Prepared {
             files,
             skipped,

@@ -1,6 +1,6 @@
 //! The home screen: contacts on the left, who we are (peer ID, ticket, QR code) on the right.
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 
 use super::{BODY, HEADING};
 use crate::app::App;
@@ -27,6 +27,7 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
 }
 
 fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    missed(app, ui, actions);
     ui.label(RichText::new(words::CONTACTS).size(HEADING));
     if app.model.contacts.is_empty() {
         ui.label(words::NO_CONTACTS);
@@ -44,9 +45,9 @@ fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             ui.horizontal(|ui| {
                 ui.label(RichText::new(&c.name).size(BODY).strong());
                 let (badge, color) = if c.verified {
-                    (words::VERIFIED, Color32::from_rgb(60, 160, 80))
+                    (words::VERIFIED, super::good(ui))
                 } else {
-                    (words::UNVERIFIED, Color32::from_rgb(200, 140, 40))
+                    (words::UNVERIFIED, super::caution(ui))
                 };
                 ui.label(RichText::new(badge).color(color));
             });
@@ -95,9 +96,11 @@ fn contacts(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.separator();
     ui.label(RichText::new(words::ADD_CONTACT).strong());
     let f = &mut app.fields;
-    ui.add(egui::TextEdit::singleline(&mut f.ticket).hint_text(words::TICKET_FIELD));
+    let ticket = ui.add(egui::TextEdit::singleline(&mut f.ticket).hint_text(words::TICKET_FIELD));
+    super::name(ui, &ticket, words::TICKET_FIELD);
     ui.horizontal(|ui| {
         let name = ui.add(egui::TextEdit::singleline(&mut f.name).hint_text(words::NAME_FIELD));
+        super::name(ui, &name, words::NAME_FIELD);
         let enter = name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         let ready = !f.ticket.trim().is_empty() && !f.name.trim().is_empty();
         if (ui
@@ -192,6 +195,7 @@ fn rename(state: &mut Option<(String, String)>, ui: &mut egui::Ui, actions: &mut
     let mut done = false;
     ui.horizontal(|ui| {
         let field = ui.add(egui::TextEdit::singleline(name).desired_width(160.0));
+        super::name(ui, &field, words::NAME_FIELD);
         let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if ui.button(words::SAVE).clicked() || enter {
             actions.push(Action::RenameContact {
@@ -207,4 +211,40 @@ fn rename(state: &mut Option<(String, String)>, ui: &mut egui::Ui, actions: &mut
     if done {
         *state = None;
     }
+}
+
+/// Calls that rang while nobody answered, since the app started.
+fn missed(app: &App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    if app.model.missed.is_empty() {
+        return;
+    }
+    egui::Frame::new()
+        .fill(ui.visuals().extreme_bg_color)
+        .inner_margin(8.0)
+        .corner_radius(6.0)
+        .show(ui, |ui| {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(words::MISSED_CALLS)
+                        .strong()
+                        .color(super::caution(ui)),
+                )
+                .wrap(),
+            );
+            for m in app.model.missed.iter().rev() {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(format!("{} {}", m.at, m.who));
+                    if ui.small_button(words::CALL_BACK).clicked() {
+                        actions.push(Action::Call {
+                            peer_id: m.peer_id.clone(),
+                            video: false,
+                        });
+                    }
+                });
+            }
+            if ui.small_button(words::SEEN).clicked() {
+                actions.push(Action::DismissMissed);
+            }
+        });
+    ui.add_space(6.0);
 }

@@ -21,12 +21,14 @@ pub fn first_run(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         egui::Grid::new("pass").num_columns(2).show(ui, |ui| {
             ui.label(words::PASSPHRASE);
             let first = ui.add(egui::TextEdit::singleline(&mut *f.pass1).password(true));
+            super::name(ui, &first, words::PASSPHRASE);
             if f.pass1.is_empty() && f.pass2.is_empty() && !app.model.busy {
                 first.request_focus();
             }
             ui.end_row();
             ui.label(words::REPEAT);
-            ui.add(egui::TextEdit::singleline(&mut *f.pass2).password(true));
+            let second = ui.add(egui::TextEdit::singleline(&mut *f.pass2).password(true));
+            super::name(ui, &second, words::REPEAT);
             ui.end_row();
         });
         let differ = f.pass1 != f.pass2;
@@ -64,6 +66,7 @@ pub fn unlock(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
                 .password(true)
                 .hint_text(words::PASSPHRASE),
         );
+        super::name(ui, &field, words::PASSPHRASE);
         if !app.model.busy && !field.has_focus() && f.unlock.is_empty() {
             field.request_focus();
         }

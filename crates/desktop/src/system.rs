@@ -1,0 +1,225 @@
+//! The desktop around the window, over the session bus (D-Bus, pure Rust): the light or dark
+//! appearance the person chose for their system, through the XDG desktop portal's Settings
+//! interface, which GNOME, KDE and the other portal backends serve.
+//!
+//! Nothing here is needed: without a session bus or a portal, egui's own guess stays.
+
+use std::sync::mpsc;
+
+use eframe::egui;
+
+const PORTAL: &str = "org.freedesktop.portal.Desktop";
+const PORTAL_PATH: &str = "/org/freedesktop/portal/desktop";
+const SETTINGS: &str = "org.freedesktop.portal.Settings";
+const APPEARANCE: &str = "org.freedesktop.appearance";
+const COLOR_SCHEME: &str = "color-scheme";
+
+/// The system's appearance, as the portal states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// The person chose no preference; applications use their light look.
+    Default,
+    Dark,
+    Light,
+}
+
+impl Scheme {
+    /// The portal's number: 0 no preference, 1 dark, 2 light (anything else: no preference).
+    pub fn from_portal(n: u32) -> Self {
+        match n {
+            1 => Self::Dark,
+            2 => Self::Light,
+            _ => Self::Default,
+        }
+    }
+
+    pub fn theme(self) -> egui::Theme {
+        match self {
+            Self::Dark => egui::Theme::Dark,
+            Self::Light | Self::Default => egui::Theme::Light,
+        }
+    }
+}
+
+/// Follows the system's appearance for as long as the window lives: reads it now and on
+/// every change, and wakes the window. `None` if no portal answers (then egui's guess
+/// stands).
+pub fn follow_scheme(ctx: egui::Context) -> mpsc::Receiver<Scheme> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("system-theme".into())
+        .spawn(move || {
+            if let Err(e) = watch(&ctx, &tx) {
+                tracing::debug!("system appearance not followed: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no thread to follow the system appearance: {e}");
+    }
+    rx
+}
+
+fn watch(ctx: &egui::Context, tx: &mpsc::Sender<Scheme>) -> zbus::Result<()> {
+    let conn = zbus::blocking::Connection::session()?;
+    let proxy = zbus::blocking::Proxy::new(&conn, PORTAL, PORTAL_PATH, SETTINGS)?;
+    // Subscribed before reading, so a change between the two is not lost.
+    let changes = proxy.receive_signal("SettingChanged")?;
+    let now = read(&proxy)?;
+    if tx.send(now).is_err() {
+        return Ok(());
+    }
+    ctx.request_repaint();
+    for msg in changes {
+        let Ok((ns, key, value)) = msg
+            .body()
+            .deserialize::<(String, String, zbus::zvariant::OwnedValue)>()
+        else {
+            continue;
+        };
+        if ns != APPEARANCE || key != COLOR_SCHEME {
+            continue;
+        }
+        let Some(n) = number(&value) else {
+            continue;
+        };
+        if tx.send(Scheme::from_portal(n)).is_err() {
+            return Ok(());
+        }
+        ctx.request_repaint();
+    }
+    Ok(())
+}
+
+/// `ReadOne` (portal version 2), or the older `Read`, whose answer is wrapped once more.
+fn read(proxy: &zbus::blocking::Proxy<'_>) -> zbus::Result<Scheme> {
+    let value: zbus::zvariant::OwnedValue = match proxy.call("ReadOne", &(APPEARANCE, COLOR_SCHEME))
+    {
+        Ok(v) => v,
+        Err(_) => proxy.call("Read", &(APPEARANCE, COLOR_SCHEME))?,
+    };
+    Ok(Scheme::from_portal(number(&value).unwrap_or(0)))
+}
+
+/// A `u32` inside as many variants as the portal wrapped it in.
+fn number(value: &zbus::zvariant::Value<'_>) -> Option<u32> {
+    match value {
+        zbus::zvariant::Value::U32(n) => Some(*n),
+        zbus::zvariant::Value::Value(inner) => number(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_portal_numbers_map_to_themes() {
+        assert_eq!(Scheme::from_portal(1).theme(), egui::Theme::Dark);
+        assert_eq!(Scheme::from_portal(2).theme(), egui::Theme::Light);
+        assert_eq!(Scheme::from_portal(0), Scheme::Default);
+        assert_eq!(Scheme::from_portal(7), Scheme::Default);
+        let wrapped = zbus::zvariant::Value::Value(Box::new(zbus::zvariant::Value::U32(1)));
+        assert_eq!(number(&wrapped), Some(1));
+        assert_eq!(number(&zbus::zvariant::Value::Str("dark".into())), None);
+    }
+}
+
+/// Desktop notifications (`org.freedesktop.Notifications`, served by every desktop's
+/// notification daemon): a call ringing, a call missed. Sent from a thread of their own; with
+/// no daemon they are simply not shown. They name a contact by the name the person gave it
+/// (or say "someone" for a stranger) and never carry a peer ID or an address.
+pub struct Notifier {
+    tx: mpsc::Sender<Notification>,
+}
+
+/// What to show, in words already made by the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    /// A ring: stays up (critical urgency) until [`Notification::Withdraw`].
+    Ringing { summary: String, body: String },
+    /// Takes the ring's notification down (answered or declined here).
+    Withdraw,
+    /// Replaces the ring's notification, if one is up.
+    Missed { summary: String, body: String },
+}
+
+impl Notifier {
+    pub fn start() -> Self {
+        let (tx, rx) = mpsc::channel::<Notification>();
+        let spawned = std::thread::Builder::new()
+            .name("notifications".into())
+            .spawn(move || {
+                let mut bus: Option<zbus::blocking::Connection> = None;
+                let mut ringing: Option<u32> = None;
+                for n in rx {
+                    if bus.is_none() {
+                        bus = zbus::blocking::Connection::session()
+                            .inspect_err(|e| tracing::debug!("no notifications: {e}"))
+                            .ok();
+                    }
+                    let Some(conn) = &bus else {
+                        continue;
+                    };
+                    if let Err(e) = show(conn, n, &mut ringing) {
+                        tracing::debug!("notification not shown: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!("no thread for notifications: {e}");
+        }
+        Self { tx }
+    }
+
+    pub fn send(&self, n: Notification) {
+        let _ = self.tx.send(n);
+    }
+}
+
+fn show(
+    conn: &zbus::blocking::Connection,
+    n: Notification,
+    ringing: &mut Option<u32>,
+) -> zbus::Result<()> {
+    use std::collections::HashMap;
+    use zbus::zvariant::Value;
+    let proxy = zbus::blocking::Proxy::new(
+        conn,
+        "org.freedesktop.Notifications",
+        "/org/freedesktop/Notifications",
+        "org.freedesktop.Notifications",
+    )?;
+    let (summary, body, urgency, replaces) = match n {
+        Notification::Withdraw => {
+            if let Some(id) = ringing.take() {
+                proxy.call::<_, _, ()>("CloseNotification", &(id,))?;
+            }
+            return Ok(());
+        }
+        Notification::Ringing { summary, body } => (summary, body, 2u8, ringing.take()),
+        Notification::Missed { summary, body } => (summary, body, 1u8, ringing.take()),
+    };
+    let mut hints: HashMap<&str, Value<'_>> = HashMap::new();
+    hints.insert("urgency", Value::U8(urgency));
+    hints.insert("desktop-entry", Value::from("extrasafe"));
+    let actions: Vec<&str> = Vec::new();
+    let id: u32 = proxy.call(
+        "Notify",
+        &(
+            "EXTRA SAFE",
+            replaces.unwrap_or(0),
+            "extrasafe",
+            summary.as_str(),
+            body.as_str(),
+            actions,
+            hints,
+            // A ring stays until it is taken down; the daemon times other news out.
+            if urgency == 2 { 0i32 } else { -1i32 },
+        ),
+    )?;
+    if urgency == 2 {
+        *ringing = Some(id);
+    }
+    Ok(())
+}
