@@ -329,7 +329,7 @@ pub struct AudioArgs {
 pub struct VideoArgs {
     /// Send video: `test` (a moving test picture with frame number and time), `screen`
     /// (this X11 screen; `screen:WINDOW-ID` for one window), `camera` (/dev/video0, or
-    /// `camera:/dev/videoN`; builds with --features camera), a .y4m file (played in a loop),
+    /// `camera:/dev/videoN`), a .y4m file (played in a loop),
     /// or any other path as raw I420 pictures of --video-size, e.g. a pipe from
     /// `ffmpeg … -f rawvideo -pix_fmt yuv420p` (`--video /dev/fd/3 3< <(ffmpeg …)`).
     #[arg(long, value_name = "test|screen|camera|FILE")]

@@ -21,7 +21,7 @@ const PIPE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 enum Send {
     Test,
     Screen(Option<u32>),
-    Camera(#[cfg_attr(not(feature = "camera"), allow(dead_code))] String),
+    Camera(String),
     Y4m(PathBuf),
     Raw(PathBuf),
 }
@@ -125,19 +125,15 @@ impl VideoPlan {
                 Send::Test => Box::new(TestPattern::new(self.size.0, self.size.1, self.fps)),
                 Send::Screen(w) => Box::new(Screen::open(*w, self.fps).map_err(fail)?),
                 Send::Y4m(p) => Box::new(Y4mFile::open(p).map_err(fail)?),
-            #[cfg(feature = "camera")]
-            Send::Camera(dev) => Box::new(
-                extrasafe_net::video_media::camera::Camera::open(dev, self.size.0, self.size.1, self.fps)
+                Send::Camera(dev) => Box::new(
+                    extrasafe_net::video_media::camera::Camera::open(
+                        dev,
+                        self.size.0,
+                        self.size.1,
+                        self.fps,
+                    )
                     .map_err(fail)?,
-            ),
-            #[cfg(not(feature = "camera"))]
-            Send::Camera(_) => {
-                return Err(Failure::new(
-                    USAGE,
-                    "This build has no camera support: rebuild with `cargo build --release --features camera` \
-                     (needs libclang-dev), or send --video test|screen|FILE.",
-                ))
-            }
+                ),
                 Send::Raw(p) => {
                     let f = std::fs::File::open(p).map_err(|e| fail(e.into()))?;
                     Box::new(RawI420::new(f, self.size.0, self.size.1, self.fps).map_err(fail)?)

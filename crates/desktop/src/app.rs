@@ -64,6 +64,9 @@ pub struct App {
     /// Desktop notifications for rings and missed calls.
     #[cfg(target_os = "linux")]
     pub notifier: Option<crate::system::Notifier>,
+    /// The file chooser is open; what it gives is sent.
+    #[cfg(target_os = "linux")]
+    pub choosing: Option<crate::system::Chosen>,
 }
 
 impl App {
@@ -79,6 +82,8 @@ impl App {
             scheme: None,
             #[cfg(target_os = "linux")]
             notifier: None,
+            #[cfg(target_os = "linux")]
+            choosing: None,
         }
     }
 
@@ -137,8 +142,62 @@ impl App {
         &self.backend.pictures
     }
 
-    fn dispatch(&mut self, actions: Vec<Action>) {
+    /// Opens the file chooser, unless it is open already.
+    fn choose_files(&mut self, ctx: &egui::Context, folder: bool) {
+        #[cfg(target_os = "linux")]
+        if self.choosing.is_none() {
+            self.choosing = Some(crate::system::pick_files(
+                ctx.clone(),
+                crate::words::CHOOSER_TITLE.into(),
+                folder,
+            ));
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (ctx, folder);
+            self.model.apply(crate::model::Update::Notice(
+                crate::model::NoticeKind::Info,
+                crate::words::NO_CHOOSER.into(),
+            ));
+        }
+    }
+
+    /// What the file chooser gave, once it has closed: sent, or why not.
+    fn chosen(&mut self) -> Option<Action> {
+        #[cfg(target_os = "linux")]
+        {
+            use crate::model::{NoticeKind, Update};
+            use crate::system::PickError;
+            let got = self.choosing.as_ref()?.try_recv();
+            let got = match got {
+                Ok(g) => g,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Err(PickError::NoChooser("it stopped".into()))
+                }
+            };
+            self.choosing = None;
+            match got {
+                Ok(paths) if !paths.is_empty() => return Some(Action::SendFiles(paths)),
+                Ok(_) | Err(PickError::Cancelled) => {}
+                Err(PickError::NoChooser(why)) => {
+                    tracing::debug!("file chooser: {why}");
+                    self.model.apply(Update::Notice(
+                        NoticeKind::Error,
+                        crate::words::NO_CHOOSER.into(),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn dispatch(&mut self, ctx: &egui::Context, actions: Vec<Action>) {
         for a in actions {
+            if let Action::PickFiles { folder } = a {
+                self.choose_files(ctx, folder);
+                continue;
+            }
             if self.model.act(&a) {
                 let _ = self.backend.actions.send(a);
             }
@@ -233,8 +292,9 @@ impl eframe::App for App {
         }
         self.title(ui.ctx());
         self.alerts(ui.ctx());
+        actions.extend(self.chosen());
         view::draw(self, ui, &mut actions);
-        self.dispatch(actions);
+        self.dispatch(ui.ctx(), actions);
         if self.model.call.is_some() {
             // Pictures and the backend's figures wake the window when they change; this is
             // only a safety net.

@@ -181,6 +181,9 @@ pub fn parse(v: &Value) -> Option<Action> {
         },
         "decline" => Action::Decline,
         "dismiss_missed" => Action::DismissMissed,
+        "pick_files" => Action::PickFiles {
+            folder: flag("folder"),
+        },
         "hang_up" => Action::HangUp,
         "mute" => Action::Mute(flag("on")),
         "camera" => Action::Camera(flag("on")),

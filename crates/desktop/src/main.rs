@@ -82,12 +82,13 @@ fn main() {
         (Some("none"), _) => VideoChoice::Nothing,
         (Some(dev), _) => VideoChoice::Camera(dev.to_string()),
         (None, Some(chosen)) => chosen,
-        (None, None)
-            if cfg!(feature = "camera") && std::path::Path::new("/dev/video0").exists() =>
+        (None, None) => match extrasafe_net::video_media::camera::list()
+            .into_iter()
+            .next()
         {
-            VideoChoice::Camera("/dev/video0".into())
-        }
-        (None, None) => VideoChoice::TestPicture,
+            Some(cam) => VideoChoice::Camera(cam.path),
+            None => VideoChoice::TestPicture,
+        },
     };
     let settings = Settings {
         echo_cancel: !args.no_echo_cancel && saved.echo_cancel.unwrap_or(true),

@@ -446,6 +446,10 @@ pub enum Action {
     Decline,
     /// The missed calls were seen.
     DismissMissed,
+    /// Open the desktop's file chooser; what is chosen is sent (the window handles it).
+    PickFiles {
+        folder: bool,
+    },
     HangUp,
     Mute(bool),
     Camera(bool),
@@ -768,6 +772,7 @@ impl Model {
                 self.missed.clear();
                 false
             }
+            Action::PickFiles { .. } => false,
             Action::CloseCall => {
                 if self
                     .call

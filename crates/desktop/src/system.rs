@@ -223,3 +223,163 @@ fn show(
     }
     Ok(())
 }
+
+/// What the file chooser gives, when it closes.
+pub type Chosen = mpsc::Receiver<Result<Vec<std::path::PathBuf>, PickError>>;
+
+/// Why no files came back from the file chooser.
+#[derive(Debug, thiserror::Error)]
+pub enum PickError {
+    /// No desktop portal answers (no session bus, or no portal service): the person types a
+    /// path or drops files instead.
+    #[error("no file chooser is available: {0}")]
+    NoChooser(String),
+    /// The person closed the chooser without choosing.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Opens the desktop's own file chooser (the XDG desktop portal's `FileChooser`: GNOME's,
+/// KDE's, or any portal backend's dialog, which also works inside a sandbox) on a thread of its
+/// own; the chosen paths arrive on the receiver. Several files can be chosen at once, or one
+/// folder with `folder`.
+///
+/// Written on zbus directly (already here for the appearance and notifications): `ashpd`
+/// would bring its own async runtime choice into the build for two calls and a signal.
+pub fn pick_files(ctx: egui::Context, title: String, folder: bool) -> Chosen {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("file-chooser".into())
+        .spawn(move || {
+            let got = choose(&title, folder);
+            let _ = tx.send(got);
+            ctx.request_repaint();
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no thread for the file chooser: {e}");
+    }
+    rx
+}
+
+fn choose(title: &str, folder: bool) -> Result<Vec<std::path::PathBuf>, PickError> {
+    use std::collections::HashMap;
+    use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+    let no = |e: zbus::Error| PickError::NoChooser(e.to_string());
+    let conn = zbus::blocking::Connection::session().map_err(no)?;
+    // The request's path is known before the call (from our bus name and a token of ours), so
+    // its answer is listened for before it can come.
+    let token = format!("extrasafe{}", std::process::id());
+    let sender = conn
+        .unique_name()
+        .map(|n| n.trim_start_matches(':').replace('.', "_"))
+        .unwrap_or_default();
+    let expected = format!("{PORTAL_PATH}/request/{sender}/{token}");
+    let listen = |path: &str| -> zbus::Result<zbus::blocking::proxy::SignalIterator<'static>> {
+        zbus::blocking::Proxy::new(
+            &conn,
+            PORTAL,
+            path.to_string(),
+            "org.freedesktop.portal.Request",
+        )?
+        .receive_signal("Response")
+    };
+    let mut answers = listen(&expected).map_err(no)?;
+    let chooser = zbus::blocking::Proxy::new(
+        &conn,
+        PORTAL,
+        PORTAL_PATH,
+        "org.freedesktop.portal.FileChooser",
+    )
+    .map_err(no)?;
+    let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+    options.insert("handle_token", Value::from(token.as_str()));
+    options.insert("multiple", Value::from(!folder));
+    options.insert("directory", Value::from(folder));
+    options.insert("modal", Value::from(true));
+    let handle: OwnedObjectPath = chooser
+        .call("OpenFile", &("", title, options))
+        .map_err(no)?;
+    // An older portal makes up its own path.
+    if handle.as_str() != expected {
+        answers = listen(handle.as_str()).map_err(no)?;
+    }
+    for msg in answers {
+        let Ok((response, results)) = msg
+            .body()
+            .deserialize::<(u32, HashMap<String, OwnedValue>)>()
+        else {
+            continue;
+        };
+        if response != 0 {
+            return Err(PickError::Cancelled);
+        }
+        let uris: Vec<String> = results
+            .get("uris")
+            .and_then(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
+            .unwrap_or_default();
+        return Ok(uris.iter().filter_map(|u| file_path(u)).collect());
+    }
+    Err(PickError::NoChooser(
+        "the portal closed without an answer".into(),
+    ))
+}
+
+/// The local path of a `file://` URI, percent-decoded; `None` for anything else (a chooser
+/// may offer network locations, which are not sent).
+pub fn file_path(uri: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let rest = uri.strip_prefix("file://")?;
+    // `file://host/path`: only the local host is ours.
+    let path = match rest.strip_prefix("localhost") {
+        Some(p) => p,
+        None => rest,
+    };
+    if !path.starts_with('/') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(std::path::PathBuf::from(std::ffi::OsString::from_vec(out)))
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::file_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn chosen_uris_become_local_paths() {
+        assert_eq!(
+            file_path("file:///home/a/My%20Notes/r%C3%A9sum%C3%A9.txt"),
+            Some(PathBuf::from("/home/a/My Notes/résumé.txt"))
+        );
+        assert_eq!(
+            file_path("file://localhost/tmp/x"),
+            Some(PathBuf::from("/tmp/x"))
+        );
+        // Not local, not a file, or a broken escape: nothing.
+        assert_eq!(file_path("file://server/share/x"), None);
+        assert_eq!(file_path("sftp://host/x"), None);
+        assert_eq!(file_path("file:///tmp/%zz"), None);
+        assert_eq!(file_path("file:///tmp/%4"), None);
+        assert_eq!(file_path("file:///tmp/%+1"), None);
+        // Bytes that are not UTF-8 are kept as they are.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = file_path("file:///tmp/%FF").unwrap();
+        assert_eq!(odd.as_os_str().as_bytes(), b"/tmp/\xff");
+    }
+}

@@ -76,8 +76,6 @@ pub const FILES_DIR: &str = "Save received files in";
 pub const ECHO_CANCEL: &str = "Echo cancellation";
 pub const ECHO_CANCEL_HINT: &str =
     "On: they do not hear themselves when you use speakers (takes effect on the next call)";
-pub const NO_CAMERA_BUILD: &str =
-    "This build has no camera support (build with --features camera).";
 pub const WAITING_VIDEO: &str = "Waiting for their picture …";
 pub const NO_REMOTE_VIDEO: &str = "They send no video.";
 pub const DROP_HINT: &str = "Drop files here to send them";
@@ -98,6 +96,10 @@ pub const SECURITY_CODE: &str = "Security code";
 pub const MISSED_CALLS: &str = "Missed calls (kept only while the app runs)";
 pub const CALL_BACK: &str = "Call back";
 pub const SEEN: &str = "Seen";
+pub const CHOOSE_FILES: &str = "Choose files …";
+pub const CHOOSE_FOLDER: &str = "Choose a folder …";
+pub const CHOOSER_TITLE: &str = "Send to the person in the call";
+pub const NO_CHOOSER: &str = "No file chooser is available on this desktop (its XDG desktop portal is missing). Type the path above, or drop the files on the window.";
 
 /// Every fixed label, for the font test.
 pub const ALL: &[&str] = &[
@@ -167,7 +169,6 @@ pub const ALL: &[&str] = &[
     TEST_PICTURE,
     NO_VIDEO,
     FILES_DIR,
-    NO_CAMERA_BUILD,
     WAITING_VIDEO,
     NO_REMOTE_VIDEO,
     DROP_HINT,
@@ -184,6 +185,10 @@ pub const ALL: &[&str] = &[
     MISSED_CALLS,
     CALL_BACK,
     SEEN,
+    CHOOSE_FILES,
+    CHOOSE_FOLDER,
+    CHOOSER_TITLE,
+    NO_CHOOSER,
 ];
 
 /// The first characters of a peer ID: enough to tell people apart on screen.

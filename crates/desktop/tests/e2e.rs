@@ -403,6 +403,16 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
         .unwrap()
         .build()
         .unwrap();
+    // … and a file chooser (a stand-in for the XDG desktop portal's).
+    let chooser = Chooser::default();
+    let _portal = zbus::blocking::connection::Builder::address(bus.1.as_str())
+        .unwrap()
+        .name("org.freedesktop.portal.Desktop")
+        .unwrap()
+        .serve_at("/org/freedesktop/portal/desktop", chooser.clone())
+        .unwrap()
+        .build()
+        .unwrap();
     let mut bob = App::start_on_bus("bob", &xb, &db, &[], Some(&bus.1));
 
     // First run: no identity yet; every label's characters are in the bundled fonts.
@@ -660,6 +670,32 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     assert!(s["call"]["offers"].as_array().is_some_and(|o| o.is_empty()));
     assert!(!da.join("received/report.bin").exists());
 
+    // Bob chooses two files in his desktop's file chooser: one goes, the other no longer
+    // exists and is named.
+    let picked = tmp.join("pick me.txt");
+    std::fs::write(&picked, b"chosen in the dialog").unwrap();
+    let uri = |p: &Path| format!("file://{}", p.display()).replace(' ', "%20");
+    *chooser.uris.lock().unwrap() = vec![uri(&picked), uri(&tmp.join("gone.txt"))];
+    bob.send(json!({"action": "pick_files"}));
+    alice.wait("the chosen file taken", 30, |s| {
+        s["call"]["transfers"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|t| t["label"] == "pick me.txt" && t["state"] == "done")
+        })
+    });
+    bob.wait("the vanished one named", 30, |s| {
+        s["notices"].to_string().contains("gone.txt")
+    });
+    assert_eq!(
+        std::fs::read(da.join("received/pick me.txt")).unwrap(),
+        b"chosen in the dialog"
+    );
+    assert_eq!(
+        *chooser.asked.lock().unwrap(),
+        vec![("Send to the person in the call".to_string(), true)],
+        "one chooser, several files allowed"
+    );
+
     // Alice closes her window: the call ends cleanly on both sides.
     alice.send(json!({"action": "close_window"}));
     let status = alice.exited(10);
@@ -690,13 +726,14 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     );
     let lock = std::fs::metadata(da.join("identity").join(".contacts.lock")).unwrap();
     assert_eq!(lock.len(), 0, "the lock file holds nothing");
-    // Her download folder holds the one file her settings accepted, and nothing else (no
+    // Her download folder holds the two files her settings accepted, and nothing else (no
     // partial file of the one refused).
-    let received: Vec<String> = std::fs::read_dir(da.join("received"))
+    let mut received: Vec<String> = std::fs::read_dir(da.join("received"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(received, ["note.txt"]);
+    received.sort();
+    assert_eq!(received, ["note.txt", "pick me.txt"]);
 
     // Alice starts again: her sealed identity asks for the passphrase, a wrong one is
     // refused with a sentence, and her verified contact is still there.
@@ -1246,4 +1283,55 @@ fn the_layout_check_finds_what_it_looks_for() {
     ]));
     assert!(layout_faults(&below_fold, true).is_empty());
     assert_eq!(layout_faults(&below_fold, false).len(), 1);
+}
+
+/// A stand-in for the XDG desktop portal's file chooser: answers every `OpenFile` at once
+/// with the URIs it holds, on the request path the caller's `handle_token` names.
+#[derive(Clone, Default)]
+struct Chooser {
+    uris: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// (title, several files allowed) of each request.
+    asked: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.portal.FileChooser")]
+impl Chooser {
+    async fn open_file(
+        &self,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        _parent_window: &str,
+        title: &str,
+        options: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+    ) -> zbus::fdo::Result<zbus::zvariant::OwnedObjectPath> {
+        let multiple = options
+            .get("multiple")
+            .and_then(|v| bool::try_from(v).ok())
+            .unwrap_or(false);
+        self.asked.lock().unwrap().push((title.into(), multiple));
+        let token = options
+            .get("handle_token")
+            .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+            .unwrap_or_else(|| "t".into());
+        let sender = hdr
+            .sender()
+            .map(|s| s.as_str().trim_start_matches(':').replace('.', "_"))
+            .unwrap_or_default();
+        let path = format!("/org/freedesktop/portal/desktop/request/{sender}/{token}");
+        let uris = self.uris.lock().unwrap().clone();
+        let mut results: std::collections::HashMap<&str, zbus::zvariant::Value<'_>> =
+            std::collections::HashMap::new();
+        results.insert("uris", zbus::zvariant::Value::from(uris));
+        conn.emit_signal(
+            None::<zbus::names::BusName<'_>>,
+            path.as_str(),
+            "org.freedesktop.portal.Request",
+            "Response",
+            &(0u32, results),
+        )
+        .await
+        .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
+        zbus::zvariant::OwnedObjectPath::try_from(path)
+            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
+    }
 }

@@ -1,5 +1,5 @@
 //! EXTRA SAFE video: the I420 picture, H.264 through openh264, the sources a call can send
-//! (test pattern, Y4M file, raw I420 pipe, X11 screen, V4L2 camera behind a feature) and the
+//! (test pattern, Y4M file, raw I420 pipe, X11 screen, V4L2 camera) and the
 //! sinks it can show into (Y4M file, the latest picture for a window).
 //!
 //! ```text
@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "camera")]
 pub mod camera;
 pub mod codec;
 pub mod frame;

@@ -784,7 +784,6 @@ fn video_source(choice: &VideoChoice) -> Result<Option<Box<dyn VideoSource>>, St
     match choice {
         VideoChoice::Nothing => Ok(None),
         VideoChoice::TestPicture => Ok(Some(Box::new(TestPattern::new(1280, 720, 30)))),
-        #[cfg(feature = "camera")]
         VideoChoice::Camera(dev) => {
             extrasafe_net::video_media::camera::Camera::open(dev, 1280, 720, 30)
                 .map(|c| Some(Box::new(c) as Box<dyn VideoSource>))
@@ -792,24 +791,15 @@ fn video_source(choice: &VideoChoice) -> Result<Option<Box<dyn VideoSource>>, St
                     format!("The camera {dev} could not be opened ({e}). Pick another in Settings.")
                 })
         }
-        #[cfg(not(feature = "camera"))]
-        VideoChoice::Camera(_) => Err(words::NO_CAMERA_BUILD.into()),
     }
 }
 
-/// Camera devices present (`/dev/video*`).
+/// The cameras present (video capture devices; a camera's metadata node is left out).
 pub(super) fn cameras() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("video"))
-                .map(|n| format!("/dev/{n}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
+    extrasafe_net::video_media::camera::list()
+        .into_iter()
+        .map(|c| c.path)
+        .collect()
 }
 
 /// Local time of day as HH:MM.

@@ -473,8 +473,11 @@ impl Backend {
             Action::SetVideo(v) => self.set(|s| s.video = v),
             Action::SetFilesDir(d) => self.set(|s| s.files_dir = d),
             Action::SetEchoCancel(on) => self.set(|s| s.echo_cancel = on),
-            Action::DismissNotice(_) | Action::DismissMissed | Action::CloseCall | Action::Quit => {
-            }
+            Action::DismissNotice(_)
+            | Action::DismissMissed
+            | Action::PickFiles { .. }
+            | Action::CloseCall
+            | Action::Quit => {}
         }
     }
 

@@ -609,6 +609,14 @@ fn side_content(app: &mut App, call: &CallView, ui: &mut egui::Ui, actions: &mut
             actions.push(Action::SendFiles(vec![path.trim().into()]));
         }
     });
+    ui.horizontal_wrapped(|ui| {
+        if ui.button(words::CHOOSE_FILES).clicked() {
+            actions.push(Action::PickFiles { folder: false });
+        }
+        if ui.button(words::CHOOSE_FOLDER).clicked() {
+            actions.push(Action::PickFiles { folder: true });
+        }
+    });
     if call.preparing {
         ui.horizontal_wrapped(|ui| {
             ui.spinner();

@@ -57,9 +57,6 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         }
         ui.end_row();
     });
-    if !cfg!(feature = "camera") {
-        ui.label(egui::RichText::new(words::NO_CAMERA_BUILD).weak());
-    }
 }
 
 fn device_box(
