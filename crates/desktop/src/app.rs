@@ -67,6 +67,15 @@ pub struct App {
     /// The file chooser is open; what it gives is sent.
     #[cfg(target_os = "linux")]
     pub choosing: Option<crate::system::Chosen>,
+    /// The tray icon, while "stay reachable" is on and the desktop shows one.
+    #[cfg(target_os = "linux")]
+    tray: Option<crate::system::Tray>,
+    /// The tray could not be put up; not tried again this run.
+    tray_failed: bool,
+    /// The window is hidden (closed with "stay reachable" on).
+    hidden: bool,
+    /// Quit was chosen: the next close is for real.
+    quitting: bool,
 }
 
 impl App {
@@ -84,6 +93,11 @@ impl App {
             notifier: None,
             #[cfg(target_os = "linux")]
             choosing: None,
+            #[cfg(target_os = "linux")]
+            tray: None,
+            tray_failed: false,
+            hidden: false,
+            quitting: false,
         }
     }
 
@@ -114,6 +128,13 @@ impl App {
     /// the window itself shows them).
     fn alerts(&mut self, ctx: &egui::Context) {
         let alerts = std::mem::take(&mut self.model.alerts);
+        // A ring brings a hidden window back.
+        let ringing = alerts
+            .iter()
+            .any(|a| matches!(a, crate::model::Alert::Incoming { .. }));
+        if ringing && self.hidden {
+            self.show_window(ctx);
+        }
         #[cfg(target_os = "linux")]
         if let Some(n) = &self.notifier {
             use crate::model::Alert;
@@ -140,6 +161,75 @@ impl App {
 
     pub fn pictures(&self) -> &crate::backend::Pictures {
         &self.backend.pictures
+    }
+
+    fn show_window(&mut self, ctx: &egui::Context) {
+        if self.hidden {
+            self.hidden = false;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Visible(true));
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+        ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+    }
+
+    /// Ends the app, even when closing the window would only hide it.
+    fn quit(&mut self, ctx: &egui::Context) {
+        self.quitting = true;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// "Stay reachable": the tray icon follows the setting, its clicks show the window or
+    /// quit, and closing the window hides it (or, with no tray on this desktop, minimizes
+    /// it) instead of ending the app.
+    fn stay_reachable(&mut self, ctx: &egui::Context) {
+        let wanted = self.model.settings.stay_reachable;
+        #[cfg(target_os = "linux")]
+        {
+            if wanted && self.tray.is_none() && !self.tray_failed {
+                match crate::system::Tray::start(ctx.clone()) {
+                    Ok(t) => self.tray = Some(t),
+                    Err(e) => {
+                        tracing::debug!("no tray icon: {e}");
+                        self.tray_failed = true;
+                    }
+                }
+            }
+            if !wanted {
+                self.tray = None;
+            }
+            let events: Vec<_> = self
+                .tray
+                .as_ref()
+                .map(|t| t.events.try_iter().collect())
+                .unwrap_or_default();
+            for e in events {
+                match e {
+                    crate::system::TrayEvent::Show => self.show_window(ctx),
+                    crate::system::TrayEvent::Quit => self.quit(ctx),
+                }
+            }
+        }
+        let closing = ctx.input(|i| i.viewport().close_requested());
+        if closing && wanted && !self.quitting {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            if self.has_tray() {
+                self.hidden = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Visible(false));
+            } else {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+                self.model.apply(crate::model::Update::Notice(
+                    crate::model::NoticeKind::Info,
+                    crate::words::NO_TRAY.into(),
+                ));
+            }
+        }
+    }
+
+    fn has_tray(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.tray.is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     /// Opens the file chooser, unless it is open already.
@@ -198,6 +288,10 @@ impl App {
                 self.choose_files(ctx, folder);
                 continue;
             }
+            if a == Action::QuitApp {
+                self.quit(ctx);
+                continue;
+            }
             if self.model.act(&a) {
                 let _ = self.backend.actions.send(a);
             }
@@ -214,6 +308,8 @@ impl App {
         snap["preview_picture"] = serde_json::json!(self.textures.preview.is_some());
         snap["zoom"] = serde_json::json!(ui.ctx().zoom_factor());
         snap["fullscreen"] = serde_json::json!(self.fields.fullscreen);
+        snap["window_visible"] = serde_json::json!(!self.hidden);
+        snap["tray"] = serde_json::json!(self.has_tray());
         snap["theme"] = serde_json::json!(match ui.ctx().theme() {
             egui::Theme::Dark => "dark",
             egui::Theme::Light => "light",
@@ -291,6 +387,7 @@ impl eframe::App for App {
             }
         }
         self.title(ui.ctx());
+        self.stay_reachable(ui.ctx());
         self.alerts(ui.ctx());
         actions.extend(self.chosen());
         view::draw(self, ui, &mut actions);

@@ -81,6 +81,11 @@ impl Automation {
                 )));
                 continue;
             }
+            // The window shown or hidden, as the tray does.
+            if let Some(on) = v.get("visible").and_then(Value::as_bool) {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Visible(on));
+                continue;
+            }
             // The chat and files column shown or put away, as its button does.
             if let Some(open) = v.get("side_open").and_then(Value::as_bool) {
                 self.side_open = Some(open);
@@ -93,7 +98,7 @@ impl Automation {
                 ctx.request_repaint();
                 continue;
             }
-            // As if the person closed the window.
+            // As if the person closed the window (with "stay reachable" on, it hides).
             if v.get("action").and_then(Value::as_str) == Some("close_window") {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 continue;
@@ -218,6 +223,9 @@ pub fn parse(v: &Value) -> Option<Action> {
             Action::SetSpeaker(v.get("name").and_then(Value::as_str).map(String::from))
         }
         "set_echo_cancel" => Action::SetEchoCancel(v.get("on")?.as_bool()?),
+        "set_stay_reachable" => Action::SetStayReachable(v.get("on")?.as_bool()?),
+        // Quits for real, as the tray's Quit does (closing the window may only hide it).
+        "quit" => Action::QuitApp,
         "close_call" => Action::CloseCall,
         "dismiss" => Action::DismissNotice(id()? as usize),
         _ => return None,

@@ -92,6 +92,7 @@ fn main() {
     };
     let settings = Settings {
         echo_cancel: !args.no_echo_cancel && saved.echo_cancel.unwrap_or(true),
+        stay_reachable: saved.stay_reachable.unwrap_or(false),
         mic: saved.mic.flatten(),
         speaker: saved.speaker.flatten(),
         video,

@@ -259,6 +259,8 @@ pub struct Settings {
     pub files_dir: PathBuf,
     /// Take the speaker's echo out of the microphone (on unless the person turned it off).
     pub echo_cancel: bool,
+    /// Closing the window keeps the app running in the tray, reachable for calls.
+    pub stay_reachable: bool,
 }
 
 /// A call that rang here and ended before anyone answered. Kept in memory only, while the
@@ -475,6 +477,10 @@ pub enum Action {
     SetVideo(VideoChoice),
     SetFilesDir(PathBuf),
     SetEchoCancel(bool),
+    /// Stay running in the tray when the window is closed.
+    SetStayReachable(bool),
+    /// Quit the app, even if it stays reachable when its window closes (the window handles it).
+    QuitApp,
     DismissNotice(usize),
     CloseCall,
     Quit,
@@ -772,7 +778,7 @@ impl Model {
                 self.missed.clear();
                 false
             }
-            Action::PickFiles { .. } => false,
+            Action::PickFiles { .. } | Action::QuitApp => false,
             Action::CloseCall => {
                 if self
                     .call
@@ -801,6 +807,10 @@ impl Model {
             }
             Action::SetEchoCancel(on) => {
                 self.settings.echo_cancel = *on;
+                true
+            }
+            Action::SetStayReachable(on) => {
+                self.settings.stay_reachable = *on;
                 true
             }
             Action::SetFilesDir(d) => {
@@ -873,6 +883,7 @@ impl Model {
                 "video": format!("{:?}", self.settings.video),
                 "files_dir": self.settings.files_dir.to_string_lossy(),
                 "echo_cancel": self.settings.echo_cancel,
+                "stay_reachable": self.settings.stay_reachable,
             },
             "busy": self.busy,
             "me": self.me.as_ref().map(|m| json!({"peer_id": m.peer_id, "ticket": m.ticket, "sealed": m.sealed})),
@@ -944,6 +955,7 @@ mod tests {
             video: VideoChoice::TestPicture,
             files_dir: "/tmp".into(),
             echo_cancel: true,
+            stay_reachable: false,
         });
         m.apply(Update::Ready(Me {
             peer_id: "es1me".into(),

@@ -18,6 +18,7 @@ pub struct Saved {
     pub video: Option<VideoChoice>,
     pub files_dir: Option<PathBuf>,
     pub echo_cancel: Option<bool>,
+    pub stay_reachable: Option<bool>,
 }
 
 /// The file's content for `s`.
@@ -34,6 +35,7 @@ pub fn encode(s: &Settings) -> Vec<u8> {
         "video": video,
         "files_dir": s.files_dir.to_str(),
         "echo_cancel": s.echo_cancel,
+        "stay_reachable": s.stay_reachable,
     });
     serde_json::to_vec_pretty(&v).unwrap_or_default()
 }
@@ -65,6 +67,7 @@ pub fn decode(bytes: &[u8]) -> Option<Saved> {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
         echo_cancel: v.get("echo_cancel").and_then(Value::as_bool),
+        stay_reachable: v.get("stay_reachable").and_then(Value::as_bool),
     })
 }
 
@@ -79,6 +82,7 @@ mod tests {
             video: VideoChoice::Camera("/dev/video2".into()),
             files_dir: "/home/a/Incoming".into(),
             echo_cancel: false,
+            stay_reachable: true,
         }
     }
 
@@ -91,6 +95,7 @@ mod tests {
         assert_eq!(back.video, Some(s.video.clone()));
         assert_eq!(back.files_dir, Some(s.files_dir.clone()));
         assert_eq!(back.echo_cancel, Some(false));
+        assert_eq!(back.stay_reachable, Some(true));
         for video in [VideoChoice::TestPicture, VideoChoice::Nothing] {
             let s = Settings {
                 video,

@@ -383,3 +383,95 @@ mod uri_tests {
         assert_eq!(odd.as_os_str().as_bytes(), b"/tmp/\xff");
     }
 }
+
+/// What the tray icon asks of the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrayEvent {
+    /// Show the window (a click on the icon, or "Open EXTRA SAFE").
+    Show,
+    /// End the app ("Quit").
+    Quit,
+}
+
+/// The icon in the desktop's tray (StatusNotifierItem, which KDE shows and GNOME shows with
+/// its AppIndicator extension), while "stay reachable" is on. It names the app only: no
+/// contact, no peer ID, nothing of a call.
+struct TrayIcon {
+    events: mpsc::Sender<TrayEvent>,
+    ctx: egui::Context,
+}
+
+impl TrayIcon {
+    fn tell(&self, e: TrayEvent) {
+        let _ = self.events.send(e);
+        self.ctx.request_repaint();
+    }
+}
+
+impl ksni::Tray for TrayIcon {
+    fn id(&self) -> String {
+        "extrasafe".into()
+    }
+    fn title(&self) -> String {
+        "EXTRA SAFE".into()
+    }
+    fn icon_name(&self) -> String {
+        "extrasafe".into()
+    }
+    fn category(&self) -> ksni::Category {
+        ksni::Category::Communications
+    }
+    fn tool_tip(&self) -> ksni::ToolTip {
+        ksni::ToolTip {
+            title: "EXTRA SAFE".into(),
+            description: "Reachable for calls. Click to open the window.".into(),
+            ..Default::default()
+        }
+    }
+    fn activate(&mut self, _x: i32, _y: i32) {
+        self.tell(TrayEvent::Show);
+    }
+    fn menu(&self) -> Vec<ksni::MenuItem<Self>> {
+        use ksni::menu::StandardItem;
+        vec![
+            StandardItem {
+                label: crate::words::OPEN_WINDOW.into(),
+                activate: Box::new(|t: &mut Self| t.tell(TrayEvent::Show)),
+                ..Default::default()
+            }
+            .into(),
+            StandardItem {
+                label: crate::words::QUIT.into(),
+                activate: Box::new(|t: &mut Self| t.tell(TrayEvent::Quit)),
+                ..Default::default()
+            }
+            .into(),
+        ]
+    }
+}
+
+/// The tray icon, up while it lives.
+pub struct Tray {
+    handle: ksni::blocking::Handle<TrayIcon>,
+    pub events: mpsc::Receiver<TrayEvent>,
+}
+
+impl Tray {
+    /// Puts the icon in the tray; an error (as a sentence for the log) where the desktop
+    /// shows no tray icons or there is no session bus.
+    pub fn start(ctx: egui::Context) -> Result<Self, String> {
+        use ksni::blocking::TrayMethods;
+        let (tx, rx) = mpsc::channel();
+        let handle = TrayIcon { events: tx, ctx }
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { handle, events: rx })
+    }
+}
+
+impl Drop for Tray {
+    fn drop(&mut self) {
+        // Takes the icon away (not waited for: the window must not hang on the bus).
+        let _ = self.handle.shutdown();
+    }
+}

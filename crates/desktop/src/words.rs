@@ -96,6 +96,12 @@ pub const SECURITY_CODE: &str = "Security code";
 pub const MISSED_CALLS: &str = "Missed calls (kept only while the app runs)";
 pub const CALL_BACK: &str = "Call back";
 pub const SEEN: &str = "Seen";
+pub const STAY_REACHABLE: &str = "When the window closes";
+pub const STAY_REACHABLE_HINT: &str =
+    "Stay reachable in the tray (calls still ring; Quit ends the app)";
+pub const QUIT: &str = "Quit";
+pub const OPEN_WINDOW: &str = "Open EXTRA SAFE";
+pub const NO_TRAY: &str = "This desktop shows no tray icons, so the window was minimized instead of closed: EXTRA SAFE stays reachable. Quit ends it.";
 pub const CHOOSE_FILES: &str = "Choose files …";
 pub const CHOOSE_FOLDER: &str = "Choose a folder …";
 pub const CHOOSER_TITLE: &str = "Send to the person in the call";
@@ -185,6 +191,11 @@ pub const ALL: &[&str] = &[
     MISSED_CALLS,
     CALL_BACK,
     SEEN,
+    STAY_REACHABLE,
+    STAY_REACHABLE_HINT,
+    QUIT,
+    OPEN_WINDOW,
+    NO_TRAY,
     CHOOSE_FILES,
     CHOOSE_FOLDER,
     CHOOSER_TITLE,

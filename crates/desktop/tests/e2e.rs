@@ -1335,3 +1335,150 @@ impl Chooser {
             .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
     }
 }
+
+/// A stand-in for the desktop's StatusNotifierWatcher (what KDE's tray, or GNOME's
+/// AppIndicator extension, runs): records the items that register.
+#[derive(Clone, Default)]
+struct Watcher {
+    items: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+impl Watcher {
+    fn register_status_notifier_item(&self, service: &str) {
+        self.items.lock().unwrap().push(service.to_string());
+    }
+
+    fn register_status_notifier_host(&self, _service: &str) {}
+
+    #[zbus(property)]
+    fn is_status_notifier_host_registered(&self) -> bool {
+        true
+    }
+
+    #[zbus(property)]
+    fn protocol_version(&self) -> i32 {
+        0
+    }
+
+    #[zbus(property)]
+    fn registered_status_notifier_items(&self) -> Vec<String> {
+        self.items.lock().unwrap().clone()
+    }
+}
+
+/// A StatusNotifierItem's tool tip: icon name, icon pixmaps, title, description.
+type ToolTip = (String, Vec<(i32, i32, Vec<u8>)>, String, String);
+
+/// Starts an app on `bus`, makes an open identity and turns "stay reachable" on.
+fn reachable_app(name: &'static str, x: &Xvfb, dir: &Path, bus: &str) -> App {
+    let mut app = App::start_on_bus(name, x, dir, &[], Some(bus));
+    app.wait("first run", 60, |s| s["stage"] == "firstrun");
+    app.send(json!({"action": "create_identity"}));
+    app.wait("ready", 60, |s| s["stage"] == "ready");
+    app.send(json!({"action": "set_stay_reachable", "on": true}));
+    app.wait("stay reachable", 10, |s| {
+        s["settings"]["stay_reachable"] == true
+    });
+    app
+}
+
+#[test]
+fn with_stay_reachable_the_window_closes_to_the_tray_and_comes_back() {
+    let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
+    if let Some(missing) = tools.iter().find(|t| !have(t)) {
+        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
+            panic!("{missing} is missing (apt install xvfb imagemagick dbus-daemon)");
+        }
+        eprintln!("skipped: {missing} is not installed");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("es-desktop-tray-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(tmp.join(d).join("received")).unwrap();
+    }
+    let bus = Bus::start();
+    let watcher = Watcher::default();
+    let _watcher = zbus::blocking::connection::Builder::address(bus.1.as_str())
+        .unwrap()
+        .name("org.kde.StatusNotifierWatcher")
+        .unwrap()
+        .serve_at("/StatusNotifierWatcher", watcher.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    let x = Xvfb::start();
+    let mut app = reachable_app("tray", &x, &tmp.join("a"), &bus.1);
+    app.wait("the tray icon", 20, |s| s["tray"] == true);
+    let service = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = watcher.items.lock().unwrap().first().cloned() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no item registered with the tray"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The icon says which app it is, and nothing about whom it talks to.
+    let conn = zbus::blocking::connection::Builder::address(bus.1.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    let item = zbus::blocking::Proxy::new(
+        &conn,
+        service.as_str(),
+        "/StatusNotifierItem",
+        "org.kde.StatusNotifierItem",
+    )
+    .unwrap();
+    assert_eq!(item.get_property::<String>("Title").unwrap(), "EXTRA SAFE");
+    assert_eq!(
+        item.get_property::<String>("IconName").unwrap(),
+        "extrasafe"
+    );
+    let me = app.last["me"]["peer_id"].as_str().unwrap().to_string();
+    let tip: ToolTip = item.get_property("ToolTip").unwrap();
+    assert!(!format!("{tip:?}").contains(&me[..12]), "{tip:?}");
+
+    // Closing the window hides it: the app runs on, reachable.
+    app.send(json!({"action": "close_window"}));
+    app.wait("hidden", 10, |s| s["window_visible"] == false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "closing the window ended the app"
+    );
+    // A click on the icon brings it back.
+    item.call::<_, _, ()>("Activate", &(0i32, 0i32)).unwrap();
+    app.wait("shown again", 10, |s| s["window_visible"] == true);
+    // The choice is kept for the next run.
+    let saved = std::fs::read_to_string(tmp.join("a/identity/settings.json")).unwrap();
+    assert!(saved.contains("\"stay_reachable\": true"), "{saved}");
+    // Quit ends it for real.
+    app.send(json!({"action": "quit"}));
+    assert!(app.exited(15).success());
+
+    // A desktop that shows no tray icons: closing minimizes instead, and says so.
+    let bare = Bus::start();
+    let mut app = reachable_app("no-tray", &x, &tmp.join("b"), &bare.1);
+    app.send(json!({"action": "close_window"}));
+    app.wait("told why it stays", 10, |s| {
+        s["notices"]
+            .to_string()
+            .contains("minimized instead of closed")
+    });
+    assert_eq!(app.last["tray"], false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "closing the window ended the app"
+    );
+    app.send(json!({"action": "quit"}));
+    assert!(app.exited(15).success());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -473,9 +473,11 @@ impl Backend {
             Action::SetVideo(v) => self.set(|s| s.video = v),
             Action::SetFilesDir(d) => self.set(|s| s.files_dir = d),
             Action::SetEchoCancel(on) => self.set(|s| s.echo_cancel = on),
+            Action::SetStayReachable(on) => self.set(|s| s.stay_reachable = on),
             Action::DismissNotice(_)
             | Action::DismissMissed
             | Action::PickFiles { .. }
+            | Action::QuitApp
             | Action::CloseCall
             | Action::Quit => {}
         }

@@ -69,6 +69,10 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
                 ui.label(RichText::new(words::APP).size(HEADING).strong());
                 if app.model.stage == Stage::Ready && !in_call {
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        // With "stay reachable", closing the window does not end the app.
+                        if app.model.settings.stay_reachable && ui.button(words::QUIT).clicked() {
+                            actions.push(Action::QuitApp);
+                        }
                         let label = if app.fields.settings_open {
                             format!("{} ^", words::SETTINGS)
                         } else {

@@ -30,6 +30,12 @@ pub fn draw(app: &mut App, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             actions.push(Action::SetEchoCancel(on));
         }
         ui.end_row();
+        ui.label(words::STAY_REACHABLE);
+        let mut stay = s.stay_reachable;
+        if ui.checkbox(&mut stay, words::STAY_REACHABLE_HINT).changed() {
+            actions.push(Action::SetStayReachable(stay));
+        }
+        ui.end_row();
         ui.label(words::VIDEO_SOURCE);
         let label = |v: &VideoChoice| match v {
             VideoChoice::Camera(dev) => dev.clone(),
