@@ -64,14 +64,16 @@ pub struct App {
     /// Desktop notifications for rings and missed calls.
     #[cfg(target_os = "linux")]
     pub notifier: Option<crate::system::Notifier>,
-    /// The file chooser is open; what it gives is sent.
+    /// The file chooser is open for the call with this peer; what it gives goes to them.
     #[cfg(target_os = "linux")]
-    pub choosing: Option<crate::system::Chosen>,
+    pub choosing: Option<(String, crate::system::Chosen, std::time::Instant)>,
     /// The tray icon, while "stay reachable" is on and the desktop shows one.
     #[cfg(target_os = "linux")]
     tray: Option<crate::system::Tray>,
     /// The tray could not be put up; not tried again this run.
     tray_failed: bool,
+    /// The desktop shows the tray icon now.
+    tray_shown: bool,
     /// The window is hidden (closed with "stay reachable" on).
     hidden: bool,
     /// Quit was chosen: the next close is for real.
@@ -96,6 +98,7 @@ impl App {
             #[cfg(target_os = "linux")]
             tray: None,
             tray_failed: false,
+            tray_shown: false,
             hidden: false,
             quitting: false,
         }
@@ -147,7 +150,8 @@ impl App {
                         n.send(Notification::Ringing { summary, body });
                     }
                     Alert::Missed(m) => {
-                        let (summary, body) = crate::words::missed_alert(&m.who, &m.at);
+                        let (summary, body) =
+                            crate::words::missed_alert(m.contact.as_deref(), &m.at);
                         n.send(Notification::Missed { summary, body });
                     }
                     Alert::Handled => n.send(Notification::Withdraw),
@@ -185,17 +189,13 @@ impl App {
         let wanted = self.model.settings.stay_reachable;
         #[cfg(target_os = "linux")]
         {
+            use crate::system::TrayEvent;
             if wanted && self.tray.is_none() && !self.tray_failed {
-                match crate::system::Tray::start(ctx.clone()) {
-                    Ok(t) => self.tray = Some(t),
-                    Err(e) => {
-                        tracing::debug!("no tray icon: {e}");
-                        self.tray_failed = true;
-                    }
-                }
+                self.tray = Some(crate::system::Tray::start(ctx.clone()));
             }
             if !wanted {
                 self.tray = None;
+                self.tray_shown = false;
             }
             let events: Vec<_> = self
                 .tray
@@ -204,42 +204,71 @@ impl App {
                 .unwrap_or_default();
             for e in events {
                 match e {
-                    crate::system::TrayEvent::Show => self.show_window(ctx),
-                    crate::system::TrayEvent::Quit => self.quit(ctx),
+                    TrayEvent::Show => self.show_window(ctx),
+                    TrayEvent::Quit => self.quit(ctx),
+                    TrayEvent::Shown(on) => {
+                        self.tray_shown = on;
+                        // No icon left to bring the window back: it comes back by itself.
+                        if !on && self.hidden {
+                            self.show_window(ctx);
+                        }
+                    }
+                    TrayEvent::Failed(why) => {
+                        tracing::debug!("no tray icon: {why}");
+                        self.tray = None;
+                        self.tray_shown = false;
+                        self.tray_failed = true;
+                    }
                 }
             }
         }
         let closing = ctx.input(|i| i.viewport().close_requested());
-        if closing && wanted && !self.quitting {
+        // Only once the identity is open: before that there is nothing to be reachable with,
+        // and no Quit button.
+        let ready = self.model.stage == crate::model::Stage::Ready;
+        if closing && wanted && ready && !self.quitting {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
-            if self.has_tray() {
+            // Wayland has no hidden windows (winit ignores it there): minimized instead.
+            let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|v| !v.is_empty());
+            if self.has_tray() && !wayland {
                 self.hidden = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Visible(false));
             } else {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
-                self.model.apply(crate::model::Update::Notice(
-                    crate::model::NoticeKind::Info,
-                    crate::words::NO_TRAY.into(),
-                ));
+                if !self.has_tray() {
+                    self.model.apply(crate::model::Update::Notice(
+                        crate::model::NoticeKind::Info,
+                        crate::words::NO_TRAY.into(),
+                    ));
+                }
             }
         }
     }
 
     fn has_tray(&self) -> bool {
         #[cfg(target_os = "linux")]
-        return self.tray.is_some();
+        return self.tray.is_some() && self.tray_shown;
         #[cfg(not(target_os = "linux"))]
         false
     }
 
     /// Opens the file chooser, unless it is open already.
     fn choose_files(&mut self, ctx: &egui::Context, folder: bool) {
+        // One chooser at a time; one still open after a minute is taken to be lost (a
+        // portal that went away without answering) and replaced.
         #[cfg(target_os = "linux")]
-        if self.choosing.is_none() {
-            self.choosing = Some(crate::system::pick_files(
-                ctx.clone(),
-                crate::words::CHOOSER_TITLE.into(),
-                folder,
+        if self
+            .choosing
+            .as_ref()
+            .is_none_or(|c| c.2.elapsed() > std::time::Duration::from_secs(60))
+        {
+            let Some(peer) = self.sending_to() else {
+                return;
+            };
+            self.choosing = Some((
+                peer,
+                crate::system::pick_files(ctx.clone(), crate::words::CHOOSER_TITLE.into(), folder),
+                std::time::Instant::now(),
             ));
         }
         #[cfg(not(target_os = "linux"))]
@@ -252,13 +281,22 @@ impl App {
         }
     }
 
+    /// The peer of the call files can be sent in now.
+    fn sending_to(&self) -> Option<String> {
+        self.model
+            .call
+            .as_ref()
+            .filter(|c| c.controls().send_files)
+            .map(|c| c.peer_id.clone())
+    }
+
     /// What the file chooser gave, once it has closed: sent, or why not.
     fn chosen(&mut self) -> Option<Action> {
         #[cfg(target_os = "linux")]
         {
             use crate::model::{NoticeKind, Update};
             use crate::system::PickError;
-            let got = self.choosing.as_ref()?.try_recv();
+            let got = self.choosing.as_ref()?.1.try_recv();
             let got = match got {
                 Ok(g) => g,
                 Err(std::sync::mpsc::TryRecvError::Empty) => return None,
@@ -266,8 +304,15 @@ impl App {
                     Err(PickError::NoChooser("it stopped".into()))
                 }
             };
-            self.choosing = None;
+            let (peer, _, _) = self.choosing.take()?;
             match got {
+                // Only to the call it was opened in: never to a call that began meanwhile.
+                Ok(paths) if !paths.is_empty() && self.sending_to() != Some(peer) => {
+                    self.model.apply(Update::Notice(
+                        NoticeKind::Info,
+                        crate::words::CHOSEN_TOO_LATE.into(),
+                    ));
+                }
                 Ok(paths) if !paths.is_empty() => return Some(Action::SendFiles(paths)),
                 Ok(_) | Err(PickError::Cancelled) => {}
                 Err(PickError::NoChooser(why)) => {
@@ -299,23 +344,27 @@ impl App {
     }
 
     /// Prints the model for the end-to-end test whenever it changed.
-    fn report(&mut self, ui: &egui::Ui) {
+    fn report(&mut self, ctx: &egui::Context) {
         let Some(auto) = &self.automation else {
             return;
         };
+        // Not before the first frame is drawn (its fonts checked): the test reads every line.
+        if auto.missing_glyphs.is_none() {
+            return;
+        }
         let mut snap = self.model.snapshot();
         snap["remote_picture"] = serde_json::json!(self.textures.remote.as_ref().map(|t| t.0));
         snap["preview_picture"] = serde_json::json!(self.textures.preview.is_some());
-        snap["zoom"] = serde_json::json!(ui.ctx().zoom_factor());
+        snap["zoom"] = serde_json::json!(ctx.zoom_factor());
         snap["fullscreen"] = serde_json::json!(self.fields.fullscreen);
         snap["window_visible"] = serde_json::json!(!self.hidden);
         snap["tray"] = serde_json::json!(self.has_tray());
-        snap["theme"] = serde_json::json!(match ui.ctx().theme() {
+        snap["theme"] = serde_json::json!(match ctx.theme() {
             egui::Theme::Dark => "dark",
             egui::Theme::Light => "light",
         });
         snap["missing_glyphs"] = serde_json::json!(auto.missing_glyphs);
-        snap["window_focused"] = serde_json::json!(ui.ctx().input(|i| i.focused));
+        snap["window_focused"] = serde_json::json!(ctx.input(|i| i.focused));
         snap["input_events"] = serde_json::json!(auto.input_events);
         let line = snap.to_string();
         if line != self.last_snapshot {
@@ -328,20 +377,43 @@ impl App {
 }
 
 impl eframe::App for App {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    /// Everything but drawing: it runs even while the window is hidden or minimized (eframe
+    /// then calls only this), so rings, notifications, the tray and the backend's news are
+    /// never held up by a window nobody looks at.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         while let Ok(u) = self.backend.updates.try_recv() {
             self.model.apply(u);
         }
         #[cfg(target_os = "linux")]
         if let Some(rx) = &self.scheme {
             while let Ok(s) = rx.try_recv() {
-                ui.ctx().set_theme(s.theme());
+                ctx.set_theme(s.theme());
             }
         }
         if self.model.expire(std::time::Instant::now()) {
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_secs(1));
+            ctx.request_repaint_after(std::time::Duration::from_secs(1));
         }
+        let mut actions = Vec::new();
+        if let Some(auto) = &mut self.automation {
+            actions.extend(auto.take(ctx));
+            if let Some(open) = auto.side_open.take() {
+                self.fields.side_open = Some(open);
+            }
+        }
+        self.title(ctx);
+        self.stay_reachable(ctx);
+        self.alerts(ctx);
+        actions.extend(self.chosen());
+        self.dispatch(ctx, actions);
+        if self.model.call.is_some() {
+            // Pictures and the backend's figures wake the window when they change; this is
+            // only a safety net.
+            ctx.request_repaint_after(std::time::Duration::from_secs(1));
+        }
+        self.report(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let mut actions = Vec::new();
         if let Some(auto) = &mut self.automation {
             auto.check_fonts(ui.ctx());
@@ -357,10 +429,6 @@ impl eframe::App for App {
                     })
                     .count()
             });
-            actions.extend(auto.take(ui.ctx()));
-            if let Some(open) = auto.side_open.take() {
-                self.fields.side_open = Some(open);
-            }
         }
         // Files dropped on the window are offered in the call.
         let dropped: Vec<std::path::PathBuf> = ui.ctx().input(|i| {
@@ -386,19 +454,9 @@ impl eframe::App for App {
                 ));
             }
         }
-        self.title(ui.ctx());
-        self.stay_reachable(ui.ctx());
-        self.alerts(ui.ctx());
-        actions.extend(self.chosen());
         view::draw(self, ui, &mut actions);
         self.dispatch(ui.ctx(), actions);
-        if self.model.call.is_some() {
-            // Pictures and the backend's figures wake the window when they change; this is
-            // only a safety net.
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_secs(1));
-        }
-        self.report(ui);
+        self.report(ui.ctx());
     }
 
     fn raw_input_hook(&mut self, _ctx: &egui::Context, raw: &mut egui::RawInput) {

@@ -143,6 +143,8 @@ pub struct CallView {
     pub preparing: bool,
     /// We declined this ring (so its end is not a missed call).
     pub declined: bool,
+    /// We answered it (a call that then fails to connect was not missed).
+    pub answered: bool,
 }
 
 impl CallView {
@@ -268,6 +270,9 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Missed {
     pub peer_id: String,
+    /// The contact's name; `None` for someone not in the contacts (never named outside the
+    /// window).
+    pub contact: Option<String>,
     /// The contact's name, or the start of the peer ID.
     pub who: String,
     /// Local time of day it rang.
@@ -521,12 +526,13 @@ impl Model {
         if c.phase != Phase::Incoming {
             return;
         }
-        if c.declined {
+        if c.declined || c.answered {
             self.alerts.push(Alert::Handled);
             return;
         }
         let m = Missed {
             peer_id: c.peer_id.clone(),
+            contact: c.contact.clone(),
             who: c.who(),
             at,
         };
@@ -774,6 +780,12 @@ impl Model {
                 }
                 true
             }
+            Action::Accept { .. } => {
+                if let Some(c) = &mut self.call {
+                    c.answered = true;
+                }
+                true
+            }
             Action::DismissMissed => {
                 self.missed.clear();
                 false
@@ -930,6 +942,7 @@ impl CallView {
             connected_at: None,
             preparing: false,
             declined: false,
+            answered: false,
         }
     }
 }
@@ -1307,8 +1320,27 @@ mod tests {
         m.apply(Update::Ended("Alice hung up.".into()));
         assert_eq!(m.missed.len(), 1);
         assert_eq!(m.alerts, vec![Alert::Handled]);
+        // Accepted, but the connection failed before it was made: not missed either.
+        ring(&mut m);
+        m.alerts.clear();
+        assert!(m.act(&Action::Accept { video: false }));
+        m.apply(Update::CallFailed("The connection broke.".into()));
+        assert_eq!(m.missed.len(), 1);
         assert!(!m.act(&Action::DismissMissed));
         assert!(m.missed.is_empty());
+        // A stranger's missed ring is not named outside the window.
+        m.apply(Update::Incoming {
+            peer_id: PEER.into(),
+            contact: None,
+            verified: false,
+        });
+        m.apply(Update::Ended("They hung up.".into()));
+        assert_eq!(m.missed[0].contact, None);
+        let (summary, body) = crate::words::missed_alert(m.missed[0].contact.as_deref(), "10:00");
+        assert!(
+            !summary.contains("es1") && !body.contains("es1"),
+            "{summary} {body}"
+        );
     }
 
     #[test]

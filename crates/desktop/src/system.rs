@@ -310,8 +310,15 @@ fn choose(title: &str, folder: bool) -> Result<Vec<std::path::PathBuf>, PickErro
         else {
             continue;
         };
-        if response != 0 {
-            return Err(PickError::Cancelled);
+        match response {
+            0 => {}
+            1 => return Err(PickError::Cancelled),
+            // 2: ended some other way (the portal's own error).
+            _ => {
+                return Err(PickError::NoChooser(
+                    "the chooser ended without an answer".into(),
+                ))
+            }
         }
         let uris: Vec<String> = results
             .get("uris")
@@ -384,13 +391,17 @@ mod uri_tests {
     }
 }
 
-/// What the tray icon asks of the window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the tray icon tells the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrayEvent {
     /// Show the window (a click on the icon, or "Open EXTRA SAFE").
     Show,
     /// End the app ("Quit").
     Quit,
+    /// The desktop shows the icon (`true`), or no longer does (its tray went away).
+    Shown(bool),
+    /// No icon could be put up (no tray on this desktop, no session bus).
+    Failed(String),
 }
 
 /// The icon in the desktop's tray (StatusNotifierItem, which KDE shows and GNOME shows with
@@ -448,30 +459,74 @@ impl ksni::Tray for TrayIcon {
             .into(),
         ]
     }
+    fn watcher_online(&self) {
+        self.tell(TrayEvent::Shown(true));
+    }
+    fn watcher_offline(&self, _reason: ksni::OfflineReason) -> bool {
+        // Kept running: the tray may come back (a restarted shell).
+        self.tell(TrayEvent::Shown(false));
+        true
+    }
 }
 
-/// The tray icon, up while it lives.
+type TrayHandle = std::sync::Arc<std::sync::Mutex<Option<ksni::blocking::Handle<TrayIcon>>>>;
+
+/// The tray icon, up while it lives. Put up on a thread of its own: registering waits for
+/// the desktop's tray to answer, which a hung shell might never do.
 pub struct Tray {
-    handle: ksni::blocking::Handle<TrayIcon>,
+    handle: TrayHandle,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub events: mpsc::Receiver<TrayEvent>,
 }
 
 impl Tray {
-    /// Puts the icon in the tray; an error (as a sentence for the log) where the desktop
-    /// shows no tray icons or there is no session bus.
-    pub fn start(ctx: egui::Context) -> Result<Self, String> {
+    pub fn start(ctx: egui::Context) -> Self {
         use ksni::blocking::TrayMethods;
+        use std::sync::atomic::Ordering;
         let (tx, rx) = mpsc::channel();
-        let handle = TrayIcon { events: tx, ctx }
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        Ok(Self { handle, events: rx })
+        let handle: TrayHandle = Default::default();
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (slot, still) = (handle.clone(), alive.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tray".into())
+            .spawn(move || {
+                let icon = TrayIcon {
+                    events: tx.clone(),
+                    ctx: ctx.clone(),
+                };
+                let event = match icon.spawn() {
+                    Ok(h) if still.load(Ordering::Acquire) => {
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                        TrayEvent::Shown(true)
+                    }
+                    // The window gave up on the tray meanwhile.
+                    Ok(h) => {
+                        let _ = h.shutdown();
+                        return;
+                    }
+                    Err(e) => TrayEvent::Failed(e.to_string()),
+                };
+                let _ = tx.send(event);
+                ctx.request_repaint();
+            });
+        if let Err(e) = spawned {
+            tracing::debug!("no thread for the tray: {e}");
+        }
+        Self {
+            handle,
+            alive,
+            events: rx,
+        }
     }
 }
 
 impl Drop for Tray {
     fn drop(&mut self) {
+        self.alive
+            .store(false, std::sync::atomic::Ordering::Release);
         // Takes the icon away (not waited for: the window must not hang on the bus).
-        let _ = self.handle.shutdown();
+        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.shutdown();
+        }
     }
 }

@@ -105,6 +105,7 @@ pub const NO_TRAY: &str = "This desktop shows no tray icons, so the window was m
 pub const CHOOSE_FILES: &str = "Choose files …";
 pub const CHOOSE_FOLDER: &str = "Choose a folder …";
 pub const CHOOSER_TITLE: &str = "Send to the person in the call";
+pub const CHOSEN_TOO_LATE: &str = "The call the files were chosen for has ended: nothing was sent.";
 pub const NO_CHOOSER: &str = "No file chooser is available on this desktop (its XDG desktop portal is missing). Type the path above, or drop the files on the window.";
 
 /// Every fixed label, for the font test.
@@ -199,6 +200,7 @@ pub const ALL: &[&str] = &[
     CHOOSE_FILES,
     CHOOSE_FOLDER,
     CHOOSER_TITLE,
+    CHOSEN_TOO_LATE,
     NO_CHOOSER,
 ];
 
@@ -364,12 +366,18 @@ pub fn ringing_alert(who: Option<&str>) -> (String, String) {
     }
 }
 
-/// A desktop notification for a missed call: (summary, body).
-pub fn missed_alert(who: &str, at: &str) -> (String, String) {
-    (
-        format!("Missed call from {who}"),
-        format!("{who} called at {at}. EXTRA SAFE lists it until it closes."),
-    )
+/// A desktop notification for a missed call: (summary, body). A stranger is not named.
+pub fn missed_alert(who: Option<&str>, at: &str) -> (String, String) {
+    match who {
+        Some(name) => (
+            format!("Missed call from {name}"),
+            format!("{name} called at {at}. EXTRA SAFE lists it until it closes."),
+        ),
+        None => (
+            "Missed call from someone not in your contacts".into(),
+            format!("They called at {at}. EXTRA SAFE lists it until it closes."),
+        ),
+    }
 }
 
 /// The call timer: `4:07`, or `1:02:09` past an hour.

@@ -586,3 +586,103 @@ async fn a_source_that_fails_is_reported_as_such_and_sending_stops() {
     assert!(seen.lock().unwrap().pictures.len() <= 10);
     assert_never_corrupted(&seen.lock().unwrap());
 }
+
+/// A laptop webcam (its recorded `v4l2-ctl` description: 720p at 30 only in Motion-JPEG)
+/// replayed as Alice's camera: the call asks it for Motion-JPEG, decodes each picture, encodes
+/// it in H.264 and Bob shows it, through real sockets. Each picture shown is checked against
+/// the test picture its code names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_webcams_motion_jpeg_crosses_a_call() {
+    use extrasafe_net::video_media::camera::{plan, Camera, PixelCode, Recorded};
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (cw, ch) = (1280u32, 720u32);
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../video/tests/cameras/integrated-5986-212b.txt"
+    ))
+    .unwrap();
+    let laptop = plan::parse_v4l2_ctl("Integrated Camera", &text);
+    let pictures: Vec<(PixelCode, Vec<u8>)> = (0..30)
+        .map(|i| {
+            (
+                PixelCode::Mjpeg,
+                motion_jpeg(&pattern::draw(cw, ch, i, 1000 * i)),
+            )
+        })
+        .collect();
+    let camera =
+        Camera::with_capture(Box::new(Recorded::new(laptop, pictures)), cw, ch, 30).unwrap();
+    assert_eq!(camera.started().code, PixelCode::Mjpeg);
+
+    let (_a, a) = node(AcceptPolicy::Ask).await;
+    let (_b, b) = node(AcceptPolicy::Anyone).await;
+    let (out, inc) = connected(&a, &b).await;
+    // Per picture shown: the code it carries, and its PSNR against that test picture.
+    type Shown = Vec<(Option<u32>, f64)>;
+    let seen: Arc<Mutex<Shown>> = Arc::default();
+    let s = seen.clone();
+    let sink = FnSink(move |f: &Frame, _index: u64| {
+        let code = pattern::read_code(f);
+        let psnr = code.map_or(0.0, |(i, stamp)| {
+            psnr_y(f, &pattern::draw(cw, ch, i, stamp).downscale(cw / f.width))
+        });
+        s.lock().unwrap().push((code.map(|c| c.0), psnr));
+    });
+    let alice = VideoCall::start(
+        out.media(),
+        VideoConfig::default(),
+        Some(Box::new(camera)),
+        Box::new(extrasafe_net::video_media::NoVideo),
+    );
+    let bob = VideoCall::start(inc.media(), VideoConfig::default(), None, Box::new(sink));
+    until("40 of the camera's pictures at Bob", || {
+        seen.lock().unwrap().len() >= 40
+    })
+    .await;
+    let (_, ra) = alice.stop().await;
+    let (_, rb) = bob.stop().await;
+    ra.unwrap();
+    rb.unwrap();
+    let seen = seen.lock().unwrap();
+    let mean = seen.iter().map(|p| p.1).sum::<f64>() / seen.len() as f64;
+    eprintln!(
+        "recorded webcam at Bob: {} pictures, PSNR mean {mean:.1} dB",
+        seen.len()
+    );
+    for (code, psnr) in seen.iter() {
+        assert!(code.is_some(), "a picture with an unreadable code");
+        assert!(
+            *psnr > 24.0,
+            "picture {code:?} differs from its source: {psnr:.1} dB"
+        );
+    }
+    assert!(mean > 30.0, "mean PSNR {mean:.1}");
+    out.hangup();
+}
+
+/// A picture as a webcam sends it: JPEG from YCbCr, its Huffman tables left out.
+fn motion_jpeg(f: &Frame) -> Vec<u8> {
+    let (w, h) = (f.width as usize, f.height as usize);
+    let mut ycbcr = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        for x in 0..w {
+            let c = (row / 2) * (w / 2) + x / 2;
+            ycbcr.extend_from_slice(&[f.y()[row * w + x], f.u()[c], f.v()[c]]);
+        }
+    }
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 90)
+        .encode(&ycbcr, w as u16, h as u16, jpeg_encoder::ColorType::Ycbcr)
+        .unwrap();
+    let mut out = jpeg[..2].to_vec();
+    let mut i = 2;
+    while jpeg[i] == 0xFF && jpeg[i + 1] != 0xDA {
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        if jpeg[i + 1] != 0xC4 {
+            out.extend_from_slice(&jpeg[i..i + 2 + len]);
+        }
+        i += 2 + len;
+    }
+    out.extend_from_slice(&jpeg[i..]);
+    out
+}

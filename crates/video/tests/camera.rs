@@ -226,3 +226,26 @@ fn a_missing_camera_is_a_sentence() {
         .iter()
         .all(|c| c.path.starts_with("/dev/video")));
 }
+
+/// A camera that sends whole 16-pixel blocks (1280x736 for 1280x720) is cut to the size
+/// agreed; a much larger or a smaller picture is refused.
+#[test]
+fn a_motion_jpeg_picture_a_block_too_tall_is_cut_to_size() {
+    let mut tall = TestPattern::new(1280, 736, 30);
+    let f = tall.next_frame(0).unwrap().unwrap();
+    let jpeg = to_webcam_mjpeg(&f);
+    let got = extrasafe_video::camera::mjpeg_to_i420(&jpeg, 1280, 720).unwrap();
+    assert_eq!((got.width, got.height), (1280, 720));
+    let top = Frame {
+        width: 1280,
+        height: 720,
+        data: {
+            let mut d = f.y()[..1280 * 720].to_vec();
+            d.extend_from_slice(&got.data[1280 * 720..]);
+            d
+        },
+    };
+    assert!(psnr_y(&top, &got) > 38.0);
+    assert!(extrasafe_video::camera::mjpeg_to_i420(&jpeg, 1280, 760).is_err());
+    assert!(extrasafe_video::camera::mjpeg_to_i420(&jpeg, 640, 360).is_err());
+}

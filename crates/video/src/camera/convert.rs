@@ -12,7 +12,10 @@ fn bad(what: impl std::fmt::Display) -> VideoError {
 /// YUYV 4:2:2 (Y0 U Y1 V per two pixels) to I420: chroma of each pair of rows averaged.
 /// `stride`: bytes from one row to the next (at least `2 * w`).
 pub fn yuyv_to_i420(buf: &[u8], w: usize, h: usize, stride: usize) -> Result<Frame, VideoError> {
-    if w % 2 == 1 || h % 2 == 1 || stride < 2 * w || buf.len() < stride * (h.max(1) - 1) + 2 * w {
+    let need = stride
+        .checked_mul(h.max(1) - 1)
+        .and_then(|n| n.checked_add(w.checked_mul(2)?));
+    if !sane(w, h) || stride < 2 * w || need.is_none_or(|n| buf.len() < n) {
         return Err(bad(format!(
             "a short or odd YUYV picture ({} bytes for {w}x{h}, {stride} a row)",
             buf.len()
@@ -43,8 +46,10 @@ pub fn yuyv_to_i420(buf: &[u8], w: usize, h: usize, stride: usize) -> Result<Fra
 /// NV12 (a Y plane, then one plane of U and V interleaved at half size) to I420.
 /// `stride`: bytes per row of the Y plane (the UV plane has the same).
 pub fn nv12_to_i420(buf: &[u8], w: usize, h: usize, stride: usize) -> Result<Frame, VideoError> {
-    let need = stride * h + stride * (h / 2);
-    if w % 2 == 1 || h % 2 == 1 || stride < w || buf.len() < need {
+    let need = h
+        .checked_add(h / 2)
+        .and_then(|rows| stride.checked_mul(rows));
+    if !sane(w, h) || stride < w || need.is_none_or(|n| buf.len() < n) {
         return Err(bad(format!(
             "a short or odd NV12 picture ({} bytes for {w}x{h}, {stride} a row)",
             buf.len()
@@ -73,6 +78,9 @@ pub fn nv12_to_i420(buf: &[u8], w: usize, h: usize, stride: usize) -> Result<Fra
 
 /// I420 as the driver gives it (`YU12`), copied out of the driver's buffer.
 pub fn i420_copy(buf: &[u8], w: usize, h: usize) -> Result<Frame, VideoError> {
+    if !sane(w, h) {
+        return Err(bad(format!("an I420 picture of {w}x{h}")));
+    }
     let need = i420_len(w as u32, h as u32);
     let data = buf
         .get(..need)
@@ -101,8 +109,8 @@ pub fn mjpeg_to_i420(buf: &[u8], w: usize, h: usize) -> Result<Frame, VideoError
         .jpeg_set_out_colorspace(ColorSpace::YCbCr)
         // A cut picture is an error, not one padded with grey.
         .set_strict_mode(true)
-        .set_max_width(w.max(16))
-        .set_max_height(h.max(16));
+        .set_max_width(w.max(16) + 16)
+        .set_max_height(h.max(16) + 16);
     // Webcams leave the Huffman tables out and mark the picture "AVI1", which tells the
     // decoder to use the standard ones; some leave the mark out too. Such a picture gets the
     // mark.
@@ -121,7 +129,9 @@ pub fn mjpeg_to_i420(buf: &[u8], w: usize, h: usize) -> Result<Frame, VideoError
         .info()
         .ok_or_else(|| bad("a Motion-JPEG picture without a size"))?;
     let (iw, ih) = (usize::from(info.width), usize::from(info.height));
-    if (iw, ih) != (w, h) || px.len() < iw * ih * 3 || w % 2 == 1 || h % 2 == 1 {
+    // A little larger than agreed (1920x1088 for 1920x1080: whole 16-pixel blocks) is cut to
+    // size; smaller, or much larger, is refused.
+    if iw < w || ih < h || iw > w + 16 || ih > h + 16 || px.len() < iw * ih * 3 || !sane(w, h) {
         return Err(bad(format!(
             "a Motion-JPEG picture of {iw}x{ih} where {w}x{h} was agreed"
         )));
@@ -130,12 +140,14 @@ pub fn mjpeg_to_i420(buf: &[u8], w: usize, h: usize) -> Result<Frame, VideoError
     let mut data = vec![0u8; i420_len(w as u32, h as u32)];
     let (y, uv) = data.split_at_mut(w * h);
     let (u, v) = uv.split_at_mut((w / 2) * (h / 2));
-    for (d, s) in y.iter_mut().zip(px.chunks_exact(3)) {
-        *d = s[0];
+    for row in 0..h {
+        for x in 0..w {
+            y[row * w + x] = px[(row * iw + x) * 3];
+        }
     }
     for row in 0..h / 2 {
         for x in 0..w / 2 {
-            let at = |r: usize, c: usize, k: usize| u16::from(px[(r * w + c) * 3 + k]);
+            let at = |r: usize, c: usize, k: usize| u16::from(px[(r * iw + c) * 3 + k]);
             let (r0, c0) = (2 * row, 2 * x);
             let avg = |k| {
                 ((at(r0, c0, k)
@@ -154,6 +166,11 @@ pub fn mjpeg_to_i420(buf: &[u8], w: usize, h: usize) -> Result<Frame, VideoError
         height: h as u32,
         data,
     })
+}
+
+/// Even, non-zero and no larger than 8K: what a picture from a camera can be.
+fn sane(w: usize, h: usize) -> bool {
+    w > 0 && h > 0 && w.is_multiple_of(2) && h.is_multiple_of(2) && w <= 8192 && h <= 8192
 }
 
 /// The picture has a DHT segment (Huffman tables) or an "AVI1" mark before its scan.
@@ -211,6 +228,11 @@ mod tests {
         assert_eq!(f.u(), &[50, 51]);
         assert_eq!(f.v(), &[60, 61]);
         assert!(nv12_to_i420(&nv12[..17], 4, 2, 6).is_err());
+        // Sizes a broken driver could report: errors, never an overflow or a panic.
+        assert!(yuyv_to_i420(&buf, 4, 2, usize::MAX).is_err());
+        assert!(nv12_to_i420(&nv12, 4, usize::MAX - 1, 6).is_err());
+        assert!(yuyv_to_i420(&buf, 0, 0, 8).is_err());
+        assert!(i420_copy(&[0; 12], 1 << 20, 2).is_err());
         assert!(i420_copy(&[0; 11], 4, 2).is_err());
         assert_eq!(i420_copy(&[7; 12], 4, 2).unwrap().data.len(), 12);
     }

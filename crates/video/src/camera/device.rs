@@ -74,9 +74,16 @@ fn rates(intervals: FrameIntervals) -> Vec<f64> {
     };
     match intervals {
         FrameIntervals::Discrete(list) => list.iter().map(|i| fps(i.fract())).collect(),
-        // A range: its fastest and slowest ends.
+        // A range: its ends, and the usual rates inside it.
         FrameIntervals::Stepwise(s) | FrameIntervals::Continuous(s) => {
-            vec![fps(s.min()), fps(s.max())]
+            let (fast, slow) = (fps(s.min()), fps(s.max()));
+            let mut r = vec![fast, slow];
+            r.extend(
+                [15.0, 24.0, 25.0, 30.0, 60.0]
+                    .into_iter()
+                    .filter(|f| (slow..=fast).contains(f)),
+            );
+            r
         }
     }
 }
@@ -168,10 +175,13 @@ impl Capture for V4l2 {
         let mut out = None;
         guarded("capture failed", || {
             stream.dequeue(|view| {
+                // Caught here, inside: a panic that left this callback would keep the buffer
+                // from being queued again, and with two buffers the camera would stall.
                 out = Some(if view.is_error() {
                     Err(cam("capture", "the driver marked the picture damaged"))
                 } else {
-                    take(&view)
+                    catch_unwind(AssertUnwindSafe(|| take(&view)))
+                        .unwrap_or_else(|_| Err(cam("capture", "a picture that could not be read")))
                 });
                 Ok(())
             })

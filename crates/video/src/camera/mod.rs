@@ -89,7 +89,8 @@ impl Camera {
         let choice = plan::choose(&desc, width, height, fps)
             .map_err(|e| VideoError::Source(format!("camera {}: {e}", desc.card)))?;
         let started = capture.start(&choice)?;
-        if !started.code.readable() || started.width % 2 == 1 || started.height % 2 == 1 {
+        let sane = |n: u32| n > 0 && n.is_multiple_of(2) && n <= 8192;
+        if !started.code.readable() || !sane(started.width) || !sane(started.height) {
             return Err(VideoError::Source(format!(
                 "camera {}: the driver gave {} at {}x{}, which cannot be read",
                 desc.card, started.code, started.width, started.height
