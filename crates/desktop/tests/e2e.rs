@@ -375,11 +375,7 @@ fn ticket(s: &Value) -> String {
 #[test]
 fn two_windows_call_each_other_with_video_chat_and_a_file() {
     let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
-    if let Some(missing) = tools.iter().find(|t| !have(t)) {
-        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
-            panic!("{missing} is missing (apt install xvfb imagemagick)");
-        }
-        eprintln!("skipped: {missing} is not installed");
+    if !lab_ready(&tools) {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("es-desktop-e2e-{}", std::process::id()));
@@ -395,24 +391,18 @@ fn two_windows_call_each_other_with_video_chat_and_a_file() {
     // Bob's desktop has a notification daemon (a stand-in on a bus of the test's own).
     let bus = Bus::start();
     let daemon = Notifications::default();
-    let _daemon = zbus::blocking::connection::Builder::address(bus.1.as_str())
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at("/org/freedesktop/Notifications", daemon.clone())
-        .unwrap()
-        .build()
-        .unwrap();
+    let _daemon = bus.serve(
+        "org.freedesktop.Notifications",
+        "/org/freedesktop/Notifications",
+        daemon.clone(),
+    );
     // … and a file chooser (a stand-in for the XDG desktop portal's).
     let chooser = Chooser::default();
-    let _portal = zbus::blocking::connection::Builder::address(bus.1.as_str())
-        .unwrap()
-        .name("org.freedesktop.portal.Desktop")
-        .unwrap()
-        .serve_at("/org/freedesktop/portal/desktop", chooser.clone())
-        .unwrap()
-        .build()
-        .unwrap();
+    let _portal = bus.serve(
+        "org.freedesktop.portal.Desktop",
+        "/org/freedesktop/portal/desktop",
+        chooser.clone(),
+    );
     let mut bob = App::start_on_bus("bob", &xb, &db, &[], Some(&bus.1));
 
     // First run: no identity yet; every label's characters are in the bundled fonts.
@@ -1031,6 +1021,21 @@ fn call_screen_layouts(bob: &mut App) {
     bob.send(json!({"side_open": true}));
 }
 
+/// Whether `tools` are here; where they are not, the test is skipped, unless CI requires it
+/// (`EXTRASAFE_REQUIRE_XVFB`).
+fn lab_ready(tools: &[&str]) -> bool {
+    match tools.iter().find(|t| !have(t)) {
+        None => true,
+        Some(missing) if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() => {
+            panic!("{missing} is missing (apt install xvfb imagemagick dbus-daemon)")
+        }
+        Some(missing) => {
+            eprintln!("skipped: {missing} is not installed");
+            false
+        }
+    }
+}
+
 /// A private D-Bus session bus (`dbus-daemon`), stopped when dropped.
 struct Bus(Child, String);
 
@@ -1042,6 +1047,24 @@ impl Drop for Bus {
 }
 
 impl Bus {
+    /// Serves `iface` at `path` under the well-known `name` on this bus (a stand-in for a
+    /// desktop service), for as long as the connection is kept.
+    fn serve<I: zbus::object_server::Interface>(
+        &self,
+        name: &str,
+        path: &str,
+        iface: I,
+    ) -> zbus::blocking::Connection {
+        zbus::blocking::connection::Builder::address(self.1.as_str())
+            .unwrap()
+            .name(name)
+            .unwrap()
+            .serve_at(path, iface)
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
     fn start() -> Self {
         let mut child = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
@@ -1099,11 +1122,7 @@ fn brightness(shot: &Path) -> f64 {
 #[test]
 fn the_window_follows_the_systems_light_or_dark_appearance() {
     let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
-    if let Some(missing) = tools.iter().find(|t| !have(t)) {
-        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
-            panic!("{missing} is missing (apt install xvfb imagemagick dbus-daemon)");
-        }
-        eprintln!("skipped: {missing} is not installed");
+    if !lab_ready(&tools) {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("es-desktop-theme-{}", std::process::id()));
@@ -1111,14 +1130,11 @@ fn the_window_follows_the_systems_light_or_dark_appearance() {
     std::fs::create_dir_all(tmp.join("received")).unwrap();
     let bus = Bus::start();
     // The system is set to light.
-    let portal = zbus::blocking::connection::Builder::address(bus.1.as_str())
-        .unwrap()
-        .name("org.freedesktop.portal.Desktop")
-        .unwrap()
-        .serve_at("/org/freedesktop/portal/desktop", Portal { scheme: 2 })
-        .unwrap()
-        .build()
-        .unwrap();
+    let portal = bus.serve(
+        "org.freedesktop.portal.Desktop",
+        "/org/freedesktop/portal/desktop",
+        Portal { scheme: 2 },
+    );
     let x = Xvfb::start();
     let mut app = App::start_on_bus("theme", &x, &tmp, &[], Some(&bus.1));
     app.wait("light first screen", 60, |s| {
@@ -1386,28 +1402,21 @@ fn reachable_app(name: &'static str, x: &Xvfb, dir: &Path, bus: &str) -> App {
 #[test]
 fn with_stay_reachable_the_window_closes_to_the_tray_and_comes_back() {
     let tools = ["Xvfb", "import", "identify", "dbus-daemon"];
-    if let Some(missing) = tools.iter().find(|t| !have(t)) {
-        if std::env::var_os("EXTRASAFE_REQUIRE_XVFB").is_some() {
-            panic!("{missing} is missing (apt install xvfb imagemagick dbus-daemon)");
-        }
-        eprintln!("skipped: {missing} is not installed");
+    if !lab_ready(&tools) {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("es-desktop-tray-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    for d in ["a", "b"] {
+    for d in ["a", "b", "caller"] {
         std::fs::create_dir_all(tmp.join(d).join("received")).unwrap();
     }
     let bus = Bus::start();
     let watcher = Watcher::default();
-    let _watcher = zbus::blocking::connection::Builder::address(bus.1.as_str())
-        .unwrap()
-        .name("org.kde.StatusNotifierWatcher")
-        .unwrap()
-        .serve_at("/StatusNotifierWatcher", watcher.clone())
-        .unwrap()
-        .build()
-        .unwrap();
+    let _watcher = bus.serve(
+        "org.kde.StatusNotifierWatcher",
+        "/StatusNotifierWatcher",
+        watcher.clone(),
+    );
     let x = Xvfb::start();
     let mut app = reachable_app("tray", &x, &tmp.join("a"), &bus.1);
     app.wait("the tray icon", 20, |s| s["tray"] == true);
@@ -1456,6 +1465,27 @@ fn with_stay_reachable_the_window_closes_to_the_tray_and_comes_back() {
     // A click on the icon brings it back.
     item.call::<_, _, ()>("Activate", &(0i32, 0i32)).unwrap();
     app.wait("shown again", 10, |s| s["window_visible"] == true);
+    // Hidden again, it is still reachable: a call rings and brings the window back.
+    app.send(json!({"action": "close_window"}));
+    app.wait("hidden again", 10, |s| s["window_visible"] == false);
+    let mut caller = App::start("caller", &x, &tmp.join("caller"));
+    caller.wait("first run", 60, |s| s["stage"] == "firstrun");
+    caller.send(json!({"action": "create_identity"}));
+    caller.wait("ready", 60, |s| s["stage"] == "ready");
+    let ticket = app.last["me"]["ticket"].as_str().unwrap().to_string();
+    caller.send(json!({"action": "add_contact", "ticket": ticket, "name": "Tray"}));
+    let s = caller.wait("contact added", 20, |s| {
+        s["contacts"].as_array().is_some_and(|c| c.len() == 1)
+    });
+    let peer = s["contacts"][0]["peer_id"].as_str().unwrap().to_string();
+    caller.send(json!({"action": "call", "peer_id": peer}));
+    app.wait("the ring shows the window", 30, |s| {
+        phase(s) == "incoming" && s["window_visible"] == true
+    });
+    app.send(json!({"action": "decline"}));
+    app.wait("declined", 15, |s| phase(s) == "ended");
+    app.send(json!({"action": "close_call"}));
+    drop(caller);
     // The choice is kept for the next run.
     let saved = std::fs::read_to_string(tmp.join("a/identity/settings.json")).unwrap();
     assert!(saved.contains("\"stay_reachable\": true"), "{saved}");

@@ -4,6 +4,8 @@
 //! fail that check.
 
 mod common;
+#[path = "../../video/tests/common/webcam.rs"]
+mod webcam;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -606,7 +608,7 @@ async fn a_recorded_webcams_motion_jpeg_crosses_a_call() {
         .map(|i| {
             (
                 PixelCode::Mjpeg,
-                motion_jpeg(&pattern::draw(cw, ch, i, 1000 * i)),
+                webcam::to_webcam_mjpeg(&pattern::draw(cw, ch, i, 1000 * i)),
             )
         })
         .collect();
@@ -658,31 +660,4 @@ async fn a_recorded_webcams_motion_jpeg_crosses_a_call() {
     }
     assert!(mean > 30.0, "mean PSNR {mean:.1}");
     out.hangup();
-}
-
-/// A picture as a webcam sends it: JPEG from YCbCr, its Huffman tables left out.
-fn motion_jpeg(f: &Frame) -> Vec<u8> {
-    let (w, h) = (f.width as usize, f.height as usize);
-    let mut ycbcr = Vec::with_capacity(w * h * 3);
-    for row in 0..h {
-        for x in 0..w {
-            let c = (row / 2) * (w / 2) + x / 2;
-            ycbcr.extend_from_slice(&[f.y()[row * w + x], f.u()[c], f.v()[c]]);
-        }
-    }
-    let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 90)
-        .encode(&ycbcr, w as u16, h as u16, jpeg_encoder::ColorType::Ycbcr)
-        .unwrap();
-    let mut out = jpeg[..2].to_vec();
-    let mut i = 2;
-    while jpeg[i] == 0xFF && jpeg[i + 1] != 0xDA {
-        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
-        if jpeg[i + 1] != 0xC4 {
-            out.extend_from_slice(&jpeg[i..i + 2 + len]);
-        }
-        i += 2 + len;
-    }
-    out.extend_from_slice(&jpeg[i..]);
-    out
 }

@@ -8,6 +8,9 @@ use extrasafe_video::camera::plan::parse_v4l2_ctl;
 use extrasafe_video::camera::{choose, Camera, Choice, PixelCode, PlanError, Recorded};
 use extrasafe_video::{psnr_y, Frame, TestPattern, VideoSource};
 
+mod common;
+use common::webcam::to_webcam_mjpeg;
+
 fn recorded(name: &str) -> extrasafe_video::camera::DeviceDescription {
     let path = format!("{}/tests/cameras/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
@@ -92,36 +95,6 @@ fn to_nv12(f: &Frame) -> Vec<u8> {
     for (u, v) in f.u().iter().zip(f.v()) {
         out.extend_from_slice(&[*u, *v]);
     }
-    out
-}
-
-/// I420 to a webcam's Motion-JPEG picture: JPEG from YCbCr, its Huffman tables left out as
-/// webcams do (they send the standard ones implicitly).
-fn to_webcam_mjpeg(f: &Frame) -> Vec<u8> {
-    let (w, h) = (f.width as usize, f.height as usize);
-    let mut ycbcr = Vec::with_capacity(w * h * 3);
-    for row in 0..h {
-        for x in 0..w {
-            let c = (row / 2) * (w / 2) + x / 2;
-            ycbcr.extend_from_slice(&[f.y()[row * w + x], f.u()[c], f.v()[c]]);
-        }
-    }
-    let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 92)
-        .encode(&ycbcr, w as u16, h as u16, jpeg_encoder::ColorType::Ycbcr)
-        .unwrap();
-    // Drop every DHT segment (FF C4) before the scan.
-    let mut out = jpeg[..2].to_vec();
-    let mut i = 2;
-    while jpeg[i] == 0xFF && jpeg[i + 1] != 0xDA {
-        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
-        if jpeg[i + 1] != 0xC4 {
-            out.extend_from_slice(&jpeg[i..i + 2 + len]);
-        }
-        i += 2 + len;
-    }
-    out.extend_from_slice(&jpeg[i..]);
-    assert!(!out.windows(2).any(|p| p == [0xFF, 0xC4]), "tables left in");
     out
 }
 
