@@ -24,6 +24,7 @@ pub mod call;
 pub mod contacts;
 pub mod identity;
 pub mod inbox;
+pub mod invite;
 pub mod keyfile;
 pub mod krpc;
 pub mod lan;
