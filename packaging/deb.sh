@@ -43,5 +43,6 @@ rm -rf "$docs"
 gzip -9n "$docs"/man/*.1
 
 echo "== package"
-cargo deb --no-build --profile "$profile" -p extrasafe --output "$target/debian/" --no-dbgsym
+# Stripped: the release profile keeps line tables for backtraces, which a package does not need.
+cargo deb --no-build --profile "$profile" -p extrasafe --output "$target/debian/" --no-dbgsym --strip
 ls -l "$target"/debian/extrasafe_*.deb
