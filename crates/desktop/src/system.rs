@@ -42,8 +42,8 @@ impl Scheme {
 }
 
 /// Follows the system's appearance for as long as the window lives: reads it now and on
-/// every change, and wakes the window. `None` if no portal answers (then egui's guess
-/// stands).
+/// every change, and wakes the window. Where no portal answers, nothing ever arrives (and
+/// egui's own guess stands).
 pub fn follow_scheme(ctx: egui::Context) -> mpsc::Receiver<Scheme> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()

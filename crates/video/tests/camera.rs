@@ -194,10 +194,6 @@ fn a_missing_camera_is_a_sentence() {
         err.contains("cannot open /dev/extrasafe-no-such-camera"),
         "{err}"
     );
-    // This machine has no camera (no V4L2 in its kernel): the list is empty, not an error.
-    assert!(extrasafe_video::camera::list()
-        .iter()
-        .all(|c| c.path.starts_with("/dev/video")));
 }
 
 /// A camera that sends whole 16-pixel blocks (1280x736 for 1280x720) is cut to the size

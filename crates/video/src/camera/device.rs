@@ -30,6 +30,8 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> std::io::Result<T>) -> Result<T, V
 /// A V4L2 capture device.
 pub struct V4l2 {
     path: String,
+    /// The camera's name, as its driver gives it.
+    card: String,
     device: Option<Device>,
     stream: Option<ReadStream>,
 }
@@ -52,6 +54,7 @@ impl V4l2 {
         }
         Ok(Self {
             path: path.into(),
+            card: caps.card().to_string(),
             device: Some(device),
             stream: None,
         })
@@ -91,9 +94,7 @@ fn rates(intervals: FrameIntervals) -> Vec<f64> {
 impl Capture for V4l2 {
     fn describe(&mut self) -> Result<DeviceDescription, VideoError> {
         let dev = self.device()?;
-        let card = guarded("capabilities", || dev.capabilities())?
-            .card()
-            .to_string();
+        let card = self.card.clone();
         let mut formats = Vec::new();
         let descs: Vec<_> = guarded("formats", || {
             dev.formats(BufType::VIDEO_CAPTURE)
@@ -217,13 +218,7 @@ pub fn list() -> Vec<CameraInfo> {
     paths
         .into_iter()
         .filter_map(|path| {
-            let dev = V4l2::open(&path).ok()?;
-            let name = dev
-                .device
-                .as_ref()
-                .and_then(|d| guarded("name", || d.capabilities()).ok())
-                .map(|c| c.card().to_string())
-                .unwrap_or_default();
+            let name = V4l2::open(&path).ok()?.card;
             Some(CameraInfo { path, name })
         })
         .collect()
